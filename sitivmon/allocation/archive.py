@@ -1,0 +1,236 @@
+"""Closed months: every revision of a month's report kept in SQLite, content-addressed, never rewritten.
+
+Finance must be able to prove what it imported. Each revision stores the exact JSON bytes, their SHA-256
+and the diff against the previous revision; triggers refuse UPDATE and DELETE so that even a bug here
+cannot overwrite history.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sitivmon.allocation.formats import render_json
+from sitivmon.allocation.report import sha256_bytes, substance
+
+ARCHIVE_FILE = "reports.sqlite"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS revisions (
+    month TEXT NOT NULL,
+    revision INTEGER NOT NULL CHECK (revision >= 1),
+    sha256 TEXT NOT NULL,
+    content BLOB NOT NULL,
+    diff TEXT,
+    closed_at TEXT NOT NULL,
+    PRIMARY KEY (month, revision)
+);
+CREATE TRIGGER IF NOT EXISTS revisions_no_update BEFORE UPDATE ON revisions
+BEGIN SELECT RAISE(ABORT, 'closed report revisions are immutable'); END;
+CREATE TRIGGER IF NOT EXISTS revisions_no_delete BEFORE DELETE ON revisions
+BEGIN SELECT RAISE(ABORT, 'closed report revisions are immutable'); END;
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Revision:
+    month: str
+    revision: int
+    sha256: str
+    content: bytes
+    diff: dict[str, Any] | None
+    closed_at: str
+
+    @property
+    def report(self) -> dict[str, Any]:
+        parsed: dict[str, Any] = json.loads(self.content)
+        return parsed
+
+
+@dataclass(frozen=True, slots=True)
+class CloseOutcome:
+    revision: Revision
+    created: bool  # False when the recomputed report equals the latest revision
+
+
+class ReportArchive:
+    """The revisions of closed months in `state_dir/reports.sqlite`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.executescript(_SCHEMA)
+
+    @classmethod
+    def in_state_dir(cls, state_dir: Path) -> ReportArchive:
+        return cls(state_dir / ARCHIVE_FILE)
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+        try:
+            yield db
+        finally:
+            db.close()
+
+    @staticmethod
+    def _row(row: tuple[Any, ...]) -> Revision:
+        month, revision, sha, content, diff, closed_at = row
+        return Revision(
+            month=month,
+            revision=revision,
+            sha256=sha,
+            content=bytes(content),
+            diff=json.loads(diff) if diff else None,
+            closed_at=closed_at,
+        )
+
+    def revisions(self, month: str) -> list[Revision]:
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT month, revision, sha256, content, diff, closed_at FROM revisions"
+                " WHERE month = ? ORDER BY revision",
+                (month,),
+            ).fetchall()
+        return [self._row(r) for r in rows]
+
+    def latest(self, month: str) -> Revision | None:
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT month, revision, sha256, content, diff, closed_at FROM revisions"
+                " WHERE month = ? ORDER BY revision DESC LIMIT 1",
+                (month,),
+            ).fetchone()
+        return self._row(row) if row else None
+
+    def close(self, fresh: dict[str, Any], *, now: datetime | None = None) -> CloseOutcome:
+        """Freeze `fresh` (a provisional report) as the month's next revision, unless nothing changed.
+
+        The check and the insert run in one IMMEDIATE transaction so two concurrent closes cannot both
+        become revision N.
+        """
+        month = fresh["header"]["month"]
+        closed_at = (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute(
+                    "SELECT month, revision, sha256, content, diff, closed_at FROM revisions"
+                    " WHERE month = ? ORDER BY revision DESC LIMIT 1",
+                    (month,),
+                ).fetchone()
+                previous = self._row(row) if row else None
+                if previous is not None and substance(previous.report) == substance(fresh):
+                    db.execute("ROLLBACK")
+                    return CloseOutcome(revision=previous, created=False)
+                number = previous.revision + 1 if previous else 1
+                report = dict(fresh)
+                report["header"] = {
+                    **fresh["header"],
+                    "status": "final",
+                    "revision": number,
+                    "closed_at": closed_at,
+                }
+                diff = None
+                if previous is not None:
+                    diff = diff_reports(previous.report, fresh)
+                    report["changes"] = {
+                        "previous_revision": previous.revision,
+                        "previous_sha256": previous.sha256,
+                        **diff,
+                    }
+                content = render_json(report)
+                sha = sha256_bytes(content)
+                db.execute(
+                    "INSERT INTO revisions (month, revision, sha256, content, diff, closed_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        month,
+                        number,
+                        sha,
+                        content,
+                        json.dumps(diff, ensure_ascii=False) if diff else None,
+                        closed_at,
+                    ),
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        return CloseOutcome(
+            revision=Revision(
+                month=month, revision=number, sha256=sha, content=content, diff=diff, closed_at=closed_at
+            ),
+            created=True,
+        )
+
+
+def _index(rows: list[dict[str, Any]], *fields: str) -> dict[tuple[Any, ...], dict[str, Any]]:
+    return {tuple(r[f] for f in fields): r for r in rows}
+
+
+def diff_reports(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """What changed from one report to the next, row by row, in terms finance can check."""
+    old_s, new_s = substance(old), substance(new)
+    header = {
+        k: {"before": old_s["header"].get(k), "after": new_s["header"].get(k)}
+        for k in sorted(set(old_s["header"]) | set(new_s["header"]))
+        if old_s["header"].get(k) != new_s["header"].get(k)
+    }
+    allocations = []
+    a_old = _index(old_s["allocations"], "project", "commune")
+    a_new = _index(new_s["allocations"], "project", "commune")
+    for key in list(a_old) + [k for k in a_new if k not in a_old]:
+        before, after = a_old.get(key), a_new.get(key)
+        if before == after:
+            continue
+        b = before["amount_cents"] if before else 0
+        a = after["amount_cents"] if after else 0
+        allocations.append(
+            {
+                "project": key[0],
+                "commune": key[1],
+                "before_cents": b,
+                "after_cents": a,
+                "delta_cents": a - b,
+                "basis_before": before["basis"] if before else None,
+                "basis_after": after["basis"] if after else None,
+            }
+        )
+    indicators = []
+    i_old = _index(old_s["indicators"], "commune", "indicator", "direction")
+    i_new = _index(new_s["indicators"], "commune", "indicator", "direction")
+    for key in list(i_old) + [k for k in i_new if k not in i_old]:
+        before, after = i_old.get(key), i_new.get(key)
+        if before == after:
+            continue
+        indicators.append(
+            {
+                "commune": key[0],
+                "indicator": key[1],
+                "direction": key[2],
+                "value_before": before["value"] if before else None,
+                "value_after": after["value"] if after else None,
+                "coverage_before": before["coverage"] if before else None,
+                "coverage_after": after["coverage"] if after else None,
+            }
+        )
+    projects = [
+        {"project": p["project"], "before": p_old, "after": p}
+        for p in new_s["projects"]
+        if (p_old := _index(old_s["projects"], "project").get((p["project"],))) != p
+    ]
+    projects += [
+        {"project": p["project"], "before": p, "after": None}
+        for p in old_s["projects"]
+        if (p["project"],) not in _index(new_s["projects"], "project")
+    ]
+    return {"header": header, "allocations": allocations, "indicators": indicators, "projects": projects}

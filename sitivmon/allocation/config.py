@@ -1,0 +1,434 @@
+"""The allocation file (keys and projects) and the reports API section, with located errors.
+
+The file is read with YAML numbers kept as `Decimal` (never float), validated in two steps: pydantic for
+the shape, then checks against the syndicate's communes. Every error names where it is
+(`keys.population.givors: ...`, `projects[2].basis: ...`) so that `sitivmon check` can point at it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from sitivmon.allocation.arithmetic import euros_to_cents
+from sitivmon.config.loader import format_loc
+
+DEFAULT_COVERAGE_THRESHOLD = Decimal("0.95")
+
+# Indicator -> the directions a basis may name. The empty tuple means "no direction".
+INDICATORS: Mapping[str, tuple[str, ...]] = {
+    "traffic_volume": ("in", "out"),
+    "traffic_p95": ("in", "out", "max", "aggregate"),
+    "storage": (),
+    "energy": (),
+    "vcpu_hours": (),
+    "memory_gib_hours": (),
+}
+# Known to the usage store but meaningless as a cost driver: refused with a reason, not as "unknown".
+NOT_A_BASIS = {"availability": "availability is a ratio, not a consumption: it cannot split a budget"}
+
+
+class CommuneLike(Protocol):
+    """What allocation needs of a commune; the root config's `Commune` satisfies it."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def insee(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class KnownCommune:
+    """A commune as allocation sees it (used when the list comes from a usage file, and in tests)."""
+
+    id: str
+    name: str
+    insee: str
+
+
+class AllocationConfigError(ValueError):
+    """Every problem found in an allocation file, each one located; nothing is computed from it."""
+
+    def __init__(self, source: str, errors: Sequence[str]) -> None:
+        self.source = source
+        self.errors = list(errors)
+        super().__init__("\n".join(f"{source}: {e}" for e in self.errors))
+
+
+# ---------------------------------------------------------------- raw shape (pydantic)
+
+
+class _ProjectModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    budget: Decimal
+    basis: str
+    communes: list[str] | None = None
+    fallback: str | None = None
+    min_coverage: Decimal | None = None
+    description: str | None = None
+
+
+class _AllocationModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    coverage_threshold: Decimal = DEFAULT_COVERAGE_THRESHOLD
+    keys: dict[str, dict[str, Decimal | str]] = Field(default_factory=dict)
+    projects: list[_ProjectModel] = Field(default_factory=list)
+
+
+# ---------------------------------------------------------------- validated config
+
+
+@dataclass(frozen=True, slots=True)
+class Basis:
+    """How a project's budget is split: by a fixed key, or by a usage indicator (and direction)."""
+
+    kind: Literal["key", "usage"]
+    key: str | None = None
+    indicator: str | None = None
+    direction: str | None = None
+
+    def __str__(self) -> str:
+        if self.kind == "key":
+            return f"key:{self.key}"
+        return f"usage:{self.indicator}" + (f":{self.direction}" if self.direction else "")
+
+
+@dataclass(frozen=True, slots=True)
+class AllocationKey:
+    """A committee key: each listed commune's share as a fraction of 1; the shares sum to exactly 1."""
+
+    name: str
+    shares: Mapping[str, Decimal]
+
+
+@dataclass(frozen=True, slots=True)
+class Project:
+    name: str
+    budget_cents: int
+    basis: Basis
+    communes: tuple[str, ...]
+    fallback: str | None
+    min_coverage: Decimal
+    description: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AllocationConfig:
+    keys: Mapping[str, AllocationKey]
+    projects: tuple[Project, ...]
+    coverage_threshold: Decimal
+
+
+class _DecimalLoader(yaml.SafeLoader):
+    """A YAML loader that reads floats as Decimal, so `0.2345` never passes through binary floating point."""
+
+
+def _construct_decimal(loader: yaml.SafeLoader, node: yaml.Node) -> Decimal | str:
+    text = str(loader.construct_scalar(node))  # type: ignore[arg-type]
+    try:
+        value = Decimal(text.replace("_", ""))
+    except InvalidOperation:
+        return text
+    return value if value.is_finite() else text
+
+
+_DecimalLoader.add_constructor("tag:yaml.org,2002:float", _construct_decimal)
+
+
+def _loc(parts: Sequence[int | str]) -> str:
+    return format_loc(parts) or "(top level)"
+
+
+_PERCENT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*%\s*$")
+
+
+def parse_share(value: Decimal | str) -> Decimal:
+    """A share as a fraction of 1 from `0.2345`, `"0.2345"` or `"23.45%"` (Decimal, exact)."""
+    if isinstance(value, str):
+        m = _PERCENT.match(value)
+        if m:
+            return Decimal(m.group(1)) / 100
+        try:
+            value = Decimal(value.strip())
+        except InvalidOperation:
+            raise ValueError(
+                f"{value!r} is not a share: write a decimal like 0.2345 or a percentage like 23.45%"
+            ) from None
+    if not value.is_finite() or value < 0:
+        raise ValueError(f"share must be a non-negative number, got {value}")
+    if value > 1:
+        raise ValueError(f"share {value} is more than 1: write {value}% for a percentage")
+    return value
+
+
+def _percent(value: Decimal) -> str:
+    return f"{(value * 100).normalize():f} %"
+
+
+def parse_basis(text: str) -> Basis:
+    """`key:<name>` or `usage:<indicator>[:<direction>]`; raises ValueError with a readable reason."""
+    parts = text.strip().split(":")
+    if parts[0] == "key" and len(parts) == 2 and parts[1]:
+        return Basis(kind="key", key=parts[1])
+    if parts[0] == "usage" and len(parts) in (2, 3) and parts[1]:
+        indicator = parts[1]
+        direction = parts[2] if len(parts) == 3 else None
+        if indicator in NOT_A_BASIS:
+            raise ValueError(NOT_A_BASIS[indicator])
+        if indicator not in INDICATORS:
+            raise ValueError(f"unknown indicator {indicator!r} (known: {', '.join(INDICATORS)})")
+        allowed = INDICATORS[indicator]
+        if direction is not None and direction not in allowed:
+            if not allowed:
+                raise ValueError(f"{indicator} has no direction, got {direction!r}")
+            raise ValueError(f"direction {direction!r} is not valid for {indicator} ({', '.join(allowed)})")
+        return Basis(kind="usage", indicator=indicator, direction=direction)
+    raise ValueError(f"{text!r}: basis must be key:<name> or usage:<indicator>[:<direction>]")
+
+
+def _check_keys(
+    raw: _AllocationModel, known: Mapping[str, CommuneLike], errors: list[str]
+) -> dict[str, AllocationKey]:
+    keys: dict[str, AllocationKey] = {}
+    for name, raw_shares in raw.keys.items():
+        shares: dict[str, Decimal] = {}
+        ok = True
+        for commune, value in raw_shares.items():
+            where = f"keys.{name}.{commune}"
+            if commune not in known:
+                errors.append(f"{where}: unknown commune {commune!r}")
+                ok = False
+                continue
+            try:
+                shares[commune] = parse_share(value)
+            except ValueError as exc:
+                errors.append(f"{where}: {exc}")
+                ok = False
+        if not raw_shares:
+            errors.append(f"keys.{name}: a key needs at least one commune")
+            ok = False
+        if ok:
+            total = sum(shares.values(), Decimal(0))
+            if total != 1:
+                errors.append(f"keys.{name}: shares sum to {_percent(total)}, not exactly 100 %")
+                ok = False
+        if ok:
+            keys[name] = AllocationKey(name=name, shares=shares)
+    return keys
+
+
+def _check_project(
+    i: int,
+    p: _ProjectModel,
+    raw: _AllocationModel,
+    keys: Mapping[str, AllocationKey],
+    known: Mapping[str, CommuneLike],
+    errors: list[str],
+) -> Project | None:
+    where = f"projects[{i}]"
+    n_before = len(errors)
+    budget_cents = 0
+    try:
+        budget_cents = euros_to_cents(p.budget)
+    except ValueError as exc:
+        errors.append(f"{where}.budget: {exc}")
+    if p.budget < 0:
+        errors.append(f"{where}.budget: must not be negative, got {p.budget}")
+    basis: Basis | None = None
+    try:
+        basis = parse_basis(p.basis)
+    except ValueError as exc:
+        errors.append(f"{where}.basis: {exc}")
+    if basis is not None and basis.kind == "key" and basis.key not in raw.keys:
+        errors.append(f"{where}.basis: unknown key {basis.key!r} (defined: {', '.join(raw.keys) or 'none'})")
+    if p.communes is not None:
+        if not p.communes:
+            errors.append(f"{where}.communes: an empty list leaves nobody to pay")
+        seen: set[str] = set()
+        for j, c in enumerate(p.communes):
+            if c not in known:
+                errors.append(f"{where}.communes[{j}]: unknown commune {c!r}")
+            elif c in seen:
+                errors.append(f"{where}.communes[{j}]: {c!r} is listed twice")
+            seen.add(c)
+    if p.fallback is not None:
+        if basis is not None and basis.kind == "key":
+            errors.append(f"{where}.fallback: only a usage basis falls back; {p.basis!r} is already a key")
+        elif p.fallback not in raw.keys:
+            defined = ", ".join(raw.keys) or "none"
+            errors.append(f"{where}.fallback: unknown key {p.fallback!r} (defined: {defined})")
+    elif basis is not None and basis.kind == "usage":
+        errors.append(f"{where}.fallback: a usage basis needs a fallback key for months without usable data")
+    min_cov = p.min_coverage if p.min_coverage is not None else raw.coverage_threshold
+    if not (0 <= min_cov <= 1):
+        errors.append(f"{where}.min_coverage: must be between 0 and 1, got {min_cov}")
+    if len(errors) > n_before or basis is None:
+        return None
+
+    # Who pays: the listed communes, else the key's communes, else every member.
+    if p.communes is not None:
+        communes = tuple(p.communes)
+    elif basis.kind == "key" and basis.key is not None and basis.key in keys:
+        communes = tuple(c for c in known if c in keys[basis.key].shares)
+    else:
+        communes = tuple(known)
+    for label, key_name in (("basis", basis.key), ("fallback", p.fallback)):
+        if key_name is None or key_name not in keys:
+            continue  # an invalid key is reported under keys.<name>
+        shares = keys[key_name].shares
+        missing = [c for c in communes if c not in shares]
+        if missing:
+            errors.append(f"{where}.{label}: key {key_name!r} has no share for {', '.join(missing)}")
+        elif sum((shares[c] for c in communes), Decimal(0)) == 0:
+            errors.append(f"{where}.{label}: key {key_name!r} gives these communes a total share of 0")
+    if len(errors) > n_before:
+        return None
+    return Project(
+        name=p.name,
+        budget_cents=budget_cents,
+        basis=basis,
+        communes=communes,
+        fallback=p.fallback,
+        min_coverage=min_cov,
+        description=p.description,
+    )
+
+
+def validate_allocation(
+    data: Any, communes: Sequence[CommuneLike], source: str = "allocation"
+) -> AllocationConfig:
+    """Validate parsed YAML against the known communes; raise AllocationConfigError listing every problem."""
+    try:
+        raw = _AllocationModel.model_validate(data if data is not None else {})
+    except ValidationError as exc:
+        raise AllocationConfigError(source, [f"{_loc(e['loc'])}: {e['msg']}" for e in exc.errors()]) from None
+    known = {c.id: c for c in communes}
+    errors: list[str] = []
+    if not (0 <= raw.coverage_threshold <= 1):
+        errors.append(f"coverage_threshold: must be between 0 and 1, got {raw.coverage_threshold}")
+    keys = _check_keys(raw, known, errors)
+    projects: list[Project] = []
+    names: dict[str, int] = {}
+    for i, p in enumerate(raw.projects):
+        if p.name in names:
+            errors.append(f"projects[{i}].name: {p.name!r} is already projects[{names[p.name]}]")
+        names.setdefault(p.name, i)
+        project = _check_project(i, p, raw, keys, known, errors)
+        if project is not None:
+            projects.append(project)
+    if errors:
+        raise AllocationConfigError(source, errors)
+    return AllocationConfig(keys=keys, projects=tuple(projects), coverage_threshold=raw.coverage_threshold)
+
+
+def parse_allocation(
+    content: bytes | str, communes: Sequence[CommuneLike], source: str = "allocation"
+) -> AllocationConfig:
+    """Validate the content of an allocation file (callers hash the very bytes they parse)."""
+    try:
+        text = content.decode("utf-8") if isinstance(content, bytes) else content
+        data = yaml.load(text, Loader=_DecimalLoader)  # a SafeLoader subclass
+    except UnicodeDecodeError as exc:
+        raise AllocationConfigError(source, [f"(file): not UTF-8 text: {exc.reason}"]) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f"line {mark.line + 1}" if mark is not None else "(file)"
+        problem = getattr(exc, "problem", None) or exc
+        raise AllocationConfigError(source, [f"{at}: invalid YAML: {problem}"]) from None
+    return validate_allocation(data, communes, source=source)
+
+
+def read_allocation_file(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise AllocationConfigError(str(path), [f"cannot read: {exc.strerror or exc}"]) from None
+
+
+def load_allocation(path: Path, communes: Sequence[CommuneLike]) -> AllocationConfig:
+    """Read and validate an allocation file; errors are prefixed with the file name."""
+    return parse_allocation(read_allocation_file(path), communes, source=str(path))
+
+
+def check_allocation(path: Path, communes: Sequence[CommuneLike]) -> list[str]:
+    """The located errors of an allocation file, for `sitivmon check` (empty when it is valid)."""
+    try:
+        load_allocation(path, communes)
+    except AllocationConfigError as exc:
+        return [f"{exc.source}: {e}" for e in exc.errors]
+    return []
+
+
+# ---------------------------------------------------------------- reports API section
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class ApiToken(BaseModel):
+    """A bearer token of the reports API: give its SHA-256 (`token_sha256`, preferred) or the token itself.
+
+    Only the digest is kept after start-up; a commune scope limits what the token sees to that commune.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    scope: str = Field(min_length=1, description="'syndicate' or a commune id")
+    token: SecretStr | None = None
+    token_sha256: str | None = None
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> ApiToken:
+        if (self.token is None) == (self.token_sha256 is None):
+            raise ValueError("give exactly one of token or token_sha256")
+        if self.token_sha256 is not None and not _HEX64.match(self.token_sha256.lower()):
+            raise ValueError("token_sha256 must be 64 hexadecimal characters")
+        if self.token is not None and len(self.token.get_secret_value()) < 16:
+            raise ValueError("token must be at least 16 characters")
+        return self
+
+    def digest(self) -> bytes:
+        if self.token_sha256 is not None:
+            return bytes.fromhex(self.token_sha256)
+        assert self.token is not None
+        return hashlib.sha256(self.token.get_secret_value().encode()).digest()
+
+
+class ApiConfig(BaseModel):
+    """The `api` section of the root config: who may read usage and reports over HTTP."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tokens: list[ApiToken] = Field(default_factory=list)
+
+
+def check_api(api: ApiConfig, communes: Sequence[CommuneLike]) -> list[str]:
+    """Located errors of the API section against the communes (for `sitivmon check`)."""
+    known = {c.id for c in communes}
+    errors = []
+    names: set[str] = set()
+    for i, t in enumerate(api.tokens):
+        if t.scope != "syndicate" and t.scope not in known:
+            errors.append(f"api.tokens[{i}].scope: unknown commune {t.scope!r} (or 'syndicate')")
+        if t.name in names:
+            errors.append(f"api.tokens[{i}].name: {t.name!r} is used twice")
+        names.add(t.name)
+    digests = [t.digest() for t in api.tokens]
+    if len(set(digests)) != len(digests):
+        errors.append("api.tokens: two entries have the same token")
+    return errors

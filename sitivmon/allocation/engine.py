@@ -1,0 +1,380 @@
+"""From a month's usage document and the allocation config to amounts per project and commune.
+
+Pure: no file, no clock. The usage document is validated here (month, period, communes) because an
+allocation computed on the wrong month or on a partial commune list must never reach finance.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sitivmon.allocation.arithmetic import Part, largest_remainder
+from sitivmon.allocation.config import AllocationConfig, CommuneLike, KnownCommune, Project
+from sitivmon.usage.periods import month_range
+
+MONTH_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+
+
+class UsageDocumentError(ValueError):
+    """A usage document that cannot be allocated from, with every located reason."""
+
+    def __init__(self, source: str, errors: Sequence[str]) -> None:
+        self.source = source
+        self.errors = list(errors)
+        super().__init__("\n".join(f"{source}: {e}" for e in self.errors))
+
+
+@dataclass(frozen=True, slots=True)
+class IndicatorRow:
+    commune: str
+    insee: str
+    indicator: str
+    direction: str | None
+    value: Decimal
+    unit: str
+    coverage: Decimal
+    gaps: tuple[Mapping[str, Any], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class UsageDocument:
+    month: str
+    timezone: str
+    period_start: datetime
+    period_end: datetime
+    rows: tuple[IndicatorRow, ...]
+
+    def row(self, commune: str, indicator: str, direction: str | None) -> IndicatorRow | None:
+        for r in self.rows:
+            if r.commune == commune and r.indicator == indicator and r.direction == direction:
+                return r
+        return None
+
+
+def month_bounds(month: str, timezone: str) -> tuple[datetime, datetime]:
+    """First instant of the month and of the next one, as local aware datetimes (usage store's calendar)."""
+    span = month_range(month, timezone)
+    tz = ZoneInfo(timezone)
+    return datetime.fromtimestamp(span.start, tz), datetime.fromtimestamp(span.end, tz)
+
+
+def load_usage_json(text: str | bytes) -> Any:
+    """Parse a usage document keeping every non-integer number as Decimal (never float)."""
+    return json.loads(text, parse_float=Decimal)
+
+
+def communes_from_usage(data: Any) -> list[KnownCommune]:
+    """The communes named in a usage document (for `allocate` without a root config)."""
+    seen: dict[str, KnownCommune] = {}
+    rows = data.get("indicators") if isinstance(data, Mapping) else None
+    for r in rows if isinstance(rows, list) else []:
+        if isinstance(r, Mapping) and isinstance(r.get("commune"), str) and isinstance(r.get("insee"), str):
+            seen.setdefault(r["commune"], KnownCommune(id=r["commune"], name=r["commune"], insee=r["insee"]))
+    return list(seen.values())
+
+
+def _decimal(value: Any) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, int | str | Decimal):
+        raise ValueError(f"expected a number, got {value!r}")
+    try:
+        d = Decimal(value)
+    except InvalidOperation:
+        raise ValueError(f"expected a number, got {value!r}") from None
+    if not d.is_finite():
+        raise ValueError(f"expected a finite number, got {value!r}")
+    return d
+
+
+def _instant(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise ValueError(f"expected an ISO 8601 date-time, got {value!r}")
+    dt = datetime.fromisoformat(value)
+    if dt.tzinfo is None:
+        raise ValueError(f"{value!r} has no UTC offset")
+    return dt
+
+
+def parse_usage(
+    data: Any,
+    communes: Sequence[CommuneLike],
+    *,
+    month: str | None = None,
+    timezone: str | None = None,
+    source: str = "usage",
+) -> UsageDocument:
+    """Validate a usage document (as parsed by `load_usage_json`) for allocation; raise with all reasons.
+
+    `month` and `timezone`, when given, are what the caller expects: a document of another month, or
+    whose period is not that month in that timezone, is refused rather than allocated.
+    """
+    if not isinstance(data, Mapping):
+        raise UsageDocumentError(source, ["(top level): expected a JSON object"])
+    errors: list[str] = []
+    doc_month = data.get("month")
+    if not isinstance(doc_month, str) or not MONTH_RE.match(doc_month):
+        raise UsageDocumentError(source, [f"month: expected YYYY-MM, got {doc_month!r}"])
+    if month is not None and doc_month != month:
+        raise UsageDocumentError(source, [f"month: the file is for {doc_month}, not {month}"])
+    tzname = data.get("timezone")
+    if not isinstance(tzname, str):
+        raise UsageDocumentError(source, [f"timezone: expected a name like Europe/Paris, got {tzname!r}"])
+    try:
+        start, end = month_bounds(doc_month, tzname)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise UsageDocumentError(source, [f"timezone: unknown timezone {tzname!r}"]) from None
+    if timezone is not None and tzname != timezone:
+        errors.append(f"timezone: the file uses {tzname}, the configuration {timezone}")
+    period = data.get("period")
+    if not isinstance(period, Mapping):
+        errors.append("period: expected an object with start and end")
+    else:
+        for name, expected in (("start", start), ("end", end)):
+            try:
+                got = _instant(period.get(name))
+            except ValueError as exc:
+                errors.append(f"period.{name}: {exc}")
+                continue
+            if got != expected:
+                errors.append(
+                    f"period.{name}: {period.get(name)} is not the {name} of {doc_month} in {tzname} "
+                    f"({expected.isoformat()})"
+                )
+
+    known = {c.id: c for c in communes}
+    raw_rows = data.get("indicators")
+    rows: list[IndicatorRow] = []
+    if not isinstance(raw_rows, list):
+        errors.append("indicators: expected a list")
+        raw_rows = []
+    seen: dict[tuple[str, str, str | None], int] = {}
+    for i, r in enumerate(raw_rows):
+        where = f"indicators[{i}]"
+        if not isinstance(r, Mapping):
+            errors.append(f"{where}: expected an object")
+            continue
+        commune, insee, indicator, direction = (
+            r.get("commune"),
+            r.get("insee"),
+            r.get("indicator"),
+            r.get("direction"),
+        )
+        if commune not in known:
+            errors.append(f"{where}.commune: unknown commune {commune!r}")
+            continue
+        assert isinstance(commune, str)
+        if insee != known[commune].insee:
+            errors.append(
+                f"{where}.insee: {insee!r} is not the INSEE code of {commune} ({known[commune].insee})"
+            )
+        if not isinstance(indicator, str) or not (direction is None or isinstance(direction, str)):
+            errors.append(f"{where}: indicator must be a string and direction a string or null")
+            continue
+        ident = (commune, indicator, direction)
+        if ident in seen:
+            errors.append(f"{where}: same commune, indicator and direction as indicators[{seen[ident]}]")
+            continue
+        seen[ident] = i
+        try:
+            value = _decimal(r.get("value"))
+            if value < 0:
+                raise ValueError(f"must not be negative, got {value}")
+        except ValueError as exc:
+            errors.append(f"{where}.value: {exc}")
+            continue
+        try:
+            coverage = _decimal(r.get("coverage"))
+            if not (0 <= coverage <= 1):
+                raise ValueError(f"must be between 0 and 1, got {coverage}")
+        except ValueError as exc:
+            errors.append(f"{where}.coverage: {exc}")
+            continue
+        gaps = r.get("gaps") or []
+        if not isinstance(gaps, list) or not all(isinstance(g, Mapping) for g in gaps):
+            errors.append(f"{where}.gaps: expected a list of {{start, end}} objects")
+            continue
+        unit = r.get("unit")
+        rows.append(
+            IndicatorRow(
+                commune=commune,
+                insee=known[commune].insee,
+                indicator=indicator,
+                direction=direction,
+                value=value,
+                unit=unit if isinstance(unit, str) else "",
+                coverage=coverage,
+                gaps=tuple(gaps),
+            )
+        )
+    present = {r.commune for r in rows} | {c for c, _, _ in seen}
+    missing = [c for c in known if c not in present]
+    if missing:
+        errors.append(f"indicators: no rows for commune(s) {', '.join(missing)}")
+    if errors:
+        raise UsageDocumentError(source, errors)
+    return UsageDocument(
+        month=doc_month, timezone=tzname, period_start=start, period_end=end, rows=tuple(rows)
+    )
+
+
+# ---------------------------------------------------------------- allocation
+
+
+@dataclass(frozen=True, slots=True)
+class Measure:
+    """A commune's figure for a usage basis; `coverage` is 0 when the document has no row for it."""
+
+    value: Decimal
+    coverage: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class AllocationLine:
+    project: str
+    commune: str
+    insee: str
+    basis: str
+    basis_value: Decimal
+    share: Fraction
+    amount_cents: int
+    rounding_adjustment_cents: int
+    fallback_used: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectOutcome:
+    project: str
+    budget_cents: int
+    basis: str
+    basis_used: str
+    fallback_used: bool
+    fallback_reason: str | None
+    total_cents: int
+
+    @property
+    def balanced(self) -> bool:
+        return self.total_cents == self.budget_cents
+
+
+@dataclass(frozen=True, slots=True)
+class AllocationResult:
+    month: str
+    lines: tuple[AllocationLine, ...]
+    projects: tuple[ProjectOutcome, ...] = field(default=())
+
+    @property
+    def balanced(self) -> bool:
+        return all(p.balanced for p in self.projects)
+
+
+def measure(usage: UsageDocument, commune: str, indicator: str, direction: str | None) -> Measure:
+    """A commune's value for `usage:<indicator>[:<direction>]`.
+
+    `traffic_volume` without a direction is in plus out, covered as well as the worse of the two;
+    `traffic_p95` without a direction is the `max` series. A missing row counts as no coverage.
+    """
+    if indicator == "traffic_volume" and direction is None:
+        parts = [usage.row(commune, indicator, d) for d in ("in", "out")]
+        value = sum((p.value for p in parts if p is not None), Decimal(0))
+        coverage = min((p.coverage if p is not None else Decimal(0)) for p in parts)
+        return Measure(value=value, coverage=coverage)
+    if indicator == "traffic_p95" and direction is None:
+        direction = "max"
+    row = usage.row(commune, indicator, direction)
+    if row is None:
+        return Measure(value=Decimal(0), coverage=Decimal(0))
+    return Measure(value=row.value, coverage=row.coverage)
+
+
+def _pct(value: Decimal) -> str:
+    return f"{(value * 100).quantize(Decimal('0.1'))} %"
+
+
+def _split(
+    project: Project,
+    weights: Mapping[str, Decimal],
+    known: Mapping[str, CommuneLike],
+    basis: str,
+    fallback: bool,
+) -> list[AllocationLine]:
+    order = sorted(project.communes, key=lambda c: known[c].insee)
+    splits = largest_remainder(project.budget_cents, [Part(known[c].insee, weights[c]) for c in order])
+    return [
+        AllocationLine(
+            project=project.name,
+            commune=c,
+            insee=s.insee,
+            basis=basis,
+            basis_value=weights[c],
+            share=s.share,
+            amount_cents=s.amount_cents,
+            rounding_adjustment_cents=s.rounding_adjustment_cents,
+            fallback_used=fallback,
+        )
+        for c, s in zip(order, splits, strict=True)
+    ]
+
+
+def allocate(
+    config: AllocationConfig, usage: UsageDocument, communes: Sequence[CommuneLike]
+) -> AllocationResult:
+    """Split every project's budget for the month; each project's lines sum exactly to its budget.
+
+    A usage basis falls back to its key when a paying commune's coverage is under the threshold (or it
+    has no figure at all), or when the indicator totals zero; the outcome says which and why.
+    """
+    known = {c.id: c for c in communes}
+    lines: list[AllocationLine] = []
+    outcomes: list[ProjectOutcome] = []
+    for project in config.projects:
+        basis = str(project.basis)
+        reason: str | None = None
+        if project.basis.kind == "key":
+            assert project.basis.key is not None
+            shares = config.keys[project.basis.key].shares
+            weights = {c: shares[c] for c in project.communes}
+            used = basis
+        else:
+            assert project.basis.indicator is not None and project.fallback is not None
+            measures = {
+                c: measure(usage, c, project.basis.indicator, project.basis.direction)
+                for c in project.communes
+            }
+            poor = [c for c, m in measures.items() if m.coverage < project.min_coverage]
+            total = sum((m.value for m in measures.values()), Decimal(0))
+            if poor:
+                detail = ", ".join(
+                    f"{c} {_pct(measures[c].coverage)}" if measures[c].coverage > 0 else f"{c} no data"
+                    for c in sorted(poor, key=lambda c: known[c].insee)
+                )
+                reason = f"coverage below {_pct(project.min_coverage)}: {detail}"
+            elif total == 0:
+                reason = f"{basis} totals zero over the project's communes"
+            if reason is None:
+                weights = {c: m.value for c, m in measures.items()}
+                used = basis
+            else:
+                shares = config.keys[project.fallback].shares
+                weights = {c: shares[c] for c in project.communes}
+                used = f"key:{project.fallback}"
+        project_lines = _split(project, weights, known, used, reason is not None)
+        lines.extend(project_lines)
+        outcomes.append(
+            ProjectOutcome(
+                project=project.name,
+                budget_cents=project.budget_cents,
+                basis=basis,
+                basis_used=used,
+                fallback_used=reason is not None,
+                fallback_reason=reason,
+                total_cents=sum(line.amount_cents for line in project_lines),
+            )
+        )
+    return AllocationResult(month=usage.month, lines=tuple(lines), projects=tuple(outcomes))

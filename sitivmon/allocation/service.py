@@ -1,0 +1,95 @@
+"""Month reports for a running configuration: compute, serve frozen months, close months.
+
+Shared by `sitivmon report` and the HTTP API so both give the same document for the same month. The
+allocation file and the root config are read (and hashed) on every call: the hash in a report is the
+hash of the very bytes that produced it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sitivmon.allocation.archive import CloseOutcome, ReportArchive
+from sitivmon.allocation.config import CommuneLike, parse_allocation, read_allocation_file
+from sitivmon.allocation.engine import UsageDocument, allocate, parse_usage
+from sitivmon.allocation.report import build_report, indicator_rows, period_header, sha256_bytes, substance
+
+MonthUsage = Callable[[str], Any]
+"""The usage document (JSON-like, numbers as int or Decimal) of a month."""
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentReport:
+    report: dict[str, Any]
+    # Set when the month is closed and today's computation would give other figures.
+    stale_warning: str | None = None
+
+
+class ReportService:
+    """Reports of one configuration. `usage_for_month` is the usage store's document for a month."""
+
+    def __init__(
+        self,
+        *,
+        communes: Sequence[CommuneLike],
+        timezone: str,
+        allocation_path: Path,
+        config_path: Path | None,
+        usage_for_month: MonthUsage,
+        archive: ReportArchive,
+    ) -> None:
+        self.communes = list(communes)
+        self.timezone = timezone
+        self.allocation_path = allocation_path
+        self.config_path = config_path
+        self.usage_for_month = usage_for_month
+        self.archive = archive
+
+    def _usage(self, month: str) -> UsageDocument:
+        return parse_usage(
+            self.usage_for_month(month),
+            self.communes,
+            month=month,
+            timezone=self.timezone,
+            source=f"usage document for {month}",
+        )
+
+    def usage(self, month: str) -> dict[str, Any]:
+        """The month's usage figures as the reports show them (validated, values as exact text)."""
+        doc = self._usage(month)
+        return {**period_header(doc), "indicators": indicator_rows(doc)}
+
+    def fresh(self, month: str) -> dict[str, Any]:
+        """Today's provisional computation of the month, whatever is archived."""
+        allocation_bytes = read_allocation_file(self.allocation_path)
+        config = parse_allocation(allocation_bytes, self.communes, source=str(self.allocation_path))
+        usage = self._usage(month)
+        result = allocate(config, usage, self.communes)
+        config_sha = sha256_bytes(self.config_path.read_bytes()) if self.config_path else None
+        return build_report(
+            usage, result, config_sha256=config_sha, allocation_sha256=sha256_bytes(allocation_bytes)
+        )
+
+    def current(self, month: str) -> CurrentReport:
+        """The latest closed revision if the month is closed (exactly as stored), else a provisional one."""
+        latest = self.archive.latest(month)
+        if latest is None:
+            return CurrentReport(self.fresh(month))
+        frozen = latest.report
+        warning = None
+        try:
+            if substance(self.fresh(month)) != substance(frozen):
+                warning = (
+                    f"{month} is closed at revision {latest.revision}; today's figures differ: "
+                    f"`sitivmon report close` records them as revision {latest.revision + 1}"
+                )
+        except ValueError as exc:  # the frozen revision stands even if today's inputs are broken
+            warning = f"{month} is closed at revision {latest.revision}; recomputing it failed: {exc}"
+        return CurrentReport(frozen, warning)
+
+    def close(self, month: str, *, now: datetime | None = None) -> CloseOutcome:
+        return self.archive.close(self.fresh(month), now=now)

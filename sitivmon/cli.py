@@ -1,0 +1,121 @@
+"""Command line: `sitivmon run|check|poll|demo|usage|allocate|report`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import sys
+from pathlib import Path
+
+from sitivmon import __version__
+from sitivmon.config import ConfigError, load_config
+from sitivmon.logs import setup_logging
+
+# Areas that add their own subcommands through `register(subparsers)`.
+_AREAS = ("sitivmon.usage.cli", "sitivmon.allocation.cli", "sitivmon.demo.cli")
+
+
+def _load_or_report(path: Path) -> object:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"{exc.source}: invalid configuration ({len(exc.issues)} error(s))", file=sys.stderr)
+        for issue in exc.issues:
+            print(f"  {issue}", file=sys.stderr)
+        return None
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = _load_or_report(args.config)
+    if config is None:
+        return 2
+    from sitivmon.config.model import SitivmonConfig
+
+    assert isinstance(config, SitivmonConfig)
+    print(
+        f"{args.config}: OK ({len(config.communes)} communes, {len(config.targets)} targets, "
+        f"{len(config.links)} links)"
+    )
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from sitivmon.config.model import SitivmonConfig
+    from sitivmon.daemon import run_daemon
+
+    setup_logging(args.log_format or "plain", args.log_level)
+    config = _load_or_report(args.config)
+    if config is None:
+        return 2
+    assert isinstance(config, SitivmonConfig)
+    if args.log_format is None and config.log.format != "plain":
+        setup_logging(config.log.format, args.log_level)
+    try:
+        return asyncio.run(run_daemon(args.config, config, args.listen))
+    except OSError as exc:
+        print(f"sitivmon: cannot start: {exc}", file=sys.stderr)
+        return 1
+
+
+def cmd_poll(args: argparse.Namespace) -> int:
+    from sitivmon.config.model import SitivmonConfig
+    from sitivmon.oneshot import poll_once
+
+    setup_logging("plain", "warning")
+    config = _load_or_report(args.config)
+    if config is None:
+        return 2
+    assert isinstance(config, SitivmonConfig)
+    if args.target not in config.target_by_name():
+        known = ", ".join(sorted(config.target_by_name())) or "none"
+        print(f"unknown target {args.target!r} (known: {known})", file=sys.stderr)
+        return 2
+    report = asyncio.run(poll_once(config, args.target, samples=args.samples))
+    print(json.dumps(report, indent=2, ensure_ascii=False))
+    return 0 if report.get("error") is None else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sitivmon", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"sitivmon {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the daemon")
+    run.add_argument("--config", type=Path, required=True)
+    run.add_argument("--listen", help="HOST:PORT for /metrics (overrides the config)")
+    run.add_argument("--log-format", choices=["plain", "json"], default=None)
+    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
+    run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser("check", help="validate a configuration file")
+    check.add_argument("--config", type=Path, required=True)
+    check.set_defaults(func=cmd_check)
+
+    poll = sub.add_parser("poll", help="poll one target once (or a few times) and print normalised readings")
+    poll.add_argument("--config", type=Path, required=True)
+    poll.add_argument("--target", required=True)
+    poll.add_argument("--samples", type=int, default=2, help="polls to make (2 gives counter deltas)")
+    poll.set_defaults(func=cmd_poll)
+
+    for module_name in _AREAS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

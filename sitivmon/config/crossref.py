@@ -1,0 +1,60 @@
+"""References between sections, checked after each section is valid on its own."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+from sitivmon.config.model import SHARED, SitivmonConfig
+from sitivmon.profiles import BUILTIN_PROFILES
+
+Problem = tuple[tuple[str | int, ...], str]
+
+
+def _duplicates(values: list[str]) -> set[str]:
+    return {v for v, n in Counter(values).items() if n > 1}
+
+
+def cross_check(config: SitivmonConfig, base_dir: Path | None = None) -> list[Problem]:
+    return list(_problems(config))
+
+
+def _problems(config: SitivmonConfig) -> Iterator[Problem]:
+    communes = config.commune_by_id()
+    targets = config.target_by_name()
+    for field, values in (
+        ("communes", [c.id for c in config.communes]),
+        ("targets", [t.name for t in config.targets]),
+        ("links", [link.id for link in config.links]),
+    ):
+        dup = _duplicates(values)
+        for i, v in enumerate(values):
+            if v in dup:
+                yield (field, i, "id" if field != "targets" else "name"), f"duplicate {v!r}"
+    dup_insee = _duplicates([c.insee for c in config.communes])
+    for i, c in enumerate(config.communes):
+        if c.insee in dup_insee:
+            yield ("communes", i, "insee"), f"duplicate INSEE code {c.insee!r}"
+        if c.id in (SHARED, "unattributed"):
+            yield ("communes", i, "id"), f"{c.id!r} is reserved"
+    known_profiles = set(BUILTIN_PROFILES)
+    for i, t in enumerate(config.targets):
+        if t.credentials not in config.credentials:
+            yield ("targets", i, "credentials"), f"unknown credentials {t.credentials!r}"
+        if t.commune != SHARED and t.commune not in communes:
+            yield ("targets", i, "commune"), f"unknown commune {t.commune!r} (or 'shared')"
+        for j, p in enumerate(t.profiles):
+            if p not in known_profiles:
+                yield ("targets", i, "profiles", j), f"unknown profile {p!r}"
+        settings = config.poll_settings(t)
+        if settings.timeout > settings.interval:
+            yield ("targets", i, "poll", "timeout"), "timeout must not exceed the interval"
+    for i, link in enumerate(config.links):
+        if link.commune not in communes:
+            yield ("links", i, "commune"), f"unknown commune {link.commune!r}"
+        target = targets.get(link.target)
+        if target is None:
+            yield ("links", i, "target"), f"unknown target {link.target!r}"
+        elif "interfaces" not in target.profiles:
+            yield ("links", i, "target"), f"target {link.target!r} does not poll the 'interfaces' profile"

@@ -1,0 +1,293 @@
+"""The configuration as pure typed data.
+
+Pydantic validates shapes and units field by field; references between sections (a link's commune,
+a target's credentials, a profile name) are checked afterwards by `crossref.py`, so that every error
+can be reported at once with its location.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from sitivmon.config.secrets import Secret
+from sitivmon.units import parse_capacity_bytes_per_second, parse_duration
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+CapacityBytes = Annotated[int, BeforeValidator(parse_capacity_bytes_per_second)]
+
+_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors: a typo in a config must not be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_id(value: str) -> str:
+    if not _ID.match(value):
+        raise ValueError(f"{value!r} is not a valid id (lower-case letters, digits, '-', '_', '.')")
+    return value
+
+
+Identifier = Annotated[str, BeforeValidator(lambda v: _check_id(str(v)) if isinstance(v, str | int) else v)]
+
+
+class PollSettings(Strict):
+    interval: Duration = 60.0
+    timeout: Duration = 5.0
+    retries: int = Field(default=2, ge=0, le=10)
+    max_repetitions: int = Field(default=25, ge=1, le=1000)
+    concurrency: int = Field(default=200, ge=1, le=100_000)
+    max_varbinds: int = Field(default=100_000, ge=1)
+    jitter: float = Field(default=1.0, ge=0.0, le=1.0, description="share of the interval used to spread starts")
+
+    @model_validator(mode="after")
+    def _timeout_fits(self) -> PollSettings:
+        if self.timeout > self.interval:
+            raise ValueError(f"timeout ({self.timeout:g}s) must not exceed interval ({self.interval:g}s)")
+        return self
+
+
+class PollOverrides(Strict):
+    interval: Duration | None = None
+    timeout: Duration | None = None
+    retries: int | None = Field(default=None, ge=0, le=10)
+    max_repetitions: int | None = Field(default=None, ge=1, le=1000)
+    max_varbinds: int | None = Field(default=None, ge=1)
+
+    def over(self, base: PollSettings) -> PollSettings:
+        values = base.model_dump()
+        values.update({k: v for k, v in self.model_dump().items() if v is not None})
+        return PollSettings.model_validate(values)
+
+
+class AuthProtocol(StrEnum):
+    MD5 = "MD5"
+    SHA = "SHA"
+    SHA224 = "SHA224"
+    SHA256 = "SHA256"
+    SHA384 = "SHA384"
+    SHA512 = "SHA512"
+
+
+class PrivProtocol(StrEnum):
+    DES = "DES"
+    AES = "AES"
+    AES128 = "AES128"
+    AES192 = "AES192"
+    AES256 = "AES256"
+
+
+def _norm_proto(value: Any) -> Any:
+    return value.upper().replace("-", "") if isinstance(value, str) else value
+
+
+class Credential(Strict):
+    """SNMP credentials: v1/v2c community, or a v3 USM user (noAuthNoPriv, authNoPriv, authPriv)."""
+
+    version: Literal["1", "2c", "3"]
+    community: Secret | None = None
+    username: str | None = None
+    auth_protocol: Annotated[AuthProtocol | None, BeforeValidator(_norm_proto)] = None
+    auth_password: Secret | None = None
+    priv_protocol: Annotated[PrivProtocol | None, BeforeValidator(_norm_proto)] = None
+    priv_password: Secret | None = None
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_text(cls, value: Any) -> Any:
+        return str(value).lower().removeprefix("v") if isinstance(value, int | str) else value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Credential:
+        if self.version in ("1", "2c"):
+            if self.community is None:
+                raise ValueError(f"SNMP v{self.version} needs 'community'")
+            if self.username or self.auth_protocol or self.priv_protocol:
+                raise ValueError(f"SNMP v{self.version} takes only 'community', not v3 user settings")
+            return self
+        if self.community is not None:
+            raise ValueError("SNMP v3 takes a USM user, not 'community'")
+        if not self.username:
+            raise ValueError("SNMP v3 needs 'username'")
+        if (self.auth_protocol is None) != (self.auth_password is None):
+            raise ValueError("'auth_protocol' and 'auth_password' go together")
+        if (self.priv_protocol is None) != (self.priv_password is None):
+            raise ValueError("'priv_protocol' and 'priv_password' go together")
+        if self.priv_protocol is not None and self.auth_protocol is None:
+            raise ValueError("privacy (authPriv) needs authentication too")
+        for name in ("auth_password", "priv_password"):
+            secret = getattr(self, name)
+            if secret is not None and len(secret.get_secret_value()) < 8:
+                raise ValueError(f"'{name}' must have at least 8 characters (RFC 3414)")
+        return self
+
+    @property
+    def security_level(self) -> str:
+        if self.version != "3":
+            return "community"
+        if self.priv_protocol:
+            return "authPriv"
+        return "authNoPriv" if self.auth_protocol else "noAuthNoPriv"
+
+
+class Commune(Strict):
+    id: Identifier
+    name: str
+    insee: Annotated[str, Field(pattern=r"^(\d{5}|2[AB]\d{3})$")]
+
+    @field_validator("insee", mode="before")
+    @classmethod
+    def _insee_text(cls, value: Any) -> Any:
+        return f"{value:05d}" if isinstance(value, int) else value
+
+
+SHARED = "shared"
+
+
+class Target(Strict):
+    name: Identifier
+    address: str
+    credentials: str
+    profiles: list[str] = Field(default_factory=lambda: ["interfaces"], min_length=1)
+    poll: PollOverrides = PollOverrides()
+    commune: str = SHARED
+    ifalias_parser: bool = False
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        host, port = split_address(value, 161)
+        if not 0 < port < 65536:
+            raise ValueError(f"port {port} out of range")
+        if not host:
+            raise ValueError("empty host")
+        return value
+
+    @property
+    def host(self) -> str:
+        return split_address(self.address, 161)[0]
+
+    @property
+    def port(self) -> int:
+        return split_address(self.address, 161)[1]
+
+
+def split_address(value: str, default_port: int) -> tuple[str, int]:
+    """`host`, `host:port`, `[v6]:port` or a bare IPv6 address."""
+    text = value.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest.removeprefix(":")
+        return host, int(port) if port else default_port
+    try:
+        ipaddress.IPv6Address(text)
+        return text, default_port
+    except ValueError:
+        pass
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        return text, default_port
+    if not port.isdigit():
+        raise ValueError(f"invalid port in address {value!r}")
+    return host, int(port)
+
+
+class InterfaceSelector(Strict):
+    """How a link finds its interface on the device; exactly one key, re-resolved on every poll."""
+
+    name: str | None = None
+    alias: str | None = None
+    descr: str | None = None
+    index: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> InterfaceSelector:
+        given = [k for k in ("name", "alias", "descr", "index") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of name, alias, descr, index")
+        return self
+
+    @property
+    def key(self) -> str:
+        return next(k for k in ("name", "alias", "descr", "index") if getattr(self, k) is not None)
+
+    @property
+    def wanted(self) -> str:
+        return str(getattr(self, self.key))
+
+    def describe(self) -> str:
+        return f"{self.key}={self.wanted}"
+
+
+class Side(StrEnum):
+    COMMUNE = "commune"
+    CORE = "core"
+
+
+class Link(Strict):
+    id: Identifier
+    commune: str
+    target: str
+    interface: InterfaceSelector
+    side: Side = Side.COMMUNE
+    capacity: CapacityBytes | None = None
+    maintenance: bool = False
+    description: str = ""
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    host, port = split_address(value, 9811)
+    return host or "127.0.0.1", port
+
+
+class LoggingSettings(Strict):
+    format: Literal["plain", "json"] = "plain"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class SitivmonConfig(Strict):
+    """The whole configuration. Extra sections (usage, traps, mqtt, allocation, api) attach here."""
+
+    listen: str = "127.0.0.1:9811"
+    state_dir: Path = Path("./var")
+    timezone: str = "Europe/Paris"
+    log: LoggingSettings = LoggingSettings()
+    poll: PollSettings = PollSettings()
+    credentials: dict[str, Credential] = Field(default_factory=dict)
+    communes: list[Commune] = Field(default_factory=list)
+    targets: list[Target] = Field(default_factory=list)
+    links: list[Link] = Field(default_factory=list)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        parse_listen(value)
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {value!r}") from None
+        return value
+
+    def commune_by_id(self) -> dict[str, Commune]:
+        return {c.id: c for c in self.communes}
+
+    def target_by_name(self) -> dict[str, Target]:
+        return {t.name: t for t in self.targets}
+
+    def poll_settings(self, target: Target) -> PollSettings:
+        return target.poll.over(self.poll)

@@ -1,0 +1,150 @@
+"""The daemon: long-lived loops owned by one TaskGroup inside an async context manager.
+
+`Daemon` owns the scheduler, the HTTP server and the optional services (usage recorder, trap receiver,
+MQTT publisher). SIGTERM/SIGINT stop it cleanly; SIGHUP and POST /-/reload reload the configuration,
+keeping all counter state; a configuration that does not validate is refused and the old one kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from pathlib import Path
+from collections.abc import Coroutine
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from sitivmon.config import ConfigError, SitivmonConfig, load_config
+from sitivmon.config.model import parse_listen
+from sitivmon.engine.scheduler import ClientFactory, Scheduler, gufo_factory
+from sitivmon.http import build_app
+from sitivmon.monitor import Monitor
+from sitivmon.selfmetrics import SelfMetrics
+
+log = logging.getLogger("sitivmon.daemon")
+
+
+class Daemon:
+    def __init__(
+        self,
+        config_path: Path,
+        config: SitivmonConfig,
+        *,
+        listen: str | None = None,
+        registry: CollectorRegistry | None = None,
+        client_factory: ClientFactory = gufo_factory,
+    ) -> None:
+        self.config_path = config_path
+        self.config = config
+        self.listen = listen or config.listen
+        self.registry = registry or CollectorRegistry()
+        self.metrics = SelfMetrics(self.registry)
+        self.monitor = Monitor(config)
+        self.scheduler = Scheduler(self.monitor, self.metrics, client_factory)
+        self._stop = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
+        self._tg: asyncio.TaskGroup | None = None
+        self._runner: web.AppRunner | None = None
+        self.bound_port: int | None = None
+
+    async def __aenter__(self) -> Daemon:
+        self.config.state_dir.mkdir(parents=True, exist_ok=True)
+        self._tg = asyncio.TaskGroup()
+        await self._tg.__aenter__()
+        try:
+            app = build_app(lambda: self.monitor, self.metrics, self.reload)
+            self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            await self._runner.setup()
+            host, port = parse_listen(self.listen)
+            site = web.TCPSite(self._runner, host, port, reuse_address=True)
+            await site.start()
+            server = site._server
+            sockets = getattr(server, "sockets", None) or []
+            self.bound_port = sockets[0].getsockname()[1] if sockets else port
+            log.info("listening on http://%s:%s/metrics", host, self.bound_port)
+            self._tg.create_task(self._until_stopped(self.scheduler.run()), name="scheduler")
+            self._tg.create_task(self._stop_waiter(), name="stop-waiter")
+        except BaseException:
+            await self._shutdown()
+            raise
+        return self
+
+    async def _until_stopped(self, loop: Coroutine[Any, Any, None]) -> None:
+        """A long-lived loop that ends (by crash or otherwise) stops the daemon instead of hiding."""
+        try:
+            await loop
+        finally:
+            self._stop.set()
+
+    async def _stop_waiter(self) -> None:
+        await self._stop.wait()
+        raise _Stopping
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._stop.set()
+        await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._tg is not None:
+            tg, self._tg = self._tg, None
+            self._stop.set()
+            try:
+                await tg.__aexit__(None, None, None)
+            except* _Stopping:
+                pass
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def wait(self) -> None:
+        await self._stop.wait()
+
+    async def reload(self) -> tuple[bool, list[str]]:
+        """Load the file again; adopt it only if it validates. Counter state is kept by link id."""
+        async with self._reload_lock:
+            try:
+                new = await asyncio.to_thread(load_config, self.config_path)
+            except ConfigError as exc:
+                errors = [str(i) for i in exc.issues]
+                log.error("reload refused, keeping the running configuration: %s", "; ".join(errors))
+                self.metrics.reloads.labels("failure").inc()
+                self.metrics.config_ok.set(0)
+                return False, errors
+            self.config = new
+            self.monitor.reconfigure(new)
+            self.scheduler.apply(new)
+            self.metrics.reloads.labels("success").inc()
+            self.metrics.config_ok.set(1)
+            self.metrics.config_loaded.set(time.time())
+            log.info("configuration reloaded: %d targets, %d links", len(new.targets), len(new.links))
+            return True, []
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.stop)
+        loop.add_signal_handler(signal.SIGINT, self.stop)
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+
+
+class _Stopping(Exception):
+    """Raised inside the TaskGroup to cancel every loop when the daemon stops."""
+
+
+async def run_daemon(config_path: Path, config: SitivmonConfig, listen: str | None = None) -> int:
+    daemon = Daemon(config_path, config, listen=listen)
+    async with daemon:
+        daemon.install_signal_handlers()
+        daemon.metrics.config_loaded.set(time.time())
+        await daemon.wait()
+    log.info("stopped")
+    return 0

@@ -1,0 +1,84 @@
+"""One poll of one target: walk the profiles' columns, GET their scalars, within a hard deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sitivmon.profiles.model import Profile
+from sitivmon.snmp.client import PollError, PollErrorReason, SnmpClient, Value, WalkStop
+
+log = logging.getLogger("sitivmon.poll")
+
+
+@dataclass(slots=True)
+class TargetPoll:
+    """What one poll read. `error` set means the poll failed; partial tables are not used then."""
+
+    target: str
+    at: float  # wall-clock time when the poll finished (used to time counter deltas)
+    duration: float
+    tables: dict[str, dict[str, Value]] = field(default_factory=dict)
+    scalars: dict[str, Value] = field(default_factory=dict)
+    error: PollError | None = None
+    walk_stops: list[tuple[str, WalkStop]] = field(default_factory=list)
+    varbinds: int = 0
+    requests: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+async def poll_target(
+    client: SnmpClient,
+    target: str,
+    profiles: Sequence[Profile],
+    *,
+    version: str,
+    deadline_s: float,
+    max_varbinds: int,
+) -> TargetPoll:
+    """Poll every profile once. Never raises for agent trouble: the result carries the reason.
+
+    Scalars first: sysUpTime must be read before the counters so that a reboot between the two can
+    only make the uptime look older, never newer, than the counters (which would hide the reboot).
+    """
+    started = time.monotonic()
+    result = TargetPoll(target=target, at=0.0, duration=0.0)
+    scalars = {s.oid: s.name for p in profiles for s in p.scalars}
+    columns: dict[str, str] = {}
+    for p in profiles:
+        for c in p.columns_for(version):
+            columns.setdefault(c.name, c.oid)
+    try:
+        async with asyncio.timeout(deadline_s):
+            if scalars:
+                values = await client.get_many(list(scalars))
+                result.requests += 1
+                result.scalars = {scalars[oid]: v for oid, v in values.items() if oid in scalars}
+                result.varbinds += len(values)
+            budget = max_varbinds
+            for name, oid in columns.items():
+                walk = await client.walk(oid, max_varbinds=max(budget, 1))
+                result.tables[name] = walk.rows
+                result.requests += walk.requests
+                result.varbinds += len(walk.rows)
+                budget -= len(walk.rows)
+                if walk.stopped is not None:
+                    result.walk_stops.append((name, walk.stopped))
+                    if walk.stopped is WalkStop.VARBIND_CAP:
+                        raise PollError(PollErrorReason.VARBIND_CAP, f"more than {max_varbinds} varbinds")
+    except TimeoutError:
+        result.error = PollError(PollErrorReason.DEADLINE, f"poll exceeded its {deadline_s:g}s deadline")
+    except PollError as exc:
+        result.error = exc
+    except Exception as exc:  # a library bug on one agent must not stop the others
+        log.exception("target %s: unexpected failure while polling", target)
+        result.error = PollError(PollErrorReason.OTHER, type(exc).__name__)
+    result.duration = time.monotonic() - started
+    result.at = time.time()
+    return result

@@ -1,0 +1,135 @@
+"""When targets are polled: one long-lived loop per target, a global concurrency limit, jittered starts.
+
+A poll's deadline ends before the target's next tick, so polls of one target never overlap; a target
+whose agent is slow or dead only ever occupies its own loop and one slot of the concurrency limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Callable
+
+from sitivmon.config.model import Credential, PollSettings, SitivmonConfig, Target
+from sitivmon.engine.poll import poll_target
+from sitivmon.monitor import Monitor
+from sitivmon.profiles import BUILTIN_PROFILES
+from sitivmon.profiles.model import Profile
+from sitivmon.selfmetrics import SelfMetrics
+from sitivmon.snmp.client import SnmpClient
+
+log = logging.getLogger("sitivmon.scheduler")
+
+ClientFactory = Callable[[Target, Credential, PollSettings], SnmpClient]
+ProfileLookup = Callable[[str], Profile]
+
+
+def gufo_factory(target: Target, cred: Credential, settings: PollSettings) -> SnmpClient:
+    from sitivmon.snmp.gufo import GufoClient
+
+    return GufoClient(
+        target.host, target.port, cred, timeout=settings.timeout, retries=settings.retries,
+        max_repetitions=settings.max_repetitions,
+    )
+
+
+def start_offset(name: str, interval: float, jitter: float) -> float:
+    """A stable offset in [0, interval * jitter): targets spread out, and each keeps its phase."""
+    digest = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big")
+    return (digest / 2**64) * interval * jitter
+
+
+def deadline_for(interval: float) -> float:
+    """Leave a tenth of the interval (at most a second) between the deadline and the next tick."""
+    return max(interval - min(1.0, interval * 0.1), interval * 0.5)
+
+
+class Scheduler:
+    def __init__(
+        self,
+        monitor: Monitor,
+        metrics: SelfMetrics,
+        client_factory: ClientFactory = gufo_factory,
+        profiles: ProfileLookup | None = None,
+    ) -> None:
+        self.monitor = monitor
+        self.metrics = metrics
+        self.client_factory = client_factory
+        self.profiles = profiles or BUILTIN_PROFILES.__getitem__
+        self._tasks: dict[str, tuple[asyncio.Task[None], str]] = {}
+        self._changed = asyncio.Event()
+        # The concurrency limit is fixed at start: a reload cannot resize a semaphore others wait on.
+        self._sem = asyncio.Semaphore(monitor.config.poll.concurrency)
+        self._config = monitor.config
+
+    def apply(self, config: SitivmonConfig) -> None:
+        """Adopt a reloaded config: unchanged targets keep their loop (and phase), others restart."""
+        self._config = config
+        self._changed.set()
+
+    @staticmethod
+    def _fingerprint(config: SitivmonConfig, target: Target) -> str:
+        cred = config.credentials[target.credentials]
+        secret_parts = [
+            s.get_secret_value() for s in (cred.community, cred.auth_password, cred.priv_password) if s is not None
+        ]
+        material = "|".join(
+            [target.model_dump_json(), cred.model_dump_json(), config.poll_settings(target).model_dump_json(),
+             *secret_parts]
+        )
+        return hashlib.sha256(material.encode()).hexdigest()
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            while True:
+                self._reconcile(tg)
+                await self._changed.wait()
+                self._changed.clear()
+
+    def _reconcile(self, tg: asyncio.TaskGroup) -> None:
+        config = self._config
+        wanted = {t.name: (t, self._fingerprint(config, t)) for t in config.targets}
+        for name, (task, fp) in list(self._tasks.items()):
+            if name not in wanted or wanted[name][1] != fp:
+                task.cancel()
+                del self._tasks[name]
+        for name, (target, fp) in wanted.items():
+            if name not in self._tasks:
+                task = tg.create_task(self._target_loop(config, target), name=f"poll:{name}")
+                self._tasks[name] = (task, fp)
+
+    async def _target_loop(self, config: SitivmonConfig, target: Target) -> None:
+        loop = asyncio.get_running_loop()
+        settings = config.poll_settings(target)
+        cred = config.credentials[target.credentials]
+        profiles = [self.profiles(p) for p in target.profiles]
+        interval = settings.interval
+        client = self.client_factory(target, cred, settings)
+        next_at = loop.time() + start_offset(target.name, interval, settings.jitter)
+        try:
+            while True:
+                await asyncio.sleep(max(0.0, next_at - loop.time()))
+                async with self._sem:
+                    now = loop.time()
+                    self.metrics.poll_lag.observe(max(0.0, now - next_at))
+                    budget = next_at + deadline_for(interval) - now
+                    if budget <= 0:
+                        self.metrics.polls_skipped.labels(target.name).inc()
+                    else:
+                        poll = await poll_target(
+                            client, target.name, profiles, version=cred.version, deadline_s=budget,
+                            max_varbinds=settings.max_varbinds,
+                        )
+                        try:
+                            self.monitor.on_poll(target, poll)
+                        except Exception:
+                            log.exception("target %s: processing the poll failed", target.name)
+                next_at += interval
+                behind = loop.time() - next_at
+                if behind > 0:
+                    missed = int(behind // interval) + 1
+                    next_at += missed * interval
+                    self.metrics.polls_skipped.labels(target.name).inc(missed)
+        finally:
+            await client.close()

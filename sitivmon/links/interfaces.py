@@ -1,0 +1,172 @@
+"""Turn walked IF-MIB columns into interface rows, and rows into commune-oriented counters. Pure.
+
+The 64-bit HC counters are preferred per counter when the agent serves them; otherwise the 32-bit
+ones are used (and their wraps handled by normalisation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from sitivmon.config.model import InterfaceSelector, Side
+from sitivmon.normalize.counters import RawCounter
+from sitivmon.snmp.client import Value
+
+Tables = Mapping[str, Mapping[str, Value]]
+
+# (raw counter name in snapshots, HC column, 32-bit column). Packets sum unicast, multicast, broadcast.
+_COUNTER_SOURCES: tuple[tuple[str, str | None, str], ...] = (
+    ("in_octets", "ifHCInOctets", "ifInOctets"),
+    ("out_octets", "ifHCOutOctets", "ifOutOctets"),
+    ("in_ucast", "ifHCInUcastPkts", "ifInUcastPkts"),
+    ("out_ucast", "ifHCOutUcastPkts", "ifOutUcastPkts"),
+    ("in_errors", None, "ifInErrors"),
+    ("out_errors", None, "ifOutErrors"),
+    ("in_discards", None, "ifInDiscards"),
+    ("out_discards", None, "ifOutDiscards"),
+)
+# Non-unicast packets: HC multicast + broadcast when available, else the deprecated ifInNUcastPkts.
+_NUCAST_HC = {"in": ("ifHCInMulticastPkts", "ifHCInBroadcastPkts"), "out": ("ifHCOutMulticastPkts", "ifHCOutBroadcastPkts")}
+_NUCAST_32 = {"in": "ifInNUcastPkts", "out": "ifOutNUcastPkts"}
+
+# Commune-oriented series -> raw counters summed, for side=commune. side=core swaps in and out.
+SERIES: dict[str, tuple[str, ...]] = {
+    "receive_bytes": ("in_octets",),
+    "transmit_bytes": ("out_octets",),
+    "receive_packets": ("in_ucast", "in_mcast", "in_bcast", "in_nucast"),
+    "transmit_packets": ("out_ucast", "out_mcast", "out_bcast", "out_nucast"),
+    "receive_errors": ("in_errors",),
+    "transmit_errors": ("out_errors",),
+    "receive_discards": ("in_discards",),
+    "transmit_discards": ("out_discards",),
+}
+
+STATUS_UP = 1
+
+
+def _int(value: Value) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    return None
+
+
+def _text(value: Value) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace").rstrip("\x00")
+    if value is None:
+        return ""
+    return str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class InterfaceRow:
+    index: int
+    name: str
+    alias: str
+    descr: str
+    admin_status: int | None
+    oper_status: int | None
+    speed_bytes_per_s: int | None
+    last_change_ticks: int | None
+    discontinuity_ticks: int | None
+    counters: dict[str, RawCounter] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return self.name or self.descr or str(self.index)
+
+
+def interface_rows(tables: Tables) -> dict[int, InterfaceRow]:
+    """Every interface that has at least an ifDescr, ifName or a counter, keyed by ifIndex."""
+    indexes: set[str] = set()
+    for column in ("ifDescr", "ifName", "ifInOctets", "ifHCInOctets", "ifOperStatus"):
+        indexes.update(tables.get(column, {}))
+    rows: dict[int, InterfaceRow] = {}
+    for idx in indexes:
+        if not idx.isdigit():
+            continue
+
+        def get(col: str, idx: str = idx) -> Value:
+            return tables.get(col, {}).get(idx)
+
+        counters: dict[str, RawCounter] = {}
+        for raw, hc, low in _COUNTER_SOURCES:
+            hc_value = _int(get(hc)) if hc else None
+            if hc_value is not None:
+                counters[raw] = RawCounter(hc_value, 64)
+            else:
+                low_value = _int(get(low))
+                if low_value is not None:
+                    counters[raw] = RawCounter(low_value, 32)
+        for direction in ("in", "out"):
+            mc, bc = (_int(get(c)) for c in _NUCAST_HC[direction])
+            if mc is not None and bc is not None:
+                counters[f"{direction}_mcast"] = RawCounter(mc, 64)
+                counters[f"{direction}_bcast"] = RawCounter(bc, 64)
+            else:
+                nu = _int(get(_NUCAST_32[direction]))
+                if nu is not None:
+                    counters[f"{direction}_nucast"] = RawCounter(nu, 32)
+        high = _int(get("ifHighSpeed"))
+        low_speed = _int(get("ifSpeed"))
+        if high:
+            speed: int | None = high * 1_000_000 // 8
+        elif low_speed:
+            speed = low_speed // 8
+        else:
+            speed = None
+        rows[int(idx)] = InterfaceRow(
+            index=int(idx),
+            name=_text(get("ifName")),
+            alias=_text(get("ifAlias")),
+            descr=_text(get("ifDescr")),
+            admin_status=_int(get("ifAdminStatus")),
+            oper_status=_int(get("ifOperStatus")),
+            speed_bytes_per_s=speed,
+            last_change_ticks=_int(get("ifLastChange")),
+            discontinuity_ticks=_int(get("ifCounterDiscontinuityTime")),
+            counters=counters,
+        )
+    return rows
+
+
+class ResolveError(Exception):
+    """The selector matches no interface, or several."""
+
+
+def resolve(selector: InterfaceSelector, rows: Mapping[int, InterfaceRow]) -> InterfaceRow:
+    """Find the link's interface now; called on every poll so that an ifIndex renumbering is followed."""
+    if selector.index is not None:
+        row = rows.get(selector.index)
+        if row is None:
+            raise ResolveError(f"no interface with ifIndex {selector.index}")
+        return row
+    key = selector.key
+    wanted = selector.wanted
+    matches = [r for r in rows.values() if getattr(r, key) == wanted]
+    if not matches:
+        raise ResolveError(f"no interface with if{key.capitalize()} {wanted!r}")
+    if len(matches) > 1:
+        found = ", ".join(str(r.index) for r in sorted(matches, key=lambda r: r.index))
+        raise ResolveError(f"if{key.capitalize()} {wanted!r} matches several interfaces (ifIndex {found})")
+    return matches[0]
+
+
+def oriented_series(raw_deltas: Mapping[str, int], side: Side) -> dict[str, int]:
+    """Sum raw counter deltas into the commune's receive/transmit series, swapping for side=core."""
+    out: dict[str, int] = {}
+    for series, raws in SERIES.items():
+        source = raws
+        if side is Side.CORE:
+            source = tuple(r.replace("in_", "\0").replace("out_", "in_").replace("\0", "out_") for r in raws)
+        out[series] = sum(raw_deltas.get(r, 0) for r in source)
+    return out
+
+
+def capacities(row: InterfaceRow, configured: int | None) -> dict[str, int | None]:
+    """Per raw counter, the most it can grow per second: the configured capacity, else the port speed."""
+    cap = configured or row.speed_bytes_per_s
+    return {"in_octets": cap, "out_octets": cap}

@@ -1,0 +1,136 @@
+"""Per-link runtime state: exposed totals, operational state, last counter snapshot.
+
+The state outlives config reloads (keyed by link id), so a SIGHUP never resets counters. The exposed
+totals only ever go up for the life of the process; durable accounting lives in the usage store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sitivmon.config.model import Link
+from sitivmon.links.interfaces import SERIES, STATUS_UP, InterfaceRow, capacities, oriented_series
+from sitivmon.normalize.counters import CounterSnapshot, Deltas, normalise
+from sitivmon.readings import (
+    CounterInterval,
+    Flag,
+    GaugeReading,
+    LinkState,
+    LinkStateEvent,
+    Quantity,
+    StateSource,
+    UsageKey,
+)
+
+
+@dataclass(slots=True)
+class LinkRuntime:
+    link: Link
+    totals: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SERIES, 0))
+    snapshot: CounterSnapshot | None = None
+    if_index: int | None = None
+    interface: str = ""
+    alias: str = ""
+    state: LinkState = LinkState.UNKNOWN
+    admin_up: bool | None = None
+    speed_bytes_per_s: int | None = None
+    state_changes: int = 0
+    last_change: float | None = None
+    discontinuities: int = 0
+    resolve_error: str | None = None
+
+    @property
+    def capacity_bytes_per_s(self) -> int | None:
+        return self.link.capacity or self.speed_bytes_per_s
+
+    def set_state(self, new: LinkState, at: float, source: StateSource, target: str) -> LinkStateEvent | None:
+        """Record a state; return an event when it changed (unknown -> known at start-up is no change)."""
+        old = self.state
+        if new == old:
+            return None
+        self.state = new
+        if old is LinkState.UNKNOWN or new is LinkState.UNKNOWN:
+            if self.last_change is None:
+                self.last_change = at
+            if old is LinkState.UNKNOWN:
+                return None
+        else:
+            self.state_changes += 1
+            self.last_change = at
+        return LinkStateEvent(
+            link=self.link.id,
+            commune=self.link.commune,
+            target=target,
+            interface=self.interface,
+            state=new,
+            previous=old,
+            since=at,
+            source=source,
+            admin_up=self.admin_up,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LinkPollOutcome:
+    event: LinkStateEvent | None
+    counters: tuple[CounterInterval, ...]
+    gauges: tuple[GaugeReading, ...]
+    baseline: str
+    flags: frozenset[Flag]
+
+
+def apply_row(
+    rt: LinkRuntime, row: InterfaceRow, *, at: float, uptime_ticks: int | None, interval_s: float, target: str
+) -> LinkPollOutcome:
+    """Fold one poll's interface row into the link: state, exact deltas, totals, usage records."""
+    if rt.if_index is not None and rt.if_index != row.index and rt.snapshot is not None:
+        # The device renumbered: the old row's counters say nothing about the new one.
+        rt.snapshot = None
+    rt.if_index = row.index
+    rt.interface = row.label
+    rt.alias = row.alias
+    rt.speed_bytes_per_s = row.speed_bytes_per_s
+    rt.resolve_error = None
+    rt.admin_up = None if row.admin_status is None else row.admin_status == STATUS_UP
+    if row.oper_status is None:
+        new_state = LinkState.UNKNOWN
+    else:
+        new_state = LinkState.UP if row.oper_status == STATUS_UP else LinkState.DOWN
+    event = rt.set_state(new_state, at, StateSource.POLL, target)
+
+    snap = CounterSnapshot(at, uptime_ticks, row.discontinuity_ticks, row.counters)
+    deltas = normalise(
+        rt.snapshot, snap, interval_s=interval_s, capacity_bytes_per_s=capacities(row, rt.link.capacity)
+    )
+    rt.snapshot = snap
+    counters: tuple[CounterInterval, ...] = ()
+    flags: frozenset[Flag] = frozenset()
+    if deltas is not None:
+        flags = deltas.flags
+        series = oriented_series(deltas.values, rt.link.side)
+        for name, value in series.items():
+            rt.totals[name] += value
+        if flags & {Flag.RESET, Flag.CLAMP}:
+            rt.discontinuities += 1
+        counters = _usage_counters(rt.link, deltas, series)
+    gauges: tuple[GaugeReading, ...] = ()
+    if new_state is not LinkState.UNKNOWN:
+        gauges = (
+            GaugeReading(
+                UsageKey(rt.link.commune, rt.link.id, Quantity.LINK_UP),
+                at,
+                1.0 if new_state is LinkState.UP else 0.0,
+            ),
+        )
+    return LinkPollOutcome(event, counters, gauges, snap.to_json(), flags)
+
+
+def _usage_counters(link: Link, deltas: Deltas, series: dict[str, int]) -> tuple[CounterInterval, ...]:
+    return tuple(
+        CounterInterval(
+            UsageKey(link.commune, link.id, quantity), deltas.start, deltas.end, series[name], deltas.flags
+        )
+        for name, quantity in (("receive_bytes", Quantity.TRAFFIC_IN), ("transmit_bytes", Quantity.TRAFFIC_OUT))
+    )
+
+

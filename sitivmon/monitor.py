@@ -1,0 +1,229 @@
+"""The daemon's model of the world: targets and links, folded from polls and traps.
+
+Polls arrive here as `TargetPoll`s; the monitor resolves links, normalises counters, records state
+changes and hands usage records and events on. It does no I/O itself besides logging state changes
+once (a failing target is logged when it fails and when it recovers, not every poll).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from sitivmon.config.model import SitivmonConfig, Target
+from sitivmon.links.interfaces import ResolveError, interface_rows, resolve
+from sitivmon.links.state import LinkRuntime, apply_row
+from sitivmon.normalize.counters import CounterSnapshot
+from sitivmon.readings import (
+    CounterInterval,
+    EventSink,
+    GaugeReading,
+    LinkState,
+    LinkStateEvent,
+    PollBatch,
+    StateSource,
+    UsageSink,
+)
+from sitivmon.snmp.client import PollErrorReason
+
+from sitivmon.engine.poll import TargetPoll
+
+log = logging.getLogger("sitivmon.monitor")
+
+
+@dataclass(slots=True)
+class TargetStatus:
+    name: str
+    interval_s: float
+    up: bool | None = None
+    tried: bool = False
+    last_success: float | None = None
+    last_duration: float = 0.0
+    last_error: str | None = None
+    errors: Counter[str] = field(default_factory=Counter)
+    polls: int = 0
+    varbinds: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Contribution:
+    """What a profile handler adds to a poll's usage batch."""
+
+    counters: tuple[CounterInterval, ...] = ()
+    gauges: tuple[GaugeReading, ...] = ()
+    baselines: Mapping[str, str] = field(default_factory=dict)
+
+
+class PollHandler(Protocol):
+    """Extension point for profile families beyond interfaces (datacenter hosts, PDUs, VMs)."""
+
+    def reconfigure(self, config: SitivmonConfig) -> None: ...
+
+    def on_poll(self, target: Target, poll: TargetPoll) -> Contribution: ...
+
+    def render(self, out: list[str]) -> None: ...
+
+
+class Monitor:
+    def __init__(
+        self,
+        config: SitivmonConfig,
+        *,
+        usage: UsageSink | None = None,
+        events: EventSink | None = None,
+        handlers: Sequence[PollHandler] = (),
+    ) -> None:
+        self.usage = usage
+        self.events = events
+        self.handlers = list(handlers)
+        self.links: dict[str, LinkRuntime] = {}
+        self.targets: dict[str, TargetStatus] = {}
+        self.traps_applied = 0
+        self.config = config
+        self.reconfigure(config)
+
+    def reconfigure(self, config: SitivmonConfig) -> None:
+        """Adopt a new config, keeping the state of links and targets that still exist."""
+        self.config = config
+        old_links = self.links
+        self.links = {}
+        for link in config.links:
+            rt = old_links.get(link.id)
+            if rt is None:
+                rt = LinkRuntime(link)
+            else:
+                if rt.link.target != link.target or rt.link.interface != link.interface:
+                    rt.snapshot = None  # another interface: its counters are not this one's
+                    rt.if_index = None
+                rt.link = link
+            self.links[link.id] = rt
+        old_targets = self.targets
+        self.targets = {}
+        for target in config.targets:
+            status = old_targets.get(target.name) or TargetStatus(target.name, 0.0)
+            status.interval_s = config.poll_settings(target).interval
+            self.targets[target.name] = status
+        for handler in self.handlers:
+            handler.reconfigure(config)
+
+    def seed_baselines(self, baselines: Mapping[str, str]) -> int:
+        """Restore counter snapshots persisted by the usage store, so a restart neither loses nor
+        double counts traffic: the first delta after start spans the downtime."""
+        seeded = 0
+        for subject, text in baselines.items():
+            rt = self.links.get(subject)
+            if rt is None:
+                continue
+            try:
+                rt.snapshot = CounterSnapshot.from_json(text)
+            except (ValueError, KeyError, TypeError):
+                log.warning("ignoring unreadable counter baseline for link %s", subject)
+                continue
+            seeded += 1
+        return seeded
+
+    def links_of(self, target: str) -> list[LinkRuntime]:
+        return [rt for rt in self.links.values() if rt.link.target == target]
+
+    def on_poll(self, target: Target, poll: TargetPoll) -> None:
+        status = self.targets.get(target.name)
+        if status is None:
+            return  # target removed by a reload while its poll was in flight
+        status.tried = True
+        status.polls += 1
+        status.last_duration = poll.duration
+        status.varbinds += poll.varbinds
+        for column, stop in poll.walk_stops:
+            status.errors[stop.value] += 1
+            log.warning("target %s: walk of %s stopped early: %s", target.name, column, stop.value)
+        if poll.error is not None:
+            status.errors[poll.error.reason.value] += 1
+            if status.up is not False:
+                log.error("target %s is down: %s", target.name, poll.error)
+            status.up = False
+            status.last_error = str(poll.error)
+            for rt in self.links_of(target.name):
+                self._emit(rt.set_state(LinkState.UNKNOWN, poll.at, StateSource.POLL, target.name))
+            return
+        if status.up is False:
+            log.info("target %s recovered after: %s", target.name, status.last_error)
+        status.up = True
+        status.last_error = None
+        status.last_success = poll.at
+        self._fold(target, poll, status)
+
+    def _fold(self, target: Target, poll: TargetPoll, status: TargetStatus) -> None:
+        counters: list[CounterInterval] = []
+        gauges: list[GaugeReading] = []
+        baselines: dict[str, str] = {}
+        links = self.links_of(target.name)
+        if links:
+            rows = interface_rows(poll.tables)
+            uptime = poll.scalars.get("sysUpTime")
+            uptime_ticks = uptime if isinstance(uptime, int) else None
+            for rt in links:
+                try:
+                    row = resolve(rt.link.interface, rows)
+                except ResolveError as exc:
+                    if rt.resolve_error != str(exc):
+                        log.error("link %s on %s: %s", rt.link.id, target.name, exc)
+                        status.errors[PollErrorReason.RESOLVE.value] += 1
+                    rt.resolve_error = str(exc)
+                    self._emit(rt.set_state(LinkState.UNKNOWN, poll.at, StateSource.POLL, target.name))
+                    continue
+                outcome = apply_row(
+                    rt, row, at=poll.at, uptime_ticks=uptime_ticks, interval_s=status.interval_s,
+                    target=target.name,
+                )
+                self._emit(outcome.event)
+                counters.extend(outcome.counters)
+                gauges.extend(outcome.gauges)
+                baselines[rt.link.id] = outcome.baseline
+        for handler in self.handlers:
+            contribution = handler.on_poll(target, poll)
+            counters.extend(contribution.counters)
+            gauges.extend(contribution.gauges)
+            baselines.update(contribution.baselines)
+        if self.usage is not None and (counters or gauges or baselines):
+            self.usage.submit(
+                PollBatch(target.name, poll.at, status.interval_s, tuple(counters), tuple(gauges), baselines)
+            )
+
+    def on_link_trap(self, source: str, if_index: int | None, up: bool, at: float) -> list[LinkStateEvent]:
+        """A linkUp/linkDown trap: change the state at once; the next poll confirms or corrects it."""
+        events = []
+        for target in self.config.targets:
+            if target.host != source:
+                continue
+            for rt in self.links_of(target.name):
+                if if_index is not None and rt.if_index != if_index:
+                    continue
+                ev = rt.set_state(LinkState.UP if up else LinkState.DOWN, at, StateSource.TRAP, target.name)
+                if ev is not None:
+                    events.append(ev)
+                    self._emit(ev)
+        self.traps_applied += 1
+        return events
+
+    def on_restart_trap(self, source: str, at: float) -> None:
+        """coldStart/warmStart: the agent restarted; links are unknown until the next poll."""
+        for target in self.config.targets:
+            if target.host == source:
+                for rt in self.links_of(target.name):
+                    self._emit(rt.set_state(LinkState.UNKNOWN, at, StateSource.TRAP, target.name))
+
+    def _emit(self, event: LinkStateEvent | None) -> None:
+        if event is None:
+            return
+        log.info(
+            "link %s (%s) %s -> %s via %s", event.link, event.commune, event.previous.value, event.state.value,
+            event.source.value,
+        )
+        if self.events is not None:
+            self.events.publish_link_event(event)
+
+    def ready(self) -> bool:
+        return all(s.tried for s in self.targets.values())

@@ -1,0 +1,1 @@
+"""Pure normalisation: raw SNMP readings to exact, monotonic, commune-oriented figures."""

@@ -1,0 +1,69 @@
+"""`sitivmon poll`: poll one target now and show what the daemon would make of it (debugging aid)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from sitivmon.config.model import SitivmonConfig
+from sitivmon.engine.poll import poll_target
+from sitivmon.engine.scheduler import gufo_factory
+from sitivmon.monitor import Monitor
+from sitivmon.profiles import BUILTIN_PROFILES
+from sitivmon.selfmetrics import SelfMetrics
+
+
+async def poll_once(config: SitivmonConfig, target_name: str, *, samples: int = 2, pause_s: float = 2.0) -> dict[str, Any]:
+    target = config.target_by_name()[target_name]
+    settings = config.poll_settings(target)
+    cred = config.credentials[target.credentials]
+    SelfMetrics(CollectorRegistry())  # same instrumentation objects as the daemon, unused here
+    monitor = Monitor(config)
+    client = gufo_factory(target, cred, settings)
+    profiles = [BUILTIN_PROFILES[p] for p in target.profiles]
+    report: dict[str, Any] = {"target": target.name, "address": target.address, "error": None, "polls": []}
+    previous: dict[str, dict[str, int]] = {}
+    for i in range(max(1, samples)):
+        if i:
+            await asyncio.sleep(pause_s)
+        poll = await poll_target(
+            client, target.name, profiles, version=cred.version, deadline_s=settings.interval,
+            max_varbinds=settings.max_varbinds,
+        )
+        monitor.on_poll(target, poll)
+        entry: dict[str, Any] = {
+            "duration_s": round(poll.duration, 4),
+            "varbinds": poll.varbinds,
+            "requests": poll.requests,
+            "walk_stops": [f"{c}: {s.value}" for c, s in poll.walk_stops],
+        }
+        if poll.error is not None:
+            entry["error"] = str(poll.error)
+            report["error"] = str(poll.error)
+        links = []
+        for rt in monitor.links_of(target.name):
+            before = previous.get(rt.link.id)
+            links.append(
+                {
+                    "link": rt.link.id,
+                    "commune": rt.link.commune,
+                    "side": rt.link.side.value,
+                    "interface": rt.interface,
+                    "if_index": rt.if_index,
+                    "alias": rt.alias,
+                    "state": rt.state.value,
+                    "admin_up": rt.admin_up,
+                    "capacity_bytes_per_s": rt.capacity_bytes_per_s,
+                    "resolve_error": rt.resolve_error,
+                    "delta_since_previous": (
+                        {k: v - before[k] for k, v in rt.totals.items()} if before is not None else None
+                    ),
+                }
+            )
+            previous[rt.link.id] = dict(rt.totals)
+        entry["links"] = links
+        report["polls"].append(entry)
+    await client.close()
+    return report

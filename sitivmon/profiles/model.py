@@ -1,0 +1,51 @@
+"""The shape of a profile: a table of OIDs with their types, the way snmp_exporter's modules are data.
+
+The engine walks exactly the columns listed here and GETs the scalars, nothing more; turning the rows
+into samples is the job of pure functions per profile family (interfaces -> links, datacenter rows ->
+attributed resources).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+
+
+class Kind(StrEnum):
+    COUNTER = "counter"
+    GAUGE = "gauge"
+    INFO = "info"  # text, exposed as a label
+    ENUM = "enum"  # integer with named values
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One column of a conceptual table, walked by its numeric OID (no leading dot)."""
+
+    name: str
+    oid: str
+    kind: Kind
+    needs_v2: bool = False  # Counter64 columns do not exist in SNMPv1
+    scale: Decimal | None = None
+    enum: dict[int, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Scalar:
+    name: str
+    oid: str  # full instance OID, e.g. 1.3.6.1.2.1.1.3.0
+    kind: Kind
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    name: str
+    columns: tuple[Column, ...] = ()
+    scalars: tuple[Scalar, ...] = ()
+    description: str = ""
+
+    def columns_for(self, version: str) -> tuple[Column, ...]:
+        if version == "1":
+            return tuple(c for c in self.columns if not c.needs_v2)
+        return self.columns

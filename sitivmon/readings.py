@@ -1,0 +1,134 @@
+"""Records that flow from the poller to the usage store, the event publishers and the metrics.
+
+These types are the contract between the polling core and everything built on it (usage accounting,
+MQTT events, datacenter attribution). They are plain frozen data so that each consumer can be tested
+without a poller, and so that nothing downstream depends on how SNMP was spoken.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+
+class Flag(StrEnum):
+    """Why an interval's figure is less than a plain measurement.
+
+    The usage store keeps these per bucket so that an indicator can explain itself.
+    """
+
+    RESET = "reset"  # agent rebooted or counter discontinuity: the value before is not counted again
+    CLAMP = "clamp"  # delta implied more than the link's capacity: counted as zero
+    GAP = "gap"  # the interval spans time the daemon (or the agent) was not observed
+    UNKNOWN = "unknown"  # no usable reading for the interval
+
+
+class Quantity(StrEnum):
+    """What a usage series measures, with its unit fixed by the name."""
+
+    TRAFFIC_IN = "traffic_in"  # bytes received by the commune (counter)
+    TRAFFIC_OUT = "traffic_out"  # bytes sent by the commune (counter)
+    LINK_UP = "link_up"  # 1 when oper status is up, 0 when not (gauge)
+    STORAGE_BYTES = "storage_bytes"  # used bytes (gauge)
+    ENERGY_JOULES = "energy_joules"  # energy (counter)
+    VCPUS = "vcpus"  # allocated vCPUs (gauge)
+    MEMORY_BYTES = "memory_bytes"  # allocated memory (gauge)
+
+    @property
+    def unit(self) -> str:
+        return _UNITS[self]
+
+
+_UNITS = {
+    Quantity.TRAFFIC_IN: "bytes",
+    Quantity.TRAFFIC_OUT: "bytes",
+    Quantity.LINK_UP: "ratio",
+    Quantity.STORAGE_BYTES: "bytes",
+    Quantity.ENERGY_JOULES: "joules",
+    Quantity.VCPUS: "vcpus",
+    Quantity.MEMORY_BYTES: "bytes",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class UsageKey:
+    """Identifies one usage series: who, what subject (a link id or a resource id), which quantity."""
+
+    commune: str
+    subject: str
+    quantity: Quantity
+
+
+@dataclass(frozen=True, slots=True)
+class CounterInterval:
+    """An exact increase of a counter between two polls, already normalised (wraps, resets, clamps)."""
+
+    key: UsageKey
+    start: float  # unix seconds of the previous reading
+    end: float  # unix seconds of this reading
+    delta: int
+    flags: frozenset[Flag] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class GaugeReading:
+    """A level observed at one instant (used bytes, vCPUs, link up as 0/1)."""
+
+    key: UsageKey
+    at: float
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class PollBatch:
+    """Everything one poll of one target contributes to usage accounting.
+
+    `baselines` are opaque serialised counter states (by subject) that must be persisted in the same
+    transaction as the counters they produced, so that a restart neither loses nor double counts.
+    """
+
+    target: str
+    at: float
+    interval_s: float
+    counters: tuple[CounterInterval, ...] = ()
+    gauges: tuple[GaugeReading, ...] = ()
+    baselines: dict[str, str] = field(default_factory=dict)
+
+
+class UsageSink(Protocol):
+    """Receives poll batches; implementations must not block the poller (queue and write elsewhere)."""
+
+    def submit(self, batch: PollBatch) -> None: ...
+
+
+class LinkState(StrEnum):
+    UP = "up"
+    DOWN = "down"
+    UNKNOWN = "unknown"
+
+
+class StateSource(StrEnum):
+    POLL = "poll"
+    TRAP = "trap"
+
+
+@dataclass(frozen=True, slots=True)
+class LinkStateEvent:
+    """A change of a link's operational state, as seen from a poll or a trap."""
+
+    link: str
+    commune: str
+    target: str
+    interface: str
+    state: LinkState
+    previous: LinkState
+    since: float
+    source: StateSource
+    admin_up: bool | None = None
+
+
+class EventSink(Protocol):
+    """Receives link events (MQTT publisher); must not block the caller."""
+
+    def publish_link_event(self, event: LinkStateEvent) -> None: ...

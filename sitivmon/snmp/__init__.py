@@ -1,0 +1,1 @@
+"""SNMP client behind a small interface: the engine sees `SnmpClient`, never the library."""

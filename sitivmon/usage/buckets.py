@@ -1,0 +1,171 @@
+"""Five-minute buckets in memory and their compact on-disk encoding (pure: no I/O).
+
+A bucket holds, for one series (commune, subject, quantity) and one 5-minute slot:
+
+- `value`: for counters the integer share of every interval that overlaps the slot (bytes, joules);
+  for gauges the sum of the readings that landed in it, in the quantity's integer scale (see `SCALE`),
+  so that the mean level is `value / readings`.
+- `expected_milli`: samples expected, in thousandths (300 s / poll interval * 1000).
+- `received_milli`: samples received, in thousandths. Counters count observed time rather than poll
+  instants: an interval contributes the share of the slot it covers times the samples expected, so a
+  slot fully covered by polls at any phase or jitter has received == expected. Intervals flagged GAP
+  or UNKNOWN (time the daemon or the agent was not observed) contribute their bytes but no samples.
+  Gauges count readings (1000 each).
+- `flags`: bit set of reset/clamp/gap/unknown, plus PRESENT (the slot has been written at all).
+
+Closed buckets are stored per series and UTC day as one row whose blob holds four columns of 288
+slots; a column that is constant over the day (flags, samples, often the link state) takes 9 bytes.
+This keeps a link-month at a few tens of kilobytes and lets the monthly computation read one row per
+series-day instead of one row per bucket.
+"""
+
+from __future__ import annotations
+
+import sys
+from array import array
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sitivmon.readings import Flag, Quantity
+
+from .periods import BUCKET_S
+
+DAY_S = 86_400
+SLOTS = DAY_S // BUCKET_S  # 288
+BUCKET_US = BUCKET_S * 1_000_000
+
+FLAG_BITS: dict[Flag, int] = {Flag.RESET: 1, Flag.CLAMP: 2, Flag.GAP: 4, Flag.UNKNOWN: 8}
+PRESENT = 0x80
+GAPLIKE = FLAG_BITS[Flag.GAP] | FLAG_BITS[Flag.UNKNOWN]
+
+COUNTERS = frozenset({Quantity.TRAFFIC_IN, Quantity.TRAFFIC_OUT, Quantity.ENERGY_JOULES})
+
+SCALE: dict[Quantity, int] = {Quantity.VCPUS: 1000}
+"""Gauge readings are stored as integers times this factor (milli-vCPUs); 1 for bytes and link state."""
+
+
+def flag_bits(flags: frozenset[Flag]) -> int:
+    bits = 0
+    for f in flags:
+        bits |= FLAG_BITS[f]
+    return bits
+
+
+def flag_names(bits: int) -> list[str]:
+    return [f.value for f, b in FLAG_BITS.items() if bits & b]
+
+
+def expected_milli(interval_s: float) -> int:
+    """Samples expected per bucket, in thousandths, for a poll interval (0 when the interval is unknown)."""
+    return round(BUCKET_S * 1000 / interval_s) if interval_s > 0 else 0
+
+
+@dataclass(slots=True)
+class Bucket:
+    """An accumulating bucket. `covered_us` is kept exact while the bucket is open (see module doc)."""
+
+    value: int = 0
+    covered_us: int = 0  # counters: microseconds of the slot observed by non-gap intervals
+    readings: int = 0  # gauges: readings that landed in the slot
+    expected_milli: int = 0
+    flags: int = PRESENT
+
+    @property
+    def received_milli(self) -> int:
+        counted = self.readings * 1000
+        if self.covered_us and self.expected_milli:
+            counted += round(self.covered_us * self.expected_milli / BUCKET_US)
+        return counted
+
+    def merge(self, other: Bucket) -> None:
+        self.value += other.value
+        self.covered_us += other.covered_us
+        self.readings += other.readings
+        self.expected_milli = max(self.expected_milli, other.expected_milli)
+        self.flags |= other.flags
+
+
+Col = int | Sequence[int]
+"""A column over a run of slots: an int when constant, else one int per slot."""
+
+_WIDTHS = (("B", 0xFF), ("H", 0xFFFF), ("I", 0xFFFF_FFFF), ("Q", 0xFFFF_FFFF_FFFF_FFFF))
+_BIG = sys.byteorder == "big"
+assert array("I").itemsize == 4 and array("H").itemsize == 2 and array("Q").itemsize == 8
+
+
+def _enc(vals: list[int]) -> bytes:
+    first = vals[0]
+    if vals.count(first) == len(vals):
+        return b"=" + first.to_bytes(8, "little", signed=True)
+    lo, hi = min(vals), max(vals)
+    tc = "q"
+    if lo >= 0:
+        tc = next(t for t, lim in _WIDTHS if hi <= lim)
+    a = array(tc, vals)
+    if _BIG:
+        a.byteswap()
+    return tc.encode() + a.tobytes()
+
+
+def _dec(blob: bytes, pos: int) -> tuple[Col, int]:
+    tc = chr(blob[pos])
+    if tc == "=":
+        return int.from_bytes(blob[pos + 1 : pos + 9], "little", signed=True), pos + 9
+    a = array(tc)
+    end = pos + 1 + SLOTS * a.itemsize
+    a.frombytes(blob[pos + 1 : end])
+    if _BIG:
+        a.byteswap()
+    return a, end
+
+
+_FORMAT = 1
+
+
+class DayChunk:
+    """One series over one UTC day: columns value, received_milli, expected_milli, flags."""
+
+    __slots__ = ("cols",)
+
+    def __init__(self, cols: list[Col] | None = None) -> None:
+        self.cols: list[Col] = cols if cols is not None else [0, 0, 0, 0]
+
+    @classmethod
+    def decode(cls, blob: bytes) -> DayChunk:
+        if blob[0] != _FORMAT:
+            raise ValueError(f"unknown bucket chunk format {blob[0]}")
+        pos = 1
+        cols: list[Col] = []
+        for _ in range(4):
+            col, pos = _dec(blob, pos)
+            cols.append(col)
+        return cls(cols)
+
+    def encode(self) -> bytes:
+        return bytes([_FORMAT]) + b"".join(_enc(self._list(i)) for i in range(4))
+
+    def _list(self, i: int) -> list[int]:
+        c = self.cols[i]
+        if isinstance(c, int):
+            lst = [c] * SLOTS
+        elif isinstance(c, list):
+            lst = c
+        else:
+            lst = list(c)
+        self.cols[i] = lst
+        return lst
+
+    def merge(self, slot: int, value: int, received_milli: int, expected: int, flags: int) -> None:
+        """Add a bucket into `slot` (additive, so a correction to a closed bucket counts once)."""
+        v, r, e, f = (self._list(i) for i in range(4))
+        v[slot] += value
+        r[slot] += received_milli
+        e[slot] = max(e[slot], expected)
+        f[slot] |= flags | PRESENT
+
+    def slice(self, a: int, b: int) -> tuple[Col, Col, Col, Col]:
+        return tuple(c if isinstance(c, int) else c[a:b] for c in self.cols)  # type: ignore[return-value]
+
+
+def col_sum(col: Col, n: int) -> int:
+    return col * n if isinstance(col, int) else sum(col)

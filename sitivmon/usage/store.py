@@ -1,0 +1,331 @@
+"""Durable usage store: one SQLite file (WAL) under `state_dir`, versioned schema with migrations.
+
+Why SQLite: embedded, no server to install, and a transaction makes "these buckets and the counter
+baselines that produced them" atomic, which is what makes a restart (even SIGKILL) exact: after a
+crash the daemon resumes from the baselines of the last committed flush, so the first delta after the
+restart covers the downtime *and* whatever had not been flushed, neither lost nor counted twice.
+
+Tables (schema version 1):
+
+- `series`: (commune, subject, quantity) -> id.
+- `chunk`: closed buckets, one row per series and UTC day, blob encoded by `buckets.DayChunk`.
+  A bucket is written here once it has closed (a later reading of the same series arrived after
+  its end); a late correction (e.g. the interval spanning a downtime) is added to it, never replaces it.
+- `open_bucket`: the still-open buckets of each series, with their exact accumulators. They are
+  rewritten at every flush (a few rows per series) so that partial five-minute contributions are as
+  durable as the baselines stored with them. Kept apart from `chunk` so that closed data is written once.
+- `baseline`: the poller's opaque counter states by subject.
+- `meta`: schema version.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sitivmon.readings import Quantity, UsageKey
+
+from .buckets import DAY_S, SLOTS, Bucket, Col, DayChunk
+from .periods import BUCKET_S
+
+log = logging.getLogger(__name__)
+
+DB_FILENAME = "usage.sqlite3"
+
+
+def _v1(db: sqlite3.Connection) -> None:
+    db.executescript(
+        """
+        CREATE TABLE series (
+            id INTEGER PRIMARY KEY,
+            commune TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            quantity TEXT NOT NULL,
+            UNIQUE (commune, subject, quantity)
+        );
+        CREATE TABLE chunk (
+            id INTEGER PRIMARY KEY,
+            day INTEGER NOT NULL,          -- unix seconds // 86400 (UTC day)
+            series_id INTEGER NOT NULL REFERENCES series(id),
+            data BLOB NOT NULL
+        );
+        CREATE UNIQUE INDEX chunk_day_series ON chunk (day, series_id);
+        CREATE TABLE open_bucket (
+            series_id INTEGER NOT NULL REFERENCES series(id),
+            start INTEGER NOT NULL,
+            value INTEGER NOT NULL,
+            covered_us INTEGER NOT NULL,
+            readings INTEGER NOT NULL,
+            expected_milli INTEGER NOT NULL,
+            flags INTEGER NOT NULL,
+            PRIMARY KEY (series_id, start)
+        ) WITHOUT ROWID;
+        CREATE TABLE baseline (
+            subject TEXT PRIMARY KEY,
+            state TEXT NOT NULL,
+            updated REAL NOT NULL
+        ) WITHOUT ROWID;
+        """
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1]
+"""Ordered migrations; migration i brings the schema from version i to i+1. Append, never edit."""
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+BucketMap = Mapping[tuple[UsageKey, int], Bucket]
+
+
+@dataclass(slots=True)
+class SeriesMonth:
+    """One series' buckets over [start, end): day-aligned segments, columns as `Col`.
+
+    `segments` maps the offset (in buckets from `start`) to (length, value, received_milli,
+    expected_milli, flags). Slots not covered by any segment were never written (missing).
+    """
+
+    key: UsageKey
+    start: int
+    n: int
+    segments: dict[int, tuple[int, Col, Col, Col, Col]] = field(default_factory=dict)
+
+
+class UsageStore:
+    """Synchronous store; the recorder calls `write` from a worker thread, one connection per store."""
+
+    def __init__(self, path: Path, *, busy_timeout_s: float = 5.0, read_only: bool = False) -> None:
+        self.path = Path(path)
+        self.read_only = read_only
+        self._busy_timeout_s = busy_timeout_s
+        self._series: dict[UsageKey, int] = {}
+        self._db: sqlite3.Connection | None = None
+        self._connect()
+
+    @classmethod
+    def in_dir(cls, state_dir: Path, filename: str = DB_FILENAME, **kw: float | bool) -> UsageStore:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        return cls(state_dir / filename, **kw)  # type: ignore[arg-type]
+
+    # -- connection -------------------------------------------------------------------------------------
+
+    def _connect(self) -> None:
+        if self.read_only:
+            db = sqlite3.connect(
+                f"file:{self.path}?mode=ro", uri=True, timeout=self._busy_timeout_s,
+                isolation_level=None, check_same_thread=False,
+            )
+        else:
+            db = sqlite3.connect(
+                self.path, timeout=self._busy_timeout_s, isolation_level=None, check_same_thread=False
+            )
+        self._db = db
+        if not self.read_only:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")  # money depends on it: a commit survives power loss
+            self.migrate()
+        self._series = {}
+
+    def reconnect(self) -> None:
+        """Drop and reopen the connection (after an I/O error the old handle may be unusable)."""
+        self.close()
+        self._connect()
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            self._connect()
+        assert self._db is not None
+        return self._db
+
+    def close(self) -> None:
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            self._db = None
+
+    def __enter__(self) -> UsageStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- schema -----------------------------------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        db = self.db
+        if db.execute("SELECT 1 FROM sqlite_master WHERE name='meta'").fetchone() is None:
+            return 0
+        row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        return int(row[0]) if row else 0
+
+    def migrate(self) -> int:
+        """Apply pending migrations, each in its own transaction; refuse a schema newer than this code."""
+        db = self.db
+        db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        version = self.schema_version()
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(f"{self.path}: schema version {version} is newer than this sitivmon")
+        while version < SCHEMA_VERSION:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                if self.schema_version() == version:  # another process may have migrated meanwhile
+                    MIGRATIONS[version](db)
+                    db.execute(
+                        "INSERT INTO meta(key, value) VALUES('schema_version', ?) "
+                        "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                        (str(version + 1),),
+                    )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            version = self.schema_version()
+        return version
+
+    # -- series -----------------------------------------------------------------------------------------
+
+    def _series_id(self, key: UsageKey) -> int:
+        sid = self._series.get(key)
+        if sid is None:
+            db = self.db
+            db.execute(
+                "INSERT OR IGNORE INTO series(commune, subject, quantity) VALUES (?, ?, ?)",
+                (key.commune, key.subject, key.quantity.value),
+            )
+            row = db.execute(
+                "SELECT id FROM series WHERE commune=? AND subject=? AND quantity=?",
+                (key.commune, key.subject, key.quantity.value),
+            ).fetchone()
+            sid = int(row[0])
+            self._series[key] = sid
+        return sid
+
+    def series(self) -> dict[int, UsageKey]:
+        rows = self.db.execute("SELECT id, commune, subject, quantity FROM series").fetchall()
+        return {int(i): UsageKey(c, s, Quantity(q)) for i, c, s, q in rows}
+
+    # -- write ------------------------------------------------------------------------------------------
+
+    def write(
+        self,
+        closed: BucketMap,
+        open_buckets: BucketMap,
+        baselines: Mapping[str, str],
+        *,
+        now: float | None = None,
+    ) -> None:
+        """Persist one flush atomically: closed buckets (added into their day chunks), the complete
+        current set of open buckets (replacing the previous set) and the counter baselines.
+
+        Raises sqlite3.Error (locked, disk full, read-only...) with nothing written; the caller keeps
+        its data and retries.
+        """
+        db = self.db
+        stamp = time.time() if now is None else now
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            by_chunk: dict[tuple[int, int], list[tuple[int, Bucket]]] = defaultdict(list)
+            for (key, start), b in closed.items():
+                by_chunk[(self._series_id(key), start // DAY_S)].append((start, b))
+            for (sid, day), items in by_chunk.items():
+                row = db.execute("SELECT data FROM chunk WHERE day=? AND series_id=?", (day, sid)).fetchone()
+                ch = DayChunk.decode(row[0]) if row else DayChunk()
+                for start, b in items:
+                    ch.merge((start % DAY_S) // BUCKET_S, b.value, b.received_milli, b.expected_milli, b.flags)
+                db.execute(
+                    "INSERT INTO chunk(day, series_id, data) VALUES (?, ?, ?) "
+                    "ON CONFLICT(day, series_id) DO UPDATE SET data=excluded.data",
+                    (day, sid, ch.encode()),
+                )
+            db.execute("DELETE FROM open_bucket")
+            db.executemany(
+                "INSERT INTO open_bucket(series_id, start, value, covered_us, readings, expected_milli, flags)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (self._series_id(k), s, b.value, b.covered_us, b.readings, b.expected_milli, b.flags)
+                    for (k, s), b in open_buckets.items()
+                ],
+            )
+            db.executemany(
+                "INSERT INTO baseline(subject, state, updated) VALUES (?, ?, ?) "
+                "ON CONFLICT(subject) DO UPDATE SET state=excluded.state, updated=excluded.updated",
+                [(s, v, stamp) for s, v in baselines.items()],
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            self._series = {}  # ids inserted in the rolled back transaction are gone
+            raise
+
+    # -- read -------------------------------------------------------------------------------------------
+
+    def load_baselines(self) -> dict[str, str]:
+        """Counter states committed with the last flush, by subject (seed for the poller's normaliser)."""
+        return {s: v for s, v in self.db.execute("SELECT subject, state FROM baseline")}
+
+    def load_open_buckets(self) -> dict[tuple[UsageKey, int], Bucket]:
+        """The open buckets of the last flush, to continue accumulating them after a restart."""
+        ids = self.series()
+        out: dict[tuple[UsageKey, int], Bucket] = {}
+        for sid, start, value, cov, readings, exp, flags in self.db.execute(
+            "SELECT series_id, start, value, covered_us, readings, expected_milli, flags FROM open_bucket"
+        ):
+            out[(ids[sid], int(start))] = Bucket(value, cov, readings, exp, flags)
+        return out
+
+    def month_series(self, start: int, end: int, keys: Iterable[UsageKey] = ()) -> dict[UsageKey, SeriesMonth]:
+        """All series with their buckets in [start, end) (closed chunks overlaid with open buckets).
+
+        Every known series is returned, with no segments when it has no data in the range, and so are
+        `keys` not yet in the store, so that a configured but silent link shows up with coverage 0.
+        """
+        db = self.db
+        db.execute("BEGIN")  # one snapshot for chunks and open buckets
+        try:
+            ids = self.series()
+            day_lo, day_hi = start // DAY_S, (end - 1) // DAY_S
+            chunks: dict[tuple[int, int], DayChunk] = {}
+            for sid, day, data in db.execute(
+                "SELECT series_id, day, data FROM chunk WHERE day BETWEEN ? AND ?", (day_lo, day_hi)
+            ):
+                chunks[(sid, day)] = DayChunk.decode(data)
+            for sid, bstart, value, cov, readings, exp, flags in db.execute(
+                "SELECT series_id, start, value, covered_us, readings, expected_milli, flags FROM open_bucket "
+                "WHERE start >= ? AND start < ?",
+                (start, end),
+            ):
+                b = Bucket(value, cov, readings, exp, flags)
+                ch = chunks.setdefault((sid, bstart // DAY_S), DayChunk())
+                ch.merge((bstart % DAY_S) // BUCKET_S, b.value, b.received_milli, b.expected_milli, b.flags)
+        finally:
+            db.execute("COMMIT")
+        out = {k: SeriesMonth(k, start, (end - start) // BUCKET_S) for k in ids.values()}
+        for k in keys:
+            out.setdefault(k, SeriesMonth(k, start, (end - start) // BUCKET_S))
+        for (sid, day), ch in chunks.items():
+            day_start = day * DAY_S
+            a = max(0, (start - day_start) // BUCKET_S)
+            b = min(SLOTS, (end - day_start) // BUCKET_S)
+            if a >= b:
+                continue
+            offset = (day_start + a * BUCKET_S - start) // BUCKET_S
+            v, r, e, f = ch.slice(a, b)
+            out[ids[sid]].segments[offset] = (b - a, v, r, e, f)
+        return out
+
+    def size_bytes(self) -> int:
+        """Database plus WAL on disk."""
+        total = 0
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                total += Path(str(self.path) + suffix).stat().st_size
+        return total
