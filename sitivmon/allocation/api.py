@@ -26,7 +26,6 @@ from sitivmon.allocation.report import scope_report
 log = logging.getLogger("sitivmon.allocation.api")
 
 SYNDICATE = "syndicate"
-_PRINCIPAL: web.AppKey[Principal] = web.AppKey("allocation_principal")  # type: ignore[name-defined]
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +114,7 @@ def setup_api(
     """
     auth = _Auth(tokens)
 
-    def scope_of(request: web.Request, principal: Principal) -> str | None | web.Response:
+    def scope_of(request: web.Request, principal: Principal) -> str | web.Response | None:
         """The commune to restrict to (None: everything), or a refusal."""
         wanted = request.query.get("commune")
         if wanted is not None and not principal.may_see(wanted):

@@ -50,7 +50,15 @@ class RejectReason:
     DECODE_ERROR = "decode_error"
     RATE_LIMITED = "rate_limited"
     QUEUE_FULL = "queue_full"
-    UNSUPPORTED = "unsupported"
+    # from pysnmp's USM statistics (v3)
+    AUTH_FAILED = "auth_failed"
+    DECRYPTION_ERROR = "decryption_error"
+    NOT_IN_TIME_WINDOW = "not_in_time_window"
+    UNSUPPORTED_SECURITY_LEVEL = "unsupported_security_level"
+    ALL = (
+        UNKNOWN_SOURCE, UNKNOWN_COMMUNITY, UNKNOWN_USER, DECODE_ERROR, RATE_LIMITED, QUEUE_FULL, AUTH_FAILED,
+        DECRYPTION_ERROR, NOT_IN_TIME_WINDOW,
+    )  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -150,9 +158,8 @@ class TrapMetrics:
             "Effective SO_RCVBUF of the trap socket as reported by the kernel",
             registry=registry,
         )
-        for reason in vars(RejectReason).values():
-            if isinstance(reason, str) and not reason.startswith("_") and reason.islower():
-                self.rejected.labels(reason)
+        for reason in RejectReason.ALL:
+            self.rejected.labels(reason)
 
 
 class TrapReceiver:

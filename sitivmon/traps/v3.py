@@ -21,6 +21,7 @@ from pysnmp.entity import engine as snmp_engine
 from pysnmp.entity.rfc3413 import ntfrcv
 from pysnmp.proto import rfc1902
 from pysnmp.proto.api import v2c
+from pyasn1.type import univ
 
 from sitivmon.traps.ber import Oid, Value, VarBind
 from sitivmon.traps.config import UsmUserAuth
@@ -76,7 +77,20 @@ def protocol_ids(user: UsmUserAuth) -> tuple[Any, Any]:
         raise ValueError(f"credential {user.name!r}: unknown auth protocol {user.auth_protocol!r}")
     if priv not in _PRIV:
         raise ValueError(f"credential {user.name!r}: unknown priv protocol {user.priv_protocol!r}")
+    if _PRIV[priv] != snmp_config.USM_PRIV_NONE and not _crypto_available():
+        # pysnmp would otherwise reject every encrypted trap at run time as a "decryption error"
+        raise ValueError(
+            f"credential {user.name!r}: SNMPv3 privacy needs the 'cryptography' package, which is not installed"
+        )
     return _AUTH[auth], _PRIV[priv]
+
+
+def _crypto_available() -> bool:
+    try:
+        import cryptography.hazmat.primitives.ciphers  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 class _SendOnlyDispatcher(AbstractTransportDispatcher):  # type: ignore[misc]
@@ -91,22 +105,14 @@ class _SendOnlyDispatcher(AbstractTransportDispatcher):  # type: ignore[misc]
 
 
 def _plain(value: Any) -> Value:
-    if isinstance(value, rfc1902.ObjectIdentifier):
+    """pyasn1 values (as pysnmp hands them out) to the plain values the BER decoder produces."""
+    if isinstance(value, univ.ObjectIdentifier):
         return tuple(int(x) for x in value)
     if isinstance(value, rfc1902.IpAddress):
         return ".".join(str(b) for b in bytes(value.asOctets()))
-    if isinstance(value, rfc1902.OctetString):
+    if isinstance(value, univ.OctetString):
         return bytes(value.asOctets())
-    if isinstance(
-        value,
-        rfc1902.Integer
-        | rfc1902.Integer32
-        | rfc1902.Unsigned32
-        | rfc1902.Counter32
-        | rfc1902.Gauge32
-        | rfc1902.TimeTicks
-        | rfc1902.Counter64,
-    ):
+    if isinstance(value, univ.Integer):
         return int(value)
     return None
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import BaseModel, Field
 
 
@@ -9,9 +11,9 @@ class UsageSettings(BaseModel):
     """Defaults suit a small syndicate: a flush every 10 s costs a few kilobytes of WAL."""
 
     db_filename: str = "usage.sqlite3"
-    flush_interval_s: float = Field(10.0, gt=0)
-    busy_timeout_s: float = Field(5.0, ge=0)
-    retry_initial_s: float = Field(1.0, gt=0)
-    retry_max_s: float = Field(60.0, gt=0)
-    max_queued_batches: int = Field(100_000, ge=1)
-    live_refresh_s: float = Field(60.0, ge=0)
+    flush_interval_s: Annotated[float, Field(gt=0)] = 10.0
+    busy_timeout_s: Annotated[float, Field(ge=0)] = 5.0
+    retry_initial_s: Annotated[float, Field(gt=0)] = 1.0
+    retry_max_s: Annotated[float, Field(gt=0)] = 60.0
+    max_queued_batches: Annotated[int, Field(ge=1)] = 100_000
+    live_refresh_s: Annotated[float, Field(ge=0)] = 60.0

@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from sitivmon.readings import PollBatch, UsageKey
 
-from .buckets import BUCKET_US, COUNTERS, GAPLIKE, SCALE, Bucket, expected_milli, flag_bits
+from .buckets import GAPLIKE, SCALE, Bucket, expected_milli, flag_bits
 from .config import UsageSettings
 from .periods import BUCKET_S, bucket_start, split_delta
 from .store import UsageStore
@@ -47,9 +47,7 @@ class Accumulator:
         self.closed: dict[BucketKey, Bucket] = {}
         self.baselines: dict[str, str] = {}
         self.batches = 0  # applied since the last successful flush
-        self._watermark: dict[UsageKey, int] = {
-            k: min(starts) for k, starts in self.open.items() if starts
-        }
+        self._watermark: dict[UsageKey, int] = {k: min(starts) for k, starts in self.open.items() if starts}
 
     def _bucket(self, key: UsageKey, start: int, exp: int) -> Bucket:
         series = self.open[key]
@@ -157,24 +155,29 @@ class UsageRecorder:
         self._retry_at = 0.0
         self._backoff = self.settings.retry_initial_s
         self._write_lock = asyncio.Lock()
+        self._inflight = 0
         self.write_errors = Counter(
-            "sitivmon_usage_write_errors", "Usage store flushes that failed (retried)", ["error"],
+            "sitivmon_usage_write_errors",
+            "Usage store flushes that failed (retried)",
+            ["error"],
             registry=registry,
         )
         self.dropped = Counter(
-            "sitivmon_usage_dropped_batches", "Poll batches refused because the queue was full",
+            "sitivmon_usage_dropped_batches",
+            "Poll batches refused because the queue was full",
             registry=registry,
         )
         self.pending = Gauge(
-            "sitivmon_usage_pending_batches", "Poll batches received but not yet committed to the store",
+            "sitivmon_usage_pending_batches",
+            "Poll batches received but not yet committed to the store",
             registry=registry,
         )
         self.last_write = Gauge(
-            "sitivmon_usage_last_write_timestamp_seconds", "Unix time of the last committed flush",
+            "sitivmon_usage_last_write_timestamp_seconds",
+            "Unix time of the last committed flush",
             registry=registry,
         )
         self.pending.set_function(lambda: len(self._queue) + self._acc.batches + self._inflight)
-        self._inflight = 0
 
     def load_baselines(self) -> dict[str, str]:
         """Counter baselines committed with the last flush, to seed the poller's normaliser."""
@@ -220,8 +223,12 @@ class UsageRecorder:
                 self._acc.restore(closed, baselines, batches)
                 self.write_errors.labels(type(exc).__name__).inc()
                 self._retry_at = self._clock() + self._backoff
-                log.warning("usage store write failed (%s), %d batches kept, retry in %.1fs",
-                            exc, self._acc.batches, self._backoff)
+                log.warning(
+                    "usage store write failed (%s), %d batches kept, retry in %.1fs",
+                    exc,
+                    self._acc.batches,
+                    self._backoff,
+                )
                 self._backoff = min(self._backoff * 2, self.settings.retry_max_s)
                 if isinstance(exc, sqlite3.OperationalError) and "locked" not in str(exc):
                     with contextlib.suppress(sqlite3.Error):  # e.g. read-only or I/O error: reopen
@@ -251,8 +258,8 @@ class UsageRecorder:
             if await self.flush():
                 return
             await asyncio.sleep(min(0.2 * 2**attempt, 2.0))
-        log.error("usage store: closing with %d batches not committed; they will be re-polled from "
-                  "the last committed baselines", self._acc.batches)
-
-
-__all__ = ["BUCKET_US", "COUNTERS", "Accumulator", "UsageRecorder"]
+        log.error(
+            "usage store: closing with %d batches not committed; they will be re-polled from "
+            "the last committed baselines",
+            self._acc.batches,
+        )

@@ -119,8 +119,11 @@ class UsageStore:
     def _connect(self) -> None:
         if self.read_only:
             db = sqlite3.connect(
-                f"file:{self.path}?mode=ro", uri=True, timeout=self._busy_timeout_s,
-                isolation_level=None, check_same_thread=False,
+                f"file:{self.path}?mode=ro",
+                uri=True,
+                timeout=self._busy_timeout_s,
+                isolation_level=None,
+                check_same_thread=False,
             )
         else:
             db = sqlite3.connect(
@@ -239,7 +242,9 @@ class UsageStore:
                 row = db.execute("SELECT data FROM chunk WHERE day=? AND series_id=?", (day, sid)).fetchone()
                 ch = DayChunk.decode(row[0]) if row else DayChunk()
                 for start, b in items:
-                    ch.merge((start % DAY_S) // BUCKET_S, b.value, b.received_milli, b.expected_milli, b.flags)
+                    ch.merge(
+                        (start % DAY_S) // BUCKET_S, b.value, b.received_milli, b.expected_milli, b.flags
+                    )
                 db.execute(
                     "INSERT INTO chunk(day, series_id, data) VALUES (?, ?, ?) "
                     "ON CONFLICT(day, series_id) DO UPDATE SET data=excluded.data",
@@ -247,8 +252,8 @@ class UsageStore:
                 )
             db.execute("DELETE FROM open_bucket")
             db.executemany(
-                "INSERT INTO open_bucket(series_id, start, value, covered_us, readings, expected_milli, flags)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO open_bucket(series_id, start, value, covered_us, readings, expected_milli,"
+                " flags) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [
                     (self._series_id(k), s, b.value, b.covered_us, b.readings, b.expected_milli, b.flags)
                     for (k, s), b in open_buckets.items()
@@ -282,7 +287,9 @@ class UsageStore:
             out[(ids[sid], int(start))] = Bucket(value, cov, readings, exp, flags)
         return out
 
-    def month_series(self, start: int, end: int, keys: Iterable[UsageKey] = ()) -> dict[UsageKey, SeriesMonth]:
+    def month_series(
+        self, start: int, end: int, keys: Iterable[UsageKey] = ()
+    ) -> dict[UsageKey, SeriesMonth]:
         """All series with their buckets in [start, end) (closed chunks overlaid with open buckets).
 
         Every known series is returned, with no segments when it has no data in the range, and so are
@@ -299,13 +306,15 @@ class UsageStore:
             ):
                 chunks[(sid, day)] = DayChunk.decode(data)
             for sid, bstart, value, cov, readings, exp, flags in db.execute(
-                "SELECT series_id, start, value, covered_us, readings, expected_milli, flags FROM open_bucket "
-                "WHERE start >= ? AND start < ?",
+                "SELECT series_id, start, value, covered_us, readings, expected_milli, flags"
+                " FROM open_bucket WHERE start >= ? AND start < ?",
                 (start, end),
             ):
-                b = Bucket(value, cov, readings, exp, flags)
+                ob = Bucket(value, cov, readings, exp, flags)
                 ch = chunks.setdefault((sid, bstart // DAY_S), DayChunk())
-                ch.merge((bstart % DAY_S) // BUCKET_S, b.value, b.received_milli, b.expected_milli, b.flags)
+                ch.merge(
+                    (bstart % DAY_S) // BUCKET_S, ob.value, ob.received_milli, ob.expected_milli, ob.flags
+                )
         finally:
             db.execute("COMMIT")
         out = {k: SeriesMonth(k, start, (end - start) // BUCKET_S) for k in ids.values()}
