@@ -11,8 +11,8 @@ import asyncio
 import logging
 import signal
 import time
-from pathlib import Path
 from collections.abc import Coroutine
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 

@@ -66,7 +66,9 @@ def render_links(monitor: Monitor, cache: LabelCache, out: list[str]) -> None:
     )
     _family(out, "sitivmon_link_admin_up", "gauge", "1 when the link's administrative status is up.")
     out.extend(f"sitivmon_link_admin_up{{{lab}}} {int(rt.admin_up)}\n" for rt, lab in keyed if rt.admin_up is not None)
-    _family(out, "sitivmon_link_speed_bytes", "gauge", "Link capacity in bytes per second (configured, else port speed).")
+    _family(
+        out, "sitivmon_link_speed_bytes", "gauge", "Link capacity in bytes per second (configured, else port speed)."
+    )
     out.extend(
         f"sitivmon_link_speed_bytes{{{lab}}} {rt.capacity_bytes_per_s}\n"
         for rt, lab in keyed
@@ -85,15 +87,15 @@ def render_links(monitor: Monitor, cache: LabelCache, out: list[str]) -> None:
     _family(out, "sitivmon_link_maintenance", "gauge", "1 while the configuration marks the link under maintenance.")
     out.extend(f"sitivmon_link_maintenance{{{lab}}} {int(rt.link.maintenance)}\n" for rt, lab in keyed)
     _family(
-        out, "sitivmon_counter_discontinuities_total", "counter",
+        out,
+        "sitivmon_counter_discontinuities_total",
+        "counter",
         "Polls whose counters were reset, or clamped for exceeding capacity, on this link.",
     )
     out.extend(f"sitivmon_counter_discontinuities_total{{{lab}}} {rt.discontinuities}\n" for rt, lab in keyed)
     _family(out, "sitivmon_link_info", "gauge", "Link identity: the interface it resolved to on its target.")
     for rt, lab in keyed:
-        out.append(
-            f'sitivmon_link_info{{{lab},interface="{escape(rt.interface)}",alias="{escape(rt.alias)}"}} 1\n'
-        )
+        out.append(f'sitivmon_link_info{{{lab},interface="{escape(rt.interface)}",alias="{escape(rt.alias)}"}} 1\n')
 
     per_commune: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for commune in monitor.config.communes:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from sitivmon.config.model import SitivmonConfig, Target
+from sitivmon.engine.poll import TargetPoll
 from sitivmon.links.interfaces import ResolveError, interface_rows, resolve
 from sitivmon.links.state import LinkRuntime, apply_row
 from sitivmon.normalize.counters import CounterSnapshot
@@ -28,8 +29,6 @@ from sitivmon.readings import (
     UsageSink,
 )
 from sitivmon.snmp.client import PollErrorReason
-
-from sitivmon.engine.poll import TargetPoll
 
 log = logging.getLogger("sitivmon.monitor")
 

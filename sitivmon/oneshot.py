@@ -15,7 +15,9 @@ from sitivmon.profiles import BUILTIN_PROFILES
 from sitivmon.selfmetrics import SelfMetrics
 
 
-async def poll_once(config: SitivmonConfig, target_name: str, *, samples: int = 2, pause_s: float = 2.0) -> dict[str, Any]:
+async def poll_once(
+    config: SitivmonConfig, target_name: str, *, samples: int = 2, pause_s: float = 2.0
+) -> dict[str, Any]:
     target = config.target_by_name()[target_name]
     settings = config.poll_settings(target)
     cred = config.credentials[target.credentials]
@@ -29,7 +31,11 @@ async def poll_once(config: SitivmonConfig, target_name: str, *, samples: int = 
         if i:
             await asyncio.sleep(pause_s)
         poll = await poll_target(
-            client, target.name, profiles, version=cred.version, deadline_s=settings.interval,
+            client,
+            target.name,
+            profiles,
+            version=cred.version,
+            deadline_s=settings.interval,
             max_varbinds=settings.max_varbinds,
         )
         monitor.on_poll(target, poll)

@@ -90,11 +90,23 @@ class Snmpd:
         self.log = self.workdir / f"snmpd-{spec.port}.log"
         persistent = self.workdir / f"persist-{spec.port}"
         persistent.mkdir(exist_ok=True)
-        argv = [binary, "-C", "-c", str(self.conf), "-f", "-Lf", str(self.log), "-p", str(self.workdir / f"snmpd-{spec.port}.pid")]
+        argv = [
+            binary,
+            "-C",
+            "-c",
+            str(self.conf),
+            "-f",
+            "-Lf",
+            str(self.log),
+            "-p",
+            str(self.workdir / f"snmpd-{spec.port}.pid"),
+        ]
         if spec.netns:
             argv = ["ip", "netns", "exec", spec.netns, *argv]
         env = dict(os.environ, SNMP_PERSISTENT_DIR=str(persistent), MIBS="")
-        self.proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self._wait_ready()
 
     def _wait_ready(self, timeout: float = 10.0) -> None:

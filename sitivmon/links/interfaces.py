@@ -27,7 +27,10 @@ _COUNTER_SOURCES: tuple[tuple[str, str | None, str], ...] = (
     ("out_discards", None, "ifOutDiscards"),
 )
 # Non-unicast packets: HC multicast + broadcast when available, else the deprecated ifInNUcastPkts.
-_NUCAST_HC = {"in": ("ifHCInMulticastPkts", "ifHCInBroadcastPkts"), "out": ("ifHCOutMulticastPkts", "ifHCOutBroadcastPkts")}
+_NUCAST_HC = {
+    "in": ("ifHCInMulticastPkts", "ifHCInBroadcastPkts"),
+    "out": ("ifHCOutMulticastPkts", "ifHCOutBroadcastPkts"),
+}
 _NUCAST_32 = {"in": "ifInNUcastPkts", "out": "ifOutNUcastPkts"}
 
 # Commune-oriented series -> raw counters summed, for side=commune. side=core swaps in and out.

@@ -246,6 +246,14 @@ class _Group:
         return dict(sorted(total.items()))
 
 
+def _merge_gaps(gaps: list[Gap]) -> list[Gap]:
+    """One entry per (subject, span) when two directions of a link miss the same buckets."""
+    merged: dict[tuple[str, int, int], set[str]] = {}
+    for g in gaps:
+        merged.setdefault((g.subject, g.start, g.end), set()).update(g.reasons)
+    return [Gap(s, a, b, tuple(sorted(r))) for (s, a, b), r in sorted(merged.items())]
+
+
 def _dec(fr: Fraction, q: Decimal = Q6) -> Decimal:
     return (Decimal(fr.numerator) / Decimal(fr.denominator)).quantize(q, ROUND_HALF_EVEN)
 
@@ -368,7 +376,7 @@ def compute_indicators(
                     "bytes_per_second",
                     tin,
                     detail,
-                    gaps=tin.gaps() + tout.gaps(),
+                    gaps=_merge_gaps(tin.gaps() + tout.gaps()),
                     coverage=both_cov,
                     nseries=len(tin.series) + len(tout.series),
                 )
@@ -411,7 +419,7 @@ def compute_indicators(
         ind(
             "storage",
             None,
-            _dec(avg, Decimal(1)),
+            int(_dec(avg, Decimal(1))),
             "bytes",
             st,
             {

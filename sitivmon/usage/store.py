@@ -39,8 +39,16 @@ log = logging.getLogger(__name__)
 DB_FILENAME = "usage.sqlite3"
 
 
+def _script(db: sqlite3.Connection, sql: str) -> None:
+    """Run statements one by one: `executescript` would commit and break the migration's transaction."""
+    for stmt in sql.split(";"):
+        if stmt.strip():
+            db.execute(stmt)
+
+
 def _v1(db: sqlite3.Connection) -> None:
-    db.executescript(
+    _script(
+        db,
         """
         CREATE TABLE series (
             id INTEGER PRIMARY KEY,
@@ -71,7 +79,7 @@ def _v1(db: sqlite3.Connection) -> None:
             state TEXT NOT NULL,
             updated REAL NOT NULL
         ) WITHOUT ROWID;
-        """
+        """,
     )
 
 
@@ -126,9 +134,7 @@ class UsageStore:
                 check_same_thread=False,
             )
         else:
-            db = sqlite3.connect(
-                self.path, timeout=self._busy_timeout_s, isolation_level=None, check_same_thread=False
-            )
+            db = sqlite3.connect(self.path, timeout=self._busy_timeout_s, isolation_level=None, check_same_thread=False)
         self._db = db
         if not self.read_only:
             db.execute("PRAGMA journal_mode=WAL")
@@ -242,9 +248,7 @@ class UsageStore:
                 row = db.execute("SELECT data FROM chunk WHERE day=? AND series_id=?", (day, sid)).fetchone()
                 ch = DayChunk.decode(row[0]) if row else DayChunk()
                 for start, b in items:
-                    ch.merge(
-                        (start % DAY_S) // BUCKET_S, b.value, b.received_milli, b.expected_milli, b.flags
-                    )
+                    ch.merge((start % DAY_S) // BUCKET_S, b.value, b.received_milli, b.expected_milli, b.flags)
                 db.execute(
                     "INSERT INTO chunk(day, series_id, data) VALUES (?, ?, ?) "
                     "ON CONFLICT(day, series_id) DO UPDATE SET data=excluded.data",
@@ -271,6 +275,23 @@ class UsageStore:
             self._series = {}  # ids inserted in the rolled back transaction are gone
             raise
 
+    def import_chunks(self, items: Iterable[tuple[UsageKey, int, DayChunk]]) -> None:
+        """Bulk load whole days of closed buckets (benchmarks, imports), replacing existing days."""
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(
+                "INSERT INTO chunk(day, series_id, data) VALUES (?, ?, ?) "
+                "ON CONFLICT(day, series_id) DO UPDATE SET data=excluded.data",
+                ((day, self._series_id(key), ch.encode()) for key, day, ch in items),
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            self._series = {}
+            raise
+
     # -- read -------------------------------------------------------------------------------------------
 
     def load_baselines(self) -> dict[str, str]:
@@ -287,9 +308,7 @@ class UsageStore:
             out[(ids[sid], int(start))] = Bucket(value, cov, readings, exp, flags)
         return out
 
-    def month_series(
-        self, start: int, end: int, keys: Iterable[UsageKey] = ()
-    ) -> dict[UsageKey, SeriesMonth]:
+    def month_series(self, start: int, end: int, keys: Iterable[UsageKey] = ()) -> dict[UsageKey, SeriesMonth]:
         """All series with their buckets in [start, end) (closed chunks overlaid with open buckets).
 
         Every known series is returned, with no segments when it has no data in the range, and so are
@@ -312,9 +331,7 @@ class UsageStore:
             ):
                 ob = Bucket(value, cov, readings, exp, flags)
                 ch = chunks.setdefault((sid, bstart // DAY_S), DayChunk())
-                ch.merge(
-                    (bstart % DAY_S) // BUCKET_S, ob.value, ob.received_milli, ob.expected_milli, ob.flags
-                )
+                ch.merge((bstart % DAY_S) // BUCKET_S, ob.value, ob.received_milli, ob.expected_milli, ob.flags)
         finally:
             db.execute("COMMIT")
         out = {k: SeriesMonth(k, start, (end - start) // BUCKET_S) for k in ids.values()}

@@ -88,7 +88,7 @@ def split_inputs(draw: st.DrawFn) -> tuple[int, list[Part]]:
     return total, [Part(c, w) for c, w in zip(codes, ws, strict=True)]
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=2000, deadline=None)
 @given(split_inputs())
 def test_property_amounts_sum_to_budget_and_stay_within_a_cent(case: tuple[int, list[Part]]) -> None:
     total, parts = case
@@ -98,7 +98,6 @@ def test_property_amounts_sum_to_budget_and_stay_within_a_cent(case: tuple[int, 
     left = total - sum(s.quota.numerator // s.quota.denominator for s in splits)
     assert sum(s.rounding_adjustment_cents for s in splits) == left < len(parts)
     for s in splits:
-        assert s.amount_cents - 1 < s.quota <= s.amount_cents + 1 - Fraction(1, 10**30) or s.quota == s.amount_cents
         assert abs(s.quota - s.amount_cents) < 1
         assert s.rounding_adjustment_cents in (0, 1)
     # Input order never changes who gets what.
@@ -109,7 +108,7 @@ def test_property_amounts_sum_to_budget_and_stay_within_a_cent(case: tuple[int, 
     }
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(split_inputs())
 def test_property_the_extra_cents_go_to_the_largest_remainders(case: tuple[int, list[Part]]) -> None:
     total, parts = case

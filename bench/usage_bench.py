@@ -1,0 +1,127 @@
+"""Benchmark: monthly indicators for 1,000 links over a 31-day month (8,928 buckets each).
+
+Run: .venv/bin/python bench/usage_bench.py [--links 1000] [--dir /tmp/x] [--naive-links 100]
+
+Prints the time to compute every indicator of every commune (target < 2 s), the store's size on
+disk per link-month, and, for comparison, a naive row-per-bucket SQLite layout on a subset of links
+(its time scaled linearly to the same number of links, and its size per link-month).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sqlite3
+import sys
+import tempfile
+import time
+from array import array
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sitivmon.readings import Quantity, UsageKey  # noqa: E402
+from sitivmon.usage.buckets import DAY_S, PRESENT, SLOTS, DayChunk  # noqa: E402
+from sitivmon.usage.indicators import compute_indicators, nearest_rank_p95  # noqa: E402
+from sitivmon.usage.periods import month_range  # noqa: E402
+from sitivmon.usage.store import UsageStore  # noqa: E402
+
+COMMUNES = ["givors", "grigny", "pierre-benite", "rive-de-gier", "vaulx-en-velin", "venissieux", "corbas",
+            "saint-chamond"]
+MONTH = "2026-01"  # 31 days, no DST change: 744 h, 8,928 buckets
+
+
+def traffic_day(rng: random.Random, scale: int) -> list[int]:
+    return [rng.randrange(scale) for _ in range(SLOTS)]
+
+
+def generate(store: UsageStore, links: int, start: int, end: int, seed: int = 7) -> None:
+    rng = random.Random(seed)
+    days = range(start // DAY_S, (end - 1) // DAY_S + 1)
+    for li in range(links):
+        commune = COMMUNES[li % len(COMMUNES)]
+        link = f"link-{li:04d}"
+        scale = rng.choice([10**6, 10**7, 10**8, 10**9])
+        items = []
+        for day in days:
+            for q in (Quantity.TRAFFIC_IN, Quantity.TRAFFIC_OUT):
+                flags: int | list[int] = PRESENT
+                if rng.random() < 0.02:  # a short outage now and then: slow path, gaps
+                    a = rng.randrange(SLOTS - 12)
+                    flags = [PRESENT] * SLOTS
+                    flags[a : a + 12] = [0] * 12
+                items.append((UsageKey(commune, link, q), day,
+                              DayChunk([array("Q", traffic_day(rng, scale)), 5000, 5000, flags])))
+            items.append((UsageKey(commune, link, Quantity.LINK_UP), day, DayChunk([5, 5000, 5000, PRESENT])))
+        store.import_chunks(items)
+
+
+def naive(path: Path, links: int, start: int, end: int, seed: int = 7) -> tuple[float, int]:
+    """Row per bucket, aggregates in SQL, p95 by fetching and sorting every commune's buckets."""
+    rng = random.Random(seed)
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("CREATE TABLE b (series INTEGER, commune TEXT, quantity TEXT, start INTEGER, value INTEGER,"
+               " received INTEGER, expected INTEGER, flags INTEGER, PRIMARY KEY (series, start)) WITHOUT ROWID")
+    db.execute("BEGIN")
+    sid = 0
+    for li in range(links):
+        commune = COMMUNES[li % len(COMMUNES)]
+        for q in ("traffic_in", "traffic_out", "link_up"):
+            sid += 1
+            db.executemany("INSERT INTO b VALUES (?, ?, ?, ?, ?, 5000, 5000, 128)",
+                           ((sid, commune, q, t, 5 if q == "link_up" else rng.randrange(10**8))
+                            for t in range(start, end, 300)))
+    db.execute("COMMIT")
+    t0 = time.perf_counter()
+    db.execute("SELECT commune, quantity, SUM(value), SUM(MIN(received, expected)) FROM b"
+               " WHERE start >= ? AND start < ? GROUP BY commune, quantity", (start, end)).fetchall()
+    for c in COMMUNES:
+        for q in ("traffic_in", "traffic_out"):
+            rows = db.execute("SELECT SUM(value) FROM b WHERE commune=? AND quantity=? AND start >= ?"
+                              " AND start < ? GROUP BY start", (c, q, start, end)).fetchall()
+            nearest_rank_p95([r[0] for r in rows])
+    elapsed = time.perf_counter() - t0
+    db.close()
+    size = sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
+    return elapsed, size
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--links", type=int, default=1000)
+    ap.add_argument("--naive-links", type=int, default=100)
+    ap.add_argument("--dir", type=Path)
+    args = ap.parse_args()
+    month = month_range(MONTH, "Europe/Paris")
+    assert month.buckets == 8928
+    workdir = args.dir or Path(tempfile.mkdtemp(prefix="usage-bench-"))
+    store = UsageStore(workdir / "usage.sqlite3")
+    t0 = time.perf_counter()
+    generate(store, args.links, month.start, month.end)
+    store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    gen = time.perf_counter() - t0
+    size = store.size_bytes()
+    print(f"generated {args.links} links x {month.buckets} buckets in {gen:.1f} s")
+    print(f"store size: {size / 1e6:.1f} MB, {size / args.links / 1e3:.1f} kB per link-month")
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        t_read = time.perf_counter()
+        data = store.month_series(month.start, month.end)
+        t_read = time.perf_counter() - t_read
+        inds = compute_indicators(data, COMMUNES, month.start, month.buckets)
+        times.append((time.perf_counter() - t0, t_read))
+    best = min(times)
+    print(f"indicators ({len(inds)} values for {len(COMMUNES)} communes): best {best[0]:.2f} s "
+          f"(read+decode {best[1]:.2f} s), runs {', '.join(f'{t:.2f}' for t, _ in times)} s")
+    store.close()
+    if args.naive_links:
+        nt, nsize = naive(workdir / "naive.sqlite3", args.naive_links, month.start, month.end)
+        scale = args.links / args.naive_links
+        print(f"naive row-per-bucket ({args.naive_links} links): {nt:.2f} s -> ~{nt * scale:.1f} s for "
+              f"{args.links} links (volumes + p95 only); {nsize / args.naive_links / 1e3:.1f} kB per link-month")
+
+
+if __name__ == "__main__":
+    main()

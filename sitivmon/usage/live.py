@@ -1,0 +1,105 @@
+"""Month-to-date usage indicators on /metrics, computed from the store and cached.
+
+Computing the indicators reads the month's buckets (about 1 s for a thousand links), so a scrape
+serves the cached families and the computation runs at most every `refresh_s` seconds, on the
+scraping thread, with its own read-only SQLite connection (WAL readers never block the writer).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from sitivmon.readings import UsageKey
+
+from .indicators import CommuneLike, compute_indicators
+from .periods import BUCKET_S, bucket_start, month_of
+from .store import UsageStore
+
+log = logging.getLogger(__name__)
+
+VALUE = "sitivmon_usage_month_to_date"
+COVERAGE = "sitivmon_usage_month_to_date_coverage_ratio"
+REFRESHED = "sitivmon_usage_month_to_date_refresh_timestamp_seconds"
+
+
+class UsageLiveCollector(Collector):
+    """Register with `registry.register(UsageLiveCollector(...))` on the daemon's registry."""
+
+    def __init__(
+        self,
+        db_path: Path,
+        communes: Sequence[CommuneLike],
+        timezone: str = "Europe/Paris",
+        links: Iterable[UsageKey] = (),
+        *,
+        refresh_s: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.db_path = Path(db_path)
+        self.communes = list(communes)
+        self.timezone = timezone
+        self.links = list(links)
+        self.refresh_s = refresh_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._families: list[Metric] = []
+        self._at: float | None = None
+
+    def describe(self) -> Iterable[Metric]:
+        """Names only, so that registering does not touch the database."""
+        return [
+            GaugeMetricFamily(VALUE, "", labels=["commune", "indicator", "direction", "unit"]),
+            GaugeMetricFamily(COVERAGE, "", labels=["commune", "indicator", "direction"]),
+            GaugeMetricFamily(REFRESHED, ""),
+        ]
+
+    def refresh(self) -> None:
+        now = self._clock()
+        month = month_of(now, self.timezone)
+        end = min(month.end, bucket_start(now) + BUCKET_S)
+        value = GaugeMetricFamily(
+            VALUE,
+            "Month-to-date usage indicator per commune (unit in the label; see docs/usage.md)",
+            labels=["commune", "indicator", "direction", "unit"],
+        )
+        cov = GaugeMetricFamily(
+            COVERAGE,
+            "Share of expected samples received so far this month for the indicator (0..1)",
+            labels=["commune", "indicator", "direction"],
+        )
+        if self.db_path.exists():
+            store = UsageStore(self.db_path, read_only=True)
+            try:
+                data = store.month_series(month.start, end, self.links)
+            finally:
+                store.close()
+        else:
+            data = {}
+        n = (end - month.start) // BUCKET_S
+        for ind in compute_indicators(data, [c.id for c in self.communes], month.start, n):
+            direction = ind.direction or ""
+            if ind.value is not None:
+                value.add_metric([ind.commune, ind.indicator, direction, ind.unit], float(ind.value))
+            cov.add_metric([ind.commune, ind.indicator, direction], float(ind.coverage))
+        stamp = GaugeMetricFamily(REFRESHED, "When the month-to-date usage gauges were computed")
+        stamp.add_metric([], now)
+        self._families = [value, cov, stamp]
+        self._at = now
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            if self._at is None or self._clock() - self._at >= self.refresh_s:
+                try:
+                    self.refresh()
+                except sqlite3.Error as exc:  # keep serving the previous figures
+                    log.warning("usage month-to-date refresh failed: %s", exc)
+            families = list(self._families)
+        yield from families
