@@ -115,7 +115,7 @@ def _check_binary_target(fmt: str, output: Path | None) -> None:
 def _run(body: Callable[[], int]) -> int:
     try:
         return body()
-    except (InputError, AllocationConfigError, UsageDocumentError) as exc:
+    except (InputError, AllocationConfigError, UsageDocumentError, LookupError) as exc:
         print(f"sitivmon: {exc}", file=sys.stderr)
         return 2
 
