@@ -76,9 +76,7 @@ LINK = query_var("link", "Link", 'label_values(sitivmon_link_info{commune=~"$com
 # --- Panels ---------------------------------------------------------------------------------------
 
 
-def target(
-    expr: str, legend: str = "__auto", ref: str = "A", *, instant: bool = False, table: bool = False
-) -> Json:
+def target(expr: str, legend: str = "__auto", ref: str = "A", *, instant: bool = False, table: bool = False) -> Json:
     t: Json = {
         "datasource": DS,
         "editorMode": "code",
@@ -95,8 +93,7 @@ def target(
 
 def targets(*specs: tuple[str, str], instant: bool = False, table: bool = False) -> list[Json]:
     return [
-        target(expr, legend, chr(ord("A") + i), instant=instant, table=table)
-        for i, (expr, legend) in enumerate(specs)
+        target(expr, legend, chr(ord("A") + i), instant=instant, table=table) for i, (expr, legend) in enumerate(specs)
     ]
 
 
@@ -204,10 +201,7 @@ def table(
     links: list[Json] | None = None,
 ) -> Json:
     """Instant queries merged into one row per series; specs are (expr, column title, unit)."""
-    tgts = [
-        target(expr, "__auto", chr(ord("A") + i), instant=True, table=True)
-        for i, (expr, _, _) in enumerate(specs)
-    ]
+    tgts = [target(expr, "__auto", chr(ord("A") + i), instant=True, table=True) for i, (expr, _, _) in enumerate(specs)]
     overrides: list[Json] = []
     for i, (_, col, col_unit) in enumerate(specs):
         ref = chr(ord("A") + i)
@@ -342,17 +336,17 @@ def link_link(field: str = "link") -> Json:
 
 
 RATE = "$__rate_interval"
-THRESH_COVERAGE = [
+THRESH_COVERAGE: list[Json] = [
     {"color": "red", "value": None},
     {"color": "orange", "value": 0.9},
     {"color": "green", "value": 0.99},
 ]
-THRESH_UTIL = [
+THRESH_UTIL: list[Json] = [
     {"color": "green", "value": None},
     {"color": "orange", "value": 0.7},
     {"color": "red", "value": 0.9},
 ]
-THRESH_BAD_IF_ANY = [{"color": "green", "value": None}, {"color": "red", "value": 1}]
+THRESH_BAD_IF_ANY: list[Json] = [{"color": "green", "value": None}, {"color": "red", "value": 1}]
 NEG_Y_TRANSMIT = [
     {
         "matcher": {"id": "byFrameRefID", "options": "B"},
@@ -377,8 +371,7 @@ def overview() -> Json:
             "Links down",
             "Links administratively up but operationally down: a cut, not a planned shutdown.",
             "none",
-            "count((sitivmon_link_up == 0) and on (link, commune, target) (sitivmon_link_admin_up == 1)) or "
-            "vector(0)",
+            "count((sitivmon_link_up == 0) and on (link, commune, target) (sitivmon_link_admin_up == 1)) or vector(0)",
             thresholds=THRESH_BAD_IF_ANY,
         ),
         stat(
@@ -433,8 +426,7 @@ def overview() -> Json:
         ),
         timeseries(
             "Errors and discards per commune",
-            "Packets per second lost to interface errors or discards on the commune's links, both "
-            "directions.",
+            "Packets per second lost to interface errors or discards on the commune's links, both directions.",
             "pps",
             (
                 f"sum by (commune) (rate(sitivmon_link_receive_errors_total[{RATE}]) "
@@ -559,8 +551,7 @@ def commune() -> Json:
         row("Month to date"),
         table(
             "Month-to-date usage",
-            "Usage indicators of the commune since the first day of the month (the unit is in the unit "
-            "column).",
+            "Usage indicators of the commune since the first day of the month (the unit is in the unit column).",
             "none",
             [(f"sitivmon_usage_month_to_date{C}", "Month to date", "none")],
             w=12,
@@ -657,8 +648,7 @@ def link_detail() -> Json:
                     "in",
                 ),
                 (
-                    f"max(rate(sitivmon_link_transmit_bytes_total{L}[{RATE}]) / "
-                    f"sitivmon_link_speed_bytes{L})",
+                    f"max(rate(sitivmon_link_transmit_bytes_total{L}[{RATE}]) / sitivmon_link_speed_bytes{L})",
                     "out",
                 ),
             ),
@@ -716,8 +706,7 @@ def link_detail() -> Json:
         ),
         timeseries(
             "Discards",
-            "Packets per second discarded without error, usually for lack of buffers (ifInDiscards / "
-            "ifOutDiscards).",
+            "Packets per second discarded without error, usually for lack of buffers (ifInDiscards / ifOutDiscards).",
             "pps",
             (f"sum(rate(sitivmon_link_receive_discards_total{L}[{RATE}]))", "received"),
             (f"sum(rate(sitivmon_link_transmit_discards_total{L}[{RATE}]))", "sent"),
@@ -901,8 +890,7 @@ def usage() -> Json:
         ),
         table(
             "Month-to-date indicators",
-            "Every usage indicator of every commune since the first day of the month; the unit is in the "
-            "unit column.",
+            "Every usage indicator of every commune since the first day of the month; the unit is in the unit column.",
             "none",
             [(f"sitivmon_usage_month_to_date{M}", "Month to date", "none")],
             w=16,
@@ -911,8 +899,7 @@ def usage() -> Json:
         ),
         table(
             "Share of each indicator",
-            "Each commune's share of the syndicate total for each indicator: the basis of the cost "
-            "allocation.",
+            "Each commune's share of the syndicate total for each indicator: the basis of the cost allocation.",
             "percentunit",
             [
                 (

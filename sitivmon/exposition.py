@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from sitivmon.links.interfaces import SERIES
 from sitivmon.monitor import Monitor
 from sitivmon.readings import LinkState
+from sitivmon.snmp.client import PollErrorReason
 
 _LINK_COUNTERS = {
     name: (f"sitivmon_link_{name}_total", f"{name.replace('_', ' ').capitalize()} seen from the commune.")
@@ -136,10 +137,11 @@ def render_targets(monitor: Monitor, out: list[str]) -> None:
     _family(out, "sitivmon_target_varbinds_total", "counter", "Varbinds read from the target.")
     out.extend(f"sitivmon_target_varbinds_total{{{lab[s.name]}}} {s.varbinds}\n" for s in statuses)
     _family(out, "sitivmon_poll_errors_total", "counter", "Failed polls and early-stopped walks, by reason.")
+    reasons = [r.value for r in PollErrorReason]  # every reason at 0 from the start, as alerts expect
     for s in statuses:
         out.extend(
-            f'sitivmon_poll_errors_total{{{lab[s.name]},reason="{reason}"}} {count}\n'
-            for reason, count in sorted(s.errors.items())
+            f'sitivmon_poll_errors_total{{{lab[s.name]},reason="{reason}"}} {s.errors.get(reason, 0)}\n'
+            for reason in reasons
         )
 
 

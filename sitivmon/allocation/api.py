@@ -75,9 +75,7 @@ class _Auth:
                 found = entry.principal
         if found is None:
             self._deny(request, 401, "unknown token", None)
-            return _error(
-                401, "invalid token", {"WWW-Authenticate": 'Bearer realm="sitivmon", error="invalid_token"'}
-            )
+            return _error(401, "invalid token", {"WWW-Authenticate": 'Bearer realm="sitivmon", error="invalid_token"'})
         return found
 
     @staticmethod

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sitivmon.allocation.formats import render_json
-from sitivmon.allocation.report import sha256_bytes, substance
+from sitivmon.allocation.report import REVISION_FIELDS, sha256_bytes, substance
 
 ARCHIVE_FILE = "reports.sqlite"
 
@@ -180,10 +180,12 @@ def _index(rows: list[dict[str, Any]], *fields: str) -> dict[tuple[Any, ...], di
 def diff_reports(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     """What changed from one report to the next, row by row, in terms finance can check."""
     old_s, new_s = substance(old), substance(new)
+    old_h = {k: v for k, v in old["header"].items() if k not in REVISION_FIELDS}
+    new_h = {k: v for k, v in new["header"].items() if k not in REVISION_FIELDS}
     header = {
-        k: {"before": old_s["header"].get(k), "after": new_s["header"].get(k)}
-        for k in sorted(set(old_s["header"]) | set(new_s["header"]))
-        if old_s["header"].get(k) != new_s["header"].get(k)
+        k: {"before": old_h.get(k), "after": new_h.get(k)}
+        for k in sorted(set(old_h) | set(new_h))
+        if old_h.get(k) != new_h.get(k)
     }
     allocations = []
     a_old = _index(old_s["allocations"], "project", "commune")

@@ -78,9 +78,7 @@ def usage_for_month(config: RootConfig, month: str) -> Any:
     module = importlib.import_module("sitivmon.usage")
     provider = getattr(module, "usage_document", None)
     if provider is None:
-        raise InputError(
-            "the usage store is not wired into `sitivmon report` yet (sitivmon.usage.usage_document)"
-        )
+        raise InputError("the usage store is not wired into `sitivmon report` yet (sitivmon.usage.usage_document)")
     return provider(config, month)
 
 
@@ -157,11 +155,8 @@ def _allocate(args: argparse.Namespace, config_loader: ConfigLoader) -> int:
     return _run(body)
 
 
-def service_for(
-    config_path: Path, config_loader: ConfigLoader, usage_provider: UsageProvider
-) -> ReportService:
-    """The report service of a root config file (also what the daemon builds for the HTTP API)."""
-    root = config_loader(config_path)
+def service_from_config(root: RootConfig, config_path: Path, usage_provider: UsageProvider) -> ReportService:
+    """The report service of a loaded root config (what the daemon hands to `setup_api`)."""
     if root.allocation is None:
         raise InputError(f"{config_path}: allocation: no allocation file is configured")
     allocation = root.allocation if root.allocation.is_absolute() else config_path.parent / root.allocation
@@ -173,6 +168,10 @@ def service_for(
         usage_for_month=lambda month: usage_provider(root, month),
         archive=ReportArchive.in_state_dir(root.state_dir),
     )
+
+
+def service_for(config_path: Path, config_loader: ConfigLoader, usage_provider: UsageProvider) -> ReportService:
+    return service_from_config(config_loader(config_path), config_path, usage_provider)
 
 
 def _report(
@@ -188,9 +187,7 @@ def _report(
             outcome = service.close(args.month, now=clock())
             rev = outcome.revision
             if outcome.created:
-                print(
-                    f"{args.month}: closed as revision {rev.revision} (sha256 {rev.sha256})", file=sys.stderr
-                )
+                print(f"{args.month}: closed as revision {rev.revision} (sha256 {rev.sha256})", file=sys.stderr)
             else:
                 unchanged = f"unchanged since revision {rev.revision} (sha256 {rev.sha256})"
                 print(f"{args.month}: {unchanged}, nothing stored", file=sys.stderr)
@@ -237,9 +234,7 @@ def register(
     )
     p.add_argument("--allocation", type=Path, required=True, help="allocation file (keys and projects)")
     p.add_argument("--usage", type=Path, required=True, help="usage JSON, as written by `sitivmon usage`")
-    p.add_argument(
-        "--config", type=Path, help="root config: communes and timezone to check the files against"
-    )
+    p.add_argument("--config", type=Path, help="root config: communes and timezone to check the files against")
     p.add_argument("--month", type=_month, help="refuse a usage file of another month")
     _add_output_args(p)
     p.set_defaults(func=lambda a: _allocate(a, config_loader))

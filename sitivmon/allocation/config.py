@@ -201,9 +201,7 @@ def parse_basis(text: str) -> Basis:
     raise ValueError(f"{text!r}: basis must be key:<name> or usage:<indicator>[:<direction>]")
 
 
-def _check_keys(
-    raw: _AllocationModel, known: Mapping[str, CommuneLike], errors: list[str]
-) -> dict[str, AllocationKey]:
+def _check_keys(raw: _AllocationModel, known: Mapping[str, CommuneLike], errors: list[str]) -> dict[str, AllocationKey]:
     keys: dict[str, AllocationKey] = {}
     for name, raw_shares in raw.keys.items():
         shares: dict[str, Decimal] = {}
@@ -309,9 +307,7 @@ def _check_project(
     )
 
 
-def validate_allocation(
-    data: Any, communes: Sequence[CommuneLike], source: str = "allocation"
-) -> AllocationConfig:
+def validate_allocation(data: Any, communes: Sequence[CommuneLike], source: str = "allocation") -> AllocationConfig:
     """Validate parsed YAML against the known communes; raise AllocationConfigError listing every problem."""
     try:
         raw = _AllocationModel.model_validate(data if data is not None else {})

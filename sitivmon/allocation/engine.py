@@ -171,9 +171,7 @@ def parse_usage(
             continue
         assert isinstance(commune, str)
         if insee != known[commune].insee:
-            errors.append(
-                f"{where}.insee: {insee!r} is not the INSEE code of {commune} ({known[commune].insee})"
-            )
+            errors.append(f"{where}.insee: {insee!r} is not the INSEE code of {commune} ({known[commune].insee})")
         if not isinstance(indicator, str) or not (direction is None or isinstance(direction, str)):
             errors.append(f"{where}: indicator must be a string and direction a string or null")
             continue
@@ -219,9 +217,7 @@ def parse_usage(
         errors.append(f"indicators: no rows for commune(s) {', '.join(missing)}")
     if errors:
         raise UsageDocumentError(source, errors)
-    return UsageDocument(
-        month=doc_month, timezone=tzname, period_start=start, period_end=end, rows=tuple(rows)
-    )
+    return UsageDocument(month=doc_month, timezone=tzname, period_start=start, period_end=end, rows=tuple(rows))
 
 
 # ---------------------------------------------------------------- allocation
@@ -322,9 +318,7 @@ def _split(
     ]
 
 
-def allocate(
-    config: AllocationConfig, usage: UsageDocument, communes: Sequence[CommuneLike]
-) -> AllocationResult:
+def allocate(config: AllocationConfig, usage: UsageDocument, communes: Sequence[CommuneLike]) -> AllocationResult:
     """Split every project's budget for the month; each project's lines sum exactly to its budget.
 
     A usage basis falls back to its key when a paying commune's coverage is under the threshold (or it
@@ -344,8 +338,7 @@ def allocate(
         else:
             assert project.basis.indicator is not None and project.fallback is not None
             measures = {
-                c: measure(usage, c, project.basis.indicator, project.basis.direction)
-                for c in project.communes
+                c: measure(usage, c, project.basis.indicator, project.basis.direction) for c in project.communes
             }
             poor = [c for c, m in measures.items() if m.coverage < project.min_coverage]
             total = sum((m.value for m in measures.values()), Decimal(0))

@@ -152,9 +152,7 @@ def render_csv(report: dict[str, Any], *, french: bool, section: str = "allocati
     amounts and INSEE codes as numbers without an import dialog.
     """
     buf = io.StringIO()
-    writer = csv.writer(
-        buf, delimiter=";" if french else ",", lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL
-    )
+    writer = csv.writer(buf, delimiter=";" if french else ",", lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
     if section == "header":
         writer.writerow(["champ", "valeur"] if french else ["field", "value"])
         writer.writerows(_header_rows(report))
@@ -222,9 +220,7 @@ def render_xlsx(report: dict[str, Any]) -> bytes:
                 if fmt is not None:
                     cell.number_format = fmt
         for col, c in enumerate(columns, start=1):
-            sheet.column_dimensions[sheet.cell(row=1, column=col).column_letter].width = max(
-                12, len(c.fr) + 2
-            )
+            sheet.column_dimensions[sheet.cell(row=1, column=col).column_letter].width = max(12, len(c.fr) + 2)
         sheet.freeze_panes = "A2"
     wb.properties.creator = "sitivmon"
     wb.properties.created = FIXED_DOC_TIME

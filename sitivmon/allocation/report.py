@@ -145,9 +145,19 @@ def build_report(
     }
 
 
+# Header fields that say which revision a report is, or where it came from, rather than what it says.
+REVISION_FIELDS = ("status", "revision", "closed_at")
+PROVENANCE_FIELDS = ("sitivmon_version", "config_sha256", "allocation_sha256", "usage_sha256")
+
+
 def substance(report: dict[str, Any]) -> dict[str, Any]:
-    """What a revision is about: the report without the fields that only say which revision it is."""
-    header = {k: v for k, v in report["header"].items() if k not in ("status", "revision", "closed_at")}
+    """What a revision is about: the period and the figures.
+
+    Provenance (hashes, version) is left out so that editing an unrelated part of the configuration, or
+    upgrading sitivmon, does not make a closed month look changed when no figure moved.
+    """
+    skip = REVISION_FIELDS + PROVENANCE_FIELDS
+    header = {k: v for k, v in report["header"].items() if k not in skip}
     body = {k: v for k, v in report.items() if k not in ("header", "changes")}
     return {"header": header, **body}
 

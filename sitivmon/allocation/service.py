@@ -70,9 +70,7 @@ class ReportService:
         usage = self._usage(month)
         result = allocate(config, usage, self.communes)
         config_sha = sha256_bytes(self.config_path.read_bytes()) if self.config_path else None
-        return build_report(
-            usage, result, config_sha256=config_sha, allocation_sha256=sha256_bytes(allocation_bytes)
-        )
+        return build_report(usage, result, config_sha256=config_sha, allocation_sha256=sha256_bytes(allocation_bytes))
 
     def current(self, month: str) -> CurrentReport:
         """The latest closed revision if the month is closed (exactly as stored), else a provisional one."""
@@ -87,7 +85,7 @@ class ReportService:
                     f"{month} is closed at revision {latest.revision}; today's figures differ: "
                     f"`sitivmon report close` records them as revision {latest.revision + 1}"
                 )
-        except ValueError as exc:  # the frozen revision stands even if today's inputs are broken
+        except Exception as exc:  # the frozen revision stands whatever happens to today's inputs
             warning = f"{month} is closed at revision {latest.revision}; recomputing it failed: {exc}"
         return CurrentReport(frozen, warning)
 

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from sitivmon.config.model import SHARED, SitivmonConfig
-from sitivmon.profiles import BUILTIN_PROFILES
+from sitivmon.profiles.registry import profile_problems_of, profile_table
+from sitivmon.profiles.user import profile_problems
 
 Problem = tuple[tuple[str | int, ...], str]
 
@@ -17,10 +18,10 @@ def _duplicates(values: list[str]) -> set[str]:
 
 
 def cross_check(config: SitivmonConfig, base_dir: Path | None = None) -> list[Problem]:
-    return list(_problems(config))
+    return list(_problems(config, base_dir))
 
 
-def _problems(config: SitivmonConfig) -> Iterator[Problem]:
+def _problems(config: SitivmonConfig, base_dir: Path | None = None) -> Iterator[Problem]:
     communes = config.commune_by_id()
     targets = config.target_by_name()
     for field, values in (
@@ -38,7 +39,10 @@ def _problems(config: SitivmonConfig) -> Iterator[Problem]:
             yield ("communes", i, "insee"), f"duplicate INSEE code {c.insee!r}"
         if c.id in (SHARED, "unattributed"):
             yield ("communes", i, "id"), f"{c.id!r} is reserved"
-    known_profiles = set(BUILTIN_PROFILES)
+    for name, user_profile in config.profiles.items():
+        yield from ((("profiles", name, *loc), msg) for loc, msg in profile_problems(user_profile))
+    yield from profile_problems_of(config, base_dir)
+    known_profiles = set(profile_table(config, base_dir))
     for i, t in enumerate(config.targets):
         if t.credentials not in config.credentials:
             yield ("targets", i, "credentials"), f"unknown credentials {t.credentials!r}"
@@ -58,3 +62,16 @@ def _problems(config: SitivmonConfig) -> Iterator[Problem]:
             yield ("links", i, "target"), f"unknown target {link.target!r}"
         elif "interfaces" not in target.profiles:
             yield ("links", i, "target"), f"target {link.target!r} does not poll the 'interfaces' profile"
+    yield from _attribution_problems(config)
+
+
+def _attribution_problems(config: SitivmonConfig) -> Iterator[Problem]:
+    communes = config.commune_by_id()
+    targets = config.target_by_name()
+    for resource in type(config.attribution).model_fields:
+        for i, rule in enumerate(config.attribution.rules(resource)):
+            if rule.commune is not None and rule.commune != SHARED and rule.commune not in communes:
+                yield ("attribution", resource, i, "commune"), f"unknown commune {rule.commune!r} (or 'shared')"
+            for j, name in enumerate(rule.targets):
+                if name not in targets:
+                    yield ("attribution", resource, i, "targets", j), f"unknown target {name!r}"

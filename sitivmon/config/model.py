@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from sitivmon.config.secrets import Secret
+from sitivmon.datacenter.config import AttributionSettings
+from sitivmon.profiles.user import UserProfile
 from sitivmon.units import parse_capacity_bytes_per_second, parse_duration
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
@@ -241,6 +243,7 @@ class Link(Strict):
     capacity: CapacityBytes | None = None
     maintenance: bool = False
     description: str = ""
+    circuit: str | None = None  # carrier circuit id (from the config, or parsed from ifAlias)
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -265,6 +268,9 @@ class SitivmonConfig(Strict):
     communes: list[Commune] = Field(default_factory=list)
     targets: list[Target] = Field(default_factory=list)
     links: list[Link] = Field(default_factory=list)
+    profiles: dict[str, UserProfile] = Field(default_factory=dict)  # user profiles, inline
+    profile_files: list[Path] = Field(default_factory=list)  # YAML files of user profiles
+    attribution: AttributionSettings = AttributionSettings()
 
     @field_validator("listen")
     @classmethod

@@ -29,6 +29,7 @@ class Column:
     needs_v2: bool = False  # Counter64 columns do not exist in SNMPv1
     scale: Decimal | None = None
     enum: dict[int, str] = field(default_factory=dict)
+    measure: str | None = None  # what the value means to the datacenter handler (see datacenter.measures)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,11 +40,34 @@ class Scalar:
 
 
 @dataclass(frozen=True, slots=True)
+class IndexPart:
+    """One component of a table's index suffix, turned into a label (as snmp_exporter's `indexes`)."""
+
+    label: str
+    type: str = "integer"  # integer: one sub-identifier; string: length-prefixed octets; implied: the rest
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """A label read from another column, at the row's index or at some of its index labels."""
+
+    label: str
+    column: str
+    index: tuple[str, ...] = ()  # index labels forming the lookup column's suffix; empty: the whole suffix
+
+
+@dataclass(frozen=True, slots=True)
 class Profile:
     name: str
     columns: tuple[Column, ...] = ()
     scalars: tuple[Scalar, ...] = ()
     description: str = ""
+    # Which pure function turns the rows into samples: interfaces, host_resources, ucd, entity_sensors,
+    # or "table" for user profiles (measures, index labels and lookups drive it).
+    family: str = "interfaces"
+    resource: str = ""  # what a row is (storage, outlet, vm, sensor): names the label and the attribution rules
+    indexes: tuple[IndexPart, ...] = ()
+    lookups: tuple[Lookup, ...] = ()
 
     def columns_for(self, version: str) -> tuple[Column, ...]:
         if version == "1":

@@ -150,9 +150,7 @@ class TrapMetrics:
             "Link traps superseded by a later one for the same interface while a source was rate limited",
             registry=registry,
         )
-        self.queue_depth = Gauge(
-            "sitivmon_traps_queue_depth", "Datagrams waiting for the decoder", registry=registry
-        )
+        self.queue_depth = Gauge("sitivmon_traps_queue_depth", "Datagrams waiting for the decoder", registry=registry)
         self.rcvbuf = Gauge(
             "sitivmon_traps_receive_buffer_bytes",
             "Effective SO_RCVBUF of the trap socket as reported by the kernel",
@@ -209,6 +207,15 @@ class TrapReceiver:
         assert self._sock is not None, "receiver not started"
         name = self._sock.getsockname()
         return str(name[0]), int(name[1])
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._queue)
+
+    @property
+    def pending_coalesced(self) -> int:
+        """Link states waiting for their source's rate limit (delivered as tokens return)."""
+        return self._coalescer.size
 
     @property
     def engine_id(self) -> bytes | None:
@@ -380,9 +387,7 @@ class TrapReceiver:
         if msg.pdu_type == ber.PDU_INFORM:
             self._send(ber.encode_inform_response(data, msg), (ip, int(addr[1])))
         interp = interpret_v1(msg) if msg.version == ber.VERSION_1 else interpret_v2(msg.varbinds)
-        self._accept(
-            ip, interp, received_at, _VERSION_NAMES[msg.version], name, msg.pdu_type == ber.PDU_INFORM
-        )
+        self._accept(ip, interp, received_at, _VERSION_NAMES[msg.version], name, msg.pdu_type == ber.PDU_INFORM)
 
     def _community_name(self, community: bytes) -> str | None:
         found = None

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pyasn1.type import univ  # type: ignore[import-untyped]
 from pysnmp.carrier.asyncio.dgram import udp
 from pysnmp.carrier.base import AbstractTransportDispatcher
 from pysnmp.entity import config as snmp_config
@@ -21,7 +22,6 @@ from pysnmp.entity import engine as snmp_engine
 from pysnmp.entity.rfc3413 import ntfrcv
 from pysnmp.proto import rfc1902
 from pysnmp.proto.api import v2c
-from pyasn1.type import univ
 
 from sitivmon.traps.ber import Oid, Value, VarBind
 from sitivmon.traps.config import UsmUserAuth
@@ -144,9 +144,7 @@ class UsmProcessor:
         ntfrcv.NotificationReceiver(self._engine, self._on_notification)
         self._engine.observer.register_observer(self._on_request, "rfc3412.receiveMessage:request")
         mib = self._engine.get_mib_builder()
-        self._stats = [
-            (mib.import_symbols("__SNMP-USER-BASED-SM-MIB", name)[0], reason) for name, reason in _USM_STATS
-        ]
+        self._stats = [(mib.import_symbols("__SNMP-USER-BASED-SM-MIB", name)[0], reason) for name, reason in _USM_STATS]
 
     def knows_user(self, username: bytes) -> bool:
         return username in self._users
@@ -190,9 +188,7 @@ class UsmProcessor:
     def _snapshot(self) -> list[int]:
         return [int(sym.syntax) for sym, _ in self._stats]
 
-    def process(
-        self, data: bytes, addr: tuple[str, int], user: str
-    ) -> tuple[list[V3Notification], str | None]:
+    def process(self, data: bytes, addr: tuple[str, int], user: str) -> tuple[list[V3Notification], str | None]:
         """Feed one datagram; returns the notifications it carried and, if refused, a reason."""
         before = self._snapshot()
         self._pending = []

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from sitivmon.readings import Flag, Quantity, UsageKey
 
-from .buckets import FLAG_BITS, PRESENT, SCALE, Col
+from .buckets import FLAG_BITS, PRESENT, SCALE, Col, column_totals
 from .periods import BUCKET_S, Month
 from .store import SeriesMonth, UsageStore
 
@@ -122,7 +122,9 @@ def scan_series(sm: SeriesMonth) -> SeriesScan:
         length, _v, r, e, f = sm.segments[off]
         if off > pos:
             add_gap(pos, off, "missing")
-        if isinstance(f, int) and isinstance(r, int) and isinstance(e, int):
+        if f == PRESENT and isinstance(r, int) and isinstance(e, int) and r > 0:  # the common case
+            pairs[(r, e)] += length
+        elif isinstance(f, int) and isinstance(r, int) and isinstance(e, int):
             reason = _reason(f, r)
             if reason is not None:
                 add_gap(off, off + length, reason)
@@ -165,15 +167,7 @@ def _per_bucket_totals(series: Sequence[SeriesMonth], n: int) -> tuple[list[int]
             by_off.setdefault(off, []).append((length, v, f))
     for off, segs in by_off.items():
         length = segs[0][0]
-        const = sum(v for _, v, _ in segs if isinstance(v, int))
-        arrays = [v for _, v, _ in segs if not isinstance(v, int)]
-        if arrays:
-            summed = list(map(sum, zip(*arrays, strict=True))) if len(arrays) > 1 else list(arrays[0])
-            if const:
-                summed = [x + const for x in summed]
-        else:
-            summed = [const] * length
-        totals[off : off + length] = summed
+        totals[off : off + length] = column_totals([v for _, v, _ in segs], length)
         if any(isinstance(f, int) and f & PRESENT for _, _, f in segs):
             present[off : off + length] = b"\x01" * length
         else:
@@ -339,12 +333,12 @@ def compute_indicators(
                 )
             )
 
-        for direction, grp in (("in", tin), ("out", tout)):
-            ind("traffic_volume", direction, sum(series_sum(s) for s in grp.series), "bytes", grp)
-
-        # p95 of 5-minute rates: commune total per bucket (sum of its links), buckets with data only
+        # commune total per bucket (sum of its links): volumes, and p95 over buckets with data
         tot_in, pres_in = _per_bucket_totals(tin.series, n)
         tot_out, pres_out = _per_bucket_totals(tout.series, n)
+        for direction, grp, tot in (("in", tin, tot_in), ("out", tout, tot_out)):
+            ind("traffic_volume", direction, sum(tot), "bytes", grp)
+
         p95: dict[str, tuple[int, int, int]] = {}
         for direction, tot, pres in (("in", tot_in, pres_in), ("out", tot_out, pres_out)):
             sample = list(itertools.compress(tot, pres))

@@ -57,8 +57,12 @@ async def server(tmp_path: Path) -> AsyncIterator[TestServer]:
         }
     )
     app = web.Application()
-    setup_api(app, tokens=api.tokens, usage_provider=service.usage,
-              report_builder=lambda m: service.current(m).report)
+    setup_api(
+        app,
+        tokens=api.tokens,
+        usage_provider=service.usage,
+        report_builder=lambda m: service.current(m).report,
+    )
     srv = TestServer(app, host="127.0.0.1")
     await srv.start_server()
     yield srv
@@ -75,11 +79,11 @@ async def test_syndicate_sees_everything(server: TestServer) -> None:
     status, body, _ = await get(server, "/api/v1/usage/2026-10", SYNDICATE_TOKEN)
     assert status == 200
     assert {r["commune"] for r in json.loads(body)["indicators"]} == {c.id for c in COMMUNES}
-    status, body, headers = await get(server, "/api/v1/reports/2026-10.json", SYNDICATE_TOKEN)
+    status, body, _ = await get(server, "/api/v1/reports/2026-10.json", SYNDICATE_TOKEN)
     report = json.loads(body)
     assert status == 200 and len({a["commune"] for a in report["allocations"]}) == 8
     assert all(c["ok"] for c in report["controls"])
-    status, body, headers = await get(server, "/api/v1/reports/2026-10.json?commune=corbas", SYNDICATE_TOKEN)
+    status, body, _ = await get(server, "/api/v1/reports/2026-10.json?commune=corbas", SYNDICATE_TOKEN)
     assert {a["commune"] for a in json.loads(body)["allocations"]} == {"corbas"}
 
 

@@ -4,6 +4,7 @@ closed months frozen with revisions and diffs."""
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import sqlite3
@@ -27,7 +28,7 @@ def usage_from_files(config: Any, month: str) -> Any:
     """The usage provider of these tests: `usage-<month>.json` beside the state directory."""
     path = Path(config.state_dir).parent / f"usage-{month}.json"
     if not path.exists():
-        raise cli.InputError(f"no usage for {month}")
+        raise LookupError(f"no usage for {month}")
     return load_usage_json(path.read_bytes())
 
 
@@ -46,8 +47,20 @@ def run(*argv: str | Path) -> int:
 def test_allocate_writes_every_format(tmp_path: Path) -> None:
     for fmt in ("json", "csv", "csv-fr", "xlsx"):
         out = tmp_path / f"out.{fmt}"
-        assert run("allocate", "--allocation", EXAMPLE_ALLOCATION, "--usage", USAGE_FILE, "--format", fmt,
-                   "--output", out) == 0
+        assert (
+            run(
+                "allocate",
+                "--allocation",
+                EXAMPLE_ALLOCATION,
+                "--usage",
+                USAGE_FILE,
+                "--format",
+                fmt,
+                "--output",
+                out,
+            )
+            == 0
+        )
         assert out.stat().st_size > 0
     report = json.loads((tmp_path / "out.json").read_text())
     assert report["header"]["usage_sha256"] and report["header"]["config_sha256"] is None
@@ -62,8 +75,22 @@ def test_allocate_to_stdout(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_allocate_checks_against_the_root_config(tmp_path: Path, root_config: Path) -> None:
     out = tmp_path / "a.json"
-    assert run("allocate", "--allocation", EXAMPLE_ALLOCATION, "--usage", USAGE_FILE, "--config", root_config,
-               "--month", "2026-10", "--output", out) == 0
+    assert (
+        run(
+            "allocate",
+            "--allocation",
+            EXAMPLE_ALLOCATION,
+            "--usage",
+            USAGE_FILE,
+            "--config",
+            root_config,
+            "--month",
+            "2026-10",
+            "--output",
+            out,
+        )
+        == 0
+    )
     assert json.loads(out.read_text())["header"]["config_sha256"]
 
 
@@ -134,8 +161,21 @@ def test_allocate_bad_usage_exits_2_and_writes_nothing(
     change, message = BAD_USAGES[case]
     bad = _bad_usage(tmp_path, change)
     out = tmp_path / "out.xlsx"
-    code = run("allocate", "--allocation", EXAMPLE_ALLOCATION, "--usage", bad, "--config", root_config,
-               "--month", "2026-10", "--format", "xlsx", "--output", out)
+    code = run(
+        "allocate",
+        "--allocation",
+        EXAMPLE_ALLOCATION,
+        "--usage",
+        bad,
+        "--config",
+        root_config,
+        "--month",
+        "2026-10",
+        "--format",
+        "xlsx",
+        "--output",
+        out,
+    )
     assert code == 2
     assert f"{bad}: {message}" in capsys.readouterr().err
     assert not out.exists()
@@ -203,8 +243,9 @@ def test_report_provisional_then_closed_then_revised(
     changes = second["changes"]
     assert changes["previous_revision"] == 1
     storage = [c for c in changes["allocations"] if c["project"] == "Stockage mutualisé"]
-    assert {c["commune"] for c in storage} == {c["commune"] for c in frozen["allocations"]
-                                              if c["project"] == "Stockage mutualisé"}
+    assert {c["commune"] for c in storage} == {
+        c["commune"] for c in frozen["allocations"] if c["project"] == "Stockage mutualisé"
+    }
     assert sum(c["delta_cents"] for c in storage) == 0
     assert next(c for c in storage if c["commune"] == "venissieux")["delta_cents"] > 0
     assert [c["commune"] for c in changes["indicators"]] == ["venissieux"]
@@ -213,9 +254,26 @@ def test_report_provisional_then_closed_then_revised(
     revisions = archive.revisions("2026-10")
     assert [r.revision for r in revisions] == [1, 2]
     assert revisions[0].content == first
-    import hashlib
-
     assert all(hashlib.sha256(r.content).hexdigest() == r.sha256 for r in revisions)
+
+
+def test_a_config_edit_that_moves_no_figure_is_not_a_new_revision(
+    root_config: Path, with_usage: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _report(root_config, "close") == 0
+    root_config.write_text(root_config.read_text() + "# a comment: the file's hash changes, no figure does\n")
+    assert _report(root_config) == 0
+    assert "differ" not in capsys.readouterr().err
+    assert _report(root_config, "close") == 0
+    assert "unchanged since revision 1" in capsys.readouterr().err
+
+
+def test_closed_month_is_served_even_without_usage(root_config: Path, with_usage: Path, tmp_path: Path) -> None:
+    assert _report(root_config, "close") == 0
+    with_usage.unlink()
+    out = tmp_path / "r.json"
+    assert _report(root_config, "--output", out) == 0
+    assert json.loads(out.read_text())["header"]["revision"] == 1
 
 
 def test_archive_refuses_update_and_delete(root_config: Path, with_usage: Path) -> None:

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from sitivmon.allocation.config import (
-    ApiConfig,
     AllocationConfigError,
+    ApiConfig,
     check_allocation,
     check_api,
     load_allocation,
@@ -74,7 +74,10 @@ def test_key_not_summing_to_100_is_located() -> None:
     ("shares", "expected"),
     [
         ({"givors": "50%", "lyon": "50%"}, "keys.k.lyon: unknown commune 'lyon'"),
-        ({"givors": 12.5, "grigny": "87.5%"}, "keys.k.givors: share 12.5 is more than 1: write 12.5% for a percentage"),
+        (
+            {"givors": 12.5, "grigny": "87.5%"},
+            "keys.k.givors: share 12.5 is more than 1: write 12.5% for a percentage",
+        ),
         ({"givors": "half", "grigny": "50%"}, "keys.k.givors: 'half' is not a share"),
         ({"givors": -0.5, "grigny": 1.5}, "keys.k.givors: share must be a non-negative number, got -0.5"),
         ({}, "keys.k: a key needs at least one commune"),
@@ -92,7 +95,10 @@ def test_bad_key_shares(shares: dict[str, Any], expected: str) -> None:
         ({"budget": "10.001"}, "projects[0].budget: amount 10.001 has more than two decimals"),
         ({"budget": "dix euros"}, "projects[0].budget: Input should be a valid decimal"),
         ({"basis": "usage:trafic", "fallback": "equal"}, "projects[0].basis: unknown indicator 'trafic'"),
-        ({"basis": "usage:traffic_volume:up", "fallback": "equal"}, "projects[0].basis: direction 'up' is not valid"),
+        (
+            {"basis": "usage:traffic_volume:up", "fallback": "equal"},
+            "projects[0].basis: direction 'up' is not valid",
+        ),
         ({"basis": "usage:storage:in", "fallback": "equal"}, "projects[0].basis: storage has no direction"),
         ({"basis": "usage:availability", "fallback": "equal"}, "projects[0].basis: availability is a ratio"),
         ({"basis": "population"}, "projects[0].basis: 'population': basis must be key:<name> or usage:"),
@@ -130,9 +136,12 @@ def test_project_communes_must_be_covered_by_its_keys() -> None:
 
 def test_key_project_defaults_to_the_key_communes() -> None:
     config = parse_allocation(
-        yaml.safe_dump(doc(keys={"two": {"givors": "50%", "grigny": "50%"}}, projects=[
-            {"name": "P", "budget": "1", "basis": "key:two"}
-        ])),
+        yaml.safe_dump(
+            doc(
+                keys={"two": {"givors": "50%", "grigny": "50%"}},
+                projects=[{"name": "P", "budget": "1", "basis": "key:two"}],
+            )
+        ),
         COMMUNES,
     )
     assert config.projects[0].communes == ("givors", "grigny")
@@ -142,7 +151,8 @@ def test_file_errors_name_the_file(tmp_path: Path) -> None:
     path = tmp_path / "alloc.yaml"
     path.write_text("keys: [unclosed\n")
     assert check_allocation(path, COMMUNES)[0].startswith(f"{path}: line ")
-    assert check_allocation(tmp_path / "missing.yaml", COMMUNES)[0].startswith(f"{tmp_path / 'missing.yaml'}: cannot read")
+    missing = tmp_path / "missing.yaml"
+    assert check_allocation(missing, COMMUNES)[0].startswith(f"{missing}: cannot read")
     path.write_text("projects:\n  - name: P\n    budget: '1'\n")
     assert check_allocation(path, COMMUNES) == [f"{path}: projects[0].basis: Field required"]
 

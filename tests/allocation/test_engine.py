@@ -30,7 +30,9 @@ def usage_errors(data: Any, **kw: Any) -> list[str]:
     return exc.value.errors
 
 
-def test_traffic_volume_without_direction_is_in_plus_out_with_the_worse_coverage(usage_doc: UsageDocument) -> None:
+def test_traffic_volume_without_direction_is_in_plus_out_with_the_worse_coverage(
+    usage_doc: UsageDocument,
+) -> None:
     grigny_in = usage_doc.row("grigny", "traffic_volume", "in")
     grigny_out = usage_doc.row("grigny", "traffic_volume", "out")
     assert grigny_in is not None and grigny_out is not None
@@ -69,7 +71,15 @@ def test_fallback_when_a_commune_is_under_the_coverage_threshold(usage_doc: Usag
     assert all(line.fallback_used and line.basis == "key:equal" for line in result.lines)
     # A lower threshold accepts the same month.
     lenient = config_of(
-        [{"name": "E", "budget": "2450.75", "basis": "usage:energy", "fallback": "equal", "min_coverage": 0.9}]
+        [
+            {
+                "name": "E",
+                "budget": "2450.75",
+                "basis": "usage:energy",
+                "fallback": "equal",
+                "min_coverage": 0.9,
+            }
+        ]
     )
     assert not allocate(lenient, usage_doc, COMMUNES).projects[0].fallback_used
 
@@ -175,7 +185,7 @@ def allocation_case(draw: st.DrawFn) -> tuple[AllocationConfig, UsageDocument]:
             p["fallback"] = "k"
         projects.append(p)
     config = parse_allocation(yaml.safe_dump({"keys": {"k": key}, "projects": projects}), COMMUNES)
-    rows = []
+    rows: list[dict[str, Any]] = []
     values = st.one_of(st.integers(0, 10**15), st.decimals(0, 10**9, places=3, allow_nan=False))
     coverages = st.sampled_from([Decimal(1), Decimal("0.99"), Decimal("0.5"), Decimal(0)])
     for c in COMMUNES:

@@ -7,7 +7,6 @@ import io
 import json
 import os
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import openpyxl
@@ -97,7 +96,14 @@ def test_json_report_contents(usage_doc: UsageDocument, example_allocation: Allo
     assert all(c["ok"] and c["difference_cents"] == 0 for c in report["controls"])
     line = report["allocations"][0]
     assert set(line) >= {
-        "project", "commune", "insee", "basis", "share", "amount_cents", "rounding_adjustment_cents", "fallback_used"
+        "project",
+        "commune",
+        "insee",
+        "basis",
+        "share",
+        "amount_cents",
+        "rounding_adjustment_cents",
+        "fallback_used",
     }
     grigny = [r for r in report["indicators"] if r["commune"] == "grigny"]
     assert grigny[0]["gaps"] and grigny[0]["coverage"] == "0.9952"

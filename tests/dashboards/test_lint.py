@@ -137,9 +137,7 @@ def test_the_five_dashboards_exist_with_stable_uids() -> None:
 
 
 def test_committed_json_is_the_generator_output() -> None:
-    r = subprocess.run(
-        [sys.executable, str(DASHBOARD_DIR / "generate.py"), "--check"], capture_output=True, text=True
-    )
+    r = subprocess.run([sys.executable, str(DASHBOARD_DIR / "generate.py"), "--check"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
 
 
@@ -160,7 +158,7 @@ def test_panel_ids_unique_and_grid_within_24_columns(name: str) -> None:
     assert len(ids) == len(set(ids))
     for p in panels:
         g = p["gridPos"]
-        assert 0 <= g["x"] and g["x"] + g["w"] <= 24, p["title"]
+        assert g["x"] >= 0 and g["x"] + g["w"] <= 24, p["title"]
 
 
 # --- template-* rules --------------------------------------------------------------------------------
@@ -282,9 +280,7 @@ def test_target_counter_agg_rule(q: PanelQuery) -> None:
             continue
         raw = len(re.findall(rf"\b{re.escape(name)}\b", q.expr))
         wrapped = len(
-            re.findall(
-                rf"\b(?:{'|'.join(RATE_FUNCS)})\(\s*{re.escape(name)}\s*(?:\{{[^}}]*\}})?\s*\[", q.expr
-            )
+            re.findall(rf"\b(?:{'|'.join(RATE_FUNCS)})\(\s*{re.escape(name)}\s*(?:\{{[^}}]*\}})?\s*\[", q.expr)
         )
         assert raw == wrapped, f"{q.where}: counter {name} used without rate/increase"
 

@@ -15,6 +15,7 @@ import pwd
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,7 +63,9 @@ def test_secrets_are_files_under_secrets_and_documented() -> None:
     for name, spec in DOC["secrets"].items():
         assert spec["file"] == f"./secrets/{name}", name
         assert f"`{name}`" in readme, f"secrets/README.md does not explain {name}"
-    used = {s if isinstance(s, str) else s["source"] for svc in DOC["services"].values() for s in svc.get("secrets", [])}
+    used = {
+        s if isinstance(s, str) else s["source"] for svc in DOC["services"].values() for s in svc.get("secrets", [])
+    }
     assert used == set(DOC["secrets"])
 
 
@@ -232,7 +235,7 @@ async def _roundtrip(port: int, password: str) -> bytes:
         await client.publish("sitivmon/test", b"hello", qos=1)
         async with asyncio.timeout(5):
             async for message in client.messages:
-                return bytes(message.payload)  # type: ignore[arg-type]
+                return bytes(message.payload)
     raise AssertionError("no message")
 
 
@@ -278,3 +281,19 @@ def test_mosquitto_config_loads_and_authenticates(world_traversable_tmp: Path) -
     log = (tmp_path / "mosquitto.log").read_text()
     assert "Error" not in log, log
     assert "not authorised" in log, log  # the anonymous client was turned away by the broker
+
+
+def test_sitivmon_config_passes_sitivmon_check() -> None:
+    """`sitivmon check` on the compose config, with its secrets where the container has them:
+    /run/secrets is a tmpfs in a private mount namespace holding throwaway values."""
+    sitivmon = Path(sys.executable).with_name("sitivmon")
+    unshare = shutil.which("unshare")
+    if os.geteuid() != 0 or unshare is None:
+        pytest.skip("needs root and unshare to mount /run/secrets privately")
+    writes = " && ".join(f"printf test-value > {m.target.as_posix()}" for m in secret_mounts("sitivmon", DOC))
+    script = (
+        f"mount -t tmpfs tmpfs /run && mkdir -p /run/secrets && {writes} && "
+        f'exec "{sitivmon}" check --config "{COMPOSE_DIR / "sitivmon/sitivmon.yaml"}"'
+    )
+    r = subprocess.run([unshare, "-m", "--propagation", "private", "sh", "-c", script], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr

@@ -77,13 +77,11 @@ def _verify_with_stub(unit: Path, tmp_path: Path) -> subprocess.CompletedProcess
     binary = exec_start_binary()
     top = "/" + binary.strip("/").split("/")[0]  # /opt
     unshare = shutil.which("unshare")
-    probe = (
-        subprocess.run([unshare, "-m", "true"], capture_output=True) if unshare and os.geteuid() == 0 else None
-    )
-    if probe is not None and probe.returncode == 0 and Path(top).is_dir():
+    probe = subprocess.run([unshare, "-m", "true"], capture_output=True) if unshare and os.geteuid() == 0 else None
+    if unshare and probe is not None and probe.returncode == 0 and Path(top).is_dir():
         script = (
             f'mount -t tmpfs tmpfs "{top}" && mkdir -p "$(dirname "{binary}")" && '
-            f"printf '#!/bin/sh\\nexit 0\\n' > \"{binary}\" && chmod 0755 \"{binary}\" && "
+            f'printf \'#!/bin/sh\\nexit 0\\n\' > "{binary}" && chmod 0755 "{binary}" && '
             f'exec "{sa}" verify --man=no "{unit}"'
         )
         return subprocess.run(

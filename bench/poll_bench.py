@@ -1,0 +1,558 @@
+"""CPU per varbind: the sitivmon daemon against Debian's prometheus-snmp-exporter, same agents, same columns.
+
+N network namespaces each hold a real net-snmp snmpd serving about `--interfaces` veth interfaces. The
+real daemon (`python -m sitivmon.cli run`) polls them with the `interfaces` profile and has /metrics
+scraped once per cycle; then (or at the same time, `--mode together`) the exporter walks the same
+columns (bench/snmp_exporter.yml) with one /snmp scrape per agent per cycle. CPU comes from
+/proc/<pid>/stat (utime + stime, all threads) over a window of whole cycles after a warm-up cycle, so
+start-up costs are out and the idle cost between cycles is in, for both sides alike.
+
+Ratios are what matter (shared 2-core machine): the goal is sitivmon <= 0.5x the exporter's CPU per
+varbind. Prints a table and writes bench/results/poll_bench-<time>.json (and latest.json).
+
+Run as root from the repository:  .venv/bin/python bench/poll_bench.py [--agents 4 --interfaces 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import contextlib
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+RESULTS = BENCH / "results"
+EXPORTER_CANDIDATES = ("/usr/bin/prometheus-snmp-exporter", "/usr/bin/snmp_exporter")
+EXPORTER_MODULE = "sitivmon_interfaces"
+COMMUNITY = "public"
+TICK = os.sysconf("SC_CLK_TCK")
+
+sys.path.insert(0, str(ROOT))
+
+
+# --- measurement helpers (pure or /proc only) -------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads) in seconds, from /proc/<pid>/stat."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    fields = text[text.rindex(")") + 2 :].split()  # the command name may hold spaces
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def free_tcp_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http_get(url: str, timeout: float = 30.0) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (loopback only)
+        return resp.read().decode("utf-8", errors="replace")
+
+
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)")
+
+
+def samples(text: str, name: str) -> list[tuple[str, float]]:
+    """(labels, value) of every sample of one metric in a Prometheus text exposition."""
+    out = []
+    for line in text.splitlines():
+        if line.startswith(name):
+            m = _SAMPLE.match(line)
+            if m and m.group(1) == name:
+                out.append((m.group(2) or "", float(m.group(3))))
+    return out
+
+
+def per_kvb(cpu: float, varbinds: int) -> float | None:
+    return cpu / varbinds * 1000 if varbinds else None
+
+
+def per_cpu(cpu: float, varbinds: int) -> float | None:
+    return varbinds / cpu if cpu > 0 else None
+
+
+@dataclass
+class SideResult:
+    side: str
+    cycles: int
+    window_s: float
+    varbinds: int
+    cpu_s: float
+    snmpd_cpu_s: float | None
+    scrapes: int = 0
+    errors: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "side": self.side, "cycles": self.cycles, "window_s": round(self.window_s, 3), "varbinds": self.varbinds,
+            "cpu_s": round(self.cpu_s, 3), "cpu_s_per_1000_varbinds": _r(per_kvb(self.cpu_s, self.varbinds)),
+            "varbinds_per_cpu_s": _r(per_cpu(self.cpu_s, self.varbinds), 0),
+            "snmpd_cpu_s": None if self.snmpd_cpu_s is None else round(self.snmpd_cpu_s, 3),
+            "snmpd_cpu_s_per_1000_varbinds": (
+                None if self.snmpd_cpu_s is None else _r(per_kvb(self.snmpd_cpu_s, self.varbinds))
+            ),
+            "scrapes": self.scrapes, "errors": self.errors, "notes": self.notes,
+        }
+
+
+def _r(v: float | None, nd: int = 5) -> float | None:
+    return None if v is None else round(v, nd)
+
+
+# --- environment -------------------------------------------------------------------------------------
+
+
+def preflight() -> tuple[str | None, str]:
+    """(exporter binary, "") when the bench can run here, else (None, reason)."""
+    if os.geteuid() != 0:
+        return None, "this benchmark needs root (network namespaces, veth, snmpd on port 161)"
+    try:
+        from sitivmon.agents.netns import netns_available
+        from sitivmon.agents.snmpd import snmpd_path
+    except ImportError as exc:
+        return None, f"sitivmon is not importable ({exc}): run it with the project's venv (.venv/bin/python)"
+    reason = netns_available()
+    if reason:
+        return None, f"network namespaces are not available: {reason}"
+    if snmpd_path() is None:
+        return None, "snmpd is not installed (Debian package 'snmpd')"
+    exporter = next((p for p in EXPORTER_CANDIDATES if os.path.exists(p)), shutil.which("snmp_exporter"))
+    if exporter is None:
+        return None, "prometheus-snmp-exporter is not installed (Debian package 'prometheus-snmp-exporter')"
+    return exporter, ""
+
+
+@dataclass
+class Agent:
+    name: str
+    addr: str
+    snmpd_pid: int
+
+
+@contextlib.contextmanager
+def agents(count: int, interfaces: int) -> Iterator[list[Agent]]:
+    """`count` namespaces with `interfaces` veth interfaces (plus lo and the management veth) and an snmpd."""
+    from sitivmon.agents.netns import lab
+    from sitivmon.agents.snmpd import Snmpd, SnmpdSpec
+
+    with contextlib.ExitStack() as stack:
+        out = []
+        for i in range(count):
+            made = stack.enter_context(lab())
+            made.add_bulk(interfaces)
+            spec = SnmpdSpec(port=161, address=made.agent_addr, communities=(COMMUNITY,), netns=made.agent_ns)
+            agent = stack.enter_context(Snmpd(spec))
+            out.append(Agent(f"agent{i}", made.agent_addr, agent.proc.pid))
+        for a in out:
+            wait_snmp(a.addr)
+        yield out
+
+
+def wait_snmp(addr: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = subprocess.run(
+            ["snmpget", "-v2c", f"-c{COMMUNITY}", "-On", "-t1", "-r0", addr, "1.3.6.1.2.1.1.3.0"],
+            capture_output=True, text=True,
+        )
+        if r.returncode == 0:
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"snmpd at {addr} does not answer from the host")
+
+
+def snmpd_cpu(ags: list[Agent]) -> float:
+    return sum(cpu_seconds(a.snmpd_pid) for a in ags)
+
+
+# --- the two pollers ---------------------------------------------------------------------------------
+
+
+def sitivmon_config(ags: list[Agent], links: int, interval: float, max_rep: int, state_dir: Path) -> dict[str, Any]:
+    return {
+        "listen": "127.0.0.1:9811",
+        "state_dir": str(state_dir),
+        "log": {"level": "warning"},
+        "poll": {
+            "interval": f"{interval:g}s", "timeout": f"{min(5.0, interval):g}s", "retries": 1,
+            "max_repetitions": max_rep,
+        },
+        "credentials": {"bench": {"version": "2c", "community": COMMUNITY}},
+        "communes": [{"id": "bench", "name": "Bench", "insee": "69123"}],
+        "targets": [{"name": a.name, "address": f"{a.addr}:161", "credentials": "bench"} for a in ags],
+        "links": [
+            {"id": f"{a.name}-b{k}", "commune": "bench", "target": a.name, "interface": {"name": f"b{k}"}}
+            for a in ags
+            for k in range(links)
+        ],
+    }
+
+
+class Sitivmon:
+    def __init__(self, workdir: Path, config: dict[str, Any], py_spy: str | None, spy_out: Path | None) -> None:
+        import yaml
+
+        self.port = free_tcp_port()
+        path = workdir / "sitivmon.yaml"
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        self.log = open(workdir / "sitivmon.log", "wb")  # noqa: SIM115
+        argv = [sys.executable, "-m", "sitivmon.cli", "run", "--config", str(path),
+                "--listen", f"127.0.0.1:{self.port}", "--log-level", "warning"]
+        self.proc = subprocess.Popen(argv, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.spy: subprocess.Popen[bytes] | None = None
+        self._spy_args = (py_spy, spy_out)
+        self.targets = len(config["targets"])
+
+    def start_spy(self) -> None:
+        py_spy, out = self._spy_args
+        if py_spy and out:
+            self.spy = subprocess.Popen(
+                [py_spy, "record", "--pid", str(self.proc.pid), "--rate", "200", "--format", "raw", "--nonblocking",
+                 "--output", str(out)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+
+    def stop_spy(self) -> None:
+        if self.spy is not None:
+            self.spy.send_signal(signal.SIGINT)
+            try:
+                self.spy.wait(20)
+            except subprocess.TimeoutExpired:
+                self.spy.kill()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"sitivmon exited with {self.proc.returncode}; see its log")
+            with contextlib.suppress(OSError):
+                urllib.request.urlopen(self.url("/-/ready"), timeout=2).close()  # noqa: S310
+                return
+            time.sleep(0.2)
+        raise TimeoutError("sitivmon did not become ready")
+
+    def scrape(self) -> tuple[int, dict[str, float], int]:
+        """(varbinds so far, errors by reason, links up) from one /metrics scrape."""
+        text = http_get(self.url("/metrics"))
+        varbinds = int(sum(v for _, v in samples(text, "sitivmon_target_varbinds_total")))
+        errors: dict[str, float] = {}
+        for lab, v in samples(text, "sitivmon_poll_errors_total"):
+            reason = re.search(r'reason="([^"]*)"', lab)
+            key = reason.group(1) if reason else "?"
+            errors[key] = errors.get(key, 0) + v
+        up = int(sum(v for _, v in samples(text, "sitivmon_link_up")))
+        return varbinds, errors, up
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.proc.pid)
+
+    def stop(self) -> None:
+        self.stop_spy()
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        self.log.close()
+
+
+def exporter_config(workdir: Path, max_rep: int) -> Path:
+    """bench/snmp_exporter.yml as is, or a copy with another max_repetitions."""
+    source = BENCH / "snmp_exporter.yml"
+    text = source.read_text()
+    if f"max_repetitions: {max_rep}\n" in text:
+        return source
+    copy = workdir / "snmp_exporter.yml"
+    copy.write_text(re.sub(r"max_repetitions: \d+", f"max_repetitions: {max_rep}", text))
+    return copy
+
+
+class Exporter:
+    def __init__(self, binary: str, workdir: Path, config: Path, ags: list[Agent]) -> None:
+        self.port = free_tcp_port()
+        self.log = open(workdir / "exporter.log", "wb")  # noqa: SIM115
+        argv = [binary, f"--config.file={config}", f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"]
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.agents = ags
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=len(ags))
+        self.samples = 0
+
+    def wait_ready(self, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"exporter exited with {self.proc.returncode}; see its log")
+            with contextlib.suppress(OSError):
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/", timeout=2).close()  # noqa: S310
+                return
+            time.sleep(0.1)
+        raise TimeoutError("exporter did not start")
+
+    def _one(self, addr: str) -> tuple[int, int, bool]:
+        text = http_get(f"http://127.0.0.1:{self.port}/snmp?target={addr}&module={EXPORTER_MODULE}")
+        pdus = samples(text, "snmp_scrape_pdus_returned")
+        count = sum(1 for line in text.splitlines() if line and not line.startswith("#"))
+        ok = bool(pdus) and "An error has occurred" not in text
+        return (int(pdus[0][1]) if pdus else 0), count, ok
+
+    def round(self) -> tuple[int, int]:
+        """Scrape every agent once, concurrently as Prometheus would; (varbinds, failed scrapes)."""
+        results = list(self.pool.map(self._one, [a.addr for a in self.agents]))
+        self.samples += sum(r[1] for r in results)
+        return sum(r[0] for r in results), sum(1 for r in results if not r[2])
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.proc.pid)
+
+    def stop(self) -> None:
+        self.pool.shutdown(wait=True)
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        self.log.close()
+
+
+# --- phases ------------------------------------------------------------------------------------------
+
+
+def sleep_until(t: float) -> None:
+    delay = t - time.monotonic()
+    if delay > 0:
+        time.sleep(delay)
+
+
+def run_phase(
+    args: argparse.Namespace, ags: list[Agent], workdir: Path, exporter_bin: str, which: tuple[str, ...],
+    spy_out: Path | None,
+) -> dict[str, SideResult]:
+    """Run the named pollers over the same window of whole cycles; one result per poller."""
+    interval = args.interval
+    cycles = max(1, round(args.duration / interval))
+    sv: Sitivmon | None = None
+    ex: Exporter | None = None
+    try:
+        if "sitivmon" in which:
+            config = sitivmon_config(ags, args.links, interval, args.max_repetitions, workdir / "state")
+            sv = Sitivmon(workdir, config, args.py_spy, spy_out)
+            sv.wait_ready(timeout=3 * interval + 30)
+        if "exporter" in which:
+            ex = Exporter(exporter_bin, workdir, exporter_config(workdir, args.max_repetitions), ags)
+            ex.wait_ready()
+            ex.round()  # warm-up: first walks, connection set-up
+        if sv is not None:
+            # Warm-up: a whole cycle after every target had its first poll (client set-up is then done).
+            time.sleep(interval)
+            sv.scrape()
+            sv.start_spy()
+        t0 = time.monotonic()
+        s_cpu0 = sv.cpu() if sv else 0.0
+        e_cpu0 = ex.cpu() if ex else 0.0
+        d_cpu0 = snmpd_cpu(ags)
+        s_vb0, s_err0, _ = sv.scrape() if sv else (0, {}, 0)
+        e_vb = 0
+        e_fail = 0
+        s_scrapes = 1
+        up = 0
+        for k in range(cycles):
+            if ex is not None:
+                vb, failed = ex.round()
+                e_vb += vb
+                e_fail += failed
+            sleep_until(t0 + (k + 1) * interval)
+            if sv is not None:
+                s_vb1, s_err1, up = sv.scrape()  # the once-per-cycle /metrics scrape
+                s_scrapes += 1
+        window = time.monotonic() - t0
+        s_cpu1 = sv.cpu() if sv else 0.0
+        e_cpu1 = ex.cpu() if ex else 0.0
+        d_cpu = snmpd_cpu(ags) - d_cpu0
+        shared_agents = len(which) > 1
+        out: dict[str, SideResult] = {}
+        if sv is not None:
+            errs = {k: v - s_err0.get(k, 0) for k, v in s_err1.items() if v - s_err0.get(k, 0)}
+            res = SideResult("sitivmon", cycles, window, s_vb1 - s_vb0, s_cpu1 - s_cpu0,
+                             None if shared_agents else d_cpu, s_scrapes, errs)
+            res.notes.append(f"links up at the end: {up} of {len(ags) * args.links}")
+            out["sitivmon"] = res
+        if ex is not None:
+            res = SideResult("exporter", cycles, window, e_vb, e_cpu1 - e_cpu0, None if shared_agents else d_cpu,
+                             cycles * len(ags), {"failed_scrapes": e_fail} if e_fail else {})
+            res.notes.append(f"samples exposed: {ex.samples}")
+            out["exporter"] = res
+        if shared_agents:
+            for r in out.values():
+                r.notes.append(f"snmpd CPU for both pollers together: {d_cpu:.3f}s")
+        return out
+    finally:
+        if sv is not None:
+            sv.stop()
+        if ex is not None:
+            ex.stop()
+
+
+def summarise_spy(raw: Path, top: int = 25) -> list[dict[str, Any]]:
+    """Self time per function from py-spy's collapsed stacks (`frame;frame;... count`)."""
+    if not raw.exists():
+        return []
+    own: dict[str, int] = {}
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        leaf = stack.rsplit(";", 1)[-1]
+        own[leaf] = own.get(leaf, 0) + n
+    ranked = sorted(own.items(), key=lambda kv: -kv[1])[:top]
+    return [{"function": f, "share": round(n / total, 4)} for f, n in ranked] if total else []
+
+
+# --- main --------------------------------------------------------------------------------------------
+
+
+def fmt(v: float | None, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def print_table(results: dict[str, SideResult], ratio: float | None, goal: float) -> None:
+    head = f"{'poller':<10} {'cycles':>6} {'varbinds':>10} {'CPU s':>8} {'CPU s/1k vb':>12} {'vb/CPU s':>10} " \
+           f"{'snmpd s/1k vb':>14}"
+    print(head)
+    print("-" * len(head))
+    for r in results.values():
+        snmpd = None if r.snmpd_cpu_s is None else per_kvb(r.snmpd_cpu_s, r.varbinds)
+        print(f"{r.side:<10} {r.cycles:>6} {r.varbinds:>10} {r.cpu_s:>8.2f} {fmt(per_kvb(r.cpu_s, r.varbinds), '12.4f')} "
+              f"{fmt(per_cpu(r.cpu_s, r.varbinds), '10,.0f')} {fmt(snmpd, '14.4f')}")
+    print()
+    if ratio is not None:
+        verdict = "MET" if ratio <= goal else "NOT MET"
+        print(f"ratio sitivmon/exporter CPU per varbind: {ratio:.3f}  (goal <= {goal}: {verdict})")
+    for r in results.values():
+        for note in r.notes:
+            print(f"  {r.side}: {note}")
+        if r.errors:
+            print(f"  {r.side}: errors during the window: {r.errors}")
+
+
+def merge(a: SideResult | None, b: SideResult) -> SideResult:
+    if a is None:
+        return b
+    snmpd = None if a.snmpd_cpu_s is None or b.snmpd_cpu_s is None else a.snmpd_cpu_s + b.snmpd_cpu_s
+    errors = dict(a.errors)
+    for k, v in b.errors.items():
+        errors[k] = errors.get(k, 0) + v
+    return SideResult(a.side, a.cycles + b.cycles, a.window_s + b.window_s, a.varbinds + b.varbinds,
+                      a.cpu_s + b.cpu_s, snmpd, a.scrapes + b.scrapes, errors, a.notes + b.notes)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--agents", type=int, default=4, help="agent namespaces, one snmpd each (default 4)")
+    p.add_argument("--interfaces", type=int, default=500, help="veth interfaces per agent (default 500)")
+    p.add_argument("--links", type=int, default=50, help="sitivmon links configured per target (default 50)")
+    p.add_argument("--duration", type=float, default=60.0, help="measured seconds per poller and repeat (default 60)")
+    p.add_argument("--interval", type=float, default=10.0, help="poll/scrape cycle in seconds (default 10)")
+    p.add_argument("--max-repetitions", type=int, default=25, help="GETBULK max-repetitions, both pollers (25)")
+    p.add_argument("--mode", choices=("sequential", "together"), default="sequential",
+                   help="one poller after the other (snmpd CPU attributable) or both at once")
+    p.add_argument("--repeat", type=int, default=1, help="repeat the measurement, alternating the order")
+    p.add_argument("--goal", type=float, default=0.5, help="target ratio sitivmon/exporter (default 0.5)")
+    p.add_argument("--py-spy", default=None, help="path of py-spy: sample the daemon during its window")
+    p.add_argument("--output", type=Path, default=None, help="JSON result (default bench/results/poll_bench-<time>.json)")
+    args = p.parse_args(argv)
+    for name in ("agents", "interfaces", "repeat"):
+        if getattr(args, name) < 1:
+            print(f"poll_bench: --{name} must be at least 1", file=sys.stderr)
+            return 2
+    if args.links > args.interfaces:
+        print("poll_bench: --links cannot exceed --interfaces", file=sys.stderr)
+        return 2
+    if args.interval < 2:
+        print("poll_bench: --interval must be at least 2 seconds", file=sys.stderr)
+        return 2
+
+    exporter_bin, reason = preflight()
+    if exporter_bin is None:
+        print(f"poll_bench: cannot run here: {reason}", file=sys.stderr)
+        return 2
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    spy_out = RESULTS / f"pyspy-{stamp}.txt" if args.py_spy else None
+    totals: dict[str, SideResult | None] = {"sitivmon": None, "exporter": None}
+    runs = []
+    started = time.time()
+    print(f"setting up {args.agents} agents x {args.interfaces} interfaces ...", flush=True)
+    with tempfile.TemporaryDirectory(prefix="sitivmon-bench-") as tmp, agents(args.agents, args.interfaces) as ags:
+        workdir = Path(tmp)
+        for rep in range(args.repeat):
+            if args.mode == "together":
+                orders: list[tuple[str, ...]] = [("sitivmon", "exporter")]
+            else:
+                orders = [("sitivmon",), ("exporter",)] if rep % 2 == 0 else [("exporter",), ("sitivmon",)]
+            for which in orders:
+                print(f"repeat {rep + 1}/{args.repeat}: measuring {' + '.join(which)} for "
+                      f"{args.duration:g}s ...", flush=True)
+                phase = run_phase(args, ags, workdir, exporter_bin, which, spy_out if rep == 0 else None)
+                for name, res in phase.items():
+                    totals[name] = merge(totals[name], res)
+                    runs.append({"repeat": rep, **res.as_dict()})
+    final = {k: v for k, v in totals.items() if v is not None}
+    s, e = final["sitivmon"], final["exporter"]
+    s_per, e_per = per_kvb(s.cpu_s, s.varbinds), per_kvb(e.cpu_s, e.varbinds)
+    ratio = s_per / e_per if s_per is not None and e_per else None
+    print()
+    print_table(final, ratio, args.goal)
+    spy = summarise_spy(spy_out) if spy_out else []
+    if spy:
+        print("\npy-spy, share of the daemon's samples by leaf function (top 12):")
+        for row in spy[:12]:
+            print(f"  {row['share'] * 100:5.1f}%  {row['function']}")
+    result = {
+        "bench": "poll_bench", "started": started, "finished": time.time(),
+        "host": {"cpus": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release()},
+        "params": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "sitivmon": s.as_dict(), "exporter": e.as_dict(),
+        "ratio_cpu_per_varbind": _r(ratio, 4), "goal": args.goal,
+        "goal_met": None if ratio is None else ratio <= args.goal,
+        "runs": runs, "py_spy_top": spy,
+    }
+    out = args.output or RESULTS / f"poll_bench-{stamp}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / "latest.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,337 @@
+"""Walked columns -> datacenter rows (storage, outlets, VMs, sensors) and host figures. Pure.
+
+One function per profile family. Values leave here in base units (bytes, watts, joules, ratios) as
+Decimals, so scales such as APC's tenths of kWh or ENTITY-SENSOR's scale and precision are exact.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from sitivmon.profiles.builtin import HR_STORAGE_TYPES, SENSOR_TYPES
+from sitivmon.profiles.model import Kind, Profile
+from sitivmon.snmp.client import Value
+
+Tables = Mapping[str, Mapping[str, Value]]
+Scalars = Mapping[str, Value]
+
+# hrStorage types that hold data someone stores (attributed to communes); the others (RAM, swap,
+# buffers) are the host's own and stay with the target's commune.
+DISK_TYPES = frozenset({"fixedDisk", "removableDisk", "networkDisk", "flashMemory", "ramDisk"})
+_KIB = 1024
+_SENSOR_MEASURES = {"watts": "power_watts", "celsius": "temperature_celsius", "amperes": "current_amperes"}
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One attributable thing inside a host: a filesystem, an outlet, a VM, a sensor."""
+
+    resource: str
+    name: str
+    profile: str
+    index: str
+    measures: Mapping[str, Decimal] = field(default_factory=dict)
+    state: str | None = None  # power state name, for VMs
+    attributable: bool = True
+    labels: tuple[tuple[str, str], ...] = ()  # index labels and lookups (user profiles)
+    extra: tuple[tuple[str, Kind, Decimal], ...] = ()  # numeric columns without a measure
+    raw_energy: int | None = None  # device energy counter, raw units (scale in `energy_scale`)
+    energy_scale: Decimal | None = None
+
+
+@dataclass(slots=True)
+class HostFigures:
+    uptime_seconds: Decimal | None = None
+    processes: int | None = None
+    memory_total_bytes: int | None = None
+    memory_used_bytes: int | None = None
+    cpu_load: dict[str, Decimal] = field(default_factory=dict)  # ratio 0..1 per hrProcessorLoad index
+    load_average: dict[str, Decimal] = field(default_factory=dict)  # "1m", "5m", "15m"
+
+
+def text(value: Value) -> str:
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8").rstrip("\x00")
+        except UnicodeDecodeError:
+            return value.decode("latin-1").rstrip("\x00")
+    return "" if value is None else str(value)
+
+
+def integer(value: Value) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value
+
+
+def number(value: Value, scale: Decimal | None = None) -> Decimal | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        out = Decimal(value)
+    elif isinstance(value, float):
+        out = Decimal(repr(value))
+    elif isinstance(value, str | bytes):
+        try:
+            out = Decimal(text(value).strip())
+        except ArithmeticError:
+            return None
+        if not out.is_finite():
+            return None
+    else:
+        return None
+    return out * scale if scale is not None else out
+
+
+def host_resources(tables: Tables, scalars: Scalars, profile: str = "host_resources") -> tuple[list[Row], HostFigures]:
+    figures = HostFigures()
+    ticks = integer(scalars.get("hrSystemUptime"))
+    if ticks is not None:
+        figures.uptime_seconds = Decimal(ticks) / 100
+    figures.processes = integer(scalars.get("hrSystemProcesses"))
+    rows: list[Row] = []
+    descr = tables.get("hrStorageDescr", {})
+    for idx in sorted(descr, key=_sort_key):
+        kind = HR_STORAGE_TYPES.get(text(tables.get("hrStorageType", {}).get(idx)), "other")
+        units = integer(tables.get("hrStorageAllocationUnits", {}).get(idx))
+        size = integer(tables.get("hrStorageSize", {}).get(idx))
+        used = integer(tables.get("hrStorageUsed", {}).get(idx))
+        if units is None or size is None or used is None:
+            continue
+        # hrStorageSize/Used are Integer32: agents report huge filesystems with negative values.
+        size, used = size % 2**32, used % 2**32
+        name = text(descr[idx]) or f"storage-{idx}"
+        rows.append(
+            Row(
+                "storage", name, profile, idx,
+                {"storage_size_bytes": Decimal(size * units), "storage_used_bytes": Decimal(used * units)},
+                attributable=kind in DISK_TYPES,
+            )
+        )
+        if kind == "ram" and figures.memory_used_bytes is None:
+            figures.memory_total_bytes = size * units
+            figures.memory_used_bytes = used * units
+    if figures.memory_total_bytes is None:
+        mem_kib = integer(scalars.get("hrMemorySize"))
+        figures.memory_total_bytes = None if mem_kib is None else mem_kib * _KIB
+    for idx, value in tables.get("hrProcessorLoad", {}).items():
+        load = integer(value)
+        if load is not None:
+            figures.cpu_load[idx] = Decimal(load) / 100
+    return rows, figures
+
+
+def _high_low(tables: Tables, base: str, idx: str) -> int | None:
+    low = integer(tables.get(f"{base}Low", {}).get(idx))
+    high = integer(tables.get(f"{base}High", {}).get(idx))
+    if low is None or high is None:
+        return None
+    return (high % 2**32) * 2**32 + low % 2**32
+
+
+def ucd(tables: Tables, scalars: Scalars, *, disks: bool, profile: str = "ucd") -> tuple[list[Row], HostFigures]:
+    """UCD memory and load; dskTable rows only when `disks` (a host also polled with host_resources
+    has its filesystems counted once, from hrStorageTable)."""
+    figures = HostFigures()
+    total = integer(scalars.get("memTotalReal"))
+    avail = integer(scalars.get("memAvailReal"))
+    if total is not None:
+        figures.memory_total_bytes = total * _KIB
+        if avail is not None:
+            buffers = integer(scalars.get("memBuffer")) or 0
+            cached = integer(scalars.get("memCached")) or 0
+            figures.memory_used_bytes = max(0, total - avail - buffers - cached) * _KIB
+    names = tables.get("laNames", {})
+    for idx, value in tables.get("laLoadInt", {}).items():
+        load = integer(value)
+        if load is None:
+            continue
+        period = {"Load-1": "1m", "Load-5": "5m", "Load-15": "15m"}.get(text(names.get(idx)), idx)
+        figures.load_average[period] = Decimal(load) / 100
+    rows: list[Row] = []
+    if disks:
+        for idx in sorted(tables.get("dskPath", {}), key=_sort_key):
+            size = _high_low(tables, "dskTotal", idx)
+            used = _high_low(tables, "dskUsed", idx)
+            if size is None or used is None:
+                continue
+            name = text(tables["dskPath"][idx]) or f"disk-{idx}"
+            rows.append(
+                Row(
+                    "storage", name, profile, idx,
+                    {"storage_size_bytes": Decimal(size * _KIB), "storage_used_bytes": Decimal(used * _KIB)},
+                )
+            )
+    return rows, figures
+
+
+def sensor_value(raw: int, scale: int | None, precision: int | None) -> Decimal:
+    """ENTITY-SENSOR-MIB: value x 10^(3 x (scale - 9)) x 10^-precision (scale 9 = units, 8 = milli)."""
+    exponent = 3 * ((scale if scale is not None else 9) - 9) - (precision or 0)
+    return Decimal(raw).scaleb(exponent)
+
+
+def entity_sensors(tables: Tables, profile: str = "entity_sensors") -> list[Row]:
+    rows = []
+    names = tables.get("entPhysicalName", {})
+    for idx, value in sorted(tables.get("entPhySensorValue", {}).items(), key=lambda kv: _sort_key(kv[0])):
+        raw = integer(value)
+        kind = SENSOR_TYPES.get(integer(tables.get("entPhySensorType", {}).get(idx)) or 0)
+        measure = _SENSOR_MEASURES.get(kind or "")
+        status = integer(tables.get("entPhySensorOperStatus", {}).get(idx))
+        if raw is None or measure is None or status not in (None, 1):
+            continue
+        scaled = sensor_value(
+            raw,
+            integer(tables.get("entPhySensorScale", {}).get(idx)),
+            integer(tables.get("entPhySensorPrecision", {}).get(idx)),
+        )
+        name = text(names.get(idx)) or f"sensor-{idx}"
+        rows.append(Row("sensor", name, profile, idx, {measure: scaled}))
+    return rows
+
+
+def split_index(suffix: str, parts: Sequence[tuple[str, str]]) -> dict[str, str] | None:
+    """Index suffix -> labels: integer (one sub-id), string (length-prefixed), implied (the rest)."""
+    subids = suffix.split(".") if suffix else []
+    out: dict[str, str] = {}
+    pos = 0
+    try:
+        for label, kind in parts:
+            if kind == "integer":
+                out[label] = subids[pos]
+                pos += 1
+            elif kind == "string":
+                n = int(subids[pos])
+                if len(subids) < pos + 1 + n:
+                    return None
+                out[label] = bytes(int(x) for x in subids[pos + 1 : pos + 1 + n]).decode("utf-8", "replace")
+                pos += 1 + n
+            else:
+                out[label] = bytes(int(x) for x in subids[pos:]).decode("utf-8", "replace")
+                pos = len(subids)
+    except (IndexError, ValueError):
+        return None
+    return out
+
+
+def _index_subids(labels: Mapping[str, str], parts: Sequence[tuple[str, str]], wanted: Sequence[str]) -> str:
+    kinds = dict(parts)
+    out: list[str] = []
+    for label in wanted:
+        value = labels[label]
+        if kinds.get(label) == "integer":
+            out.append(value)
+        else:
+            data = value.encode()
+            if kinds.get(label) == "string":
+                out.append(str(len(data)))
+            out.extend(str(b) for b in data)
+    return ".".join(out)
+
+
+def table_rows(profile: Profile, tables: Tables) -> list[Row]:
+    """Rows of a user profile: measures by column, labels from the index and from lookups."""
+    lookup_columns = {lk.column for lk in profile.lookups}
+    own = [c for c in profile.columns if c.name not in lookup_columns or c.measure is not None]
+    indexes: set[str] = set()
+    for c in own:
+        indexes.update(tables.get(c.name, {}))
+    parts = [(p.label, p.type) for p in profile.indexes]
+    short = len(profile.name) + 1
+    rows = []
+    for idx in sorted(indexes, key=_sort_key):
+        index_labels = split_index(idx, parts) if parts else {}
+        if index_labels is None:
+            continue
+        labels = dict(index_labels)
+        for lk in profile.lookups:
+            key = _index_subids(index_labels, parts, lk.index) if lk.index else idx
+            found = tables.get(lk.column, {}).get(key)
+            if found is not None:
+                labels[lk.label] = text(found)
+        measures: dict[str, Decimal] = {}
+        extra: list[tuple[str, Kind, Decimal]] = []
+        name = labels.get(profile.resource, "")
+        state = None
+        raw_energy = None
+        energy_scale = None
+        for c in profile.columns:
+            value = tables.get(c.name, {}).get(idx)
+            if value is None:
+                continue
+            if c.measure == "name":
+                name = text(value) or name
+            elif c.measure == "power_state":
+                code = integer(value)
+                state = c.enum.get(code, str(code)) if code is not None else text(value)
+            elif c.measure == "energy_joules":
+                raw_energy = integer(value)
+                energy_scale = c.scale if c.scale is not None else Decimal(1)
+            elif c.measure is not None:
+                scaled = number(value, c.scale)
+                if scaled is not None:
+                    measures[c.measure] = scaled
+            elif c.kind in (Kind.GAUGE, Kind.COUNTER) and c.name not in lookup_columns:
+                scaled = number(value, c.scale)
+                if scaled is not None:
+                    extra.append((c.name[short:], c.kind, scaled))
+        rows.append(
+            Row(
+                profile.resource, name or idx, profile.name, idx, measures, state,
+                labels=tuple(sorted((k, v) for k, v in labels.items() if k != profile.resource)),
+                extra=tuple(extra), raw_energy=raw_energy, energy_scale=energy_scale,
+            )
+        )
+    return rows
+
+
+def _sort_key(idx: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(p) for p in idx.split("."))
+    except ValueError:
+        return (2**63,)
+
+
+def extract(profiles: Sequence[Profile], tables: Tables, scalars: Scalars) -> tuple[list[Row], HostFigures]:
+    """All rows of one poll, names made unique per resource, and the host's figures merged (UCD
+    memory wins over hrStorage's RAM row; dskTable is used only without hrStorageTable)."""
+    families = {p.family for p in profiles}
+    rows: list[Row] = []
+    figures = HostFigures()
+    for p in profiles:
+        if p.family == "host_resources":
+            got, hr = host_resources(tables, scalars, p.name)
+            rows += got
+            figures.uptime_seconds, figures.processes = hr.uptime_seconds, hr.processes
+            figures.cpu_load = hr.cpu_load
+            if "ucd" not in families:
+                figures.memory_total_bytes, figures.memory_used_bytes = hr.memory_total_bytes, hr.memory_used_bytes
+        elif p.family == "ucd":
+            got, u = ucd(tables, scalars, disks="host_resources" not in families, profile=p.name)
+            rows += got
+            figures.memory_total_bytes, figures.memory_used_bytes = u.memory_total_bytes, u.memory_used_bytes
+            figures.load_average = u.load_average
+        elif p.family == "entity_sensors":
+            rows += entity_sensors(tables, p.name)
+        elif p.family == "table":
+            rows += table_rows(p, tables)
+    return _unique(rows), figures
+
+
+def _unique(rows: list[Row]) -> list[Row]:
+    """Two outlets named alike would share a subject id and a label set: suffix them with their index."""
+    counts = Counter((r.resource, r.name) for r in rows)
+    out = []
+    for r in rows:
+        if counts[(r.resource, r.name)] > 1:
+            r = Row(
+                r.resource, f"{r.name}#{r.index}", r.profile, r.index, r.measures, r.state, r.attributable,
+                r.labels, r.extra, r.raw_energy, r.energy_scale,
+            )
+        out.append(r)
+    return out
+

@@ -1,0 +1,1 @@
+"""MQTT publication of link states, link events and per-commune summaries (aiomqtt)."""
