@@ -103,14 +103,20 @@ class SideResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "side": self.side, "cycles": self.cycles, "window_s": round(self.window_s, 3), "varbinds": self.varbinds,
-            "cpu_s": round(self.cpu_s, 3), "cpu_s_per_1000_varbinds": _r(per_kvb(self.cpu_s, self.varbinds)),
+            "side": self.side,
+            "cycles": self.cycles,
+            "window_s": round(self.window_s, 3),
+            "varbinds": self.varbinds,
+            "cpu_s": round(self.cpu_s, 3),
+            "cpu_s_per_1000_varbinds": _r(per_kvb(self.cpu_s, self.varbinds)),
             "varbinds_per_cpu_s": _r(per_cpu(self.cpu_s, self.varbinds), 0),
             "snmpd_cpu_s": None if self.snmpd_cpu_s is None else round(self.snmpd_cpu_s, 3),
             "snmpd_cpu_s_per_1000_varbinds": (
                 None if self.snmpd_cpu_s is None else _r(per_kvb(self.snmpd_cpu_s, self.varbinds))
             ),
-            "scrapes": self.scrapes, "errors": self.errors, "notes": self.notes,
+            "scrapes": self.scrapes,
+            "errors": self.errors,
+            "notes": self.notes,
         }
 
 
@@ -172,7 +178,8 @@ def wait_snmp(addr: str, timeout: float = 10.0) -> None:
     while time.monotonic() < deadline:
         r = subprocess.run(
             ["snmpget", "-v2c", f"-c{COMMUNITY}", "-On", "-t1", "-r0", addr, "1.3.6.1.2.1.1.3.0"],
-            capture_output=True, text=True,
+            capture_output=True,
+            text=True,
         )
         if r.returncode == 0:
             return
@@ -193,7 +200,9 @@ def sitivmon_config(ags: list[Agent], links: int, interval: float, max_rep: int,
         "state_dir": str(state_dir),
         "log": {"level": "warning"},
         "poll": {
-            "interval": f"{interval:g}s", "timeout": f"{min(5.0, interval):g}s", "retries": 1,
+            "interval": f"{interval:g}s",
+            "timeout": f"{min(5.0, interval):g}s",
+            "retries": 1,
             "max_repetitions": max_rep,
         },
         "credentials": {"bench": {"version": "2c", "community": COMMUNITY}},
@@ -215,8 +224,18 @@ class Sitivmon:
         path = workdir / "sitivmon.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         self.log = open(workdir / "sitivmon.log", "wb")  # noqa: SIM115
-        argv = [sys.executable, "-m", "sitivmon.cli", "run", "--config", str(path),
-                "--listen", f"127.0.0.1:{self.port}", "--log-level", "warning"]
+        argv = [
+            sys.executable,
+            "-m",
+            "sitivmon.cli",
+            "run",
+            "--config",
+            str(path),
+            "--listen",
+            f"127.0.0.1:{self.port}",
+            "--log-level",
+            "warning",
+        ]
         self.proc = subprocess.Popen(argv, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         self.spy: subprocess.Popen[bytes] | None = None
         self._spy_args = (py_spy, spy_out)
@@ -226,9 +245,21 @@ class Sitivmon:
         py_spy, out = self._spy_args
         if py_spy and out:
             self.spy = subprocess.Popen(
-                [py_spy, "record", "--pid", str(self.proc.pid), "--rate", "200", "--format", "raw", "--nonblocking",
-                 "--output", str(out)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                [
+                    py_spy,
+                    "record",
+                    "--pid",
+                    str(self.proc.pid),
+                    "--rate",
+                    "200",
+                    "--format",
+                    "raw",
+                    "--nonblocking",
+                    "--output",
+                    str(out),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
 
     def stop_spy(self) -> None:
@@ -350,7 +381,11 @@ def sleep_until(t: float) -> None:
 
 
 def run_phase(
-    args: argparse.Namespace, ags: list[Agent], workdir: Path, exporter_bin: str, which: tuple[str, ...],
+    args: argparse.Namespace,
+    ags: list[Agent],
+    workdir: Path,
+    exporter_bin: str,
+    which: tuple[str, ...],
     spy_out: Path | None,
 ) -> dict[str, SideResult]:
     """Run the named pollers over the same window of whole cycles; one result per poller."""
@@ -398,13 +433,29 @@ def run_phase(
         out: dict[str, SideResult] = {}
         if sv is not None:
             errs = {k: v - s_err0.get(k, 0) for k, v in s_err1.items() if v - s_err0.get(k, 0)}
-            res = SideResult("sitivmon", cycles, window, s_vb1 - s_vb0, s_cpu1 - s_cpu0,
-                             None if shared_agents else d_cpu, s_scrapes, errs)
+            res = SideResult(
+                "sitivmon",
+                cycles,
+                window,
+                s_vb1 - s_vb0,
+                s_cpu1 - s_cpu0,
+                None if shared_agents else d_cpu,
+                s_scrapes,
+                errs,
+            )
             res.notes.append(f"links up at the end: {up} of {len(ags) * args.links}")
             out["sitivmon"] = res
         if ex is not None:
-            res = SideResult("exporter", cycles, window, e_vb, e_cpu1 - e_cpu0, None if shared_agents else d_cpu,
-                             cycles * len(ags), {"failed_scrapes": e_fail} if e_fail else {})
+            res = SideResult(
+                "exporter",
+                cycles,
+                window,
+                e_vb,
+                e_cpu1 - e_cpu0,
+                None if shared_agents else d_cpu,
+                cycles * len(ags),
+                {"failed_scrapes": e_fail} if e_fail else {},
+            )
             res.notes.append(f"samples exposed: {ex.samples}")
             out["exporter"] = res
         if shared_agents:
@@ -444,14 +495,18 @@ def fmt(v: float | None, spec: str) -> str:
 
 
 def print_table(results: dict[str, SideResult], ratio: float | None, goal: float) -> None:
-    head = f"{'poller':<10} {'cycles':>6} {'varbinds':>10} {'CPU s':>8} {'CPU s/1k vb':>12} {'vb/CPU s':>10} " \
-           f"{'snmpd s/1k vb':>14}"
+    head = (
+        f"{'poller':<10} {'cycles':>6} {'varbinds':>10} {'CPU s':>8} {'CPU s/1k vb':>12} {'vb/CPU s':>10} "
+        f"{'snmpd s/1k vb':>14}"
+    )
     print(head)
     print("-" * len(head))
     for r in results.values():
         snmpd = None if r.snmpd_cpu_s is None else per_kvb(r.snmpd_cpu_s, r.varbinds)
-        print(f"{r.side:<10} {r.cycles:>6} {r.varbinds:>10} {r.cpu_s:>8.2f} {fmt(per_kvb(r.cpu_s, r.varbinds), '12.4f')} "
-              f"{fmt(per_cpu(r.cpu_s, r.varbinds), '10,.0f')} {fmt(snmpd, '14.4f')}")
+        print(
+            f"{r.side:<10} {r.cycles:>6} {r.varbinds:>10} {r.cpu_s:>8.2f} {fmt(per_kvb(r.cpu_s, r.varbinds), '12.4f')} "
+            f"{fmt(per_cpu(r.cpu_s, r.varbinds), '10,.0f')} {fmt(snmpd, '14.4f')}"
+        )
     print()
     if ratio is not None:
         verdict = "MET" if ratio <= goal else "NOT MET"
@@ -470,8 +525,17 @@ def merge(a: SideResult | None, b: SideResult) -> SideResult:
     errors = dict(a.errors)
     for k, v in b.errors.items():
         errors[k] = errors.get(k, 0) + v
-    return SideResult(a.side, a.cycles + b.cycles, a.window_s + b.window_s, a.varbinds + b.varbinds,
-                      a.cpu_s + b.cpu_s, snmpd, a.scrapes + b.scrapes, errors, a.notes + b.notes)
+    return SideResult(
+        a.side,
+        a.cycles + b.cycles,
+        a.window_s + b.window_s,
+        a.varbinds + b.varbinds,
+        a.cpu_s + b.cpu_s,
+        snmpd,
+        a.scrapes + b.scrapes,
+        errors,
+        a.notes + b.notes,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -482,12 +546,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=60.0, help="measured seconds per poller and repeat (default 60)")
     p.add_argument("--interval", type=float, default=10.0, help="poll/scrape cycle in seconds (default 10)")
     p.add_argument("--max-repetitions", type=int, default=25, help="GETBULK max-repetitions, both pollers (25)")
-    p.add_argument("--mode", choices=("sequential", "together"), default="sequential",
-                   help="one poller after the other (snmpd CPU attributable) or both at once")
+    p.add_argument(
+        "--mode",
+        choices=("sequential", "together"),
+        default="sequential",
+        help="one poller after the other (snmpd CPU attributable) or both at once",
+    )
     p.add_argument("--repeat", type=int, default=1, help="repeat the measurement, alternating the order")
     p.add_argument("--goal", type=float, default=0.5, help="target ratio sitivmon/exporter (default 0.5)")
     p.add_argument("--py-spy", default=None, help="path of py-spy: sample the daemon during its window")
-    p.add_argument("--output", type=Path, default=None, help="JSON result (default bench/results/poll_bench-<time>.json)")
+    p.add_argument(
+        "--output", type=Path, default=None, help="JSON result (default bench/results/poll_bench-<time>.json)"
+    )
     args = p.parse_args(argv)
     for name in ("agents", "interfaces", "repeat"):
         if getattr(args, name) < 1:
@@ -520,8 +590,10 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 orders = [("sitivmon",), ("exporter",)] if rep % 2 == 0 else [("exporter",), ("sitivmon",)]
             for which in orders:
-                print(f"repeat {rep + 1}/{args.repeat}: measuring {' + '.join(which)} for "
-                      f"{args.duration:g}s ...", flush=True)
+                print(
+                    f"repeat {rep + 1}/{args.repeat}: measuring {' + '.join(which)} for {args.duration:g}s ...",
+                    flush=True,
+                )
                 phase = run_phase(args, ags, workdir, exporter_bin, which, spy_out if rep == 0 else None)
                 for name, res in phase.items():
                     totals[name] = merge(totals[name], res)
@@ -538,13 +610,18 @@ def main(argv: list[str] | None = None) -> int:
         for row in spy[:12]:
             print(f"  {row['share'] * 100:5.1f}%  {row['function']}")
     result = {
-        "bench": "poll_bench", "started": started, "finished": time.time(),
+        "bench": "poll_bench",
+        "started": started,
+        "finished": time.time(),
         "host": {"cpus": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release()},
         "params": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "sitivmon": s.as_dict(), "exporter": e.as_dict(),
-        "ratio_cpu_per_varbind": _r(ratio, 4), "goal": args.goal,
+        "sitivmon": s.as_dict(),
+        "exporter": e.as_dict(),
+        "ratio_cpu_per_varbind": _r(ratio, 4),
+        "goal": args.goal,
         "goal_met": None if ratio is None else ratio <= args.goal,
-        "runs": runs, "py_spy_top": spy,
+        "runs": runs,
+        "py_spy_top": spy,
     }
     out = args.output or RESULTS / f"poll_bench-{stamp}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

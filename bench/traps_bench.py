@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing as mp
 import os
 import resource
@@ -25,13 +26,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from prometheus_client import CollectorRegistry  # noqa: E402
-from pydantic import SecretStr  # noqa: E402
+from prometheus_client import CollectorRegistry
+from pydantic import SecretStr
 
-from sitivmon.traps import ber  # noqa: E402
-from sitivmon.traps.config import CommunityAuth, TrapAuth, TrapConfig  # noqa: E402
-from sitivmon.traps.events import TrapEvent, TrapKind  # noqa: E402
-from sitivmon.traps.receiver import TrapReceiver  # noqa: E402
+from sitivmon.traps import ber
+from sitivmon.traps.config import CommunityAuth, TrapAuth, TrapConfig
+from sitivmon.traps.events import TrapEvent, TrapKind
+from sitivmon.traps.receiver import TrapReceiver
 
 COMMUNITY = b"bench-community"
 
@@ -75,10 +76,8 @@ def sender(port: int, rate: int, seconds: float, sources: int, ifaces: int, star
         due = min(n, int((time.perf_counter() - t0) * 1000 * per_ms) + 1)
         while sent < due:
             s, p = pkts[sent]
-            try:
+            with contextlib.suppress(BlockingIOError):
                 socks[s].sendto(p, dest)
-            except BlockingIOError:
-                pass
             sent += 1
         time.sleep(0.0005)
     print(f"  sender: {n} traps in {time.perf_counter() - t0:.2f} s "
@@ -119,10 +118,9 @@ async def bench_sitivmon(args: argparse.Namespace) -> dict[str, float]:
         await asyncio.sleep(1.0)  # sender pre-encodes
         drops0, cpu0, t0 = udp_rcvbuf_errors(), cpu(), time.perf_counter()
         start.set()
-        max_depth = 0
         while proc.is_alive():
             await asyncio.sleep(0.05)
-            max_depth = max(max_depth, receiver.queue_depth if hasattr(receiver, "queue_depth") else 0)
+            pass
         # wait for the decoder to finish and the coalesced states to be released
         idle_since = time.perf_counter()
         last = receiver.decoded

@@ -1,13 +1,15 @@
 """The daemon: long-lived loops owned by one TaskGroup inside an async context manager.
 
-`Daemon` owns the scheduler, the HTTP server and the optional services (usage recorder, trap receiver,
-MQTT publisher). SIGTERM/SIGINT stop it cleanly; SIGHUP and POST /-/reload reload the configuration,
-keeping all counter state; a configuration that does not validate is refused and the old one kept.
+`Daemon` owns the scheduler, the HTTP server and the services around the monitor (trap receiver,
+MQTT publisher, usage recorder), each entered on an AsyncExitStack so that they stop in reverse
+order. SIGTERM/SIGINT stop it cleanly; SIGHUP and POST /-/reload reload the configuration, keeping
+all counter state; a configuration that does not validate is refused and the old one kept.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
@@ -24,7 +26,11 @@ from sitivmon.config.model import parse_listen
 from sitivmon.engine.scheduler import ClientFactory, Scheduler, gufo_factory
 from sitivmon.http import build_app
 from sitivmon.monitor import Monitor
+from sitivmon.mqtt.publisher import MqttPublisher
 from sitivmon.selfmetrics import SelfMetrics
+from sitivmon.traps.config import resolve_trap_auth
+from sitivmon.traps.events import TrapEvent, TrapKind
+from sitivmon.traps.receiver import TrapReceiver
 
 log = logging.getLogger("sitivmon.daemon")
 
@@ -46,33 +52,64 @@ class Daemon:
         self.metrics = SelfMetrics(self.registry)
         self.monitor = Monitor(config)
         self.scheduler = Scheduler(self.monitor, self.metrics, client_factory)
+        self.traps: TrapReceiver | None = None
+        self.mqtt: MqttPublisher | None = None
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
+        self._stack = contextlib.AsyncExitStack()
         self._tg: asyncio.TaskGroup | None = None
         self._runner: web.AppRunner | None = None
         self.bound_port: int | None = None
 
     async def __aenter__(self) -> Daemon:
         self.config.state_dir.mkdir(parents=True, exist_ok=True)
-        self._tg = asyncio.TaskGroup()
-        await self._tg.__aenter__()
         try:
-            app = build_app(lambda: self.monitor, self.metrics, self.reload)
-            self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-            await self._runner.setup()
-            host, port = parse_listen(self.listen)
-            site = web.TCPSite(self._runner, host, port, reuse_address=True)
-            await site.start()
-            server = site._server
-            sockets = getattr(server, "sockets", None) or []
-            self.bound_port = sockets[0].getsockname()[1] if sockets else port
-            log.info("listening on http://%s:%s/metrics", host, self.bound_port)
+            await self._start_services()
+            self._tg = asyncio.TaskGroup()
+            await self._tg.__aenter__()
+            await self._start_http()
             self._tg.create_task(self._until_stopped(self.scheduler.run()), name="scheduler")
             self._tg.create_task(self._stop_waiter(), name="stop-waiter")
         except BaseException:
             await self._shutdown()
             raise
         return self
+
+    async def _start_services(self) -> None:
+        config = self.config
+        if config.mqtt.enabled:
+            self.mqtt = await self._stack.enter_async_context(MqttPublisher(config.mqtt, registry=self.registry))
+            self.monitor.events = self.mqtt
+        if config.traps.enabled:
+            auth = resolve_trap_auth(config.traps, config.credentials)
+            self.traps = TrapReceiver(
+                config.traps, auth, self._on_trap, registry=self.registry,
+                target_hosts=[t.host for t in config.targets],
+            )
+            await self._stack.enter_async_context(self.traps)
+
+    async def _start_http(self) -> None:
+        app = build_app(lambda: self.monitor, self.metrics, self.reload)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        host, port = parse_listen(self.listen)
+        site = web.TCPSite(self._runner, host, port, reuse_address=True)
+        await site.start()
+        sockets = getattr(site._server, "sockets", None) or []
+        self.bound_port = sockets[0].getsockname()[1] if sockets else port
+        log.info("listening on http://%s:%s/metrics", host, self.bound_port)
+
+    def _on_trap(self, event: TrapEvent) -> None:
+        """Called by the receiver for each accepted trap; must not block."""
+        if event.kind in (TrapKind.LINK_DOWN, TrapKind.LINK_UP):
+            self.monitor.on_link_trap(event.source_ip, event.if_index, event.kind is TrapKind.LINK_UP, time.time())
+        elif event.kind in (TrapKind.COLD_START, TrapKind.WARM_START):
+            self.monitor.on_restart_trap(event.source_ip, time.time())
+        else:
+            return
+        for target in self.monitor.config.targets:
+            if target.host == event.source_ip:
+                self.scheduler.poll_now(target.name)  # the next poll confirms what the trap said
 
     async def _until_stopped(self, loop: Coroutine[Any, Any, None]) -> None:
         """A long-lived loop that ends (by crash or otherwise) stops the daemon instead of hiding."""
@@ -102,6 +139,7 @@ class Daemon:
                 await tg.__aexit__(None, None, None)
             except* _Stopping:
                 pass
+        await self._stack.aclose()
 
     def stop(self) -> None:
         self._stop.set()
@@ -110,7 +148,11 @@ class Daemon:
         await self._stop.wait()
 
     async def reload(self) -> tuple[bool, list[str]]:
-        """Load the file again; adopt it only if it validates. Counter state is kept by link id."""
+        """Load the file again; adopt it only if it validates. Counter state is kept by link id.
+
+        Listener addresses (HTTP, traps, MQTT broker) are bound at start; a change of them is logged
+        and takes effect at the next restart.
+        """
         async with self._reload_lock:
             try:
                 new = await asyncio.to_thread(load_config, self.config_path)
@@ -120,6 +162,9 @@ class Daemon:
                 self.metrics.reloads.labels("failure").inc()
                 self.metrics.config_ok.set(0)
                 return False, errors
+            for section in ("listen", "traps", "mqtt", "state_dir"):
+                if getattr(new, section) != getattr(self.config, section):
+                    log.warning("reload: '%s' changed; it takes effect at the next restart", section)
             self.config = new
             self.monitor.reconfigure(new)
             self.scheduler.apply(new)

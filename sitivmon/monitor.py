@@ -217,9 +217,10 @@ class Monitor:
     def _emit(self, event: LinkStateEvent | None) -> None:
         if event is None:
             return
-        log.info(
-            "link %s (%s) %s -> %s via %s", event.link, event.commune, event.previous.value, event.state.value,
-            event.source.value,
+        level = logging.DEBUG if LinkState.UNKNOWN in (event.previous, event.state) else logging.INFO
+        log.log(
+            level, "link %s (%s) %s -> %s via %s", event.link, event.commune, event.previous.value,
+            event.state.value, event.source.value,
         )
         if self.events is not None:
             self.events.publish_link_event(event)

@@ -17,10 +17,12 @@ _SI = {"": 1, "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 
 def parse_duration(value: str | int | float) -> float:
     """Seconds in `30s`, `5m`, `1h`, `250ms`; a bare number is seconds."""
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise ValueError("a duration is a number with a unit, e.g. 30s or 5m")
     if isinstance(value, int | float):
         seconds = Decimal(str(value))
+        if not seconds.is_finite():  # YAML .nan/.inf: NaN would raise InvalidOperation below
+            raise ValueError(f"duration must be a finite number, got {value!r}")
     else:
         m = _DURATION.match(value)
         if not m:
@@ -37,7 +39,7 @@ def parse_capacity_bytes_per_second(value: str | int) -> int:
     Link capacities are quoted in bits by operators and carriers; the metrics use bytes per second
     (Prometheus base units), so the conversion lives here once.
     """
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, str | int):
         raise ValueError("a capacity is a number with a unit, e.g. 100Mbit or 10Gbit")
     if isinstance(value, int):
         bits = Decimal(value)
@@ -47,6 +49,6 @@ def parse_capacity_bytes_per_second(value: str | int) -> int:
             raise ValueError(f"invalid capacity {value!r}: use e.g. 100Mbit, 1Gbit, 10Gbit")
         amount = Decimal(m.group(1)) * _SI[m.group(2)]
         bits = amount * 8 if m.group(3) == "B" else amount
-    if bits <= 0:
-        raise ValueError(f"capacity must be positive, got {value!r}")
+    if bits < 8:  # below one byte per second the capacity would be 0, read as "no capacity"
+        raise ValueError(f"capacity must be at least 8 bit/s, got {value!r}")
     return int(bits / 8)

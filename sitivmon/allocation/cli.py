@@ -70,16 +70,22 @@ def load_root_config(path: Path) -> RootConfig:
     return config
 
 
-def usage_for_month(config: RootConfig, month: str) -> Any:
-    """LEAD: the usage store's document of `month` (the JSON of `sitivmon usage`, as Python objects).
+class UsageUnavailable(RuntimeError):
+    """The usage store cannot be read (not the user's input): exit 1."""
 
-    This is the single place where the real usage store plugs in; until it is wired the command says so.
+
+def usage_for_month(config: RootConfig, month: str) -> Any:
+    """The usage store's document of `month` (the JSON of `sitivmon usage`, as Python objects).
+
+    The single place where the usage store plugs into `sitivmon report` and the HTTP API.
     """
-    module = importlib.import_module("sitivmon.usage")
-    provider = getattr(module, "usage_document", None)
-    if provider is None:
-        raise InputError("the usage store is not wired into `sitivmon report` yet (sitivmon.usage.usage_document)")
-    return provider(config, month)
+    usage_cli = importlib.import_module("sitivmon.usage.cli")
+    try:
+        return usage_cli.build_document(config, month)
+    except usage_cli.StoreError as exc:
+        raise UsageUnavailable(str(exc)) from None
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
 
 
 def _month(text: str) -> str:
@@ -116,6 +122,9 @@ def _run(body: Callable[[], int]) -> int:
     except (InputError, AllocationConfigError, UsageDocumentError, LookupError) as exc:
         print(f"sitivmon: {exc}", file=sys.stderr)
         return 2
+    except UsageUnavailable as exc:
+        print(f"sitivmon: usage store: {exc}", file=sys.stderr)
+        return 1
 
 
 def _allocate(args: argparse.Namespace, config_loader: ConfigLoader) -> int:

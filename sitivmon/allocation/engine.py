@@ -38,7 +38,7 @@ class IndicatorRow:
     insee: str
     indicator: str
     direction: str | None
-    value: Decimal
+    value: Decimal | None
     unit: str
     coverage: Decimal
     gaps: tuple[Mapping[str, Any], ...] = ()
@@ -181,8 +181,8 @@ def parse_usage(
             continue
         seen[ident] = i
         try:
-            value = _decimal(r.get("value"))
-            if value < 0:
+            value = None if r.get("value") is None else _decimal(r.get("value"))  # null: no data at all
+            if value is not None and value < 0:
                 raise ValueError(f"must not be negative, got {value}")
         except ValueError as exc:
             errors.append(f"{where}.value: {exc}")
@@ -278,13 +278,13 @@ def measure(usage: UsageDocument, commune: str, indicator: str, direction: str |
     """
     if indicator == "traffic_volume" and direction is None:
         parts = [usage.row(commune, indicator, d) for d in ("in", "out")]
-        value = sum((p.value for p in parts if p is not None), Decimal(0))
+        value = sum((p.value for p in parts if p is not None and p.value is not None), Decimal(0))
         coverage = min((p.coverage if p is not None else Decimal(0)) for p in parts)
         return Measure(value=value, coverage=coverage)
     if indicator == "traffic_p95" and direction is None:
         direction = "max"
     row = usage.row(commune, indicator, direction)
-    if row is None:
+    if row is None or row.value is None:
         return Measure(value=Decimal(0), coverage=Decimal(0))
     return Measure(value=row.value, coverage=row.coverage)
 

@@ -136,6 +136,8 @@ def _header_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _csv_cell(kind: Kind, value: Any, french: bool) -> str:
+    if value is None:  # no figure at all: an empty cell, not a zero
+        return ""
     if kind == "euros":
         return cents_to_euros(int(value), "," if french else ".")
     if kind == "bool":
@@ -171,6 +173,8 @@ def render_csv(report: dict[str, Any], *, french: bool, section: str = "allocati
 
 
 def _xlsx_cell(kind: Kind, value: Any) -> tuple[Any, str | None]:
+    if value is None:
+        return None, None
     if kind == "euros":
         return Decimal(int(value)).scaleb(-2), EURO_FORMAT
     if kind == "int":

@@ -69,7 +69,7 @@ def indicator_rows(usage: UsageDocument) -> list[dict[str, Any]]:
             "insee": r.insee,
             "indicator": r.indicator,
             "direction": r.direction,
-            "value": dec_text(r.value),
+            "value": None if r.value is None else dec_text(r.value),
             "unit": r.unit,
             "coverage": dec_text(r.coverage),
             "gaps": _plain(list(r.gaps)),

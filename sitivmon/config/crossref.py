@@ -9,6 +9,7 @@ from pathlib import Path
 from sitivmon.config.model import SHARED, SitivmonConfig
 from sitivmon.profiles.registry import profile_problems_of, profile_table
 from sitivmon.profiles.user import profile_problems
+from sitivmon.traps.config import resolve_trap_auth
 
 Problem = tuple[tuple[str | int, ...], str]
 
@@ -54,6 +55,11 @@ def _problems(config: SitivmonConfig, base_dir: Path | None = None) -> Iterator[
         settings = config.poll_settings(t)
         if settings.timeout > settings.interval:
             yield ("targets", i, "poll", "timeout"), "timeout must not exceed the interval"
+    try:
+        resolve_trap_auth(config.traps, config.credentials)
+    except ValueError as exc:
+        loc, _, message = str(exc).partition(": ")
+        yield tuple(int(p) if p.isdigit() else p for p in loc.replace("[", ".").replace("]", "").split(".")), message
     for i, link in enumerate(config.links):
         if link.commune not in communes:
             yield ("links", i, "commune"), f"unknown commune {link.commune!r}"

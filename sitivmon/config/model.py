@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from sitivmon.config.secrets import Secret
+from sitivmon.mqtt.config import MqttConfig
+from sitivmon.traps.config import TrapConfig
 from sitivmon.datacenter.config import AttributionSettings
 from sitivmon.profiles.user import UserProfile
 from sitivmon.units import parse_capacity_bytes_per_second, parse_duration
@@ -268,6 +270,8 @@ class SitivmonConfig(Strict):
     communes: list[Commune] = Field(default_factory=list)
     targets: list[Target] = Field(default_factory=list)
     links: list[Link] = Field(default_factory=list)
+    traps: TrapConfig = TrapConfig()
+    mqtt: MqttConfig = MqttConfig()
     profiles: dict[str, UserProfile] = Field(default_factory=dict)  # user profiles, inline
     profile_files: list[Path] = Field(default_factory=list)  # YAML files of user profiles
     attribution: AttributionSettings = AttributionSettings()

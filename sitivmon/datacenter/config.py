@@ -49,9 +49,8 @@ class AttributionRule(BaseModel):
         given = [k for k in ("match", "prefix", "equals") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError("give exactly one of match, prefix, equals")
-        if self.commune is None:
-            if self.match is None or "commune" not in re.compile(self.match).groupindex:
-                raise ValueError("give 'commune', or a 'match' regex with a named group (?P<commune>...)")
+        if self.commune is None and (self.match is None or "commune" not in re.compile(self.match).groupindex):
+            raise ValueError("give 'commune', or a 'match' regex with a named group (?P<commune>...)")
         return self
 
 

@@ -7,6 +7,7 @@ whose agent is slow or dead only ever occupies its own loop and one slot of the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 from collections.abc import Callable
@@ -58,10 +59,17 @@ class Scheduler:
         self.client_factory = client_factory
         self.profiles = profiles or BUILTIN_PROFILES.__getitem__
         self._tasks: dict[str, tuple[asyncio.Task[None], str]] = {}
+        self._wake: dict[str, asyncio.Event] = {}
         self._changed = asyncio.Event()
         # The concurrency limit is fixed at start: a reload cannot resize a semaphore others wait on.
         self._sem = asyncio.Semaphore(monitor.config.poll.concurrency)
         self._config = monitor.config
+
+    def poll_now(self, target: str) -> None:
+        """Poll a target ahead of schedule (a trap said something changed); the schedule is kept."""
+        event = self._wake.get(target)
+        if event is not None:
+            event.set()
 
     def apply(self, config: SitivmonConfig) -> None:
         """Adopt a reloaded config: unchanged targets keep their loop (and phase), others restart."""
@@ -107,15 +115,25 @@ class Scheduler:
         interval = settings.interval
         client = self.client_factory(target, cred, settings)
         next_at = loop.time() + start_offset(target.name, interval, settings.jitter)
+        wake = self._wake[target.name] = asyncio.Event()
         try:
             while True:
-                await asyncio.sleep(max(0.0, next_at - loop.time()))
+                early = False
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), max(0.0, next_at - loop.time()))
+                    early = True
+                wake.clear()
                 async with self._sem:
                     now = loop.time()
-                    self.metrics.poll_lag.observe(max(0.0, now - next_at))
-                    budget = next_at + deadline_for(interval) - now
+                    if early:
+                        # An extra poll must end before the scheduled one starts.
+                        budget = min(deadline_for(interval), next_at - now - 0.05)
+                    else:
+                        self.metrics.poll_lag.observe(max(0.0, now - next_at))
+                        budget = next_at + deadline_for(interval) - now
                     if budget <= 0:
-                        self.metrics.polls_skipped.labels(target.name).inc()
+                        if not early:
+                            self.metrics.polls_skipped.labels(target.name).inc()
                     else:
                         poll = await poll_target(
                             client, target.name, profiles, version=cred.version, deadline_s=budget,
@@ -125,6 +143,8 @@ class Scheduler:
                             self.monitor.on_poll(target, poll)
                         except Exception:
                             log.exception("target %s: processing the poll failed", target.name)
+                if early:
+                    continue
                 next_at += interval
                 behind = loop.time() - next_at
                 if behind > 0:
@@ -132,4 +152,6 @@ class Scheduler:
                     next_at += missed * interval
                     self.metrics.polls_skipped.labels(target.name).inc(missed)
         finally:
+            if self._wake.get(target.name) is wake:
+                del self._wake[target.name]
             await client.close()

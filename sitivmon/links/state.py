@@ -44,16 +44,16 @@ class LinkRuntime:
         return self.link.capacity or self.speed_bytes_per_s
 
     def set_state(self, new: LinkState, at: float, source: StateSource, target: str) -> LinkStateEvent | None:
-        """Record a state; return an event when it changed (unknown -> known at start-up is no change)."""
+        """Record a state; return an event whenever it differs from the last one known."""
         old = self.state
         if new == old:
             return None
         self.state = new
         if old is LinkState.UNKNOWN or new is LinkState.UNKNOWN:
+            # Learning or losing sight of the state is not a change of the link itself, but consumers
+            # (MQTT retained state) still need to hear about it.
             if self.last_change is None:
                 self.last_change = at
-            if old is LinkState.UNKNOWN:
-                return None
         else:
             self.state_changes += 1
             self.last_change = at

@@ -6,6 +6,7 @@ import socket
 import ssl
 from pathlib import Path
 
+from sitivmon.config.secrets import Secret
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 
@@ -44,7 +45,7 @@ class MqttConfig(BaseModel):
     port: int = Field(default=1883, ge=1, le=65535)
     tls: MqttTls | None = None
     username: str | None = None
-    password: SecretStr | None = None
+    password: Secret | None = None
     client_id: str = Field(default_factory=lambda: f"sitivmon-{socket.gethostname()}"[:64])
     topic_prefix: str = "sitivmon"
     queue_size: int = Field(default=10_000, ge=1)

@@ -26,18 +26,18 @@ Problem = tuple[tuple[str | int, ...], str]
 _OID = re.compile(r"^[0-2](\.(0|[1-9]\d*)){1,127}$")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
-# measure -> the kind a column must have to carry it.
-MEASURES: dict[str, Kind] = {
-    "name": Kind.INFO,  # names the row: label value, subject id, attribution key
-    "power_watts": Kind.GAUGE,
-    "energy_joules": Kind.COUNTER,
-    "vcpus": Kind.GAUGE,
-    "memory_bytes": Kind.GAUGE,
-    "storage_size_bytes": Kind.GAUGE,
-    "storage_used_bytes": Kind.GAUGE,
-    "temperature_celsius": Kind.GAUGE,
-    "current_amperes": Kind.GAUGE,
-    "power_state": Kind.ENUM,
+# measure -> the kinds a column must have to carry it.
+MEASURES: dict[str, tuple[Kind, ...]] = {
+    "name": (Kind.INFO,),  # names the row: label value, subject id, attribution key
+    "power_watts": (Kind.GAUGE,),
+    "energy_joules": (Kind.COUNTER,),
+    "vcpus": (Kind.GAUGE,),
+    "memory_bytes": (Kind.GAUGE,),
+    "storage_size_bytes": (Kind.GAUGE,),
+    "storage_used_bytes": (Kind.GAUGE,),
+    "temperature_celsius": (Kind.GAUGE,),
+    "current_amperes": (Kind.GAUGE,),
+    "power_state": (Kind.ENUM, Kind.INFO),  # enum codes, or text such as VMware's "poweredOn"
 }
 RESOURCES = ("outlet", "vm", "storage", "sensor", "device")
 
@@ -135,10 +135,9 @@ def profile_problems(profile: UserProfile) -> Iterator[Problem]:
             yield ("columns", i, "name"), f"duplicate column {c.name!r}"
         if c.enum and c.type is not Kind.ENUM:
             yield ("columns", i, "enum"), "'enum' values only go with type 'enum'"
-        if c.measure is not None and MEASURES[c.measure] is not c.type:
-            yield ("columns", i, "measure"), (
-                f"measure {c.measure!r} needs type {MEASURES[c.measure].value!r}, not {c.type.value!r}"
-            )
+        if c.measure is not None and c.type not in MEASURES[c.measure]:
+            wanted = " or ".join(repr(k.value) for k in MEASURES[c.measure])
+            yield ("columns", i, "measure"), f"measure {c.measure!r} needs type {wanted}, not {c.type.value!r}"
         if c.scale is not None and c.type in (Kind.INFO, Kind.ENUM):
             yield ("columns", i, "scale"), f"a {c.type.value} column cannot be scaled"
     for i, s in enumerate(profile.scalars):

@@ -13,10 +13,12 @@ A bucket holds, for one series (commune, subject, quantity) and one 5-minute slo
   Gauges count readings (1000 each).
 - `flags`: bit set of reset/clamp/gap/unknown, plus PRESENT (the slot has been written at all).
 
-Closed buckets are stored per series and UTC day as one row whose blob holds four columns of 288
-slots; a column that is constant over the day (flags, samples, often the link state) takes 9 bytes.
-This keeps a link-month at a few tens of kilobytes and lets the monthly computation read one row per
-series-day instead of one row per bucket.
+Closed buckets are stored per series and week (epoch-aligned: Thursday 00:00 UTC) as one row whose
+blob holds four columns of 2,016 slots; a column that is constant over the week (flags, samples,
+often the link state) takes 9 bytes, values take 1, 2, 4 or 8 bytes each as the week needs. This
+keeps a link-month at tens of kilobytes and lets the monthly computation read five rows per series
+instead of 8,928 (one row per bucket is ~15x larger and ~40x slower, see bench/usage_bench.py). The
+price is that closing a bucket rewrites its series' week row (~10 kB), once per series per 5 min.
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ from sitivmon.readings import Flag, Quantity
 
 from .periods import BUCKET_S
 
-DAY_S = 86_400
-SLOTS = DAY_S // BUCKET_S  # 288
+CHUNK_S = 7 * 86_400
+SLOTS = CHUNK_S // BUCKET_S  # 2016
 BUCKET_US = BUCKET_S * 1_000_000
 
 FLAG_BITS: dict[Flag, int] = {Flag.RESET: 1, Flag.CLAMP: 2, Flag.GAP: 4, Flag.UNKNOWN: 8}
@@ -94,10 +96,15 @@ _BIG = sys.byteorder == "big"
 assert array("I").itemsize == 4 and array("H").itemsize == 2 and array("Q").itemsize == 8
 
 
-def _enc(vals: list[int]) -> bytes:
+def _enc(vals: list[int], written: bytes | None = None) -> bytes:
+    """'=' constant; '~' constant on written slots and 0 elsewhere (partial weeks); else an array."""
     first = vals[0]
     if vals.count(first) == len(vals):
         return b"=" + first.to_bytes(8, "little", signed=True)
+    if written is not None:
+        c = max(vals)
+        if bytes(1 if v else 0 for v in vals) == written and vals.count(c) == written.count(1):
+            return b"~" + c.to_bytes(8, "little", signed=True)
     lo, hi = min(vals), max(vals)
     tc = "q"
     if lo >= 0:
@@ -109,27 +116,29 @@ def _enc(vals: list[int]) -> bytes:
 
 
 _CONST = ord("=")
+_MASKED = ord("~")
 _ITEMSIZE = {ord(t): array(t).itemsize for t in "BHIQq"}
 _unpack_q = struct.Struct("<q").unpack_from
 
 
-def _dec(blob: bytes, pos: int) -> tuple[Col, int]:
+def _dec(blob: bytes, pos: int) -> tuple[Col, int, bool]:
+    """(column, next position, masked): a masked column is its constant, spread by Chunk.decode."""
     tc = blob[pos]
-    if tc == _CONST:
-        return _unpack_q(blob, pos + 1)[0], pos + 9
+    if tc == _CONST or tc == _MASKED:
+        return _unpack_q(blob, pos + 1)[0], pos + 9, tc == _MASKED
     a = array(chr(tc))
     end = pos + 1 + SLOTS * _ITEMSIZE[tc]
     a.frombytes(blob[pos + 1 : end])
     if _BIG:
         a.byteswap()
-    return a, end
+    return a, end, False
 
 
 _FORMAT = 1
 
 
-class DayChunk:
-    """One series over one UTC day: columns value, received_milli, expected_milli, flags."""
+class Chunk:
+    """One series over one chunk (week): columns value, received_milli, expected_milli, flags."""
 
     __slots__ = ("cols",)
 
@@ -137,17 +146,29 @@ class DayChunk:
         self.cols: list[Col] = cols if cols is not None else [0, 0, 0, 0]
 
     @classmethod
-    def decode(cls, blob: bytes) -> DayChunk:
+    def decode(cls, blob: bytes) -> Chunk:
         if blob[0] != _FORMAT:
             raise ValueError(f"unknown bucket chunk format {blob[0]}")
-        c0, pos = _dec(blob, 1)
-        c1, pos = _dec(blob, pos)
-        c2, pos = _dec(blob, pos)
-        c3, _ = _dec(blob, pos)
-        return cls([c0, c1, c2, c3])
+        cols: list[Col] = []
+        masked: list[int] = []
+        pos = 1
+        for i in range(4):
+            col, pos, is_masked = _dec(blob, pos)
+            cols.append(col)
+            if is_masked:
+                masked.append(i)
+        if masked:
+            f = cols[3]
+            written = bytes([f]) * SLOTS if isinstance(f, int) else bytes(f)
+            for i in masked:
+                c = cols[i]
+                cols[i] = [c if w else 0 for w in written]
+        return cls(cols)
 
     def encode(self) -> bytes:
-        return bytes([_FORMAT]) + b"".join(_enc(self._list(i)) for i in range(4))
+        flags = self._list(3)
+        written = bytes(1 if f else 0 for f in flags)
+        return bytes([_FORMAT]) + b"".join(_enc(self._list(i), written) for i in range(3)) + _enc(flags)
 
     def _list(self, i: int) -> list[int]:
         c = self.cols[i]
@@ -169,10 +190,18 @@ class DayChunk:
         f[slot] |= flags | PRESENT
 
     def slice(self, a: int, b: int) -> tuple[Col, Col, Col, Col]:
+        """Columns over slots [a, b); a column constant over the slice becomes an int again."""
         c0, c1, c2, c3 = self.cols
         if a == 0 and b == SLOTS:
             return c0, c1, c2, c3
-        return tuple(c if isinstance(c, int) else c[a:b] for c in self.cols)  # type: ignore[return-value]
+        out: list[Col] = []
+        for c in self.cols:
+            if not isinstance(c, int):
+                c = c[a:b]
+                if c.count(c[0]) == len(c):
+                    c = c[0]
+            out.append(c)
+        return out[0], out[1], out[2], out[3]
 
 
 def col_sum(col: Col, n: int) -> int:

@@ -13,6 +13,7 @@ emitted in JSON as a decimal *string*, so that no JSON parser turns it into a bi
 from __future__ import annotations
 
 import itertools
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -105,6 +106,9 @@ FLAG_BITS_GAP = FLAG_BITS[Flag.GAP]
 FLAG_BITS_UNKNOWN = FLAG_BITS[Flag.UNKNOWN]
 
 
+_NOT_PLAIN = re.compile(rb"[^\x80]")
+
+
 def scan_series(sm: SeriesMonth) -> SeriesScan:
     covered = Fraction(0)
     pairs: Counter[tuple[int, int]] = Counter()
@@ -134,14 +138,25 @@ def scan_series(sm: SeriesMonth) -> SeriesScan:
                 if f & bit:
                     flags[name.value] += length
         else:
-            fi = list(_it(f, length))
-            ri = list(_it(r, length))
-            pairs.update(zip(ri, _it(e, length), strict=True))
-            for i, (fb, rb) in enumerate(zip(fi, ri, strict=True)):
-                if fb & ~PRESENT or not fb & PRESENT or rb <= 0:
-                    reason = _reason(fb, rb)
-                    if reason is not None:
-                        add_gap(off + i, off + i + 1, reason)
+            # flags fit in a byte; unwritten slots are all-zero, written ones carry PRESENT
+            fbytes = bytes([f]) * length if isinstance(f, int) else bytes(f)
+            if isinstance(r, int) and isinstance(e, int):
+                pairs[(r, e)] += length - fbytes.count(0)
+            else:
+                pairs.update(zip(_it(r, length), _it(e, length), strict=True))
+            special: Iterable[int] = [m.start() for m in _NOT_PLAIN.finditer(fbytes)]
+            if isinstance(r, int):
+                if r <= 0:
+                    special = range(length)
+            elif r.count(0) > fbytes.count(0):  # some written slot has no sample
+                special = sorted(set(special) | {i for i, x in enumerate(r) if x <= 0})
+            for i in special:
+                fb = fbytes[i]
+                rb = r if isinstance(r, int) else r[i]
+                reason = _reason(fb, rb)
+                if reason is not None:
+                    add_gap(off + i, off + i + 1, reason)
+                if fb & ~PRESENT:
                     for name, bit in FLAG_BITS.items():
                         if fb & bit:
                             flags[name.value] += 1

@@ -8,7 +8,7 @@ restart covers the downtime *and* whatever had not been flushed, neither lost no
 Tables (schema version 1):
 
 - `series`: (commune, subject, quantity) -> id.
-- `chunk`: closed buckets, one row per series and UTC day, blob encoded by `buckets.DayChunk`.
+- `chunk`: closed buckets, one row per series and week (unix seconds // 604800), blob encoded by `buckets.Chunk`.
   A bucket is written here once it has closed (a later reading of the same series arrived after
   its end); a late correction (e.g. the interval spanning a downtime) is added to it, never replaces it.
 - `open_bucket`: the still-open buckets of each series, with their exact accumulators. They are
@@ -31,7 +31,7 @@ from pathlib import Path
 
 from sitivmon.readings import Quantity, UsageKey
 
-from .buckets import DAY_S, SLOTS, Bucket, Col, DayChunk
+from .buckets import CHUNK_S, SLOTS, Bucket, Chunk, Col
 from .periods import BUCKET_S
 
 log = logging.getLogger(__name__)
@@ -59,11 +59,11 @@ def _v1(db: sqlite3.Connection) -> None:
         );
         CREATE TABLE chunk (
             id INTEGER PRIMARY KEY,
-            day INTEGER NOT NULL,          -- unix seconds // 86400 (UTC day)
+            week INTEGER NOT NULL,          -- unix seconds // 604800 (weeks start Thursday 00:00 UTC)
             series_id INTEGER NOT NULL REFERENCES series(id),
             data BLOB NOT NULL
         );
-        CREATE UNIQUE INDEX chunk_day_series ON chunk (day, series_id);
+        CREATE UNIQUE INDEX chunk_week_series ON chunk (week, series_id);
         CREATE TABLE open_bucket (
             series_id INTEGER NOT NULL REFERENCES series(id),
             start INTEGER NOT NULL,
@@ -94,7 +94,7 @@ BucketMap = Mapping[tuple[UsageKey, int], Bucket]
 
 @dataclass(slots=True)
 class SeriesMonth:
-    """One series' buckets over [start, end): day-aligned segments, columns as `Col`.
+    """One series' buckets over [start, end): chunk-aligned segments, columns as `Col`.
 
     `segments` maps the offset (in buckets from `start`) to (length, value, received_milli,
     expected_milli, flags). Slots not covered by any segment were never written (missing).
@@ -231,7 +231,7 @@ class UsageStore:
         *,
         now: float | None = None,
     ) -> None:
-        """Persist one flush atomically: closed buckets (added into their day chunks), the complete
+        """Persist one flush atomically: closed buckets (added into their week chunks), the complete
         current set of open buckets (replacing the previous set) and the counter baselines.
 
         Raises sqlite3.Error (locked, disk full, read-only...) with nothing written; the caller keeps
@@ -243,15 +243,15 @@ class UsageStore:
         try:
             by_chunk: dict[tuple[int, int], list[tuple[int, Bucket]]] = defaultdict(list)
             for (key, start), b in closed.items():
-                by_chunk[(self._series_id(key), start // DAY_S)].append((start, b))
+                by_chunk[(self._series_id(key), start // CHUNK_S)].append((start, b))
             for (sid, day), items in by_chunk.items():
-                row = db.execute("SELECT data FROM chunk WHERE day=? AND series_id=?", (day, sid)).fetchone()
-                ch = DayChunk.decode(row[0]) if row else DayChunk()
+                row = db.execute("SELECT data FROM chunk WHERE week=? AND series_id=?", (day, sid)).fetchone()
+                ch = Chunk.decode(row[0]) if row else Chunk()
                 for start, b in items:
-                    ch.merge((start % DAY_S) // BUCKET_S, b.value, b.received_milli, b.expected_milli, b.flags)
+                    ch.merge((start % CHUNK_S) // BUCKET_S, b.value, b.received_milli, b.expected_milli, b.flags)
                 db.execute(
-                    "INSERT INTO chunk(day, series_id, data) VALUES (?, ?, ?) "
-                    "ON CONFLICT(day, series_id) DO UPDATE SET data=excluded.data",
+                    "INSERT INTO chunk(week, series_id, data) VALUES (?, ?, ?) "
+                    "ON CONFLICT(week, series_id) DO UPDATE SET data=excluded.data",
                     (day, sid, ch.encode()),
                 )
             db.execute("DELETE FROM open_bucket")
@@ -275,14 +275,14 @@ class UsageStore:
             self._series = {}  # ids inserted in the rolled back transaction are gone
             raise
 
-    def import_chunks(self, items: Iterable[tuple[UsageKey, int, DayChunk]]) -> None:
-        """Bulk load whole days of closed buckets (benchmarks, imports), replacing existing days."""
+    def import_chunks(self, items: Iterable[tuple[UsageKey, int, Chunk]]) -> None:
+        """Bulk load whole weeks of closed buckets (benchmarks, imports), replacing existing ones."""
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
             db.executemany(
-                "INSERT INTO chunk(day, series_id, data) VALUES (?, ?, ?) "
-                "ON CONFLICT(day, series_id) DO UPDATE SET data=excluded.data",
+                "INSERT INTO chunk(week, series_id, data) VALUES (?, ?, ?) "
+                "ON CONFLICT(week, series_id) DO UPDATE SET data=excluded.data",
                 ((day, self._series_id(key), ch.encode()) for key, day, ch in items),
             )
             db.execute("COMMIT")
@@ -318,27 +318,27 @@ class UsageStore:
         db.execute("BEGIN")  # one snapshot for chunks and open buckets
         try:
             ids = self.series()
-            day_lo, day_hi = start // DAY_S, (end - 1) // DAY_S
-            chunks: dict[tuple[int, int], DayChunk] = {}
+            day_lo, day_hi = start // CHUNK_S, (end - 1) // CHUNK_S
+            chunks: dict[tuple[int, int], Chunk] = {}
             for sid, day, data in db.execute(
-                "SELECT series_id, day, data FROM chunk WHERE day BETWEEN ? AND ?", (day_lo, day_hi)
+                "SELECT series_id, week, data FROM chunk WHERE week BETWEEN ? AND ?", (day_lo, day_hi)
             ):
-                chunks[(sid, day)] = DayChunk.decode(data)
+                chunks[(sid, day)] = Chunk.decode(data)
             for sid, bstart, value, cov, readings, exp, flags in db.execute(
                 "SELECT series_id, start, value, covered_us, readings, expected_milli, flags"
                 " FROM open_bucket WHERE start >= ? AND start < ?",
                 (start, end),
             ):
                 ob = Bucket(value, cov, readings, exp, flags)
-                ch = chunks.setdefault((sid, bstart // DAY_S), DayChunk())
-                ch.merge((bstart % DAY_S) // BUCKET_S, ob.value, ob.received_milli, ob.expected_milli, ob.flags)
+                ch = chunks.setdefault((sid, bstart // CHUNK_S), Chunk())
+                ch.merge((bstart % CHUNK_S) // BUCKET_S, ob.value, ob.received_milli, ob.expected_milli, ob.flags)
         finally:
             db.execute("COMMIT")
         out = {k: SeriesMonth(k, start, (end - start) // BUCKET_S) for k in ids.values()}
         for k in keys:
             out.setdefault(k, SeriesMonth(k, start, (end - start) // BUCKET_S))
         for (sid, day), ch in chunks.items():
-            day_start = day * DAY_S
+            day_start = day * CHUNK_S
             a = max(0, (start - day_start) // BUCKET_S)
             b = min(SLOTS, (end - day_start) // BUCKET_S)
             if a >= b:

@@ -59,6 +59,7 @@ class RootConfigShim:
     state_dir: Path
     timezone: str
     communes: list[Any]
+    links: list[Any]
     allocation: Path | None
 
 
@@ -71,6 +72,7 @@ def load_root_config_shim(path: Path) -> RootConfigShim:
         state_dir=config.state_dir,
         timezone=config.timezone,
         communes=list(config.communes),
+        links=list(config.links),
         allocation=Path(allocation) if allocation else None,
     )
 

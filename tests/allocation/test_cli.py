@@ -32,10 +32,10 @@ def usage_from_files(config: Any, month: str) -> Any:
     return load_usage_json(path.read_bytes())
 
 
-def run(*argv: str | Path) -> int:
+def run(*argv: str | Path, usage_provider: cli.UsageProvider = usage_from_files) -> int:
     parser = argparse.ArgumentParser(prog="sitivmon")
     sub = parser.add_subparsers(dest="command", required=True)
-    cli.register(sub, config_loader=load_root_config_shim, usage_provider=usage_from_files, clock=lambda: NOW)
+    cli.register(sub, config_loader=load_root_config_shim, usage_provider=usage_provider, clock=lambda: NOW)
     args = parser.parse_args([str(a) for a in argv])
     code: int = args.func(args)
     return code
@@ -307,3 +307,36 @@ def test_month_argument_is_validated(root_config: Path) -> None:
     with pytest.raises(SystemExit) as exc:
         run("report", "--config", root_config, "--month", "2026-1")
     assert exc.value.code == 2
+
+
+def test_report_with_the_real_usage_store_and_no_data_falls_back_everywhere(root_config: Path, tmp_path: Path) -> None:
+    """The real `sitivmon.usage` document of a month without any data: null values, coverage 0."""
+    out = tmp_path / "r.json"
+    assert (
+        run(
+            "report", "--config", root_config, "--month", "2026-10", "--output", out, usage_provider=cli.usage_for_month
+        )
+        == 0
+    )
+    report = json.loads(out.read_text())
+    usage_projects = [p for p in report["projects"] if p["basis"].startswith("usage:")]
+    assert usage_projects and all(p["fallback_used"] for p in usage_projects)
+    assert all(c["ok"] for c in report["controls"])
+    for fmt in ("csv-fr", "xlsx"):
+        assert (
+            run(
+                "report",
+                "--config",
+                root_config,
+                "--month",
+                "2026-10",
+                "--format",
+                fmt,
+                "--section",
+                "indicators",
+                "--output",
+                tmp_path / f"r.{fmt}",
+                usage_provider=cli.usage_for_month,
+            )
+            == 0
+        )

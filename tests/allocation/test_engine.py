@@ -36,6 +36,7 @@ def test_traffic_volume_without_direction_is_in_plus_out_with_the_worse_coverage
     grigny_in = usage_doc.row("grigny", "traffic_volume", "in")
     grigny_out = usage_doc.row("grigny", "traffic_volume", "out")
     assert grigny_in is not None and grigny_out is not None
+    assert grigny_in.value is not None and grigny_out.value is not None
     m = measure(usage_doc, "grigny", "traffic_volume", None)
     assert m.value == grigny_in.value + grigny_out.value
     assert m.coverage == Decimal("0.9952")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -85,16 +85,16 @@ class Subscriber:
         with pytest.raises(asyncio.CancelledError):
             await self._task
 
-    async def wait(self, n: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+    async def wait(self, n: int, timeout: float = 10.0) -> list[dict[str, Any]]:  # noqa: ASYNC109
         async with asyncio.timeout(timeout):
-            while len(self.messages) < n:
+            while len(self.messages) < n:  # noqa: ASYNC110 - polling what a real client received
                 await asyncio.sleep(0.01)
         return [json.loads(bytes(m.payload)) for m in self.messages]  # type: ignore[arg-type]
 
 
-async def wait_for(cond: Any, timeout: float = 10.0) -> None:
+async def wait_for(cond: Any, timeout: float = 10.0) -> None:  # noqa: ASYNC109
     async with asyncio.timeout(timeout):
-        while not cond():
+        while not cond():  # noqa: ASYNC110 - polling metrics / broker-side effects
             await asyncio.sleep(0.01)
 
 
@@ -232,7 +232,3 @@ async def test_tls_rejects_unknown_ca(tls_broker: Broker, tmp_path: Path) -> Non
         await asyncio.sleep(0.5)
         assert value(reg, "sitivmon_mqtt_connected") == 0 and pub.queue_depth == 2
 
-
-async def iterate(x: AsyncIterator[Any]) -> None:  # pragma: no cover - typing helper
-    async for _ in x:
-        pass

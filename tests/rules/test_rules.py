@@ -39,7 +39,7 @@ def test_promtool_unit_tests() -> None:
 
 def test_mixin_conventions_and_runbooks_exist() -> None:
     alerts = _alerts()
-    assert REQUIRED <= {str(a["alert"]) for a in alerts}
+    assert {str(a["alert"]) for a in alerts} >= REQUIRED
     for a in alerts:
         labels = a["labels"]
         ann = a["annotations"]

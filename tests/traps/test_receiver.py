@@ -66,9 +66,9 @@ class Harness:
         r = await asyncio.to_thread(ns.run_tool, tool, argv)
         return r.returncode
 
-    async def wait_events(self, n: int, timeout: float = 5.0) -> list[TrapEvent]:
+    async def wait_events(self, n: int, timeout: float = 5.0) -> list[TrapEvent]:  # noqa: ASYNC109
         deadline = asyncio.get_running_loop().time() + timeout
-        while len(self.events) < n and asyncio.get_running_loop().time() < deadline:
+        while len(self.events) < n and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
         return self.events
 
@@ -230,8 +230,9 @@ async def test_flood_coalesces_link_state_and_drops_other(caplog: pytest.LogCapt
             ((1, 3, 6, 1, 2, 1, 2, 2, 1, 1, if_index), if_index),
             ((1, 3, 6, 1, 2, 1, 2, 2, 1, 8, if_index), 1 if up else 2)])  # fmt: skip
 
+    other_oid = (1, 3, 6, 1, 4, 1, 9, 0, 1)
     other = ber.encode_v2c_notification(COMMUNITY.encode(), 1, [
-        ((1, 3, 6, 1, 2, 1, 1, 3, 0), 1), ((1, 3, 6, 1, 6, 3, 1, 1, 4, 1, 0), (1, 3, 6, 1, 4, 1, 9, 0, 1))])  # fmt: skip
+        ((1, 3, 6, 1, 2, 1, 1, 3, 0), 1), ((1, 3, 6, 1, 6, 3, 1, 1, 4, 1, 0), other_oid)])  # fmt: skip
     final: dict[int, bool] = {}
     for i in range(1000):
         idx, up = i % 20, (i // 20) % 2 == 0
