@@ -18,6 +18,7 @@ import cProfile
 import io
 import json
 import pstats
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -46,8 +47,8 @@ def build(addr: str, links: int, max_rep: int) -> Any:
     })
 
 
-async def stages(config: Any, polls: int, client_cls: Any, poll_fn: Any, monitor_cls: Any, profile: bool
-                 ) -> dict[str, Any]:
+async def stages(config: Any, polls: int, client_cls: Any, poll_fn: Any, monitor_cls: Any, profile: bool,
+                 check: bool = False) -> dict[str, Any]:
     from sitivmon.exposition import LabelCache, render
     from sitivmon.profiles import BUILTIN_PROFILES
 
@@ -92,6 +93,14 @@ async def stages(config: Any, polls: int, client_cls: Any, poll_fn: Any, monitor
         render(monitor, cache)
         rend += time.process_time() - t
     await client.close()
+    if check:
+        import proto
+        from sitivmon.config.model import InterfaceSelector as Sel
+
+        selectors = [rt.link.interface for rt in monitor.links.values()] + [
+            Sel(name="nope"), Sel(index=1), Sel(index=99999), Sel(alias=""), Sel(descr="b7"), Sel(name="lo"),
+        ]
+        proto.check_equivalence(poll.tables, selectors)
     up = sum(1 for rt in monitor.links.values() if rt.state.value == "up")
     out: dict[str, Any] = {
         "polls": polls, "varbinds": varbinds, "requests": requests, "links_up": up,
@@ -105,6 +114,13 @@ async def stages(config: Any, polls: int, client_cls: Any, poll_fn: Any, monitor
         out["top_walk"] = top(pw, varbinds)
         out["top_fold"] = top(pf, varbinds)
     return out
+
+
+def uvloop_run(coro: Any) -> Any:
+    """asyncio.run on uvloop's loop (Python 3.11 has no loop_factory); uvloop from --tools or the venv."""
+    import uvloop
+
+    return uvloop.run(coro)
 
 
 def top(prof: cProfile.Profile, varbinds: int, n: int = 15) -> list[dict[str, Any]]:
@@ -134,11 +150,15 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--interfaces", type=int, default=500)
     p.add_argument("--links", type=int, default=50)
-    p.add_argument("--polls", type=int, default=20)
+    p.add_argument("--polls", type=int, default=10, help="polls per round and variant")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (medians are reported)")
     p.add_argument("--max-repetitions", type=int, default=25)
     p.add_argument("--proto", action="store_true", help="also measure the prototypes in bench/proto.py")
     p.add_argument("--no-cprofile", action="store_true")
+    p.add_argument("--tools", default=None, help="extra import path for uvloop (e.g. pip install --target DIR uvloop)")
     args = p.parse_args(argv)
+    if args.tools:
+        sys.path.append(args.tools)
     binary, reason = preflight()
     if binary is None:
         print(f"profile_poll: cannot run here: {reason}", file=sys.stderr)
@@ -150,15 +170,39 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {}
     with agents(1, args.interfaces) as ags:
         config = build(ags[0].addr, args.links, args.max_repetitions)
-        variants: list[tuple[str, Any, Any, Any]] = [("current", GufoClient, poll_target, Monitor)]
+        variants: list[tuple[str, Any, Any, Any, bool]] = [("current", GufoClient, poll_target, Monitor, False)]
         if args.proto:
             import proto
 
-            variants += proto.VARIANTS
-        # Timing runs without the profiler first (cProfile distorts), then one profiled run each.
-        for name, client_cls, poll_fn, monitor_cls in variants:
-            runs = [asyncio.run(stages(config, args.polls, client_cls, poll_fn, monitor_cls, False)) for _ in range(3)]
-            best = min(runs, key=lambda r: r["us_per_varbind"]["total"])
+            try:
+                import uvloop  # noqa: F401
+            except ImportError:
+                print("uvloop not importable: skipping the uvloop variants (see --tools)")
+                variants += [v for v in proto.VARIANTS if not v[4]]
+            else:
+                variants += proto.VARIANTS
+        if args.proto:
+            asyncio.run(stages(config, 1, GufoClient, poll_target, Monitor, False, check=True))
+            print("lazy interface index: same rows and resolve errors as interface_rows + resolve")
+        # Timing runs without the profiler, interleaved round by round (the machine is shared and its
+        # load drifts); each stage's median over the rounds is reported. Then one profiled run.
+        runs: dict[str, list[dict[str, Any]]] = {v[0]: [] for v in variants}
+        for rnd in range(args.rounds):
+            for name, client_cls, poll_fn, monitor_cls, use_uvloop in variants[rnd % len(variants):] + variants[
+                : rnd % len(variants)
+            ]:
+                run = uvloop_run if use_uvloop else asyncio.run
+                runs[name].append(run(stages(config, args.polls, client_cls, poll_fn, monitor_cls, False)))
+        for name, client_cls, poll_fn, monitor_cls, _ in variants:
+            best = dict(runs[name][0])
+            best["us_per_varbind"] = {
+                k: statistics.median(r["us_per_varbind"][k] for r in runs[name]) for k in best["us_per_varbind"]
+            }
+            best["us_per_varbind_min"] = {
+                k: min(r["us_per_varbind"][k] for r in runs[name]) for k in best["us_per_varbind"]
+            }
+            best["us_per_request_walk"] = statistics.median(r["us_per_request_walk"] for r in runs[name])
+            best["rounds"] = len(runs[name])
             if not args.no_cprofile and name in ("current", "all"):
                 prof = asyncio.run(stages(config, max(3, args.polls // 4), client_cls, poll_fn, monitor_cls, True))
                 best["top_walk"], best["top_fold"] = prof["top_walk"], prof["top_fold"]
@@ -166,11 +210,12 @@ def main(argv: list[str] | None = None) -> int:
             show(name, best)
     base = results["current"]["us_per_varbind"]["total"]
     if len(results) > 1:
-        print("\nvariant          walk   fold  render  total µs/vb   gain vs current")
+        print(f"\nmedians over {args.rounds} interleaved rounds of {args.polls} polls (CPU µs per varbind)")
+        print("variant          walk   fold  render   total  (min total)  gain vs current")
         for name, res in results.items():
             us = res["us_per_varbind"]
-            print(f"{name:<14} {us['walk']:6.3f} {us['fold']:6.3f} {us['render']:6.3f}  {us['total']:8.3f}"
-                  f"      {(1 - us['total'] / base) * 100:5.1f}%")
+            print(f"{name:<14} {us['walk']:6.3f} {us['fold']:6.3f} {us['render']:6.3f}  {us['total']:6.3f}"
+                  f"  ({res['us_per_varbind_min']['total']:6.3f})     {(1 - us['total'] / base) * 100:5.1f}%")
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"profile_poll-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps({"params": vars(args), "results": results}, indent=2) + "\n")

@@ -21,6 +21,9 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from sitivmon.allocation.api import setup_api
+from sitivmon.allocation.cli import service_from_config, usage_for_month
+from sitivmon.allocation.service import ReportService
 from sitivmon.config import ConfigError, SitivmonConfig, load_config
 from sitivmon.config.model import parse_listen
 from sitivmon.engine.scheduler import ClientFactory, Scheduler, gufo_factory
@@ -90,6 +93,15 @@ class Daemon:
 
     async def _start_http(self) -> None:
         app = build_app(lambda: self.monitor, self.metrics, self.reload)
+        if self.config.allocation is not None:
+            # Built per request from the running config, so a reload's new allocation file is used.
+            def service() -> ReportService:
+                return service_from_config(self.config, self.config_path, usage_for_month)
+
+            setup_api(
+                app, tokens=self.config.api.tokens, usage_provider=lambda month: service().usage(month),
+                report_builder=lambda month: service().current(month).report,
+            )
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         host, port = parse_listen(self.listen)

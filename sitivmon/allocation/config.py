@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import yaml
+from sitivmon.config.secrets import Secret
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from sitivmon.allocation.arithmetic import euros_to_cents
-from sitivmon.config.loader import format_loc
+from sitivmon.config.locations import format_loc
 
 DEFAULT_COVERAGE_THRESHOLD = Decimal("0.95")
 
@@ -385,7 +386,7 @@ class ApiToken(BaseModel):
 
     name: str = Field(min_length=1)
     scope: str = Field(min_length=1, description="'syndicate' or a commune id")
-    token: SecretStr | None = None
+    token: Secret | None = None
     token_sha256: str | None = None
 
     @model_validator(mode="after")

@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+from sitivmon.allocation.config import check_allocation, check_api
 from sitivmon.config.model import SHARED, SitivmonConfig
 from sitivmon.profiles.registry import profile_problems_of, profile_table
 from sitivmon.profiles.user import profile_problems
@@ -16,6 +17,13 @@ Problem = tuple[tuple[str | int, ...], str]
 
 def _duplicates(values: list[str]) -> set[str]:
     return {v for v, n in Counter(values).items() if n > 1}
+
+
+def _located(text: str) -> Problem:
+    """Split `section.key[2]: message` (as other areas report) into a location and a message."""
+    loc, _, message = text.partition(": ")
+    parts = loc.replace("[", ".").replace("]", "").split(".")
+    return tuple(int(p) if p.isdigit() else p for p in parts if p), message
 
 
 def cross_check(config: SitivmonConfig, base_dir: Path | None = None) -> list[Problem]:
@@ -58,8 +66,12 @@ def _problems(config: SitivmonConfig, base_dir: Path | None = None) -> Iterator[
     try:
         resolve_trap_auth(config.traps, config.credentials)
     except ValueError as exc:
-        loc, _, message = str(exc).partition(": ")
-        yield tuple(int(p) if p.isdigit() else p for p in loc.replace("[", ".").replace("]", "").split(".")), message
+        yield _located(str(exc))
+    for text in check_api(config.api, config.communes):
+        yield _located(text)
+    if config.allocation is not None:
+        for text in check_allocation(config.allocation, config.communes):
+            yield ("allocation",), text
     for i, link in enumerate(config.links):
         if link.commune not in communes:
             yield ("links", i, "commune"), f"unknown commune {link.commune!r}"

@@ -7,7 +7,7 @@ echoed, so a malformed secret cannot leak through an error message.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sitivmon.config.crossref import cross_check
+from sitivmon.config.locations import format_loc
 from sitivmon.config.model import SitivmonConfig
 
 Loc = tuple[str | int, ...]
@@ -41,16 +42,6 @@ class ConfigError(Exception):
         self.source = source
         self.issues = issues
         super().__init__(f"{source}: {len(issues)} error(s)\n" + "\n".join(str(i) for i in issues))
-
-
-def format_loc(loc: Iterable[str | int]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
 
 
 def _line_map(node: yaml.Node, loc: Loc = ()) -> Iterator[tuple[Loc, int]]:
@@ -127,8 +118,10 @@ def parse_config(text: str, source: str = "<config>", base_dir: Path | None = No
         raise ConfigError(source, [ConfigIssue((), "the file must be a mapping of settings", 1)])
     lines = dict(_line_map(node)) if node is not None else {}
     data = _merge(data, env_overrides())
-    if base_dir is not None and "state_dir" in data and not Path(str(data["state_dir"])).is_absolute():
-        data["state_dir"] = str((base_dir / str(data["state_dir"])).resolve())
+    if base_dir is not None:
+        for key in ("state_dir", "allocation"):
+            if isinstance(data.get(key), str) and not Path(data[key]).is_absolute():
+                data[key] = str((base_dir / data[key]).resolve())
     try:
         config = SitivmonConfig.model_validate(data)
     except ValidationError as exc:

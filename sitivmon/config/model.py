@@ -15,11 +15,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from sitivmon.allocation.config import ApiConfig
 from sitivmon.config.secrets import Secret
-from sitivmon.mqtt.config import MqttConfig
-from sitivmon.traps.config import TrapConfig
 from sitivmon.datacenter.config import AttributionSettings
+from sitivmon.mqtt.config import MqttConfig
 from sitivmon.profiles.user import UserProfile
+from sitivmon.traps.config import TrapConfig
 from sitivmon.units import parse_capacity_bytes_per_second, parse_duration
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
@@ -272,6 +273,8 @@ class SitivmonConfig(Strict):
     links: list[Link] = Field(default_factory=list)
     traps: TrapConfig = TrapConfig()
     mqtt: MqttConfig = MqttConfig()
+    allocation: Path | None = None  # the allocation file (keys and projects), relative to this file
+    api: ApiConfig = ApiConfig()
     profiles: dict[str, UserProfile] = Field(default_factory=dict)  # user profiles, inline
     profile_files: list[Path] = Field(default_factory=list)  # YAML files of user profiles
     attribution: AttributionSettings = AttributionSettings()

@@ -19,10 +19,13 @@ UNATTRIBUTED = "unattributed"
 _SEPARATORS = re.compile(r"[\s\-_'’]+")
 
 
-def fold(text: str) -> str:
+def fold(text: str, *, trim: bool = True) -> str:
+    """Comparable form of a name. `trim=False` keeps leading/trailing separators, so that a prefix
+    `VEN-` does not also match `VENI...`."""
     decomposed = unicodedata.normalize("NFKD", text)
     stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    return _SEPARATORS.sub("-", stripped.casefold()).strip("-")
+    folded = _SEPARATORS.sub("-", stripped.casefold())
+    return folded.strip("-") if trim else folded
 
 
 class CommuneResolver:
@@ -55,7 +58,7 @@ class _Compiled:
                 return rule.commune
             return resolver.resolve(m.group("commune") or "")
         assert self.folded is not None
-        if rule.prefix is not None and folded_name.startswith(self.folded):
+        if rule.prefix is not None and fold(name, trim=False).startswith(self.folded):
             return rule.commune
         if rule.equals is not None and folded_name == self.folded:
             return rule.commune
@@ -81,7 +84,7 @@ class Attributor:
                 compiled.append(
                     _Compiled(
                         rule, i, re.compile(rule.match) if rule.match is not None else None,
-                        fold(matcher) if matcher is not None else None,
+                        fold(matcher, trim=rule.prefix is None) if matcher is not None else None,
                     )
                 )
             self._rules[resource] = compiled

@@ -77,6 +77,7 @@ def links_from_aliases(config: SitivmonConfig, target: Target, rows: Mapping[int
     resolver = CommuneResolver(config.communes)
     names = [r.name for r in rows.values() if r.name]
     out: list[Link] = []
+    capacity: str | None
     for row in sorted(rows.values(), key=lambda r: r.index):
         if row.index in taken:
             continue
@@ -94,14 +95,17 @@ def links_from_aliases(config: SitivmonConfig, target: Target, rows: Mapping[int
         capacity = None
         if info.capacity:
             try:
-                capacity = parse_capacity_bytes_per_second(info.capacity)
+                parse_capacity_bytes_per_second(info.capacity)
+                capacity = info.capacity  # Link parses capacities itself (bits unless written B)
             except ValueError:
                 capacity = None
         ids.add(link_id)
         out.append(
-            Link(
-                id=link_id, commune=commune, target=target.name, interface=selector, capacity=capacity,
-                circuit=info.circuit, description=row.alias,
+            Link.model_validate(
+                {
+                    "id": link_id, "commune": commune, "target": target.name, "interface": selector,
+                    "capacity": capacity, "circuit": info.circuit, "description": row.alias,
+                }
             )
         )
     return out

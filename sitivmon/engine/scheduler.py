@@ -15,8 +15,8 @@ from collections.abc import Callable
 from sitivmon.config.model import Credential, PollSettings, SitivmonConfig, Target
 from sitivmon.engine.poll import poll_target
 from sitivmon.monitor import Monitor
-from sitivmon.profiles import BUILTIN_PROFILES
 from sitivmon.profiles.model import Profile
+from sitivmon.profiles.registry import profile_lookup, profile_table
 from sitivmon.selfmetrics import SelfMetrics
 from sitivmon.snmp.client import SnmpClient
 
@@ -57,7 +57,8 @@ class Scheduler:
         self.monitor = monitor
         self.metrics = metrics
         self.client_factory = client_factory
-        self.profiles = profiles or BUILTIN_PROFILES.__getitem__
+        # None: built-in and user profiles of the running config (relative profile_files from the cwd).
+        self.profiles = profiles
         self._tasks: dict[str, tuple[asyncio.Task[None], str]] = {}
         self._wake: dict[str, asyncio.Event] = {}
         self._changed = asyncio.Event()
@@ -82,9 +83,10 @@ class Scheduler:
         secret_parts = [
             s.get_secret_value() for s in (cred.community, cred.auth_password, cred.priv_password) if s is not None
         ]
+        table = profile_table(config)  # a changed user profile restarts the loops that use it
         material = "|".join(
             [target.model_dump_json(), cred.model_dump_json(), config.poll_settings(target).model_dump_json(),
-             *secret_parts]
+             *secret_parts, *(repr(table.get(p)) for p in target.profiles)]
         )
         return hashlib.sha256(material.encode()).hexdigest()
 
@@ -111,7 +113,13 @@ class Scheduler:
         loop = asyncio.get_running_loop()
         settings = config.poll_settings(target)
         cred = config.credentials[target.credentials]
-        profiles = [self.profiles(p) for p in target.profiles]
+        lookup = self.profiles or profile_lookup(config)
+        profiles = []
+        for name in target.profiles:
+            try:
+                profiles.append(lookup(name))
+            except KeyError:  # a profile file changed after the config was checked
+                log.error("target %s: profile %r is not defined; polling the others", target.name, name)
         interval = settings.interval
         client = self.client_factory(target, cred, settings)
         next_at = loop.time() + start_offset(target.name, interval, settings.jitter)

@@ -4,11 +4,12 @@ Rules (each has a row in tests/unit/test_counters.py):
 
 * A 32-bit counter that goes back without a reboot wrapped once: `cur + 2**32 - prev`.
   A 64-bit counter that goes back without a reboot is a discontinuity: counted as 0, flagged `reset`.
-* A reboot (the agent's boot time moved later than the previous reading) or a change of
-  ifCounterDiscontinuityTime: the value from before is never counted again. If the counter is
-  below its previous value it restarted at zero, so its whole value is traffic since the reboot;
-  if it is at or above it (an agent restarted without resetting the kernel's counters, as net-snmp
-  does on a server), only the increase counts. This never invents traffic. Flagged `reset`.
+* A reboot (the agent's boot time moved later than the previous reading, or sysUpTime went back
+  other than by its 32-bit wrap after 497 days) or a change of ifCounterDiscontinuityTime: the
+  value from before is never counted again. If the counter is below its previous value it
+  restarted at zero, so its whole value is traffic since the reboot; if it is at or above it (an
+  agent restarted without resetting the kernel's counters, as net-snmp does on a server), only
+  the increase counts. This never invents traffic. Flagged `reset`.
 * A delta implying more than the link's capacity over the elapsed time is not traffic: counted as 0,
   flagged `clamp`.
 * A change of source (HC counter appearing or disappearing) restarts the baseline: 0, `reset`.
@@ -92,8 +93,17 @@ def rebooted(prev: CounterSnapshot, cur: CounterSnapshot) -> bool:
     if prev_boot is None or cur_boot is None or prev.uptime_ticks is None or cur.uptime_ticks is None:
         return False
     if cur.uptime_ticks < prev.uptime_ticks:
-        return True
+        return not _uptime_wrapped(prev, cur)
     return cur_boot > prev.at + BOOT_SLACK_S
+
+
+def _uptime_wrapped(prev: CounterSnapshot, cur: CounterSnapshot) -> bool:
+    """sysUpTime is a 32-bit TimeTicks: after 497 days of uptime it goes back to 0 without any reboot.
+    It wrapped when the previous uptime plus the elapsed time crosses 2**32 and lands on the current
+    uptime (within the slack); a reboot lands on an uptime unrelated to the elapsed time."""
+    assert prev.uptime_ticks is not None and cur.uptime_ticks is not None
+    expected = prev.uptime_ticks + (cur.at - prev.at) * 100
+    return expected >= WRAP32 and abs(expected - WRAP32 - cur.uptime_ticks) <= BOOT_SLACK_S * 100
 
 
 def counter_delta(prev: RawCounter, cur: RawCounter, reboot: bool) -> tuple[int, Flag | None]:

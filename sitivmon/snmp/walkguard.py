@@ -26,7 +26,7 @@ def absorb_batch(
 
     The walk ends at the first varbind outside `prefix` (normal end of column), at a `None` marker
     (end of MIB view), at an OID that is not greater than the previous one (buggy agent, recorded in
-    `result.stopped`) or when the column holds `max_varbinds` rows (recorded too).
+    `result.stopped`) or when the column would hold more than `max_varbinds` rows (recorded too).
     """
     head = prefix + "."
     cut = len(head)
@@ -40,9 +40,10 @@ def absorb_batch(
         if last is not None and current <= last:
             result.stopped = WalkStop.NONINCREASING
             return last, True
-        last = current
-        result.rows[oid[cut:]] = value
         if len(result.rows) >= max_varbinds:
+            # One row more than the cap: stop. A column of exactly `max_varbinds` rows is not capped.
             result.stopped = WalkStop.VARBIND_CAP
             return last, True
+        last = current
+        result.rows[oid[cut:]] = value
     return last, False

@@ -124,7 +124,7 @@ _unpack_q = struct.Struct("<q").unpack_from
 def _dec(blob: bytes, pos: int) -> tuple[Col, int, bool]:
     """(column, next position, masked): a masked column is its constant, spread by Chunk.decode."""
     tc = blob[pos]
-    if tc == _CONST or tc == _MASKED:
+    if tc in (_CONST, _MASKED):
         return _unpack_q(blob, pos + 1)[0], pos + 9, tc == _MASKED
     a = array(chr(tc))
     end = pos + 1 + SLOTS * _ITEMSIZE[tc]
@@ -140,10 +140,15 @@ _FORMAT = 1
 class Chunk:
     """One series over one chunk (week): columns value, received_milli, expected_milli, flags."""
 
-    __slots__ = ("cols",)
+    __slots__ = ("cols", "masked")
 
-    def __init__(self, cols: list[Col] | None = None) -> None:
+    def __init__(self, cols: list[Col] | None = None, masked: Sequence[int] = ()) -> None:
         self.cols: list[Col] = cols if cols is not None else [0, 0, 0, 0]
+        self.masked = set(masked)  # columns holding their constant for written slots only (lazy)
+
+    def _written(self, a: int = 0, b: int = SLOTS) -> bytes:
+        f = self.cols[3]
+        return bytes([f]) * (b - a) if isinstance(f, int) else bytes(f[a:b])
 
     @classmethod
     def decode(cls, blob: bytes) -> Chunk:
@@ -157,13 +162,7 @@ class Chunk:
             cols.append(col)
             if is_masked:
                 masked.append(i)
-        if masked:
-            f = cols[3]
-            written = bytes([f]) * SLOTS if isinstance(f, int) else bytes(f)
-            for i in masked:
-                c = cols[i]
-                cols[i] = [c if w else 0 for w in written]
-        return cls(cols)
+        return cls(cols, masked)
 
     def encode(self) -> bytes:
         flags = self._list(3)
@@ -172,7 +171,11 @@ class Chunk:
 
     def _list(self, i: int) -> list[int]:
         c = self.cols[i]
-        if isinstance(c, int):
+        if i in self.masked:
+            assert isinstance(c, int)
+            lst = [c if w else 0 for w in self._written()]
+            self.masked.discard(i)
+        elif isinstance(c, int):
             lst = [c] * SLOTS
         elif isinstance(c, list):
             lst = c
@@ -191,12 +194,15 @@ class Chunk:
 
     def slice(self, a: int, b: int) -> tuple[Col, Col, Col, Col]:
         """Columns over slots [a, b); a column constant over the slice becomes an int again."""
+        if self.masked and self._written(a, b).count(0):
+            for i in list(self.masked):  # the slice has unwritten slots: spread the constants for real
+                self._list(i)
         c0, c1, c2, c3 = self.cols
-        if a == 0 and b == SLOTS:
+        if a == 0 and b == SLOTS and not self.masked:
             return c0, c1, c2, c3
         out: list[Col] = []
-        for c in self.cols:
-            if not isinstance(c, int):
+        for i, c in enumerate(self.cols):
+            if i not in self.masked and not isinstance(c, int):  # masked here: every slot written
                 c = c[a:b]
                 if c.count(c[0]) == len(c):
                     c = c[0]

@@ -106,6 +106,29 @@ FLAG_BITS_GAP = FLAG_BITS[Flag.GAP]
 FLAG_BITS_UNKNOWN = FLAG_BITS[Flag.UNKNOWN]
 
 
+def _const_where_nonzero(col: Col) -> int | None:
+    """The column's value when every slot is either that value or 0 (unwritten), else None."""
+    if isinstance(col, int):
+        return col
+    m = max(col)
+    return m if col.count(m) + col.count(0) == len(col) else None
+
+
+def _count_pairs(pairs: Counter[tuple[int, int]], r: Col, e: Col, length: int) -> None:
+    """Add (received, expected) -> buckets; C-level counts in the usual cases (an unwritten slot has
+    received 0 and counts for nothing, whatever its expected)."""
+    ec = _const_where_nonzero(e)
+    if ec is None:
+        pairs.update(zip(_it(r, length), _it(e, length), strict=True))
+        return
+    rc = _const_where_nonzero(r)
+    if rc is not None:
+        pairs[(rc, ec)] += length if isinstance(r, int) else r.count(rc)
+        return
+    for rv, count in Counter(r).items() if not isinstance(r, int) else ():
+        pairs[(rv, ec)] += count
+
+
 _NOT_PLAIN = re.compile(rb"[^\x80]")
 
 
@@ -143,7 +166,7 @@ def scan_series(sm: SeriesMonth) -> SeriesScan:
             if isinstance(r, int) and isinstance(e, int):
                 pairs[(r, e)] += length - fbytes.count(0)
             else:
-                pairs.update(zip(_it(r, length), _it(e, length), strict=True))
+                _count_pairs(pairs, r, e, length)
             special: Iterable[int] = [m.start() for m in _NOT_PLAIN.finditer(fbytes)]
             if isinstance(r, int):
                 if r <= 0:

@@ -1,0 +1,177 @@
+"""The gufo-snmp client and `sitivmon poll` against a real snmpd on loopback: v2c, every v3 security
+level and protocol net-snmp accepts, and the failures an operator meets (wrong community, user, keys)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sitivmon.agents.snmpd import V3User
+from sitivmon.config.model import Credential
+from sitivmon.engine.poll import poll_target
+from sitivmon.profiles import BUILTIN_PROFILES
+from sitivmon.snmp.client import PollError, PollErrorReason
+from sitivmon.snmp.gufo import GufoClient
+from tests.support import agents
+
+SYS_UPTIME = "1.3.6.1.2.1.1.3.0"
+IF_DESCR = "1.3.6.1.2.1.2.2.1.2"
+IF_NAME = "1.3.6.1.2.1.31.1.1.1.1"
+
+CREDENTIALS = agents.all_credentials()
+
+
+def client(agent: agents.Agent, cred: dict[str, Any], *, timeout: float = 1.0, retries: int = 0) -> GufoClient:
+    return GufoClient(agent.host, agent.port, Credential.model_validate(cred), timeout=timeout, retries=retries,
+                      max_repetitions=20)
+
+
+@pytest.mark.parametrize("name", list(CREDENTIALS))
+async def test_get_and_walk_with_each_credential(snmp_agent: agents.Agent, name: str) -> None:
+    c = client(snmp_agent, CREDENTIALS[name])
+    values = await c.get_many([SYS_UPTIME])
+    assert isinstance(values[SYS_UPTIME], int) and values[SYS_UPTIME] > 0
+    walk = await c.walk(IF_NAME, max_varbinds=10_000)
+    names = {v.decode() if isinstance(v, bytes) else v for v in walk.rows.values()}
+    assert "lo" in names
+    assert walk.stopped is None and walk.requests >= 1
+    await c.close()
+
+
+async def test_interfaces_profile_over_v3_authpriv(snmp_agent: agents.Agent) -> None:
+    c = client(snmp_agent, CREDENTIALS["v3-sha512aes256"])
+    poll = await poll_target(c, "loopback", [BUILTIN_PROFILES["interfaces"]], version="3", deadline_s=5,
+                             max_varbinds=100_000)
+    assert poll.ok, poll.error
+    lo = next(i for i, v in poll.tables["ifName"].items() if v == b"lo")
+    assert isinstance(poll.tables["ifHCInOctets"][lo], int)  # Counter64 decoded
+    assert poll.tables["ifOperStatus"][lo] == 1
+    assert isinstance(poll.scalars["sysUpTime"], int)
+    assert poll.walk_stops == [] and poll.varbinds > 20
+
+
+async def test_v2c_walk_matches_snmpwalk(snmp_agent: agents.Agent) -> None:
+    """Same rows as net-snmp's own snmpbulkwalk (the reference implementation)."""
+    exe = agents.netns.run("sh", "-c", "command -v snmpbulkwalk", check=False).stdout.strip()
+    if not exe:
+        pytest.skip("snmpbulkwalk is not installed")
+    r = subprocess.run([exe, "-v2c", "-c", snmp_agent.community, "-On", "-Oq", "-Ov", snmp_agent.address, IF_DESCR],
+                       capture_output=True, text=True, timeout=20, env={"MIBS": "", "PATH": "/usr/bin:/bin"})
+    expected = [line.strip().strip('"') for line in r.stdout.splitlines() if line.strip()]
+    walk = await client(snmp_agent, CREDENTIALS["v2c"]).walk(IF_DESCR, max_varbinds=10_000)
+    got = [v.decode() if isinstance(v, bytes) else str(v) for _, v in sorted(walk.rows.items(), key=lambda kv: int(kv[0]))]
+    assert got == expected
+
+
+def _wrong(user: str, **changes: str) -> dict[str, Any]:
+    base = next(u for u in agents.V3_USERS if u.name == user)
+    fields = {"name": base.name, "auth_protocol": base.auth_protocol, "auth_password": base.auth_password,
+              "priv_protocol": base.priv_protocol, "priv_password": base.priv_password}
+    fields.update(changes)
+    return agents.credential_for(V3User(**fields))  # type: ignore[arg-type]
+
+
+FAILURES = [
+    ("wrong community", {"version": "2c", "community": "not-the-community"}, PollErrorReason.TIMEOUT),
+    ("unknown user", _wrong("shaauth", name="mallory"), PollErrorReason.AUTH),
+    ("wrong auth password", _wrong("sha256auth", auth_password="wrong-auth-password"), PollErrorReason.AUTH),
+    ("wrong auth protocol", _wrong("sha512auth", auth_protocol="MD5"), PollErrorReason.AUTH),
+    ("wrong priv password", _wrong("shaaes", priv_password="wrong-priv-password"), PollErrorReason.TIMEOUT),
+    ("security level below the user's", _wrong("shaaes", priv_protocol="", priv_password=""), PollErrorReason.AUTH),
+]
+
+
+@pytest.mark.parametrize(("cred", "reason"), [(c, r) for _, c, r in FAILURES], ids=[n for n, _, _ in FAILURES])
+async def test_failures_have_a_reason(snmp_agent: agents.Agent, cred: dict[str, Any], reason: PollErrorReason) -> None:
+    c = client(snmp_agent, {k: v for k, v in cred.items() if v}, timeout=0.3)
+    with pytest.raises(PollError) as info:
+        await c.get_many([SYS_UPTIME])
+    assert info.value.reason is reason, info.value
+    for secret in agents.all_secrets():
+        assert secret not in str(info.value)
+
+
+async def test_poll_reports_failure_without_raising(snmp_agent: agents.Agent) -> None:
+    c = client(snmp_agent, {"version": "2c", "community": "nope-nope"}, timeout=0.2, retries=1)
+    poll = await poll_target(c, "loopback", [BUILTIN_PROFILES["interfaces"]], version="2c", deadline_s=3,
+                             max_varbinds=1000)
+    assert poll.error is not None and poll.error.reason is PollErrorReason.TIMEOUT
+    assert 0.35 < poll.duration < 1.5  # one retry: two timeouts
+
+
+async def test_deadline_bounds_a_slow_poll(snmp_agent: agents.Agent) -> None:
+    c = client(snmp_agent, {"version": "2c", "community": "nope-nope"}, timeout=1.0, retries=5)
+    poll = await poll_target(c, "loopback", [BUILTIN_PROFILES["interfaces"]], version="2c", deadline_s=0.4,
+                             max_varbinds=1000)
+    assert poll.error is not None and poll.error.reason is PollErrorReason.DEADLINE
+    assert poll.duration < 0.8
+
+
+async def test_varbind_cap_fails_the_poll(snmp_agent: agents.Agent) -> None:
+    c = client(snmp_agent, CREDENTIALS["v2c"])
+    poll = await poll_target(c, "loopback", [BUILTIN_PROFILES["interfaces"]], version="2c", deadline_s=5,
+                             max_varbinds=5)
+    assert poll.error is not None and poll.error.reason is PollErrorReason.VARBIND_CAP
+    assert poll.varbinds <= 1 + 5 + 1  # sysUpTime, the cap, and the row that went over it
+
+
+async def test_unreachable_port(snmp_agent: agents.Agent) -> None:
+    """Nothing listens on the port: ICMP port unreachable comes back at once (or the request times out)."""
+    dead = agents.Agent(snmp_agent.snmpd, "127.0.0.1", agents.free_udp_port())
+    c = client(dead, CREDENTIALS["v2c"], timeout=0.3)
+    with pytest.raises(PollError) as info:
+        await c.get_many([SYS_UPTIME])
+    assert info.value.reason in (PollErrorReason.UNREACHABLE, PollErrorReason.TIMEOUT)
+
+
+# --- sitivmon poll ----------------------------------------------------------------------------------------
+
+
+def poll_config(tmp_path: Path, agent: agents.Agent, names: list[str], *, timeout: str = "1s") -> Path:
+    doc = agents.base_config(tmp_path / "state", interval="5s", timeout=timeout)
+    doc["credentials"] = {k: v for k, v in CREDENTIALS.items() if k in names}
+    doc["credentials"]["bad-community"] = {"version": "2c", "community": "bad-" + agents.COMMUNITY[::-1]}
+    for name in [*names, "bad-community"]:
+        agents.add_target(doc, f"t-{name}", agent.address, name)
+        agents.add_link(doc, f"lo-{name}", "givors", f"t-{name}", name="lo")
+    return agents.write_config(tmp_path / "poll.yaml", doc)
+
+
+def sitivmon(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = agents._clean_env(None)
+    return subprocess.run([sys.executable, "-m", "sitivmon.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def test_poll_command_v2c_and_v3(tmp_path: Path, snmp_agent: agents.Agent) -> None:
+    names = ["v2c", "v3-noauth", "v3-md5des", "v3-sha512aes256"]
+    config = poll_config(tmp_path, snmp_agent, names)
+    for name in names:
+        samples = "2" if name == "v3-sha512aes256" else "1"
+        r = sitivmon("poll", "--config", str(config), "--target", f"t-{name}", "--samples", samples)
+        assert r.returncode == 0, r.stderr + r.stdout
+        report = json.loads(r.stdout)
+        assert report["error"] is None and report["target"] == f"t-{name}"
+        (link,) = report["polls"][-1]["links"]
+        assert (link["interface"], link["state"], link["resolve_error"]) == ("lo", "up", None)
+        if samples == "2":
+            delta = link["delta_since_previous"]
+            assert delta is not None and delta["receive_bytes"] >= 0 and set(delta) >= {"transmit_bytes"}
+        for secret in agents.all_secrets():
+            assert secret not in r.stdout + r.stderr
+
+
+def test_poll_command_failure_and_usage_errors(tmp_path: Path, snmp_agent: agents.Agent) -> None:
+    config = poll_config(tmp_path, snmp_agent, ["v2c"], timeout="0.3s")
+    r = sitivmon("poll", "--config", str(config), "--target", "t-bad-community", "--samples", "1")
+    assert r.returncode == 1
+    assert json.loads(r.stdout)["error"] == "timeout: no response from agent"
+    assert "bad-" not in r.stdout + r.stderr
+    r = sitivmon("poll", "--config", str(config), "--target", "nope", "--samples", "1")
+    assert r.returncode == 2 and r.stdout == ""
+    assert "unknown target 'nope'" in r.stderr

@@ -1,0 +1,170 @@
+"""The /metrics text, read back with prometheus_client's parser: values, labels, escaping, types."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from sitivmon.config.model import SitivmonConfig
+from sitivmon.engine.poll import TargetPoll
+from sitivmon.exposition import LabelCache, escape, render
+from sitivmon.monitor import Monitor
+from sitivmon.snmp.client import PollError, PollErrorReason, WalkStop
+from tests.support.agents import COMMUNES, Metrics
+
+T0 = 1_764_320_000.0
+ALIAS = 'GIVORS "fibre" \\ lot 3\nsecond line'
+
+
+def config() -> SitivmonConfig:
+    return SitivmonConfig.model_validate({
+        "communes": [{"id": i, "name": n, "insee": s} for i, n, s in COMMUNES],
+        "credentials": {"v2": {"version": "2c", "community": "not-exposed-1234"}},
+        "targets": [{"name": "core-givors", "address": "192.0.2.1", "credentials": "v2"},
+                    {"name": "sw-corbas", "address": "192.0.2.30", "credentials": "v2", "commune": "corbas"}],
+        "links": [
+            {"id": "givors-fibre", "commune": "givors", "target": "core-givors", "interface": {"name": "xe-0/0/1"}},
+            {"id": "venissieux-core", "commune": "venissieux", "target": "core-givors", "interface": {"index": 2},
+             "side": "core", "capacity": "1Gbit", "maintenance": True},
+            {"id": "grigny-missing", "commune": "grigny", "target": "core-givors", "interface": {"name": "nope"}},
+            {"id": "corbas-uplink", "commune": "corbas", "target": "sw-corbas", "interface": {"index": 1}},
+        ],
+    })  # fmt: skip
+
+
+def poll(at: float, in1: int, out1: int, in2: int, out2: int, *, target: str = "core-givors",
+         uptime: int = 360_000) -> TargetPoll:
+    tables: dict[str, dict[str, Any]] = {
+        "ifDescr": {"1": "xe-0/0/1", "2": "xe-0/0/2"},
+        "ifName": {"1": "xe-0/0/1", "2": "xe-0/0/2"},
+        "ifAlias": {"1": ALIAS.encode(), "2": ""},
+        "ifAdminStatus": {"1": 1, "2": 1},
+        "ifOperStatus": {"1": 1, "2": 2},
+        "ifHighSpeed": {"1": 10_000, "2": 1000},
+        "ifHCInOctets": {"1": in1, "2": in2},
+        "ifHCOutOctets": {"1": out1, "2": out2},
+        "ifHCInUcastPkts": {"1": in1 // 1000, "2": in2 // 1000},
+    }
+    return TargetPoll(target=target, at=at, duration=0.012, tables=tables, scalars={"sysUpTime": uptime},
+                      varbinds=19, requests=3)
+
+
+@pytest.fixture
+def monitor() -> Monitor:
+    cfg = config()
+    m = Monitor(cfg)
+    core = cfg.target_by_name()["core-givors"]
+    m.on_poll(core, poll(T0, 1_000_000, 2_000_000, 50_000, 70_000))
+    m.on_poll(core, poll(T0 + 60, 1_600_000, 2_900_000, 51_000, 72_500, uptime=366_000))
+    return m
+
+
+def parsed(m: Monitor) -> Metrics:
+    text = render(m, LabelCache())
+    assert text.endswith("\n")
+    return Metrics(text)
+
+
+def test_link_counters_values_and_labels(monitor: Monitor) -> None:
+    m = parsed(monitor)
+    givors = {"commune": "givors", "link": "givors-fibre", "target": "core-givors"}
+    assert m.value("sitivmon_link_receive_bytes_total", **givors) == 600_000
+    assert m.value("sitivmon_link_transmit_bytes_total", **givors) == 900_000
+    assert m.value("sitivmon_link_receive_packets_total", **givors) == 600
+    # side=core: what the core interface transmits, the commune receives
+    ven = {"commune": "venissieux", "link": "venissieux-core", "target": "core-givors"}
+    assert m.value("sitivmon_link_receive_bytes_total", **ven) == 2_500
+    assert m.value("sitivmon_link_transmit_bytes_total", **ven) == 1_000
+    assert m.value("sitivmon_link_transmit_packets_total", **ven) == 1
+    for name in ("sitivmon_link_receive_errors_total", "sitivmon_link_transmit_discards_total"):
+        assert m.value(name, **givors) == 0
+
+
+def test_link_state_gauges(monitor: Monitor) -> None:
+    m = parsed(monitor)
+    givors = {"commune": "givors", "link": "givors-fibre", "target": "core-givors"}
+    ven = {"commune": "venissieux", "link": "venissieux-core", "target": "core-givors"}
+    missing = {"commune": "grigny", "link": "grigny-missing", "target": "core-givors"}
+    assert m.value("sitivmon_link_up", **givors) == 1
+    assert m.value("sitivmon_link_up", **ven) == 0
+    assert m.value("sitivmon_link_up", **missing) is None  # unknown: absent, not 0
+    assert m.value("sitivmon_link_admin_up", **ven) == 1
+    assert m.value("sitivmon_link_speed_bytes", **givors) == 1_250_000_000  # port speed
+    assert m.value("sitivmon_link_speed_bytes", **ven) == 125_000_000  # configured capacity
+    assert m.value("sitivmon_link_maintenance", **ven) == 1 and m.value("sitivmon_link_maintenance", **givors) == 0
+    assert m.value("sitivmon_link_state_changes_total", **givors) == 0  # learning the state is no change
+    assert m.value("sitivmon_link_last_change_timestamp_seconds", **givors) == pytest.approx(T0)
+    assert m.value("sitivmon_counter_discontinuities_total", **givors) == 0
+
+
+def test_label_escaping_round_trips(monitor: Monitor) -> None:
+    m = parsed(monitor)
+    info = m.series("sitivmon_link_info")
+    by_link = {dict(k)["link"]: dict(k) for k in info}
+    assert by_link["givors-fibre"]["alias"] == ALIAS
+    assert by_link["givors-fibre"]["interface"] == "xe-0/0/1"
+    assert by_link["grigny-missing"]["interface"] == ""
+    assert escape('a"b\\c\nd') == 'a\\"b\\\\c\\nd'
+
+
+def test_commune_totals_cover_every_commune(monitor: Monitor) -> None:
+    m = parsed(monitor)
+    rx = {dict(k)["commune"]: v for k, v in m.series("sitivmon_commune_receive_bytes_total").items()}
+    assert set(rx) == {c[0] for c in COMMUNES}
+    assert rx["givors"] == 600_000 and rx["venissieux"] == 2_500 and rx["corbas"] == 0
+
+
+def test_target_series(monitor: Monitor) -> None:
+    m = parsed(monitor)
+    assert m.value("sitivmon_target_up", target="core-givors") == 1
+    assert m.value("sitivmon_target_up", target="sw-corbas") is None  # not polled yet
+    assert m.value("sitivmon_target_poll_interval_seconds", target="sw-corbas") == 60
+    assert m.value("sitivmon_target_last_success_timestamp_seconds", target="core-givors") == pytest.approx(T0 + 60)
+    assert m.value("sitivmon_target_varbinds_total", target="core-givors") == 38
+    assert m.value("sitivmon_target_poll_duration_seconds", target="core-givors") == pytest.approx(0.012)
+    errors = {dict(k)["reason"]: v for k, v in m.series("sitivmon_poll_errors_total").items()
+              if ("target", "core-givors") in k}
+    assert set(errors) == {r.value for r in PollErrorReason}  # every reason exposed from the start
+    assert errors["resolve"] == 1  # the unresolvable link is counted once, not at every poll
+    assert sum(errors.values()) == 1
+
+
+def test_failed_poll_and_walk_stop(monitor: Monitor) -> None:
+    core = monitor.config.target_by_name()["core-givors"]
+    failed = TargetPoll("core-givors", T0 + 120, 0.5, error=PollError(PollErrorReason.TIMEOUT, "no response"))
+    monitor.on_poll(core, failed)
+    m = parsed(monitor)
+    assert m.value("sitivmon_target_up", target="core-givors") == 0
+    assert m.value("sitivmon_poll_errors_total", target="core-givors", reason="timeout") == 1
+    assert m.value("sitivmon_link_up", commune="givors", link="givors-fibre", target="core-givors") is None
+    # the totals stay where they were
+    assert m.value("sitivmon_link_receive_bytes_total", commune="givors", link="givors-fibre",
+                   target="core-givors") == 600_000
+    stopped = poll(T0 + 180, 1_700_000, 3_000_000, 52_000, 73_000, uptime=378_000)
+    stopped.walk_stops.append(("ifHCInOctets", WalkStop.NONINCREASING))
+    monitor.on_poll(core, stopped)
+    m = parsed(monitor)
+    assert m.value("sitivmon_poll_errors_total", target="core-givors", reason="nonincreasing") == 1
+    assert m.value("sitivmon_target_up", target="core-givors") == 1
+
+
+def test_families_types_and_help(monitor: Monitor) -> None:
+    text = render(monitor, LabelCache())
+    families = list(text_string_to_metric_families(text))
+    names = [f.name for f in families]
+    assert len(names) == len(set(names)), "a family is rendered twice"
+    kinds = {f.name: f.type for f in families}
+    assert kinds["sitivmon_link_receive_bytes"] == "counter"
+    assert kinds["sitivmon_poll_errors"] == "counter"
+    assert kinds["sitivmon_link_up"] == "gauge"
+    assert all(f.documentation for f in families)
+    assert "not-exposed-1234" not in text
+
+
+def test_cache_is_used_per_identity() -> None:
+    cache = LabelCache()
+    a = cache.get("givors", "l1", "t1")
+    assert cache.get("givors", "l1", "t1") is a
+    assert cache.get("givors", "l1", "t2") != a
