@@ -49,11 +49,15 @@ sys.path.insert(0, str(ROOT))
 # --- measurement helpers (pure or /proc only) -------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all its threads) in seconds, from /proc/<pid>/stat."""
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(utime, stime) of a process (all its threads) in seconds, from /proc/<pid>/stat."""
     text = Path(f"/proc/{pid}/stat").read_text()
     fields = text[text.rindex(")") + 2 :].split()  # the command name may hold spaces
-    return (int(fields[11]) + int(fields[12])) / TICK
+    return int(fields[11]) / TICK, int(fields[12]) / TICK
+
+
+def cpu_seconds(pid: int) -> float:
+    return sum(cpu_split(pid))
 
 
 def free_tcp_port() -> int:
@@ -63,7 +67,7 @@ def free_tcp_port() -> int:
 
 
 def http_get(url: str, timeout: float = 30.0) -> str:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (loopback only)
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
         return resp.read().decode("utf-8", errors="replace")
 
 
@@ -97,6 +101,7 @@ class SideResult:
     varbinds: int
     cpu_s: float
     snmpd_cpu_s: float | None
+    sys_s: float = 0.0
     scrapes: int = 0
     errors: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -216,51 +221,45 @@ def sitivmon_config(ags: list[Agent], links: int, interval: float, max_rep: int,
     }
 
 
+# The daemon as shipped, and the same daemon with bench/proto.py's prototypes patched in (proto_daemon.py).
+SITIVMON_VARIANTS: dict[str, list[str]] = {
+    "sitivmon": ["-m", "sitivmon.cli"],
+    "proto": [str(BENCH / "proto_daemon.py"), "--lean-walk", "--lazy-fold", "--"],
+    "proto-uvloop": [str(BENCH / "proto_daemon.py"), "--lean-walk", "--lazy-fold", "--uvloop", "--"],
+}
+
+
 class Sitivmon:
-    def __init__(self, workdir: Path, config: dict[str, Any], py_spy: str | None, spy_out: Path | None) -> None:
+    def __init__(
+        self,
+        variant: str,
+        workdir: Path,
+        config: dict[str, Any],
+        py_spy: str | None,
+        spy_out: Path | None,
+        tools: str | None,
+    ) -> None:
         import yaml
 
         self.port = free_tcp_port()
-        path = workdir / "sitivmon.yaml"
+        path = workdir / f"{variant}.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
-        self.log = open(workdir / "sitivmon.log", "wb")  # noqa: SIM115
-        argv = [
-            sys.executable,
-            "-m",
-            "sitivmon.cli",
-            "run",
-            "--config",
-            str(path),
-            "--listen",
-            f"127.0.0.1:{self.port}",
-            "--log-level",
-            "warning",
-        ]
+        self.log = open(workdir / f"{variant}.log", "wb")  # noqa: SIM115
+        launcher = list(SITIVMON_VARIANTS[variant])
+        if tools and variant != "sitivmon":
+            launcher[1:1] = ["--tools", tools]
+        argv = [sys.executable, *launcher, "run", "--config", str(path)]
+        argv += ["--listen", f"127.0.0.1:{self.port}", "--log-level", "warning"]
         self.proc = subprocess.Popen(argv, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         self.spy: subprocess.Popen[bytes] | None = None
         self._spy_args = (py_spy, spy_out)
-        self.targets = len(config["targets"])
 
     def start_spy(self) -> None:
         py_spy, out = self._spy_args
         if py_spy and out:
-            self.spy = subprocess.Popen(
-                [
-                    py_spy,
-                    "record",
-                    "--pid",
-                    str(self.proc.pid),
-                    "--rate",
-                    "200",
-                    "--format",
-                    "raw",
-                    "--nonblocking",
-                    "--output",
-                    str(out),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+            argv = [py_spy, "record", "--pid", str(self.proc.pid), "--rate", "200", "--format", "raw"]
+            argv += ["--nonblocking", "--output", str(out)]
+            self.spy = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def stop_spy(self) -> None:
         if self.spy is not None:
@@ -269,6 +268,8 @@ class Sitivmon:
                 self.spy.wait(20)
             except subprocess.TimeoutExpired:
                 self.spy.kill()
+                self.spy.wait(5)
+            self.spy = None
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -279,7 +280,7 @@ class Sitivmon:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"sitivmon exited with {self.proc.returncode}; see its log")
             with contextlib.suppress(OSError):
-                urllib.request.urlopen(self.url("/-/ready"), timeout=2).close()  # noqa: S310
+                urllib.request.urlopen(self.url("/-/ready"), timeout=2).close()
                 return
             time.sleep(0.2)
         raise TimeoutError("sitivmon did not become ready")
@@ -296,8 +297,8 @@ class Sitivmon:
         up = int(sum(v for _, v in samples(text, "sitivmon_link_up")))
         return varbinds, errors, up
 
-    def cpu(self) -> float:
-        return cpu_seconds(self.proc.pid)
+    def cpu(self) -> tuple[float, float]:
+        return cpu_split(self.proc.pid)
 
     def stop(self) -> None:
         self.stop_spy()
@@ -338,7 +339,7 @@ class Exporter:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"exporter exited with {self.proc.returncode}; see its log")
             with contextlib.suppress(OSError):
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/", timeout=2).close()  # noqa: S310
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/", timeout=2).close()
                 return
             time.sleep(0.1)
         raise TimeoutError("exporter did not start")
@@ -356,8 +357,8 @@ class Exporter:
         self.samples += sum(r[1] for r in results)
         return sum(r[0] for r in results), sum(1 for r in results if not r[2])
 
-    def cpu(self) -> float:
-        return cpu_seconds(self.proc.pid)
+    def cpu(self) -> tuple[float, float]:
+        return cpu_split(self.proc.pid)
 
     def stop(self) -> None:
         self.pool.shutdown(wait=True)
@@ -388,71 +389,83 @@ def run_phase(
     which: tuple[str, ...],
     spy_out: Path | None,
 ) -> dict[str, SideResult]:
-    """Run the named pollers over the same window of whole cycles; one result per poller."""
+    """Run the named pollers over the same window of whole cycles; one result per poller.
+
+    A daemon's window opens one full cycle after it is ready (every target polled once, so client
+    set-up is behind it) and holds `cycles` whole intervals: each target is polled once per interval
+    and the /metrics scrape at each interval's end is in the window too. The exporter's window holds
+    the same number of intervals, each opened by one concurrent scrape round of every agent.
+    """
     interval = args.interval
     cycles = max(1, round(args.duration / interval))
-    sv: Sitivmon | None = None
+    daemons: dict[str, Sitivmon] = {}
     ex: Exporter | None = None
     try:
-        if "sitivmon" in which:
-            config = sitivmon_config(ags, args.links, interval, args.max_repetitions, workdir / "state")
-            sv = Sitivmon(workdir, config, args.py_spy, spy_out)
+        for name in which:
+            if name in SITIVMON_VARIANTS:
+                config = sitivmon_config(ags, args.links, interval, args.max_repetitions, workdir / f"state-{name}")
+                daemons[name] = Sitivmon(name, workdir, config, args.py_spy, spy_out, args.tools)
+        for sv in daemons.values():
             sv.wait_ready(timeout=3 * interval + 30)
         if "exporter" in which:
             ex = Exporter(exporter_bin, workdir, exporter_config(workdir, args.max_repetitions), ags)
             ex.wait_ready()
             ex.round()  # warm-up: first walks, connection set-up
-        if sv is not None:
-            # Warm-up: a whole cycle after every target had its first poll (client set-up is then done).
-            time.sleep(interval)
-            sv.scrape()
-            sv.start_spy()
+        if daemons:
+            time.sleep(interval)  # warm-up cycle
+            for sv in daemons.values():
+                sv.scrape()
+                sv.start_spy()
         t0 = time.monotonic()
-        s_cpu0 = sv.cpu() if sv else 0.0
-        e_cpu0 = ex.cpu() if ex else 0.0
+        cpu0 = {name: sv.cpu() for name, sv in daemons.items()}
+        e_cpu0 = ex.cpu() if ex else (0.0, 0.0)
         d_cpu0 = snmpd_cpu(ags)
-        s_vb0, s_err0, _ = sv.scrape() if sv else (0, {}, 0)
-        e_vb = 0
-        e_fail = 0
-        s_scrapes = 1
-        up = 0
+        first = {name: sv.scrape() for name, sv in daemons.items()}
+        last = dict(first)
+        e_vb = e_fail = 0
         for k in range(cycles):
             if ex is not None:
                 vb, failed = ex.round()
                 e_vb += vb
                 e_fail += failed
             sleep_until(t0 + (k + 1) * interval)
-            if sv is not None:
-                s_vb1, s_err1, up = sv.scrape()  # the once-per-cycle /metrics scrape
-                s_scrapes += 1
+            for name, sv in daemons.items():
+                last[name] = sv.scrape()  # the once-per-cycle /metrics scrape
         window = time.monotonic() - t0
-        s_cpu1 = sv.cpu() if sv else 0.0
-        e_cpu1 = ex.cpu() if ex else 0.0
+        cpu1 = {name: sv.cpu() for name, sv in daemons.items()}
+        e_cpu1 = ex.cpu() if ex else (0.0, 0.0)
         d_cpu = snmpd_cpu(ags) - d_cpu0
         shared_agents = len(which) > 1
         out: dict[str, SideResult] = {}
-        if sv is not None:
-            errs = {k: v - s_err0.get(k, 0) for k, v in s_err1.items() if v - s_err0.get(k, 0)}
+        for name in daemons:
+            (vb0, err0, _), (vb1, err1, up) = first[name], last[name]
+            errs = {k: v - err0.get(k, 0) for k, v in err1.items() if v - err0.get(k, 0)}
+            user = cpu1[name][0] - cpu0[name][0]
+            kernel = cpu1[name][1] - cpu0[name][1]
             res = SideResult(
-                "sitivmon",
+                name,
                 cycles,
                 window,
-                s_vb1 - s_vb0,
-                s_cpu1 - s_cpu0,
+                vb1 - vb0,
+                user + kernel,
                 None if shared_agents else d_cpu,
-                s_scrapes,
+                kernel,
+                cycles + 1,
                 errs,
             )
             res.notes.append(f"links up at the end: {up} of {len(ags) * args.links}")
-            out["sitivmon"] = res
+            out[name] = res
         if ex is not None:
+            user = e_cpu1[0] - e_cpu0[0]
+            kernel = e_cpu1[1] - e_cpu0[1]
             res = SideResult(
                 "exporter",
                 cycles,
                 window,
                 e_vb,
-                e_cpu1 - e_cpu0,
+                user + kernel,
                 None if shared_agents else d_cpu,
+                kernel,
                 cycles * len(ags),
                 {"failed_scrapes": e_fail} if e_fail else {},
             )
@@ -460,10 +473,10 @@ def run_phase(
             out["exporter"] = res
         if shared_agents:
             for r in out.values():
-                r.notes.append(f"snmpd CPU for both pollers together: {d_cpu:.3f}s")
+                r.notes.append(f"snmpd CPU for all pollers together: {d_cpu:.3f}s")
         return out
     finally:
-        if sv is not None:
+        for sv in daemons.values():
             sv.stop()
         if ex is not None:
             ex.stop()
@@ -494,25 +507,29 @@ def fmt(v: float | None, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
 
-def print_table(results: dict[str, SideResult], ratio: float | None, goal: float) -> None:
+def print_table(results: dict[str, SideResult], ratios: dict[str, float | None], goal: float) -> None:
     head = (
-        f"{'poller':<10} {'cycles':>6} {'varbinds':>10} {'CPU s':>8} {'CPU s/1k vb':>12} {'vb/CPU s':>10} "
-        f"{'snmpd s/1k vb':>14}"
+        f"{'poller':<13} {'cycles':>6} {'varbinds':>10} {'CPU s':>7} {'kernel':>7} {'CPU s/1k vb':>12} "
+        f"{'vb/CPU s':>10} {'snmpd s/1k vb':>14}"
     )
     print(head)
     print("-" * len(head))
     for r in results.values():
         snmpd = None if r.snmpd_cpu_s is None else per_kvb(r.snmpd_cpu_s, r.varbinds)
         print(
-            f"{r.side:<10} {r.cycles:>6} {r.varbinds:>10} {r.cpu_s:>8.2f} {fmt(per_kvb(r.cpu_s, r.varbinds), '12.4f')} "
-            f"{fmt(per_cpu(r.cpu_s, r.varbinds), '10,.0f')} {fmt(snmpd, '14.4f')}"
+            f"{r.side:<13} {r.cycles:>6} {r.varbinds:>10} {r.cpu_s:>7.2f} {r.sys_s:>7.2f} "
+            f"{fmt(per_kvb(r.cpu_s, r.varbinds), '12.4f')} {fmt(per_cpu(r.cpu_s, r.varbinds), '10,.0f')} "
+            f"{fmt(snmpd, '14.4f')}"
         )
     print()
-    if ratio is not None:
+    for name, ratio in ratios.items():
+        if ratio is None:
+            continue
         verdict = "MET" if ratio <= goal else "NOT MET"
-        print(f"ratio sitivmon/exporter CPU per varbind: {ratio:.3f}  (goal <= {goal}: {verdict})")
+        label = "sitivmon" if name == "sitivmon" else f"{name} (prototype)"
+        print(f"ratio {label}/exporter CPU per varbind: {ratio:.3f}  (goal <= {goal}: {verdict})")
     for r in results.values():
-        for note in r.notes:
+        for note in dict.fromkeys(r.notes):
             print(f"  {r.side}: {note}")
         if r.errors:
             print(f"  {r.side}: errors during the window: {r.errors}")
@@ -532,6 +549,7 @@ def merge(a: SideResult | None, b: SideResult) -> SideResult:
         a.varbinds + b.varbinds,
         a.cpu_s + b.cpu_s,
         snmpd,
+        a.sys_s + b.sys_s,
         a.scrapes + b.scrapes,
         errors,
         a.notes + b.notes,
@@ -550,14 +568,18 @@ def main(argv: list[str] | None = None) -> int:
         "--mode",
         choices=("sequential", "together"),
         default="sequential",
-        help="one poller after the other (snmpd CPU attributable) or both at once",
+        help="one poller after the other (snmpd CPU attributable) or all at once",
     )
     p.add_argument("--repeat", type=int, default=1, help="repeat the measurement, alternating the order")
-    p.add_argument("--goal", type=float, default=0.5, help="target ratio sitivmon/exporter (default 0.5)")
-    p.add_argument("--py-spy", default=None, help="path of py-spy: sample the daemon during its window")
     p.add_argument(
-        "--output", type=Path, default=None, help="JSON result (default bench/results/poll_bench-<time>.json)"
+        "--variants",
+        default="sitivmon",
+        help="comma-separated daemons to measure: sitivmon (as shipped), proto, proto-uvloop (bench/proto.py)",
     )
+    p.add_argument("--tools", default=None, help="extra import path for the prototypes' uvloop")
+    p.add_argument("--goal", type=float, default=0.5, help="target ratio sitivmon/exporter (default 0.5)")
+    p.add_argument("--py-spy", default=None, help="path of py-spy: sample the daemon(s) during the first window")
+    p.add_argument("--output", type=Path, default=None, help="JSON result (default bench/results/poll_bench-*.json)")
     args = p.parse_args(argv)
     for name in ("agents", "interfaces", "repeat"):
         if getattr(args, name) < 1:
@@ -569,6 +591,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.interval < 2:
         print("poll_bench: --interval must be at least 2 seconds", file=sys.stderr)
         return 2
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [v for v in variants if v not in SITIVMON_VARIANTS]
+    if unknown or not variants:
+        print(f"poll_bench: --variants: unknown {unknown} (known: {', '.join(SITIVMON_VARIANTS)})", file=sys.stderr)
+        return 2
 
     exporter_bin, reason = preflight()
     if exporter_bin is None:
@@ -577,49 +604,58 @@ def main(argv: list[str] | None = None) -> int:
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    spy_out = RESULTS / f"pyspy-{stamp}.txt" if args.py_spy else None
-    totals: dict[str, SideResult | None] = {"sitivmon": None, "exporter": None}
+    sides = [*variants, "exporter"]
+    totals: dict[str, SideResult | None] = dict.fromkeys(sides)
     runs = []
+    spies: dict[str, Path] = {}
     started = time.time()
     print(f"setting up {args.agents} agents x {args.interfaces} interfaces ...", flush=True)
     with tempfile.TemporaryDirectory(prefix="sitivmon-bench-") as tmp, agents(args.agents, args.interfaces) as ags:
         workdir = Path(tmp)
         for rep in range(args.repeat):
             if args.mode == "together":
-                orders: list[tuple[str, ...]] = [("sitivmon", "exporter")]
+                orders: list[tuple[str, ...]] = [tuple(sides)]
             else:
-                orders = [("sitivmon",), ("exporter",)] if rep % 2 == 0 else [("exporter",), ("sitivmon",)]
+                orders = [(side,) for side in (sides if rep % 2 == 0 else sides[::-1])]
             for which in orders:
                 print(
                     f"repeat {rep + 1}/{args.repeat}: measuring {' + '.join(which)} for {args.duration:g}s ...",
                     flush=True,
                 )
-                phase = run_phase(args, ags, workdir, exporter_bin, which, spy_out if rep == 0 else None)
+                spy_out = None
+                if args.py_spy and rep == 0 and which[0] != "exporter":
+                    spy_out = spies[which[0]] = RESULTS / f"pyspy-{stamp}-{which[0]}.txt"
+                phase = run_phase(args, ags, workdir, exporter_bin, which, spy_out)
                 for name, res in phase.items():
                     totals[name] = merge(totals[name], res)
                     runs.append({"repeat": rep, **res.as_dict()})
     final = {k: v for k, v in totals.items() if v is not None}
-    s, e = final["sitivmon"], final["exporter"]
-    s_per, e_per = per_kvb(s.cpu_s, s.varbinds), per_kvb(e.cpu_s, e.varbinds)
-    ratio = s_per / e_per if s_per is not None and e_per else None
+    e = final["exporter"]
+    e_per = per_kvb(e.cpu_s, e.varbinds)
+    ratios: dict[str, float | None] = {}
+    for name in variants:
+        s_per = per_kvb(final[name].cpu_s, final[name].varbinds)
+        ratios[name] = s_per / e_per if s_per is not None and e_per else None
     print()
-    print_table(final, ratio, args.goal)
-    spy = summarise_spy(spy_out) if spy_out else []
-    if spy:
-        print("\npy-spy, share of the daemon's samples by leaf function (top 12):")
-        for row in spy[:12]:
-            print(f"  {row['share'] * 100:5.1f}%  {row['function']}")
+    print_table(final, ratios, args.goal)
+    spy = {name: summarise_spy(path) for name, path in spies.items()}
+    for name, rows in spy.items():
+        if rows:
+            print(f"\npy-spy, {name}: share of the daemon's samples by leaf function (top 12):")
+            for row in rows[:12]:
+                print(f"  {row['share'] * 100:5.1f}%  {row['function']}")
+    main_ratio = ratios.get("sitivmon")
     result = {
         "bench": "poll_bench",
         "started": started,
         "finished": time.time(),
         "host": {"cpus": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release()},
         "params": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "sitivmon": s.as_dict(),
-        "exporter": e.as_dict(),
-        "ratio_cpu_per_varbind": _r(ratio, 4),
+        **{name: final[name].as_dict() for name in sides},
+        "ratio_cpu_per_varbind": _r(main_ratio, 4),
+        "ratios": {name: _r(r, 4) for name, r in ratios.items()},
         "goal": args.goal,
-        "goal_met": None if ratio is None else ratio <= args.goal,
+        "goal_met": None if main_ratio is None else main_ratio <= args.goal,
         "runs": runs,
         "py_spy_top": spy,
     }

@@ -34,36 +34,46 @@ from poll_bench import COMMUNITY, RESULTS, agents, preflight  # noqa: E402
 def build(addr: str, links: int, max_rep: int) -> Any:
     from sitivmon.config.model import SitivmonConfig
 
-    return SitivmonConfig.model_validate({
-        "state_dir": "/tmp/sitivmon-profile-state",
-        "poll": {"interval": "10s", "timeout": "5s", "retries": 1, "max_repetitions": max_rep},
-        "credentials": {"bench": {"version": "2c", "community": COMMUNITY}},
-        "communes": [{"id": "bench", "name": "Bench", "insee": "69123"}],
-        "targets": [{"name": "agent0", "address": f"{addr}:161", "credentials": "bench"}],
-        "links": [
-            {"id": f"agent0-b{k}", "commune": "bench", "target": "agent0", "interface": {"name": f"b{k}"}}
-            for k in range(links)
-        ],
-    })
+    return SitivmonConfig.model_validate(
+        {
+            "state_dir": "/tmp/sitivmon-profile-state",
+            "poll": {"interval": "10s", "timeout": "5s", "retries": 1, "max_repetitions": max_rep},
+            "credentials": {"bench": {"version": "2c", "community": COMMUNITY}},
+            "communes": [{"id": "bench", "name": "Bench", "insee": "69123"}],
+            "targets": [{"name": "agent0", "address": f"{addr}:161", "credentials": "bench"}],
+            "links": [
+                {"id": f"agent0-b{k}", "commune": "bench", "target": "agent0", "interface": {"name": f"b{k}"}}
+                for k in range(links)
+            ],
+        }
+    )
 
 
-async def stages(config: Any, polls: int, client_cls: Any, poll_fn: Any, monitor_cls: Any, profile: bool,
-                 check: bool = False) -> dict[str, Any]:
+async def stages(
+    config: Any, polls: int, client_cls: Any, poll_fn: Any, monitor_cls: Any, profile: bool, check: bool = False
+) -> dict[str, Any]:
     from sitivmon.exposition import LabelCache, render
     from sitivmon.profiles import BUILTIN_PROFILES
 
     target = config.targets[0]
     cred = config.credentials["bench"]
     settings = config.poll_settings(target)
-    client = client_cls(target.host, target.port, cred, timeout=settings.timeout, retries=settings.retries,
-                        max_repetitions=settings.max_repetitions)
+    client = client_cls(
+        target.host,
+        target.port,
+        cred,
+        timeout=settings.timeout,
+        retries=settings.retries,
+        max_repetitions=settings.max_repetitions,
+    )
     profiles = [BUILTIN_PROFILES[p] for p in target.profiles]
     monitor = monitor_cls(config)
     cache = LabelCache()
 
     async def one() -> Any:
-        return await poll_fn(client, target.name, profiles, version=cred.version, deadline_s=9.0,
-                             max_varbinds=settings.max_varbinds)
+        return await poll_fn(
+            client, target.name, profiles, version=cred.version, deadline_s=9.0, max_varbinds=settings.max_varbinds
+        )
 
     for _ in range(2):  # warm-up: session, snmpd caches, counter baselines
         monitor.on_poll(target, await one())
@@ -95,17 +105,28 @@ async def stages(config: Any, polls: int, client_cls: Any, poll_fn: Any, monitor
     await client.close()
     if check:
         import proto
+
         from sitivmon.config.model import InterfaceSelector as Sel
 
         selectors = [rt.link.interface for rt in monitor.links.values()] + [
-            Sel(name="nope"), Sel(index=1), Sel(index=99999), Sel(alias=""), Sel(descr="b7"), Sel(name="lo"),
+            Sel(name="nope"),
+            Sel(index=1),
+            Sel(index=99999),
+            Sel(alias=""),
+            Sel(descr="b7"),
+            Sel(name="lo"),
         ]
         proto.check_equivalence(poll.tables, selectors)
     up = sum(1 for rt in monitor.links.values() if rt.state.value == "up")
     out: dict[str, Any] = {
-        "polls": polls, "varbinds": varbinds, "requests": requests, "links_up": up,
+        "polls": polls,
+        "varbinds": varbinds,
+        "requests": requests,
+        "links_up": up,
         "us_per_varbind": {
-            "walk": walk / varbinds * 1e6, "fold": fold / varbinds * 1e6, "render": rend / varbinds * 1e6,
+            "walk": walk / varbinds * 1e6,
+            "fold": fold / varbinds * 1e6,
+            "render": rend / varbinds * 1e6,
             "total": (walk + fold + rend) / varbinds * 1e6,
         },
         "us_per_request_walk": walk / requests * 1e6,
@@ -137,8 +158,10 @@ def top(prof: cProfile.Profile, varbinds: int, n: int = 15) -> list[dict[str, An
 def show(title: str, res: dict[str, Any]) -> None:
     us = res["us_per_varbind"]
     print(f"{title}: {res['varbinds']} varbinds in {res['requests']} requests, links up {res['links_up']}")
-    print(f"  CPU µs/varbind: walk {us['walk']:.3f}  fold {us['fold']:.3f}  render {us['render']:.3f}  "
-          f"total {us['total']:.3f}   (walk per request {res['us_per_request_walk']:.1f} µs)")
+    print(
+        f"  CPU µs/varbind: walk {us['walk']:.3f}  fold {us['fold']:.3f}  render {us['render']:.3f}  "
+        f"total {us['total']:.3f}   (walk per request {res['us_per_request_walk']:.1f} µs)"
+    )
     for key in ("top_walk", "top_fold"):
         if key in res:
             print(f"  cProfile {key[4:]} (own-time share):")
@@ -188,9 +211,9 @@ def main(argv: list[str] | None = None) -> int:
         # load drifts); each stage's median over the rounds is reported. Then one profiled run.
         runs: dict[str, list[dict[str, Any]]] = {v[0]: [] for v in variants}
         for rnd in range(args.rounds):
-            for name, client_cls, poll_fn, monitor_cls, use_uvloop in variants[rnd % len(variants):] + variants[
-                : rnd % len(variants)
-            ]:
+            for name, client_cls, poll_fn, monitor_cls, use_uvloop in (
+                variants[rnd % len(variants) :] + variants[: rnd % len(variants)]
+            ):
                 run = uvloop_run if use_uvloop else asyncio.run
                 runs[name].append(run(stages(config, args.polls, client_cls, poll_fn, monitor_cls, False)))
         for name, client_cls, poll_fn, monitor_cls, _ in variants:
@@ -214,8 +237,10 @@ def main(argv: list[str] | None = None) -> int:
         print("variant          walk   fold  render   total  (min total)  gain vs current")
         for name, res in results.items():
             us = res["us_per_varbind"]
-            print(f"{name:<14} {us['walk']:6.3f} {us['fold']:6.3f} {us['render']:6.3f}  {us['total']:6.3f}"
-                  f"  ({res['us_per_varbind_min']['total']:6.3f})     {(1 - us['total'] / base) * 100:5.1f}%")
+            print(
+                f"{name:<14} {us['walk']:6.3f} {us['fold']:6.3f} {us['render']:6.3f}  {us['total']:6.3f}"
+                f"  ({res['us_per_varbind_min']['total']:6.3f})     {(1 - us['total'] / base) * 100:5.1f}%"
+            )
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"profile_poll-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps({"params": vars(args), "results": results}, indent=2) + "\n")

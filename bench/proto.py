@@ -150,6 +150,11 @@ class LeanGufoClient(GufoClient):
                                 break
                             except BlockingIOError:
                                 continue  # not our datagram yet (stale response): keep waiting
+                            except StopAsyncIteration:
+                                # gufo: the response held only endOfMibView/noSuch* (end of the agent's
+                                # view). The current walk turns this into PollError(OTHER): a bug.
+                                batch = []
+                                break
                         break
                     except TimeoutError as exc:
                         attempt += 1
@@ -209,9 +214,15 @@ def build_row(tables: Mapping[str, Mapping[str, Value]], idx: str) -> InterfaceR
     else:
         speed = None
     return InterfaceRow(
-        index=int(idx), name=_text(get("ifName")), alias=_text(get("ifAlias")), descr=_text(get("ifDescr")),
-        admin_status=_int(get("ifAdminStatus")), oper_status=_int(get("ifOperStatus")), speed_bytes_per_s=speed,
-        last_change_ticks=_int(get("ifLastChange")), discontinuity_ticks=_int(get("ifCounterDiscontinuityTime")),
+        index=int(idx),
+        name=_text(get("ifName")),
+        alias=_text(get("ifAlias")),
+        descr=_text(get("ifDescr")),
+        admin_status=_int(get("ifAdminStatus")),
+        oper_status=_int(get("ifOperStatus")),
+        speed_bytes_per_s=speed,
+        last_change_ticks=_int(get("ifLastChange")),
+        discontinuity_ticks=_int(get("ifCounterDiscontinuityTime")),
         counters=counters,
     )
 
@@ -282,7 +293,11 @@ class LazyMonitor(Monitor):
                     self._emit(rt.set_state(LinkState.UNKNOWN, poll.at, StateSource.POLL, target.name))
                     continue
                 outcome = apply_row(
-                    rt, row, at=poll.at, uptime_ticks=uptime_ticks, interval_s=status.interval_s,
+                    rt,
+                    row,
+                    at=poll.at,
+                    uptime_ticks=uptime_ticks,
+                    interval_s=status.interval_s,
                     target=target.name,
                 )
                 self._emit(outcome.event)
@@ -327,3 +342,4 @@ VARIANTS: list[tuple[str, Any, Any, Any, bool]] = [
     ("all+uvloop", LeanGufoClient, poll_target, LazyMonitor, True),
     ("current+uvloop", GufoClient, poll_target, Monitor, True),
 ]
+

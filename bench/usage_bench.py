@@ -134,7 +134,13 @@ def main() -> None:
     gen = time.perf_counter() - t0
     size = store.size_bytes()
     print(f"generated {args.links} links x {month.buckets} buckets in {gen:.1f} s")
-    print(f"store size: {size / 1e6:.1f} MB, {size / args.links / 1e3:.1f} kB per link-month")
+    weeks = (month.end - 1) // CHUNK_S - month.start // CHUNK_S + 1
+    steady = size / args.links * (month.end - month.start) / (weeks * CHUNK_S)
+    print(
+        f"store size: {size / 1e6:.1f} MB, {size / args.links / 1e3:.1f} kB per link-month as stored "
+        f"({weeks} week rows per series, the edge weeks half empty); ~{steady / 1e3:.1f} kB per link-month "
+        "when neighbouring months fill them"
+    )
     times = []
     for _ in range(5):
         data = inds = None  # type: ignore[assignment]

@@ -35,8 +35,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     assert isinstance(config, SitivmonConfig)
     print(
-        f"{args.config}: OK ({len(config.communes)} communes, {len(config.targets)} targets, "
-        f"{len(config.links)} links)"
+        f"{args.config}: OK ({len(config.communes)} communes, {len(config.targets)} targets, {len(config.links)} links)"
     )
     return 0
 
@@ -72,7 +71,7 @@ def cmd_poll(args: argparse.Namespace) -> int:
         known = ", ".join(sorted(config.target_by_name())) or "none"
         print(f"unknown target {args.target!r} (known: {known})", file=sys.stderr)
         return 2
-    report = asyncio.run(poll_once(config, args.target, samples=args.samples))
+    report = asyncio.run(poll_once(config, args.target, base_dir=args.config.resolve().parent, samples=args.samples))
     print(json.dumps(report, indent=2, ensure_ascii=False))
     return 0 if report.get("error") is None else 1
 

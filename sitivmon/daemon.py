@@ -26,6 +26,7 @@ from sitivmon.allocation.cli import service_from_config, usage_for_month
 from sitivmon.allocation.service import ReportService
 from sitivmon.config import ConfigError, SitivmonConfig, load_config
 from sitivmon.config.model import parse_listen
+from sitivmon.datacenter.handler import DatacenterHandler
 from sitivmon.engine.scheduler import ClientFactory, Scheduler, gufo_factory
 from sitivmon.http import build_app
 from sitivmon.monitor import Monitor
@@ -53,7 +54,8 @@ class Daemon:
         self.listen = listen or config.listen
         self.registry = registry or CollectorRegistry()
         self.metrics = SelfMetrics(self.registry)
-        self.monitor = Monitor(config)
+        self.datacenter = DatacenterHandler(config, base_dir=config_path.resolve().parent)
+        self.monitor = Monitor(config, handlers=[self.datacenter])
         self.scheduler = Scheduler(self.monitor, self.metrics, client_factory)
         self.traps: TrapReceiver | None = None
         self.mqtt: MqttPublisher | None = None

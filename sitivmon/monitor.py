@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from sitivmon.config.model import SitivmonConfig, Target
+from sitivmon.datacenter.ifalias import links_from_aliases
 from sitivmon.engine.poll import TargetPoll
-from sitivmon.links.interfaces import ResolveError, interface_rows, resolve
+from sitivmon.links.interfaces import InterfaceRow, ResolveError, interface_rows, resolve
 from sitivmon.links.state import LinkRuntime, apply_row
 from sitivmon.normalize.counters import CounterSnapshot
 from sitivmon.readings import (
@@ -65,6 +66,8 @@ class PollHandler(Protocol):
 
     def render(self, out: list[str]) -> None: ...
 
+    def seed_baselines(self, baselines: Mapping[str, str]) -> int: ...
+
 
 class Monitor:
     def __init__(
@@ -88,7 +91,13 @@ class Monitor:
         """Adopt a new config, keeping the state of links and targets that still exist."""
         self.config = config
         old_links = self.links
-        self.links = {}
+        configured = {link.id for link in config.links}
+        targets = {t.name for t in config.targets if t.ifalias_parser}
+        self.links = {
+            link_id: rt
+            for link_id, rt in old_links.items()
+            if rt.discovered and link_id not in configured and rt.link.target in targets
+        }
         for link in config.links:
             rt = old_links.get(link.id)
             if rt is None:
@@ -122,6 +131,8 @@ class Monitor:
                 log.warning("ignoring unreadable counter baseline for link %s", subject)
                 continue
             seeded += 1
+        for handler in self.handlers:
+            seeded += handler.seed_baselines(baselines)
         return seeded
 
     def links_of(self, target: str) -> list[LinkRuntime]:
@@ -158,9 +169,11 @@ class Monitor:
         counters: list[CounterInterval] = []
         gauges: list[GaugeReading] = []
         baselines: dict[str, str] = {}
+        rows = interface_rows(poll.tables) if poll.tables.get("ifDescr") or poll.tables.get("ifName") else {}
+        if target.ifalias_parser and rows:
+            self._discover(target, rows)
         links = self.links_of(target.name)
         if links:
-            rows = interface_rows(poll.tables)
             uptime = poll.scalars.get("sysUpTime")
             uptime_ticks = uptime if isinstance(uptime, int) else None
             for rt in links:
@@ -190,6 +203,25 @@ class Monitor:
             self.usage.submit(
                 PollBatch(target.name, poll.at, status.interval_s, tuple(counters), tuple(gauges), baselines)
             )
+
+    def _discover(self, target: Target, rows: Mapping[int, InterfaceRow]) -> None:
+        """Links announced by ifAlias (`Commune: Vénissieux [1G] {circuit-42}`); configured links win.
+
+        Discovered links live until the interface stops announcing itself; a reload keeps them
+        (they are found again by the next poll anyway).
+        """
+        found = {link.id: link for link in links_from_aliases(self.config, target, rows)}
+        for link_id, link in found.items():
+            rt = self.links.get(link_id)
+            if rt is None:
+                self.links[link_id] = LinkRuntime(link, discovered=True)
+                log.info("link %s discovered from ifAlias on %s (commune %s)", link_id, target.name, link.commune)
+            elif rt.discovered:
+                rt.link = link
+        for link_id, rt in list(self.links.items()):
+            if rt.discovered and rt.link.target == target.name and link_id not in found:
+                log.info("link %s no longer announced by ifAlias on %s", link_id, target.name)
+                del self.links[link_id]
 
     def on_link_trap(self, source: str, if_index: int | None, up: bool, at: float) -> list[LinkStateEvent]:
         """A linkUp/linkDown trap: change the state at once; the next poll confirms or corrects it."""

@@ -3,28 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry
-
 from sitivmon.config.model import SitivmonConfig
+from sitivmon.datacenter.handler import DatacenterHandler
 from sitivmon.engine.poll import poll_target
 from sitivmon.engine.scheduler import gufo_factory
 from sitivmon.monitor import Monitor
-from sitivmon.profiles import BUILTIN_PROFILES
-from sitivmon.selfmetrics import SelfMetrics
+from sitivmon.profiles.registry import profile_lookup
 
 
 async def poll_once(
-    config: SitivmonConfig, target_name: str, *, samples: int = 2, pause_s: float = 2.0
+    config: SitivmonConfig, target_name: str, *, base_dir: Path | None = None, samples: int = 2, pause_s: float = 2.0
 ) -> dict[str, Any]:
     target = config.target_by_name()[target_name]
     settings = config.poll_settings(target)
     cred = config.credentials[target.credentials]
-    SelfMetrics(CollectorRegistry())  # same instrumentation objects as the daemon, unused here
-    monitor = Monitor(config)
+    datacenter = DatacenterHandler(config, base_dir=base_dir)
+    monitor = Monitor(config, handlers=[datacenter])
     client = gufo_factory(target, cred, settings)
-    profiles = [BUILTIN_PROFILES[p] for p in target.profiles]
+    lookup = profile_lookup(config, base_dir)
+    profiles = [lookup(p) for p in target.profiles]
     report: dict[str, Any] = {"target": target.name, "address": target.address, "error": None, "polls": []}
     previous: dict[str, dict[str, int]] = {}
     for i in range(max(1, samples)):
@@ -70,6 +70,12 @@ async def poll_once(
             )
             previous[rt.link.id] = dict(rt.totals)
         entry["links"] = links
+        rendered: list[str] = []
+        datacenter.render(rendered)
+        mark = f'target="{target.name}"'
+        entry["datacenter_samples"] = [
+            line for chunk in rendered for line in chunk.splitlines() if mark in line and not line.startswith("#")
+        ]
         report["polls"].append(entry)
     await client.close()
     return report

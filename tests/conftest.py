@@ -10,9 +10,10 @@ Reuse them from any suite:
   data link `eth1` (IPv6 off), interface cache off so counters are current at every poll.
 * `start_daemon`: factory `start_daemon(config_doc_or_path, env=..., args=...) -> DaemonProcess`;
   every daemon started is stopped after the test (its log is printed when the test fails).
-* `daemon_config` (override it in a module) -> `running_daemon` -> `daemon_url`: the daemon polling
-  `snmp_agent` over v2c, link `givors-lo` on interface `lo`.
-* `netns_daemon_config` (override it too) -> `netns_daemon`: the daemon polling `netns_snmp`, with
+* `sitivmon_daemon` (session): the real daemon (`python -m sitivmon.cli run`) polling `snmp_agent`
+  every second, one link per commune on `lo` (see `daemon_config`); `daemon_url` is its base URL and
+  `running_daemon` its /metrics URL. Shared: read it, never signal or reload it (use `start_daemon`).
+* `netns_daemon_config` (override it in a test module) -> `netns_daemon`: the daemon polling `netns_snmp`, with
   link `givors-eth1` (side commune) and `grigny-eth1-core` (side core) on the same interface `eth1`.
 """
 
@@ -60,10 +61,13 @@ def start_daemon(tmp_path: Path) -> Iterator[StartDaemon]:
     started: list[agents.DaemonProcess] = []
     numbers = itertools.count()
 
-    def start(config: dict[str, Any] | Path, *, env: dict[str, str] | None = None,
-              args: tuple[str, ...] = ()) -> agents.DaemonProcess:
-        path = config if isinstance(config, Path) else agents.write_config(
-            tmp_path / f"sitivmon-{next(numbers)}.yaml", config
+    def start(
+        config: dict[str, Any] | Path, *, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+    ) -> agents.DaemonProcess:
+        path = (
+            config
+            if isinstance(config, Path)
+            else agents.write_config(tmp_path / f"sitivmon-{next(numbers)}.yaml", config)
         )
         daemon = agents.DaemonProcess(path, tmp_path, env=env, args=args)
         started.append(daemon)
@@ -76,22 +80,40 @@ def start_daemon(tmp_path: Path) -> Iterator[StartDaemon]:
         print(f"--- sitivmon log ({daemon.config.name}) ---\n{daemon.output()[-5000:]}")
 
 
-@pytest.fixture
-def daemon_config(tmp_path: Path, snmp_agent: agents.Agent) -> dict[str, Any]:
-    doc = agents.base_config(tmp_path / "state")
+@pytest.fixture(scope="session")
+def daemon_config(tmp_path_factory: pytest.TempPathFactory, snmp_agent: agents.Agent) -> dict[str, Any]:
+    """The shared daemon's config: `snmp_agent` polled every second over v2c as target `loopback`, one
+    link per commune on its interface `lo` (SNMP itself is the traffic), `venissieux-lo` seen from the
+    core side. Needs its own rig? Use `start_daemon` with `agents.base_config(...)`."""
+    doc = agents.base_config(tmp_path_factory.mktemp("daemon-state"))
     agents.add_target(doc, "loopback", snmp_agent.address, "v2c", {"version": "2c", "community": snmp_agent.community})
-    agents.add_link(doc, "givors-lo", "givors", "loopback", name="lo")
+    for commune, _, _ in agents.COMMUNES:
+        side = "core" if commune == "venissieux" else "commune"
+        agents.add_link(doc, f"{commune}-lo", commune, "loopback", name="lo", side=side, capacity="1Gbit")
     return doc
 
 
-@pytest.fixture
-def running_daemon(start_daemon: StartDaemon, daemon_config: dict[str, Any]) -> agents.DaemonProcess:
-    return start_daemon(daemon_config)
+@pytest.fixture(scope="session")
+def sitivmon_daemon(
+    tmp_path_factory: pytest.TempPathFactory, daemon_config: dict[str, Any]
+) -> Iterator[agents.DaemonProcess]:
+    """One daemon for the whole session (read-only use: do not signal or reload it)."""
+    work = tmp_path_factory.mktemp("daemon")
+    with agents.running_daemon(agents.write_config(work / "sitivmon.yaml", daemon_config), work) as daemon:
+        daemon.wait_polls("loopback", 2)  # counters have a baseline and a first delta
+        yield daemon
 
 
-@pytest.fixture
-def daemon_url(running_daemon: agents.DaemonProcess) -> str:
-    return running_daemon.url
+@pytest.fixture(scope="session")
+def daemon_url(sitivmon_daemon: agents.DaemonProcess) -> str:
+    """Base URL of the shared daemon, e.g. http://127.0.0.1:PORT (no trailing slash)."""
+    return sitivmon_daemon.url
+
+
+@pytest.fixture(scope="session")
+def running_daemon(sitivmon_daemon: agents.DaemonProcess) -> str:
+    """The shared daemon's metrics URL, http://127.0.0.1:PORT/metrics (what tests/dashboards expects)."""
+    return sitivmon_daemon.url + "/metrics"
 
 
 @dataclass(slots=True)
@@ -109,15 +131,17 @@ class NetnsDaemon:
 @pytest.fixture
 def netns_daemon_config(tmp_path: Path, netns_snmp: agents.NetnsAgent) -> dict[str, Any]:
     doc = agents.base_config(tmp_path / "state")
-    agents.add_target(doc, "agent", netns_snmp.address, "v2c",
-                      {"version": "2c", "community": netns_snmp.agent.community})
+    agents.add_target(
+        doc, "agent", netns_snmp.address, "v2c", {"version": "2c", "community": netns_snmp.agent.community}
+    )
     agents.add_link(doc, "givors-eth1", "givors", "agent", name="eth1", side="commune")
     agents.add_link(doc, "grigny-eth1-core", "grigny", "agent", name="eth1", side="core")
     return doc
 
 
 @pytest.fixture
-def netns_daemon(netns_snmp: agents.NetnsAgent, start_daemon: StartDaemon,
-                 netns_daemon_config: dict[str, Any]) -> NetnsDaemon:
+def netns_daemon(
+    netns_snmp: agents.NetnsAgent, start_daemon: StartDaemon, netns_daemon_config: dict[str, Any]
+) -> NetnsDaemon:
     daemon = start_daemon(netns_daemon_config)
     return NetnsDaemon(netns_snmp.lab, netns_snmp, daemon, netns_daemon_config)

@@ -146,6 +146,8 @@ APC_OUTLET = "1.3.6.1.4.1.318.1.1.26.9.4.3.1"
 VMWARE_VM = "1.3.6.1.4.1.6876.2.1.1"
 ENTITY_SENSOR = "1.3.6.1.2.1.99.1.1.1"
 ENTITY_NAME = "1.3.6.1.2.1.47.1.1.1.1.7"
+# NET-SNMP-MIB::netSnmpPlaypen, reserved for local experiments: the demo's NAS volume table lives here.
+DEMO_NAS = "1.3.6.1.4.1.8072.9999.9999.1.1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +215,16 @@ def sensor_values(
     return sens, names
 
 
+def nas_values(volumes: Sequence[tuple[str, int, int]]) -> dict[str, tuple[str, Any]]:
+    """(path, size KiB, used KiB) rows of the demo NAS volume table (profile `demo_nas_volumes`)."""
+    out: dict[str, tuple[str, Any]] = {}
+    for i, (path, size, used) in enumerate(volumes, start=1):
+        out[f"{DEMO_NAS}.2.{i}"] = ("string", path)
+        out[f"{DEMO_NAS}.3.{i}"] = ("gauge", size)
+        out[f"{DEMO_NAS}.4.{i}"] = ("gauge", used)
+    return out
+
+
 def demo_values(t0: float | None = None) -> dict[str, dict[str, tuple[str, Any]]]:
     """Moving figures for the demo: a PDU (one outlet per commune or two, one unnamed, one without an
     energy counter), a hypervisor's VMs (prefix-named, one unmatched), two power sensors."""
@@ -251,10 +263,60 @@ def demo_values(t0: float | None = None) -> dict[str, dict[str, tuple[str, Any]]
             Sensor("Inlet temperature", 8, 235, precision=1),
         ]
     )
-    return {"pdu": pdu, "vms": vms, "sensors": sensors, "entity_names": names}
+    tib = 2**30  # KiB in a TiB
+    nas = nas_values(
+        [
+            ("/volume1/venissieux", 2 * tib, 1_234_567_890),
+            ("/volume1/givors", tib, 402_653_184),
+            ("/volume1/Saint-Chamond", tib, 157_286_400),
+            ("/volume1/partage", 2 * tib, 987_654_321),
+            ("/volume1/old-backup", tib, 536_870_912),
+        ]
+    )
+    return {"pdu": pdu, "vms": vms, "sensors": sensors, "entity_names": names, "nas": nas}
 
 
-DEMO_PREFIXES = {"pdu": APC_OUTLET, "vms": VMWARE_VM, "sensors": ENTITY_SENSOR, "entity_names": ENTITY_NAME}
+DEMO_PREFIXES = {
+    "pdu": APC_OUTLET, "vms": VMWARE_VM, "sensors": ENTITY_SENSOR, "entity_names": ENTITY_NAME, "nas": DEMO_NAS,
+}
+
+# Config for the demo target (add to the demo's YAML; `{port}` is the snmpd port, `{profiles_dir}` the
+# absolute path of config/profiles). Every figure it shows is attributed by one of these rules, except
+# what is deliberately left unmatched (spare-7, test-migration, Inlet temperature, old-backup) so that
+# sitivmon_unattributed_series has something to say.
+DEMO_CONFIG_YAML = """\
+profile_files:
+  - {profiles_dir}/apc_pdu_outlets.yaml
+  - {profiles_dir}/vm_inventory.yaml
+profiles:
+  demo_nas_volumes:
+    description: Demo NAS volumes (scripted table under NET-SNMP-MIB netSnmpPlaypen)
+    resource: storage
+    columns:
+      - {{name: volumeName, oid: 1.3.6.1.4.1.8072.9999.9999.1.1.2, type: info, measure: name}}
+      - {{name: volumeSizeKiB, oid: 1.3.6.1.4.1.8072.9999.9999.1.1.3, type: gauge, scale: 1024,
+         measure: storage_size_bytes}}
+      - {{name: volumeUsedKiB, oid: 1.3.6.1.4.1.8072.9999.9999.1.1.4, type: gauge, scale: 1024,
+         measure: storage_used_bytes}}
+attribution:
+  storage:
+    - {{equals: /, commune: shared}}
+    - {{equals: /volume1/partage, commune: shared}}
+    - {{match: '^/(?:srv|volume1)/(?P<commune>[^/]+)'}}
+  vm: {{VEN-: venissieux, GIV-: givors, CORB-: corbas, SCH-: saint-chamond}}
+  outlet:
+    - {{prefix: VEN-, commune: venissieux}}
+    - {{prefix: GIV-, commune: givors}}
+    - {{prefix: SHARED-, commune: shared}}
+    - {{match: '^(?P<commune>.+) NAS$'}}
+  sensor:
+    - {{match: '^PSU\\d (?P<commune>.+)$'}}
+targets:
+  - name: dc-demo
+    address: 127.0.0.1:{port}
+    credentials: {credentials}
+    profiles: [host_resources, ucd, entity_sensors, apc_pdu_outlets, vm_inventory, demo_nas_volumes]
+"""
 
 
 def demo_tables(workdir: Path, t0: float | None = None) -> list[ScriptedTable]:

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import yaml
-from sitivmon.config.secrets import Secret
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sitivmon.allocation.arithmetic import euros_to_cents
 from sitivmon.config.locations import format_loc
+from sitivmon.config.secrets import Secret
 
 DEFAULT_COVERAGE_THRESHOLD = Decimal("0.95")
 

@@ -122,6 +122,11 @@ def parse_config(text: str, source: str = "<config>", base_dir: Path | None = No
         for key in ("state_dir", "allocation"):
             if isinstance(data.get(key), str) and not Path(data[key]).is_absolute():
                 data[key] = str((base_dir / data[key]).resolve())
+        if isinstance(data.get("profile_files"), list):
+            data["profile_files"] = [
+                p if not isinstance(p, str) or Path(p).is_absolute() else str((base_dir / p).resolve())
+                for p in data["profile_files"]
+            ]
     try:
         config = SitivmonConfig.model_validate(data)
     except ValidationError as exc:

@@ -17,10 +17,12 @@ import sys
 import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from sitivmon.agents.netns import Lab, create_lab, netns_available
+from sitivmon.agents.scripted import DEMO_CONFIG_YAML, demo_tables, registrations
 from sitivmon.agents.snmpd import Snmpd, SnmpdSpec, snmpd_path
 from sitivmon.config import load_config
 from sitivmon.logs import setup_logging
@@ -78,8 +80,14 @@ def namespace_agents(workdir: Path) -> Iterator[tuple[str, list[dict[str, object
             link = lab.add_link(ifname(cid), alias=f"Commune: {name} [1G] {{circuit-{n + 1:02d}}}")
             side = "core" if n % 2 else "commune"
             links.append(
-                {"id": f"{cid}-fibre-1", "commune": cid, "target": "demo-core", "interface": {"name": link.name},
-                 "side": side, "capacity": "1Gbit"}
+                {
+                    "id": f"{cid}-fibre-1",
+                    "commune": cid,
+                    "target": "demo-core",
+                    "interface": {"name": link.name},
+                    "side": side,
+                    "capacity": "1Gbit",
+                }
             )
             to_agent.append(f"{link.agent_addr}:{(n + 1) * 40_000}")
             to_peer.append(f"{link.peer_addr}:{(8 - n) * 25_000}")
@@ -121,6 +129,25 @@ def loopback_agent(workdir: Path) -> Iterator[tuple[str, list[dict[str, object]]
         agent.stop()
 
 
+@contextlib.contextmanager
+def datacenter_agent(workdir: Path) -> Iterator[dict[str, Any]]:
+    """A datacenter host on loopback: this machine's HOST-RESOURCES/UCD tables plus scripted PDU
+    outlets, VMs, sensors and NAS volumes whose values move, with attribution rules for the communes."""
+    from socket import SOCK_DGRAM, socket
+
+    with socket(type=SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    tables = demo_tables(workdir)
+    agent = Snmpd(SnmpdSpec(port=port, communities=(DEMO_COMMUNITY,), pass_persist=registrations(tables)), workdir)
+    try:
+        profiles_dir = Path(__file__).resolve().parents[2] / "config" / "profiles"
+        doc = yaml.safe_load(DEMO_CONFIG_YAML.format(port=port, profiles_dir=profiles_dir, credentials="demo-v2"))
+        yield doc
+    finally:
+        agent.stop()
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from sitivmon.daemon import run_daemon
 
@@ -137,18 +164,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
     agents = namespace_agents(agents_dir) if reason is None else loopback_agent(agents_dir)
     if reason is not None:
         print(f"note: {reason}; the demo polls this machine's own interfaces instead", file=sys.stderr)
-    with agents as (agent, links):
+    with agents as (agent, links), datacenter_agent(agents_dir) as datacenter:
         config_path = state_dir / "demo.yaml"
+        doc = demo_config(state_dir, args.listen, agent, links)
+        targets = doc["targets"]
+        assert isinstance(targets, list)
+        targets.extend(datacenter.pop("targets"))
+        doc.update(datacenter)
         config_path.write_text(
             "# Written by `sitivmon demo`; the community comes from SITIVMON_DEMO_COMMUNITY.\n"
-            + yaml.safe_dump(demo_config(state_dir, args.listen, agent, links), allow_unicode=True, sort_keys=False)
+            + yaml.safe_dump(doc, allow_unicode=True, sort_keys=False)
         )
         config = load_config(config_path)
         print(
             f"\nsitivmon demo: {len(config.targets)} agent(s), {len(config.links)} links, config {config_path}\n"
             f"  metrics:   http://{args.listen}/metrics\n"
             f"  usage:     .venv/bin/sitivmon usage --config {config_path} --month $(date +%Y-%m)\n"
-            f"  one poll:  .venv/bin/sitivmon poll --config {config_path} --target demo-core\n"
+            f"  one poll:  .venv/bin/sitivmon poll --config {config_path} --target demo-core  (or dc-demo)\n"
             "  stop with Ctrl-C\n",
             flush=True,
         )

@@ -38,6 +38,7 @@ class LinkRuntime:
     last_change: float | None = None
     discontinuities: int = 0
     resolve_error: str | None = None
+    discovered: bool = False  # announced by ifAlias rather than written in the config
 
     @property
     def capacity_bytes_per_s(self) -> int | None:

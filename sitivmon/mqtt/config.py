@@ -6,8 +6,9 @@ import socket
 import ssl
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
 from sitivmon.config.secrets import Secret
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 
 class MqttTls(BaseModel):

@@ -214,15 +214,13 @@ def col_sum(col: Col, n: int) -> int:
     return col * n if isinstance(col, int) else sum(col)
 
 
-_LANE = 12  # bytes per lane: sums of up to 2**32 values below 2**64 cannot carry into the next lane
-
-
 def column_totals(cols: Sequence[Col], length: int) -> list[int]:
     """Element-wise sum of columns (ints are constants), exact.
 
     Summing a thousand links bucket by bucket in Python costs ~50 ns per value; instead each column
-    is laid out as one big integer with 96-bit lanes and the big integers are added, which CPython
-    does in C. Signed columns or big-endian hosts take the plain path.
+    is laid out as one big integer with fixed-width lanes and the big integers are added, which
+    CPython does in C. Lanes are 64-bit when every value fits in 32 bits (fewer than 2**32 columns
+    cannot carry), else 96-bit. Signed columns or big-endian hosts take the plain path.
     """
     const = sum(c for c in cols if isinstance(c, int))
     arrays = [c for c in cols if not isinstance(c, int)]
@@ -231,23 +229,27 @@ def column_totals(cols: Sequence[Col], length: int) -> list[int]:
     if _BIG or any(not isinstance(a, array) or a.typecode not in "BHIQ" for a in arrays) or len(arrays) < 4:
         summed = list(map(sum, zip(*arrays, strict=True))) if len(arrays) > 1 else list(arrays[0])
         return [x + const for x in summed] if const else summed
+    lane = 8 if all(a.itemsize <= 4 for a in arrays if isinstance(a, array)) else 12
     total = 0
     for a in arrays:
         assert isinstance(a, array)
         w = a.itemsize
         raw = a.tobytes()
-        buf = bytearray(_LANE * length)
+        buf = bytearray(lane * length)
         for k in range(w):
-            buf[k::_LANE] = raw[k::w]
+            buf[k::lane] = raw[k::w]
         total += int.from_bytes(buf, "little")
-    out = total.to_bytes(_LANE * length, "little")
-    lo = bytearray(8 * length)
-    for k in range(8):
-        lo[k::8] = out[k::_LANE]
-    values = array("Q", bytes(lo)).tolist()
-    hi = bytearray(4 * length)
-    for k in range(4):
-        hi[k::4] = out[8 + k :: _LANE]
-    if hi.count(0) != len(hi):
-        values = [v + (h << 64) for v, h in zip(values, array("I", bytes(hi)), strict=True)]
+    out = total.to_bytes(lane * length, "little")
+    if lane == 8:
+        values = array("Q", out).tolist()
+    else:
+        lo = bytearray(8 * length)
+        for k in range(8):
+            lo[k::8] = out[k::lane]
+        values = array("Q", bytes(lo)).tolist()
+        hi = bytearray(4 * length)
+        for k in range(4):
+            hi[k::4] = out[8 + k :: lane]
+        if hi.count(0) != len(hi):
+            values = [v + (h << 64) for v, h in zip(values, array("I", bytes(hi)), strict=True)]
     return [x + const for x in values] if const else values

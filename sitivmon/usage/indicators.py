@@ -444,7 +444,6 @@ def compute_indicators(
         byte_hours = Fraction(0)
         for sm in st.series:
             total, kb = _gauge_means(sm)
-            total /= 1000
             byte_hours += total / BUCKETS_PER_HOUR
             if kb:
                 avg += total / kb
@@ -465,11 +464,11 @@ def compute_indicators(
         ind("energy", None, _dec(Fraction(joules, J_PER_KWH)), "kWh", en, {"joules": joules})
 
         vc = g[Quantity.VCPUS]
-        vh = sum((_gauge_means(s)[0] for s in vc.series), Fraction(0)) / (1000 * SCALE[Quantity.VCPUS])
+        vh = sum((_gauge_means(s)[0] for s in vc.series), Fraction(0)) / SCALE[Quantity.VCPUS]
         ind("vcpu_hours", None, _dec(vh / BUCKETS_PER_HOUR), "vcpu_hours", vc)
 
         mem = g[Quantity.MEMORY_BYTES]
-        mh = sum((_gauge_means(s)[0] for s in mem.series), Fraction(0)) / 1000
+        mh = sum((_gauge_means(s)[0] for s in mem.series), Fraction(0))
         ind("memory_gib_hours", None, _dec(mh / BUCKETS_PER_HOUR / GIB), "GiB_hours", mem)
     return out
 

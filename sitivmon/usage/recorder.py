@@ -131,9 +131,15 @@ class Accumulator:
 class UsageRecorder:
     """`UsageSink` backed by a `UsageStore`; use as `async with UsageRecorder(store, registry):`.
 
-    `store` is owned by the recorder once started (its connection is used from one worker thread).
-    Call `submit` from the event loop thread (the poller's). Create the recorder, then call
-    `store.load_baselines()` (or `recorder.load_baselines()`) before the first poll.
+    Typical wiring (daemon start-up)::
+
+        store = UsageStore.in_dir(config.state_dir, settings.db_filename, busy_timeout_s=settings.busy_timeout_s)
+        recorder = await stack.enter_async_context(UsageRecorder(store, registry, settings))
+        monitor.seed_baselines(recorder.load_baselines())   # before the first poll
+        monitor.usage = recorder
+
+    `store` is owned by the recorder (its connection is used by one worker thread at a time). Call
+    `submit` from the event loop thread (the poller's). Leaving the context flushes what is pending.
     """
 
     def __init__(

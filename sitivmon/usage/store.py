@@ -118,9 +118,10 @@ class UsageStore:
         self._connect()
 
     @classmethod
-    def in_dir(cls, state_dir: Path, filename: str = DB_FILENAME, **kw: float | bool) -> UsageStore:
-        state_dir.mkdir(parents=True, exist_ok=True)
-        return cls(state_dir / filename, **kw)  # type: ignore[arg-type]
+    def in_dir(cls, state_dir: Path, filename: str = DB_FILENAME, *, busy_timeout_s: float = 5.0) -> UsageStore:
+        """The daemon's store: `<state_dir>/<filename>`, created (and migrated) if needed."""
+        Path(state_dir).mkdir(parents=True, exist_ok=True)
+        return cls(Path(state_dir) / filename, busy_timeout_s=busy_timeout_s)
 
     # -- connection -------------------------------------------------------------------------------------
 

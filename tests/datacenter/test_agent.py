@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sitivmon.agents.scripted import Outlet, Sensor, Vm, pdu_values, sensor_values, vm_values
 from sitivmon.config.model import SitivmonConfig
-from sitivmon.datacenter.handler import DatacenterHandler
+from sitivmon.datacenter.handler import COMMUNE_FAMILIES, FAMILIES, DatacenterHandler
 from sitivmon.engine.poll import TargetPoll, poll_target
 from sitivmon.profiles.registry import profile_table
 from sitivmon.readings import Quantity
@@ -198,3 +198,58 @@ async def test_restart_resumes_energy_from_baselines(agent: Agent) -> None:
 
 def test_decimal_scale_is_exact() -> None:
     assert Decimal("0.1") * 3 * 3_600_000 == 1_080_000
+
+
+async def test_metrics_through_the_monitor_pass_promtool(agent: Agent, tmp_path: Path) -> None:
+    """Wired as the daemon wires it: Monitor(handlers=[DatacenterHandler]) and the exposition render."""
+    import asyncio
+    import subprocess
+
+    from sitivmon.exposition import LabelCache, render
+    from sitivmon.monitor import Monitor
+    from tests.support.procs import require_binary
+
+    promtool = require_binary("promtool")
+    config = dc_config(agent.port)
+    set_tables(agent, [Outlet("VEN-baie-1", 420, 1204), Outlet("spare", 30, None)], [Vm("VEN-a", 2, 1024)],
+               [Sensor("PSU1 Givors", 6, 100)])
+    handler = DatacenterHandler(config, base_dir=REPO / "config")
+    monitor = Monitor(config, handlers=[handler])
+    monitor.on_poll(config.targets[0], await poll(agent, config))
+    monitor.on_poll(config.targets[0], await poll(agent, config))
+    text = render(monitor, LabelCache())
+    assert 'sitivmon_vm_vcpus{target="dc-1",vm="VEN-a",commune="venissieux"} 2' in text
+    checked = await asyncio.to_thread(
+        subprocess.run, [promtool, "check", "metrics"], input=text, capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert {f for f in FAMILIES if f"\n{f}{{" in text} >= {"sitivmon_power_watts", "sitivmon_energy_joules_total",
+                                                          "sitivmon_vm_vcpus", "sitivmon_host_storage_used_bytes"}
+    assert all(f"# TYPE {f} " in text for f in COMMUNE_FAMILIES)
+
+
+async def test_demo_target_shows_per_commune_figures(agent: Agent) -> None:
+    """The demo's config snippet and scripted tables, as the README demo runs them."""
+    from sitivmon.agents.scripted import DEMO_CONFIG_YAML, demo_values
+
+    for name, values in demo_values().items():
+        agent.write(name, values)
+    config = make_config(
+        DEMO_CONFIG_YAML.format(port=agent.port, profiles_dir=REPO / "config" / "profiles", credentials="lab")
+    )
+    handler = DatacenterHandler(config)
+    table = profile_table(config)
+    client = agent.client()
+    result = await poll_target(
+        client, "dc-demo", [table[p] for p in config.targets[0].profiles], version="2c", deadline_s=10,
+        max_varbinds=100_000,
+    )
+    await client.close()
+    handler.on_poll(config.targets[0], result)
+    samples = _samples(handler)
+    assert _get(samples, "sitivmon_commune_storage_used_bytes", commune="venissieux") == 1_234_567_890 * 1024
+    assert _get(samples, "sitivmon_commune_storage_used_bytes", commune="saint-chamond") == 157_286_400 * 1024
+    assert _get(samples, "sitivmon_commune_vcpus", commune="venissieux") == 12
+    assert 360 <= _get(samples, "sitivmon_commune_power_watts", commune="venissieux") <= 480  # 420 W ± 60
+    assert _get(samples, "sitivmon_commune_power_watts", commune="pierre-benite") > 0  # a PSU sensor
+    assert _get(samples, "sitivmon_unattributed_series", target="dc-demo", resource="storage") >= 1  # old-backup

@@ -3,6 +3,7 @@ level and protocol net-snmp accepts, and the failures an operator meets (wrong c
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import pytest
 from sitivmon.agents.snmpd import V3User
 from sitivmon.config.model import Credential
 from sitivmon.engine.poll import poll_target
+from sitivmon.links.interfaces import interface_rows
 from sitivmon.profiles import BUILTIN_PROFILES
 from sitivmon.snmp.client import PollError, PollErrorReason
 from sitivmon.snmp.gufo import GufoClient
@@ -24,11 +26,13 @@ IF_DESCR = "1.3.6.1.2.1.2.2.1.2"
 IF_NAME = "1.3.6.1.2.1.31.1.1.1.1"
 
 CREDENTIALS = agents.all_credentials()
+CREDENTIALS["v1"] = {"version": "1", "community": agents.COMMUNITY}  # GETNEXT walks, no Counter64
 
 
 def client(agent: agents.Agent, cred: dict[str, Any], *, timeout: float = 1.0, retries: int = 0) -> GufoClient:
-    return GufoClient(agent.host, agent.port, Credential.model_validate(cred), timeout=timeout, retries=retries,
-                      max_repetitions=20)
+    return GufoClient(
+        agent.host, agent.port, Credential.model_validate(cred), timeout=timeout, retries=retries, max_repetitions=20
+    )
 
 
 @pytest.mark.parametrize("name", list(CREDENTIALS))
@@ -45,8 +49,9 @@ async def test_get_and_walk_with_each_credential(snmp_agent: agents.Agent, name:
 
 async def test_interfaces_profile_over_v3_authpriv(snmp_agent: agents.Agent) -> None:
     c = client(snmp_agent, CREDENTIALS["v3-sha512aes256"])
-    poll = await poll_target(c, "loopback", [BUILTIN_PROFILES["interfaces"]], version="3", deadline_s=5,
-                             max_varbinds=100_000)
+    poll = await poll_target(
+        c, "loopback", [BUILTIN_PROFILES["interfaces"]], version="3", deadline_s=5, max_varbinds=100_000
+    )
     assert poll.ok, poll.error
     lo = next(i for i, v in poll.tables["ifName"].items() if v == b"lo")
     assert isinstance(poll.tables["ifHCInOctets"][lo], int)  # Counter64 decoded
@@ -55,23 +60,44 @@ async def test_interfaces_profile_over_v3_authpriv(snmp_agent: agents.Agent) -> 
     assert poll.walk_stops == [] and poll.varbinds > 20
 
 
+async def test_interfaces_profile_over_v1_reads_32_bit_counters(snmp_agent: agents.Agent) -> None:
+    c = client(snmp_agent, CREDENTIALS["v1"])
+    poll = await poll_target(
+        c, "loopback", [BUILTIN_PROFILES["interfaces"]], version="1", deadline_s=5, max_varbinds=100_000
+    )
+    assert poll.ok, poll.error
+    assert "ifHCInOctets" not in poll.tables  # no Counter64 in SNMPv1
+    rows = interface_rows(poll.tables)
+    lo = next(r for r in rows.values() if r.name == "lo")
+    assert lo.counters["in_octets"].bits == 32
+
+
 async def test_v2c_walk_matches_snmpwalk(snmp_agent: agents.Agent) -> None:
     """Same rows as net-snmp's own snmpbulkwalk (the reference implementation)."""
     exe = agents.netns.run("sh", "-c", "command -v snmpbulkwalk", check=False).stdout.strip()
     if not exe:
         pytest.skip("snmpbulkwalk is not installed")
-    r = subprocess.run([exe, "-v2c", "-c", snmp_agent.community, "-On", "-Oq", "-Ov", snmp_agent.address, IF_DESCR],
-                       capture_output=True, text=True, timeout=20, env={"MIBS": "", "PATH": "/usr/bin:/bin"})
-    expected = [line.strip().strip('"') for line in r.stdout.splitlines() if line.strip()]
+    proc = await asyncio.create_subprocess_exec(
+        exe, "-v2c", "-c", snmp_agent.community, "-On", "-Oq", "-Ov", snmp_agent.address, IF_DESCR,
+        stdout=asyncio.subprocess.PIPE, env={"MIBS": "", "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    stdout, _ = await asyncio.wait_for(proc.communicate(), 20)
+    expected = [line.strip().strip('"') for line in stdout.decode().splitlines() if line.strip()]
     walk = await client(snmp_agent, CREDENTIALS["v2c"]).walk(IF_DESCR, max_varbinds=10_000)
-    got = [v.decode() if isinstance(v, bytes) else str(v) for _, v in sorted(walk.rows.items(), key=lambda kv: int(kv[0]))]
+    rows = sorted(walk.rows.items(), key=lambda kv: int(kv[0]))
+    got = [v.decode() if isinstance(v, bytes) else str(v) for _, v in rows]
     assert got == expected
 
 
 def _wrong(user: str, **changes: str) -> dict[str, Any]:
     base = next(u for u in agents.V3_USERS if u.name == user)
-    fields = {"name": base.name, "auth_protocol": base.auth_protocol, "auth_password": base.auth_password,
-              "priv_protocol": base.priv_protocol, "priv_password": base.priv_password}
+    fields = {
+        "name": base.name,
+        "auth_protocol": base.auth_protocol,
+        "auth_password": base.auth_password,
+        "priv_protocol": base.priv_protocol,
+        "priv_password": base.priv_password,
+    }
     fields.update(changes)
     return agents.credential_for(V3User(**fields))  # type: ignore[arg-type]
 
@@ -98,24 +124,27 @@ async def test_failures_have_a_reason(snmp_agent: agents.Agent, cred: dict[str, 
 
 async def test_poll_reports_failure_without_raising(snmp_agent: agents.Agent) -> None:
     c = client(snmp_agent, {"version": "2c", "community": "nope-nope"}, timeout=0.2, retries=1)
-    poll = await poll_target(c, "loopback", [BUILTIN_PROFILES["interfaces"]], version="2c", deadline_s=3,
-                             max_varbinds=1000)
+    poll = await poll_target(
+        c, "loopback", [BUILTIN_PROFILES["interfaces"]], version="2c", deadline_s=3, max_varbinds=1000
+    )
     assert poll.error is not None and poll.error.reason is PollErrorReason.TIMEOUT
     assert 0.35 < poll.duration < 1.5  # one retry: two timeouts
 
 
 async def test_deadline_bounds_a_slow_poll(snmp_agent: agents.Agent) -> None:
     c = client(snmp_agent, {"version": "2c", "community": "nope-nope"}, timeout=1.0, retries=5)
-    poll = await poll_target(c, "loopback", [BUILTIN_PROFILES["interfaces"]], version="2c", deadline_s=0.4,
-                             max_varbinds=1000)
+    poll = await poll_target(
+        c, "loopback", [BUILTIN_PROFILES["interfaces"]], version="2c", deadline_s=0.4, max_varbinds=1000
+    )
     assert poll.error is not None and poll.error.reason is PollErrorReason.DEADLINE
     assert poll.duration < 0.8
 
 
 async def test_varbind_cap_fails_the_poll(snmp_agent: agents.Agent) -> None:
     c = client(snmp_agent, CREDENTIALS["v2c"])
-    poll = await poll_target(c, "loopback", [BUILTIN_PROFILES["interfaces"]], version="2c", deadline_s=5,
-                             max_varbinds=5)
+    poll = await poll_target(
+        c, "loopback", [BUILTIN_PROFILES["interfaces"]], version="2c", deadline_s=5, max_varbinds=5
+    )
     assert poll.error is not None and poll.error.reason is PollErrorReason.VARBIND_CAP
     assert poll.varbinds <= 1 + 5 + 1  # sysUpTime, the cap, and the row that went over it
 
@@ -131,11 +160,13 @@ async def test_unreachable_port(snmp_agent: agents.Agent) -> None:
 
 # --- sitivmon poll ----------------------------------------------------------------------------------------
 
+BAD_COMMUNITY = "bad-" + agents.COMMUNITY[::-1]
+
 
 def poll_config(tmp_path: Path, agent: agents.Agent, names: list[str], *, timeout: str = "1s") -> Path:
     doc = agents.base_config(tmp_path / "state", interval="5s", timeout=timeout)
     doc["credentials"] = {k: v for k, v in CREDENTIALS.items() if k in names}
-    doc["credentials"]["bad-community"] = {"version": "2c", "community": "bad-" + agents.COMMUNITY[::-1]}
+    doc["credentials"]["bad-community"] = {"version": "2c", "community": BAD_COMMUNITY}
     for name in [*names, "bad-community"]:
         agents.add_target(doc, f"t-{name}", agent.address, name)
         agents.add_link(doc, f"lo-{name}", "givors", f"t-{name}", name="lo")
@@ -144,8 +175,9 @@ def poll_config(tmp_path: Path, agent: agents.Agent, names: list[str], *, timeou
 
 def sitivmon(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     env = agents._clean_env(None)
-    return subprocess.run([sys.executable, "-m", "sitivmon.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "sitivmon.cli", *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 def test_poll_command_v2c_and_v3(tmp_path: Path, snmp_agent: agents.Agent) -> None:
@@ -171,7 +203,7 @@ def test_poll_command_failure_and_usage_errors(tmp_path: Path, snmp_agent: agent
     r = sitivmon("poll", "--config", str(config), "--target", "t-bad-community", "--samples", "1")
     assert r.returncode == 1
     assert json.loads(r.stdout)["error"] == "timeout: no response from agent"
-    assert "bad-" not in r.stdout + r.stderr
+    assert BAD_COMMUNITY not in r.stdout + r.stderr
     r = sitivmon("poll", "--config", str(config), "--target", "nope", "--samples", "1")
     assert r.returncode == 2 and r.stdout == ""
     assert "unknown target 'nope'" in r.stderr

@@ -136,7 +136,11 @@ def start_snmpd(
     for _ in range(3):
         chosen = port or free_udp_port(address if netns_name is None else "127.0.0.1")
         spec = SnmpdSpec(
-            port=chosen, address=address, communities=(community,), users=tuple(users), extra=tuple(extra),
+            port=chosen,
+            address=address,
+            communities=(community,),
+            users=tuple(users),
+            extra=tuple(extra),
             netns=netns_name,
         )
         try:
@@ -206,18 +210,43 @@ class ScriptedDevice:
                 self.values[f"{oid}.{index}"] = (kind, value)
         return self
 
-    def interface(self, index: int, name: str, *, hc: bool = True, in_octets: int = 0, out_octets: int = 0,
-                  oper: int = 1, speed_mbit: int = 1000, alias: str = "") -> ScriptedDevice:
+    def interface(
+        self,
+        index: int,
+        name: str,
+        *,
+        hc: bool = True,
+        in_octets: int = 0,
+        out_octets: int = 0,
+        oper: int = 1,
+        speed_mbit: int = 1000,
+        alias: str = "",
+    ) -> ScriptedDevice:
         """A whole interface row; `hc=False` serves only the 32-bit counters."""
-        self.set(index, ifDescr=name, ifName=name, ifAlias=alias, ifAdminStatus=1, ifOperStatus=oper,
-                 ifSpeed=min(speed_mbit * 1_000_000, 2**32 - 1), ifHighSpeed=speed_mbit,
-                 ifInUcastPkts=0, ifOutUcastPkts=0, ifCounterDiscontinuityTime=0)
+        self.set(
+            index,
+            ifDescr=name,
+            ifName=name,
+            ifAlias=alias,
+            ifAdminStatus=1,
+            ifOperStatus=oper,
+            ifSpeed=min(speed_mbit * 1_000_000, 2**32 - 1),
+            ifHighSpeed=speed_mbit,
+            ifInUcastPkts=0,
+            ifOutUcastPkts=0,
+            ifCounterDiscontinuityTime=0,
+        )
         return self.counters(index, in_octets=in_octets, out_octets=out_octets, hc=hc)
 
     def counters(self, index: int, *, in_octets: int, out_octets: int, hc: bool = True) -> ScriptedDevice:
         if hc:
-            self.set(index, ifHCInOctets=in_octets, ifHCOutOctets=out_octets,
-                     ifInOctets=in_octets % 2**32, ifOutOctets=out_octets % 2**32)
+            self.set(
+                index,
+                ifHCInOctets=in_octets,
+                ifHCOutOctets=out_octets,
+                ifInOctets=in_octets % 2**32,
+                ifOutOctets=out_octets % 2**32,
+            )
         else:
             self.set(index, ifHCInOctets=None, ifHCOutOctets=None, ifInOctets=in_octets, ifOutOctets=out_octets)
         return self
@@ -280,8 +309,19 @@ class NetnsAgent:
         """Make snmpd re-read interface data on every request instead of every 3 s (nsCacheTimeout of
         ifTable, which ifXTable shares): a test then sees a change within one poll interval."""
         netns.run(
-            "snmpset", "-v2c", "-c", self._rw, "-t", "2", "-r", "2", f"{self.lab.agent_addr}:161",
-            f".{NS_CACHE_TIMEOUT}.1.3.6.1.2.1.2.2", "i", "0", netns=self.lab.agent_ns,
+            "snmpset",
+            "-v2c",
+            "-c",
+            self._rw,
+            "-t",
+            "2",
+            "-r",
+            "2",
+            f"{self.lab.agent_addr}:161",
+            f".{NS_CACHE_TIMEOUT}.1.3.6.1.2.1.2.2",
+            "i",
+            "0",
+            netns=self.lab.agent_ns,
         )
 
     @property
@@ -313,13 +353,19 @@ def netns_lab() -> Iterator[netns.Lab]:
 
 
 @contextlib.contextmanager
-def netns_agent(lab: netns.Lab, links: Sequence[str] = ("eth1",), *, fresh: bool = True,
-                users: Sequence[V3User] = V3_USERS) -> Iterator[NetnsAgent]:
+def netns_agent(
+    lab: netns.Lab, links: Sequence[str] = ("eth1",), *, fresh: bool = True, users: Sequence[V3User] = V3_USERS
+) -> Iterator[NetnsAgent]:
     """Quiet data links (IPv6 off) in the agent namespace and snmpd serving them."""
     made = {name: lab.add_link(name) for name in links}
     rw = "cachectl-" + lab.tag
-    agent = start_snmpd(address=lab.agent_addr, port=161, netns_name=lab.agent_ns, users=users,
-                        extra=[f"rwcommunity {rw} {lab.agent_addr}"])
+    agent = start_snmpd(
+        address=lab.agent_addr,
+        port=161,
+        netns_name=lab.agent_ns,
+        users=users,
+        extra=[f"rwcommunity {rw} {lab.agent_addr}"],
+    )
     try:
         handle = NetnsAgent(lab, agent, made)
         if fresh:
@@ -332,12 +378,16 @@ def netns_agent(lab: netns.Lab, links: Sequence[str] = ("eth1",), *, fresh: bool
 # --- configuration -----------------------------------------------------------------------------------
 
 
-def base_config(state_dir: Path, *, interval: str = "1s", timeout: str = "0.5s", retries: int = 0,
-                **extra: Any) -> dict[str, Any]:
+def base_config(
+    state_dir: Path, *, interval: str = "1s", timeout: str = "0.5s", retries: int = 0, **extra: Any
+) -> dict[str, Any]:
     """A config document with the eight communes and fast polling (no jitter: polls start at once)."""
     doc: dict[str, Any] = {
         "state_dir": str(state_dir),
         "poll": {"interval": interval, "timeout": timeout, "retries": retries, "jitter": 0},
+        # The trap receiver is on by default at 127.0.0.1:9162: several daemons (tests running side by
+        # side) would fight for it. Port 0 keeps it real, on a free port.
+        "traps": {"port": 0},
         "communes": [{"id": i, "name": n, "insee": s} for i, n, s in COMMUNES],
         "credentials": {},
         "targets": [],
@@ -347,19 +397,35 @@ def base_config(state_dir: Path, *, interval: str = "1s", timeout: str = "0.5s",
     return doc
 
 
-def add_target(doc: dict[str, Any], name: str, address: str, credentials: str,
-               credential: Mapping[str, Any] | None = None, **kw: Any) -> dict[str, Any]:
+def add_target(
+    doc: dict[str, Any],
+    name: str,
+    address: str,
+    credentials: str,
+    credential: Mapping[str, Any] | None = None,
+    **kw: Any,
+) -> dict[str, Any]:
     if credential is not None:
         doc["credentials"][credentials] = dict(credential)
     doc["targets"].append({"name": name, "address": address, "credentials": credentials, **kw})
     return doc
 
 
-def add_link(doc: dict[str, Any], link_id: str, commune: str, target: str, *, name: str | None = None,
-             index: int | None = None, side: str = "commune", **kw: Any) -> dict[str, Any]:
+def add_link(
+    doc: dict[str, Any],
+    link_id: str,
+    commune: str,
+    target: str,
+    *,
+    name: str | None = None,
+    index: int | None = None,
+    side: str = "commune",
+    **kw: Any,
+) -> dict[str, Any]:
     selector = {"name": name} if name is not None else {"index": index}
-    doc["links"].append({"id": link_id, "commune": commune, "target": target, "interface": selector,
-                         "side": side, **kw})
+    doc["links"].append(
+        {"id": link_id, "commune": commune, "target": target, "interface": selector, "side": side, **kw}
+    )
     return doc
 
 
@@ -411,8 +477,15 @@ def _clean_env(env: Mapping[str, str] | None) -> dict[str, str]:
 class DaemonProcess:
     """`python -m sitivmon.cli run --config ... --listen 127.0.0.1:<free port>`, stopped by `stop()`."""
 
-    def __init__(self, config: Path, workdir: Path, *, env: Mapping[str, str] | None = None,
-                 args: Sequence[str] = (), start_timeout: float = 20.0) -> None:
+    def __init__(
+        self,
+        config: Path,
+        workdir: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        args: Sequence[str] = (),
+        start_timeout: float = 20.0,
+    ) -> None:
         self.config = config
         self.workdir = workdir
         self.env = _clean_env(env)
@@ -425,8 +498,17 @@ class DaemonProcess:
         for attempt in range(3):
             self.port = free_port()
             log = self.workdir / f"daemon-{self.port}.log"
-            argv = [sys.executable, "-m", "sitivmon.cli", "run", "--config", str(self.config),
-                    "--listen", f"127.0.0.1:{self.port}", *self.args]
+            argv = [
+                sys.executable,
+                "-m",
+                "sitivmon.cli",
+                "run",
+                "--config",
+                str(self.config),
+                "--listen",
+                f"127.0.0.1:{self.port}",
+                *self.args,
+            ]
             self.proc = ManagedProcess(argv, log, self.env)
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
@@ -482,8 +564,9 @@ class DaemonProcess:
         assert status == 200, f"/metrics answered {status}: {text[:500]}"
         return Metrics(text)
 
-    def wait_for(self, check: Callable[[Metrics], bool], what: str, timeout: float = 10.0,
-                 every: float = 0.05) -> Metrics:
+    def wait_for(
+        self, check: Callable[[Metrics], bool], what: str, timeout: float = 10.0, every: float = 0.05
+    ) -> Metrics:
         """Scrape until `check` holds; fail with `what`, the last page's relevant lines and the log."""
         deadline = time.monotonic() + timeout
         m = self.metrics()
@@ -509,8 +592,11 @@ class DaemonProcess:
         m = self.metrics()
         for i in range(count):
             before = self.last_success(target, m)
-            m = self.wait_for(lambda m, b=before: self.last_success(target, m) > b,
-                              f"successful poll {i + 1}/{count} of {target}", timeout)
+            m = self.wait_for(
+                lambda m, b=before: self.last_success(target, m) > b,
+                f"successful poll {i + 1}/{count} of {target}",
+                timeout,
+            )
         return m
 
     def signal(self, sig: int) -> None:

@@ -43,7 +43,7 @@ def webhook_receiver() -> Iterator[Webhook]:
     hook = Webhook(url=f"http://127.0.0.1:{port}/hook")
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's API)
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             with hook.lock:
                 hook.posts.append(json.loads(body))

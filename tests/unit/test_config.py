@@ -221,9 +221,14 @@ def test_inline_secret_is_secretstr(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        ("${SITIVMON_TEST_UNSET_VAR}", "credentials.c.community: environment variable SITIVMON_TEST_UNSET_VAR is not set"),
-        ("file:/nonexistent/sitivmon/secret", "credentials.c.community: cannot read secret file "
-                                              "/nonexistent/sitivmon/secret: No such file or directory"),
+        (
+            "${SITIVMON_TEST_UNSET_VAR}",
+            "credentials.c.community: environment variable SITIVMON_TEST_UNSET_VAR is not set",
+        ),
+        (
+            "file:/nonexistent/sitivmon/secret",
+            "credentials.c.community: cannot read secret file /nonexistent/sitivmon/secret: No such file or directory",
+        ),
     ],
 )
 def test_unresolvable_secret_is_located(value: str, message: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -290,8 +295,11 @@ LOCATED = [
     ("unknown root key", _mutate("pol", {"interval": "1m"}), "pol: unknown key"),
     ("unknown nested key", _mutate("targets[1].comunity", "x"), "targets[1].comunity: unknown key"),
     ("unknown poll key", _mutate("poll.intervall", "1m"), "poll.intervall: unknown key"),
-    ("bad duration", _mutate("poll.interval", "5 minutes"),
-     "poll.interval: invalid duration '5 minutes': use e.g. 30s, 5m, 1h, 250ms"),
+    (
+        "bad duration",
+        _mutate("poll.interval", "5 minutes"),
+        "poll.interval: invalid duration '5 minutes': use e.g. 30s, 5m, 1h, 250ms",
+    ),
     ("zero duration", _mutate("targets[0].poll.interval", "0s"), "targets[0].poll.interval: duration must be positive"),
     ("nan duration", _mutate("poll.timeout", float("nan")), "poll.timeout: duration must be a finite number"),
     ("bad capacity", _mutate("links[0].capacity", "10Gb"), "links[0].capacity: invalid capacity '10Gb'"),
@@ -300,41 +308,91 @@ LOCATED = [
     ("duplicate target", _mutate("targets[2].name", "sw-venissieux"), "targets[2].name: duplicate 'sw-venissieux'"),
     ("duplicate commune", _mutate("communes[7].id", "corbas"), "communes[7].id: duplicate 'corbas'"),
     ("duplicate insee", _mutate("communes[1].insee", "69091"), "communes[1].insee: duplicate INSEE code '69091'"),
-    ("unknown credentials", _mutate("targets[1].credentials", "nope"), "targets[1].credentials: unknown credentials 'nope'"),
+    (
+        "unknown credentials",
+        _mutate("targets[1].credentials", "nope"),
+        "targets[1].credentials: unknown credentials 'nope'",
+    ),
     ("unknown target", _mutate("links[2].target", "core-lyon"), "links[2].target: unknown target 'core-lyon'"),
-    ("unknown profile", _mutate("targets[0].profiles", ["interfaces", "ups"]), "targets[0].profiles[1]: unknown profile 'ups'"),
-    ("unknown target commune", _mutate("targets[2].commune", "lyon"), "targets[2].commune: unknown commune 'lyon' (or 'shared')"),
+    (
+        "unknown profile",
+        _mutate("targets[0].profiles", ["interfaces", "ups"]),
+        "targets[0].profiles[1]: unknown profile 'ups'",
+    ),
+    (
+        "unknown target commune",
+        _mutate("targets[2].commune", "lyon"),
+        "targets[2].commune: unknown commune 'lyon' (or 'shared')",
+    ),
     ("reserved commune", _mutate("communes[0].id", "shared"), "communes[0].id: 'shared' is reserved"),
     ("bad id", _mutate("links[0].id", "Givors Fibre"), "links[0].id: 'Givors Fibre' is not a valid id"),
     ("bad insee", _mutate("communes[2].insee", "6915"), "communes[2].insee: String should match pattern"),
-    ("two selectors", _mutate("links[0].interface", {"name": "a", "index": 3}),
-     "links[0].interface: give exactly one of name, alias, descr, index"),
+    (
+        "two selectors",
+        _mutate("links[0].interface", {"name": "a", "index": 3}),
+        "links[0].interface: give exactly one of name, alias, descr, index",
+    ),
     ("no selector", _mutate("links[0].interface", {}), "links[0].interface: give exactly one of"),
     ("missing key", _mutate("links[1].target", _DELETE), "links[1].target: required key is missing"),
     ("bad side", _mutate("links[4].side", "middle"), "links[4].side: Input should be 'commune' or 'core'"),
     ("bad port", _mutate("targets[1].address", "192.0.2.20:70000"), "targets[1].address: port 70000 out of range"),
     ("bad timezone", _mutate("timezone", "Europe/Lyon"), "timezone: unknown timezone 'Europe/Lyon'"),
     ("timeout over interval", _mutate("poll.timeout", "2m"), "poll: timeout (120s) must not exceed interval (60s)"),
-    ("bad version", _mutate("credentials.syndicate-v2c.version", "4"), "credentials.syndicate-v2c.version: Input should be"),
-    ("v3 auth without password", _mutate("credentials.core-v3.auth_password", _DELETE),
-     "credentials.core-v3: 'auth_protocol' and 'auth_password' go together"),
-    ("v3 priv without password", _mutate("credentials.core-v3.priv_password", _DELETE),
-     "credentials.core-v3: 'priv_protocol' and 'priv_password' go together"),
-    ("v3 priv without auth", lambda d: [d["credentials"]["core-v3"].pop(k) for k in ("auth_protocol", "auth_password")],
-     "credentials.core-v3: privacy (authPriv) needs authentication too"),
-    ("v3 without username", _mutate("credentials.core-v3.username", _DELETE), "credentials.core-v3: SNMP v3 needs 'username'"),
-    ("v3 with community", _mutate("credentials.core-v3.community", "x"),
-     "credentials.core-v3: SNMP v3 takes a USM user, not 'community'"),
-    ("v3 short password", _mutate("credentials.core-v3.auth_password", "short"),
-     "credentials.core-v3: 'auth_password' must have at least 8 characters (RFC 3414)"),
-    ("v3 unknown auth protocol", _mutate("credentials.core-v3.auth_protocol", "SHA-1024"),
-     "credentials.core-v3.auth_protocol: Input should be"),
-    ("v3 unknown priv protocol", _mutate("credentials.core-v3.priv_protocol", "3DES"),
-     "credentials.core-v3.priv_protocol: Input should be"),
-    ("v2c without community", _mutate("credentials.syndicate-v2c.community", _DELETE),
-     "credentials.syndicate-v2c: SNMP v2c needs 'community'"),
-    ("v2c with user", _mutate("credentials.syndicate-v2c.username", "bob"),
-     "credentials.syndicate-v2c: SNMP v2c takes only 'community', not v3 user settings"),
+    (
+        "bad version",
+        _mutate("credentials.syndicate-v2c.version", "4"),
+        "credentials.syndicate-v2c.version: Input should be",
+    ),
+    (
+        "v3 auth without password",
+        _mutate("credentials.core-v3.auth_password", _DELETE),
+        "credentials.core-v3: 'auth_protocol' and 'auth_password' go together",
+    ),
+    (
+        "v3 priv without password",
+        _mutate("credentials.core-v3.priv_password", _DELETE),
+        "credentials.core-v3: 'priv_protocol' and 'priv_password' go together",
+    ),
+    (
+        "v3 priv without auth",
+        lambda d: [d["credentials"]["core-v3"].pop(k) for k in ("auth_protocol", "auth_password")],
+        "credentials.core-v3: privacy (authPriv) needs authentication too",
+    ),
+    (
+        "v3 without username",
+        _mutate("credentials.core-v3.username", _DELETE),
+        "credentials.core-v3: SNMP v3 needs 'username'",
+    ),
+    (
+        "v3 with community",
+        _mutate("credentials.core-v3.community", "x"),
+        "credentials.core-v3: SNMP v3 takes a USM user, not 'community'",
+    ),
+    (
+        "v3 short password",
+        _mutate("credentials.core-v3.auth_password", "short"),
+        "credentials.core-v3: 'auth_password' must have at least 8 characters (RFC 3414)",
+    ),
+    (
+        "v3 unknown auth protocol",
+        _mutate("credentials.core-v3.auth_protocol", "SHA-1024"),
+        "credentials.core-v3.auth_protocol: Input should be",
+    ),
+    (
+        "v3 unknown priv protocol",
+        _mutate("credentials.core-v3.priv_protocol", "3DES"),
+        "credentials.core-v3.priv_protocol: Input should be",
+    ),
+    (
+        "v2c without community",
+        _mutate("credentials.syndicate-v2c.community", _DELETE),
+        "credentials.syndicate-v2c: SNMP v2c needs 'community'",
+    ),
+    (
+        "v2c with user",
+        _mutate("credentials.syndicate-v2c.username", "bob"),
+        "credentials.syndicate-v2c: SNMP v2c takes only 'community', not v3 user settings",
+    ),
     ("fifth link's commune (appended)", _append("links", LINK4), "links[5].commune: unknown commune 'venisieux'"),
 ]
 
@@ -350,8 +408,11 @@ def test_errors_are_located(secrets_env: Path, mutate: Any, expected: str) -> No
     assert all("(line " in m for m in messages), messages  # every problem points into the file
 
 
-@pytest.mark.xfail(strict=True, reason="bug: crossref calls config.poll_settings(), whose PollSettings validation "
-                   "raises a bare pydantic ValidationError instead of a located issue (fix in config/crossref.py)")
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: crossref calls config.poll_settings(), whose PollSettings validation "
+    "raises a bare pydantic ValidationError instead of a located issue (fix in config/crossref.py)",
+)
 def test_target_poll_override_timeout_over_interval_is_located(secrets_env: Path) -> None:
     """A per-target override that makes timeout exceed interval must be an error, not a crash."""
     doc = example_doc()
@@ -421,8 +482,9 @@ def test_check_bad_exit_2_located_on_stderr(secrets_env: Path, capsys: pytest.Ca
     out, err = capsys.readouterr()
     assert out == ""
     line = next(i for i, t in enumerate(path.read_text().splitlines(), 1) if "venisieux" in t)
-    assert err == (f"{path}: invalid configuration (1 error(s))\n"
-                   f"  links[3].commune: unknown commune 'venisieux' (line {line})\n")
+    assert err == (
+        f"{path}: invalid configuration (1 error(s))\n  links[3].commune: unknown commune 'venisieux' (line {line})\n"
+    )
 
 
 def test_check_refusing_secrets_does_not_print_them(secrets_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -449,13 +511,23 @@ def test_check_as_a_command(secrets_env: Path) -> None:
     good = write(secrets_env, EXAMPLE)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SITIVMON_")}
     env |= {"SITIVMON_TEST_COMMUNITY": SECRET_COMMUNITY, "SECRETS_DIR": str(secrets_env / "secrets")}
-    r = subprocess.run([sys.executable, "-m", "sitivmon.cli", "check", "--config", str(good)],
-                       capture_output=True, text=True, env=env, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "sitivmon.cli", "check", "--config", str(good)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert (r.returncode, r.stderr) == (0, ""), r.stderr
     assert "OK (8 communes, 3 targets, 5 links)" in r.stdout
     env.pop("SITIVMON_TEST_COMMUNITY")
-    r = subprocess.run([sys.executable, "-m", "sitivmon.cli", "check", "--config", str(good)],
-                       capture_output=True, text=True, env=env, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "sitivmon.cli", "check", "--config", str(good)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert r.returncode == 2 and r.stdout == ""
     assert "credentials.syndicate-v2c.community: environment variable SITIVMON_TEST_COMMUNITY is not set" in r.stderr
     for secret in (SECRET_COMMUNITY, SECRET_AUTH, SECRET_PRIV):

@@ -34,8 +34,9 @@ def config() -> SitivmonConfig:
     })  # fmt: skip
 
 
-def poll(at: float, in1: int, out1: int, in2: int, out2: int, *, target: str = "core-givors",
-         uptime: int = 360_000) -> TargetPoll:
+def poll(
+    at: float, in1: int, out1: int, in2: int, out2: int, *, target: str = "core-givors", uptime: int = 360_000
+) -> TargetPoll:
     tables: dict[str, dict[str, Any]] = {
         "ifDescr": {"1": "xe-0/0/1", "2": "xe-0/0/2"},
         "ifName": {"1": "xe-0/0/1", "2": "xe-0/0/2"},
@@ -47,8 +48,9 @@ def poll(at: float, in1: int, out1: int, in2: int, out2: int, *, target: str = "
         "ifHCOutOctets": {"1": out1, "2": out2},
         "ifHCInUcastPkts": {"1": in1 // 1000, "2": in2 // 1000},
     }
-    return TargetPoll(target=target, at=at, duration=0.012, tables=tables, scalars={"sysUpTime": uptime},
-                      varbinds=19, requests=3)
+    return TargetPoll(
+        target=target, at=at, duration=0.012, tables=tables, scalars={"sysUpTime": uptime}, varbinds=19, requests=3
+    )
 
 
 @pytest.fixture
@@ -124,8 +126,11 @@ def test_target_series(monitor: Monitor) -> None:
     assert m.value("sitivmon_target_last_success_timestamp_seconds", target="core-givors") == pytest.approx(T0 + 60)
     assert m.value("sitivmon_target_varbinds_total", target="core-givors") == 38
     assert m.value("sitivmon_target_poll_duration_seconds", target="core-givors") == pytest.approx(0.012)
-    errors = {dict(k)["reason"]: v for k, v in m.series("sitivmon_poll_errors_total").items()
-              if ("target", "core-givors") in k}
+    errors = {
+        dict(k)["reason"]: v
+        for k, v in m.series("sitivmon_poll_errors_total").items()
+        if ("target", "core-givors") in k
+    }
     assert set(errors) == {r.value for r in PollErrorReason}  # every reason exposed from the start
     assert errors["resolve"] == 1  # the unresolvable link is counted once, not at every poll
     assert sum(errors.values()) == 1
@@ -140,8 +145,10 @@ def test_failed_poll_and_walk_stop(monitor: Monitor) -> None:
     assert m.value("sitivmon_poll_errors_total", target="core-givors", reason="timeout") == 1
     assert m.value("sitivmon_link_up", commune="givors", link="givors-fibre", target="core-givors") is None
     # the totals stay where they were
-    assert m.value("sitivmon_link_receive_bytes_total", commune="givors", link="givors-fibre",
-                   target="core-givors") == 600_000
+    assert (
+        m.value("sitivmon_link_receive_bytes_total", commune="givors", link="givors-fibre", target="core-givors")
+        == 600_000
+    )
     stopped = poll(T0 + 180, 1_700_000, 3_000_000, 52_000, 73_000, uptime=378_000)
     stopped.walk_stops.append(("ifHCInOctets", WalkStop.NONINCREASING))
     monitor.on_poll(core, stopped)

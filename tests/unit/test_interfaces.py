@@ -41,13 +41,23 @@ def one(**columns: Any) -> InterfaceRow:
         ({"ifHCInOctets": None, "ifInOctets": 7}, {"in_octets": RawCounter(7, 32)}),
         ({"ifHCInOctets": b"\x00", "ifInOctets": 7}, {"in_octets": RawCounter(7, 32)}),  # not an integer
         # per counter: HC in, 32-bit out
-        ({"ifHCInOctets": 100, "ifInOctets": 1, "ifOutOctets": 2},
-         {"in_octets": RawCounter(100, 64), "out_octets": RawCounter(2, 32)}),
-        ({"ifHCOutUcastPkts": 5, "ifOutUcastPkts": 3, "ifInUcastPkts": 4},
-         {"out_ucast": RawCounter(5, 64), "in_ucast": RawCounter(4, 32)}),
-        ({"ifInErrors": 1, "ifOutErrors": 2, "ifInDiscards": 3, "ifOutDiscards": 4},
-         {"in_errors": RawCounter(1, 32), "out_errors": RawCounter(2, 32), "in_discards": RawCounter(3, 32),
-          "out_discards": RawCounter(4, 32)}),
+        (
+            {"ifHCInOctets": 100, "ifInOctets": 1, "ifOutOctets": 2},
+            {"in_octets": RawCounter(100, 64), "out_octets": RawCounter(2, 32)},
+        ),
+        (
+            {"ifHCOutUcastPkts": 5, "ifOutUcastPkts": 3, "ifInUcastPkts": 4},
+            {"out_ucast": RawCounter(5, 64), "in_ucast": RawCounter(4, 32)},
+        ),
+        (
+            {"ifInErrors": 1, "ifOutErrors": 2, "ifInDiscards": 3, "ifOutDiscards": 4},
+            {
+                "in_errors": RawCounter(1, 32),
+                "out_errors": RawCounter(2, 32),
+                "in_discards": RawCounter(3, 32),
+                "out_discards": RawCounter(4, 32),
+            },
+        ),
     ],
 )
 def test_counter_sources(columns: dict[str, Any], expected: dict[str, RawCounter]) -> None:
@@ -64,18 +74,42 @@ def test_non_unicast_packets_hc_pair_or_32_bit_fallback() -> None:
 
 @pytest.mark.parametrize("side", [Side.COMMUNE, Side.CORE])
 def test_packets_sum_unicast_multicast_broadcast(side: Side) -> None:
-    raw = {"in_ucast": 100, "in_mcast": 10, "in_bcast": 1, "out_ucast": 200, "out_nucast": 20,
-           "in_octets": 5000, "out_octets": 7000, "in_errors": 1, "out_errors": 2, "in_discards": 3,
-           "out_discards": 4}
+    raw = {
+        "in_ucast": 100,
+        "in_mcast": 10,
+        "in_bcast": 1,
+        "out_ucast": 200,
+        "out_nucast": 20,
+        "in_octets": 5000,
+        "out_octets": 7000,
+        "in_errors": 1,
+        "out_errors": 2,
+        "in_discards": 3,
+        "out_discards": 4,
+    }
     series = oriented_series(raw, side)
     if side is Side.COMMUNE:
-        assert series == {"receive_bytes": 5000, "transmit_bytes": 7000, "receive_packets": 111,
-                          "transmit_packets": 220, "receive_errors": 1, "transmit_errors": 2,
-                          "receive_discards": 3, "transmit_discards": 4}
+        assert series == {
+            "receive_bytes": 5000,
+            "transmit_bytes": 7000,
+            "receive_packets": 111,
+            "transmit_packets": 220,
+            "receive_errors": 1,
+            "transmit_errors": 2,
+            "receive_discards": 3,
+            "transmit_discards": 4,
+        }
     else:  # the interface is on the core router: what it sends, the commune receives
-        assert series == {"receive_bytes": 7000, "transmit_bytes": 5000, "receive_packets": 220,
-                          "transmit_packets": 111, "receive_errors": 2, "transmit_errors": 1,
-                          "receive_discards": 4, "transmit_discards": 3}
+        assert series == {
+            "receive_bytes": 7000,
+            "transmit_bytes": 5000,
+            "receive_packets": 220,
+            "transmit_packets": 111,
+            "receive_errors": 2,
+            "transmit_errors": 1,
+            "receive_discards": 4,
+            "transmit_discards": 3,
+        }
     assert set(series) == set(SERIES)
 
 
@@ -112,16 +146,18 @@ def test_capacities_prefer_configured() -> None:
 
 
 def test_rows_text_status_and_indexes() -> None:
-    rows = interface_rows({
-        "ifDescr": {"1": b"GigabitEthernet0/1\x00", "2": "lo", "x.1": "bad index"},
-        "ifName": {"1": b"Gi0/1"},
-        "ifAlias": {"1": "Vénissieux — fibre".encode()},
-        "ifAdminStatus": {"1": 1, "2": 2},
-        "ifOperStatus": {"1": 1, "2": 7},
-        "ifLastChange": {"1": 1234},
-        "ifCounterDiscontinuityTime": {"1": 99},
-        "ifHCInOctets": {"3": 5},  # a row known only by a counter
-    })
+    rows = interface_rows(
+        {
+            "ifDescr": {"1": b"GigabitEthernet0/1\x00", "2": "lo", "x.1": "bad index"},
+            "ifName": {"1": b"Gi0/1"},
+            "ifAlias": {"1": "Vénissieux — fibre".encode()},
+            "ifAdminStatus": {"1": 1, "2": 2},
+            "ifOperStatus": {"1": 1, "2": 7},
+            "ifLastChange": {"1": 1234},
+            "ifCounterDiscontinuityTime": {"1": 99},
+            "ifHCInOctets": {"3": 5},  # a row known only by a counter
+        }
+    )
     assert sorted(rows) == [1, 2, 3]
     r1 = rows[1]
     assert (r1.descr, r1.name, r1.alias, r1.label) == ("GigabitEthernet0/1", "Gi0/1", "Vénissieux — fibre", "Gi0/1")

@@ -31,8 +31,28 @@ def test_durations(text: str | int | float, seconds: float) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "s", "5x", "5 minutes", "-1s", "0s", "0", 0, -3, "1.5.2s", "1e3s", "PT5M", True, False,
-     math.nan, math.inf, -math.inf, None, [1], {"s": 1}],
+    [
+        "",
+        "s",
+        "5x",
+        "5 minutes",
+        "-1s",
+        "0s",
+        "0",
+        0,
+        -3,
+        "1.5.2s",
+        "1e3s",
+        "PT5M",
+        True,
+        False,
+        math.nan,
+        math.inf,
+        -math.inf,
+        None,
+        [1],
+        {"s": 1},
+    ],
 )
 def test_bad_durations_are_value_errors(text: object) -> None:
     # ValueError (not TypeError or decimal.InvalidOperation) is what pydantic turns into a located error.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -32,7 +34,7 @@ def test_month_range(label: str, tz: str, hours: int, start_iso: str) -> None:
 
 def test_consecutive_months_tile_time() -> None:
     months = [month_range(f"2026-{i:02d}") for i in range(1, 13)]
-    assert all(a.end == b.start for a, b in zip(months, months[1:], strict=False))
+    assert all(a.end == b.start for a, b in itertools.pairwise(months))
     assert sum(m.hours for m in months) == 365 * 24
 
 

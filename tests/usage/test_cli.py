@@ -1,0 +1,114 @@
+"""`sitivmon usage`: the real command on a real configuration file and store."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sitivmon.cli import main
+from sitivmon.usage.cli import build_document
+from sitivmon.usage.periods import month_range
+from sitivmon.usage.store import UsageStore
+
+from .support import communes, pick, poll_link, record
+
+M = month_range("2026-10")
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "sitivmon.yaml"
+    doc = {
+        "state_dir": "var",
+        "timezone": "Europe/Paris",
+        "communes": [{"id": c.id, "name": c.name, "insee": c.insee} for c in communes()],
+    }
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def fill(config: Path) -> None:
+    from sitivmon.config import load_config
+
+    state = Path(load_config(config).state_dir)
+    with UsageStore.in_dir(state) as s:
+        record(s, poll_link("venissieux", "l1", M.start - 283, M.end + 600, 300, lambda t: int(t * 10)))
+
+
+def test_json_is_the_document(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fill(config)
+    assert main(["usage", "--config", str(config), "--month", "2026-10", "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out, parse_float=Decimal)
+    assert pick(doc, "venissieux", "traffic_volume", "in")["value"] == 10 * 745 * 3600
+    assert doc["period"]["start"] == "2026-10-01T00:00:00+02:00"
+
+
+def test_build_document_matches_the_command(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from sitivmon.config import load_config
+
+    fill(config)
+    main(["usage", "--config", str(config), "--month", "2026-10", "--format", "json"])
+    assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(build_document(load_config(config), "2026-10")))
+
+
+def test_csv_and_table(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fill(config)
+    assert main(["usage", "--config", str(config), "--month", "2026-10", "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    row = next(
+        r
+        for r in rows
+        if r["commune"] == "venissieux" and r["indicator"] == "traffic_volume" and r["direction"] == "in"
+    )
+    assert row["value"] == str(10 * 745 * 3600) and row["coverage"] == "1.000000" and row["insee"] == "69259"
+    assert main(["usage", "--config", str(config), "--month", "2026-10"]) == 0
+    table = capsys.readouterr().out
+    assert table.startswith("2026-10 (Europe/Paris)") and "venissieux" in table
+
+
+def test_no_store_yet_is_a_month_without_data_and_creates_nothing(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["usage", "--config", str(config), "--month", "2026-10", "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert all(i["coverage"] == "0" or Decimal(i["coverage"]) == 0 for i in doc["indicators"])
+    assert not (config.parent / "var").exists()
+
+
+@pytest.mark.parametrize("month", ["2026-13", "octobre", "2026-1"])
+def test_bad_month_exits_2_with_a_located_message(config: Path, month: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["usage", "--config", str(config), "--month", month]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "--month" in captured.err and month in captured.err
+
+
+def test_bad_config_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["usage", "--config", str(tmp_path / "missing.yaml"), "--month", "2026-10"]) == 2
+    assert "missing.yaml" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("timezone: Mars/Olympus\n")
+    assert main(["usage", "--config", str(bad), "--month", "2026-10"]) == 2
+    assert "bad.yaml" in capsys.readouterr().err
+
+
+def test_the_installed_command(config: Path) -> None:
+    import subprocess
+
+    fill(config)
+    exe = Path(sys.executable).parent / "sitivmon"
+    if not exe.exists():
+        pytest.skip("the sitivmon entry point is not installed in this environment")
+    out = subprocess.run(
+        [str(exe), "usage", "--config", str(config), "--month", "2026-10", "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert pick(json.loads(out), "venissieux", "traffic_volume", "in")["value"] == 10 * 745 * 3600

@@ -1,0 +1,68 @@
+"""Month-to-date gauges on an injected registry, cached between scrapes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, generate_latest
+
+from sitivmon.usage.live import UsageLiveCollector
+from sitivmon.usage.periods import month_range
+from sitivmon.usage.store import UsageStore
+
+from .support import communes, link_keys, poll_link, record
+
+M = month_range("2026-10")
+
+
+def test_month_to_date_value_and_coverage(tmp_path: Path) -> None:
+    path = tmp_path / "usage.sqlite3"
+    now = [float(M.start + 2 * 86400)]  # two days into the month
+    with UsageStore(path) as s:
+        record(s, poll_link("venissieux", "l1", M.start - 283, now[0] - 1, 300, lambda t: int(t * 10)))
+    reg = CollectorRegistry()
+    col = UsageLiveCollector(
+        path, communes(), "Europe/Paris", link_keys("venissieux", "l1"), refresh_s=60, clock=lambda: now[0]
+    )
+    reg.register(col)
+    labels = {"commune": "venissieux", "indicator": "traffic_volume", "direction": "in", "unit": "bytes"}
+    value = reg.get_sample_value("sitivmon_usage_month_to_date", labels)
+    # the last poll was at now-1-...: everything up to it is counted, to the byte
+    last = M.start - 283 + 300 * ((now[0] - 1 - (M.start - 283)) // 300)
+    assert value == (last - M.start) * 10
+    cov = reg.get_sample_value(
+        "sitivmon_usage_month_to_date_coverage_ratio",
+        {"commune": "venissieux", "indicator": "traffic_volume", "direction": "in"},
+    )
+    assert cov is not None and 0.99 < cov <= 1.0
+    assert (
+        reg.get_sample_value(
+            "sitivmon_usage_month_to_date_coverage_ratio", {"commune": "corbas", "indicator": "energy", "direction": ""}
+        )
+        == 0.0
+    )
+    text = generate_latest(reg).decode()
+    assert (
+        'sitivmon_usage_month_to_date{commune="givors",direction="in",indicator="traffic_volume",unit="bytes"} 0.0'
+        in text
+    )
+
+    # cached: new data is not read until refresh_s has passed
+    with UsageStore(path) as s:
+        record(s, poll_link("venissieux", "l1", last, last + 600, 300, lambda t: int(t * 10)))
+    assert reg.get_sample_value("sitivmon_usage_month_to_date", labels) == value
+    now[0] += 700  # past refresh_s, and past the new readings
+    assert reg.get_sample_value("sitivmon_usage_month_to_date", labels) == value + 6000
+
+
+def test_no_database_yet(tmp_path: Path) -> None:
+    reg = CollectorRegistry()
+    reg.register(UsageLiveCollector(tmp_path / "absent.sqlite3", communes(), clock=lambda: float(M.start + 10)))
+    assert (
+        reg.get_sample_value(
+            "sitivmon_usage_month_to_date_coverage_ratio",
+            {"commune": "givors", "indicator": "traffic_volume", "direction": "out"},
+        )
+        == 0.0
+    )
+    assert not (tmp_path / "absent.sqlite3").exists()
