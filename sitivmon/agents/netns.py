@@ -94,7 +94,12 @@ class Lab:
                        capture_output=True)
 
     def set_link(self, name: str, up: bool) -> None:
+        """Set the agent-side interface administratively up or down."""
         run("ip", "link", "set", name, "up" if up else "down", netns=self.agent_ns)
+
+    def set_carrier(self, link: DataLink, up: bool) -> None:
+        """Set the far end up or down: the agent side keeps admin up and loses (or regains) carrier."""
+        run("ip", "link", "set", link.peer, "up" if up else "down", netns=self.peer_ns)
 
     def kernel_bytes(self, name: str) -> tuple[int, int]:
         """(rx_bytes, tx_bytes) of an agent-side interface, straight from the kernel."""
