@@ -35,6 +35,9 @@ from sitivmon.selfmetrics import SelfMetrics
 from sitivmon.traps.config import resolve_trap_auth
 from sitivmon.traps.events import TrapEvent, TrapKind
 from sitivmon.traps.receiver import TrapReceiver
+from sitivmon.usage import UsageRecorder, UsageStore
+from sitivmon.usage.cli import link_keys
+from sitivmon.usage.live import UsageLiveCollector
 
 log = logging.getLogger("sitivmon.daemon")
 
@@ -59,6 +62,7 @@ class Daemon:
         self.scheduler = Scheduler(self.monitor, self.metrics, client_factory)
         self.traps: TrapReceiver | None = None
         self.mqtt: MqttPublisher | None = None
+        self.usage: UsageRecorder | None = None
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
         self._stack = contextlib.AsyncExitStack()
@@ -82,6 +86,19 @@ class Daemon:
 
     async def _start_services(self) -> None:
         config = self.config
+        store = UsageStore.in_dir(
+            config.state_dir, config.usage.db_filename, busy_timeout_s=config.usage.busy_timeout_s
+        )
+        self.usage = await self._stack.enter_async_context(UsageRecorder(store, self.registry, config.usage))
+        seeded = self.monitor.seed_baselines(self.usage.load_baselines())
+        if seeded:
+            log.info("restored %d counter baselines from %s: the first polls count the downtime", seeded, store.path)
+        self.monitor.usage = self.usage
+        self.registry.register(
+            UsageLiveCollector(
+                store.path, config.communes, config.timezone, link_keys(config), refresh_s=config.usage.live_refresh_s
+            )
+        )
         if config.mqtt.enabled:
             self.mqtt = await self._stack.enter_async_context(MqttPublisher(config.mqtt, registry=self.registry))
             self.monitor.events = self.mqtt
@@ -176,7 +193,7 @@ class Daemon:
                 self.metrics.reloads.labels("failure").inc()
                 self.metrics.config_ok.set(0)
                 return False, errors
-            for section in ("listen", "traps", "mqtt", "state_dir"):
+            for section in ("listen", "traps", "mqtt", "state_dir", "usage"):
                 if getattr(new, section) != getattr(self.config, section):
                     log.warning("reload: '%s' changed; it takes effect at the next restart", section)
             self.config = new

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
@@ -24,7 +25,8 @@ def build_app(monitor_ref: Callable[[], Monitor], metrics: SelfMetrics, reload: 
         started = time.perf_counter()
         body = render(monitor_ref(), cache)
         metrics.scrape_seconds.observe(time.perf_counter() - started)
-        own = generate_latest(metrics.registry).decode()
+        # Collectors of other areas (usage month-to-date) may read the database: off the event loop.
+        own = (await asyncio.to_thread(generate_latest, metrics.registry)).decode()
         return web.Response(body=(body + own).encode(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def handle_healthy(request: web.Request) -> web.Response:

@@ -3,7 +3,8 @@
 Reuse them from any suite:
 
 * `snmp_agent` (session): snmpd on a free loopback UDP port, v2c community `agents.COMMUNITY` and one
-  v3 user per security level and protocol (`agents.V3_USERS`; config entries: `agents.all_credentials()`).
+  v3 user per security level and protocol (`agents.V3_USERS`; config entries: `agents.all_credentials()`),
+  interface cache off (counters current at every request, not every 3 s).
 * `netns_lab`: a namespace lab (`sitivmon.agents.netns.Lab`); skipped with the reason when namespaces
   cannot be made here, a failure under CI.
 * `netns_snmp`: the lab plus snmpd in its agent namespace on `lab.agent_addr:161`, serving a quiet
@@ -37,6 +38,7 @@ StartDaemon = Callable[..., agents.DaemonProcess]
 @pytest.fixture(scope="session")
 def snmp_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[agents.Agent]:
     require_binary("snmpd")
+    require_binary("snmpset")
     with agents.snmpd_agent(workdir=tmp_path_factory.mktemp("snmpd")) as agent:
         yield agent
 

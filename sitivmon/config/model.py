@@ -22,6 +22,7 @@ from sitivmon.mqtt.config import MqttConfig
 from sitivmon.profiles.user import UserProfile
 from sitivmon.traps.config import TrapConfig
 from sitivmon.units import parse_capacity_bytes_per_second, parse_duration
+from sitivmon.usage.config import UsageSettings
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 CapacityBytes = Annotated[int, BeforeValidator(parse_capacity_bytes_per_second)]
@@ -273,6 +274,7 @@ class SitivmonConfig(Strict):
     links: list[Link] = Field(default_factory=list)
     traps: TrapConfig = TrapConfig()
     mqtt: MqttConfig = MqttConfig()
+    usage: UsageSettings = UsageSettings()
     allocation: Path | None = None  # the allocation file (keys and projects), relative to this file
     api: ApiConfig = ApiConfig()
     profiles: dict[str, UserProfile] = Field(default_factory=dict)  # user profiles, inline

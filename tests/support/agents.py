@@ -75,7 +75,7 @@ NS_CACHE_TIMEOUT = "1.3.6.1.4.1.8072.1.5.3.1.2"
 
 def all_secrets() -> list[str]:
     """Every secret the rigs hand out, for "never printed" assertions."""
-    out = [COMMUNITY]
+    out = [COMMUNITY, _CACHE_COMMUNITY]
     for u in V3_USERS:
         out += [s for s in (u.auth_password, u.priv_password) if s]
     return out
@@ -106,10 +106,19 @@ class Agent:
     port: int
     community: str = COMMUNITY
     users: tuple[V3User, ...] = V3_USERS
+    netns_name: str | None = None
 
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
+
+    def fresh_counters(self) -> None:
+        """Make snmpd re-read interface data at every request instead of every 3 s (nsCacheTimeout of
+        ifTable, which ifXTable shares), so that a change shows at the very next poll."""
+        netns.run(
+            "snmpset", "-v2c", "-c", _CACHE_COMMUNITY, "-t", "2", "-r", "2", self.address,
+            f".{NS_CACHE_TIMEOUT}.1.3.6.1.2.1.2.2", "i", "0", netns=self.netns_name,
+        )  # fmt: skip
 
     def pause(self) -> None:
         self.snmpd.pause()
@@ -121,6 +130,12 @@ class Agent:
         self.snmpd.stop()
 
 
+# Write access limited to NET-SNMP-AGENT-MIB's nsCacheTable and to requests from the agent's own address
+# (inside a namespace: from that namespace only): enough to turn the interface cache off, nothing else.
+_CACHE_COMMUNITY = "cachectl-" + os.urandom(6).hex()
+NS_CACHE_TABLE = "1.3.6.1.4.1.8072.1.5.3"
+
+
 def start_snmpd(
     *,
     address: str = "127.0.0.1",
@@ -130,9 +145,14 @@ def start_snmpd(
     users: Sequence[V3User] = V3_USERS,
     extra: Sequence[str] = (),
     workdir: Path | None = None,
+    fresh: bool = True,
 ) -> Agent:
-    """Start snmpd on a free UDP port (or `port`), retrying when another process took the port first."""
+    """Start snmpd on a free UDP port (or `port`), retrying when another process took the port first.
+    `fresh`: interface counters current at every request (see `Agent.fresh_counters`)."""
     last: Exception | None = None
+    lines = list(extra)
+    if fresh:
+        lines.append(f"rwcommunity {_CACHE_COMMUNITY} {address} .{NS_CACHE_TABLE}")
     for _ in range(3):
         chosen = port or free_udp_port(address if netns_name is None else "127.0.0.1")
         spec = SnmpdSpec(
@@ -140,17 +160,24 @@ def start_snmpd(
             address=address,
             communities=(community,),
             users=tuple(users),
-            extra=tuple(extra),
+            extra=tuple(lines),
             netns=netns_name,
         )
         try:
-            agent = Snmpd(spec, workdir)
+            snmpd = Snmpd(spec, workdir)
         except (RuntimeError, TimeoutError) as exc:
             last = exc
             if port is not None:
                 break
             continue
-        return Agent(agent, address, chosen, community, tuple(users))
+        agent = Agent(snmpd, address, chosen, community, tuple(users), netns_name)
+        if fresh:
+            try:
+                agent.fresh_counters()
+            except BaseException:
+                agent.stop()
+                raise
+        return agent
     raise RuntimeError(f"snmpd would not start: {last}")
 
 
@@ -286,7 +313,7 @@ class ScriptedDevice:
 def scripted_agent(workdir: Path, **kw: Any) -> Iterator[tuple[Agent, ScriptedDevice]]:
     """A loopback snmpd whose IF-MIB and sysUpTime come from a ScriptedDevice."""
     device = ScriptedDevice(workdir / f"device-{os.urandom(3).hex()}.json")
-    with snmpd_agent(extra=device.snmpd_lines(), users=(), **kw) as agent:
+    with snmpd_agent(extra=device.snmpd_lines(), users=(), fresh=False, **kw) as agent:
         yield agent, device
 
 
@@ -303,30 +330,7 @@ class NetnsAgent:
 
     @property
     def address(self) -> str:
-        return f"{self.lab.agent_addr}:161"
-
-    def fresh_counters(self) -> None:
-        """Make snmpd re-read interface data on every request instead of every 3 s (nsCacheTimeout of
-        ifTable, which ifXTable shares): a test then sees a change within one poll interval."""
-        netns.run(
-            "snmpset",
-            "-v2c",
-            "-c",
-            self._rw,
-            "-t",
-            "2",
-            "-r",
-            "2",
-            f"{self.lab.agent_addr}:161",
-            f".{NS_CACHE_TIMEOUT}.1.3.6.1.2.1.2.2",
-            "i",
-            "0",
-            netns=self.lab.agent_ns,
-        )
-
-    @property
-    def _rw(self) -> str:
-        return "cachectl-" + self.lab.tag
+        return self.agent.address
 
 
 def _subnet_clash(lab: netns.Lab) -> bool:
@@ -356,21 +360,11 @@ def netns_lab() -> Iterator[netns.Lab]:
 def netns_agent(
     lab: netns.Lab, links: Sequence[str] = ("eth1",), *, fresh: bool = True, users: Sequence[V3User] = V3_USERS
 ) -> Iterator[NetnsAgent]:
-    """Quiet data links (IPv6 off) in the agent namespace and snmpd serving them."""
+    """Quiet data links (IPv6 off) in the agent namespace and snmpd serving them on lab.agent_addr:161."""
     made = {name: lab.add_link(name) for name in links}
-    rw = "cachectl-" + lab.tag
-    agent = start_snmpd(
-        address=lab.agent_addr,
-        port=161,
-        netns_name=lab.agent_ns,
-        users=users,
-        extra=[f"rwcommunity {rw} {lab.agent_addr}"],
-    )
+    agent = start_snmpd(address=lab.agent_addr, port=161, netns_name=lab.agent_ns, users=users, fresh=fresh)
     try:
-        handle = NetnsAgent(lab, agent, made)
-        if fresh:
-            handle.fresh_counters()
-        yield handle
+        yield NetnsAgent(lab, agent, made)
     finally:
         agent.stop()
 
