@@ -125,12 +125,12 @@ def test_link_down_alert_and_mqtt_state_end_to_end(
     link = netns_lab.add_link(LINK_IF)
     agent = agents.start_snmpd(
         address=netns_lab.agent_addr, port=161, netns_name=netns_lab.agent_ns, users=(),
-        extra=[*trap_lines, f"rwcommunity cachectl-{netns_lab.tag} {netns_lab.agent_addr}"],
+        extra=trap_lines, fresh=True,
     )  # fmt: skip
     try:
-        agents.NetnsAgent(netns_lab, agent, {LINK_IF: link}).fresh_counters()
         doc = agents.base_config(
-            tmp_path / "state", interval="2s", timeout="1s",
+            tmp_path / "state", interval="15s", timeout="2s",
+            # Polls every 15 s: the state change must come from the trap, within a second or two.
             traps={"host": netns_lab.mgmt_host_addr, "port": trap_port, "communities": ["v2c"]},
             mqtt={"enabled": True, "host": "127.0.0.1", "port": broker.port, "username": USER,
                   "password": PASSWORD, "summary_interval_s": 30},

@@ -168,6 +168,26 @@ def test_example_communes_match_shared_list() -> None:
     assert [(c["id"], c["name"], str(c["insee"])) for c in example_doc()["communes"]] == rows
 
 
+def test_shipped_example_config_loads(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """config/sitivmon.yaml, the example operators start from, with its secrets from the environment."""
+    example = REPO / "config" / "sitivmon.yaml"
+    monkeypatch.setenv("SITIVMON_CAMPUS_COMMUNITY", SECRET_COMMUNITY)
+    monkeypatch.setenv("SITIVMON_DC_AUTH", SECRET_AUTH)
+    monkeypatch.setenv("SITIVMON_DC_PRIV", SECRET_PRIV)
+    config = load_config(example)
+    assert [c.id for c in config.communes] == [c[0] for c in COMMUNES]
+    assert {link.commune for link in config.links} == {c[0] for c in COMMUNES}
+    assert all(link.side is Side.CORE and link.capacity for link in config.links)
+    dc = config.credentials["dc-v3"]
+    assert dc.security_level == "authPriv" and dc.priv_password is not None
+    assert dc.priv_password.get_secret_value() == SECRET_PRIV
+    assert main(["check", "--config", str(example)]) == 0
+    out, err = capsys.readouterr()
+    assert "OK (8 communes" in out and err == ""
+    for secret in (SECRET_COMMUNITY, SECRET_AUTH, SECRET_PRIV):
+        assert secret not in out + err
+
+
 def test_empty_file_gives_defaults(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, ""))
     assert config.poll.interval == 60.0 and config.links == [] and config.timezone == "Europe/Paris"
