@@ -33,18 +33,20 @@ def batches(rows: int, per: int) -> list[list[tuple[str, object] | None]]:
     return out
 
 
-def walk(fn, bs, cap: int = 10**6):  # type: ignore[no-untyped-def]
+def walk(fn, bs, cap: int = 10**6, last=None):  # type: ignore[no-untyped-def]
+    """Rows, stop reason and the `last` after every response, as the walker sees them."""
     result = WalkResult()
-    last = None
+    lasts = []
     for b in bs:
         last, done = fn(PREFIX, b, result, last, cap)
+        lasts.append((last, done))
         if done:
             break
-    return result
+    return result.rows, result.stopped, lasts
 
 
-def same(a: WalkResult, b: WalkResult) -> bool:
-    return a.rows == b.rows and a.stopped == b.stopped
+def same(a, b) -> bool:  # type: ignore[no-untyped-def]
+    return a == b
 
 
 def odd_cases() -> list[list[list[tuple[str, object] | None]]]:
@@ -75,7 +77,15 @@ def main() -> int:
             assert same(walk(fn, case), walk(absorb_batch, case)), (name, case)
         for cap in (1, 24, 25, 26, 499):
             assert same(walk(fn, bs, cap), walk(absorb_batch, bs, cap)), (name, cap)
-    print("equivalence: same rows and stop reasons on", len(odd_cases()), "odd cases and 5 caps")
+        for start in (
+            (1, 3, 6, 1, 2, 1, 31, 1, 1, 1, 6, 7),
+            (1, 3, 6, 1, 2, 1, 31, 1, 1, 1, 7),
+            (1, 3, 6, 1, 2, 1, 31),
+            (1, 3, 6, 1, 2, 1, 31, 1, 1, 1, 5, 99),
+            (1, 3, 6, 1, 2, 1, 31, 1, 1, 1, 6),
+        ):
+            assert same(walk(fn, bs, last=start), walk(absorb_batch, bs, last=start)), (name, start)
+    print("equivalence: same rows, stop reasons and `last` on", len(odd_cases()), "odd cases, 5 caps, 5 starts")
     base = None
     for name, fn in fns.items():
         best = float("inf")

@@ -113,6 +113,7 @@ class SideResult:
             "window_s": round(self.window_s, 3),
             "varbinds": self.varbinds,
             "cpu_s": round(self.cpu_s, 3),
+            "kernel_cpu_s": round(self.sys_s, 3),
             "cpu_s_per_1000_varbinds": _r(per_kvb(self.cpu_s, self.varbinds)),
             "varbinds_per_cpu_s": _r(per_cpu(self.cpu_s, self.varbinds), 0),
             "snmpd_cpu_s": None if self.snmpd_cpu_s is None else round(self.snmpd_cpu_s, 3),
@@ -226,6 +227,17 @@ SITIVMON_VARIANTS: dict[str, list[str]] = {
     "sitivmon": ["-m", "sitivmon.cli"],
     "proto": [str(BENCH / "proto_daemon.py"), "--lean-walk", "--lazy-fold", "--"],
     "proto-uvloop": [str(BENCH / "proto_daemon.py"), "--lean-walk", "--lazy-fold", "--uvloop", "--"],
+    # attribution only: the same daemons without usage records and month-to-date gauges
+    "sitivmon-nousage": [str(BENCH / "proto_daemon.py"), "--no-usage", "--"],
+    "proto-nousage": [str(BENCH / "proto_daemon.py"), "--lean-walk", "--lazy-fold", "--no-usage", "--"],
+    "proto-uvloop-nousage": [
+        str(BENCH / "proto_daemon.py"),
+        "--lean-walk",
+        "--lazy-fold",
+        "--uvloop",
+        "--no-usage",
+        "--",
+    ],
 }
 
 
@@ -526,7 +538,8 @@ def print_table(results: dict[str, SideResult], ratios: dict[str, float | None],
         if ratio is None:
             continue
         verdict = "MET" if ratio <= goal else "NOT MET"
-        label = "sitivmon" if name == "sitivmon" else f"{name} (prototype)"
+        kind = "attribution" if name == "sitivmon-nousage" else "prototype"
+        label = "sitivmon" if name == "sitivmon" else f"{name} ({kind})"
         print(f"ratio {label}/exporter CPU per varbind: {ratio:.3f}  (goal <= {goal}: {verdict})")
     for r in results.values():
         for note in dict.fromkeys(r.notes):

@@ -22,6 +22,7 @@ chosen ones to sitivmon/ (see bench/README.md, "Proposed changes").
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -37,6 +38,7 @@ from sitivmon.links.interfaces import (
     ResolveError,
     _int,
     _text,
+    interface_rows,
 )
 from sitivmon.links.state import apply_row
 from sitivmon.monitor import Monitor, TargetStatus, log
@@ -44,6 +46,7 @@ from sitivmon.normalize.counters import RawCounter
 from sitivmon.readings import CounterInterval, GaugeReading, LinkState, PollBatch, StateSource
 from sitivmon.snmp.client import PollError, PollErrorReason, Value, WalkResult, WalkStop
 from sitivmon.snmp.gufo import GufoClient, _classify
+from sitivmon.snmp.walkguard import oid_tuple
 
 # --- 1. walk guard -----------------------------------------------------------------------------------
 
@@ -55,30 +58,50 @@ def absorb_batch_fast(
     last: tuple[int, ...] | None,
     max_varbinds: int,
 ) -> tuple[tuple[int, ...] | None, bool]:
-    """Same contract as walkguard.absorb_batch, except that `last` is the index suffix as a tuple
-    (all OIDs of one walk share the prefix, so the order of suffixes is the order of OIDs)."""
+    """Same contract as walkguard.absorb_batch (`last` in and out is the full OID as a tuple), but the
+    per-varbind comparison is on the index suffix: inside one column every OID shares the prefix, so
+    suffix order is OID order, and the usual suffix is one integer, `(int(suffix),)`. The full tuple
+    is rebuilt once per response."""
     head = prefix + "."
     cut = len(head)
+    base = oid_tuple(prefix)
+    n = len(base)
+    prev: tuple[float, ...] | None
+    if last is None:
+        prev = None
+    elif last[:n] == base:
+        prev = last[n:]
+    elif last[:n] < base:
+        prev = ()  # every OID of this column is greater than `last`
+    else:
+        prev = (math.inf,)  # every OID of this column is smaller: the first one is non-increasing
     rows = result.rows
     room = max_varbinds - len(rows)
+    moved = False
+    done = False
     for item in batch:
         if item is None:
-            return last, True
+            done = True
+            break
         oid, value = item
         if not oid.startswith(head):
-            return last, True
+            done = True
+            break
         suffix = oid[cut:]
         current = (int(suffix),) if suffix.isdigit() else tuple(map(int, suffix.split(".")))
-        if last is not None and current <= last:
+        if prev is not None and current <= prev:
             result.stopped = WalkStop.NONINCREASING
-            return last, True
-        last = current
+            done = True
+            break
+        if room <= 0:  # one row more than the cap: stop (a column of exactly the cap is not capped)
+            result.stopped = WalkStop.VARBIND_CAP
+            done = True
+            break
+        prev = current
+        moved = True
         rows[suffix] = value  # strictly increasing, so never a duplicate: the count is exact
         room -= 1
-        if room <= 0:
-            result.stopped = WalkStop.VARBIND_CAP
-            return last, True
-    return last, False
+    return (base + prev if moved else last), done  # type: ignore[operator]
 
 
 class FastGuardClient(GufoClient):
@@ -228,16 +251,23 @@ def build_row(tables: Mapping[str, Mapping[str, Value]], idx: str) -> InterfaceR
 
 
 class InterfaceIndex:
-    """Per poll: which indexes exist, selector look-ups in O(1), rows built on first use."""
+    """Per poll: which indexes exist, selector look-ups in O(1), rows built on first use.
 
-    def __init__(self, tables: Mapping[str, Mapping[str, Value]]) -> None:
+    Mirrors Monitor._fold's `interface_rows(tables) if tables.get("ifDescr") or tables.get("ifName")
+    else {}`: without either column there are no interfaces at all.
+    """
+
+    def __init__(
+        self, tables: Mapping[str, Mapping[str, Value]], rows: Mapping[int, InterfaceRow] | None = None
+    ) -> None:
         self.tables = tables
         present: set[str] = set()
-        for column in _PRESENCE:
-            present.update(tables.get(column, {}))
+        if tables.get("ifDescr") or tables.get("ifName"):
+            for column in _PRESENCE:
+                present.update(tables.get(column, {}))
         self.indexes = {i for i in present if i.isdigit()}
         self._by_key: dict[str, dict[str, list[str]]] = {}
-        self._rows: dict[str, InterfaceRow] = {}
+        self._rows: dict[str, InterfaceRow] = {str(k): v for k, v in (rows or {}).items()}
 
     def row(self, idx: str) -> InterfaceRow:
         r = self._rows.get(idx)
@@ -271,15 +301,23 @@ class InterfaceIndex:
 
 
 class LazyMonitor(Monitor):
-    """Monitor._fold with InterfaceIndex instead of interface_rows + resolve (the rest is unchanged)."""
+    """Monitor._fold with InterfaceIndex instead of interface_rows + resolve (the rest is unchanged).
+
+    Every row is still built when the target has `ifalias_parser` (discovery reads all aliases)."""
 
     def _fold(self, target: Target, poll: TargetPoll, status: TargetStatus) -> None:
         counters: list[CounterInterval] = []
         gauges: list[GaugeReading] = []
         baselines: dict[str, str] = {}
+        tables = poll.tables
+        rows: Mapping[int, InterfaceRow] = {}
+        if target.ifalias_parser and (tables.get("ifDescr") or tables.get("ifName")):
+            rows = interface_rows(tables)
+            if rows:
+                self._discover(target, rows)
         links = self.links_of(target.name)
         if links:
-            index = InterfaceIndex(poll.tables)
+            index = InterfaceIndex(tables, rows)
             uptime = poll.scalars.get("sysUpTime")
             uptime_ticks = uptime if isinstance(uptime, int) else None
             for rt in links:
@@ -317,9 +355,9 @@ class LazyMonitor(Monitor):
 
 def check_equivalence(tables: Mapping[str, Mapping[str, Value]], selectors: Sequence[InterfaceSelector]) -> None:
     """The lazy index answers exactly as interface_rows + resolve (raises AssertionError otherwise)."""
-    from sitivmon.links.interfaces import interface_rows, resolve
+    from sitivmon.links.interfaces import resolve
 
-    rows = interface_rows(tables)
+    rows = interface_rows(tables) if tables.get("ifDescr") or tables.get("ifName") else {}
     index = InterfaceIndex(tables)
     for sel in selectors:
         try:
@@ -342,4 +380,3 @@ VARIANTS: list[tuple[str, Any, Any, Any, bool]] = [
     ("all+uvloop", LeanGufoClient, poll_target, LazyMonitor, True),
     ("current+uvloop", GufoClient, poll_target, Monitor, True),
 ]
-

@@ -5,7 +5,8 @@
 Used by poll_bench.py (`--variants proto,proto-uvloop`) to measure, end to end and against the same
 exporter run, what the proposed changes gain. Only names looked up at run time are replaced:
 `sitivmon.snmp.gufo.GufoClient` (the scheduler's factory imports it per target) and
-`sitivmon.daemon.Monitor`; everything else is the daemon as shipped.
+`sitivmon.daemon.Monitor`; everything else is the daemon as shipped. `--no-usage` is for attribution
+only (what the usage recorder and the month-to-date gauges cost): it is not a proposal.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ def main() -> int:
     p.add_argument("--lean-walk", action="store_true")
     p.add_argument("--lazy-fold", action="store_true")
     p.add_argument("--uvloop", action="store_true")
+    p.add_argument(
+        "--no-usage", action="store_true", help="attribution only: drop usage records and the month-to-date gauges"
+    )
     p.add_argument("--tools", default=None)
     args = p.parse_args(argv[:cut])
     if args.tools:
@@ -46,6 +50,21 @@ def main() -> int:
         sitivmon.snmp.gufo.GufoClient = proto.LeanGufoClient  # type: ignore[misc]
     if args.lazy_fold:
         sitivmon.daemon.Monitor = proto.LazyMonitor  # type: ignore[misc]
+    if args.no_usage:
+        import sitivmon.usage.recorder
+
+        class _NoCollector:
+            def __init__(self, *args: object, **kwargs: object) -> None:
+                pass
+
+            def describe(self) -> list[object]:
+                return []
+
+            def collect(self) -> list[object]:
+                return []
+
+        sitivmon.daemon.UsageLiveCollector = _NoCollector  # type: ignore[misc,assignment]
+        sitivmon.usage.recorder.UsageRecorder.submit = lambda self, batch: None  # type: ignore[method-assign]
     if args.uvloop:
         import asyncio
 

@@ -70,6 +70,10 @@ def query_var(name: str, label: str, query: str, *, multi: bool = False) -> Json
 
 COMMUNE_ONE = query_var("commune", "Commune", "label_values(sitivmon_link_info, commune)")
 COMMUNE_MANY = query_var("commune", "Communes", "label_values(sitivmon_link_info, commune)", multi=True)
+# Datacenter series are attributed to communes, to `shared` or to `unattributed`: offer all of them.
+DC_COMMUNES = query_var(
+    "commune", "Communes", "label_values(sitivmon_commune_storage_used_bytes, commune)", multi=True
+)
 LINK_COMMUNE = query_var("commune", "Commune", "label_values(sitivmon_link_info, commune)", multi=True)
 LINK = query_var("link", "Link", 'label_values(sitivmon_link_info{commune=~"$commune"}, link)')
 
@@ -853,7 +857,7 @@ def datacenter() -> Json:
         "sitivmon-datacenter",
         "sitivmon / Datacenter",
         "Datacenter hosts, storage, power and virtual machines per commune, and usage not yet attributed.",
-        [COMMUNE_MANY],
+        [DC_COMMUNES],
         panels,
     )
 

@@ -6,6 +6,8 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from sitivmon.allocation.config import check_allocation, check_api
 from sitivmon.config.model import SHARED, SitivmonConfig
 from sitivmon.profiles.registry import profile_problems_of, profile_table
@@ -60,9 +62,15 @@ def _problems(config: SitivmonConfig, base_dir: Path | None = None) -> Iterator[
         for j, p in enumerate(t.profiles):
             if p not in known_profiles:
                 yield ("targets", i, "profiles", j), f"unknown profile {p!r}"
-        settings = config.poll_settings(t)
-        if settings.timeout > settings.interval:
-            yield ("targets", i, "poll", "timeout"), "timeout must not exceed the interval"
+        try:
+            config.poll_settings(t)
+        except ValidationError:
+            merged_timeout = t.poll.timeout or config.poll.timeout
+            merged_interval = t.poll.interval or config.poll.interval
+            yield (
+                ("targets", i, "poll", "timeout"),
+                f"timeout ({merged_timeout:g}s) must not exceed the target's interval ({merged_interval:g}s)",
+            )
     try:
         resolve_trap_auth(config.traps, config.credentials)
     except ValueError as exc:

@@ -163,47 +163,67 @@ async def test_unreachable_port(snmp_agent: agents.Agent) -> None:
 BAD_COMMUNITY = "bad-" + agents.COMMUNITY[::-1]
 
 
-def poll_config(tmp_path: Path, agent: agents.Agent, names: list[str], *, timeout: str = "1s") -> Path:
+def poll_config(tmp_path: Path, agent: agents.Agent, *, timeout: str = "1s") -> Path:
+    """One target per credential (all of CREDENTIALS, plus a wrong community and an unknown user)."""
     doc = agents.base_config(tmp_path / "state", interval="5s", timeout=timeout)
-    doc["credentials"] = {k: v for k, v in CREDENTIALS.items() if k in names}
+    doc["credentials"] = dict(CREDENTIALS)
     doc["credentials"]["bad-community"] = {"version": "2c", "community": BAD_COMMUNITY}
-    for name in [*names, "bad-community"]:
+    doc["credentials"]["unknown-user"] = _wrong("sha512aes256", name="mallory")
+    for name in doc["credentials"]:
         agents.add_target(doc, f"t-{name}", agent.address, name)
         agents.add_link(doc, f"lo-{name}", "givors", f"t-{name}", name="lo")
     return agents.write_config(tmp_path / "poll.yaml", doc)
 
 
-def sitivmon(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def sitivmon_many(*argvs: list[str], timeout: float = 60) -> list[tuple[int, str, str]]:
+    """Run several `python -m sitivmon.cli ...` at once (each starts an interpreter: in parallel the
+    whole set costs about one start); (exit code, stdout, stderr) for each."""
     env = agents._clean_env(None)
-    return subprocess.run(
-        [sys.executable, "-m", "sitivmon.cli", *args], capture_output=True, text=True, timeout=timeout, env=env
-    )
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "sitivmon.cli", *argv], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=env)
+        for argv in argvs
+    ]  # fmt: skip
+    out = []
+    for p in procs:
+        stdout, stderr = p.communicate(timeout=timeout)
+        out.append((p.returncode, stdout, stderr))
+    return out
 
 
-def test_poll_command_v2c_and_v3(tmp_path: Path, snmp_agent: agents.Agent) -> None:
-    names = ["v2c", "v3-noauth", "v3-md5des", "v3-sha512aes256"]
-    config = poll_config(tmp_path, snmp_agent, names)
-    for name in names:
-        samples = "2" if name == "v3-sha512aes256" else "1"
-        r = sitivmon("poll", "--config", str(config), "--target", f"t-{name}", "--samples", samples)
-        assert r.returncode == 0, r.stderr + r.stdout
-        report = json.loads(r.stdout)
+def test_poll_command_with_every_credential(tmp_path: Path, snmp_agent: agents.Agent) -> None:
+    config = poll_config(tmp_path, snmp_agent)
+    names = list(CREDENTIALS)
+    runs = sitivmon_many(*[
+        ["poll", "--config", str(config), "--target", f"t-{n}", "--samples", "2" if n == "v3-sha512aes256" else "1"]
+        for n in names
+    ])  # fmt: skip
+    for name, (code, stdout, stderr) in zip(names, runs, strict=True):
+        assert code == 0, f"{name}: {stderr}{stdout}"
+        report = json.loads(stdout)
         assert report["error"] is None and report["target"] == f"t-{name}"
         (link,) = report["polls"][-1]["links"]
-        assert (link["interface"], link["state"], link["resolve_error"]) == ("lo", "up", None)
-        if samples == "2":
+        assert (link["interface"], link["state"], link["resolve_error"]) == ("lo", "up", None), name
+        if len(report["polls"]) == 2:
             delta = link["delta_since_previous"]
             assert delta is not None and delta["receive_bytes"] >= 0 and set(delta) >= {"transmit_bytes"}
         for secret in agents.all_secrets():
-            assert secret not in r.stdout + r.stderr
+            assert secret not in stdout + stderr
 
 
-def test_poll_command_failure_and_usage_errors(tmp_path: Path, snmp_agent: agents.Agent) -> None:
-    config = poll_config(tmp_path, snmp_agent, ["v2c"], timeout="0.3s")
-    r = sitivmon("poll", "--config", str(config), "--target", "t-bad-community", "--samples", "1")
-    assert r.returncode == 1
-    assert json.loads(r.stdout)["error"] == "timeout: no response from agent"
-    assert BAD_COMMUNITY not in r.stdout + r.stderr
-    r = sitivmon("poll", "--config", str(config), "--target", "nope", "--samples", "1")
-    assert r.returncode == 2 and r.stdout == ""
-    assert "unknown target 'nope'" in r.stderr
+def test_poll_command_failures_and_usage_errors(tmp_path: Path, snmp_agent: agents.Agent) -> None:
+    config = poll_config(tmp_path, snmp_agent, timeout="0.3s")
+    (community, user, unknown) = sitivmon_many(
+        ["poll", "--config", str(config), "--target", "t-bad-community", "--samples", "1"],
+        ["poll", "--config", str(config), "--target", "t-unknown-user", "--samples", "1"],
+        ["poll", "--config", str(config), "--target", "nope", "--samples", "1"],
+    )
+    assert community[0] == 1
+    assert json.loads(community[1])["error"] == "timeout: no response from agent"
+    assert user[0] == 1
+    assert json.loads(user[1])["error"] == "auth: authentication or privacy failed"
+    assert unknown[0] == 2 and unknown[1] == ""
+    assert "unknown target 'nope'" in unknown[2]
+    for _, stdout, stderr in (community, user):
+        for secret in [BAD_COMMUNITY, *agents.all_secrets()]:
+            assert secret not in stdout + stderr

@@ -332,6 +332,10 @@ class NetnsAgent:
     def address(self) -> str:
         return self.agent.address
 
+    def fresh_counters(self) -> None:
+        """See `Agent.fresh_counters` (start_snmpd(fresh=True), the default, already did it once)."""
+        self.agent.fresh_counters()
+
 
 def _subnet_clash(lab: netns.Lab) -> bool:
     """True when another interface on the host already has the lab's management /30 (another test
