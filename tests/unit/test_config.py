@@ -428,11 +428,6 @@ def test_errors_are_located(secrets_env: Path, mutate: Any, expected: str) -> No
     assert all("(line " in m for m in messages), messages  # every problem points into the file
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: crossref calls config.poll_settings(), whose PollSettings validation "
-    "raises a bare pydantic ValidationError instead of a located issue (fix in config/crossref.py)",
-)
 def test_target_poll_override_timeout_over_interval_is_located(secrets_env: Path) -> None:
     """A per-target override that makes timeout exceed interval must be an error, not a crash."""
     doc = example_doc()
