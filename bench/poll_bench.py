@@ -227,6 +227,8 @@ SITIVMON_VARIANTS: dict[str, list[str]] = {
     "sitivmon": ["-m", "sitivmon.cli"],
     "proto": [str(BENCH / "proto_daemon.py"), "--lean-walk", "--lazy-fold", "--"],
     "proto-uvloop": [str(BENCH / "proto_daemon.py"), "--lean-walk", "--lazy-fold", "--uvloop", "--"],
+    # sitivmon/ with bench/proposed/*.patch applied (a copy in the work dir, first on PYTHONPATH)
+    "patched": ["-m", "sitivmon.cli"],
     # attribution only: the same daemons without usage records and month-to-date gauges
     "sitivmon-nousage": [str(BENCH / "proto_daemon.py"), "--no-usage", "--"],
     "proto-nousage": [str(BENCH / "proto_daemon.py"), "--lean-walk", "--lazy-fold", "--no-usage", "--"],
@@ -250,6 +252,7 @@ class Sitivmon:
         py_spy: str | None,
         spy_out: Path | None,
         tools: str | None,
+        patched: Path | None = None,
     ) -> None:
         import yaml
 
@@ -262,7 +265,14 @@ class Sitivmon:
             launcher[1:1] = ["--tools", tools]
         argv = [sys.executable, *launcher, "run", "--config", str(path)]
         argv += ["--listen", f"127.0.0.1:{self.port}", "--log-level", "warning"]
-        self.proc = subprocess.Popen(argv, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        env = None
+        if variant == "patched":
+            if patched is None:
+                raise ValueError("the patched variant needs the patched copy")
+            env = dict(os.environ, PYTHONPATH=str(patched))
+        self.proc = subprocess.Popen(
+            argv, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True, env=env
+        )
         self.spy: subprocess.Popen[bytes] | None = None
         self._spy_args = (py_spy, spy_out)
 
@@ -416,7 +426,7 @@ def run_phase(
         for name in which:
             if name in SITIVMON_VARIANTS:
                 config = sitivmon_config(ags, args.links, interval, args.max_repetitions, workdir / f"state-{name}")
-                daemons[name] = Sitivmon(name, workdir, config, args.py_spy, spy_out, args.tools)
+                daemons[name] = Sitivmon(name, workdir, config, args.py_spy, spy_out, args.tools, workdir / "patched")
         for sv in daemons.values():
             sv.wait_ready(timeout=3 * interval + 30)
         if "exporter" in which:
@@ -515,6 +525,15 @@ def summarise_spy(raw: Path, top: int = 25) -> list[dict[str, Any]]:
 # --- main --------------------------------------------------------------------------------------------
 
 
+def patch_copy(dest: Path) -> list[Path]:
+    """Copy sitivmon/ to `dest` and apply bench/proposed/*.patch to it (their sitivmon/ parts)."""
+    shutil.copytree(ROOT / "sitivmon", dest / "sitivmon", ignore=shutil.ignore_patterns("__pycache__"))
+    patches = sorted((BENCH / "proposed").glob("*.patch"))
+    for patch in patches:
+        subprocess.run(["git", "apply", "--include=sitivmon/*", str(patch)], cwd=dest, check=True)
+    return patches
+
+
 def fmt(v: float | None, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
@@ -538,7 +557,7 @@ def print_table(results: dict[str, SideResult], ratios: dict[str, float | None],
         if ratio is None:
             continue
         verdict = "MET" if ratio <= goal else "NOT MET"
-        kind = "attribution" if name == "sitivmon-nousage" else "prototype"
+        kind = "attribution" if name == "sitivmon-nousage" else "proposed patches" if name == "patched" else "prototype"
         label = "sitivmon" if name == "sitivmon" else f"{name} ({kind})"
         print(f"ratio {label}/exporter CPU per varbind: {ratio:.3f}  (goal <= {goal}: {verdict})")
     for r in results.values():
@@ -587,7 +606,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--variants",
         default="sitivmon",
-        help="comma-separated daemons to measure: sitivmon (as shipped), proto, proto-uvloop (bench/proto.py)",
+        help="comma-separated daemons: " + ", ".join(SITIVMON_VARIANTS) + " (see bench/README.md)",
     )
     p.add_argument("--tools", default=None, help="extra import path for the prototypes' uvloop")
     p.add_argument("--goal", type=float, default=0.5, help="target ratio sitivmon/exporter (default 0.5)")
@@ -625,6 +644,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"setting up {args.agents} agents x {args.interfaces} interfaces ...", flush=True)
     with tempfile.TemporaryDirectory(prefix="sitivmon-bench-") as tmp, agents(args.agents, args.interfaces) as ags:
         workdir = Path(tmp)
+        if "patched" in variants:
+            print("patched:", ", ".join(p.name for p in patch_copy(workdir / "patched")), flush=True)
         for rep in range(args.repeat):
             if args.mode == "together":
                 orders: list[tuple[str, ...]] = [tuple(sides)]
