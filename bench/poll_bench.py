@@ -265,14 +265,13 @@ class Sitivmon:
             launcher[1:1] = ["--tools", tools]
         argv = [sys.executable, *launcher, "run", "--config", str(path)]
         argv += ["--listen", f"127.0.0.1:{self.port}", "--log-level", "warning"]
-        env = None
+        cwd = ROOT
         if variant == "patched":
+            # `python -m` puts the working directory first on sys.path, before the editable install
             if patched is None:
                 raise ValueError("the patched variant needs the patched copy")
-            env = dict(os.environ, PYTHONPATH=str(patched))
-        self.proc = subprocess.Popen(
-            argv, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True, env=env
-        )
+            cwd = patched
+        self.proc = subprocess.Popen(argv, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         self.spy: subprocess.Popen[bytes] | None = None
         self._spy_args = (py_spy, spy_out)
 

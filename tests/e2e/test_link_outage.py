@@ -29,6 +29,7 @@ from tests.support.prom import alertmanager, prometheus, webhook_receiver
 ROOT = Path(__file__).resolve().parents[2]
 LINK_IF = "givors0"
 
+IF_VARBINDS = ".1.3.6.1.2.1.2.2.1.1 .1.3.6.1.2.1.2.2.1.7 .1.3.6.1.2.1.2.2.1.8"
 # snmpd checks ifOperStatus every second and sends a v2c notification to sitivmon on each edge.
 TRAP_LINES = [
     "createUser internal",
@@ -36,8 +37,8 @@ TRAP_LINES = [
     "iquerySecName internal",
     "agentSecName internal",
     # Numeric OIDs: the agent runs without MIB files. linkUp/linkDown with ifIndex, ifAdminStatus, ifOperStatus.
-    "notificationEvent linkUpTrap .1.3.6.1.6.3.1.1.5.4 .1.3.6.1.2.1.2.2.1.1 .1.3.6.1.2.1.2.2.1.7 .1.3.6.1.2.1.2.2.1.8",
-    "notificationEvent linkDownTrap .1.3.6.1.6.3.1.1.5.3 .1.3.6.1.2.1.2.2.1.1 .1.3.6.1.2.1.2.2.1.7 .1.3.6.1.2.1.2.2.1.8",
+    f"notificationEvent linkUpTrap .1.3.6.1.6.3.1.1.5.4 {IF_VARBINDS}",
+    f"notificationEvent linkDownTrap .1.3.6.1.6.3.1.1.5.3 {IF_VARBINDS}",
     'monitor -r 1 -e linkUpTrap "link up" .1.3.6.1.2.1.2.2.1.8 == 1',
     'monitor -r 1 -e linkDownTrap "link down" .1.3.6.1.2.1.2.2.1.8 != 1',
 ]
