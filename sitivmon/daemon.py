@@ -189,6 +189,12 @@ class Daemon:
                 new = await asyncio.to_thread(load_config, self.config_path)
             except ConfigError as exc:
                 errors = [str(i) for i in exc.issues]
+            except Exception as exc:  # a validator bug must not kill the SIGHUP task or answer 500
+                log.exception("reload failed unexpectedly")
+                errors = [f"unexpected error while loading the configuration: {type(exc).__name__}"]
+            else:
+                errors = []
+            if errors:
                 log.error("reload refused, keeping the running configuration: %s", "; ".join(errors))
                 self.metrics.reloads.labels("failure").inc()
                 self.metrics.config_ok.set(0)

@@ -124,11 +124,22 @@ class Lab:
         run("ip", "link", "del", self.mgmt_host_if, check=False)
 
 
+def _free_subnet(start: int) -> int:
+    """A third octet for 198.18.X.0/30 that no interface on the host uses yet (labs of concurrent
+    test sessions, benchmarks and the demo must not share a management subnet)."""
+    used = run("ip", "-o", "-4", "addr", "show", check=False).stdout
+    for step in range(250):
+        candidate = (start + step) % 250
+        if f" 198.18.{candidate}." not in used:
+            return candidate
+    raise RuntimeError("no free 198.18.X.0/30 management subnet left on this host")
+
+
 def create_lab(tag: str | None = None) -> Lab:
     """Two namespaces and a management veth from the host to the agent namespace."""
     n = next(_counter)
     tag = tag or f"{os.getpid() % 10000}{n}"
-    subnet = (os.getpid() + n) % 60
+    subnet = _free_subnet((os.getpid() + n) % 200)
     agent_ns, peer_ns = f"svma{tag}", f"svmp{tag}"
     host_if, ns_if = f"svmm{tag}", "mgmt0"
     host_addr, agent_addr = f"198.18.{subnet}.1", f"198.18.{subnet}.2"

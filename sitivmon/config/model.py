@@ -190,8 +190,14 @@ def split_address(value: str, default_port: int) -> tuple[str, int]:
     """`host`, `host:port`, `[v6]:port` or a bare IPv6 address."""
     text = value.strip()
     if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
+        host, closed, rest = text[1:].partition("]")
+        if not closed:
+            raise ValueError(f"missing ']' in address {value!r}")
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"unexpected {rest!r} after ']' in address {value!r}")
         port = rest.removeprefix(":")
+        if port and not port.isdigit():
+            raise ValueError(f"invalid port in address {value!r}")
         return host, int(port) if port else default_port
     try:
         ipaddress.IPv6Address(text)

@@ -434,7 +434,9 @@ def test_target_poll_override_timeout_over_interval_is_located(secrets_env: Path
     doc["targets"][1]["poll"] = {"timeout": "90s"}  # the global interval is 60 s
     with pytest.raises(ConfigError) as info:
         parse_config(dump(doc), "sitivmon.yaml", secrets_env)
-    assert any(str(i).startswith("targets[1].poll") for i in info.value.issues), info.value
+    assert [str(i).split(" (line")[0] for i in info.value.issues] == [
+        "targets[1].poll.timeout: timeout (90s) must not exceed the target's interval (60s)"
+    ]
 
 
 def test_line_numbers_point_at_the_key(secrets_env: Path) -> None:
