@@ -130,6 +130,14 @@ def prometheus(running_daemon: str, tmp_path_factory: pytest.TempPathFactory) ->
         wait_tcp("127.0.0.1", port, timeout=30)
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # the HTTP port opens before the TSDB is ready (503 until then)
+            try:
+                with urllib.request.urlopen(f"{base}/-/ready", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            time.sleep(0.5)
         while time.monotonic() < deadline:
             r = http_get(f"{base}/api/v1/query", {"query": 'count_over_time(up{job="sitivmon"}[1m]) >= 16'})
             if (

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from sitivmon.readings import CounterInterval, Flag, GaugeReading, PollBatch, Quantity, UsageKey
 from sitivmon.usage.recorder import Accumulator
 from sitivmon.usage.store import UsageStore
+from tests.support.agents import COMMUNES
 
 
 @dataclass(frozen=True)
@@ -21,11 +20,8 @@ class Commune:
 
 
 def communes() -> list[Commune]:
-    path = Path(__file__).resolve().parents[3] / "shared" / "communes.csv"
-    if path.exists():
-        with path.open(encoding="utf-8") as f:
-            return [Commune(r["id"], r["name"], r["insee"]) for r in csv.DictReader(f)]
-    return [Commune("venissieux", "Vénissieux", "69259"), Commune("givors", "Givors", "69091")]
+    """The eight communes (the same as ../shared/communes.csv, which tests/unit/test_config.py checks)."""
+    return [Commune(i, n, s) for i, n, s in COMMUNES]
 
 
 def link_keys(commune: str, link: str) -> list[UsageKey]:
