@@ -88,9 +88,11 @@ def wait_flushes(daemon: agents.DaemonProcess, count: int = 2, timeout: float = 
     m = daemon.metrics()
     after = time.time()
     for i in range(count):
-        m = daemon.wait_for(
-            lambda m, a=after: last_write(m) > a, f"usage flush {i + 1}/{count} after {after:.3f}", timeout
-        )
+
+        def flushed(m: agents.Metrics, a: float = after) -> bool:
+            return last_write(m) > a
+
+        m = daemon.wait_for(flushed, f"usage flush {i + 1}/{count} after {after:.3f}", timeout)
         after = last_write(m)
     return m
 
@@ -112,8 +114,7 @@ def quiet_baseline(lab: Lab, daemon: agents.DaemonProcess, before: tuple[int, in
     daemon.wait_polls(TARGET, 1)
     now = lab.kernel_bytes(link)
     assert now == before, (
-        f"{link} moved before any traffic was sent ({before} -> {now}): the baseline is unknown, the link is"
-        " not quiet"
+        f"{link} moved before any traffic was sent ({before} -> {now}): the baseline is unknown, the link is not quiet"
     )
 
 
