@@ -205,6 +205,7 @@ def sitivmon_config(ags: list[Agent], links: int, interval: float, max_rep: int,
         "listen": "127.0.0.1:9811",
         "state_dir": str(state_dir),
         "log": {"level": "warning"},
+        "traps": {"port": 0},  # the receiver stays on (idle), on a free port: 9162 may be taken here
         "poll": {
             "interval": f"{interval:g}s",
             "timeout": f"{min(5.0, interval):g}s",

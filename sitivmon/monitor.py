@@ -16,7 +16,7 @@ from typing import Protocol
 from sitivmon.config.model import SitivmonConfig, Target
 from sitivmon.datacenter.ifalias import links_from_aliases
 from sitivmon.engine.poll import TargetPoll
-from sitivmon.links.interfaces import InterfaceRow, ResolveError, interface_rows, resolve
+from sitivmon.links.interfaces import InterfaceIndex, InterfaceRow, ResolveError, interface_rows
 from sitivmon.links.state import LinkRuntime, apply_row
 from sitivmon.normalize.counters import CounterSnapshot
 from sitivmon.readings import (
@@ -169,16 +169,20 @@ class Monitor:
         counters: list[CounterInterval] = []
         gauges: list[GaugeReading] = []
         baselines: dict[str, str] = {}
-        rows = interface_rows(poll.tables) if poll.tables.get("ifDescr") or poll.tables.get("ifName") else {}
-        if target.ifalias_parser and rows:
-            self._discover(target, rows)
+        tables = poll.tables if poll.tables.get("ifDescr") or poll.tables.get("ifName") else {}
+        rows: Mapping[int, InterfaceRow] = {}
+        if target.ifalias_parser and tables:
+            rows = interface_rows(tables)  # discovery reads every interface's alias
+            if rows:
+                self._discover(target, rows)
         links = self.links_of(target.name)
         if links:
+            interfaces = InterfaceIndex(tables, rows)  # builds only the rows that links resolve to
             uptime = poll.scalars.get("sysUpTime")
             uptime_ticks = uptime if isinstance(uptime, int) else None
             for rt in links:
                 try:
-                    row = resolve(rt.link.interface, rows)
+                    row = interfaces.resolve(rt.link.interface)
                 except ResolveError as exc:
                     if rt.resolve_error != str(exc):
                         log.error("link %s on %s: %s", rt.link.id, target.name, exc)

@@ -9,6 +9,7 @@ session's `_sock`, `_send` and `_recv`: pinned to gufo-snmp 0.13 in pyproject, c
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
@@ -80,6 +81,11 @@ def _session(host: str, port: int, cred: Credential, timeout: float, max_repetit
     )
 
 
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
+
+
 def _classify(exc: BaseException) -> PollError:
     """Map the library's exceptions onto the fixed reasons; details never include credentials."""
     if isinstance(exc, PollError):
@@ -137,34 +143,93 @@ class GufoClient:
 
     async def walk(self, column_oid: str, max_varbinds: int) -> WalkResult:
         await self._ensure_ready()
+        if self._bulk:
+            return await self._walk_bulk(column_oid, max_varbinds)
         result = WalkResult()
         session = self._session
         sock = session._sock
-        ctx = GetIter(column_oid, self._max_repetitions) if self._bulk else GetIter(column_oid)
+        ctx = GetIter(column_oid)
         last: tuple[int, ...] | None = None
         done = False
         while not done:
-            if self._bulk:
 
-                async def bulk() -> list[tuple[str, Value] | None]:
-                    await session._send(lambda: sock.send_get_bulk(ctx))
-                    return await session._recv(lambda: sock.recv_get_bulk(ctx))
+            async def getnext() -> list[tuple[str, Value] | None]:
+                await session._send(lambda: sock.send_get_next(ctx))
+                try:
+                    return [await session._recv(lambda: sock.recv_get_next(ctx))]
+                except (StopIteration, StopAsyncIteration, NoSuchInstance):
+                    return [None]
 
-                batch = await self._retry(bulk)
-                if not batch:
-                    break
-            else:
-
-                async def getnext() -> list[tuple[str, Value] | None]:
-                    await session._send(lambda: sock.send_get_next(ctx))
-                    try:
-                        return [await session._recv(lambda: sock.recv_get_next(ctx))]
-                    except (StopIteration, StopAsyncIteration, NoSuchInstance):
-                        return [None]
-
-                batch = await self._retry(getnext)
+            batch = await self._retry(getnext)
             result.requests += 1
             last, done = absorb_batch(column_oid, batch, result, last, max_varbinds)
+        return result
+
+    async def _walk_bulk(self, column_oid: str, max_varbinds: int) -> WalkResult:
+        """GETBULK walk with the socket's reader registered once per column and one future per response.
+
+        gufo's `_recv` costs add_reader + remove_reader (two epoll_ctl calls) and `asyncio.wait_for`
+        (a second future and a timer) per response, plus our closures and `_retry` coroutine: most of
+        the walk's CPU at 25 varbinds per response. Same retries, timeout and errors as `_retry`.
+        """
+        session = self._session
+        sock = session._sock
+        fd = session._fd
+        timeout = session._timeout
+        loop = asyncio.get_running_loop()
+        ctx = GetIter(column_oid, self._max_repetitions)
+        result = WalkResult()
+        waiter: asyncio.Future[None] | None = None
+
+        def on_readable() -> None:
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
+        last: tuple[int, ...] | None = None
+        loop.add_reader(fd, on_readable)
+        try:
+            while True:
+                attempt = 0
+                while True:  # one request, sent again on timeout
+                    try:
+                        try:
+                            sock.send_get_bulk(ctx)
+                        except BlockingIOError:
+                            await session._send(lambda: sock.send_get_bulk(ctx))
+                        deadline = loop.time() + timeout
+                        while True:
+                            waiter = loop.create_future()
+                            timer = loop.call_at(deadline, _expire, waiter)
+                            try:
+                                await waiter
+                            finally:
+                                timer.cancel()
+                                waiter = None
+                            try:
+                                batch = sock.recv_get_bulk(ctx)
+                                break
+                            except BlockingIOError:
+                                continue  # not the awaited response (a late one): keep waiting
+                            except StopAsyncIteration:
+                                batch = []  # only endOfMibView/noSuch*: the agent's view ends here
+                                break
+                        break
+                    except TimeoutError as exc:
+                        attempt += 1
+                        if attempt > self._retries:
+                            raise _classify(exc) from None
+                    except PollError:
+                        raise
+                    except Exception as exc:
+                        raise _classify(exc) from None
+                if not batch:
+                    break
+                result.requests += 1
+                last, done = absorb_batch(column_oid, batch, result, last, max_varbinds)
+                if done:
+                    break
+        finally:
+            loop.remove_reader(fd)
         return result
 
     async def close(self) -> None:

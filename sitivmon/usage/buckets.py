@@ -96,14 +96,21 @@ _BIG = sys.byteorder == "big"
 assert array("I").itemsize == 4 and array("H").itemsize == 2 and array("Q").itemsize == 8
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1  # the constant encodings are signed 64-bit; wider goes to arrays
+
+
 def _enc(vals: list[int], written: bytes | None = None) -> bytes:
     """'=' constant; '~' constant on written slots and 0 elsewhere (partial weeks); else an array."""
     first = vals[0]
-    if vals.count(first) == len(vals):
+    if vals.count(first) == len(vals) and _INT64_MIN <= first <= _INT64_MAX:
         return b"=" + first.to_bytes(8, "little", signed=True)
     if written is not None:
         c = max(vals)
-        if bytes(1 if v else 0 for v in vals) == written and vals.count(c) == written.count(1):
+        if (
+            c <= _INT64_MAX
+            and bytes(1 if v else 0 for v in vals) == written
+            and vals.count(c) == written.count(1)
+        ):
             return b"~" + c.to_bytes(8, "little", signed=True)
     lo, hi = min(vals), max(vals)
     tc = "q"

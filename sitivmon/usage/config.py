@@ -1,19 +1,28 @@
-"""Settings of the usage store; the lead adds `usage: UsageSettings = UsageSettings()` to the root config."""
+"""Settings of the usage store (`usage:` in the root config)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class UsageSettings(BaseModel):
-    """Defaults suit a small syndicate: a flush every 10 s costs a few kilobytes of WAL."""
+    """Defaults chosen on the poll benchmark (bench/README.md).
+
+    A flush rewrites every open bucket and counter baseline, so its cost follows the number of
+    series, not the traffic: every 30 s keeps it small, and loses nothing on a crash (the baselines
+    committed with the data make the first delta after a restart cover the time since). Month-to-date
+    gauges only change when a five-minute bucket closes: refreshing them more often than that is work
+    for nothing.
+    """
+
+    model_config = ConfigDict(extra="forbid")
 
     db_filename: str = "usage.sqlite3"
-    flush_interval_s: Annotated[float, Field(gt=0)] = 10.0
+    flush_interval_s: Annotated[float, Field(gt=0)] = 30.0
     busy_timeout_s: Annotated[float, Field(ge=0)] = 5.0
     retry_initial_s: Annotated[float, Field(gt=0)] = 1.0
     retry_max_s: Annotated[float, Field(gt=0)] = 60.0
     max_queued_batches: Annotated[int, Field(ge=1)] = 100_000
-    live_refresh_s: Annotated[float, Field(ge=0)] = 60.0
+    live_refresh_s: Annotated[float, Field(ge=0)] = 300.0
