@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
 import json
 import sys
 from pathlib import Path
 
 from sitivmon import __version__
+from sitivmon.aio import run
 from sitivmon.config import ConfigError, load_config
 from sitivmon.logs import setup_logging
 
@@ -52,7 +52,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.log_format is None and config.log.format != "plain":
         setup_logging(config.log.format, args.log_level)
     try:
-        return asyncio.run(run_daemon(args.config, config, args.listen))
+        return run(run_daemon(args.config, config, args.listen))
     except OSError as exc:
         print(f"sitivmon: cannot start: {exc}", file=sys.stderr)
         return 1
@@ -71,7 +71,7 @@ def cmd_poll(args: argparse.Namespace) -> int:
         known = ", ".join(sorted(config.target_by_name())) or "none"
         print(f"unknown target {args.target!r} (known: {known})", file=sys.stderr)
         return 2
-    report = asyncio.run(poll_once(config, args.target, base_dir=args.config.resolve().parent, samples=args.samples))
+    report = run(poll_once(config, args.target, base_dir=args.config.resolve().parent, samples=args.samples))
     print(json.dumps(report, indent=2, ensure_ascii=False))
     return 0 if report.get("error") is None else 1
 

@@ -63,8 +63,10 @@ class Daemon:
         self.traps: TrapReceiver | None = None
         self.mqtt: MqttPublisher | None = None
         self.usage: UsageRecorder | None = None
+        self.live: UsageLiveCollector | None = None
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
+        self._background: set[asyncio.Future[tuple[bool, list[str]]]] = set()
         self._stack = contextlib.AsyncExitStack()
         self._tg: asyncio.TaskGroup | None = None
         self._runner: web.AppRunner | None = None
@@ -94,11 +96,10 @@ class Daemon:
         if seeded:
             log.info("restored %d counter baselines from %s: the first polls count the downtime", seeded, store.path)
         self.monitor.usage = self.usage
-        self.registry.register(
-            UsageLiveCollector(
-                store.path, config.communes, config.timezone, link_keys(config), refresh_s=config.usage.live_refresh_s
-            )
+        self.live = UsageLiveCollector(
+            store.path, config.communes, config.timezone, link_keys(config), refresh_s=config.usage.live_refresh_s
         )
+        self.registry.register(self.live)
         if config.mqtt.enabled:
             self.mqtt = await self._stack.enter_async_context(MqttPublisher(config.mqtt, registry=self.registry))
             self.monitor.events = self.mqtt
@@ -118,7 +119,7 @@ class Daemon:
                 return service_from_config(self.config, self.config_path, usage_for_month)
 
             setup_api(
-                app, tokens=self.config.api.tokens, usage_provider=lambda month: service().usage(month),
+                app, tokens=lambda: self.config.api.tokens, usage_provider=lambda month: service().usage(month),
                 report_builder=lambda month: service().current(month).report,
             )
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -138,14 +139,16 @@ class Daemon:
             self.monitor.on_restart_trap(event.source_ip, time.time())
         else:
             return
-        for target in self.monitor.config.targets:
-            if target.host == event.source_ip:
-                self.scheduler.poll_now(target.name)  # the next poll confirms what the trap said
+        for target in self.monitor.targets_at(event.source_ip):
+            self.scheduler.poll_now(target.name)  # the next poll confirms what the trap said
 
     async def _until_stopped(self, loop: Coroutine[Any, Any, None]) -> None:
         """A long-lived loop that ends (by crash or otherwise) stops the daemon instead of hiding."""
         try:
             await loop
+        except Exception:
+            log.exception("a long-lived loop crashed; stopping")
+            raise
         finally:
             self._stop.set()
 
@@ -160,17 +163,23 @@ class Daemon:
         await self._shutdown()
 
     async def _shutdown(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-        if self._tg is not None:
-            tg, self._tg = self._tg, None
-            self._stop.set()
+        """Stop serving, stop the loops, then close the services (flush usage, drain MQTT) whatever
+        went wrong before: losing the last usage flush would be worse than a noisy exit."""
+        try:
+            if self._runner is not None:
+                runner, self._runner = self._runner, None
+                await runner.cleanup()
+        finally:
             try:
-                await tg.__aexit__(None, None, None)
-            except* _Stopping:
-                pass
-        await self._stack.aclose()
+                if self._tg is not None:
+                    tg, self._tg = self._tg, None
+                    self._stop.set()
+                    try:
+                        await tg.__aexit__(None, None, None)
+                    except* _Stopping:
+                        pass
+            finally:
+                await self._stack.aclose()
 
     def stop(self) -> None:
         self._stop.set()
@@ -199,11 +208,15 @@ class Daemon:
                 self.metrics.reloads.labels("failure").inc()
                 self.metrics.config_ok.set(0)
                 return False, errors
+            if {t.host for t in new.targets} != {t.host for t in self.config.targets}:
+                log.warning("reload: target addresses changed; the trap receiver's allowed sources follow at restart")
             for section in ("listen", "traps", "mqtt", "state_dir", "usage"):
                 if getattr(new, section) != getattr(self.config, section):
                     log.warning("reload: '%s' changed; it takes effect at the next restart", section)
             self.config = new
             self.monitor.reconfigure(new)
+            if self.live is not None:
+                self.live.follow(new.communes, new.timezone, link_keys(new))
             self.scheduler.apply(new)
             self.metrics.reloads.labels("success").inc()
             self.metrics.config_ok.set(1)
@@ -215,7 +228,12 @@ class Daemon:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.stop)
         loop.add_signal_handler(signal.SIGINT, self.stop)
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        loop.add_signal_handler(signal.SIGHUP, self._reload_in_background)
+
+    def _reload_in_background(self) -> None:
+        task = asyncio.ensure_future(self.reload())
+        self._background.add(task)  # keep a reference until done, or the task may be collected
+        task.add_done_callback(self._background.discard)
 
 
 class _Stopping(Exception):

@@ -7,6 +7,7 @@ once (a failing target is logged when it fails and when it recovers, not every p
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -17,8 +18,7 @@ from sitivmon.config.model import SitivmonConfig, Target
 from sitivmon.datacenter.ifalias import links_from_aliases
 from sitivmon.engine.poll import TargetPoll
 from sitivmon.links.interfaces import InterfaceIndex, InterfaceRow, ResolveError, interface_rows
-from sitivmon.links.state import LinkRuntime, apply_row
-from sitivmon.normalize.counters import CounterSnapshot
+from sitivmon.links.state import LinkRuntime, apply_row, decode_baseline, link_origin
 from sitivmon.readings import (
     CounterInterval,
     EventSink,
@@ -32,6 +32,17 @@ from sitivmon.readings import (
 from sitivmon.snmp.client import PollErrorReason
 
 log = logging.getLogger("sitivmon.monitor")
+
+
+def same_host_key(host: str) -> str:
+    """A canonical spelling of an address (IPv4-mapped IPv6 unmapped); names are kept as written."""
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return host.lower()
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
 
 
 @dataclass(slots=True)
@@ -89,6 +100,8 @@ class Monitor:
 
     def reconfigure(self, config: SitivmonConfig) -> None:
         """Adopt a new config, keeping the state of links and targets that still exist."""
+        old_addresses = {t.name: t.address for t in self.config.targets}
+        new_addresses = {t.name: t.address for t in config.targets}
         self.config = config
         old_links = self.links
         configured = {link.id for link in config.links}
@@ -103,8 +116,9 @@ class Monitor:
             if rt is None:
                 rt = LinkRuntime(link)
             else:
-                if rt.link.target != link.target or rt.link.interface != link.interface:
-                    rt.snapshot = None  # another interface: its counters are not this one's
+                moved = old_addresses.get(link.target) != new_addresses.get(link.target)
+                if rt.link.target != link.target or rt.link.interface != link.interface or moved:
+                    rt.snapshot = None  # another interface or device: its counters are not this one's
                     rt.if_index = None
                 rt.link = link
             self.links[link.id] = rt
@@ -126,10 +140,19 @@ class Monitor:
             if rt is None:
                 continue
             try:
-                rt.snapshot = CounterSnapshot.from_json(text)
+                origin, if_index, snapshot = decode_baseline(text)
             except (ValueError, KeyError, TypeError):
                 log.warning("ignoring unreadable counter baseline for link %s", subject)
                 continue
+            target = self.config.target_by_name().get(rt.link.target)
+            if target is None or origin != link_origin(target.address, rt.link):
+                log.warning(
+                    "link %s: its saved counters were read from another device or interface (%s); "
+                    "starting afresh", subject, origin.partition("|")[2] or "unknown",
+                )
+                continue
+            rt.snapshot = snapshot
+            rt.if_index = if_index  # a renumbering during the downtime then drops the snapshot
             seeded += 1
         for handler in self.handlers:
             seeded += handler.seed_baselines(baselines)
@@ -192,14 +215,18 @@ class Monitor:
                     continue
                 outcome = apply_row(
                     rt, row, at=poll.at, uptime_ticks=uptime_ticks, interval_s=status.interval_s,
-                    target=target.name,
+                    target=target.name, origin=link_origin(target.address, rt.link),
                 )
                 self._emit(outcome.event)
                 counters.extend(outcome.counters)
                 gauges.extend(outcome.gauges)
                 baselines[rt.link.id] = outcome.baseline
         for handler in self.handlers:
-            contribution = handler.on_poll(target, poll)
+            try:
+                contribution = handler.on_poll(target, poll)
+            except Exception:  # a broken profile family must not cost the links their usage
+                log.exception("target %s: %s failed on this poll", target.name, type(handler).__name__)
+                continue
             counters.extend(contribution.counters)
             gauges.extend(contribution.gauges)
             baselines.update(contribution.baselines)
@@ -227,28 +254,35 @@ class Monitor:
                 log.info("link %s no longer announced by ifAlias on %s", link_id, target.name)
                 del self.links[link_id]
 
+    def targets_at(self, source: str) -> list[Target]:
+        """The targets whose address is the trap's source, compared as IP addresses (an IPv6 written
+        differently, or an IPv4 seen as ::ffff:a.b.c.d, is the same host)."""
+        wanted = same_host_key(source)
+        return [t for t in self.config.targets if same_host_key(t.host) == wanted]
+
     def on_link_trap(self, source: str, if_index: int | None, up: bool, at: float) -> list[LinkStateEvent]:
-        """A linkUp/linkDown trap: change the state at once; the next poll confirms or corrects it."""
-        events = []
-        for target in self.config.targets:
-            if target.host != source:
-                continue
+        """A linkUp/linkDown trap: change the state at once; the next poll confirms or corrects it.
+
+        A trap without ifIndex names no link: it changes nothing here (the poll it triggers will)."""
+        events: list[LinkStateEvent] = []
+        self.traps_applied += 1
+        if if_index is None:
+            return events
+        for target in self.targets_at(source):
             for rt in self.links_of(target.name):
-                if if_index is not None and rt.if_index != if_index:
+                if rt.if_index != if_index:
                     continue
                 ev = rt.set_state(LinkState.UP if up else LinkState.DOWN, at, StateSource.TRAP, target.name)
                 if ev is not None:
                     events.append(ev)
                     self._emit(ev)
-        self.traps_applied += 1
         return events
 
     def on_restart_trap(self, source: str, at: float) -> None:
         """coldStart/warmStart: the agent restarted; links are unknown until the next poll."""
-        for target in self.config.targets:
-            if target.host == source:
-                for rt in self.links_of(target.name):
-                    self._emit(rt.set_state(LinkState.UNKNOWN, at, StateSource.TRAP, target.name))
+        for target in self.targets_at(source):
+            for rt in self.links_of(target.name):
+                self._emit(rt.set_state(LinkState.UNKNOWN, at, StateSource.TRAP, target.name))
 
     def _emit(self, event: LinkStateEvent | None) -> None:
         if event is None:

@@ -99,7 +99,7 @@ class _Auth:
 def setup_api(
     app: web.Application,
     *,
-    tokens: Sequence[ApiToken],
+    tokens: Sequence[ApiToken] | Callable[[], Sequence[ApiToken]],
     usage_provider: Callable[[str], dict[str, Any]],
     report_builder: Callable[[str], dict[str, Any]],
 ) -> None:
@@ -110,13 +110,22 @@ def setup_api(
     for a month that cannot be served (answered 422) or LookupError for a month without data (404).
     `ReportService.usage` and `ReportService.current(...).report` are meant for them.
     """
-    auth = _Auth(tokens)
+    # A callable is asked again on each request, so that a reload that removes a token takes effect.
+    current_tokens = tokens if callable(tokens) else (lambda: tokens)
+    cache: dict[str, Any] = {}
+
+    def authority() -> _Auth:
+        now = current_tokens()
+        if cache.get("tokens") is not now:
+            cache["tokens"], cache["auth"] = now, _Auth(now)
+        auth: _Auth = cache["auth"]
+        return auth
 
     def scope_of(request: web.Request, principal: Principal) -> str | web.Response | None:
         """The commune to restrict to (None: everything), or a refusal."""
         wanted = request.query.get("commune")
         if wanted is not None and not principal.may_see(wanted):
-            return auth.forbid(request, principal, f"asked for commune {wanted!r}")
+            return authority().forbid(request, principal, f"asked for commune {wanted!r}")
         if principal.scope != SYNDICATE:
             return principal.scope
         return wanted
@@ -133,7 +142,7 @@ def setup_api(
             return _error(422, str(exc))
 
     async def usage(request: web.Request) -> web.StreamResponse:
-        principal = auth.identify(request)
+        principal = authority().identify(request)
         if isinstance(principal, web.Response):
             return principal
         scope = scope_of(request, principal)
@@ -147,7 +156,7 @@ def setup_api(
         return _json_response(doc)
 
     async def report(request: web.Request) -> web.StreamResponse:
-        principal = auth.identify(request)
+        principal = authority().identify(request)
         if isinstance(principal, web.Response):
             return principal
         scope = scope_of(request, principal)

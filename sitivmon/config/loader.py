@@ -117,7 +117,15 @@ def parse_config(text: str, source: str = "<config>", base_dir: Path | None = No
     if not isinstance(data, dict):
         raise ConfigError(source, [ConfigIssue((), "the file must be a mapping of settings", 1)])
     lines = dict(_line_map(node)) if node is not None else {}
-    data = _merge(data, env_overrides())
+    try:
+        overrides = env_overrides()
+    except ValidationError as exc:
+        issues = [
+            ConfigIssue(("env", "SITIVMON_" + "__".join(str(p) for p in e["loc"]).upper()), e["msg"])
+            for e in exc.errors(include_input=False, include_url=False)
+        ]
+        raise ConfigError(source, issues) from None
+    data = _merge(data, overrides)
     if base_dir is not None:
         for key in ("state_dir", "allocation"):
             if isinstance(data.get(key), str) and not Path(data[key]).is_absolute():

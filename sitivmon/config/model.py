@@ -152,7 +152,12 @@ class Commune(Strict):
     @field_validator("insee", mode="before")
     @classmethod
     def _insee_text(cls, value: Any) -> Any:
-        return f"{value:05d}" if isinstance(value, int) else value
+        if isinstance(value, int) and not isinstance(value, bool):
+            if 10000 <= value <= 99999:
+                return str(value)
+            # A code with a leading zero (Ain, Aisne, ...) lost it, or YAML read 01053 as octal.
+            raise ValueError('write an INSEE code with a leading zero as a quoted string, e.g. "01053"')
+        return value
 
 
 SHARED = "shared"
@@ -175,6 +180,12 @@ class Target(Strict):
             raise ValueError(f"port {port} out of range")
         if not host:
             raise ValueError("empty host")
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            # The SNMP library takes addresses only; resolving names at poll time would put DNS on
+            # the polling path. A name here would pass `check` and fail every poll.
+            raise ValueError(f"{host!r} is not an IP address (host names are not resolved)") from None
         return value
 
     @property
@@ -257,8 +268,13 @@ class Link(Strict):
 
 
 def parse_listen(value: str) -> tuple[str, int]:
-    host, port = split_address(value, 9811)
-    return host or "127.0.0.1", port
+    """`HOST:PORT` (or `[v6]:PORT`, or `:PORT` for every address): the port is required."""
+    if ":" not in value:
+        raise ValueError(f"listen address {value!r} needs a port, e.g. 127.0.0.1:9811")
+    host, port = split_address(value, 0)
+    if not 0 < port < 65536:
+        raise ValueError(f"port {port} out of range in listen address {value!r}")
+    return host or "0.0.0.0", port
 
 
 class LoggingSettings(Strict):

@@ -30,11 +30,12 @@ def resolve_secret(value: Any) -> Any:
             raise ValueError(f"environment variable {name} is not set")
         return SecretStr(os.environ[name])
     if value.startswith("file:"):
-        path = Path(os.path.expandvars(value[5:]))
+        written = value[5:]  # reported as written: the expanded path may itself come from a secret
+        path = Path(os.path.expandvars(written))
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
-            raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from None
+            raise ValueError(f"cannot read secret file {written}: {exc.strerror}") from None
         return SecretStr(text.rstrip("\r\n"))
     return SecretStr(value)
 

@@ -8,7 +8,6 @@ move. Without: one snmpd on loopback serving this machine's own interfaces.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import csv
 import os
@@ -24,6 +23,7 @@ import yaml
 from sitivmon.agents.netns import Lab, create_lab, netns_available
 from sitivmon.agents.scripted import DEMO_CONFIG_YAML, demo_tables, registrations
 from sitivmon.agents.snmpd import Snmpd, SnmpdSpec, snmpd_path
+from sitivmon.aio import run
 from sitivmon.config import load_config
 from sitivmon.logs import setup_logging
 
@@ -184,7 +184,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             "  stop with Ctrl-C\n",
             flush=True,
         )
-        return asyncio.run(run_daemon(config_path, config, args.listen))
+        return run(run_daemon(config_path, config, args.listen))
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -68,10 +68,10 @@ async def poll_target(
                 result.requests += walk.requests
                 result.varbinds += len(walk.rows)
                 budget -= len(walk.rows)
+                if walk.stopped is WalkStop.VARBIND_CAP:  # counted once, as the poll's error
+                    raise PollError(PollErrorReason.VARBIND_CAP, f"more than {max_varbinds} varbinds")
                 if walk.stopped is not None:
                     result.walk_stops.append((name, walk.stopped))
-                    if walk.stopped is WalkStop.VARBIND_CAP:
-                        raise PollError(PollErrorReason.VARBIND_CAP, f"more than {max_varbinds} varbinds")
     except TimeoutError:
         result.error = PollError(PollErrorReason.DEADLINE, f"poll exceeded its {deadline_s:g}s deadline")
     except PollError as exc:

@@ -7,11 +7,12 @@ whose agent is slow or dead only ever occupies its own loop and one slot of the 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
+import math
 from collections.abc import Callable
 
+from sitivmon.aio import wait_event
 from sitivmon.config.model import Credential, PollSettings, SitivmonConfig, Target
 from sitivmon.engine.poll import poll_target
 from sitivmon.monitor import Monitor
@@ -33,6 +34,9 @@ def gufo_factory(target: Target, cred: Credential, settings: PollSettings) -> Sn
         target.host, target.port, cred, timeout=settings.timeout, retries=settings.retries,
         max_repetitions=settings.max_repetitions,
     )
+
+
+MIN_EARLY_SPACING_S = 5.0  # least time between two polls of a target that traps asked for
 
 
 def start_offset(name: str, interval: float, jitter: float) -> float:
@@ -109,6 +113,17 @@ class Scheduler:
                 task = tg.create_task(self._target_loop(config, target), name=f"poll:{name}")
                 self._tasks[name] = (task, fp)
 
+    async def _client(self, target: Target, cred: Credential, settings: PollSettings) -> SnmpClient:
+        """Make the target's client, retrying with backoff: a bad address must not stop the daemon."""
+        delay = 1.0
+        while True:
+            try:
+                return self.client_factory(target, cred, settings)
+            except Exception as exc:
+                log.error("target %s: cannot open an SNMP session to %s: %s", target.name, target.address, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, settings.interval)
+
     async def _target_loop(self, config: SitivmonConfig, target: Target) -> None:
         loop = asyncio.get_running_loop()
         settings = config.poll_settings(target)
@@ -121,18 +136,18 @@ class Scheduler:
             except KeyError:  # a profile file changed after the config was checked
                 log.error("target %s: profile %r is not defined; polling the others", target.name, name)
         interval = settings.interval
-        client = self.client_factory(target, cred, settings)
+        client = await self._client(target, cred, settings)
         next_at = loop.time() + start_offset(target.name, interval, settings.jitter)
         wake = self._wake[target.name] = asyncio.Event()
+        last_start = -math.inf
         try:
             while True:
-                early = False
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), max(0.0, next_at - loop.time()))
-                    early = True
+                early = await wait_event(wake, max(0.0, next_at - loop.time()))
                 wake.clear()
+                if early and loop.time() - last_start < max(MIN_EARLY_SPACING_S, interval / 10):
+                    continue  # a trap storm must not turn into a poll storm: the state is already set
                 async with self._sem:
-                    now = loop.time()
+                    now = last_start = loop.time()
                     if early:
                         # An extra poll must end before the scheduled one starts.
                         budget = min(deadline_for(interval), next_at - now - 0.05)

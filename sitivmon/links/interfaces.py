@@ -56,6 +56,15 @@ def _int(value: Value) -> int | None:
     return None
 
 
+def _counter(value: Value, bits: int) -> int | None:
+    """A counter value, or None when the agent sent something a Counter32/64 cannot hold (a string,
+    a negative number, a value past 2**bits): counting it would make totals go down."""
+    number = _int(value)
+    if number is None or not 0 <= number < 1 << bits:
+        return None
+    return number
+
+
 def _text(value: Value) -> str:
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace").rstrip("\x00")
@@ -101,20 +110,20 @@ def interface_row(tables: Tables, idx: str) -> InterfaceRow:
 
     counters: dict[str, RawCounter] = {}
     for raw, hc, low in _COUNTER_SOURCES:
-        hc_value = _int(get(hc)) if hc else None
+        hc_value = _counter(get(hc), 64) if hc else None
         if hc_value is not None:
             counters[raw] = RawCounter(hc_value, 64)
         else:
-            low_value = _int(get(low))
+            low_value = _counter(get(low), 32)
             if low_value is not None:
                 counters[raw] = RawCounter(low_value, 32)
     for direction in ("in", "out"):
-        mc, bc = (_int(get(c)) for c in _NUCAST_HC[direction])
+        mc, bc = (_counter(get(c), 64) for c in _NUCAST_HC[direction])
         if mc is not None and bc is not None:
             counters[f"{direction}_mcast"] = RawCounter(mc, 64)
             counters[f"{direction}_bcast"] = RawCounter(bc, 64)
         else:
-            nu = _int(get(_NUCAST_32[direction]))
+            nu = _counter(get(_NUCAST_32[direction]), 32)
             if nu is not None:
                 counters[f"{direction}_nucast"] = RawCounter(nu, 32)
     high = _int(get("ifHighSpeed"))

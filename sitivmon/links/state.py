@@ -6,6 +6,7 @@ totals only ever go up for the life of the process; durable accounting lives in 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 from sitivmon.config.model import Link
@@ -80,8 +81,31 @@ class LinkPollOutcome:
     flags: frozenset[Flag]
 
 
+def link_origin(address: str, link: Link) -> str:
+    """Where a link's counters come from: a snapshot taken elsewhere must never be subtracted from."""
+    return f"{address}|{link.interface.describe()}"
+
+
+def encode_baseline(origin: str, if_index: int, snap: CounterSnapshot) -> str:
+    return json.dumps({"origin": origin, "if_index": if_index, "snapshot": snap.to_json()}, separators=(",", ":"))
+
+
+def decode_baseline(text: str) -> tuple[str, int | None, CounterSnapshot]:
+    """(origin, ifIndex, snapshot) of a persisted baseline; ValueError/KeyError/TypeError when unreadable."""
+    doc = json.loads(text)
+    index = doc.get("if_index")
+    return str(doc["origin"]), int(index) if index is not None else None, CounterSnapshot.from_json(doc["snapshot"])
+
+
 def apply_row(
-    rt: LinkRuntime, row: InterfaceRow, *, at: float, uptime_ticks: int | None, interval_s: float, target: str
+    rt: LinkRuntime,
+    row: InterfaceRow,
+    *,
+    at: float,
+    uptime_ticks: int | None,
+    interval_s: float,
+    target: str,
+    origin: str = "",
 ) -> LinkPollOutcome:
     """Fold one poll's interface row into the link: state, exact deltas, totals, usage records."""
     if rt.if_index is not None and rt.if_index != row.index and rt.snapshot is not None:
@@ -123,7 +147,7 @@ def apply_row(
                 1.0 if new_state is LinkState.UP else 0.0,
             ),
         )
-    return LinkPollOutcome(event, counters, gauges, snap.to_json(), flags)
+    return LinkPollOutcome(event, counters, gauges, encode_baseline(origin, row.index, snap), flags)
 
 
 def _usage_counters(link: Link, deltas: Deltas, series: dict[str, int]) -> tuple[CounterInterval, ...]:

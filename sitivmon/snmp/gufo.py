@@ -10,6 +10,7 @@ session's `_sock`, `_send` and `_recv`: pinned to gufo-snmp 0.13 in pyproject, c
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
@@ -39,6 +40,8 @@ from sitivmon.snmp.client import PollError, PollErrorReason, Value, WalkResult
 from sitivmon.snmp.walkguard import absorb_batch
 
 T = TypeVar("T")
+
+V3_REFRESH_AFTER_S = 100.0  # well inside the 150 s time window of RFC 3414
 
 _AUTH_KEYS = {
     AuthProtocol.MD5: Md5Key,
@@ -117,11 +120,20 @@ class GufoClient:
         self._bulk = cred.version != "1"
         self._v3 = cred.version == "3"
         self._ready = False
+        self._last_io = 0.0
 
     async def _ensure_ready(self) -> None:
-        if not self._ready:
+        """Discover the v3 engine once, and learn its clock again after a silence.
+
+        gufo re-sends the engine time of the last response unchanged; an agent rejects a request more
+        than 150 s outside its time window (RFC 3414 §3.2), so a target polled every 5 minutes would
+        fail every poll without this refresh.
+        """
+        stale = self._v3 and time.monotonic() - self._last_io > V3_REFRESH_AFTER_S
+        if not self._ready or stale:
             await self._retry(self._session.refresh)
             self._ready = True
+            self._last_io = time.monotonic()
 
     async def _retry(self, call: Callable[[], Awaitable[T]]) -> T:
         attempt = 0
@@ -139,7 +151,9 @@ class GufoClient:
 
     async def get_many(self, oids: Sequence[str]) -> dict[str, Value]:
         await self._ensure_ready()
-        return await self._retry(lambda: self._session.get_many(oids))
+        values = await self._retry(lambda: self._session.get_many(oids))
+        self._last_io = time.monotonic()
+        return values
 
     async def walk(self, column_oid: str, max_varbinds: int) -> WalkResult:
         await self._ensure_ready()
@@ -163,6 +177,7 @@ class GufoClient:
             batch = await self._retry(getnext)
             result.requests += 1
             last, done = absorb_batch(column_oid, batch, result, last, max_varbinds)
+        self._last_io = time.monotonic()
         return result
 
     async def _walk_bulk(self, column_oid: str, max_varbinds: int) -> WalkResult:
@@ -230,6 +245,7 @@ class GufoClient:
                     break
         finally:
             loop.remove_reader(fd)
+        self._last_io = time.monotonic()
         return result
 
     async def close(self) -> None:

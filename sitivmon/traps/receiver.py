@@ -30,6 +30,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from sitivmon.aio import wait_event
 from sitivmon.traps import ber
 from sitivmon.traps.config import TrapAuth, TrapConfig
 from sitivmon.traps.events import Interpretation, TrapEvent, TrapKind, interpret_v1, interpret_v2
@@ -256,8 +257,7 @@ class TrapReceiver:
             while True:
                 timeout = 0.05 if self._coalescer.size else None
                 if not self._queue:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), timeout)
+                    await wait_event(self._wake, timeout)
                 self._wake.clear()
                 self.process_pending(self._DECODE_BATCH)
                 if self._queue:

@@ -61,6 +61,12 @@ class UsageLiveCollector(Collector):
             GaugeMetricFamily(REFRESHED, ""),
         ]
 
+    def follow(self, communes: Sequence[CommuneLike], timezone: str, links: Iterable[UsageKey]) -> None:
+        """Adopt a reloaded configuration (its links decide the coverage); takes effect at the next refresh."""
+        with self._lock:
+            self.communes, self.timezone, self.links = list(communes), timezone, list(links)
+            self._at = None
+
     def refresh(self) -> None:
         now = self._clock()
         month = month_of(now, self.timezone)

@@ -20,6 +20,7 @@ from types import TracebackType
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from sitivmon.aio import wait_event
 from sitivmon.readings import PollBatch, UsageKey
 
 from .buckets import GAPLIKE, SCALE, Bucket, expected_milli, flag_bits
@@ -253,8 +254,7 @@ class UsageRecorder:
 
     async def _writer(self) -> None:
         while not self._closing:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.flush_interval_s)
+            await wait_event(self._wake, self.settings.flush_interval_s)
             self._wake.clear()
             self._drain()  # keep the queue short even while the store is failing
             if self._clock() >= self._retry_at:
