@@ -68,7 +68,8 @@ def free_tcp_port() -> int:
 
 def http_get(url: str, timeout: float = 30.0) -> str:
     with urllib.request.urlopen(url, timeout=timeout) as resp:
-        return resp.read().decode("utf-8", errors="replace")
+        body: bytes = resp.read()
+    return body.decode("utf-8", errors="replace")
 
 
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)")
@@ -223,24 +224,11 @@ def sitivmon_config(ags: list[Agent], links: int, interval: float, max_rep: int,
     }
 
 
-# The daemon as shipped, and the same daemon with bench/proto.py's prototypes patched in (proto_daemon.py).
+# The daemon as shipped, and the same daemon without usage recording (attribution only: the difference
+# between the two is what the usage recorder and the month-to-date gauges cost).
 SITIVMON_VARIANTS: dict[str, list[str]] = {
     "sitivmon": ["-m", "sitivmon.cli"],
-    "proto": [str(BENCH / "proto_daemon.py"), "--lean-walk", "--lazy-fold", "--"],
-    "proto-uvloop": [str(BENCH / "proto_daemon.py"), "--lean-walk", "--lazy-fold", "--uvloop", "--"],
-    # sitivmon/ with bench/proposed/*.patch applied (a copy in the work dir, first on PYTHONPATH)
-    "patched": ["-m", "sitivmon.cli"],
-    # attribution only: the same daemons without usage records and month-to-date gauges
-    "sitivmon-nousage": [str(BENCH / "proto_daemon.py"), "--no-usage", "--"],
-    "proto-nousage": [str(BENCH / "proto_daemon.py"), "--lean-walk", "--lazy-fold", "--no-usage", "--"],
-    "proto-uvloop-nousage": [
-        str(BENCH / "proto_daemon.py"),
-        "--lean-walk",
-        "--lazy-fold",
-        "--uvloop",
-        "--no-usage",
-        "--",
-    ],
+    "sitivmon-nousage": [str(BENCH / "attribution_daemon.py"), "--"],
 }
 
 
@@ -252,8 +240,6 @@ class Sitivmon:
         config: dict[str, Any],
         py_spy: str | None,
         spy_out: Path | None,
-        tools: str | None,
-        patched: Path | None = None,
     ) -> None:
         import yaml
 
@@ -261,18 +247,9 @@ class Sitivmon:
         path = workdir / f"{variant}.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         self.log = open(workdir / f"{variant}.log", "wb")  # noqa: SIM115
-        launcher = list(SITIVMON_VARIANTS[variant])
-        if tools and variant != "sitivmon":
-            launcher[1:1] = ["--tools", tools]
-        argv = [sys.executable, *launcher, "run", "--config", str(path)]
+        argv = [sys.executable, *SITIVMON_VARIANTS[variant], "run", "--config", str(path)]
         argv += ["--listen", f"127.0.0.1:{self.port}", "--log-level", "warning"]
-        cwd = ROOT
-        if variant == "patched":
-            # `python -m` puts the working directory first on sys.path, before the editable install
-            if patched is None:
-                raise ValueError("the patched variant needs the patched copy")
-            cwd = patched
-        self.proc = subprocess.Popen(argv, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(argv, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         self.spy: subprocess.Popen[bytes] | None = None
         self._spy_args = (py_spy, spy_out)
 
@@ -426,7 +403,7 @@ def run_phase(
         for name in which:
             if name in SITIVMON_VARIANTS:
                 config = sitivmon_config(ags, args.links, interval, args.max_repetitions, workdir / f"state-{name}")
-                daemons[name] = Sitivmon(name, workdir, config, args.py_spy, spy_out, args.tools, workdir / "patched")
+                daemons[name] = Sitivmon(name, workdir, config, args.py_spy, spy_out)
         for sv in daemons.values():
             sv.wait_ready(timeout=3 * interval + 30)
         if "exporter" in which:
@@ -525,22 +502,14 @@ def summarise_spy(raw: Path, top: int = 25) -> list[dict[str, Any]]:
 # --- main --------------------------------------------------------------------------------------------
 
 
-def patch_copy(dest: Path) -> list[Path]:
-    """Copy sitivmon/ to `dest` and apply bench/proposed/*.patch to it (their sitivmon/ parts)."""
-    shutil.copytree(ROOT / "sitivmon", dest / "sitivmon", ignore=shutil.ignore_patterns("__pycache__"))
-    patches = sorted((BENCH / "proposed").glob("*.patch"))
-    for patch in patches:
-        subprocess.run(["git", "apply", "--include=sitivmon/*", str(patch)], cwd=dest, check=True)
-    return patches
-
-
 def fmt(v: float | None, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
 
 def print_table(results: dict[str, SideResult], ratios: dict[str, float | None], goal: float) -> None:
+    w = max(13, *(len(name) for name in results))  # 13 keeps the usual two-poller table as it was
     head = (
-        f"{'poller':<13} {'cycles':>6} {'varbinds':>10} {'CPU s':>7} {'kernel':>7} {'CPU s/1k vb':>12} "
+        f"{'poller':<{w}} {'cycles':>6} {'varbinds':>10} {'CPU s':>7} {'kernel':>7} {'CPU s/1k vb':>12} "
         f"{'vb/CPU s':>10} {'snmpd s/1k vb':>14}"
     )
     print(head)
@@ -548,7 +517,7 @@ def print_table(results: dict[str, SideResult], ratios: dict[str, float | None],
     for r in results.values():
         snmpd = None if r.snmpd_cpu_s is None else per_kvb(r.snmpd_cpu_s, r.varbinds)
         print(
-            f"{r.side:<13} {r.cycles:>6} {r.varbinds:>10} {r.cpu_s:>7.2f} {r.sys_s:>7.2f} "
+            f"{r.side:<{w}} {r.cycles:>6} {r.varbinds:>10} {r.cpu_s:>7.2f} {r.sys_s:>7.2f} "
             f"{fmt(per_kvb(r.cpu_s, r.varbinds), '12.4f')} {fmt(per_cpu(r.cpu_s, r.varbinds), '10,.0f')} "
             f"{fmt(snmpd, '14.4f')}"
         )
@@ -557,8 +526,7 @@ def print_table(results: dict[str, SideResult], ratios: dict[str, float | None],
         if ratio is None:
             continue
         verdict = "MET" if ratio <= goal else "NOT MET"
-        kind = "attribution" if name == "sitivmon-nousage" else "proposed patches" if name == "patched" else "prototype"
-        label = "sitivmon" if name == "sitivmon" else f"{name} ({kind})"
+        label = "sitivmon" if name == "sitivmon" else f"{name} (attribution)"
         print(f"ratio {label}/exporter CPU per varbind: {ratio:.3f}  (goal <= {goal}: {verdict})")
     for r in results.values():
         for note in dict.fromkeys(r.notes):
@@ -608,7 +576,6 @@ def main(argv: list[str] | None = None) -> int:
         default="sitivmon",
         help="comma-separated daemons: " + ", ".join(SITIVMON_VARIANTS) + " (see bench/README.md)",
     )
-    p.add_argument("--tools", default=None, help="extra import path for the prototypes' uvloop")
     p.add_argument("--goal", type=float, default=0.5, help="target ratio sitivmon/exporter (default 0.5)")
     p.add_argument("--py-spy", default=None, help="path of py-spy: sample the daemon(s) during the first window")
     p.add_argument("--output", type=Path, default=None, help="JSON result (default bench/results/poll_bench-*.json)")
@@ -644,8 +611,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"setting up {args.agents} agents x {args.interfaces} interfaces ...", flush=True)
     with tempfile.TemporaryDirectory(prefix="sitivmon-bench-") as tmp, agents(args.agents, args.interfaces) as ags:
         workdir = Path(tmp)
-        if "patched" in variants:
-            print("patched:", ", ".join(p.name for p in patch_copy(workdir / "patched")), flush=True)
         for rep in range(args.repeat):
             if args.mode == "together":
                 orders: list[tuple[str, ...]] = [tuple(sides)]

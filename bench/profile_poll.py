@@ -4,16 +4,15 @@ Stages, each timed with process CPU time over `--polls` polls of a real snmpd in
   walk    `poll_target` with the real `GufoClient` (gufo decode, asyncio, `absorb_batch`)
   fold    `Monitor.on_poll` (interface rows, link resolution, counter normalisation)
   render  one /metrics body (`exposition.render`), as the once-per-cycle scrape does
-then a cProfile of the walk and of the fold (top functions by own time), and the same stages with the
-bench-local prototypes in bench/proto.py (`--proto`), so each proposed change has a measured gain.
+then a cProfile of the walk and of the fold (top functions by own time). It runs on the daemon's own
+event loop (`sitivmon.aio.run`, uvloop), so the figures are those of the shipped poll path.
 
-Run as root:  .venv/bin/python bench/profile_poll.py [--interfaces 500 --links 50 --polls 20 --proto]
+Run as root:  .venv/bin/python bench/profile_poll.py [--interfaces 500 --links 50 --polls 20]
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import cProfile
 import io
 import json
@@ -29,6 +28,8 @@ sys.path.insert(0, str(BENCH.parent))
 sys.path.insert(0, str(BENCH))
 
 from poll_bench import COMMUNITY, RESULTS, agents, preflight  # noqa: E402
+
+from sitivmon.aio import run as daemon_run  # noqa: E402  (the daemon's loop: uvloop)
 
 
 def build(addr: str, links: int, max_rep: int) -> Any:
@@ -49,16 +50,17 @@ def build(addr: str, links: int, max_rep: int) -> Any:
     )
 
 
-async def stages(
-    config: Any, polls: int, client_cls: Any, poll_fn: Any, monitor_cls: Any, profile: bool, check: bool = False
-) -> dict[str, Any]:
+async def stages(config: Any, polls: int, profile: bool) -> dict[str, Any]:
+    from sitivmon.engine.poll import poll_target
     from sitivmon.exposition import LabelCache, render
+    from sitivmon.monitor import Monitor
     from sitivmon.profiles import BUILTIN_PROFILES
+    from sitivmon.snmp.gufo import GufoClient
 
     target = config.targets[0]
     cred = config.credentials["bench"]
     settings = config.poll_settings(target)
-    client = client_cls(
+    client = GufoClient(
         target.host,
         target.port,
         cred,
@@ -67,11 +69,11 @@ async def stages(
         max_repetitions=settings.max_repetitions,
     )
     profiles = [BUILTIN_PROFILES[p] for p in target.profiles]
-    monitor = monitor_cls(config)
+    monitor = Monitor(config)
     cache = LabelCache()
 
     async def one() -> Any:
-        return await poll_fn(
+        return await poll_target(
             client, target.name, profiles, version=cred.version, deadline_s=9.0, max_varbinds=settings.max_varbinds
         )
 
@@ -103,20 +105,6 @@ async def stages(
         render(monitor, cache)
         rend += time.process_time() - t
     await client.close()
-    if check:
-        import proto
-
-        from sitivmon.config.model import InterfaceSelector as Sel
-
-        selectors = [rt.link.interface for rt in monitor.links.values()] + [
-            Sel(name="nope"),
-            Sel(index=1),
-            Sel(index=99999),
-            Sel(alias=""),
-            Sel(descr="b7"),
-            Sel(name="lo"),
-        ]
-        proto.check_equivalence(poll.tables, selectors)
     up = sum(1 for rt in monitor.links.values() if rt.state.value == "up")
     out: dict[str, Any] = {
         "polls": polls,
@@ -135,13 +123,6 @@ async def stages(
         out["top_walk"] = top(pw, varbinds)
         out["top_fold"] = top(pf, varbinds)
     return out
-
-
-def uvloop_run(coro: Any) -> Any:
-    """asyncio.run on uvloop's loop (Python 3.11 has no loop_factory); uvloop from --tools or the venv."""
-    import uvloop
-
-    return uvloop.run(coro)
 
 
 def top(prof: cProfile.Profile, varbinds: int, n: int = 15) -> list[dict[str, Any]]:
@@ -173,74 +154,35 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--interfaces", type=int, default=500)
     p.add_argument("--links", type=int, default=50)
-    p.add_argument("--polls", type=int, default=10, help="polls per round and variant")
-    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (medians are reported)")
+    p.add_argument("--polls", type=int, default=10, help="polls per round")
+    p.add_argument("--rounds", type=int, default=5, help="timed rounds (medians are reported)")
     p.add_argument("--max-repetitions", type=int, default=25)
-    p.add_argument("--proto", action="store_true", help="also measure the prototypes in bench/proto.py")
     p.add_argument("--no-cprofile", action="store_true")
-    p.add_argument("--tools", default=None, help="extra import path for uvloop (e.g. pip install --target DIR uvloop)")
     args = p.parse_args(argv)
-    if args.tools:
-        sys.path.append(args.tools)
     binary, reason = preflight()
     if binary is None:
         print(f"profile_poll: cannot run here: {reason}", file=sys.stderr)
         return 2
-    from sitivmon.engine.poll import poll_target
-    from sitivmon.monitor import Monitor
-    from sitivmon.snmp.gufo import GufoClient
 
     results: dict[str, Any] = {}
     with agents(1, args.interfaces) as ags:
         config = build(ags[0].addr, args.links, args.max_repetitions)
-        variants: list[tuple[str, Any, Any, Any, bool]] = [("current", GufoClient, poll_target, Monitor, False)]
-        if args.proto:
-            import proto
-
-            try:
-                import uvloop  # noqa: F401
-            except ImportError:
-                print("uvloop not importable: skipping the uvloop variants (see --tools)")
-                variants += [v for v in proto.VARIANTS if not v[4]]
-            else:
-                variants += proto.VARIANTS
-        if args.proto:
-            asyncio.run(stages(config, 1, GufoClient, poll_target, Monitor, False, check=True))
-            print("lazy interface index: same rows and resolve errors as interface_rows + resolve")
-        # Timing runs without the profiler, interleaved round by round (the machine is shared and its
-        # load drifts); each stage's median over the rounds is reported. Then one profiled run.
-        runs: dict[str, list[dict[str, Any]]] = {v[0]: [] for v in variants}
-        for rnd in range(args.rounds):
-            for name, client_cls, poll_fn, monitor_cls, use_uvloop in (
-                variants[rnd % len(variants) :] + variants[: rnd % len(variants)]
-            ):
-                run = uvloop_run if use_uvloop else asyncio.run
-                runs[name].append(run(stages(config, args.polls, client_cls, poll_fn, monitor_cls, False)))
-        for name, client_cls, poll_fn, monitor_cls, _ in variants:
-            best = dict(runs[name][0])
-            best["us_per_varbind"] = {
-                k: statistics.median(r["us_per_varbind"][k] for r in runs[name]) for k in best["us_per_varbind"]
-            }
-            best["us_per_varbind_min"] = {
-                k: min(r["us_per_varbind"][k] for r in runs[name]) for k in best["us_per_varbind"]
-            }
-            best["us_per_request_walk"] = statistics.median(r["us_per_request_walk"] for r in runs[name])
-            best["rounds"] = len(runs[name])
-            if not args.no_cprofile and name in ("current", "all"):
-                prof = asyncio.run(stages(config, max(3, args.polls // 4), client_cls, poll_fn, monitor_cls, True))
-                best["top_walk"], best["top_fold"] = prof["top_walk"], prof["top_fold"]
-            results[name] = best
-            show(name, best)
-    base = results["current"]["us_per_varbind"]["total"]
-    if len(results) > 1:
-        print(f"\nmedians over {args.rounds} interleaved rounds of {args.polls} polls (CPU µs per varbind)")
-        print("variant          walk   fold  render   total  (min total)  gain vs current")
-        for name, res in results.items():
-            us = res["us_per_varbind"]
-            print(
-                f"{name:<14} {us['walk']:6.3f} {us['fold']:6.3f} {us['render']:6.3f}  {us['total']:6.3f}"
-                f"  ({res['us_per_varbind_min']['total']:6.3f})     {(1 - us['total'] / base) * 100:5.1f}%"
-            )
+        # Timing runs without the profiler, several rounds (the machine is shared and its load drifts);
+        # each stage's median over the rounds is reported. Then one profiled run.
+        runs = [daemon_run(stages(config, args.polls, False)) for _ in range(args.rounds)]
+        best = dict(runs[0])
+        best["us_per_varbind"] = {
+            k: statistics.median(r["us_per_varbind"][k] for r in runs) for k in best["us_per_varbind"]
+        }
+        best["us_per_varbind_min"] = {k: min(r["us_per_varbind"][k] for r in runs) for k in best["us_per_varbind"]}
+        best["us_per_request_walk"] = statistics.median(r["us_per_request_walk"] for r in runs)
+        best["rounds"] = len(runs)
+        if not args.no_cprofile:
+            prof = daemon_run(stages(config, max(3, args.polls // 4), True))
+            best["top_walk"], best["top_fold"] = prof["top_walk"], prof["top_fold"]
+        results["current"] = best
+        print(f"medians over {args.rounds} rounds of {args.polls} polls")
+        show("current", best)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"profile_poll-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps({"params": vars(args), "results": results}, indent=2) + "\n")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import os
 import subprocess
 import sys
 import unicodedata
@@ -60,7 +59,8 @@ def demo_config(state_dir: Path, listen: str, agent: str, links: list[dict[str, 
         "listen": listen,
         "state_dir": str(state_dir),
         "poll": {"interval": "10s", "timeout": "3s", "retries": 1, "jitter": 0.2},
-        "credentials": {"demo-v2": {"version": "2c", "community": "${SITIVMON_DEMO_COMMUNITY}"}},
+        # A secret file, as in production, so that `sitivmon usage`/`poll` read the same config as is.
+        "credentials": {"demo-v2": {"version": "2c", "community": f"file:{state_dir / 'community'}"}},
         "communes": [{"id": i, "name": n, "insee": c} for i, n, c in communes],
         "targets": [{"name": "demo-core", "address": agent, "credentials": "demo-v2", "profiles": ["interfaces"]}],
         "links": links,
@@ -159,7 +159,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     state_dir.mkdir(parents=True, exist_ok=True)
     agents_dir = state_dir / "agents"
     agents_dir.mkdir(exist_ok=True)
-    os.environ.setdefault("SITIVMON_DEMO_COMMUNITY", DEMO_COMMUNITY)
+    secret = state_dir / "community"
+    secret.write_text(DEMO_COMMUNITY)
+    secret.chmod(0o600)
     reason = netns_available()
     agents = namespace_agents(agents_dir) if reason is None else loopback_agent(agents_dir)
     if reason is not None:
@@ -172,7 +174,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         targets.extend(datacenter.pop("targets"))
         doc.update(datacenter)
         config_path.write_text(
-            "# Written by `sitivmon demo`; the community comes from SITIVMON_DEMO_COMMUNITY.\n"
+            "# Written by `sitivmon demo`; the SNMP community is in the file next to it.\n"
             + yaml.safe_dump(doc, allow_unicode=True, sort_keys=False)
         )
         config = load_config(config_path)
