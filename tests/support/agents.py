@@ -27,23 +27,15 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sitivmon.agents import netns
 from sitivmon.agents.snmpd import Snmpd, SnmpdSpec, V3User
+from sitivmon.demo.cli import COMMUNES as DEMO_COMMUNES
 from tests.support.procs import ManagedProcess, free_port, free_udp_port
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTED_AGENT = Path(__file__).with_name("scripted_agent.py")
 
-# Same as ../shared/communes.csv (checked by tests/unit/test_config.py), written out so that the rigs
-# do not depend on the checkout's neighbours.
-COMMUNES: tuple[tuple[str, str, str], ...] = (
-    ("givors", "Givors", "69091"),
-    ("grigny", "Grigny", "69096"),
-    ("pierre-benite", "Pierre-Bénite", "69152"),
-    ("rive-de-gier", "Rive-de-Gier", "42186"),
-    ("vaulx-en-velin", "Vaulx-en-Velin", "69256"),
-    ("venissieux", "Vénissieux", "69259"),
-    ("corbas", "Corbas", "69273"),
-    ("saint-chamond", "Saint-Chamond", "42207"),
-)
+# The demo's list, the same as ../shared/communes.csv (checked by tests/unit/test_config.py), so that
+# the rigs do not depend on the checkout's neighbours.
+COMMUNES: tuple[tuple[str, str, str], ...] = tuple(DEMO_COMMUNES)
 
 # Secrets are random per run, so that "the secret never appears in output" checks cannot pass by luck.
 COMMUNITY = "c0mm-" + os.urandom(6).hex()
