@@ -219,7 +219,7 @@ class UsageRecorder:
     async def flush(self) -> bool:
         """Drain the queue and try one write now; True when everything received so far is committed."""
         async with self._write_lock:
-            self._drain()
+            await asyncio.to_thread(self._drain)
             if not self._acc.dirty:
                 return True
             closed, open_b, baselines, batches = self._acc.snapshot()
@@ -249,6 +249,10 @@ class UsageRecorder:
             return True
 
     def _drain(self) -> None:
+        """Fold queued batches into the accumulator. Runs in a worker thread, always under the write
+        lock (the only other user of the accumulator): the first batch after a long stop spreads the
+        downtime over every five-minute bucket it covers, seconds of work for many links that must
+        not stall polling. `submit` appending meanwhile is safe (deque append/popleft are atomic)."""
         while self._queue:
             self._acc.apply(self._queue.popleft())
 
@@ -256,7 +260,8 @@ class UsageRecorder:
         while not self._closing:
             await wait_event(self._wake, self.settings.flush_interval_s)
             self._wake.clear()
-            self._drain()  # keep the queue short even while the store is failing
+            async with self._write_lock:  # keep the queue short even while the store is failing
+                await asyncio.to_thread(self._drain)
             if self._clock() >= self._retry_at:
                 await self.flush()
         # closing: a few prompt attempts, then give up loudly (the baselines on disk stay consistent)
