@@ -10,14 +10,14 @@ import asyncio
 import hashlib
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from sitivmon.aio import wait_event
 from sitivmon.config.model import Credential, PollSettings, SitivmonConfig, Target
 from sitivmon.engine.poll import poll_target
 from sitivmon.monitor import Monitor
 from sitivmon.profiles.model import Profile
-from sitivmon.profiles.registry import profile_lookup, profile_table
+from sitivmon.profiles.registry import profile_table
 from sitivmon.selfmetrics import SelfMetrics
 from sitivmon.snmp.client import SnmpClient
 
@@ -82,12 +82,12 @@ class Scheduler:
         self._changed.set()
 
     @staticmethod
-    def _fingerprint(config: SitivmonConfig, target: Target) -> str:
+    def _fingerprint(config: SitivmonConfig, target: Target, table: Mapping[str, Profile]) -> str:
         cred = config.credentials[target.credentials]
         secret_parts = [
             s.get_secret_value() for s in (cred.community, cred.auth_password, cred.priv_password) if s is not None
         ]
-        table = profile_table(config)  # a changed user profile restarts the loops that use it
+        # a changed user profile restarts the loops that use it
         material = "|".join(
             [target.model_dump_json(), cred.model_dump_json(), config.poll_settings(target).model_dump_json(),
              *secret_parts, *(repr(table.get(p)) for p in target.profiles)]
@@ -103,14 +103,15 @@ class Scheduler:
 
     def _reconcile(self, tg: asyncio.TaskGroup) -> None:
         config = self._config
-        wanted = {t.name: (t, self._fingerprint(config, t)) for t in config.targets}
+        table = profile_table(config)  # read once per (re)configuration, not once per target
+        wanted = {t.name: (t, self._fingerprint(config, t, table)) for t in config.targets}
         for name, (task, fp) in list(self._tasks.items()):
             if name not in wanted or wanted[name][1] != fp:
                 task.cancel()
                 del self._tasks[name]
         for name, (target, fp) in wanted.items():
             if name not in self._tasks:
-                task = tg.create_task(self._target_loop(config, target), name=f"poll:{name}")
+                task = tg.create_task(self._target_loop(config, target, table), name=f"poll:{name}")
                 self._tasks[name] = (task, fp)
 
     async def _client(self, target: Target, cred: Credential, settings: PollSettings) -> SnmpClient:
@@ -124,11 +125,11 @@ class Scheduler:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, settings.interval)
 
-    async def _target_loop(self, config: SitivmonConfig, target: Target) -> None:
+    async def _target_loop(self, config: SitivmonConfig, target: Target, table: Mapping[str, Profile]) -> None:
         loop = asyncio.get_running_loop()
         settings = config.poll_settings(target)
         cred = config.credentials[target.credentials]
-        lookup = self.profiles or profile_lookup(config)
+        lookup = self.profiles or table.__getitem__
         profiles = []
         for name in target.profiles:
             try:
