@@ -135,6 +135,7 @@ class Monitor:
         """Restore counter snapshots persisted by the usage store, so a restart neither loses nor
         double counts traffic: the first delta after start spans the downtime."""
         seeded = 0
+        targets = self.config.target_by_name()
         for subject, text in baselines.items():
             rt = self.links.get(subject)
             if rt is None:
@@ -144,7 +145,7 @@ class Monitor:
             except (ValueError, KeyError, TypeError):
                 log.warning("ignoring unreadable counter baseline for link %s", subject)
                 continue
-            target = self.config.target_by_name().get(rt.link.target)
+            target = targets.get(rt.link.target)
             if target is None or origin != link_origin(target.address, rt.link):
                 log.warning(
                     "link %s: its saved counters were read from another device or interface (%s); "
