@@ -143,6 +143,15 @@ def render_targets(monitor: Monitor, out: list[str]) -> None:
             f'sitivmon_poll_errors_total{{{lab[s.name]},reason="{reason}"}} {s.errors.get(reason, 0)}\n'
             for reason in reasons
         )
+    _family(
+        out, "sitivmon_device_anomalies_total", "counter",
+        "Values read from a device that were set aside as implausible, by reason.",
+    )
+    for s in statuses:
+        out.extend(
+            f'sitivmon_device_anomalies_total{{{lab[s.name]},reason="{escape(reason)}"}} {count}\n'
+            for reason, count in sorted(s.anomalies.items())
+        )
 
 
 def render(monitor: Monitor, cache: LabelCache, extra: Iterable[str] = ()) -> str:

@@ -20,6 +20,7 @@ from sitivmon.engine.poll import TargetPoll
 from sitivmon.links.interfaces import InterfaceIndex, InterfaceRow, ResolveError, interface_rows
 from sitivmon.links.state import LinkRuntime, apply_row, decode_baseline, link_origin
 from sitivmon.readings import (
+    Anomaly,
     CounterInterval,
     EventSink,
     GaugeReading,
@@ -57,6 +58,8 @@ class TargetStatus:
     errors: Counter[str] = field(default_factory=Counter)
     polls: int = 0
     varbinds: int = 0
+    anomalies: Counter[str] = field(default_factory=Counter)  # by reason
+    anomalies_seen: set[tuple[str, str]] = field(default_factory=set)  # (subject, reason) already logged
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +69,7 @@ class Contribution:
     counters: tuple[CounterInterval, ...] = ()
     gauges: tuple[GaugeReading, ...] = ()
     baselines: Mapping[str, str] = field(default_factory=dict)
+    anomalies: tuple[Anomaly, ...] = ()
 
 
 class PollHandler(Protocol):
@@ -170,6 +174,7 @@ class Monitor:
         status.polls += 1
         status.last_duration = poll.duration
         status.varbinds += poll.varbinds
+        self.note_anomalies(status, poll.anomalies)
         for column, stop in poll.walk_stops:
             status.errors[stop.value] += 1
             log.warning("target %s: walk of %s stopped early: %s", target.name, column, stop.value)
@@ -219,6 +224,7 @@ class Monitor:
                     target=target.name, origin=link_origin(target.address, rt.link),
                 )
                 self._emit(outcome.event)
+                self.note_anomalies(status, outcome.anomalies)
                 counters.extend(outcome.counters)
                 gauges.extend(outcome.gauges)
                 baselines[rt.link.id] = outcome.baseline
@@ -231,10 +237,27 @@ class Monitor:
             counters.extend(contribution.counters)
             gauges.extend(contribution.gauges)
             baselines.update(contribution.baselines)
+            self.note_anomalies(status, contribution.anomalies)
         if self.usage is not None and (counters or gauges or baselines):
             self.usage.submit(
                 PollBatch(target.name, poll.at, status.interval_s, tuple(counters), tuple(gauges), baselines)
             )
+
+    def note_anomalies(self, status: TargetStatus, anomalies: Sequence[Anomaly]) -> None:
+        """Count device values set aside, and log each new (subject, reason) of a target once.
+
+        Once per subject and reason, not per poll: a device that keeps serving the same absurd value
+        must not flood the log, but a new kind of trouble on it must be heard.
+        """
+        for anomaly in anomalies:
+            status.anomalies[anomaly.reason] += 1
+            seen = (anomaly.subject, anomaly.reason)
+            # Bounded: a hostile device inventing new subjects cannot grow this set (or the log) forever.
+            if seen not in status.anomalies_seen and len(status.anomalies_seen) < 10_000:
+                status.anomalies_seen.add(seen)
+                log.warning(
+                    "target %s: %s set aside (%s): %s", status.name, anomaly.subject, anomaly.reason, anomaly.detail
+                )
 
     def _discover(self, target: Target, rows: Mapping[int, InterfaceRow]) -> None:
         """Links announced by ifAlias (`Commune: Vénissieux [1G] {circuit-42}`); configured links win.

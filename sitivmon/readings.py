@@ -24,6 +24,22 @@ class Flag(StrEnum):
     UNKNOWN = "unknown"  # no usable reading for the interval
 
 
+@dataclass(frozen=True, slots=True)
+class Anomaly:
+    """A value from a device that was set aside instead of being trusted.
+
+    Whoever validates a device value (client, normaliser, profile handler) returns these rather than
+    raising or logging: the monitor counts them per target and reason
+    (`sitivmon_device_anomalies_total{target,reason}`) and logs each new (target, subject, reason) once.
+    `reason` is a short snake_case word (it is a metric label: keep the set small and stable);
+    `subject` names what it concerns (a link id, a column, a row); `detail` says why, for people.
+    """
+
+    reason: str
+    subject: str
+    detail: str
+
+
 class Quantity(StrEnum):
     """What a usage series measures, with its unit fixed by the name."""
 

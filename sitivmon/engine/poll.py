@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sitivmon.profiles.model import Profile
+from sitivmon.readings import Anomaly
 from sitivmon.snmp.client import PollError, PollErrorReason, SnmpClient, Value, WalkStop
 
 log = logging.getLogger("sitivmon.poll")
@@ -27,6 +28,7 @@ class TargetPoll:
     walk_stops: list[tuple[str, WalkStop]] = field(default_factory=list)
     varbinds: int = 0
     requests: int = 0
+    anomalies: list[Anomaly] = field(default_factory=list)  # what the agent served that was set aside
 
     @property
     def ok(self) -> bool:

@@ -13,6 +13,7 @@ from sitivmon.config.model import Link
 from sitivmon.links.interfaces import SERIES, STATUS_UP, InterfaceRow, capacities, oriented_series
 from sitivmon.normalize.counters import CounterSnapshot, Deltas, normalise
 from sitivmon.readings import (
+    Anomaly,
     CounterInterval,
     Flag,
     GaugeReading,
@@ -79,6 +80,7 @@ class LinkPollOutcome:
     gauges: tuple[GaugeReading, ...]
     baseline: str
     flags: frozenset[Flag]
+    anomalies: tuple[Anomaly, ...] = ()
 
 
 def link_origin(address: str, link: Link) -> str:

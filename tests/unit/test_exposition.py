@@ -11,6 +11,7 @@ from sitivmon.config.model import SitivmonConfig
 from sitivmon.engine.poll import TargetPoll
 from sitivmon.exposition import LabelCache, escape, render
 from sitivmon.monitor import Monitor
+from sitivmon.readings import Anomaly
 from sitivmon.snmp.client import PollError, PollErrorReason, WalkStop
 from tests.support.agents import COMMUNES, Metrics
 
@@ -175,3 +176,21 @@ def test_cache_is_used_per_identity() -> None:
     a = cache.get("givors", "l1", "t1")
     assert cache.get("givors", "l1", "t1") is a
     assert cache.get("givors", "l1", "t2") != a
+
+
+def test_device_anomalies_counted_per_reason_and_logged_once_per_subject(
+    monitor: Monitor, caplog: pytest.LogCaptureFixture
+) -> None:
+    core = monitor.config.target_by_name()["core-givors"]
+    for i in range(3):
+        p = poll(T0 + 120 + 60 * i, 1_700_000, 3_000_000, 52_000, 73_000, uptime=372_000 + 6000 * i)
+        p.anomalies.append(Anomaly("speed_implausible", "ifHighSpeed.1", "100000000 Mbit/s is not a port speed"))
+        if i == 2:
+            p.anomalies.append(Anomaly("speed_implausible", "ifHighSpeed.2", "same, another port"))
+        with caplog.at_level("WARNING", logger="sitivmon.monitor"):
+            monitor.on_poll(core, p)
+    m = parsed(monitor)
+    assert m.value("sitivmon_device_anomalies_total", target="core-givors", reason="speed_implausible") == 4
+    assert m.value("sitivmon_device_anomalies_total", target="sw-corbas", reason="speed_implausible") is None
+    logged = [r.getMessage() for r in caplog.records if "set aside" in r.getMessage()]
+    assert len(logged) == 2 and "ifHighSpeed.1" in logged[0] and "ifHighSpeed.2" in logged[1]
