@@ -19,7 +19,8 @@ from zoneinfo import ZoneInfo
 BUCKET_S = 300
 """Width of a usage bucket in seconds."""
 
-_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+_MONTH = re.compile(r"(\d{4})-(\d{2})")  # matched whole (fullmatch): "$" would accept a final newline
+MIN_YEAR, MAX_YEAR = 1970, 9998  # unix time starts in 1970; 9999-12 would end in year 10000
 
 
 def bucket_start(t: float) -> int:
@@ -50,11 +51,18 @@ class Month:
 
 
 def parse_month(label: str) -> tuple[int, int]:
-    """`"2026-10"` -> (2026, 10); ValueError with the offending text otherwise."""
-    m = _MONTH.match(label)
+    """`"2026-10"` -> (2026, 10); ValueError with the offending text otherwise.
+
+    The one gate for every month label from outside (CLI, HTTP path, archive keys): a label that
+    passes here is the only spelling of its month, so two spellings can never name two archives.
+    """
+    m = _MONTH.fullmatch(label)
     if m is None or not 1 <= int(m.group(2)) <= 12:
         raise ValueError(f"month must be YYYY-MM, got {label!r}")
-    return int(m.group(1)), int(m.group(2))
+    year = int(m.group(1))
+    if not MIN_YEAR <= year <= MAX_YEAR:
+        raise ValueError(f"month {label!r} is outside {MIN_YEAR}-01..{MAX_YEAR}-12")
+    return year, int(m.group(2))
 
 
 def month_range(label: str, timezone: str = "Europe/Paris") -> Month:
