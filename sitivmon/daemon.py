@@ -31,6 +31,8 @@ from sitivmon.engine.scheduler import ClientFactory, Scheduler, gufo_factory
 from sitivmon.http import build_app
 from sitivmon.monitor import Monitor
 from sitivmon.mqtt.publisher import MqttPublisher
+from sitivmon.portal.app import setup_portal
+from sitivmon.portal.backend import daemon_backend
 from sitivmon.selfmetrics import SelfMetrics
 from sitivmon.traps.config import resolve_trap_auth
 from sitivmon.traps.events import TrapEvent, TrapKind
@@ -122,6 +124,14 @@ class Daemon:
                 app, tokens=lambda: self.config.api.tokens, usage_provider=lambda month: service().usage(month),
                 report_builder=lambda month: service().current(month).report,
             )
+            if self.config.api.portal:
+                setup_portal(
+                    app,
+                    daemon_backend(
+                        service=service, monitor=lambda: self.monitor, tokens=lambda: self.config.api.tokens
+                    ),
+                    secure_cookies=self.config.api.secure_cookies,
+                )
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         host, port = parse_listen(self.listen)

@@ -386,6 +386,9 @@ class ApiToken(BaseModel):
 
     name: str = Field(min_length=1)
     scope: str = Field(min_length=1, description="'syndicate' or a commune id")
+    # The portal's role; by default a syndicate token is finance's and a commune token its commune's.
+    # `operations` sees link status only (in the portal; the reports API refuses it).
+    role: Literal["finance", "commune", "operations"] | None = None
     token: Secret | None = None
     token_sha256: str | None = None
 
@@ -397,6 +400,10 @@ class ApiToken(BaseModel):
             raise ValueError("token_sha256 must be 64 hexadecimal characters")
         if self.token is not None and len(self.token.get_secret_value()) < 16:
             raise ValueError("token must be at least 16 characters")
+        if self.role == "finance" and self.scope != "syndicate":
+            raise ValueError("role finance needs scope 'syndicate'")
+        if self.role == "commune" and self.scope == "syndicate":
+            raise ValueError("role commune needs a commune scope")
         return self
 
     def digest(self) -> bytes:
@@ -412,6 +419,9 @@ class ApiConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     tokens: list[ApiToken] = Field(default_factory=list)
+    # The web portal under /ui/ (sign-in with these tokens); `secure_cookies` when served behind TLS.
+    portal: bool = True
+    secure_cookies: bool = False
 
 
 def check_api(api: ApiConfig, communes: Sequence[CommuneLike]) -> list[str]:

@@ -1,0 +1,103 @@
+"""A real portal on a loopback aiohttp server: the real report service over the October 2026 usage file,
+the real archive in SQLite, the API beside it (to compare downloads), tokens for each role."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from sitivmon.allocation.api import setup_api
+from sitivmon.allocation.archive import ReportArchive
+from sitivmon.allocation.config import ApiConfig, ApiToken
+from sitivmon.allocation.engine import load_usage_json
+from sitivmon.allocation.service import ReportService
+from sitivmon.portal.app import LinkRow, PortalBackend, ReportView, setup_portal
+from sitivmon.portal.backend import accounts_from_tokens, report_download
+from sitivmon.portal.views import CommuneRef
+from tests.allocation.conftest import COMMUNES, EXAMPLE_ALLOCATION, USAGE_FILE
+
+FINANCE = "finance-portal-token-7f3a9c1e5b"
+VENISSIEUX = "venissieux-portal-token-2b8e6d4f0a"
+GIVORS = "givors-portal-token-5c1d9e7a3b"
+OPERATIONS = "operations-portal-token-9e4f2a6c8d"
+NOVEMBER_15 = datetime(2026, 11, 15, 10, 0, tzinfo=UTC).timestamp()  # October has ended; November has not
+
+
+def usage_for(month: str) -> object:
+    if month != "2026-10":
+        raise LookupError("the usage store has nothing for this month")
+    return load_usage_json(USAGE_FILE.read_bytes())
+
+
+@dataclass
+class Portal:
+    server: TestServer
+    service: ReportService
+    tokens: list[ApiToken]
+    clock: list[float] = field(default_factory=lambda: [NOVEMBER_15])
+
+    def url(self, path: str) -> str:
+        return str(self.server.make_url(path))
+
+
+def api_tokens() -> list[ApiToken]:
+    return ApiConfig.model_validate({"tokens": [
+        {"name": "finance", "scope": "syndicate", "token": FINANCE},
+        {"name": "venissieux-dsi", "scope": "venissieux",
+         "token_sha256": hashlib.sha256(VENISSIEUX.encode()).hexdigest()},
+        {"name": "givors-dsi", "scope": "givors", "token": GIVORS},
+        {"name": "noc", "scope": "syndicate", "role": "operations", "token": OPERATIONS},
+    ]}).tokens  # fmt: skip
+
+
+LINKS = [
+    LinkRow("venissieux", "venissieux-fibre", "core", "xe-0/0/1", "up", True, False, NOVEMBER_15 - 3600,
+            NOVEMBER_15 - 20),
+    LinkRow("givors", "givors-fibre", "core", "xe-0/0/2", "down", False, False, NOVEMBER_15 - 60, NOVEMBER_15 - 20),
+    LinkRow("corbas", "corbas-sdsl", "sw-corbas", "ge-0/0/3", "unknown", None, True, None, None),
+]  # fmt: skip
+
+
+@pytest.fixture
+async def portal(tmp_path: Path) -> AsyncIterator[Portal]:
+    shutil.copy(EXAMPLE_ALLOCATION, tmp_path / "allocation.yaml")
+    service = ReportService(
+        communes=COMMUNES, timezone="Europe/Paris", allocation_path=tmp_path / "allocation.yaml", config_path=None,
+        usage_for_month=usage_for, archive=ReportArchive.in_state_dir(tmp_path / "var"),
+    )
+    tokens = api_tokens()
+    state = Portal(server=None, service=service, tokens=tokens)  # type: ignore[arg-type]
+
+    def report(month: str) -> ReportView:
+        current = service.current(month)
+        return ReportView(current.report, current.stale_warning)
+
+    backend = PortalBackend(
+        accounts=lambda: accounts_from_tokens(state.tokens),
+        communes=lambda: [CommuneRef(c.id, c.name, c.insee) for c in COMMUNES],
+        timezone=lambda: "Europe/Paris",
+        report=report,
+        fresh=service.fresh,
+        revisions=service.archive.revisions,
+        close=lambda month, now: service.close(month, now=now),
+        usage=service.usage,
+        download=report_download,
+        links=lambda: list(LINKS),
+        clock=lambda: state.clock[0],
+    )
+    app = web.Application()
+    setup_api(app, tokens=lambda: state.tokens, usage_provider=service.usage,
+              report_builder=lambda m: service.current(m).report)
+    setup_portal(app, backend)
+    state.server = TestServer(app, host="127.0.0.1")
+    await state.server.start_server()
+    yield state
+    await state.server.close()
