@@ -53,23 +53,29 @@ def percent(share: Decimal | int | str, lang: str = "fr", places: int = 1) -> st
 _UNITS = (("", 1), ("k", 10**3), ("M", 10**6), ("G", 10**9), ("T", 10**12), ("P", 10**15))
 
 
+PREFIXED = {"bytes", "bytes_per_second", "bit/s", "joules", "watts"}  # SI prefixes read well on these, not on hours
+
+
 def scaled(value: Decimal | int | str, unit: str, lang: str = "fr") -> str:
-    """A quantity with an SI prefix for reading (`1 234 567 890 bytes` -> `1,23 Go`); tables keep exact text."""
+    """A quantity for reading: `1 234 567 890 bytes` -> `1,23 Go`; hours stay whole numbers with groups."""
     d = Decimal(value)
+    names = UNIT_NAMES[lang]
+    if unit not in PREFIXED:
+        shown = number(d, lang, 0 if abs(d) >= 100 else 2)
+        return f"{shown}{NBSP}{names.get(unit, unit)}".rstrip()
     prefix, factor = _UNITS[0]
     for p, f in _UNITS:
         if abs(d) >= f:
             prefix, factor = p, f
     shown = number(d / factor, lang, 2 if factor > 1 else 0)
-    names = UNIT_NAMES[lang]
     return f"{shown}{NBSP}{prefix}{names.get(unit, unit)}"
 
 
 UNIT_NAMES = {
-    "fr": {"bytes": "o", "bytes_per_second": "o/s", "joules": "J", "vcpu_hours": "vCPU·h", "gib_hours": "Gio·h",
-           "byte_hours": "o·h", "ratio": ""},
-    "en": {"bytes": "B", "bytes_per_second": "B/s", "joules": "J", "vcpu_hours": "vCPU·h", "gib_hours": "GiB·h",
-           "byte_hours": "B·h", "ratio": ""},
+    "fr": {"bytes": "o", "bytes_per_second": "o/s", "joules": "J", "vcpu_hours": "vCPU·h", "vcpu·h": "vCPU·h",
+           "GiB_hours": "Gio·h", "GiB·h": "Gio·h", "ratio": ""},
+    "en": {"bytes": "B", "bytes_per_second": "B/s", "joules": "J", "vcpu_hours": "vCPU·h", "vcpu·h": "vCPU·h",
+           "GiB_hours": "GiB·h", "GiB·h": "GiB·h", "ratio": ""},
 }  # fmt: skip
 
 MONTHS = {
@@ -86,9 +92,16 @@ def month_name(label: str, lang: str = "fr") -> str:
     return f"{MONTHS[lang][int(month) - 1]} {year}"
 
 
+SHORT_MONTHS = {
+    "fr": ("janv.", "févr.", "mars", "avr.", "mai", "juin", "juil.", "août", "sept.", "oct.", "nov.", "déc."),
+    "en": ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"),
+}
+
+
 def short_month(label: str, lang: str = "fr") -> str:
+    """`2026-10` -> `oct. 26`: the axis label of a chart."""
     year, month = label.split("-")
-    return f"{MONTHS[lang][int(month) - 1][:4].rstrip('.')} {year[2:]}"
+    return f"{SHORT_MONTHS[lang][int(month) - 1]} {year[2:]}"
 
 
 def when(instant: float | str | None, timezone: str = "Europe/Paris", lang: str = "fr") -> str:

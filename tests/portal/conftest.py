@@ -3,9 +3,11 @@ the real archive in SQLite, the API beside it (to compare downloads), tokens for
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import shutil
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,15 +68,13 @@ LINKS = [
 ]  # fmt: skip
 
 
-@pytest.fixture
-async def portal(tmp_path: Path) -> AsyncIterator[Portal]:
+def make_portal(tmp_path: Path) -> tuple[web.Application, Portal]:
     shutil.copy(EXAMPLE_ALLOCATION, tmp_path / "allocation.yaml")
     service = ReportService(
         communes=COMMUNES, timezone="Europe/Paris", allocation_path=tmp_path / "allocation.yaml", config_path=None,
         usage_for_month=usage_for, archive=ReportArchive.in_state_dir(tmp_path / "var"),
     )
-    tokens = api_tokens()
-    state = Portal(server=None, service=service, tokens=tokens)  # type: ignore[arg-type]
+    state = Portal(server=None, service=service, tokens=api_tokens())  # type: ignore[arg-type]
 
     def report(month: str) -> ReportView:
         current = service.current(month)
@@ -97,7 +97,41 @@ async def portal(tmp_path: Path) -> AsyncIterator[Portal]:
     setup_api(app, tokens=lambda: state.tokens, usage_provider=service.usage,
               report_builder=lambda m: service.current(m).report)
     setup_portal(app, backend)
+    return app, state
+
+
+@pytest.fixture
+async def portal(tmp_path: Path) -> AsyncIterator[Portal]:
+    app, state = make_portal(tmp_path)
     state.server = TestServer(app, host="127.0.0.1")
     await state.server.start_server()
     yield state
     await state.server.close()
+
+
+@pytest.fixture
+def portal_in_thread(tmp_path: Path) -> Iterator[tuple[str, Portal]]:
+    """The same portal served from a thread, for a blocking client such as a WebDriver."""
+    app, state = make_portal(tmp_path)
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(app, access_log=None)
+    ready = threading.Event()
+    port: list[int] = []
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        loop.run_until_complete(site.start())
+        port.append(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+        ready.set()
+        loop.run_forever()
+        loop.run_until_complete(runner.cleanup())
+        loop.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    assert ready.wait(10), "portal did not start"
+    yield f"http://127.0.0.1:{port[0]}", state
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
