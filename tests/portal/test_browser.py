@@ -167,7 +167,7 @@ def test_download_equals_the_api_bytes(portal_in_thread: tuple[str, Portal], dri
     assert [p.name for p in files] == ["sitivmon-2026-10-givors.csv"]
     request = urllib.request.Request(base + "/api/v1/reports/2026-10.csv?flavor=fr",
                                      headers={"Authorization": f"Bearer {GIVORS}"})
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (loopback test server)
+    with urllib.request.urlopen(request, timeout=10) as response:
         api = response.read()
     assert files[0].read_bytes() == api
     shutil.copy(files[0], ARTIFACTS / "09-download-givors.csv") if ARTIFACTS.exists() else None
