@@ -31,6 +31,7 @@ from sitivmon.portal.views import (
     basis_words,
     commune_lines,
     history_charts,
+    indicator_pivot,
     indicator_value,
     indicator_words,
     previous_months,
@@ -278,11 +279,7 @@ def setup_portal(app: web.Application, backend: PortalBackend, *, secure_cookies
         communes = list(backend.communes())
         matrix = allocation_matrix(view.report, communes) if view else None
         lang = lang_of(request)
-        indicators = [
-            {**r, "label": indicator_words(r["indicator"], r.get("direction"), lang),
-             "shown": indicator_value(r, lang)}
-            for r in (view.report["indicators"] if view else [])
-        ]
+        indicators = indicator_pivot(view.report["indicators"] if view else [], communes, lang)
         projects = [
             {**p, "basis_text": basis_words(p["basis"], lang), "used_text": basis_words(p["basis_used"], lang)}
             for p in (view.report["projects"] if view else [])

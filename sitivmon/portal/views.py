@@ -195,3 +195,35 @@ def shift_month(month: str, step: int) -> str:
     year, mon = (int(x) for x in month.split("-"))
     index = year * 12 + (mon - 1) + step
     return f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+
+OVERVIEW_COLUMNS: tuple[tuple[str, str | None], ...] = (
+    ("traffic_volume", "in"),
+    ("traffic_volume", "out"),
+    ("traffic_p95", "max"),
+    ("availability", None),
+    ("storage", None),
+    ("energy", None),
+    ("vcpu_hours", None),
+    ("memory_gib_hours", None),
+)
+
+
+def indicator_pivot(indicators: Sequence[Mapping[str, Any]], communes: Sequence[CommuneRef], lang: str,
+                    threshold: Decimal = Decimal("0.95")) -> dict[str, Any]:
+    """Communes × main indicators, each cell the figure and its coverage: one screen instead of 88 rows."""
+    present = [(i, d) for i, d in OVERVIEW_COLUMNS
+               if any(r["indicator"] == i and (r.get("direction") or None) == d for r in indicators)]
+    rows = []
+    for c in sorted(communes, key=lambda c: c.insee):
+        cells = []
+        for indicator, direction in present:
+            row = next((r for r in indicators if r["commune"] == c.id and r["indicator"] == indicator
+                        and (r.get("direction") or None) == direction), None)
+            if row is None:
+                cells.append({"shown": t(lang, "nodata"), "coverage": None, "low": True})
+            else:
+                coverage = Decimal(row["coverage"])
+                cells.append({"shown": indicator_value(row, lang), "coverage": coverage, "low": coverage < threshold})
+        rows.append({"commune": c, "cells": cells})
+    return {"columns": [indicator_words(i, d, lang) for i, d in present], "rows": rows}
