@@ -197,6 +197,11 @@ def ucd(tables: Tables, scalars: Scalars, *, disks: bool, profile: str = "ucd") 
             if size is None or used is None:
                 continue
             name = text(tables["dskPath"][idx]) or f"disk-{idx}"
+            if used > size:
+                figures.anomalies.append(
+                    Anomaly(STORAGE_IMPLAUSIBLE, f"dskTable.{idx}", f"{name!r}: {used} KiB used of {size} KiB")
+                )
+                continue
             rows.append(
                 Row(
                     "storage", name, profile, idx,
@@ -282,12 +287,17 @@ def entity_sensors(tables: Tables, profile: str = "entity_sensors") -> tuple[lis
         status = integer(tables.get("entPhySensorOperStatus", {}).get(idx))
         if raw is None or measure is None or status not in (None, 1):
             continue
-        scaled = sensor_value(
-            raw,
-            integer(tables.get("entPhySensorScale", {}).get(idx)),
-            integer(tables.get("entPhySensorPrecision", {}).get(idx)),
-        )
         name = text(names.get(idx)).strip() or text(descrs.get(idx)).strip() or f"sensor-{idx}"
+        scale = integer(tables.get("entPhySensorScale", {}).get(idx))
+        precision = integer(tables.get("entPhySensorPrecision", {}).get(idx))
+        if not (scale is None or 1 <= scale <= 17) or not (precision is None or -8 <= precision <= 9):
+            # outside the MIB's ranges (yocto..yotta, -8..9): no exponent to trust, and a hostile one
+            # would overflow the Decimal context
+            anomalies.append(
+                Anomaly(SENSOR_IMPLAUSIBLE, f"entPhySensor.{idx}", f"{name!r}: scale {scale}, precision {precision}")
+            )
+            continue
+        scaled = sensor_value(raw, scale, precision)
         attributable = True
         if measure == "power_watts":
             if measured_class(idx, classes, contained) != "powerSupply":

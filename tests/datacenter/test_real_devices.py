@@ -189,12 +189,12 @@ def test_measured_class(idx: str, expected: str | None) -> None:
 
 def test_only_power_supply_watts_are_consumption() -> None:
     tables: dict[str, dict[str, Value]] = {
-        "entPhySensorType": {"12": 6, "22": 6, "31": 6, "40": 6, "70": 6, "13": 6},
-        "entPhySensorScale": {"12": 9, "22": 8, "31": 8, "40": 9, "70": 9, "13": 9},
-        "entPhySensorPrecision": {"12": 1, "22": 4, "31": 0, "40": 0, "70": 0, "13": 0},
-        "entPhySensorValue": {"12": 1955, "22": 6015, "31": 2, "40": 350, "70": 90, "13": -20},
-        "entPhysicalClass": {**{k: v[0] for k, v in TREE.items()}, "13": 8},
-        "entPhysicalContainedIn": {**{k: v[1] for k, v in TREE.items()}, "13": 11},
+        "entPhySensorType": {"12": 6, "22": 6, "31": 6, "40": 6, "70": 6, "13": 6, "14": 6, "15": 8},
+        "entPhySensorScale": {"12": 9, "22": 8, "31": 8, "40": 9, "70": 9, "13": 9, "14": 2**31 - 1, "15": 9},
+        "entPhySensorPrecision": {"12": 1, "22": 4, "31": 0, "40": 0, "70": 0, "13": 0, "14": 0, "15": -99},
+        "entPhySensorValue": {"12": 1955, "22": 6015, "31": 2, "40": 350, "70": 90, "13": -20, "14": 1, "15": 1},
+        "entPhysicalClass": {**{k: v[0] for k, v in TREE.items()}, "13": 8, "14": 8, "15": 8},
+        "entPhysicalContainedIn": {**{k: v[1] for k, v in TREE.items()}, "13": 11, "14": 11, "15": 11},
         "entPhysicalName": {"12": b"PSU1 input", "22": b""},
         "entPhysicalDescr": {"22": b"DOM TX Power Sensor for Ethernet5"},
     }
@@ -207,7 +207,11 @@ def test_only_power_supply_watts_are_consumption() -> None:
         "sensor-40": ({"sensor_watts": Decimal(350)}, False),  # chassis-level: the PSUs' watts again
         "sensor-70": ({"sensor_watts": Decimal(90)}, False),  # class unknown: not billed
     }
-    assert [(a.reason, a.subject) for a in figures.anomalies] == [("sensor_implausible", "entPhySensor.13")]
+    assert [(a.reason, a.subject) for a in figures.anomalies] == [
+        ("sensor_implausible", "entPhySensor.13"),  # a power supply drawing -20 W
+        ("sensor_implausible", "entPhySensor.14"),  # scale outside yocto..yotta
+        ("sensor_implausible", "entPhySensor.15"),  # precision outside -8..9
+    ]
 
 
 def _poll(tables: dict[str, dict[str, Value]], scalars: dict[str, Value], at: float) -> TargetPoll:
@@ -252,3 +256,37 @@ def test_paloalto_sensors_keep_their_entity_names() -> None:
                 if e.value == 8}
     assert expected and {r.name for r in rows if "temperature_celsius" in r.measures} == expected
     assert figures.anomalies == []
+
+
+def test_isilon_anomalies_are_counted_by_the_monitor() -> None:
+    """Wired as the daemon wires it: what the handler sets aside reaches sitivmon_device_anomalies_total."""
+    from sitivmon.exposition import LabelCache, render
+    from sitivmon.monitor import Monitor
+
+    rec = recording(ISILON)
+    config = make_config(
+        "targets:\n  - {name: isilon, address: 127.0.0.1, credentials: lab,\n"
+        "     profiles: [host_resources, ucd]}\n"
+    )
+    handler = DatacenterHandler(config)
+    monitor = Monitor(config, handlers=[handler])
+    tables, scalars = served(rec, [HOST_RESOURCES, UCD])
+    for at in (1000.0, 1060.0):
+        poll = _poll(tables, scalars, at)
+        poll.target = "isilon"
+        monitor.on_poll(config.targets[0], poll)
+    text = render(monitor, LabelCache())
+    assert 'sitivmon_device_anomalies_total{target="isilon",reason="memory_implausible"} 2\n' in text
+    assert 'sitivmon_device_anomalies_total{target="isilon",reason="storage_implausible"} 2\n' in text
+    used = _hr(rec, "Physical memory", 6) * _hr(rec, "Physical memory", 4)
+    assert f'sitivmon_host_memory_used_bytes{{target="isilon",commune="shared"}} {used}\n' in text
+
+
+def test_ucd_disk_with_used_above_size_is_set_aside() -> None:
+    tables: dict[str, dict[str, Value]] = {
+        "dskPath": {"1": b"/", "2": b"/srv"}, "dskTotalLow": {"1": 1000, "2": 1000}, "dskTotalHigh": {"1": 0, "2": 0},
+        "dskUsedLow": {"1": 400, "2": 1001}, "dskUsedHigh": {"1": 0, "2": 0},
+    }
+    rows, figures = extract([UCD], tables, {})
+    assert [(r.name, r.measures["storage_used_bytes"]) for r in rows] == [("/", 400 * 1024)]
+    assert [(a.reason, a.subject) for a in figures.anomalies] == [("storage_implausible", "dskTable.2")]
