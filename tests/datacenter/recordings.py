@@ -15,26 +15,31 @@ import pytest
 
 from sitivmon.profiles.model import Profile
 from sitivmon.snmp.client import Value
+from tests.support import snmpsim
 from tests.support.snmprec import Recording
 
 
-def data_dir() -> Path | None:
-    """`SITIVMON_SNMPSIM_DATA`, else the `data` folder of an importable `snmpsim_data` package."""
+def data_dir() -> Path:
+    """`SITIVMON_SNMPSIM_DATA`, else an importable `snmpsim_data` package, else the simulator's venv
+    (tests/support/snmpsim.py: skipped outside CI, failed under CI, when it is not installed)."""
     env = os.environ.get("SITIVMON_SNMPSIM_DATA")
     if env:
         return Path(env)
     spec = importlib.util.find_spec("snmpsim_data")
     if spec is not None and spec.origin is not None:
         return Path(spec.origin).parent / "data"
-    return None
+    return snmpsim.data_root()
+
+
+def path_of(relative: str) -> Path:
+    path = data_dir() / relative
+    if not path.exists():
+        pytest.fail(f"snmpsim-data has no recording {relative}")
+    return path
 
 
 def recording(relative: str) -> Recording:
-    base = data_dir()
-    if base is None or not (base / relative).exists():
-        pytest.skip(f"snmpsim-data recording {relative} not installed (pip install snmpsim-data, "
-                    "or set SITIVMON_SNMPSIM_DATA to its data folder)")
-    return Recording(base / relative)
+    return Recording(path_of(relative))
 
 
 def served(rec: Recording, profiles: list[Profile]) -> tuple[dict[str, dict[str, Value]], dict[str, Value]]:
