@@ -117,7 +117,7 @@ def host_resources(tables: Tables, scalars: Scalars, profile: str = "host_resour
         # hrStorageSize/Used are Integer32: agents report huge filesystems with negative values.
         size, used = size % 2**32, used % 2**32
         name = text(descr[idx]) or f"storage-{idx}"
-        if units <= 0 or used > size:
+        if used > size or (units <= 0 and (size or used)):  # 0 units, 0 size: a drive without media
             # A size truncated to 32 bits (an Isilon's /ifs: 1.5 TB "size", 11 TB used) or garbage
             # units: which figure is wrong cannot be known, so neither is billed.
             figures.anomalies.append(
