@@ -29,6 +29,8 @@ _SENSOR_MEASURES = {"watts": "power_watts", "celsius": "temperature_celsius", "a
 # calls them "Memory buffers" / "Cached memory" of type other, Arista "RAM (Buffers)" / "RAM (Cache)" of
 # type ram): subtracted from the RAM row's used, so both sources mean "used without buffers and cache".
 _BUFFERS_OR_CACHE = re.compile(r"buffer|cache", re.IGNORECASE)
+# A power supply's output power is the load it feeds, already drawn at its input: not counted twice.
+_OUTPUT = re.compile(r"\bout(put)?\b", re.IGNORECASE)
 # Entity classes that say nothing about what a sensor measures: look at what contains it instead.
 _NEUTRAL_CLASSES = frozenset({"sensor", "container", "other", "unknown"})
 MEMORY_IMPLAUSIBLE = "memory_implausible"
@@ -272,8 +274,9 @@ def entity_sensors(tables: Tables, profile: str = "entity_sensors") -> tuple[lis
     """Sensors in base units. A watts sensor is consumption (`power_watts`: summed per commune and
     integrated into energy) only when it measures a power supply; a transceiver's optical level, a
     module's or the chassis' own draw (a part of, or the same watts as, what the power supplies
-    deliver: counting it too would count them twice) and a sensor whose entity class the agent does
-    not serve are `sensor_watts`: shown, never billed."""
+    deliver: counting it too would count them twice), a power supply's output power (its input already
+    counts it) and a sensor whose entity class the agent does not serve are `sensor_watts`: shown,
+    never billed."""
     rows = []
     anomalies: list[Anomaly] = []
     names = tables.get("entPhysicalName", {})
@@ -300,7 +303,7 @@ def entity_sensors(tables: Tables, profile: str = "entity_sensors") -> tuple[lis
         scaled = sensor_value(raw, scale, precision)
         attributable = True
         if measure == "power_watts":
-            if measured_class(idx, classes, contained) != "powerSupply":
+            if measured_class(idx, classes, contained) != "powerSupply" or _OUTPUT.search(name):
                 measure, attributable = "sensor_watts", False
             elif scaled < 0:
                 anomalies.append(Anomaly(SENSOR_IMPLAUSIBLE, f"entPhySensor.{idx}", f"{name!r}: {scaled} W"))

@@ -189,19 +189,21 @@ def test_measured_class(idx: str, expected: str | None) -> None:
 
 def test_only_power_supply_watts_are_consumption() -> None:
     tables: dict[str, dict[str, Value]] = {
-        "entPhySensorType": {"12": 6, "22": 6, "31": 6, "40": 6, "70": 6, "13": 6, "14": 6, "15": 8},
-        "entPhySensorScale": {"12": 9, "22": 8, "31": 8, "40": 9, "70": 9, "13": 9, "14": 2**31 - 1, "15": 9},
-        "entPhySensorPrecision": {"12": 1, "22": 4, "31": 0, "40": 0, "70": 0, "13": 0, "14": 0, "15": -99},
-        "entPhySensorValue": {"12": 1955, "22": 6015, "31": 2, "40": 350, "70": 90, "13": -20, "14": 1, "15": 1},
-        "entPhysicalClass": {**{k: v[0] for k, v in TREE.items()}, "13": 8, "14": 8, "15": 8},
-        "entPhysicalContainedIn": {**{k: v[1] for k, v in TREE.items()}, "13": 11, "14": 11, "15": 11},
-        "entPhysicalName": {"12": b"PSU1 input", "22": b""},
+        "entPhySensorType": {"16": 6, "12": 6, "22": 6, "31": 6, "40": 6, "70": 6, "13": 6, "14": 6, "15": 8},
+        "entPhySensorScale": {"16": 9, "12": 9, "22": 8, "31": 8, "40": 9, "70": 9, "13": 9, "14": 2**31 - 1, "15": 9},
+        "entPhySensorPrecision": {"16": 0, "12": 1, "22": 4, "31": 0, "40": 0, "70": 0, "13": 0, "14": 0, "15": -99},
+        "entPhySensorValue": {"16": 180, "12": 1955, "22": 6015, "31": 2, "40": 350, "70": 90, "13": -20, "14": 1,
+                              "15": 1},
+        "entPhysicalClass": {**{k: v[0] for k, v in TREE.items()}, "13": 8, "14": 8, "15": 8, "16": 8},
+        "entPhysicalContainedIn": {**{k: v[1] for k, v in TREE.items()}, "13": 11, "14": 11, "15": 11, "16": 11},
+        "entPhysicalName": {"12": b"PSU1 input", "22": b"", "16": b"PSU1 Output Power"},
         "entPhysicalDescr": {"22": b"DOM TX Power Sensor for Ethernet5"},
     }
     rows, figures = extract([ENTITY_SENSORS], tables, {})
     got = {r.name: (dict(r.measures), r.attributable) for r in rows}
     assert got == {
         "PSU1 input": ({"power_watts": Decimal("195.5")}, True),
+        "PSU1 Output Power": ({"sensor_watts": Decimal(180)}, False),  # what the input already counts
         "DOM TX Power Sensor for Ethernet5": ({"sensor_watts": Decimal("0.0006015")}, False),  # named by descr
         "sensor-31": ({"sensor_watts": Decimal("0.002")}, False),
         "sensor-40": ({"sensor_watts": Decimal(350)}, False),  # chassis-level: the PSUs' watts again
