@@ -108,6 +108,7 @@ def host_resources(tables: Tables, scalars: Scalars, profile: str = "host_resour
     figures.processes = integer(scalars.get("hrSystemProcesses"))
     rows: list[Row] = []
     memory: list[tuple[str, str, str, int, int]] = []  # (index, type, descr, size bytes, used bytes)
+    aside: set[str] = set()
     descr = tables.get("hrStorageDescr", {})
     for idx in sorted(descr, key=_sort_key):
         kind = HR_STORAGE_TYPES.get(text(tables.get("hrStorageType", {}).get(idx)), "other")
@@ -126,6 +127,8 @@ def host_resources(tables: Tables, scalars: Scalars, profile: str = "host_resour
                 Anomaly(STORAGE_IMPLAUSIBLE, f"hrStorage.{idx}",
                         f"{name!r}: {used} units used of {size}, allocation unit {units} bytes")
             )
+            aside.add(idx)
+            memory.append((idx, kind, name, 0, 0))
             continue
         memory.append((idx, kind, name, size * units, used * units))
         rows.append(
@@ -135,7 +138,7 @@ def host_resources(tables: Tables, scalars: Scalars, profile: str = "host_resour
                 attributable=kind in DISK_TYPES,
             )
         )
-    _hr_memory(figures, memory)
+    _hr_memory(figures, memory, aside)
     if figures.memory_total_bytes is None:
         mem_kib = integer(scalars.get("hrMemorySize"))
         if mem_kib is not None and mem_kib > 0:
@@ -147,11 +150,12 @@ def host_resources(tables: Tables, scalars: Scalars, profile: str = "host_resour
     return rows, figures
 
 
-def _hr_memory(figures: HostFigures, storage: Sequence[tuple[str, str, str, int, int]]) -> None:
+def _hr_memory(figures: HostFigures, storage: Sequence[tuple[str, str, str, int, int]], aside: set[str]) -> None:
     """Physical memory from hrStorageTable: the first RAM row that is not buffers or cache, less the
-    rows holding buffers and cache (each set aside if larger than the memory it is part of)."""
+    rows holding buffers and cache (each set aside if larger than the memory it is part of). When that
+    RAM row was set aside, no other row stands in for it (a second RAM row means something else)."""
     main = next((s for s in storage if s[1] == "ram" and not _BUFFERS_OR_CACHE.search(s[2])), None)
-    if main is None:
+    if main is None or main[0] in aside:
         return
     idx, _, _, total, used = main
     if total <= 0:
@@ -159,7 +163,7 @@ def _hr_memory(figures: HostFigures, storage: Sequence[tuple[str, str, str, int,
         return
     figures.memory_total_bytes = total
     for sidx, kind, name, _size, amount in storage:
-        if sidx == idx or kind not in ("ram", "other") or not _BUFFERS_OR_CACHE.search(name):
+        if sidx == idx or sidx in aside or kind not in ("ram", "other") or not _BUFFERS_OR_CACHE.search(name):
             continue
         if amount > used:
             figures.anomalies.append(

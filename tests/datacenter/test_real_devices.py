@@ -150,6 +150,9 @@ def _hr_tables(rows: list[tuple[str, str, int, int, int]]) -> dict[str, dict[str
         ([("disk", "/", 4096, 10, 5)], {"memTotalReal": 2000}, 2000 * 1024, None, []),
         # RAM of size 0: set aside, hrMemorySize (KiB) gives the total
         ([("ram", "Physical memory", 1024, 0, 0)], {"hrMemorySize": 64}, 64 * 1024, None, ["hrStorage.1"]),
+        # a RAM row whose used exceeds its size is set aside, and the next RAM row does not stand in
+        ([("ram", "Physical memory", 1024, 1000, 1200), ("ram", "Real memory", 1024, 500, 100)], {}, None, None,
+         ["hrStorage.1"]),
         # a filesystem whose used exceeds its size is set aside
         ([("disk", "/ifs", 8192, 10, 11)], {}, None, None, ["hrStorage.1"]),
     ],
