@@ -43,7 +43,9 @@ from tests.support import snmpsim
 from tests.support.snmprec import Recording
 
 REPO = Path(__file__).resolve().parents[2]
-DEVICES = {"arista": ARISTA, "isilon": ISILON, "paloalto": PALOALTO}
+APC_PDU = "UPS/apc-8641.snmprec"  # AP8641 metered-by-outlet PDU: the shipped apc_pdu_outlets profile
+APC_OUTLET = "1.3.6.1.4.1.318.1.1.26.9.4.3.1"  # PowerNet-MIB rPDU2OutletMeteredStatusEntry
+DEVICES = {"arista": ARISTA, "isilon": ISILON, "paloalto": PALOALTO, "pdu": APC_PDU}
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
@@ -60,11 +62,17 @@ def config_path(sim: snmpsim.Simulator, tmp_path_factory: pytest.TempPathFactory
         COMMUNES
         + "credentials:\n"
         + "".join(f"  {name}: {{version: 2c, community: {name}}}\n" for name in DEVICES)
+        + f"profile_files: [{REPO / 'config' / 'profiles' / 'apc_pdu_outlets.yaml'}]\n"
         + f"""targets:
   - {{name: arista, address: "{sim.address}", credentials: arista, commune: venissieux,
      profiles: [host_resources, ucd, entity_sensors]}}
   - {{name: isilon, address: "{sim.address}", credentials: isilon, profiles: [host_resources, ucd]}}
   - {{name: paloalto, address: "{sim.address}", credentials: paloalto, profiles: [entity_sensors]}}
+  - {{name: pdu, address: "{sim.address}", credentials: pdu, profiles: [apc_pdu_outlets]}}
+attribution:
+  outlet:
+    - {{prefix: SRV-OPSHOST, commune: venissieux}}
+    - {{prefix: SW-, commune: shared}}
 """
     )
     return path
@@ -181,6 +189,34 @@ async def test_anomalies_reach_the_daemon_metrics(config_path: Path) -> None:
     anomalies = {tuple(sorted(dict(k).items())): v for k, v in _of(samples, "sitivmon_device_anomalies_total").items()}
     assert anomalies.get((("reason", "memory_implausible"), ("target", "isilon"))) == 1  # memCached
     assert anomalies.get((("reason", "storage_implausible"), ("target", "isilon"))) == 1  # /ifs
-    assert not any(dict(k)["target"] in ("arista", "paloalto") for k in anomalies)
-    power = _of(samples, "sitivmon_commune_power_watts")
-    assert power and all(v == 0 for v in power.values())
+    assert not any(dict(k)["target"] in ("arista", "paloalto", "pdu") for k in anomalies)
+    # commune power is the PDU's outlets and nothing else: the Arista's 18 optical levels add nothing
+    rec = Recording(path_of(APC_PDU))
+    expected: dict[str, float] = dict.fromkeys(["unattributed", "shared", *(c.id for c in config.communes)], 0.0)
+    for idx, entry in rec.column(f"{APC_OUTLET}.3").items():
+        assert isinstance(entry.value, bytes)
+        expected[_outlet_commune(entry.value.decode("ascii"))] += number(rec, f"{APC_OUTLET}.7.{idx}")
+    power = {dict(k)["commune"]: v for k, v in _of(samples, "sitivmon_commune_power_watts").items()}
+    assert power == expected and expected["venissieux"] > 0
+
+
+def _outlet_commune(name: str) -> str:
+    """The test config's attribution rules, applied by hand."""
+    return "venissieux" if name.startswith("SRV-OPSHOST") else "shared" if name.startswith("SW-") else "unattributed"
+
+
+def test_pdu_outlets_are_power_and_energy(config_path: Path) -> None:
+    """Outlets do count: every outlet's power, current and commune as the recording and the rules say."""
+    rec = Recording(path_of(APC_PDU))
+    outlet = APC_OUTLET
+    samples = _sitivmon_poll(config_path, "pdu")
+    names = {i: e.value.decode("ascii") for i, e in rec.column(f"{outlet}.3").items() if isinstance(e.value, bytes)}
+    assert len(names) == 24
+
+    power = {(("commune", _outlet_commune(n)), ("outlet", n), ("target", "pdu")): float(number(rec, f"{outlet}.7.{i}"))
+             for i, n in names.items()}
+    assert _of(samples, "sitivmon_power_watts") == power
+    current = {k: number(rec, f"{outlet}.6.{i}") / 10 for k, i in zip(power, names, strict=True)}
+    assert _of(samples, "sitivmon_current_amperes") == current
+    # the recorded energy counters do not move: two polls add nothing, and every outlet has its series
+    assert _of(samples, "sitivmon_energy_joules_total") == dict.fromkeys(power, 0.0)
