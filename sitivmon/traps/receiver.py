@@ -4,10 +4,12 @@ link state.
 Why it is shaped this way:
 - The socket callback only copies datagrams into a deque (many per wakeup, no decoding), so a burst
   lands in user space quickly; a large SO_RCVBUF absorbs what arrives while the loop is busy.
-- A separate decoder task decodes in batches and yields between batches, so the daemon's other work
-  keeps running under a flood.
-- Sources are checked before any decoding (cheap rejection of strangers); v1/v2c use the local BER
-  decoder, v3 goes through pysnmp's USM.
+- A separate decoder task decodes in small batches bounded in count and in time, and yields to the
+  event loop between batches, so the daemon's other work keeps running under a flood.
+- Sources are checked before any decoding (cheap rejection of strangers), then the community as soon
+  as its bytes are read (before the PDU is decoded): an unauthenticated datagram costs a few header
+  bytes. The decoder bounds the work of every datagram (size, varbinds, OID length and arcs).
+  v1/v2c use the local BER decoder, v3 goes through pysnmp's USM after a bounded clear-text check.
 - A per-source token bucket limits what reaches the rest of the daemon, but link traps over the limit
   are *coalesced* per (source, ifIndex) to their latest state and delivered as tokens return, so a
   flood can delay a link event but never lose the final state. Non-link traps over the limit are
@@ -40,7 +42,8 @@ log = logging.getLogger(__name__)
 
 EventCallback = Callable[[TrapEvent], None]
 _DRAIN_PER_WAKEUP = 1024
-_DECODE_BATCH = 2048
+_DECODE_BATCH = 256
+_DECODE_BUDGET_S = 0.005
 _VERSION_NAMES = {ber.VERSION_1: "v1", ber.VERSION_2C: "v2c", ber.VERSION_3: "v3"}
 
 
@@ -259,7 +262,7 @@ class TrapReceiver:
                 if not self._queue:
                     await wait_event(self._wake, timeout)
                 self._wake.clear()
-                self.process_pending(self._DECODE_BATCH)
+                self.process_pending(self._DECODE_BATCH, budget_s=_DECODE_BUDGET_S)
                 if self._queue:
                     await asyncio.sleep(0)
         finally:
@@ -311,13 +314,17 @@ class TrapReceiver:
 
     # ----- decoding ------------------------------------------------------------------------------
 
-    def process_pending(self, limit: int) -> None:
-        """Decode up to `limit` queued datagrams, then release coalesced events as tokens allow."""
+    def process_pending(self, limit: int, budget_s: float | None = None) -> None:
+        """Decode up to `limit` queued datagrams (fewer once `budget_s` of CPU time is spent), then
+        release coalesced events as tokens allow."""
         q = self._queue
         n = min(limit, len(q))
+        deadline = time.perf_counter() + budget_s if budget_s is not None else None
         for _ in range(n):
             data, addr, at = q.popleft()
             self.handle_datagram(data, addr, at)
+            if deadline is not None and time.perf_counter() >= deadline:
+                break
         if self._overflow:
             self._reject(RejectReason.QUEUE_FULL, self._overflow)
             self._overflow = 0
@@ -372,17 +379,19 @@ class TrapReceiver:
             return
         received_at = time.time() - (self._clock() - monotonic_at)
         try:
-            version = ber.message_version(data)
+            version, community = ber.message_header(data)
             if version == ber.VERSION_3:
                 self._handle_v3(data, (ip, int(addr[1])), received_at)
+                return
+            if community is None:
+                raise ber.BerError(f"unsupported SNMP version {version}")
+            name = self._community_name(community)
+            if name is None:  # before the PDU is decoded: a stranger's datagram costs a few bytes
+                self._reject(RejectReason.UNKNOWN_COMMUNITY)
                 return
             msg = ber.decode_message(data)
         except ber.BerError:
             self._reject(RejectReason.DECODE_ERROR)
-            return
-        name = self._community_name(msg.community)
-        if name is None:
-            self._reject(RejectReason.UNKNOWN_COMMUNITY)
             return
         if msg.pdu_type == ber.PDU_INFORM:
             self._send(ber.encode_inform_response(data, msg), (ip, int(addr[1])))
