@@ -61,7 +61,7 @@ class RejectReason:
     UNSUPPORTED_SECURITY_LEVEL = "unsupported_security_level"
     ALL = (
         UNKNOWN_SOURCE, UNKNOWN_COMMUNITY, UNKNOWN_USER, DECODE_ERROR, RATE_LIMITED, QUEUE_FULL, AUTH_FAILED,
-        DECRYPTION_ERROR, NOT_IN_TIME_WINDOW,
+        DECRYPTION_ERROR, NOT_IN_TIME_WINDOW, UNSUPPORTED_SECURITY_LEVEL,
     )  # fmt: skip
 
 
@@ -406,29 +406,68 @@ class TrapReceiver:
         return found
 
     def _handle_v3(self, data: bytes, addr: tuple[str, int], received_at: float) -> None:
+        """USM through pysnmp, behind cheap gates, because pysnmp decodes the whole message before it
+        checks anything: the header (and a clear-text PDU) is walked with the decoder's bounds first;
+        an empty user name is only an engine discovery probe; the message must carry the security
+        level of its user's credential; and its digest is verified here (a few microseconds with the
+        cached localised key) before pysnmp decodes it or an engine ID is learnt."""
         usm = self._usm
         header = ber.decode_v3_header(data)
         if usm is None:
             self._reject(RejectReason.UNKNOWN_USER)
             return
-        if header.user_name:
-            if not usm.knows_user(header.user_name):
+        user = header.user_name
+        eid = header.engine_id
+        if not user:
+            # RFC 3414 4: discovery is noAuthNoPriv with an empty varbind list; anything else without a
+            # user name would only make pysnmp decode a stranger's PDU.
+            if header.flags & (ber.FLAG_AUTH | ber.FLAG_PRIV) or header.varbind_count != 0:
                 self._reject(RejectReason.UNKNOWN_USER)
                 return
-            eid = header.engine_id
-            if eid and 5 <= len(eid) <= 32 and not usm.has_engine(header.user_name, eid):
-                learned = self._learned.get(addr[0], 0)
-                if self.config.learn_engine_ids and learned < self.config.max_engine_ids_per_source:
-                    usm.learn_engine(header.user_name, eid)
-                    self._learned[addr[0]] = learned + 1
-                    log.info("trap receiver: learnt SNMPv3 engine id %s from %s", eid.hex(), addr[0])
-        notes, reason = usm.process(data, addr, header.user_name.decode(errors="replace"))
+        elif not usm.knows_user(user):
+            self._reject(RejectReason.UNKNOWN_USER)
+            return
+        else:
+            required = usm.required_flags(user)
+            if header.flags & required != required:
+                self._reject(RejectReason.UNSUPPORTED_SECURITY_LEVEL)
+                return
+            if not eid:  # time synchronisation before discovery: no key can apply yet
+                if header.varbind_count:
+                    self._reject(RejectReason.UNKNOWN_USER)
+                    return
+            elif required & ber.FLAG_AUTH:
+                if not usm.authenticates(user, eid, header.auth_params, data):
+                    self._reject(RejectReason.AUTH_FAILED)
+                    return
+                if not usm.has_engine(user, eid) and not self._learn_engine(usm, eid, user, addr[0]):
+                    return
+            elif not usm.has_engine(user, eid):
+                self._reject(RejectReason.UNKNOWN_USER)
+                return
+        notes, reason = usm.process(data, addr, user.decode(errors="replace"))
         if reason is not None:
             if reason != "unknown_engine_id":  # engine discovery by an INFORM sender is normal
                 self._reject(reason)
             return
         for n in notes:
             self._accept(addr[0], interpret_v2(n.varbinds), received_at, "v3", n.user, n.inform)
+
+    def _learn_engine(self, usm: UsmProcessor, eid: bytes, user: bytes, source: str) -> bool:
+        """Register an authenticated sender's engine ID for `user`, within the per-source quota.
+        False (and counted) when it may not be learnt."""
+        learned = self._learned.get(source, 0)
+        if (
+            not self.config.learn_engine_ids
+            or not 5 <= len(eid) <= 32
+            or learned >= self.config.max_engine_ids_per_source
+        ):
+            self._reject(RejectReason.UNKNOWN_USER)
+            return False
+        usm.learn_engine(user, eid)
+        self._learned[source] = learned + 1
+        log.info("trap receiver: learnt SNMPv3 engine id %s from %s", eid.hex(), source)
+        return True
 
     def _accept(
         self, ip: str, interp: Interpretation, received_at: float, version: str, name: str, inform: bool

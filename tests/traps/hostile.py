@@ -37,3 +37,15 @@ def heavy_trap(community: bytes, varbinds: int, oid_arcs: int = 40) -> bytes:
     for i in range(varbinds - 2):
         vbs.append(((1, 3, 6, 1, 4, 1, *([0xFFFFFFFF] * (oid_arcs - 7)), i), i))
     return ber.encode_v2c_notification(community, 7, vbs)
+
+
+def v3_plaintext(user: bytes, varbinds: int, *, engine_id: bytes = b"", flags: int = 0x04) -> bytes:
+    """A clear-text SNMPv3 message (noAuthNoPriv by default) carrying `varbinds` NULL varbinds."""
+    t, i = ber.tlv, ber.encode_integer
+    usm = t(ber.SEQUENCE, t(ber.OCTET_STRING, engine_id) + i(0) + i(0) + t(ber.OCTET_STRING, user)
+            + t(ber.OCTET_STRING, b"") + t(ber.OCTET_STRING, b""))  # fmt: skip
+    header = t(ber.SEQUENCE, i(1) + i(65507) + t(ber.OCTET_STRING, bytes((flags,))) + i(3))
+    vbl = ber.encode_varbinds([((1, 3, 6, 1, 4, 1, n), None) for n in range(varbinds)])
+    pdu = t(ber.PDU_TRAP_V2, i(1) + i(0) + i(0) + vbl)
+    scoped = t(ber.SEQUENCE, t(ber.OCTET_STRING, engine_id) + t(ber.OCTET_STRING, b"") + pdu)
+    return t(ber.SEQUENCE, i(3) + header + t(ber.OCTET_STRING, usm) + scoped)
