@@ -432,7 +432,7 @@ class TrapReceiver:
             if header.flags & required != required:
                 self._reject(RejectReason.UNSUPPORTED_SECURITY_LEVEL)
                 return
-            if not eid:  # time synchronisation before discovery: no key can apply yet
+            if not eid:  # sent before discovering our engine: pysnmp answers with a Report, no key applies
                 if header.varbind_count:
                     self._reject(RejectReason.UNKNOWN_USER)
                     return
