@@ -44,6 +44,7 @@ EventCallback = Callable[[TrapEvent], None]
 _DRAIN_PER_WAKEUP = 1024
 _DECODE_BATCH = 256
 _DECODE_BUDGET_S = 0.005
+_V3_UNAUTHENTICATED_VARBINDS = 64
 _VERSION_NAMES = {ber.VERSION_1: "v1", ber.VERSION_2C: "v2c", ber.VERSION_3: "v3"}
 
 
@@ -444,6 +445,11 @@ class TrapReceiver:
                     return
             elif not usm.has_engine(user, eid):
                 self._reject(RejectReason.UNKNOWN_USER)
+                return
+            elif (header.varbind_count or 0) > _V3_UNAUTHENTICATED_VARBINDS:
+                # A user without authentication proves nothing: anyone naming it would otherwise make
+                # pysnmp decode hundreds of varbinds (~0.3 ms each) on the loop.
+                self._reject(RejectReason.DECODE_ERROR)
                 return
         notes, reason = usm.process(data, addr, user.decode(errors="replace"))
         if reason is not None:

@@ -11,12 +11,12 @@ import time
 
 from prometheus_client import CollectorRegistry
 
-from sitivmon.traps.config import resolve_trap_auth
+from sitivmon.traps.config import TrapV3User, resolve_trap_auth
 from sitivmon.traps.events import TrapEvent, TrapKind
 from sitivmon.traps.receiver import TrapReceiver
 from tests.traps import hostile
 from tests.traps import netsnmp as ns
-from tests.traps.test_receiver import CREDENTIALS, ENGINE, Harness, make_config, value
+from tests.traps.test_receiver import CREDENTIALS, ENGINE, Cred, Harness, make_config, value
 from tests.traps.test_receiver import harness as harness  # the fixture
 
 AUTHONLY = ["-u", "authonly", "-l", "authNoPriv", "-a", "SHA-256"]
@@ -128,3 +128,26 @@ async def test_inform_and_trap_still_work_after_the_gates(harness: Harness) -> N
     assert rc == 0
     events = await harness.wait_events(1)
     assert [(e.kind, e.if_index, e.inform) for e in events] == [(TrapKind.LINK_UP, 9, True)]
+
+
+async def test_user_without_authentication_any_engine_but_bounded() -> None:
+    """A noAuthNoPriv credential is matched whatever the engine ID (its messages prove nothing about an
+    engine, so nothing is learnt), and its clear-text messages cannot carry hundreds of varbinds."""
+    creds = {**CREDENTIALS, "v3-plain": Cred(version="3", username="plainuser")}
+    registry = CollectorRegistry()
+    events: list[TrapEvent] = []
+    cfg = make_config(v3_users=[TrapV3User(credential="v3-plain")], max_engine_ids_per_source=0)
+    async with TrapReceiver(cfg, resolve_trap_auth(cfg, creds), events.append, registry=registry) as r:
+        h = Harness(r, events, registry)
+        for _ in range(2):
+            args = ["-v", "3", "-e", random_engine(), "-u", "plainuser", "-l", "noAuthNoPriv", "HOST", "", ns.LINK_UP,
+                    *ns.link_varbinds(4, 1, 1)]  # fmt: skip
+            assert await h.tool("snmptrap", args) == 0
+        got = await h.wait_events(2)
+        assert [(e.kind, e.if_index, e.user_or_community_name) for e in got] == [(TrapKind.LINK_UP, 4, "plainuser")] * 2
+        heavy = hostile.v3_plaintext(b"plainuser", 400, engine_id=bytes.fromhex(random_engine()[2:]))
+        t0 = time.perf_counter()
+        r.handle_datagram(heavy, ("127.0.0.1", 5000), time.monotonic())
+        assert time.perf_counter() - t0 < 0.02
+        assert value(registry, "sitivmon_traps_rejected_total", reason="decode_error") == 1
+        assert len(events) == 2
