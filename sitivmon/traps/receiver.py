@@ -316,7 +316,7 @@ class TrapReceiver:
     # ----- decoding ------------------------------------------------------------------------------
 
     def process_pending(self, limit: int, budget_s: float | None = None) -> None:
-        """Decode up to `limit` queued datagrams (fewer once `budget_s` of CPU time is spent), then
+        """Decode up to `limit` queued datagrams (fewer once `budget_s` seconds have passed), then
         release coalesced events as tokens allow."""
         q = self._queue
         n = min(limit, len(q))
