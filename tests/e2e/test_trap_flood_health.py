@@ -40,6 +40,7 @@ def test_costly_trap_burst_does_not_freeze_health(snmp_agent: agents.Agent, star
             latencies.append(time.perf_counter() - t0)
             time.sleep(0.02)
 
+    skipped_before = daemon.metrics().value("sitivmon_polls_skipped_total", target="loopback") or 0
     prober = threading.Thread(target=probe, daemon=True)
     prober.start()
     time.sleep(0.3)
@@ -61,3 +62,5 @@ def test_costly_trap_burst_does_not_freeze_health(snmp_agent: agents.Agent, star
     )
     assert refused == 40
     assert worst < 0.5, f"/-/healthy took {worst:.2f} s during the burst"
+    # the target is polled every second: none of its polls was skipped while the burst was handled
+    assert (m.value("sitivmon_polls_skipped_total", target="loopback") or 0) == skipped_before
