@@ -134,7 +134,10 @@ class Daemon:
     def _on_trap(self, event: TrapEvent) -> None:
         """Called by the receiver for each accepted trap; must not block."""
         if event.kind in (TrapKind.LINK_DOWN, TrapKind.LINK_UP):
-            self.monitor.on_link_trap(event.source_ip, event.if_index, event.kind is TrapKind.LINK_UP, time.time())
+            self.monitor.on_link_trap(
+                event.source_ip, event.if_index, event.kind is TrapKind.LINK_UP, time.time(),
+                admin_status=event.admin_status, oper_status=event.oper_status,
+            )  # fmt: skip
         elif event.kind in (TrapKind.COLD_START, TrapKind.WARM_START):
             self.monitor.on_restart_trap(event.source_ip, time.time())
         else:

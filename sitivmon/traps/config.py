@@ -23,8 +23,9 @@ class TrapV3User(BaseModel):
     `engine_ids` (hex) are the authoritative engine IDs of agents that send *traps* with this user
     (traps are authenticated with keys localised to the sender's engine ID, RFC 3414). INFORMs use
     the receiver's own engine ID and need nothing here. With `TrapConfig.learn_engine_ids`, engine IDs
-    of allowed sources are learnt on first sight (bounded per source), which is what most operators
-    expect from `snmptrapd`-like receivers.
+    of allowed sources are learnt from the first message that authenticates with this user's key
+    (bounded per source; a forgery leaves nothing behind), which is what most operators expect from
+    `snmptrapd`-like receivers.
     """
 
     model_config = ConfigDict(extra="forbid")
