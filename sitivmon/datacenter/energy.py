@@ -8,7 +8,7 @@
   energy over time.
 * An interval longer than `GAP_FACTOR` poll intervals (daemon stopped, device unreachable) is still
   counted, the trapezoid being the best estimate there is, and flagged `gap` so reports can say so.
-* The poller's clock stepping back (a reading not later than the previous one): a device counter keeps
+* The poller's clock stepping back (a reading earlier than the previous one): a device counter keeps
   its previous reading as the baseline, re-timed to the current clock, so the next interval counts the
   whole increase (exact). Power has no such memory: the time between the two readings is taken to be
   the poll interval (the poller schedules on a monotonic clock), the trapezoid over it counted and
@@ -106,7 +106,9 @@ def from_power(prev: EnergyBaseline | None, watts: Decimal, at: float, interval_
         return EnergyStep(
             0, frozenset(), EnergyBaseline(at, watts=watts, carry=prev.carry if prev else Decimal(0)), None
         )
-    if at <= prev.at:  # the clock stepped back: the interval lasted a poll interval, as scheduled
+    if at == prev.at:  # the same reading again: nothing elapsed
+        return EnergyStep(0, frozenset(), prev, None)
+    if at < prev.at:  # the clock stepped back: the interval lasted a poll interval, as scheduled
         if interval_s <= 0:
             return EnergyStep(0, frozenset(), EnergyBaseline(at, watts=watts, carry=prev.carry), None)
         joules, carry = _whole((prev.watts + watts) * Decimal(repr(interval_s)) / 2 + prev.carry)
