@@ -34,7 +34,9 @@ step of the poller's clock never makes real traffic look implausible.
   the increase counts. This never invents traffic. Flagged `reset`.
 * Any delta over the limit is not traffic: counted as 0, flagged `clamp` when the limit came from a
   capacity and `unknown` when it did not (the bytes of the interval may be missing), with an anomaly
-  `counter_implausible`; the new value becomes the baseline.
+  `counter_implausible`. The previous value stays the baseline (held, as below) so that a passing spike
+  loses nothing; if the next reading is implausible against it too, the counter did jump and its new
+  value becomes the baseline.
 * An HC value of 2**64-1 is some agents' "unavailable": set aside like a counter missing from the
   reading (anomaly `counter_unavailable`).
 * A counter missing from a reading keeps its previous value as baseline, with how long it has been held;
@@ -230,7 +232,7 @@ def _one(before: RawCounter, now: RawCounter, *, reboot: bool, limit: int, stric
         return _One(0, _RESET) if delta > limit else low(delta)
     if reboot:
         return _One(now.value if now.value < before.value else now.value - before.value, _RESET)
-    narrow = now.bits == 32 or known32
+    narrow = now.bits == 32 or (known32 and before.value < WRAP32)
     if now.value >= before.value:
         delta = now.value - before.value
         return low(delta) if narrow else _One(delta)
@@ -311,13 +313,18 @@ def step(
         one = _one(before, now, reboot=reboot, limit=limit, strict=name in caps, known32=name in wrap32)
         delta, reason = one.delta, one.reason
         flags |= one.flags
-        if delta > limit:
+        if not 0 <= delta <= limit:
             delta, reason = 0, "counter_implausible"
             flags |= {Flag.CLAMP if cap else Flag.UNKNOWN}
-        elif one.wraps32:
-            wrap32.add(name)
-        if now.bits == 64 and now.value >= WRAP32:
-            wrap32.discard(name)
+            if before.held_s is None and not reboot:
+                # A passing spike: the next reading is counted from the last good value. A second
+                # implausible one in a row makes the new level the baseline (the counter did jump).
+                kept[name] = replace(before, held_s=span)
+        else:
+            if one.wraps32:
+                wrap32.add(name)
+            if now.bits == 64 and now.value >= WRAP32:
+                wrap32.discard(name)
         if reason is not None:
             anomalies.append(Anomaly(reason, name, _detail(reason, before, now, limit, own_span)))
         values[name], counter_flags[name] = delta, flags

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sitivmon.normalize.counters import (
+    BOOT_SLACK_S,
     MAX_DELTA,
     WRAP32,
     CounterSnapshot,
@@ -492,8 +493,25 @@ def test_learned_wrap32_is_used_and_unlearned() -> None:
     gap = step(learned, snap(*after(3610), 500), interval_s=10, capacity_bytes_per_s={"in_octets": MBIT100})
     assert gap.deltas is not None and gap.deltas.flags == {Flag.UNKNOWN, Flag.GAP}
     assert [a.reason for a in gap.anomalies] == ["counter_ambiguous"]
-    big = step(learned, snap(*after(20), WRAP32 + 5), interval_s=10, capacity_bytes_per_s={"in_octets": MBIT100})
+    near = replace(learned, counters={"in_octets": RawCounter(WRAP32 - 1000, 64)})
+    big = step(near, snap(*after(20), WRAP32 + 5), interval_s=10, capacity_bytes_per_s={"in_octets": MBIT100})
+    assert big.deltas is not None and big.deltas.values == {"in_octets": 1005}
     assert big.baseline.wrap32 == frozenset()
+    garbage = step(learned, snap(*after(20), 2**62), interval_s=10, capacity_bytes_per_s={"in_octets": MBIT100})
+    assert garbage.baseline.wrap32 == {"in_octets"}  # an implausible value teaches nothing
+
+
+def test_jump_held_once_then_becomes_the_baseline() -> None:
+    """A spike is held over once; a second implausible reading in a row means the counter did jump."""
+    caps = {"in_octets": MBIT100}
+    first = step(snap(T0, UP0, 1000), snap(*after(60), 2**40), interval_s=60, capacity_bytes_per_s=caps)
+    assert first.baseline.counters["in_octets"] == RawCounter(1000, 64, 60.0)
+    second = step(first.baseline, snap(*after(120), 2**40 + 10), interval_s=60, capacity_bytes_per_s=caps)
+    assert second.deltas is not None and second.deltas.values == {"in_octets": 0}
+    assert second.deltas.flags == {Flag.CLAMP, Flag.GAP}
+    assert second.baseline.counters["in_octets"] == RawCounter(2**40 + 10, 64)
+    third = step(second.baseline, snap(*after(180), 2**40 + 5000), interval_s=60, capacity_bytes_per_s=caps)
+    assert third.deltas is not None and third.deltas.values == {"in_octets": 4990} and not third.deltas.flags
 
 
 def test_hc_missing_for_one_poll_counts_across_both_source_changes() -> None:
@@ -587,7 +605,7 @@ def test_held_and_learned_state_round_trips() -> None:
 
 # --- the property: never more than the traffic, exactly the traffic when unflagged ------------------------
 
-_EVENTS = ["run", "run", "run", "reboot", "missing", "unavailable", "hc_missing", "clock_back", "clock_fwd"]
+_EVENTS = ["run", "run", "run", "reboot", "missing", "unavailable", "garbage", "hc_missing", "clock_back", "clock_fwd"]
 _poll = st.tuples(
     st.floats(min_value=1.0, max_value=400.0),  # real seconds since the previous poll
     st.floats(min_value=0.0, max_value=1.0),  # share of the link's capacity used
@@ -608,7 +626,8 @@ def test_counted_never_exceeds_traffic_and_equals_it_when_unflagged(
     kind: str, capacity: int | None, interval: float, start: int, polls: list[tuple[float, float, str, float]]
 ) -> None:
     """Random traffic within the link's capacity, counter wraps, partial walks, HC columns that are
-    Counter32s, 'unavailable' values, reboots (that the agent shows) and steps of the poller's clock."""
+    Counter32s, 'unavailable' values, absurd values, reboots (that the agent shows) and steps of the
+    poller's clock."""
     rate = capacity or 10**9
     true_value = start if kind == "hc" else start % WRAP32
     real, offset, boot, disc = T0, 0.0, T0 - 3600.0, 0
@@ -620,6 +639,10 @@ def test_counted_never_exceeds_traffic_and_equals_it_when_unflagged(
             counters = {}
         elif event == "unavailable":
             counters = {"in_octets": RawCounter(MAX64, 64)}
+        elif event == "garbage" and kind != "c32":  # far from anything the link can carry
+            counters = {
+                "in_octets": RawCounter((true_value % (WRAP32 if kind == "hc_as_32" else 2**64) + 2**62) % 2**64, 64)
+            }
         elif kind == "c32" or event == "hc_missing":
             counters = {"in_octets": RawCounter(true_value % WRAP32, 32)}
         elif kind == "hc_as_32":
@@ -632,6 +655,9 @@ def test_counted_never_exceeds_traffic_and_equals_it_when_unflagged(
     traffic = unseen = 0
     wall = real
     for seconds, share, event, clock in polls:
+        # Out of reach: the clock stepping forward by more than the agent's uptime moves its boot time
+        # after the previous reading, which is what a reboot looks like (there is no monotonic clock).
+        forward = min(clock, max(0.0, real - boot - BOOT_SLACK_S - 1))
         real += seconds
         increment = int(rate * seconds * share)
         if kind == "hc_as_32":
@@ -644,13 +670,21 @@ def test_counted_never_exceeds_traffic_and_equals_it_when_unflagged(
             true_value = increment
         else:
             true_value += increment
-        offset += -clock if event == "clock_back" else clock if event == "clock_fwd" else 0.0
+        offset += -clock if event == "clock_back" else forward if event == "clock_fwd" else 0.0
         readings.append(reading(event))
         # A reading not later than the previous one is not read (the clock stepped back) either.
-        unseen = unseen + increment if event in ("missing", "unavailable") or real + offset <= wall else 0
+        unseen = unseen + increment if event in ("missing", "unavailable", "garbage") or real + offset <= wall else 0
         wall = real + offset
     steps, counted = fold(readings, capacity=capacity, interval=interval)
     assert 0 <= counted <= traffic
     flags = frozenset().union(*(s.deltas.flags for s in steps if s.deltas is not None))
     if flags <= {Flag.GAP}:
         assert counted == traffic
+
+
+def test_known_counter32_column_after_an_absurd_baseline_is_a_reset_not_a_negative_delta() -> None:
+    """Found by the property: an HC column known to wrap at 2**32 whose baseline became an absurd value
+    (two in a row), then a sane one: a reset, never a negative count."""
+    base = CounterSnapshot(T0, UP0, None, {"in_octets": RawCounter(2**62 + 5, 64)}, frozenset({"in_octets"}))
+    out = step(base, snap(*after(60), 1000), interval_s=60, capacity_bytes_per_s={"in_octets": MBIT100})
+    assert out.deltas is not None and out.deltas.values == {"in_octets": 0} and out.deltas.flags == {Flag.RESET}

@@ -20,12 +20,12 @@ UP0 = 360_000
 
 def test_absurd_hc_values_without_capacity_reach_the_store_bounded(tmp_path: Path) -> None:
     """No configured capacity, ifSpeed/ifHighSpeed 0; ifHCInOctets serves 2**64-1 ('unavailable'),
-    then garbage near 2**64, then sane values again: every flush writes, the month reads back exactly
-    what was counted, and the garbage is nowhere in it."""
+    then garbage near 2**64 twice, then sane values again with a passing spike: every flush writes, the
+    month reads back exactly what was counted, and the garbage is nowhere in it."""
     link = Link.model_validate({"id": "l1", "commune": "givors", "target": "core", "interface": {"name": "xe0"}})
     rt = LinkRuntime(link)
     acc = Accumulator()
-    values = [1000, 2**64 - 1, 2**64 - 2, 2**64 - 2, 500, 9_500, 2**63, 2**63 + 1_000]
+    values = [1000, 2**64 - 1, 2**64 - 2, 2**64 - 2, 500, 9_500, 2**63, 10_500]
     with UsageStore(tmp_path / "u.db") as store:
         store.migrate()
         for i, value in enumerate(values):

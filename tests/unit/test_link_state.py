@@ -67,11 +67,11 @@ def test_reset_and_clamp_are_counted_as_discontinuities() -> None:
     fold(rt, row(3, 1000, 1000), 0)
     out = fold(rt, row(3, 10**9, 1000), 60)  # far over capacity
     assert out.flags == {Flag.CLAMP} and rt.totals["receive_bytes"] == 0 and rt.discontinuities == 1
-    out = fold(rt, row(3, 10, 1000), 120)  # a 64-bit counter going back
+    out = fold(rt, row(3, 10, 1000), 120)  # a 64-bit counter going back (from the value held over the spike)
     assert Flag.RESET in out.flags and rt.discontinuities == 2
     # Each direction carries its own counter's flags: the receive reset does not taint transmit.
     assert {c.key.quantity: c.flags for c in out.counters} == {
-        Quantity.TRAFFIC_IN: {Flag.RESET},
+        Quantity.TRAFFIC_IN: {Flag.RESET, Flag.GAP},
         Quantity.TRAFFIC_OUT: frozenset(),
     }
     out = fold(rt, row(3, 20, 1010), 180)
@@ -178,3 +178,16 @@ def test_poller_clock_stepping_back_loses_nothing() -> None:
     assert traffic(outs) == 3 * 10**6 and rt.totals["receive_bytes"] == 3 * 10**6
     _origin, _index, kept = decode_baseline(outs[2].baseline)
     assert kept.counters["in_octets"].value == 10**6
+
+
+def test_a_passing_spike_loses_nothing() -> None:
+    """An implausible value once (over capacity): set aside, and the next reading counts from the last
+    good value, over both intervals."""
+    rt = LinkRuntime(link(capacity="8kbit"))  # 1000 bytes/s
+    fold(rt, row(3, 1000, 0), 0)
+    spike = fold(rt, row(3, 10**12, 0), 60)
+    assert [a.reason for a in spike.anomalies] == ["counter_implausible"]
+    out = fold(rt, row(3, 31_000, 0), 120)
+    received = [c for c in out.counters if c.key.quantity is Quantity.TRAFFIC_IN]
+    assert [(c.start, c.delta, c.flags) for c in received] == [(T0, 30_000, {Flag.GAP})]
+    assert rt.totals["receive_bytes"] == 30_000
