@@ -211,8 +211,11 @@ class _One:
     wraps32: bool = False  # learned: the HC column wraps at 2**32
 
 
+_NONE: frozenset[Flag] = frozenset()
 _RESET = frozenset({Flag.RESET})
 _UNKNOWN = frozenset({Flag.UNKNOWN})
+_GAP = frozenset({Flag.GAP})
+_NO_NAMES: frozenset[str] = frozenset()
 
 
 def _one(before: RawCounter, now: RawCounter, *, reboot: bool, limit: int, strict: bool, known32: bool) -> _One:
@@ -278,7 +281,7 @@ def step(
         if raw.bits == 64 and raw.value == UNAVAILABLE64:
             anomalies.append(Anomaly("counter_unavailable", name, "HC value 2**64-1: the agent's 'no value'"))
         else:
-            present[name] = RawCounter(raw.value, raw.bits)
+            present[name] = raw if raw.held_s is None else RawCounter(raw.value, raw.bits)
     if prev is None:
         return Step(None, CounterSnapshot(cur.at, cur.uptime_ticks, cur.discontinuity_ticks, present), tuple(anomalies))
     elapsed = cur.at - prev.at
@@ -288,16 +291,17 @@ def step(
         return Step(None, replace(prev, at=cur.at), tuple(anomalies))
     reboot = rebooted(prev, cur)
     span = _span(prev, cur, reboot)
-    common = frozenset({Flag.GAP}) if elapsed > gap_factor * interval_s else frozenset()
+    common = _GAP if elapsed > gap_factor * interval_s else _NONE
     caps = capacity_bytes_per_s or {}
     values: dict[str, int] = {}
     counter_flags: dict[str, frozenset[Flag]] = {}
     since: dict[str, float] = {}
     kept: dict[str, RawCounter] = {}
     wrap32 = set(prev.wrap32)
+    earlier = prev.counters
     for name, now in present.items():
         kept[name] = now
-        before = prev.counters.get(name)
+        before = earlier.get(name)
         if before is None:
             values[name], counter_flags[name] = 0, _RESET | common
             wrap32.discard(name)
@@ -307,9 +311,23 @@ def step(
         if before.held_s is not None:
             since[name] = prev.at - before.held_s
             own_span = span + before.held_s
-            flags |= {Flag.GAP}
+            flags = flags | _GAP
         cap = caps.get(name)
-        limit = min(max_plausible(cap or MAX_BYTES_PER_S, own_span), MAX_DELTA)
+        limit = max_plausible(cap or MAX_BYTES_PER_S, own_span)
+        if limit > MAX_DELTA:
+            limit = MAX_DELTA
+        if (
+            before.value <= now.value
+            and now.bits == before.bits
+            and not reboot
+            and name not in wrap32
+            and (now.bits == 64 or limit < WRAP32 or name not in caps)
+        ):
+            delta = now.value - before.value  # the common case, inline: the fold runs for every link
+            if delta <= limit:
+                values[name] = delta
+                counter_flags[name] = flags
+                continue
         one = _one(before, now, reboot=reboot, limit=limit, strict=name in caps, known32=name in wrap32)
         delta, reason = one.delta, one.reason
         flags |= one.flags
@@ -335,7 +353,13 @@ def step(
     union = common.union(*counter_flags.values())
     return Step(
         Deltas(prev.at, cur.at, values, union, counter_flags, since),
-        CounterSnapshot(cur.at, cur.uptime_ticks, cur.discontinuity_ticks, kept, frozenset(wrap32 & kept.keys())),
+        CounterSnapshot(
+            cur.at,
+            cur.uptime_ticks,
+            cur.discontinuity_ticks,
+            kept,
+            frozenset(wrap32 & kept.keys()) if wrap32 else _NO_NAMES,
+        ),
         tuple(anomalies),
     )
 
