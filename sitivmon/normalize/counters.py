@@ -4,9 +4,9 @@ Rules (each has a row in tests/unit/test_counters.py). "The limit" of a counter 
 grow over the interval: its capacity (configured, else the port speed) times the elapsed time with
 slack (`max_plausible`); without a capacity, `MAX_BYTES_PER_S` (400 Gbit/s, more than any port a
 commune is connected by) in its place; never more than `MAX_DELTA` (2**53: exact as a float in every
-consumer, and no sum of them can overflow the store's 64-bit integers within a month). The elapsed time
-is the larger of the poller's wall-clock interval and the agent's own sysUpTime interval, so that a
-step of the poller's clock never makes real traffic look implausible.
+consumer, and a 1,000th of the store's 64-bit integers). The elapsed time is the larger of the poller's
+wall-clock interval and the agent's own sysUpTime interval (by at most `MAX_CLOCK_STEP_S` more), so
+that a step back of the poller's clock does not make real traffic look implausible.
 
 * A 32-bit counter that goes back without a reboot wrapped once: `cur + 2**32 - prev`.
   A 64-bit counter that goes back without a reboot is a discontinuity: counted as 0, flagged `reset`.
@@ -48,7 +48,11 @@ step of the poller's clock never makes real traffic look implausible.
   keeps the previous reading as the baseline, re-timed to the current clock, so the bytes in between
   are counted by the next interval instead of being lost or waiting for the clock to catch up.
 
-A counted delta never exceeds the traffic; it equals it whenever no flag other than `gap` is set.
+A counted delta never exceeds the traffic; it equals it whenever no flag other than `gap` is set
+(tests/unit/test_counters.py checks it on random histories). Out of reach of any rule, since the values
+look alike: an HC column wrapping at 2**32 more than once between two readings before any of its wraps
+was seen, a reboot the agent shows neither by sysUpTime nor by ifCounterDiscontinuityTime, and the
+poller's clock stepping forward by more than the agent's uptime (that looks like a reboot: `reset`).
 """
 
 from __future__ import annotations
