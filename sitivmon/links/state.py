@@ -95,6 +95,8 @@ def encode_baseline(origin: str, if_index: int, snap: CounterSnapshot) -> str:
 def decode_baseline(text: str) -> tuple[str, int | None, CounterSnapshot]:
     """(origin, ifIndex, snapshot) of a persisted baseline; ValueError/KeyError/TypeError when unreadable."""
     doc = json.loads(text)
+    if not isinstance(doc, dict):
+        raise ValueError("a baseline is an object")
     index = doc.get("if_index")
     return str(doc["origin"]), int(index) if index is not None else None, CounterSnapshot.from_json(doc["snapshot"])
 

@@ -115,8 +115,12 @@ class CounterSnapshot:
     def from_json(cls, text: str) -> CounterSnapshot:
         """A persisted baseline, checked like any value from outside; ValueError/KeyError/TypeError."""
         d = json.loads(text)
+        if not isinstance(d, dict) or not isinstance(d["c"], dict):
+            raise ValueError("a counter snapshot is an object with an object of counters")
         counters: dict[str, RawCounter] = {}
         for name, item in d["c"].items():
+            if not isinstance(item, list) or len(item) < 2:
+                raise ValueError(f"counter {name}: {item!r} is no [value, bits]")
             value, bits = int(item[0]), int(item[1])
             if bits not in (32, 64) or not 0 <= value < 1 << bits:
                 raise ValueError(f"counter {name}: {value} is no Counter{bits}")

@@ -590,6 +590,11 @@ def test_previous_version_baselines_still_load() -> None:
         '{"at":1.0,"c":{"in_octets":[4294967296,32]},"disc":null,"up":null}',
         '{"at":1.0,"c":{"in_octets":[1,16]},"disc":null,"up":null}',
         '{"at":1.0,"c":{"in_octets":[1,64,-5]},"disc":null,"up":null}',
+        '{"at":1.0,"c":[],"disc":null,"up":null}',
+        '{"at":1.0,"c":{"in_octets":7},"disc":null,"up":null}',
+        '{"at":1.0,"c":{"in_octets":[7]},"disc":null,"up":null}',
+        '{"at":1.0,"c":{},"disc":null,"up":"x"}',
+        "[1, 2]",
     ],
 )
 def test_unreadable_baselines_are_refused(text: str) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from sitivmon.config.model import Link
 from sitivmon.links.interfaces import InterfaceRow, interface_rows
 from sitivmon.links.state import LinkRuntime, apply_row, decode_baseline
@@ -191,3 +193,10 @@ def test_a_passing_spike_loses_nothing() -> None:
     received = [c for c in out.counters if c.key.quantity is Quantity.TRAFFIC_IN]
     assert [(c.start, c.delta, c.flags) for c in received] == [(T0, 30_000, {Flag.GAP})]
     assert rt.totals["receive_bytes"] == 30_000
+
+
+def test_unreadable_baselines_raise_only_what_the_monitor_catches() -> None:
+    """The monitor skips a baseline on ValueError/KeyError/TypeError; anything else would stop the start."""
+    for text in ("[]", '{"origin": "a", "snapshot": "[]"}', '{"origin": "a", "snapshot": "{\\"c\\": 5}"}', "{}"):
+        with pytest.raises((ValueError, KeyError, TypeError)):
+            decode_baseline(text)
