@@ -35,6 +35,16 @@ class TargetPoll:
         return self.error is None
 
 
+def missing_scalars(scalars: dict[str, str], values: dict[str, Value]) -> list[Anomaly]:
+    """One anomaly per scalar the agent did not serve (noSuchObject, or noSuchName in SNMPv1):
+    the others are used, and the absence is counted instead of passing silently."""
+    return [
+        Anomaly("missing_object", name, f"the agent has no {name} ({oid})")
+        for oid, name in scalars.items()
+        if oid not in values
+    ]
+
+
 async def poll_target(
     client: SnmpClient,
     target: str,
@@ -63,6 +73,7 @@ async def poll_target(
                 result.requests += 1
                 result.scalars = {scalars[oid]: v for oid, v in values.items() if oid in scalars}
                 result.varbinds += len(values)
+                result.anomalies += missing_scalars(scalars, values)
             budget = max_varbinds
             for name, oid in columns.items():
                 walk = await client.walk(oid, max_varbinds=max(budget, 1))

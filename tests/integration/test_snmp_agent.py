@@ -17,6 +17,8 @@ from sitivmon.config.model import Credential
 from sitivmon.engine.poll import poll_target
 from sitivmon.links.interfaces import interface_rows
 from sitivmon.profiles import BUILTIN_PROFILES
+from sitivmon.profiles.model import Kind, Profile, Scalar
+from sitivmon.readings import Anomaly
 from sitivmon.snmp.client import PollError, PollErrorReason
 from sitivmon.snmp.gufo import GufoClient
 from tests.support import agents
@@ -70,6 +72,34 @@ async def test_interfaces_profile_over_v1_reads_32_bit_counters(snmp_agent: agen
     rows = interface_rows(poll.tables)
     lo = next(r for r in rows.values() if r.name == "lo")
     assert lo.counters["in_octets"].bits == 32
+
+
+SYS_NAME = "1.3.6.1.2.1.1.5.0"
+ABSENT = "1.3.6.1.2.1.1.99.0"  # no such scalar in SNMPv2-MIB's system group
+SCALARS = Profile(
+    name="scalars",
+    scalars=(
+        Scalar("sysUpTime", SYS_UPTIME, Kind.GAUGE),
+        Scalar("absentThing", ABSENT, Kind.GAUGE),
+        Scalar("sysName", SYS_NAME, Kind.INFO),
+    ),
+)
+
+
+@pytest.mark.parametrize("name", ["v1", "v2c"])
+async def test_one_absent_scalar_keeps_the_others(snmp_agent: agents.Agent, name: str) -> None:
+    """SNMPv1 answers noSuchName for the whole GET when one object is absent: the others (sysUpTime,
+    which reboot detection needs) are read again without it, and the absent one is counted."""
+    c = client(snmp_agent, CREDENTIALS[name])
+    for _ in range(2):  # the second poll asks the known-absent OID apart
+        poll = await poll_target(c, "loopback", [SCALARS], version=name.removeprefix("v"), deadline_s=5,
+                                 max_varbinds=100)  # fmt: skip
+        assert poll.ok, poll.error
+        assert isinstance(poll.scalars["sysUpTime"], int) and poll.scalars["sysUpTime"] > 0
+        assert isinstance(poll.scalars["sysName"], bytes) and poll.scalars["sysName"]
+        assert "absentThing" not in poll.scalars
+        assert poll.anomalies == [Anomaly("missing_object", "absentThing", f"the agent has no absentThing ({ABSENT})")]
+    await c.close()
 
 
 async def test_v2c_walk_matches_snmpwalk(snmp_agent: agents.Agent) -> None:
