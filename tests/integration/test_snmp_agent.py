@@ -19,7 +19,7 @@ from sitivmon.links.interfaces import interface_rows
 from sitivmon.profiles import BUILTIN_PROFILES
 from sitivmon.profiles.model import Kind, Profile, Scalar
 from sitivmon.readings import Anomaly
-from sitivmon.snmp.client import PollError, PollErrorReason
+from sitivmon.snmp.client import PollError, PollErrorReason, WalkStop
 from sitivmon.snmp.gufo import GufoClient
 from tests.support import agents
 
@@ -170,13 +170,37 @@ async def test_deadline_bounds_a_slow_poll(snmp_agent: agents.Agent) -> None:
     assert poll.duration < 0.8
 
 
-async def test_varbind_cap_fails_the_poll(snmp_agent: agents.Agent) -> None:
+async def test_varbind_cap_drops_the_column_not_the_target(snmp_agent: agents.Agent) -> None:
+    """A device with more rows than the cap allows (a 3,700-interface controller against 100k) used to
+    fail the whole poll; now the column that would go past the cap is left out, and says so."""
     c = client(snmp_agent, CREDENTIALS["v2c"])
-    poll = await poll_target(
-        c, "loopback", [BUILTIN_PROFILES["interfaces"]], version="2c", deadline_s=5, max_varbinds=5
-    )
-    assert poll.error is not None and poll.error.reason is PollErrorReason.VARBIND_CAP
-    assert poll.varbinds <= 1 + 5 + 1  # sysUpTime, the cap, and the row that went over it
+    interfaces = len((await c.walk(IF_DESCR, max_varbinds=10_000)).rows)
+    cap = 3 * interfaces + 1  # ifDescr, ifSpeed and ifAdminStatus fit; ifOperStatus goes past the cap
+    profile = BUILTIN_PROFILES["interfaces"]
+    poll = await poll_target(c, "loopback", [profile], version="2c", deadline_s=5, max_varbinds=cap)
+    assert poll.ok, poll.error
+    assert list(poll.tables) == ["ifDescr", "ifSpeed", "ifAdminStatus"]
+    assert all(len(rows) == interfaces for rows in poll.tables.values())
+    dropped = [c.name for c in profile.columns_for("2c")][3:]
+    assert poll.walk_stops == [(name, WalkStop.VARBIND_CAP) for name in dropped]
+    assert [(a.reason, a.subject) for a in poll.anomalies] == [("varbind_cap", name) for name in dropped]
+    assert f"past {cap} varbinds" in poll.anomalies[0].detail
+    assert poll.varbinds <= 1 + cap  # sysUpTime and the cap: no column is read past it
+
+    # The monitor keeps the target up, counts the dropped columns and reports them once.
+    from sitivmon.config.model import SitivmonConfig
+    from sitivmon.monitor import Monitor
+
+    config = SitivmonConfig.model_validate({
+        "credentials": {"v2c": CREDENTIALS["v2c"]},
+        "targets": [{"name": "loopback", "address": snmp_agent.address, "credentials": "v2c"}],
+    })  # fmt: skip
+    monitor = Monitor(config)
+    monitor.on_poll(config.targets[0], poll)
+    status = monitor.targets["loopback"]
+    assert status.up is True
+    assert status.errors["varbind_cap"] == len(dropped)
+    assert status.anomalies["varbind_cap"] == len(dropped)
 
 
 async def test_unreachable_port(snmp_agent: agents.Agent) -> None:
