@@ -134,8 +134,22 @@ def test_target_series(monitor: Monitor) -> None:
         if ("target", "core-givors") in k
     }
     assert set(errors) == {r.value for r in PollErrorReason}  # every reason exposed from the start
-    assert errors["resolve"] == 1  # the unresolvable link is counted once, not at every poll
-    assert sum(errors.values()) == 1
+    assert errors["resolve"] == 2  # the unresolvable link, on each of the two polls
+    assert sum(errors.values()) == 2
+
+
+def test_unresolved_link_counts_every_poll_and_logs_once(caplog: pytest.LogCaptureFixture) -> None:
+    """`resolve` stayed at 1 while a link stayed unresolved: the rate said nothing was wrong any more."""
+    cfg = config()
+    m = Monitor(cfg)
+    core = cfg.target_by_name()["core-givors"]
+    counts = []
+    for i in range(4):
+        m.on_poll(core, poll(T0 + 60 * i, 1_000 * i, 2_000 * i, 0, 0))
+        counts.append(m.targets["core-givors"].errors["resolve"])
+    assert counts == [1, 2, 3, 4]  # grigny-missing, on every poll
+    logged = [r for r in caplog.records if "grigny-missing" in r.getMessage()]
+    assert len(logged) == 1
 
 
 def test_failed_poll_and_walk_stop(monitor: Monitor) -> None:
