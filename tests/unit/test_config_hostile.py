@@ -243,3 +243,21 @@ def test_refused_values_are_never_echoed(secrets_env: Path, where: str, value: A
     assert MARK not in text
     head = where.split("[")[0].split(".")[0]
     assert any(str(i).startswith(head) and i.line for i in info.value.issues), text
+
+
+@pytest.mark.parametrize("written", ["4", "010", "1.10", "yes"])
+@pytest.mark.parametrize("key", ["descr", "name", "alias"])
+def test_unquoted_numeric_selector_says_to_quote_it(key: str, written: str) -> None:
+    """`descr: 4` was refused with "Input should be a valid string", which does not say what to do."""
+    text = f"links:\n  - id: a\n    commune: x\n    target: t\n    interface: {{{key}: {written}}}\n"
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    located = [str(i) for i in info.value.issues if i.loc[:3] == ("links", 0, "interface")]
+    assert located == [
+        f'links[0].interface.{key}: write it in quotes, e.g. {key}: "…": unquoted, YAML reads it as a number '
+        "(or a boolean) and may change it (010 becomes 8, 1.10 becomes 1.1, yes becomes true) (line 5)"
+    ]
+    quoted = text.replace(f"{key}: {written}", f'{key}: "{written}"')
+    with pytest.raises(ConfigError) as info:
+        parse_config(quoted)  # only the unknown commune and target remain
+    assert not [i for i in info.value.issues if i.loc[:3] == ("links", 0, "interface")]
