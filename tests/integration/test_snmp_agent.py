@@ -245,11 +245,14 @@ def sitivmon_many(*argvs: list[str], timeout: float = 60) -> list[tuple[int, str
     return out
 
 
+TWICE = ("v3-sha512aes256", "v1")  # polled twice by `sitivmon poll`: deltas over HC and 32-bit counters
+
+
 def test_poll_command_with_every_credential(tmp_path: Path, snmp_agent: agents.Agent) -> None:
     config = poll_config(tmp_path, snmp_agent)
     names = list(CREDENTIALS)
     runs = sitivmon_many(*[
-        ["poll", "--config", str(config), "--target", f"t-{n}", "--samples", "2" if n == "v3-sha512aes256" else "1"]
+        ["poll", "--config", str(config), "--target", f"t-{n}", "--samples", "2" if n in TWICE else "1"]
         for n in names
     ])  # fmt: skip
     for name, (code, stdout, stderr) in zip(names, runs, strict=True):
@@ -258,9 +261,21 @@ def test_poll_command_with_every_credential(tmp_path: Path, snmp_agent: agents.A
         assert report["error"] is None and report["target"] == f"t-{name}"
         (link,) = report["polls"][-1]["links"]
         assert (link["interface"], link["state"], link["resolve_error"]) == ("lo", "up", None), name
+        # the raw counters behind each series, and which counter was used: no Counter64 in SNMPv1
+        source = "32-bit" if name == "v1" else "HC"
+        for series, raw in (("receive_bytes", "in_octets"), ("transmit_bytes", "out_octets")):
+            (used,) = link["counters"][series]
+            assert (used["counter"], used["source"]) == (raw, source), name
+            assert isinstance(used["raw"], int) and used["raw"] > 0
+        assert {c["counter"] for c in link["counters"]["receive_packets"]} >= {"in_ucast"}
         if len(report["polls"]) == 2:
             delta = link["delta_since_previous"]
             assert delta is not None and delta["receive_bytes"] >= 0 and set(delta) >= {"transmit_bytes"}
+            (first,) = report["polls"][0]["links"]
+            for series in ("receive_bytes", "transmit_bytes"):
+                # lo moves far less than 2^32 bytes in 2 s: the delta is the raw counters' difference
+                raw_delta = link["counters"][series][0]["raw"] - first["counters"][series][0]["raw"]
+                assert delta[series] == raw_delta, (name, series)
         for secret in agents.all_secrets():
             assert secret not in stdout + stderr
 
