@@ -14,7 +14,6 @@ silently (a second credential of the same name replacing the first).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -187,21 +186,47 @@ def _leaves(value: Any, out: set[str], budget: int = 200) -> set[str]:
     return out
 
 
-def redact(message: str, values: Iterable[str]) -> str:
-    """`message` with every echo of `values` replaced by `<value>`.
+@dataclass(slots=True)
+class Written:
+    """What was written where an error points: `values` is the field's own value (echoes of it or of
+    a part of it are removed), `within` the scalars of the block around it (a quoted one is removed:
+    a mapping's or a list's message quotes its members whole)."""
+
+    values: set[str]
+    within: set[str]
+
+    @classmethod
+    def at(cls, data: Any, loc: Loc, *inputs: Any) -> Written:
+        values: set[str] = set()
+        within: set[str] = set()
+        node, found = _value_at(data, loc)
+        for item in (*inputs, node):
+            if isinstance(item, dict | list | tuple):
+                _leaves(item, within)
+            else:
+                _leaves(item, values)
+        if not found:  # the section normalised its shape (a shorthand): what is around it was written
+            _leaves(node, within)
+        return cls(values, within)
+
+
+def redact(message: str, written: Written) -> str:
+    """`message` with every echo of what was written replaced by `<value>`.
 
     Validators (pydantic's and the sections') often quote what they refuse ("invalid capacity
     '10Gb'", "'x' is not an IP address", "unknown commune 'x'"); a secret pasted into the wrong
-    field would then reach the terminal, CI logs and the reload answer. Quoted text is removed when
-    it is part of a value; a bare word when it is a whole value, unless it is a plain measurement
-    (`90s`, `70000`: figures a rule compares, never a secret's shape)."""
-    texts = [v for v in values if v]
-    if not texts:
+    field would then reach the terminal, CI logs and the reload answer. Quoted text goes when it is
+    part of the field's value or the whole of a value around it; a bare word when it is the whole
+    value, unless it is a plain measurement (`90s`, `70000`: figures a rule compares, never a
+    secret's shape)."""
+    texts = [v for v in written.values if v]
+    if not texts and not written.within:
         return message
 
     def quoted(m: re.Match[str]) -> str:
         inner = m.group(1) if m.group(1) is not None else m.group(2)
-        return REDACTED if inner and any(inner in t for t in texts) else m.group(0)
+        hit = inner and (inner in written.within or any(inner in t for t in texts))
+        return REDACTED if hit else m.group(0)
 
     whole = {t for t in texts if not _MEASUREMENT.match(t)}
 
@@ -211,16 +236,17 @@ def redact(message: str, values: Iterable[str]) -> str:
     return _TOKEN.sub(bare, _QUOTED.sub(quoted, message))
 
 
-def _value_at(data: Any, loc: Loc) -> Any:
+def _value_at(data: Any, loc: Loc) -> tuple[Any, bool]:
+    """The value at `loc`, or the deepest one on its way and False when `loc` is not in the file."""
     node = data
     for part in loc:
         found = (isinstance(node, dict) and part in node) or (
             isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
         )
         if not found:
-            return None
+            return node if node is not data else None, False
         node = node[part]
-    return node
+    return node, True
 
 
 class _EnvOverrides(BaseSettings):
@@ -258,8 +284,8 @@ def _pydantic_issues(exc: ValidationError, lines: dict[Loc, int], data: Any) -> 
             message = "unknown key"
         elif err["type"] == "missing":
             message = "required key is missing"
-        values = _leaves(err.get("input"), _leaves(_value_at(data, loc), set()))
-        issues.append(ConfigIssue(loc, redact(message, values), _nearest_line(loc, lines)))
+        written = Written.at(data, loc, err.get("input"))
+        issues.append(ConfigIssue(loc, redact(message, written), _nearest_line(loc, lines)))
     return issues
 
 
@@ -291,7 +317,7 @@ def parse_config(text: str, source: str = "<config>", base_dir: Path | None = No
         issues = [
             ConfigIssue(
                 ("env", "SITIVMON_" + "__".join(str(p) for p in e["loc"]).upper()),
-                redact(e["msg"], _leaves(e.get("input"), set())),
+                redact(e["msg"], Written.at({}, (), e.get("input"))),
             )
             for e in exc.errors(include_url=False)
         ]
@@ -311,7 +337,7 @@ def parse_config(text: str, source: str = "<config>", base_dir: Path | None = No
     except ValidationError as exc:
         raise ConfigError(source, _pydantic_issues(exc, lines, data)) from None
     problems = [
-        ConfigIssue(loc, redact(msg, _leaves(_value_at(data, loc), set())), _nearest_line(loc, lines))
+        ConfigIssue(loc, redact(msg, Written.at(data, loc)), _nearest_line(loc, lines))
         for loc, msg in cross_check(config, base_dir)
     ]
     if problems:
