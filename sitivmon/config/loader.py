@@ -88,10 +88,8 @@ def _check_expansion(root: yaml.Node, limit: int = MAX_EXPANDED_NODES) -> None:
             total = 1 + sum(size[id(c)] for c in _children(node))
             if total > limit:
                 line = node.start_mark.line + 1
-                raise _Refused(ConfigIssue(
-                    (), f"aliases expand the document beyond {limit:,} values (from the node at line {line}); "
-                    "write the values out or nest fewer aliases", line,
-                ))  # fmt: skip
+                message = f"aliases expand the document beyond {limit:,} values: write them out or nest fewer aliases"
+                raise _Refused(ConfigIssue((), message, line))
             size[key] = total
             continue
         if key in size:
