@@ -62,6 +62,7 @@ async def poll_once(
             "varbinds": poll.varbinds,
             "requests": poll.requests,
             "walk_stops": [f"{c}: {s.value}" for c, s in poll.walk_stops],
+            "anomalies": [{"reason": a.reason, "subject": a.subject, "detail": a.detail} for a in poll.anomalies],
         }
         if poll.error is not None:
             entry["error"] = str(poll.error)

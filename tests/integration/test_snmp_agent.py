@@ -296,3 +296,28 @@ def test_poll_command_failures_and_usage_errors(tmp_path: Path, snmp_agent: agen
     for _, stdout, stderr in (community, user):
         for secret in [BAD_COMMUNITY, *agents.all_secrets()]:
             assert secret not in stdout + stderr
+
+
+def test_poll_command_over_v1_keeps_scalars_beside_an_absent_one(tmp_path: Path, snmp_agent: agents.Agent) -> None:
+    """`sitivmon poll` on an SNMPv1 agent lacking one scalar of a profile: sysUpTime and the links are
+    still read, and the absent object is shown as a missing_object anomaly."""
+    doc = agents.base_config(tmp_path / "state", interval="5s", timeout="1s")
+    doc["profiles"] = {
+        "sys": {"scalars": [
+            {"name": "absent", "oid": ABSENT, "type": "gauge"},
+            {"name": "uptime", "oid": SYS_UPTIME, "type": "gauge"},
+        ]},
+    }  # fmt: skip
+    agents.add_target(doc, "t-v1", snmp_agent.address, "v1", CREDENTIALS["v1"])
+    doc["targets"][0]["profiles"] = ["interfaces", "sys"]
+    agents.add_link(doc, "lo-v1", "givors", "t-v1", name="lo")
+    config = agents.write_config(tmp_path / "poll.yaml", doc)
+    ((code, stdout, stderr),) = sitivmon_many(["poll", "--config", str(config), "--target", "t-v1", "--samples", "1"])
+    assert code == 0, stderr + stdout
+    (entry,) = json.loads(stdout)["polls"]
+    assert entry["anomalies"] == [
+        {"reason": "missing_object", "subject": "sys:absent", "detail": f"the agent has no sys:absent ({ABSENT})"}
+    ]
+    (link,) = entry["links"]
+    assert (link["interface"], link["state"], link["resolve_error"]) == ("lo", "up", None)
+    assert link["counters"]["receive_bytes"][0]["source"] == "32-bit"
