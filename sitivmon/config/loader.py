@@ -55,7 +55,7 @@ MAX_EXPANDED_NODES = 1_000_000  # a config of 10,000 links is about 150,000 node
 REDACTED = "<value>"
 
 
-class _Refused(Exception):
+class DocumentRefused(Exception):
     """The document is refused before validation, with every located reason."""
 
     def __init__(self, *issues: ConfigIssue) -> None:
@@ -89,14 +89,15 @@ def _check_expansion(root: yaml.Node, limit: int = MAX_EXPANDED_NODES) -> None:
             if total > limit:
                 line = node.start_mark.line + 1
                 message = f"aliases expand the document beyond {limit:,} values: write them out or nest fewer aliases"
-                raise _Refused(ConfigIssue((), message, line))
+                raise DocumentRefused(ConfigIssue((), message, line))
             size[key] = total
             continue
         if key in size:
             continue
         if key in on_path:
             line = node.start_mark.line + 1
-            raise _Refused(ConfigIssue((), "an alias refers to the node that contains it (recursive YAML)", line))
+            message = "an alias refers to the node that contains it (recursive YAML)"
+            raise DocumentRefused(ConfigIssue((), message, line))
         on_path.add(key)
         stack.append((node, True))
         stack.extend((c, False) for c in _children(node) if id(c) not in size)
@@ -139,11 +140,13 @@ def _walk(root: yaml.Node) -> tuple[dict[Loc, int], list[ConfigIssue]]:
     return lines, duplicates
 
 
-def _read_yaml(text: str) -> tuple[Any, dict[Loc, int]]:
+def read_yaml(text: str) -> tuple[Any, dict[Loc, int]]:
     """Parse once, bounded: size, alias expansion, nesting and duplicate keys are checked on the
-    node graph before a value is built from it."""
+    node graph before a value is built from it. Returns the data and the line of every location;
+    raises `yaml.YAMLError` (syntax) or `DocumentRefused` (located issues). Meant for every YAML
+    file the daemon reads (profile files and the allocation file still use `yaml.safe_load`)."""
     if len(text) > MAX_DOCUMENT_BYTES:
-        raise _Refused(ConfigIssue((), f"the file is larger than {MAX_DOCUMENT_BYTES // (1024 * 1024)} MiB"))
+        raise DocumentRefused(ConfigIssue((), f"the file is larger than {MAX_DOCUMENT_BYTES // (1024 * 1024)} MiB"))
     loader = yaml.SafeLoader(text)
     try:
         try:
@@ -153,10 +156,10 @@ def _read_yaml(text: str) -> tuple[Any, dict[Loc, int]]:
             _check_expansion(node)
             lines, duplicates = _walk(node)
             if duplicates:
-                raise _Refused(*duplicates)
+                raise DocumentRefused(*duplicates)
             return loader.construct_document(node), lines
         except RecursionError:
-            raise _Refused(ConfigIssue((), "the document is nested too deeply")) from None
+            raise DocumentRefused(ConfigIssue((), "the document is nested too deeply")) from None
     finally:
         loader.dispose()
 
@@ -297,13 +300,13 @@ def _nearest_line(loc: Loc, lines: dict[Loc, int]) -> int | None:
 def parse_config(text: str, source: str = "<config>", base_dir: Path | None = None) -> SitivmonConfig:
     """Validate a YAML document; raise ConfigError listing every located problem."""
     try:
-        data, lines = _read_yaml(text)
+        data, lines = read_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise ConfigError(source, [ConfigIssue((), f"YAML syntax: {problem}", line)]) from None
-    except _Refused as exc:
+    except DocumentRefused as exc:
         raise ConfigError(source, exc.issues) from None
     if data is None:
         data = {}
