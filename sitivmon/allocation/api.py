@@ -186,7 +186,7 @@ class ReportCache:
 
     def _settle(self, full: Hashable, future: asyncio.Future[Any]) -> None:
         self._pending.pop(full, None)
-        if future.cancelled() or future.exception() is not None:
+        if future.cancelled() or future.exception() is not None or self.ttl_s <= 0:
             return  # errors are not cached: the next reader tries again
         self._done[full] = (self.clock(), future.result())
         self._done.move_to_end(full)
@@ -213,12 +213,13 @@ def setup_api(
     `report_builder(month)` the month's report document (frozen if closed); both may raise ValueError
     for a month that cannot be served (answered 422) or LookupError for a month without data (404).
     `ReportService.usage` and `ReportService.current(...).report` are meant for them. Without `cache`,
-    a private one with its own executor and no input fingerprint (TTL only) is used.
+    a private one with its own executor is used; knowing nothing of the inputs, it only joins concurrent
+    builds of the same month and keeps nothing afterwards.
     """
     authority = tokens if isinstance(tokens, TokenAuthority) else TokenAuthority(tokens)
     if cache is None:
         executor = report_executor()
-        cache = ReportCache(executor)
+        cache = ReportCache(executor, ttl_s=0.0)
 
         async def _stop_executor(_: web.Application) -> None:
             executor.shutdown(wait=False, cancel_futures=True)
