@@ -55,6 +55,7 @@ class _Conn:
     opened: float
     requests: int = 0
     busy: int = 0
+    made: bool = False  # connection_made has run (until then, aiohttp's handler has no transport)
 
 
 class _Refuse(asyncio.Protocol):
@@ -100,9 +101,9 @@ class ConnectionGuard:
                 self._dropped("limit_refused", "every connection is serving a request")
                 return _Refuse()
             handler = server()
-            self._conns[handler] = _Conn(loop.time())
+            conn = self._conns[handler] = _Conn(loop.time())
             loop.call_later(self.header_timeout_s, self._check_head, handler)
-            return handler
+            return _Tracked(self, handler, conn)
 
         return make
 
@@ -111,7 +112,7 @@ class ConnectionGuard:
             return True
         self._prune()
         while len(self._conns) >= self.limit:
-            idle = next((h for h, c in self._conns.items() if not c.busy), None)
+            idle = next((h for h, c in self._conns.items() if not c.busy and c.made), None)
             if idle is None:
                 return False
             del self._conns[idle]
@@ -120,17 +121,17 @@ class ConnectionGuard:
         return True
 
     def _prune(self) -> None:
-        """Forget connections that are gone (aiohttp drops its transport when the peer or we close)."""
-        for handler in [h for h in self._conns if h.transport is None]:
+        """Forget accepts whose connection was never made (the loop failed to set up the transport)."""
+        now = asyncio.get_running_loop().time()
+        for handler in [h for h, c in self._conns.items() if not c.made and now - c.opened > 5.0]:
             del self._conns[handler]
+
+    def _lost(self, handler: web.RequestHandler) -> None:
+        self._conns.pop(handler, None)
 
     def _check_head(self, handler: web.RequestHandler) -> None:
         conn = self._conns.get(handler)
-        if conn is None:
-            return
-        if handler.transport is None:
-            del self._conns[handler]
-        elif conn.requests == 0:
+        if conn is not None and conn.requests == 0:
             del self._conns[handler]
             handler.force_close()
             self._dropped("header_timeout", f"no complete request head within {self.header_timeout_s:g} s")
@@ -155,6 +156,35 @@ class ConnectionGuard:
             return await handler(request)
         finally:
             conn.busy -= 1
+
+
+class _Tracked(asyncio.Protocol):
+    """aiohttp's protocol, seen through by the guard: it learns exactly when a connection starts and ends."""
+
+    __slots__ = ("_conn", "_guard", "_handler")
+
+    def __init__(self, guard: ConnectionGuard, handler: web.RequestHandler, conn: _Conn) -> None:
+        self._guard, self._handler, self._conn = guard, handler, conn
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._conn.made = True
+        self._handler.connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._guard._lost(self._handler)
+        self._handler.connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        self._handler.data_received(data)
+
+    def eof_received(self) -> None:
+        self._handler.eof_received()  # aiohttp keeps the transport open for the response: returns None
+
+    def pause_writing(self) -> None:
+        self._handler.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._handler.resume_writing()
 
 
 class GuardedSite(web.BaseSite):

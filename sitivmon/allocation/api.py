@@ -239,6 +239,8 @@ def setup_api(
     def month_of(request: web.Request) -> str | web.Response:
         month = request.match_info["month"]
         try:
+            if not month.isascii():  # parse_month's \d also takes other scripts' digits (２０２６-10)
+                raise ValueError(month)
             parse_month(month)
         except ValueError:
             shown = month if month.isprintable() and len(month) <= 16 else repr(month[:16])
