@@ -180,7 +180,7 @@ async def test_idle_connections_beyond_the_cap_make_room_for_real_clients(caplog
         for _ in range(5):
             status, _, _ = await request(e, "GET", "/-/healthy")
             assert status == 200
-        assert time.perf_counter() - started < 2.0
+        assert time.perf_counter() - started < 5.0  # shared machine; before the guard: no answer at all
         # A burst is accepted before any of it is connected: the newest are refused (503), and once
         # connected, the oldest idle ones make room.
         dropped = sum(
