@@ -2,8 +2,9 @@
 
 `Daemon` owns the scheduler, the HTTP server and the services around the monitor (trap receiver,
 MQTT publisher, usage recorder), each entered on an AsyncExitStack so that they stop in reverse
-order. SIGTERM/SIGINT stop it cleanly; SIGHUP and POST /-/reload reload the configuration, keeping
-all counter state; a configuration that does not validate is refused and the old one kept.
+order. SIGTERM/SIGINT stop it cleanly; SIGHUP and POST /-/reload (syndicate token, see http.py)
+reload the configuration, keeping all counter state; a configuration that does not validate is
+refused and the old one kept.
 """
 
 from __future__ import annotations
