@@ -222,7 +222,7 @@ async def no_tracebacks(
     except (asyncio.CancelledError, ConnectionError):
         raise
     except Exception:
-        log.exception("error while answering %s %s", request.method, request.path)
+        log.exception("error while answering %s %r", request.method, request.raw_path[:200])
         return json_error(500, "internal error; the cause is in the daemon's log")
 
 

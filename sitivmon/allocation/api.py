@@ -126,9 +126,9 @@ class TokenAuthority:
         who = f"token={principal.name} scope={principal.scope}" if principal else "token=-"
         more = f"; {held} more refusals from there in the last minute, not logged" if held else ""
         log.warning(
-            "api refused %s %s: %d %s (%s, from %s)%s",
+            "api refused %s %r: %d %s (%s, from %s)%s",  # %r: a path may carry a decoded newline
             request.method,
-            request.path,
+            request.raw_path[:200],
             status,
             detail,
             who,
