@@ -74,8 +74,8 @@ class ConnectionGuard:
     """Caps open connections and times out slow request heads, counting and logging (throttled) each drop.
 
     aiohttp itself has neither a connection cap nor a head timeout separate from keep-alive; the guard
-    wraps its protocol factory (`GuardedSite`) and learns from its middleware which connections are
-    serving a request. When full, the oldest connection not serving a request is closed to make room,
+    wraps its protocol factory (`GuardedSite`), sees each connection start and end through `_Tracked`,
+    and learns from its middleware which connections are serving a request. When full, the oldest connection not serving a request is closed to make room,
     so a flood of idle connections churns itself out instead of locking real clients out.
     """
 
