@@ -76,7 +76,8 @@ class ConnectionGuard:
     aiohttp itself has neither a connection cap nor a head timeout separate from keep-alive; the guard
     wraps its protocol factory (`GuardedSite`), sees each connection start and end through `_Tracked`,
     and learns from its middleware which connections are serving a request. When full, the oldest
-    connection not serving a request is closed to make room, so a flood of idle connections churns itself out instead of locking real clients out.
+    connection not serving a request is closed to make room, so a flood of idle connections churns
+    itself out instead of locking real clients out.
     """
 
     def __init__(
