@@ -93,14 +93,16 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="sitivmon-bench-") as tmp:
         work = Path(tmp)
-        sens, names = sensor_values([Sensor(f"PSU{i}", 6, 1800 + i, precision=1) for i in range(args.sensors)])
+        sens, names = sensor_values(
+            [Sensor(f"PSU{i}", 6, 1800 + i, precision=1, entity_class=6) for i in range(args.sensors)]
+        )
         tables = [
             scripted_table(work / "s", "pdu", "1.3.6.1.4.1.318.1.1.26.9.4.3.1",
                            pdu_values([Outlet(f"VEN-{i}", 100 + i, 1000 + i) for i in range(args.outlets)])),
             scripted_table(work / "s", "vms", "1.3.6.1.4.1.6876.2.1.1",
                            vm_values([Vm(f"GIV-vm-{i}", 2, 4096) for i in range(args.vms)])),
             scripted_table(work / "s", "sensors", "1.3.6.1.2.1.99.1.1.1", sens),
-            scripted_table(work / "s", "names", "1.3.6.1.2.1.47.1.1.1.1.7", names),
+            scripted_table(work / "s", "names", "1.3.6.1.2.1.47.1.1.1.1", names),  # entPhysicalName and Class
         ]
         spec = SnmpdSpec(port=free_udp_port(), pass_persist=[t.registration for t in tables],
                          extra=["includeAllDisks 10%"])

@@ -12,12 +12,12 @@ import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from sitivmon.config.model import SitivmonConfig, Target
 from sitivmon.datacenter.ifalias import links_from_aliases
 from sitivmon.engine.poll import TargetPoll
-from sitivmon.links.interfaces import InterfaceIndex, InterfaceRow, ResolveError, interface_rows
+from sitivmon.links.interfaces import STATUS_UP, InterfaceIndex, InterfaceRow, ResolveError, interface_rows
 from sitivmon.links.state import LinkRuntime, apply_row, decode_baseline, link_origin
 from sitivmon.readings import (
     Anomaly,
@@ -70,6 +70,36 @@ class Contribution:
     gauges: tuple[GaugeReading, ...] = ()
     baselines: Mapping[str, str] = field(default_factory=dict)
     anomalies: tuple[Anomaly, ...] = ()
+
+
+@runtime_checkable
+class LinkStateSink(Protocol):
+    """An event sink that also keeps a retained per-link state (MQTT), refreshed when a published
+    field other than the operational state changes."""
+
+    def publish_link_state(self, event: LinkStateEvent) -> None: ...
+
+
+# ifAdminStatus up(1) down(2) testing(3); ifOperStatus up(1) .. lowerLayerDown(7) (RFC 2863).
+_ADMIN_STATUSES = range(1, 4)
+_OPER_STATUSES = range(1, 8)
+
+
+def trap_link_status(
+    up: bool, admin_status: int | None, oper_status: int | None
+) -> tuple[LinkState, bool | None]:
+    """(operational state, admin up or None when the trap does not say) from a link trap.
+
+    The trap's own ifOperStatus/ifAdminStatus varbinds are the device's word at the moment of the
+    change, read with the same rule as a poll (up only when 1); the trap's kind decides only when the
+    varbind is absent or out of range.
+    """
+    if isinstance(oper_status, int) and oper_status in _OPER_STATUSES:
+        state = LinkState.UP if oper_status == STATUS_UP else LinkState.DOWN
+    else:
+        state = LinkState.UP if up else LinkState.DOWN
+    admin = admin_status == STATUS_UP if isinstance(admin_status, int) and admin_status in _ADMIN_STATUSES else None
+    return state, admin
 
 
 class PollHandler(Protocol):
@@ -213,17 +243,22 @@ class Monitor:
                 try:
                     row = interfaces.resolve(rt.link.interface)
                 except ResolveError as exc:
+                    # Counted on every poll the link stays unresolved (the metric's rate shows it is
+                    # still so); logged once per distinct error.
+                    status.errors[PollErrorReason.RESOLVE.value] += 1
                     if rt.resolve_error != str(exc):
                         log.error("link %s on %s: %s", rt.link.id, target.name, exc)
-                        status.errors[PollErrorReason.RESOLVE.value] += 1
                     rt.resolve_error = str(exc)
                     self._emit(rt.set_state(LinkState.UNKNOWN, poll.at, StateSource.POLL, target.name))
                     continue
+                published = (rt.admin_up, rt.interface)
                 outcome = apply_row(
                     rt, row, at=poll.at, uptime_ticks=uptime_ticks, interval_s=status.interval_s,
                     target=target.name, origin=link_origin(target.address, rt.link),
                 )
                 self._emit(outcome.event)
+                if outcome.event is None and (rt.admin_up, rt.interface) != published:
+                    self._refresh_state(rt, target.name, StateSource.POLL, poll.at)
                 self.note_anomalies(status, outcome.anomalies)
                 counters.extend(outcome.counters)
                 gauges.extend(outcome.gauges)
@@ -284,23 +319,54 @@ class Monitor:
         wanted = same_host_key(source)
         return [t for t in self.config.targets if same_host_key(t.host) == wanted]
 
-    def on_link_trap(self, source: str, if_index: int | None, up: bool, at: float) -> list[LinkStateEvent]:
+    def on_link_trap(
+        self,
+        source: str,
+        if_index: int | None,
+        up: bool,
+        at: float,
+        *,
+        admin_status: int | None = None,
+        oper_status: int | None = None,
+    ) -> list[LinkStateEvent]:
         """A linkUp/linkDown trap: change the state at once; the next poll confirms or corrects it.
 
-        A trap without ifIndex names no link: it changes nothing here (the poll it triggers will)."""
+        The trap's ifAdminStatus and ifOperStatus are applied with it (an `ip link set X down` is an
+        admin shutdown, not an outage, and must be published as one at once). A trap without ifIndex
+        names no link: it changes nothing here (the poll it triggers will)."""
         events: list[LinkStateEvent] = []
         self.traps_applied += 1
         if if_index is None:
             return events
+        state, admin_up = trap_link_status(up, admin_status, oper_status)
         for target in self.targets_at(source):
             for rt in self.links_of(target.name):
                 if rt.if_index != if_index:
                     continue
-                ev = rt.set_state(LinkState.UP if up else LinkState.DOWN, at, StateSource.TRAP, target.name)
+                admin_changed = admin_up is not None and rt.admin_up != admin_up
+                if admin_up is not None:
+                    rt.admin_up = admin_up
+                ev = rt.set_state(state, at, StateSource.TRAP, target.name)
                 if ev is not None:
                     events.append(ev)
                     self._emit(ev)
+                elif admin_changed:
+                    self._refresh_state(rt, target.name, StateSource.TRAP, at)
         return events
+
+    def _refresh_state(self, rt: LinkRuntime, target: str, source: StateSource, at: float) -> None:
+        """Republish a link's retained state whose operational state did not change but another
+        published field (admin status, interface) did."""
+        sink = self.events
+        if not isinstance(sink, LinkStateSink):
+            return
+        sink.publish_link_state(
+            LinkStateEvent(
+                link=rt.link.id, commune=rt.link.commune, target=target, interface=rt.interface, state=rt.state,
+                previous=rt.state, since=rt.last_change if rt.last_change is not None else at, source=source,
+                admin_up=rt.admin_up,
+            )
+        )  # fmt: skip
 
     def on_restart_trap(self, source: str, at: float) -> None:
         """coldStart/warmStart: the agent restarted; links are unknown until the next poll."""

@@ -145,7 +145,9 @@ def scripted_table(workdir: Path, name: str, prefix: str, values: Values) -> Scr
 APC_OUTLET = "1.3.6.1.4.1.318.1.1.26.9.4.3.1"
 VMWARE_VM = "1.3.6.1.4.1.6876.2.1.1"
 ENTITY_SENSOR = "1.3.6.1.2.1.99.1.1.1"
-ENTITY_NAME = "1.3.6.1.2.1.47.1.1.1.1.7"
+ENTITY_PHYSICAL = "1.3.6.1.2.1.47.1.1.1.1"  # entPhysicalEntry: names and classes of the sensors
+ENTITY_NAME = f"{ENTITY_PHYSICAL}.7"
+ENTITY_CLASS = f"{ENTITY_PHYSICAL}.5"
 # NET-SNMP-MIB::netSnmpPlaypen, reserved for local experiments: the demo's NAS volume table lives here.
 DEMO_NAS = "1.3.6.1.4.1.8072.9999.9999.1.1"
 
@@ -196,12 +198,14 @@ class Sensor:
     scale: int = 9  # units
     precision: int = 0
     status: int = 1
+    entity_class: int = 8  # entPhysicalClass: 8 sensor, 6 powerSupply (only those count as consumption)
 
 
 def sensor_values(
     sensors: Sequence[Sensor], first_index: int = 1000
 ) -> tuple[dict[str, tuple[str, Any]], dict[str, tuple[str, Any]]]:
-    """(ENTITY-SENSOR-MIB values, ENTITY-MIB entPhysicalName values): two subtrees, two registrations."""
+    """(ENTITY-SENSOR-MIB values, ENTITY-MIB entPhysicalName and entPhysicalClass values): two subtrees,
+    two registrations."""
     sens: dict[str, tuple[str, Any]] = {}
     names: dict[str, tuple[str, Any]] = {}
     for n, s in enumerate(sensors):
@@ -212,6 +216,7 @@ def sensor_values(
         sens[f"{ENTITY_SENSOR}.4.{i}"] = ("integer", s.value)
         sens[f"{ENTITY_SENSOR}.5.{i}"] = ("integer", s.status)
         names[f"{ENTITY_NAME}.{i}"] = ("string", s.name)
+        names[f"{ENTITY_CLASS}.{i}"] = ("integer", s.entity_class)
     return sens, names
 
 
@@ -258,8 +263,8 @@ def demo_values(t0: float | None = None) -> dict[str, dict[str, tuple[str, Any]]
     )
     sensors, names = sensor_values(
         [
-            Sensor("PSU1 Pierre-Bénite", 6, wave(195, 15)),
-            Sensor("PSU2 Rive-de-Gier", 6, 2105, precision=1),
+            Sensor("PSU1 Pierre-Bénite", 6, wave(195, 15), entity_class=6),
+            Sensor("PSU2 Rive-de-Gier", 6, 2105, precision=1, entity_class=6),
             Sensor("Inlet temperature", 8, 235, precision=1),
         ]
     )
@@ -277,7 +282,7 @@ def demo_values(t0: float | None = None) -> dict[str, dict[str, tuple[str, Any]]
 
 
 DEMO_PREFIXES = {
-    "pdu": APC_OUTLET, "vms": VMWARE_VM, "sensors": ENTITY_SENSOR, "entity_names": ENTITY_NAME, "nas": DEMO_NAS,
+    "pdu": APC_OUTLET, "vms": VMWARE_VM, "sensors": ENTITY_SENSOR, "entity_names": ENTITY_PHYSICAL, "nas": DEMO_NAS,
 }
 
 # Config for the demo target (add to the demo's YAML; `{port}` is the snmpd port, `{profiles_dir}` the

@@ -14,7 +14,8 @@ from typing import Any, Literal
 
 from sitivmon import __version__
 from sitivmon.allocation.arithmetic import fraction_to_decimal
-from sitivmon.allocation.engine import AllocationResult, UsageDocument
+from sitivmon.allocation.config import parse_basis
+from sitivmon.allocation.engine import AllocationResult, IndicatorRow, UsageDocument, measure
 
 SHARE_PLACES = 10
 Status = Literal["provisional", "final"]
@@ -162,14 +163,106 @@ def substance(report: dict[str, Any]) -> dict[str, Any]:
     return {"header": header, **body}
 
 
+def own_coverage(indicators: list[dict[str, Any]], commune: str, basis: str) -> Decimal | None:
+    """The commune's coverage of a usage basis, as the engine measures it (None for a key basis)."""
+    try:
+        parsed = parse_basis(basis)
+    except ValueError:
+        return None
+    if parsed.kind != "usage" or parsed.indicator is None:
+        return None
+    rows = tuple(
+        IndicatorRow(
+            commune=commune,
+            insee=str(r["insee"]),
+            indicator=str(r["indicator"]),
+            direction=r["direction"],
+            value=None if r["value"] is None else Decimal(str(r["value"])),
+            unit=str(r["unit"]),
+            coverage=Decimal(str(r["coverage"])),
+        )
+        for r in indicators
+        if r["commune"] == commune
+    )
+    epoch = datetime.fromtimestamp(0, UTC)
+    usage = UsageDocument(month="", timezone="UTC", period_start=epoch, period_end=epoch, rows=rows)
+    return measure(usage, commune, parsed.indicator, parsed.direction).coverage
+
+
+def scoped_fallback_reason(
+    project: dict[str, Any], commune: str, indicators: list[dict[str, Any]] | None
+) -> str | None:
+    """Why a project fell back, told to one commune from structured fields only.
+
+    The engine's own reason names every commune under the threshold with its coverage; a commune must
+    not read that about its neighbours, so the text is rebuilt here from the project's basis, the basis
+    actually applied and the reader's own coverage, never copied or edited.
+    """
+    if not project.get("fallback_used"):
+        return None
+    basis, used = str(project["basis"]), str(project["basis_used"])
+    text = (
+        f"{basis} did not qualify this month (a paying commune's coverage under the project's threshold, "
+        f"or a zero total), so {used} applies to every paying commune"
+    )
+    coverage = None if indicators is None else own_coverage(indicators, commune, basis)
+    if coverage is not None:
+        text += f"; {commune}: coverage {(coverage * 100).quantize(Decimal('0.1'))} %"
+    return text
+
+
+def _scope_project(
+    project: dict[str, Any], commune: str, indicators: list[dict[str, Any]] | None
+) -> dict[str, Any]:
+    return {
+        "project": project["project"],
+        "budget_cents": project["budget_cents"],
+        "basis": project["basis"],
+        "basis_used": project["basis_used"],
+        "fallback_used": project["fallback_used"],
+        "fallback_reason": scoped_fallback_reason(project, commune, indicators),
+    }
+
+
 def scope_report(report: dict[str, Any], commune: str) -> dict[str, Any]:
-    """The report as a commune-scoped reader may see it: only that commune's indicator and allocation rows."""
-    out = dict(report)
-    out["indicators"] = [r for r in report["indicators"] if r["commune"] == commune]
-    out["allocations"] = [r for r in report["allocations"] if r["commune"] == commune]
-    if "changes" in report:
-        changes = dict(report["changes"])
-        changes["allocations"] = [r for r in changes.get("allocations", []) if r["commune"] == commune]
-        changes["indicators"] = [r for r in changes.get("indicators", []) if r["commune"] == commune]
-        out["changes"] = changes
+    """The report as a commune-scoped reader may see it: nothing about another commune, in any field.
+
+    Built by whitelisting rather than by filtering out: rows are the commune's own; projects and controls
+    are those the commune pays into (a project's name may itself name a commune); each project's fallback
+    reason is rebuilt for the commune (`scoped_fallback_reason`); a revision's changes keep only the
+    commune's rows and projects, and their project states are scoped the same way.
+    """
+    indicators = [dict(r) for r in report["indicators"] if r["commune"] == commune]
+    allocations = [dict(r) for r in report["allocations"] if r["commune"] == commune]
+    paid = {r["project"] for r in allocations}
+    changes_in = report.get("changes")
+    changes_allocations: list[dict[str, Any]] = []
+    if isinstance(changes_in, dict):
+        changes_allocations = [dict(r) for r in changes_in.get("allocations", []) if r["commune"] == commune]
+        paid |= {r["project"] for r in changes_allocations}
+    out: dict[str, Any] = {
+        "header": dict(report["header"]),
+        "indicators": indicators,
+        "allocations": allocations,
+        "projects": [_scope_project(p, commune, indicators) for p in report["projects"] if p["project"] in paid],
+        "controls": [dict(c) for c in report["controls"] if c["project"] in paid],
+    }
+    if isinstance(changes_in, dict):
+        out["changes"] = {
+            "previous_revision": changes_in.get("previous_revision"),
+            "previous_sha256": changes_in.get("previous_sha256"),
+            "header": dict(changes_in.get("header", {})),
+            "allocations": changes_allocations,
+            "indicators": [dict(r) for r in changes_in.get("indicators", []) if r["commune"] == commune],
+            "projects": [
+                {
+                    "project": c["project"],
+                    # the previous revision's coverage is not at hand: its reason goes without the figure
+                    "before": None if c.get("before") is None else _scope_project(c["before"], commune, None),
+                    "after": None if c.get("after") is None else _scope_project(c["after"], commune, indicators),
+                }
+                for c in changes_in.get("projects", [])
+                if c["project"] in paid
+            ],
+        }
     return out

@@ -13,7 +13,15 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from sitivmon.allocation.config import ApiConfig
 from sitivmon.config.secrets import Secret
@@ -230,6 +238,18 @@ class InterfaceSelector(Strict):
     alias: str | None = None
     descr: str | None = None
     index: int | None = Field(default=None, ge=1)
+
+    @field_validator("name", "alias", "descr", mode="before")
+    @classmethod
+    def _text_only(cls, value: Any, info: ValidationInfo) -> Any:
+        """`descr: 4` is the number 4 to YAML, and `descr: 010` is 8: a selector is matched as text,
+        so a number is refused with the way out rather than turned back into a string."""
+        if isinstance(value, int | float):  # bool is an int too (`name: yes`)
+            raise ValueError(
+                f'write it in quotes, e.g. {info.field_name}: "…": unquoted, YAML reads it as a number '
+                "(or a boolean) and may change it (010 becomes 8, 1.10 becomes 1.1, yes becomes true)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _exactly_one(self) -> InterfaceSelector:

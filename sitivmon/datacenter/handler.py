@@ -39,7 +39,11 @@ FAMILIES: dict[str, tuple[str, str]] = {
     "sitivmon_host_memory_used_bytes": ("gauge", "Physical memory used, without buffers and cache."),
     "sitivmon_host_uptime_seconds": ("gauge", "Time since the host booted (hrSystemUptime)."),
     "sitivmon_host_processes": ("gauge", "Processes running on the host."),
-    "sitivmon_power_watts": ("gauge", "Power drawn by an outlet or measured by a sensor."),
+    "sitivmon_power_watts": ("gauge", "Power drawn by an outlet or a power supply (consumption)."),
+    "sitivmon_sensor_watts": (
+        "gauge", "Power measured by a sensor that is not a power supply's (optical level, module or chassis draw): "
+        "never counted as consumption.",
+    ),
     "sitivmon_energy_joules_total": (
         "counter", "Energy since the daemon started: the device's energy counter, else power integrated over time.",
     ),
@@ -55,13 +59,14 @@ FAMILIES: dict[str, tuple[str, str]] = {
 COMMUNE_FAMILIES: dict[str, tuple[str, str]] = {
     "sitivmon_commune_storage_used_bytes": ("gauge", "Storage used by the commune, all hosts."),
     "sitivmon_commune_storage_size_bytes": ("gauge", "Size of the storage areas attributed to the commune."),
-    "sitivmon_commune_power_watts": ("gauge", "Power drawn by the commune's outlets and sensors."),
+    "sitivmon_commune_power_watts": ("gauge", "Power drawn by the commune's outlets and power supplies."),
     "sitivmon_commune_energy_joules_total": ("counter", "Energy attributed to the commune since the daemon started."),
     "sitivmon_commune_vcpus": ("gauge", "vCPUs allocated to the commune's virtual machines."),
     "sitivmon_commune_memory_bytes": ("gauge", "Memory allocated to the commune's virtual machines."),
 }
 _GAUGE_MEASURES = {
     "power_watts": "sitivmon_power_watts",
+    "sensor_watts": "sitivmon_sensor_watts",
     "temperature_celsius": "sitivmon_temperature_celsius",
     "current_amperes": "sitivmon_current_amperes",
     "storage_size_bytes": "sitivmon_host_storage_size_bytes",
@@ -217,7 +222,7 @@ class DatacenterHandler:
                 f"sitivmon_unattributed_series{{{_labels([('target', tname), ('resource', resource)])}}} {count}\n"
             )
         self.views[tname] = view
-        return Contribution(tuple(counters), tuple(gauges), baselines)
+        return Contribution(tuple(counters), tuple(gauges), baselines, tuple(figures.anomalies))
 
     def _energy_step(self, subject: str, row: Row, at: float, interval: float) -> EnergyStep | None:
         prev = self.energy.get(subject)

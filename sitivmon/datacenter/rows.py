@@ -6,13 +6,15 @@ Decimals, so scales such as APC's tenths of kWh or ENTITY-SENSOR's scale and pre
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from sitivmon.profiles.builtin import HR_STORAGE_TYPES, SENSOR_TYPES
+from sitivmon.profiles.builtin import HR_STORAGE_TYPES, PHYSICAL_CLASSES, SENSOR_TYPES
 from sitivmon.profiles.model import Kind, Profile
+from sitivmon.readings import Anomaly
 from sitivmon.snmp.client import Value
 
 Tables = Mapping[str, Mapping[str, Value]]
@@ -23,6 +25,17 @@ Scalars = Mapping[str, Value]
 DISK_TYPES = frozenset({"fixedDisk", "removableDisk", "networkDisk", "flashMemory", "ramDisk"})
 _KIB = 1024
 _SENSOR_MEASURES = {"watts": "power_watts", "celsius": "temperature_celsius", "amperes": "current_amperes"}
+# hrStorage rows that hold the kernel's buffers and page cache, whatever their type (net-snmp on Linux
+# calls them "Memory buffers" / "Cached memory" of type other, Arista "RAM (Buffers)" / "RAM (Cache)" of
+# type ram): subtracted from the RAM row's used, so both sources mean "used without buffers and cache".
+_BUFFERS_OR_CACHE = re.compile(r"buffer|cache", re.IGNORECASE)
+# A power supply's output power is the load it feeds, already drawn at its input: not counted twice.
+_OUTPUT = re.compile(r"\bout(put)?\b", re.IGNORECASE)
+# Entity classes that say nothing about what a sensor measures: look at what contains it instead.
+_NEUTRAL_CLASSES = frozenset({"sensor", "container", "other", "unknown"})
+MEMORY_IMPLAUSIBLE = "memory_implausible"
+STORAGE_IMPLAUSIBLE = "storage_implausible"
+SENSOR_IMPLAUSIBLE = "sensor_implausible"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,9 +60,10 @@ class HostFigures:
     uptime_seconds: Decimal | None = None
     processes: int | None = None
     memory_total_bytes: int | None = None
-    memory_used_bytes: int | None = None
+    memory_used_bytes: int | None = None  # without buffers and cache
     cpu_load: dict[str, Decimal] = field(default_factory=dict)  # ratio 0..1 per hrProcessorLoad index
     load_average: dict[str, Decimal] = field(default_factory=dict)  # "1m", "5m", "15m"
+    anomalies: list[Anomaly] = field(default_factory=list)  # device values set aside
 
 
 def text(value: Value) -> str:
@@ -93,6 +107,8 @@ def host_resources(tables: Tables, scalars: Scalars, profile: str = "host_resour
         figures.uptime_seconds = Decimal(ticks) / 100
     figures.processes = integer(scalars.get("hrSystemProcesses"))
     rows: list[Row] = []
+    memory: list[tuple[str, str, str, int, int]] = []  # (index, type, descr, size bytes, used bytes)
+    aside: set[str] = set()
     descr = tables.get("hrStorageDescr", {})
     for idx in sorted(descr, key=_sort_key):
         kind = HR_STORAGE_TYPES.get(text(tables.get("hrStorageType", {}).get(idx)), "other")
@@ -104,6 +120,17 @@ def host_resources(tables: Tables, scalars: Scalars, profile: str = "host_resour
         # hrStorageSize/Used are Integer32: agents report huge filesystems with negative values.
         size, used = size % 2**32, used % 2**32
         name = text(descr[idx]) or f"storage-{idx}"
+        if used > size or (units <= 0 and (size or used)):  # 0 units, 0 size: a drive without media
+            # A size truncated to 32 bits (an Isilon's /ifs: 1.5 TB "size", 11 TB used) or garbage
+            # units: which figure is wrong cannot be known, so neither is billed.
+            figures.anomalies.append(
+                Anomaly(STORAGE_IMPLAUSIBLE, f"hrStorage.{idx}",
+                        f"{name!r}: {used} units used of {size}, allocation unit {units} bytes")
+            )
+            aside.add(idx)
+            memory.append((idx, kind, name, 0, 0))
+            continue
+        memory.append((idx, kind, name, size * units, used * units))
         rows.append(
             Row(
                 "storage", name, profile, idx,
@@ -111,17 +138,41 @@ def host_resources(tables: Tables, scalars: Scalars, profile: str = "host_resour
                 attributable=kind in DISK_TYPES,
             )
         )
-        if kind == "ram" and figures.memory_used_bytes is None:
-            figures.memory_total_bytes = size * units
-            figures.memory_used_bytes = used * units
+    _hr_memory(figures, memory, aside)
     if figures.memory_total_bytes is None:
         mem_kib = integer(scalars.get("hrMemorySize"))
-        figures.memory_total_bytes = None if mem_kib is None else mem_kib * _KIB
+        if mem_kib is not None and mem_kib > 0:
+            figures.memory_total_bytes = mem_kib * _KIB
     for idx, value in tables.get("hrProcessorLoad", {}).items():
         load = integer(value)
         if load is not None:
             figures.cpu_load[idx] = Decimal(load) / 100
     return rows, figures
+
+
+def _hr_memory(figures: HostFigures, storage: Sequence[tuple[str, str, str, int, int]], aside: set[str]) -> None:
+    """Physical memory from hrStorageTable: the first RAM row that is not buffers or cache, less the
+    rows holding buffers and cache (each set aside if larger than the memory it is part of). When that
+    RAM row was set aside, no other row stands in for it (a second RAM row means something else)."""
+    main = next((s for s in storage if s[1] == "ram" and not _BUFFERS_OR_CACHE.search(s[2])), None)
+    if main is None or main[0] in aside:
+        return
+    idx, _, _, total, used = main
+    if total <= 0:
+        figures.anomalies.append(Anomaly(MEMORY_IMPLAUSIBLE, f"hrStorage.{idx}", f"RAM size {total} bytes"))
+        return
+    figures.memory_total_bytes = total
+    for sidx, kind, name, _size, amount in storage:
+        if sidx == idx or sidx in aside or kind not in ("ram", "other") or not _BUFFERS_OR_CACHE.search(name):
+            continue
+        if amount > used:
+            figures.anomalies.append(
+                Anomaly(MEMORY_IMPLAUSIBLE, f"hrStorage.{sidx}",
+                        f"{name!r} holds {amount} bytes, more than the {used} bytes of RAM used")
+            )
+            continue
+        used -= amount
+    figures.memory_used_bytes = used
 
 
 def _high_low(tables: Tables, base: str, idx: str) -> int | None:
@@ -136,14 +187,7 @@ def ucd(tables: Tables, scalars: Scalars, *, disks: bool, profile: str = "ucd") 
     """UCD memory and load; dskTable rows only when `disks` (a host also polled with host_resources
     has its filesystems counted once, from hrStorageTable)."""
     figures = HostFigures()
-    total = integer(scalars.get("memTotalReal"))
-    avail = integer(scalars.get("memAvailReal"))
-    if total is not None:
-        figures.memory_total_bytes = total * _KIB
-        if avail is not None:
-            buffers = integer(scalars.get("memBuffer")) or 0
-            cached = integer(scalars.get("memCached")) or 0
-            figures.memory_used_bytes = max(0, total - avail - buffers - cached) * _KIB
+    _ucd_memory(figures, scalars)
     names = tables.get("laNames", {})
     for idx, value in tables.get("laLoadInt", {}).items():
         load = integer(value)
@@ -159,6 +203,11 @@ def ucd(tables: Tables, scalars: Scalars, *, disks: bool, profile: str = "ucd") 
             if size is None or used is None:
                 continue
             name = text(tables["dskPath"][idx]) or f"disk-{idx}"
+            if used > size:
+                figures.anomalies.append(
+                    Anomaly(STORAGE_IMPLAUSIBLE, f"dskTable.{idx}", f"{name!r}: {used} KiB used of {size} KiB")
+                )
+                continue
             rows.append(
                 Row(
                     "storage", name, profile, idx,
@@ -168,15 +217,76 @@ def ucd(tables: Tables, scalars: Scalars, *, disks: bool, profile: str = "ucd") 
     return rows, figures
 
 
+def _ucd_memory(figures: HostFigures, scalars: Scalars) -> None:
+    """memTotalReal - memAvailReal - memBuffer - memCached (KiB), only when every part fits in the
+    total: an Isilon serves a memCached 32 times its memTotalReal, which made "used" read 0."""
+    total = integer(scalars.get("memTotalReal"))
+    if total is None:
+        return  # no UCD memory objects (an Arista answers the walk with nothing)
+    if total <= 0:
+        figures.anomalies.append(Anomaly(MEMORY_IMPLAUSIBLE, "memTotalReal", f"memTotalReal {total} KiB"))
+        return
+    figures.memory_total_bytes = total * _KIB
+    avail = integer(scalars.get("memAvailReal"))
+    if avail is None:
+        return
+    parts = {"memAvailReal": avail, "memBuffer": integer(scalars.get("memBuffer")) or 0,
+             "memCached": integer(scalars.get("memCached")) or 0}
+    for name, value in parts.items():
+        if not 0 <= value <= total:
+            figures.anomalies.append(
+                Anomaly(MEMORY_IMPLAUSIBLE, name, f"{name} {value} KiB outside 0..memTotalReal {total} KiB")
+            )
+            return
+    used = total - sum(parts.values())
+    if used < 0:
+        figures.anomalies.append(
+            Anomaly(MEMORY_IMPLAUSIBLE, "memAvailReal",
+                    f"free {parts['memAvailReal']} + buffers {parts['memBuffer']} + cached {parts['memCached']} KiB "
+                    f"exceed memTotalReal {total} KiB")
+        )
+        return
+    figures.memory_used_bytes = used * _KIB
+
+
 def sensor_value(raw: int, scale: int | None, precision: int | None) -> Decimal:
     """ENTITY-SENSOR-MIB: value x 10^(3 x (scale - 9)) x 10^-precision (scale 9 = units, 8 = milli)."""
     exponent = 3 * ((scale if scale is not None else 9) - 9) - (precision or 0)
     return Decimal(raw).scaleb(exponent)
 
 
-def entity_sensors(tables: Tables, profile: str = "entity_sensors") -> list[Row]:
+def measured_class(idx: str, classes: Mapping[str, Value], contained: Mapping[str, Value]) -> str | None:
+    """What a sensor measures, by ENTITY-MIB class: its own class, or, when that says nothing (sensor,
+    container, other), the first telling class up its entPhysicalContainedIn chain. An Arista's
+    transceiver RX/TX power sensor is a sensor in a module (the lane) in containers; a power supply's
+    sensor is in a container in the powerSupply. None when the agent does not serve the tree."""
+    current = idx
+    for _ in range(32):  # a containment loop in a broken agent must end
+        kind = PHYSICAL_CLASSES.get(integer(classes.get(current)) or 0)
+        if kind is None:
+            return None
+        if kind not in _NEUTRAL_CLASSES:
+            return kind
+        parent = integer(contained.get(current))
+        if not parent:
+            return None
+        current = str(parent)
+    return None
+
+
+def entity_sensors(tables: Tables, profile: str = "entity_sensors") -> tuple[list[Row], list[Anomaly]]:
+    """Sensors in base units. A watts sensor is consumption (`power_watts`: summed per commune and
+    integrated into energy) only when it measures a power supply; a transceiver's optical level, a
+    module's or the chassis' own draw (a part of, or the same watts as, what the power supplies
+    deliver: counting it too would count them twice), a power supply's output power (its input already
+    counts it) and a sensor whose entity class the agent does not serve are `sensor_watts`: shown,
+    never billed."""
     rows = []
+    anomalies: list[Anomaly] = []
     names = tables.get("entPhysicalName", {})
+    descrs = tables.get("entPhysicalDescr", {})
+    classes = tables.get("entPhysicalClass", {})
+    contained = tables.get("entPhysicalContainedIn", {})
     for idx, value in sorted(tables.get("entPhySensorValue", {}).items(), key=lambda kv: _sort_key(kv[0])):
         raw = integer(value)
         kind = SENSOR_TYPES.get(integer(tables.get("entPhySensorType", {}).get(idx)) or 0)
@@ -184,14 +294,26 @@ def entity_sensors(tables: Tables, profile: str = "entity_sensors") -> list[Row]
         status = integer(tables.get("entPhySensorOperStatus", {}).get(idx))
         if raw is None or measure is None or status not in (None, 1):
             continue
-        scaled = sensor_value(
-            raw,
-            integer(tables.get("entPhySensorScale", {}).get(idx)),
-            integer(tables.get("entPhySensorPrecision", {}).get(idx)),
-        )
-        name = text(names.get(idx)) or f"sensor-{idx}"
-        rows.append(Row("sensor", name, profile, idx, {measure: scaled}))
-    return rows
+        name = text(names.get(idx)).strip() or text(descrs.get(idx)).strip() or f"sensor-{idx}"
+        scale = integer(tables.get("entPhySensorScale", {}).get(idx))
+        precision = integer(tables.get("entPhySensorPrecision", {}).get(idx))
+        if not (scale is None or 1 <= scale <= 17) or not (precision is None or -8 <= precision <= 9):
+            # outside the MIB's ranges (yocto..yotta, -8..9): no exponent to trust, and a hostile one
+            # would overflow the Decimal context
+            anomalies.append(
+                Anomaly(SENSOR_IMPLAUSIBLE, f"entPhySensor.{idx}", f"{name!r}: scale {scale}, precision {precision}")
+            )
+            continue
+        scaled = sensor_value(raw, scale, precision)
+        attributable = True
+        if measure == "power_watts":
+            if measured_class(idx, classes, contained) != "powerSupply" or _OUTPUT.search(name):
+                measure, attributable = "sensor_watts", False
+            elif scaled < 0:
+                anomalies.append(Anomaly(SENSOR_IMPLAUSIBLE, f"entPhySensor.{idx}", f"{name!r}: {scaled} W"))
+                continue
+        rows.append(Row("sensor", name, profile, idx, {measure: scaled}, attributable=attributable))
+    return rows, anomalies
 
 
 def split_index(suffix: str, parts: Sequence[tuple[str, str]]) -> dict[str, str] | None:
@@ -297,28 +419,38 @@ def _sort_key(idx: str) -> tuple[int, ...]:
 
 
 def extract(profiles: Sequence[Profile], tables: Tables, scalars: Scalars) -> tuple[list[Row], HostFigures]:
-    """All rows of one poll, names made unique per resource, and the host's figures merged (UCD
-    memory wins over hrStorage's RAM row; dskTable is used only without hrStorageTable)."""
+    """All rows of one poll, names made unique per resource, and the host's figures merged: memory from
+    the first source with a plausible used figure (UCD, then hrStorage's RAM row), else the first with
+    a total; dskTable is used only without hrStorageTable. Values set aside are in `anomalies`."""
     families = {p.family for p in profiles}
     rows: list[Row] = []
     figures = HostFigures()
+    memory: list[HostFigures] = []
     for p in profiles:
         if p.family == "host_resources":
             got, hr = host_resources(tables, scalars, p.name)
             rows += got
             figures.uptime_seconds, figures.processes = hr.uptime_seconds, hr.processes
             figures.cpu_load = hr.cpu_load
-            if "ucd" not in families:
-                figures.memory_total_bytes, figures.memory_used_bytes = hr.memory_total_bytes, hr.memory_used_bytes
+            figures.anomalies += hr.anomalies
+            memory.append(hr)
         elif p.family == "ucd":
             got, u = ucd(tables, scalars, disks="host_resources" not in families, profile=p.name)
             rows += got
-            figures.memory_total_bytes, figures.memory_used_bytes = u.memory_total_bytes, u.memory_used_bytes
             figures.load_average = u.load_average
+            figures.anomalies += u.anomalies
+            memory.insert(0, u)
         elif p.family == "entity_sensors":
-            rows += entity_sensors(tables, p.name)
+            got, odd = entity_sensors(tables, p.name)
+            rows += got
+            figures.anomalies += odd
         elif p.family == "table":
             rows += table_rows(p, tables)
+    source = next((m for m in memory if m.memory_used_bytes is not None), None) or next(
+        (m for m in memory if m.memory_total_bytes is not None), None
+    )
+    if source is not None:
+        figures.memory_total_bytes, figures.memory_used_bytes = source.memory_total_bytes, source.memory_used_bytes
     return _unique(rows), figures
 
 

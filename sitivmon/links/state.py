@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from sitivmon.config.model import Link
+from sitivmon.config.model import Link, Side
 from sitivmon.links.interfaces import SERIES, STATUS_UP, InterfaceRow, capacities, oriented_series
-from sitivmon.normalize.counters import CounterSnapshot, Deltas, normalise
+from sitivmon.normalize.counters import CounterSnapshot, Deltas, step
 from sitivmon.readings import (
     Anomaly,
     CounterInterval,
@@ -95,6 +95,8 @@ def encode_baseline(origin: str, if_index: int, snap: CounterSnapshot) -> str:
 def decode_baseline(text: str) -> tuple[str, int | None, CounterSnapshot]:
     """(origin, ifIndex, snapshot) of a persisted baseline; ValueError/KeyError/TypeError when unreadable."""
     doc = json.loads(text)
+    if not isinstance(doc, dict):
+        raise ValueError("a baseline is an object")
     index = doc.get("if_index")
     return str(doc["origin"]), int(index) if index is not None else None, CounterSnapshot.from_json(doc["snapshot"])
 
@@ -126,10 +128,12 @@ def apply_row(
     event = rt.set_state(new_state, at, StateSource.POLL, target)
 
     snap = CounterSnapshot(at, uptime_ticks, row.discontinuity_ticks, row.counters)
-    deltas = normalise(
-        rt.snapshot, snap, interval_s=interval_s, capacity_bytes_per_s=capacities(row, rt.link.capacity)
-    )
-    rt.snapshot = snap
+    outcome = step(rt.snapshot, snap, interval_s=interval_s, capacity_bytes_per_s=capacities(row, rt.link.capacity))
+    # The normaliser's baseline, not the raw reading: it keeps what the reading lacked or set aside,
+    # and the previous reading when the clock stepped back.
+    rt.snapshot = outcome.baseline
+    deltas = outcome.deltas
+    anomalies = tuple(Anomaly(a.reason, f"{rt.link.id} {a.subject}", a.detail) for a in outcome.anomalies)
     counters: tuple[CounterInterval, ...] = ()
     flags: frozenset[Flag] = frozenset()
     if deltas is not None:
@@ -149,15 +153,24 @@ def apply_row(
                 1.0 if new_state is LinkState.UP else 0.0,
             ),
         )
-    return LinkPollOutcome(event, counters, gauges, encode_baseline(origin, row.index, snap), flags)
+    return LinkPollOutcome(event, counters, gauges, encode_baseline(origin, row.index, rt.snapshot), flags, anomalies)
+
+
+_USAGE = (("receive_bytes", "in_octets", Quantity.TRAFFIC_IN), ("transmit_bytes", "out_octets", Quantity.TRAFFIC_OUT))
+_OTHER_SIDE = {"in_octets": "out_octets", "out_octets": "in_octets"}
 
 
 def _usage_counters(link: Link, deltas: Deltas, series: dict[str, int]) -> tuple[CounterInterval, ...]:
-    return tuple(
-        CounterInterval(
-            UsageKey(link.commune, link.id, quantity), deltas.start, deltas.end, series[name], deltas.flags
-        )
-        for name, quantity in (("receive_bytes", Quantity.TRAFFIC_IN), ("transmit_bytes", Quantity.TRAFFIC_OUT))
-    )
-
-
+    """One interval per byte series, with its own counter's flags and start. A counter the reading
+    lacked has no interval (that time is unobserved); its bytes come with its return, over the
+    longer interval."""
+    out: list[CounterInterval] = []
+    for name, raw, quantity in _USAGE:
+        if link.side is Side.CORE:
+            raw = _OTHER_SIDE[raw]
+        if raw not in deltas.values:
+            continue
+        start = deltas.since.get(raw, deltas.start)
+        flags = deltas.counter_flags.get(raw, deltas.flags)
+        out.append(CounterInterval(UsageKey(link.commune, link.id, quantity), start, deltas.end, series[name], flags))
+    return tuple(out)

@@ -11,6 +11,9 @@ Delivery model, and why:
   recent events matter more to operators than old ones. A dropped *state* message is repaired:
   once the FIFO has drained, the latest state of every such link is published again, so the
   retained state on the broker always converges to the truth.
+- The retained state is the link's whole published view (state, admin status, interface, target), so
+  a change of any of these is republished even when the operational state did not change
+  (`publish_link_state`): a new subscriber must never be told a stale truth.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import itertools
 import logging
 import random
@@ -45,6 +49,11 @@ class Outgoing:
     retain: bool
     qos: int = 1
     link: tuple[str, str] | None = None  # (commune, link) of a state message, to repair it if dropped
+
+
+def published_view(event: LinkStateEvent) -> tuple[object, ...]:
+    """The fields of the retained state that describe the link (not when or how it was learnt)."""
+    return (event.state, event.admin_up, event.interface, event.target)
 
 
 def backoff_delay(attempt: int, low: float, high: float, rng: Callable[[float, float], float]) -> float:
@@ -109,6 +118,20 @@ class MqttPublisher:
         self._put("state", payloads.state_topic(prefix, event.commune, event.link),
                   payloads.state_payload(event), retain=True, link=key)  # fmt: skip
         self._put("event", payloads.events_topic(prefix, event.commune), payloads.event_payload(event), retain=False)
+
+    def publish_link_state(self, event: LinkStateEvent) -> None:
+        """Queue the link's retained state alone (no event) when a published field differs from the
+        last one queued; `since` is kept while the state itself is unchanged. Never blocks."""
+        key = (event.commune, event.link)
+        last = self._latest.get(key)
+        if last is not None:
+            if published_view(last) == published_view(event):
+                return
+            if last.state is event.state:
+                event = dataclasses.replace(event, since=last.since, previous=last.previous)
+        self._latest[key] = event
+        self._put("state", payloads.state_topic(self.config.topic_prefix, event.commune, event.link),
+                  payloads.state_payload(event), retain=True, link=key)  # fmt: skip
 
     def publish_summary(self, commune: str, payload: Mapping[str, Any] | None = None) -> None:
         """Queue a summary of `commune` now; `payload` (e.g. usage figures) is remembered and merged

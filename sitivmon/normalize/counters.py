@@ -1,84 +1,179 @@
-"""Exact counter deltas across wraps, reboots and discontinuities. Pure functions, no I/O.
+"""Exact counter deltas across wraps, reboots, discontinuities and device nonsense. Pure functions, no I/O.
 
-Rules (each has a row in tests/unit/test_counters.py):
+Rules (each has a row in tests/unit/test_counters.py). "The limit" of a counter is the most it can
+grow over the interval: its capacity (configured, else the port speed) times the elapsed time with
+slack (`max_plausible`); without a capacity, `MAX_BYTES_PER_S` (400 Gbit/s, more than any port a
+commune is connected by) in its place; never more than `MAX_DELTA` (2**53: exact as a float in every
+consumer, and a 1,000th of the store's 64-bit integers). The elapsed time is the larger of the poller's
+wall-clock interval and the agent's own sysUpTime interval (by at most `MAX_CLOCK_STEP_S` more), so
+that a step back of the poller's clock does not make real traffic look implausible.
 
 * A 32-bit counter that goes back without a reboot wrapped once: `cur + 2**32 - prev`.
   A 64-bit counter that goes back without a reboot is a discontinuity: counted as 0, flagged `reset`.
+* An "HC" column that an agent actually serves as a Counter32 (seen on firewalls and PoE switches) goes
+  back at 2**32. gufo-snmp gives plain ints, not the SNMP type, so this is told from the values: an HC
+  counter going back from below 2**32 to below 2**32, whose wrapped delta is within the limit while
+  the limit is under 2**32 (so that only one wrap fits), wrapped. That column is then remembered in
+  the baseline (`wrap32`) and treated as a 32-bit counter until it shows a value of 2**32 or more.
+  Without a limit under 2**32 a wrap cannot be told from a discontinuity: `reset`, as for any HC counter.
+* A 32-bit counter (or an HC column known to wrap at 2**32) whose limit is 2**32 or more may have
+  wrapped any number of times: the single-wrap delta (the least the traffic can have been) is counted
+  and flagged `unknown`, with an anomaly `counter_ambiguous`. Without a capacity the limit is always
+  past 2**32 for a byte counter, so such a link's 32-bit byte counts are always flagged: configure its
+  capacity (or let the port report ifSpeed) to count them as exact. Counters without a capacity entry
+  (packets, errors, discards: not money) are counted with one wrap, unflagged.
+* A change of source (HC column missing from a partial walk, then back): the 32-bit column is the low
+  half of the same counter, so the delta is that of the low 32 bits, when the limit is under 2**32;
+  counted and flagged `unknown` (ambiguous) otherwise; `reset` when the low halves cannot tell a
+  plausible story (more than the limit) or across a reboot.
 * A reboot (the agent's boot time moved later than the previous reading, or sysUpTime went back
   other than by its 32-bit wrap after 497 days) or a change of ifCounterDiscontinuityTime: the
   value from before is never counted again. If the counter is below its previous value it
   restarted at zero, so its whole value is traffic since the reboot; if it is at or above it (an
   agent restarted without resetting the kernel's counters, as net-snmp does on a server), only
   the increase counts. This never invents traffic. Flagged `reset`.
-* A delta implying more than the link's capacity over the elapsed time is not traffic: counted as 0,
-  flagged `clamp`.
-* A change of source (HC counter appearing or disappearing) restarts the baseline: 0, `reset`.
+* Any delta over the limit is not traffic: counted as 0, flagged `clamp` when the limit came from a
+  capacity and `unknown` when it did not (the bytes of the interval may be missing), with an anomaly
+  `counter_implausible`. The previous value stays the baseline (held, as below) so that a passing spike
+  loses nothing; if the next reading is implausible against it too, the counter did jump and its new
+  value becomes the baseline.
+* An HC value of 2**64-1 is some agents' "unavailable": set aside like a counter missing from the
+  reading (anomaly `counter_unavailable`).
+* A counter missing from a reading keeps its previous value as baseline, with how long it has been held;
+  when it comes back its whole increase is counted over the longer interval (`Deltas.since`), flagged
+  `gap` (exact bytes, timing inside unknown). A reboot drops such held values.
 * An interval longer than `gap_factor` poll intervals is flagged `gap` (still counted: counters are
   exact across a gap, only the timing inside it is unknown).
+* The poller's clock stepping back (a reading not later than the previous one) gives no deltas and
+  keeps the previous reading as the baseline, re-timed to the current clock, so the bytes in between
+  are counted by the next interval instead of being lost or waiting for the clock to catch up.
+
+A counted delta never exceeds the traffic; it equals it whenever no flag other than `gap` is set
+(tests/unit/test_counters.py checks it on random histories). Out of reach of any rule, since the values
+look alike: an HC column wrapping at 2**32 more than once between two readings before any of its wraps
+was seen, a reboot the agent shows neither by sysUpTime nor by ifCounterDiscontinuityTime, and the
+poller's clock stepping forward by more than the agent's uptime (that looks like a reboot: `reset`).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from sitivmon.readings import Flag
+from sitivmon.readings import Anomaly, Flag
 
 WRAP32 = 2**32
+UNAVAILABLE64 = 2**64 - 1  # some agents' "no value" in a Counter64
 BOOT_SLACK_S = 5.0  # sysUpTime has 10 ms ticks; request latency and clock steps fit in this
+MAX_BYTES_PER_S = 50_000_000_000  # 400 Gbit/s: the limit of a counter with no known capacity
+MAX_DELTA = 2**53
+MAX_CLOCK_STEP_S = 3600.0  # the agent's uptime may lengthen an interval by this much, no more
 
 
 @dataclass(frozen=True, slots=True)
 class RawCounter:
     value: int
     bits: int  # 32 or 64
+    # Seconds this value had been held at its snapshot's time (the readings since lacked it), measured
+    # on the agent's uptime where known so that a step of the poller's clock does not shorten it.
+    held_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class CounterSnapshot:
-    """One reading of an interface's counters, with what is needed to detect reboots."""
+    """One reading of an interface's counters, with what is needed to detect reboots.
+
+    As a baseline it also carries what earlier readings taught: values held for counters the last
+    readings lacked, and the HC columns known to wrap at 2**32 (`wrap32`).
+    """
 
     at: float  # unix seconds when the response arrived
     uptime_ticks: int | None  # sysUpTime, hundredths of a second
     discontinuity_ticks: int | None  # ifCounterDiscontinuityTime
     counters: Mapping[str, RawCounter] = field(default_factory=dict)
+    wrap32: frozenset[str] = frozenset()
 
     @property
     def boot_time(self) -> float | None:
         return None if self.uptime_ticks is None else self.at - self.uptime_ticks / 100.0
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "at": self.at,
-                "up": self.uptime_ticks,
-                "disc": self.discontinuity_ticks,
-                "c": {k: [v.value, v.bits] for k, v in self.counters.items()},
-            },
-            separators=(",", ":"),
-            sort_keys=True,
-        )
+        """The format of earlier versions, plus optional parts that those never wrote."""
+        doc: dict[str, object] = {
+            "at": self.at,
+            "up": self.uptime_ticks,
+            "disc": self.discontinuity_ticks,
+            "c": {k: [v.value, v.bits, *_opt(v.held_s)] for k, v in self.counters.items()},
+        }
+        if self.wrap32:
+            doc["w32"] = sorted(self.wrap32)
+        return json.dumps(doc, separators=(",", ":"), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> CounterSnapshot:
+        """A persisted baseline, checked like any value from outside; ValueError/KeyError/TypeError."""
         d = json.loads(text)
+        if not isinstance(d, dict) or not isinstance(d["c"], dict):
+            raise ValueError("a counter snapshot is an object with an object of counters")
+        counters: dict[str, RawCounter] = {}
+        for name, item in d["c"].items():
+            if not isinstance(item, list) or len(item) < 2:
+                raise ValueError(f"counter {name}: {item!r} is no [value, bits]")
+            value, bits = int(item[0]), int(item[1])
+            if bits not in (32, 64) or not 0 <= value < 1 << bits:
+                raise ValueError(f"counter {name}: {value} is no Counter{bits}")
+            held = _finite(item[2]) if len(item) > 2 and item[2] is not None else None
+            if held is not None and held < 0:
+                raise ValueError(f"counter {name}: held for {held} s")
+            counters[str(name)] = RawCounter(value, bits, held)
         return cls(
-            at=float(d["at"]),
-            uptime_ticks=d["up"],
-            discontinuity_ticks=d["disc"],
-            counters={k: RawCounter(int(v[0]), int(v[1])) for k, v in d["c"].items()},
+            at=_finite(d["at"]),
+            uptime_ticks=None if d["up"] is None else int(d["up"]),
+            discontinuity_ticks=None if d["disc"] is None else int(d["disc"]),
+            counters=counters,
+            wrap32=frozenset(str(n) for n in d.get("w32", ()) if str(n) in counters),
         )
+
+
+def _opt(held_s: float | None) -> list[float]:
+    return [] if held_s is None else [held_s]
+
+
+def _finite(value: object) -> float:
+    number = float(value)  # type: ignore[arg-type]  # TypeError/ValueError for what is no number
+    if not math.isfinite(number):
+        raise ValueError(f"{value!r} is no time")
+    return number
 
 
 @dataclass(frozen=True, slots=True)
 class Deltas:
-    """Increase of every counter over [start, end]; `flags` explain anything not plainly measured."""
+    """Increase of every counter over [start, end]; `flags` explain anything not plainly measured.
+
+    `flags` is the union; `counter_flags` gives each counter's own, so that a receive counter's trouble
+    does not lower the transmit side's coverage. `since` names the counters whose increase started
+    before `start` (held over readings that lacked them), with when it started.
+    """
 
     start: float
     end: float
     values: dict[str, int]
     flags: frozenset[Flag]
+    counter_flags: dict[str, frozenset[Flag]] = field(default_factory=dict)
+    since: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """The outcome of one reading: deltas (None without a usable baseline), the baseline to keep for
+    the next reading (persist this one, not the raw reading), and the values set aside (subject: the
+    counter's name)."""
+
+    deltas: Deltas | None
+    baseline: CounterSnapshot
+    anomalies: tuple[Anomaly, ...] = ()
 
 
 def rebooted(prev: CounterSnapshot, cur: CounterSnapshot) -> bool:
@@ -106,19 +201,58 @@ def _uptime_wrapped(prev: CounterSnapshot, cur: CounterSnapshot) -> bool:
     return expected >= WRAP32 and abs(expected - WRAP32 - cur.uptime_ticks) <= BOOT_SLACK_S * 100
 
 
-def counter_delta(prev: RawCounter, cur: RawCounter, reboot: bool) -> tuple[int, Flag | None]:
-    """Increase of one counter between two readings of the same source."""
-    if cur.bits != prev.bits:
-        return 0, Flag.RESET
+def _span(prev: CounterSnapshot, cur: CounterSnapshot, reboot: bool) -> float:
+    """Seconds between the readings: the wall clock's, or the agent's uptime's when that is longer
+    (the poller's clock stepped back), so that a clock step never makes real traffic implausible."""
+    wall = cur.at - prev.at
+    if reboot or prev.uptime_ticks is None or cur.uptime_ticks is None:
+        return wall
+    ticks = (cur.uptime_ticks - prev.uptime_ticks) % WRAP32  # the 497-day wrap was told from a reboot
+    return max(wall, min(ticks / 100.0, wall + MAX_CLOCK_STEP_S))
+
+
+@dataclass(frozen=True, slots=True)
+class _One:
+    delta: int
+    flags: frozenset[Flag] = frozenset()
+    reason: str | None = None  # anomaly
+    wraps32: bool = False  # learned: the HC column wraps at 2**32
+
+
+_NONE: frozenset[Flag] = frozenset()
+_RESET = frozenset({Flag.RESET})
+_UNKNOWN = frozenset({Flag.UNKNOWN})
+_GAP = frozenset({Flag.GAP})
+_NO_NAMES: frozenset[str] = frozenset()
+
+
+def _one(before: RawCounter, now: RawCounter, *, reboot: bool, limit: int, strict: bool, known32: bool) -> _One:
+    """One counter's increase, before bounding. `strict`: the counter carries money (it has a capacity
+    entry), so an ambiguous 32-bit count is flagged."""
+    ambiguous = strict and limit >= WRAP32
+
+    def low(delta: int) -> _One:
+        return _One(delta, _UNKNOWN, "counter_ambiguous") if ambiguous else _One(delta)
+
+    if now.bits == 64 and now.value >= WRAP32:
+        known32 = False  # no Counter32 holds that
+    if now.bits != before.bits:
+        if reboot:
+            return _One(0, _RESET)
+        delta = (now.value - before.value) % WRAP32  # the 32-bit column is the HC one's low half
+        return _One(0, _RESET) if delta > limit else low(delta)
     if reboot:
-        if cur.value < prev.value:
-            return cur.value, Flag.RESET
-        return cur.value - prev.value, Flag.RESET
-    if cur.value >= prev.value:
-        return cur.value - prev.value, None
-    if cur.bits == 32:
-        return cur.value + WRAP32 - prev.value, None
-    return 0, Flag.RESET
+        return _One(now.value if now.value < before.value else now.value - before.value, _RESET)
+    narrow = now.bits == 32 or (known32 and before.value < WRAP32)
+    if now.value >= before.value:
+        delta = now.value - before.value
+        return low(delta) if narrow else _One(delta)
+    wrapped = now.value + WRAP32 - before.value
+    if narrow:
+        return low(wrapped)
+    if before.value < WRAP32 and limit < WRAP32 and wrapped <= limit:
+        return _One(wrapped, wraps32=True)  # an HC column served as a Counter32
+    return _One(0, _RESET)
 
 
 def normalise(
@@ -129,37 +263,122 @@ def normalise(
     capacity_bytes_per_s: Mapping[str, int | None] | None = None,
     gap_factor: float = 2.5,
 ) -> Deltas | None:
-    """Deltas since `prev`, or None when there is no baseline yet (the first reading only sets it).
+    """Deltas since `prev`, or None when there is no baseline yet (the first reading only sets it)."""
+    return step(
+        prev, cur, interval_s=interval_s, capacity_bytes_per_s=capacity_bytes_per_s, gap_factor=gap_factor
+    ).deltas
+
+
+def step(
+    prev: CounterSnapshot | None,
+    cur: CounterSnapshot,
+    *,
+    interval_s: float,
+    capacity_bytes_per_s: Mapping[str, int | None] | None = None,
+    gap_factor: float = 2.5,
+) -> Step:
+    """Deltas since the baseline `prev`, and the baseline to keep.
 
     `capacity_bytes_per_s` names, per counter, the most it can grow per second (octet counters get
-    the link capacity); a counter absent from it is not clamped.
+    the link capacity, None when unknown); a counter absent from it is bounded by `MAX_BYTES_PER_S`
+    only and its 32-bit ambiguity is not flagged.
     """
+    anomalies: list[Anomaly] = []
+    present: dict[str, RawCounter] = {}
+    for name, raw in cur.counters.items():
+        if raw.bits == 64 and raw.value == UNAVAILABLE64:
+            anomalies.append(Anomaly("counter_unavailable", name, "HC value 2**64-1: the agent's 'no value'"))
+        else:
+            present[name] = raw if raw.held_s is None else RawCounter(raw.value, raw.bits)
     if prev is None:
-        return None
+        return Step(None, CounterSnapshot(cur.at, cur.uptime_ticks, cur.discontinuity_ticks, present), tuple(anomalies))
     elapsed = cur.at - prev.at
-    if elapsed <= 0:
-        return None
+    if not elapsed > 0:  # the clock stepped back (or stood still): keep the previous reading
+        # Re-timed to the current clock: the next interval then starts now rather than waiting for the
+        # clock to catch up; the agent's uptime (kept from the previous reading) still measures it.
+        return Step(None, replace(prev, at=cur.at), tuple(anomalies))
     reboot = rebooted(prev, cur)
-    flags: set[Flag] = set()
-    if elapsed > gap_factor * interval_s:
-        flags.add(Flag.GAP)
-    values: dict[str, int] = {}
+    span = _span(prev, cur, reboot)
+    common = _GAP if elapsed > gap_factor * interval_s else _NONE
     caps = capacity_bytes_per_s or {}
-    for name, now in cur.counters.items():
-        before = prev.counters.get(name)
+    values: dict[str, int] = {}
+    counter_flags: dict[str, frozenset[Flag]] = {}
+    since: dict[str, float] = {}
+    kept: dict[str, RawCounter] = {}
+    wrap32 = set(prev.wrap32)
+    earlier = prev.counters
+    for name, now in present.items():
+        kept[name] = now
+        before = earlier.get(name)
         if before is None:
-            values[name] = 0
-            flags.add(Flag.RESET)
+            values[name], counter_flags[name] = 0, _RESET | common
+            wrap32.discard(name)
             continue
-        delta, flag = counter_delta(before, now, reboot)
-        if flag is not None:
-            flags.add(flag)
+        flags = common
+        own_span = span
+        if before.held_s is not None:
+            since[name] = prev.at - before.held_s
+            own_span = span + before.held_s
+            flags = flags | _GAP
         cap = caps.get(name)
-        if cap and delta > max_plausible(cap, elapsed):
-            delta = 0
-            flags.add(Flag.CLAMP)
-        values[name] = delta
-    return Deltas(prev.at, cur.at, values, frozenset(flags))
+        limit = max_plausible(cap or MAX_BYTES_PER_S, own_span)
+        if limit > MAX_DELTA:
+            limit = MAX_DELTA
+        if (
+            before.value <= now.value
+            and now.bits == before.bits
+            and not reboot
+            and name not in wrap32
+            and (now.bits == 64 or limit < WRAP32 or name not in caps)
+        ):
+            delta = now.value - before.value  # the common case, inline: the fold runs for every link
+            if delta <= limit:
+                values[name] = delta
+                counter_flags[name] = flags
+                continue
+        one = _one(before, now, reboot=reboot, limit=limit, strict=name in caps, known32=name in wrap32)
+        delta, reason = one.delta, one.reason
+        flags |= one.flags
+        if not 0 <= delta <= limit:
+            delta, reason = 0, "counter_implausible"
+            flags |= {Flag.CLAMP if cap else Flag.UNKNOWN}
+            if before.held_s is None and not reboot:
+                # A passing spike: the next reading is counted from the last good value. A second
+                # implausible one in a row makes the new level the baseline (the counter did jump).
+                kept[name] = replace(before, held_s=span)
+        else:
+            if one.wraps32:
+                wrap32.add(name)
+            if now.bits == 64 and now.value >= WRAP32:
+                wrap32.discard(name)
+        if reason is not None:
+            anomalies.append(Anomaly(reason, name, _detail(reason, before, now, limit, own_span)))
+        values[name], counter_flags[name] = delta, flags
+    if not reboot:  # a value read before a reboot is never subtracted from
+        for name, before in prev.counters.items():
+            if name not in present:
+                kept[name] = replace(before, held_s=(before.held_s or 0.0) + span)
+    union = common.union(*counter_flags.values())
+    return Step(
+        Deltas(prev.at, cur.at, values, union, counter_flags, since),
+        CounterSnapshot(
+            cur.at,
+            cur.uptime_ticks,
+            cur.discontinuity_ticks,
+            kept,
+            frozenset(wrap32 & kept.keys()) if wrap32 else _NO_NAMES,
+        ),
+        tuple(anomalies),
+    )
+
+
+def _detail(reason: str, before: RawCounter, now: RawCounter, limit: int, span: float) -> str:
+    if reason == "counter_ambiguous":
+        return (
+            f"a {now.bits if now.bits == 32 else 'wrapping HC'} counter may wrap more than once in {span:.0f} s "
+            f"at up to {limit} bytes: counted as one wrap, flagged unknown"
+        )
+    return f"{before.value} -> {now.value} (Counter{now.bits}) is more than {limit} in {span:.0f} s: set aside"
 
 
 def max_plausible(capacity_bytes_per_s: int, elapsed_s: float) -> int:

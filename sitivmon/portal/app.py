@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -124,8 +125,14 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-def setup_portal(app: web.Application, backend: PortalBackend, *, secure_cookies: bool = False) -> None:
-    """Add `/ui/` to the daemon's app. `secure_cookies` marks cookies Secure (behind TLS)."""
+def setup_portal(
+    app: web.Application, backend: PortalBackend, *, secure_cookies: bool = False, executor: Executor | None = None
+) -> None:
+    """Add `/ui/` to the daemon's app. `secure_cookies` marks cookies Secure (behind TLS).
+
+    Report work runs on `executor` (the daemon's report pool), never on the default pool that the
+    /metrics scrape uses: a finance officer paging through months must not delay a scrape.
+    """
     env = _environment()
     sessions = Sessions()
     throttle = SignInThrottle()
@@ -195,7 +202,7 @@ def setup_portal(app: web.Application, backend: PortalBackend, *, secure_cookies
         return month_range(month, backend.timezone()).end <= backend.clock()
 
     async def in_thread(fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.to_thread(fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
 
     # --- sign-in -----------------------------------------------------------------------------------------------
 

@@ -216,7 +216,7 @@ def indicator_pivot(indicators: Sequence[Mapping[str, Any]], communes: Sequence[
                if any(r["indicator"] == i and (r.get("direction") or None) == d for r in indicators)]
     rows = []
     for c in sorted(communes, key=lambda c: c.insee):
-        cells = []
+        cells: list[dict[str, Any]] = []
         for indicator, direction in present:
             row = next((r for r in indicators if r["commune"] == c.id and r["indicator"] == indicator
                         and (r.get("direction") or None) == direction), None)

@@ -116,9 +116,19 @@ SENSOR_TYPES = {
     9: "percentRH", 10: "rpm", 11: "cmm", 12: "truthvalue",
 }
 SENSOR_STATUS = {1: "ok", 2: "unavailable", 3: "nonoperational"}
+_PHYSICAL = "1.3.6.1.2.1.47.1.1.1.1"
+# ENTITY-MIB PhysicalClass (RFC 6933 added energyObject, battery, storageDrive).
+PHYSICAL_CLASSES = {
+    1: "other", 2: "unknown", 3: "chassis", 4: "backplane", 5: "container", 6: "powerSupply", 7: "fan", 8: "sensor",
+    9: "module", 10: "port", 11: "stack", 12: "cpu", 13: "energyObject", 14: "battery", 15: "storageDrive",
+}
+# entPhysicalClass and entPhysicalContainedIn tell a power supply's input power from a transceiver's
+# optical level (both are ENTITY-SENSOR watts); entPhysicalDescr names sensors whose entPhysicalName is
+# empty (Arista leaves every name empty).
 ENTITY_SENSORS = Profile(
     name="entity_sensors",
-    description="ENTITY-SENSOR-MIB entPhySensorTable (power, temperature, current) named by entPhysicalName",
+    description="ENTITY-SENSOR-MIB entPhySensorTable (power, temperature, current) named by entPhysicalName, "
+    "classified by the ENTITY-MIB containment tree",
     family="entity_sensors",
     resource="sensor",
     columns=(
@@ -127,7 +137,10 @@ ENTITY_SENSORS = Profile(
         Column("entPhySensorPrecision", f"{_SENSOR}.3", Kind.GAUGE),
         Column("entPhySensorValue", f"{_SENSOR}.4", Kind.GAUGE),
         Column("entPhySensorOperStatus", f"{_SENSOR}.5", Kind.ENUM, enum=SENSOR_STATUS),
-        Column("entPhysicalName", "1.3.6.1.2.1.47.1.1.1.1.7", Kind.INFO),
+        Column("entPhysicalDescr", f"{_PHYSICAL}.2", Kind.INFO),
+        Column("entPhysicalContainedIn", f"{_PHYSICAL}.4", Kind.GAUGE),
+        Column("entPhysicalClass", f"{_PHYSICAL}.5", Kind.ENUM, enum=PHYSICAL_CLASSES),
+        Column("entPhysicalName", f"{_PHYSICAL}.7", Kind.INFO),
     ),
     indexes=(IndexPart("entPhysicalIndex"),),
     lookups=(Lookup("sensor", "entPhysicalName"),),

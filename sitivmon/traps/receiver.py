@@ -4,10 +4,12 @@ link state.
 Why it is shaped this way:
 - The socket callback only copies datagrams into a deque (many per wakeup, no decoding), so a burst
   lands in user space quickly; a large SO_RCVBUF absorbs what arrives while the loop is busy.
-- A separate decoder task decodes in batches and yields between batches, so the daemon's other work
-  keeps running under a flood.
-- Sources are checked before any decoding (cheap rejection of strangers); v1/v2c use the local BER
-  decoder, v3 goes through pysnmp's USM.
+- A separate decoder task decodes in small batches bounded in count and in time, and yields to the
+  event loop between batches, so the daemon's other work keeps running under a flood.
+- Sources are checked before any decoding (cheap rejection of strangers), then the community as soon
+  as its bytes are read (before the PDU is decoded): an unauthenticated datagram costs a few header
+  bytes. The decoder bounds the work of every datagram (size, varbinds, OID length and arcs).
+  v1/v2c use the local BER decoder, v3 goes through pysnmp's USM after a bounded clear-text check.
 - A per-source token bucket limits what reaches the rest of the daemon, but link traps over the limit
   are *coalesced* per (source, ifIndex) to their latest state and delivered as tokens return, so a
   flood can delay a link event but never lose the final state. Non-link traps over the limit are
@@ -40,7 +42,9 @@ log = logging.getLogger(__name__)
 
 EventCallback = Callable[[TrapEvent], None]
 _DRAIN_PER_WAKEUP = 1024
-_DECODE_BATCH = 2048
+_DECODE_BATCH = 256
+_DECODE_BUDGET_S = 0.005
+_V3_UNAUTHENTICATED_VARBINDS = 64
 _VERSION_NAMES = {ber.VERSION_1: "v1", ber.VERSION_2C: "v2c", ber.VERSION_3: "v3"}
 
 
@@ -58,7 +62,7 @@ class RejectReason:
     UNSUPPORTED_SECURITY_LEVEL = "unsupported_security_level"
     ALL = (
         UNKNOWN_SOURCE, UNKNOWN_COMMUNITY, UNKNOWN_USER, DECODE_ERROR, RATE_LIMITED, QUEUE_FULL, AUTH_FAILED,
-        DECRYPTION_ERROR, NOT_IN_TIME_WINDOW,
+        DECRYPTION_ERROR, NOT_IN_TIME_WINDOW, UNSUPPORTED_SECURITY_LEVEL,
     )  # fmt: skip
 
 
@@ -259,7 +263,7 @@ class TrapReceiver:
                 if not self._queue:
                     await wait_event(self._wake, timeout)
                 self._wake.clear()
-                self.process_pending(self._DECODE_BATCH)
+                self.process_pending(self._DECODE_BATCH, budget_s=_DECODE_BUDGET_S)
                 if self._queue:
                     await asyncio.sleep(0)
         finally:
@@ -311,13 +315,17 @@ class TrapReceiver:
 
     # ----- decoding ------------------------------------------------------------------------------
 
-    def process_pending(self, limit: int) -> None:
-        """Decode up to `limit` queued datagrams, then release coalesced events as tokens allow."""
+    def process_pending(self, limit: int, budget_s: float | None = None) -> None:
+        """Decode up to `limit` queued datagrams (fewer once `budget_s` seconds have passed), then
+        release coalesced events as tokens allow."""
         q = self._queue
         n = min(limit, len(q))
+        deadline = time.perf_counter() + budget_s if budget_s is not None else None
         for _ in range(n):
             data, addr, at = q.popleft()
             self.handle_datagram(data, addr, at)
+            if deadline is not None and time.perf_counter() >= deadline:
+                break
         if self._overflow:
             self._reject(RejectReason.QUEUE_FULL, self._overflow)
             self._overflow = 0
@@ -372,17 +380,19 @@ class TrapReceiver:
             return
         received_at = time.time() - (self._clock() - monotonic_at)
         try:
-            version = ber.message_version(data)
+            version, community = ber.message_header(data)
             if version == ber.VERSION_3:
                 self._handle_v3(data, (ip, int(addr[1])), received_at)
+                return
+            if community is None:
+                raise ber.BerError(f"unsupported SNMP version {version}")
+            name = self._community_name(community)
+            if name is None:  # before the PDU is decoded: a stranger's datagram costs a few bytes
+                self._reject(RejectReason.UNKNOWN_COMMUNITY)
                 return
             msg = ber.decode_message(data)
         except ber.BerError:
             self._reject(RejectReason.DECODE_ERROR)
-            return
-        name = self._community_name(msg.community)
-        if name is None:
-            self._reject(RejectReason.UNKNOWN_COMMUNITY)
             return
         if msg.pdu_type == ber.PDU_INFORM:
             self._send(ber.encode_inform_response(data, msg), (ip, int(addr[1])))
@@ -397,29 +407,73 @@ class TrapReceiver:
         return found
 
     def _handle_v3(self, data: bytes, addr: tuple[str, int], received_at: float) -> None:
+        """USM through pysnmp, behind cheap gates, because pysnmp decodes the whole message before it
+        checks anything: the header (and a clear-text PDU) is walked with the decoder's bounds first;
+        an empty user name is only an engine discovery probe; the message must carry the security
+        level of its user's credential; and its digest is verified here (a few microseconds with the
+        cached localised key) before pysnmp decodes it or an engine ID is learnt."""
         usm = self._usm
         header = ber.decode_v3_header(data)
         if usm is None:
             self._reject(RejectReason.UNKNOWN_USER)
             return
-        if header.user_name:
-            if not usm.knows_user(header.user_name):
+        user = header.user_name
+        eid = header.engine_id
+        if not user:
+            # RFC 3414 4: discovery is noAuthNoPriv with an empty varbind list; anything else without a
+            # user name would only make pysnmp decode a stranger's PDU.
+            if header.flags & (ber.FLAG_AUTH | ber.FLAG_PRIV) or header.varbind_count != 0:
                 self._reject(RejectReason.UNKNOWN_USER)
                 return
-            eid = header.engine_id
-            if eid and 5 <= len(eid) <= 32 and not usm.has_engine(header.user_name, eid):
-                learned = self._learned.get(addr[0], 0)
-                if self.config.learn_engine_ids and learned < self.config.max_engine_ids_per_source:
-                    usm.learn_engine(header.user_name, eid)
-                    self._learned[addr[0]] = learned + 1
-                    log.info("trap receiver: learnt SNMPv3 engine id %s from %s", eid.hex(), addr[0])
-        notes, reason = usm.process(data, addr, header.user_name.decode(errors="replace"))
+        elif not usm.knows_user(user):
+            self._reject(RejectReason.UNKNOWN_USER)
+            return
+        else:
+            required = usm.required_flags(user)
+            if header.flags & required != required:
+                self._reject(RejectReason.UNSUPPORTED_SECURITY_LEVEL)
+                return
+            if not eid:  # sent before discovering our engine: pysnmp answers with a Report, no key applies
+                if header.varbind_count:
+                    self._reject(RejectReason.UNKNOWN_USER)
+                    return
+            elif required & ber.FLAG_AUTH:
+                if not usm.authenticates(user, eid, header.auth_params, data):
+                    self._reject(RejectReason.AUTH_FAILED)
+                    return
+                if not usm.has_engine(user, eid) and not self._learn_engine(usm, eid, user, addr[0]):
+                    return
+            elif not usm.has_engine(user, eid):
+                self._reject(RejectReason.UNKNOWN_USER)
+                return
+            elif (header.varbind_count or 0) > _V3_UNAUTHENTICATED_VARBINDS:
+                # A user without authentication proves nothing: anyone naming it would otherwise make
+                # pysnmp decode hundreds of varbinds (~0.3 ms each) on the loop.
+                self._reject(RejectReason.DECODE_ERROR)
+                return
+        notes, reason = usm.process(data, addr, user.decode(errors="replace"))
         if reason is not None:
             if reason != "unknown_engine_id":  # engine discovery by an INFORM sender is normal
                 self._reject(reason)
             return
         for n in notes:
             self._accept(addr[0], interpret_v2(n.varbinds), received_at, "v3", n.user, n.inform)
+
+    def _learn_engine(self, usm: UsmProcessor, eid: bytes, user: bytes, source: str) -> bool:
+        """Register an authenticated sender's engine ID for `user`, within the per-source quota.
+        False (and counted) when it may not be learnt."""
+        learned = self._learned.get(source, 0)
+        if (
+            not self.config.learn_engine_ids
+            or not 5 <= len(eid) <= 32
+            or learned >= self.config.max_engine_ids_per_source
+        ):
+            self._reject(RejectReason.UNKNOWN_USER)
+            return False
+        usm.learn_engine(user, eid)
+        self._learned[source] = learned + 1
+        log.info("trap receiver: learnt SNMPv3 engine id %s from %s", eid.hex(), source)
+        return True
 
     def _accept(
         self, ip: str, interp: Interpretation, received_at: float, version: str, name: str, inform: bool

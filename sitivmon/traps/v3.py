@@ -4,10 +4,16 @@ USM (key localisation, HMAC, DES/AES, engine discovery, time windows, Reports) i
 implemented correctly by pysnmp, so v3 goes through a real `SnmpEngine`. We do not let pysnmp own a
 socket: the receiver hands datagrams to `UsmProcessor.process` and pysnmp's replies (INFORM Responses,
 discovery Reports) leave through the receiver's own socket via a send-only transport dispatcher.
+
+Keys: a password is hashed into a master key once per user at start (RFC 3414 A.2: a megabyte of
+hashing, about 12 ms); localising it to an engine ID is two short hashes, cached in a bounded LRU. So a
+message from an engine not seen before can be authenticated cheaply *before* anything is learnt, and
+an engine ID is registered only for a message whose digest proves the sender holds the key.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 from collections.abc import Callable
@@ -65,6 +71,12 @@ _USM_STATS = (
 )
 
 
+_KEY_CACHE_SIZE = 256
+_WILDCARD_ENGINE = bytes(5)
+"""pysnmp's wildcard security engine ID: a user registered under it matches any engine. Used only for
+users without authentication, whose messages carry no proof tied to an engine anyway."""
+
+
 def protocol_ids(user: UsmUserAuth) -> tuple[Any, Any]:
     """pysnmp protocol identifiers for a credential's protocol names (case-insensitive, '-' ignored)."""
 
@@ -91,6 +103,27 @@ def _crypto_available() -> bool:
     except ImportError:
         return False
     return True
+
+
+@dataclass(frozen=True, slots=True)
+class _MasterKeys:
+    auth_id: Any
+    priv_id: Any
+    auth: Any  # master key (pyasn1 OctetString) or None without authentication
+    priv: Any
+
+
+def _master_keys(user: UsmUserAuth) -> _MasterKeys:
+    """Hash the passwords once (the costly part of key localisation, RFC 3414 A.2)."""
+    auth_id, priv_id = protocol_ids(user)
+    auth = priv = None
+    if auth_id != snmp_config.USM_AUTH_NONE:
+        password = v2c.OctetString(user.auth_password.get_secret_value() if user.auth_password else "")
+        auth = snmp_config.AUTH_SERVICES[auth_id].hash_passphrase(password)
+    if priv_id != snmp_config.USM_PRIV_NONE:
+        password = v2c.OctetString(user.priv_password.get_secret_value() if user.priv_password else "")
+        priv = snmp_config.PRIV_SERVICES[priv_id].hash_passphrase(auth_id, password)
+    return _MasterKeys(auth_id, priv_id, auth, priv)
 
 
 class _SendOnlyDispatcher(AbstractTransportDispatcher):  # type: ignore[misc]
@@ -134,9 +167,13 @@ class UsmProcessor:
         self._engine.register_transport_dispatcher(self._dispatcher)
         self._users = {u.username.encode(): u for u in users}
         self._registered: set[tuple[bytes, bytes]] = set()
+        self._masters = {u.username.encode(): _master_keys(u) for u in users}  # validates, named by credential
+        self._local_keys: collections.OrderedDict[tuple[bytes, bytes], tuple[Any, Any]] = collections.OrderedDict()
+        self._key_cache_size = _KEY_CACHE_SIZE
         for u in users:
-            protocol_ids(u)  # validate early, with the credential name in the message
             self.add_user(u, None)
+            if self._masters[u.username.encode()].auth_id == snmp_config.USM_AUTH_NONE:
+                self.add_user(u, _WILDCARD_ENGINE)
             for eid in u.engine_ids:
                 self.add_user(u, eid)
         self._pending: list[V3Notification] = []
@@ -149,25 +186,78 @@ class UsmProcessor:
     def knows_user(self, username: bytes) -> bool:
         return username in self._users
 
+    def required_flags(self, username: bytes) -> int:
+        """The msgFlags security bits (0x01 auth, 0x02 priv) a message of `username` must carry.
+
+        pysnmp checks the security level only for messages to its own engine (RFC 3414 3.2.5); for
+        traps, sent by their authoritative engine, a clear-text message naming an authPriv user would
+        otherwise be accepted: the credential's level is the minimum, whoever is authoritative.
+        """
+        m = self._masters[username]
+        auth = 0 if m.auth_id == snmp_config.USM_AUTH_NONE else 0x01
+        priv = 0 if m.priv_id == snmp_config.USM_PRIV_NONE else 0x02
+        return auth | priv
+
     def has_engine(self, username: bytes, engine_id: bytes) -> bool:
-        return engine_id == self.engine_id or (username, engine_id) in self._registered
+        return (
+            engine_id == self.engine_id
+            or (username, engine_id) in self._registered
+            or (username, _WILDCARD_ENGINE) in self._registered
+        )
+
+    def _localised(self, username: bytes, engine_id: bytes) -> tuple[Any, Any]:
+        """(auth, priv) keys of `username` localised to `engine_id`, from a bounded LRU cache."""
+        key = (username, engine_id)
+        keys = self._local_keys.get(key)
+        if keys is not None:
+            self._local_keys.move_to_end(key)
+            return keys
+        m = self._masters[username]
+        eid = v2c.OctetString(engine_id)
+        auth = None if m.auth is None else snmp_config.AUTH_SERVICES[m.auth_id].localize_key(m.auth, eid)
+        priv = None if m.priv is None else snmp_config.PRIV_SERVICES[m.priv_id].localize_key(m.auth_id, m.priv, eid)
+        keys = (auth, priv)
+        self._local_keys[key] = keys
+        while len(self._local_keys) > self._key_cache_size:
+            self._local_keys.popitem(last=False)
+        return keys
 
     def add_user(self, user: UsmUserAuth, engine_id: bytes | None) -> None:
         """Register `user` with keys localised to `engine_id` (None: our engine, used by INFORMs)."""
-        auth, priv = protocol_ids(user)
-        kwargs: dict[str, Any] = {}
-        if engine_id is not None:
-            kwargs["securityEngineId"] = v2c.OctetString(engine_id)
+        username = user.username.encode()
+        m = self._masters[username]
+        eid = engine_id or self.engine_id
+        auth_key, priv_key = self._localised(username, eid)
         snmp_config.add_v3_user(
             self._engine,
             user.username,
-            auth,
-            user.auth_password.get_secret_value() if user.auth_password else None,
-            priv,
-            user.priv_password.get_secret_value() if user.priv_password else None,
-            **kwargs,
+            m.auth_id,
+            auth_key,
+            m.priv_id,
+            priv_key,
+            securityEngineId=v2c.OctetString(eid),
+            authKeyType=snmp_config.USM_KEY_TYPE_LOCALIZED,
+            privKeyType=snmp_config.USM_KEY_TYPE_LOCALIZED,
         )
-        self._registered.add((user.username.encode(), engine_id or self.engine_id))
+        self._registered.add((username, eid))
+
+    def authenticates(self, username: bytes, engine_id: bytes, auth_params: bytes, data: bytes) -> bool:
+        """Whether `data` carries a valid digest for `username`'s key localised to `engine_id`.
+
+        Checked before an engine ID is learnt, so that only a sender holding the key can make the
+        receiver remember anything (RFC 3414 3.2.6, the same check pysnmp then repeats).
+        """
+        m = self._masters.get(username)
+        if m is None or m.auth is None:
+            return False
+        auth_key, _ = self._localised(username, engine_id)
+        try:
+            snmp_config.AUTH_SERVICES[m.auth_id].authenticate_incoming_message(
+                auth_key, v2c.OctetString(auth_params), data
+            )
+        except Exception:  # pysnmp signals a wrong digest (or an unlocatable one) with assorted errors
+            return False
+        return True
 
     def learn_engine(self, username: bytes, engine_id: bytes) -> None:
         user = self._users[username]

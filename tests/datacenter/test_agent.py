@@ -11,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sitivmon.agents.scripted import Outlet, Sensor, Vm, pdu_values, sensor_values, vm_values
 from sitivmon.config.model import SitivmonConfig
 from sitivmon.datacenter.handler import COMMUNE_FAMILIES, FAMILIES, DatacenterHandler
+from sitivmon.datacenter.rows import extract
 from sitivmon.engine.poll import TargetPoll, poll_target
 from sitivmon.profiles.registry import profile_table
 from sitivmon.readings import Quantity
@@ -90,6 +91,15 @@ async def test_ucd_memory_matches_proc_meminfo(agent: Agent) -> None:
     total = samples[("sitivmon_host_memory_total_bytes", (("commune", "shared"), ("target", "dc-1")))]
     assert total == total_kib * 1024
     assert {dict(k[1]).get("period") for k in samples if k[0] == "sitivmon_host_load_average"} == {"1m", "5m", "15m"}
+    # HOST-RESOURCES' RAM row less its buffers and cache rows means what UCD's figure means: the two
+    # sources agree (within what the host's memory moved between the two walks), nothing set aside
+    result = await poll(agent, config, ["host_resources", "ucd"])
+    table = profile_table(config, REPO / "config")
+    _, hr = extract([table["host_resources"]], result.tables, result.scalars)
+    _, ucd = extract([table["ucd"]], result.tables, result.scalars)
+    assert hr.anomalies == [] and ucd.anomalies == []
+    assert hr.memory_used_bytes is not None and ucd.memory_used_bytes is not None
+    assert abs(hr.memory_used_bytes - ucd.memory_used_bytes) < 0.05 * total_kib * 1024, (hr, ucd)
     # dskTable is not used when hrStorageTable is polled: each filesystem once
     roots = [k for k in samples if k[0] == "sitivmon_host_storage_size_bytes" and dict(k[1])["storage"] == "/"]
     assert len(roots) == 1
@@ -115,8 +125,8 @@ async def test_pdu_vms_sensors_attribution_and_energy(agent: Agent) -> None:
     handler = DatacenterHandler(config, base_dir=REPO / "config")
     vms = [Vm("VEN-web-01", 4, 8192), Vm("Ven-db", 8, 32768), Vm("GIV-état-civil", 2, 4096),
            Vm("CORB-gestion", 2, 4096, "poweredOff"), Vm("test-migration", 1, 2048)]
-    sensors = [Sensor("PSU1 Pierre-Bénite", 6, 1950, precision=1), Sensor("PSU2 Rive de Gier", 6, 2, scale=10),
-               Sensor("Inlet", 8, 235, precision=1)]
+    sensors = [Sensor("PSU1 Pierre-Bénite", 6, 1950, precision=1, entity_class=6),
+               Sensor("PSU2 Rive de Gier", 6, 2, scale=10, entity_class=6), Sensor("Inlet", 8, 235, precision=1)]
     set_tables(
         agent,
         [Outlet("VEN-baie-1", 420, 1204), Outlet("GIV-mairie", 310, 877), Outlet("Vaulx-en-Velin NAS", 180, 455),
@@ -212,7 +222,7 @@ async def test_metrics_through_the_monitor_pass_promtool(agent: Agent, tmp_path:
     promtool = require_binary("promtool")
     config = dc_config(agent.port)
     set_tables(agent, [Outlet("VEN-baie-1", 420, 1204), Outlet("spare", 30, None)], [Vm("VEN-a", 2, 1024)],
-               [Sensor("PSU1 Givors", 6, 100)])
+               [Sensor("PSU1 Givors", 6, 100, entity_class=6)])
     handler = DatacenterHandler(config, base_dir=REPO / "config")
     monitor = Monitor(config, handlers=[handler])
     monitor.on_poll(config.targets[0], await poll(agent, config))

@@ -242,3 +242,14 @@ async def test_pages_carry_security_headers(portal: Portal, browser: ClientSessi
 def test_json_download_matches_report_exactly(portal: Portal) -> None:
     doc = portal.service.current("2026-10").report
     assert json.loads(json.dumps(doc)) == doc
+
+
+async def test_an_operations_token_reads_no_figures_over_the_api_nor_reloads(portal: Portal) -> None:
+    async with ClientSession() as session:
+        for path in ("/api/v1/usage/2026-10", "/api/v1/reports/2026-10.json", "/api/v1/reports/2026-10.csv",
+                     "/api/v1/reports/2026-10.json?commune=givors"):
+            async with session.get(portal.url(path), headers={"Authorization": f"Bearer {OPERATIONS}"}) as r:
+                assert r.status == 403, path
+                assert "givors" not in (await r.text()).lower()
+            async with session.get(portal.url(path), headers={"Authorization": f"Bearer {FINANCE}"}) as r:
+                assert r.status == 200, path
