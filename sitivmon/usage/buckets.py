@@ -10,7 +10,9 @@ A bucket holds, for one series (commune, subject, quantity) and one 5-minute slo
   instants: an interval contributes the share of the slot it covers times the samples expected, so a
   slot fully covered by polls at any phase or jitter has received == expected. Intervals flagged GAP
   or UNKNOWN (time the daemon or the agent was not observed) contribute their bytes but no samples.
-  Gauges count readings (1000 each).
+  Gauges count readings (1000 each); the indicators turn them into observed time by holding each
+  reading for its poll interval (`poll_interval_ns`), since counting readings against
+  `300 / interval` cannot work when the interval does not divide five minutes.
 - `flags`: bit set of reset/clamp/gap/unknown, plus PRESENT (the slot has been written at all).
 
 Closed buckets are stored per series and week (epoch-aligned: Thursday 00:00 UTC) as one row whose
@@ -23,11 +25,14 @@ price is that closing a bucket rewrites its series' week row (~10 kB), once per 
 
 from __future__ import annotations
 
+import functools
+import math
 import struct
 import sys
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 from sitivmon.readings import Flag, Quantity
 
@@ -58,9 +63,44 @@ def flag_names(bits: int) -> list[str]:
     return [f.value for f, b in FLAG_BITS.items() if bits & b]
 
 
+MAX_POLL_INTERVAL_S = 3600
+"""Longest poll interval the configuration accepts: `expected_milli` (83 at one hour) must still name
+the interval closely enough for `poll_interval_ns` to recover it, and a reading held longer than an
+hour would stand for a level nobody observed."""
+
+
 def expected_milli(interval_s: float) -> int:
     """Samples expected per bucket, in thousandths, for a poll interval (0 when the interval is unknown)."""
     return round(BUCKET_S * 1000 / interval_s) if interval_s > 0 else 0
+
+
+@functools.lru_cache(maxsize=256)
+def poll_interval_ns(expected: int) -> int:
+    """The poll interval (ns) that produced `expected` samples per bucket; a bucket when unknown.
+
+    `expected_milli` rounds `300000 / interval`, so each stored value stands for a small range of
+    intervals; holding readings for the range's midpoint would drift (90 s is stored as 3333, i.e.
+    90.009 s) and, summed over a month, either invent or lose observed time. Configured intervals are
+    short decimals (`90s`, `250ms`, `7m`, `1h`), so the interval recovered is the one with the fewest
+    significant digits in the range, closest to the midpoint on a tie: exact for every such value.
+    """
+    if expected <= 0:
+        return BUCKET_S * 1_000_000_000
+    total = Fraction(BUCKET_S * 1000)
+    lo, hi = total / (expected + Fraction(1, 2)), total / (expected - Fraction(1, 2))  # (lo, hi]
+    mid = total / expected
+    step = Fraction(1)  # the largest power of ten not above hi: one significant digit
+    while step * 10 <= hi:
+        step *= 10
+    while step > hi:
+        step /= 10
+    for _ in range(15):
+        k_lo, k_hi = math.floor(lo / step) + 1, math.floor(hi / step)
+        if k_lo <= k_hi:
+            best = min((k * step for k in range(k_lo, k_hi + 1)), key=lambda x: (abs(x - mid), x))
+            return round(best * 1_000_000_000)
+        step /= 10
+    return round(mid * 1_000_000_000)
 
 
 @dataclass(slots=True)
@@ -106,11 +146,7 @@ def _enc(vals: list[int], written: bytes | None = None) -> bytes:
         return b"=" + first.to_bytes(8, "little", signed=True)
     if written is not None:
         c = max(vals)
-        if (
-            c <= _INT64_MAX
-            and bytes(1 if v else 0 for v in vals) == written
-            and vals.count(c) == written.count(1)
-        ):
+        if c <= _INT64_MAX and bytes(1 if v else 0 for v in vals) == written and vals.count(c) == written.count(1):
             return b"~" + c.to_bytes(8, "little", signed=True)
     lo, hi = min(vals), max(vals)
     tc = "q"

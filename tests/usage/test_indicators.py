@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from sitivmon.readings import CounterInterval, Flag, GaugeReading, PollBatch, Quantity, UsageKey
+from sitivmon.usage.buckets import MAX_POLL_INTERVAL_S
 from sitivmon.usage.indicators import nearest_rank_p95, usage_document
 from sitivmon.usage.periods import BUCKET_S, Month, month_range
 from sitivmon.usage.store import UsageStore
@@ -324,3 +325,104 @@ def test_document_shape_is_the_allocation_engine_input(store: UsageStore) -> Non
     for i in back["indicators"]:  # exact numbers: ints, or decimal strings
         assert i["value"] is None or isinstance(i["value"], int | str)
         assert isinstance(i["coverage"], str) and 0 <= Decimal(i["coverage"]) <= 1
+
+
+def vm_batches(m: Month, interval: float, wobble: float = 0.0, skip: int | None = None) -> Iterator[PollBatch]:
+    """A VM of Vénissieux polled every `interval` s from 2 h before the month to 2 h after it: 4 vCPUs,
+    8 GiB, 5000 B of storage. Poll k lands at `m.start + k * interval`, moved by +-`wobble` (a fixed
+    pseudo-random sign per poll, as a poll's end time wobbles); poll number `skip` is missed."""
+    keys = [UsageKey(V, "vm-1", q) for q in (Quantity.VCPUS, Quantity.MEMORY_BYTES, Quantity.STORAGE_BYTES)]
+    values = (4.0, float(8 << 30), 5000.0)
+    lead = -int(7200 // interval)
+    for k in range(lead, int((m.end - m.start + 7200) // interval)):
+        if k == skip:
+            continue
+        t = m.start + k * interval + (wobble if (k * 7919) % 13 < 6 else -wobble)
+        yield PollBatch(
+            "dc", t, interval, gauges=tuple(GaugeReading(key, t, v) for key, v in zip(keys, values, strict=True))
+        )
+
+
+GAUGE_INTERVALS = [30.0, 60.0, 90.0, 120.0, 300.0, 600.0, float(MAX_POLL_INTERVAL_S)]
+
+
+@pytest.mark.parametrize(
+    ("interval", "wobble"),
+    [(i, 0.0) for i in GAUGE_INTERVALS] + [(60.0, 1.0), (90.0, 1.0)],
+    ids=[f"{i:g}s" for i in GAUGE_INTERVALS] + ["60s-wobble-1s", "90s-wobble-1s"],
+)
+def test_gauge_hours_and_coverage_at_any_poll_interval(store: UsageStore, interval: float, wobble: float) -> None:
+    """Issue 10 symptom 7: October 2026 (745 h), 4 vCPUs, no reading missed: 2,980 vCPU-hours and
+    coverage 1 whatever the interval (it used to be 0.933 at 90 s, 0.90 at 120 s, half at 600 s)."""
+    m = month_range("2026-10")
+    assert m.hours == 745
+    record(store, vm_batches(m, interval, wobble))
+    doc = doc_for(store, m)
+    for name, value in (
+        ("vcpu_hours", "2980.000000"),
+        ("memory_gib_hours", str(8 * 745) + ".000000"),
+        ("storage", 5000),
+    ):
+        ind = pick(doc, V, name)
+        assert (ind["value"], ind["coverage"], ind["gaps"]) == (value, "1.000000", []), (name, ind)
+    assert pick(doc, V, "storage")["detail"]["byte_hours"] == f"{5000 * 745}.000"
+
+
+@pytest.mark.parametrize("interval", GAUGE_INTERVALS)
+def test_a_missed_gauge_reading_costs_one_interval(store: UsageStore, interval: float) -> None:
+    m = month_range("2026-10")
+    k = int(10 * 86400 // interval)  # a poll in the middle of the month
+    record(store, vm_batches(m, interval, skip=k))
+    doc = doc_for(store, m)
+    seconds = 745 * 3600
+    vh = pick(doc, V, "vcpu_hours")
+    assert Decimal(vh["value"]) == (Fraction(4 * (seconds - int(interval)), 3600)).__round__(6)
+    lost = Fraction(seconds - int(interval), seconds)
+    assert vh["coverage"] == str(
+        (Decimal(lost.numerator) / lost.denominator).quantize(Decimal("0.000001"), "ROUND_FLOOR")
+    )
+    assert pick(doc, V, "storage")["value"] == 5000  # the mean over the observed time is not diluted
+
+
+def test_gauge_buckets_count_observed_time_not_readings() -> None:
+    """Table: readings per bucket at one interval, with the carry between buckets (pure scan)."""
+    from sitivmon.usage.buckets import PRESENT, expected_milli
+    from sitivmon.usage.indicators import scan_gauge
+    from sitivmon.usage.store import SeriesMonth
+
+    cases = [  # (interval s, readings in each bucket, seconds observed)
+        (90, [4, 3, 3] * 4, 12 * 300),
+        (120, [3, 2] * 6, 12 * 300),
+        (600, [1, 0] * 6, 12 * 300),
+        (60, [6, 4, 5, 6, 5, 4], 6 * 300),  # runs of early boundaries: the carry fills the short bucket
+        (60, [5, 5, 4, 5], 1140),  # one reading missed: one interval unobserved
+        (60, [7, 5, 5], 900),  # extra readings (a confirming poll) carry at most one interval
+        (60, [7, 0, 5], 660),
+        (90, [4, 3, 2, 4, 3], 1410),  # one of the 90 s polls missed: one interval unobserved
+        (3600, [1] + [0] * 11 + [1] + [0] * 11, 24 * 300),
+        (3600, [1] + [0] * 23, 12 * 300),  # the next hourly reading missed: its hour unobserved
+    ]
+    for interval, counts, seconds in cases:
+        e = expected_milli(interval)
+        sm = SeriesMonth(UsageKey(V, "vm", Quantity.VCPUS), 0, len(counts))
+        sm.segments[0] = (
+            len(counts),
+            [4000 * c for c in counts],
+            [1000 * c for c in counts],
+            [e if c else 0 for c in counts],
+            [PRESENT if c else 0 for c in counts],
+        )
+        scan = scan_gauge(sm)
+        assert scan.covered_ns == seconds * 1_000_000_000, (interval, counts, scan.covered_ns / 1e9)
+        assert scan.level_seconds() == 4000 * seconds, (interval, counts)  # 4 vCPUs held, milli-vCPU s
+
+
+def test_the_longest_accepted_poll_interval_is_the_one_tested() -> None:
+    from pydantic import ValidationError
+
+    from sitivmon.config.model import PollOverrides, PollSettings
+
+    assert PollSettings(interval="1h").interval == MAX_POLL_INTERVAL_S in GAUGE_INTERVALS
+    for model in (PollSettings, PollOverrides):
+        with pytest.raises(ValidationError, match="less than or equal to 3600"):
+            model(interval="61m")

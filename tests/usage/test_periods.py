@@ -39,7 +39,8 @@ def test_consecutive_months_tile_time() -> None:
 
 
 @pytest.mark.parametrize(
-    "label", ["2026-13", "2026-1", "26-10", "2026/10", "", "2026-00", "2026-10\n", " 2026-10", "0000-01", "9999-12", "1969-12"]
+    "label",
+    ["2026-13", "2026-1", "26-10", "2026/10", "", "2026-00", "2026-10\n", " 2026-10", "0000-01", "9999-12", "1969-12"],
 )
 def test_bad_month_labels(label: str) -> None:
     with pytest.raises(ValueError):
