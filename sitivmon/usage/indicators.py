@@ -99,20 +99,23 @@ class SeriesScan:
     flags: Counter[str]
 
 
-def _reason(f: int, r: int) -> str | None:
+UNTRUSTED = FLAG_BITS[Flag.RESET] | FLAG_BITS[Flag.CLAMP] | FLAG_BITS[Flag.UNKNOWN]
+"""Flags saying a bucket's bytes may be missing or wrong: such a bucket counts 0 toward coverage."""
+_GAP_FLAGS = (Flag.GAP, Flag.UNKNOWN, Flag.RESET, Flag.CLAMP)
+
+
+def _reasons(f: int, r: int) -> tuple[str, ...]:
+    """Why a bucket is a gap (empty when it is not): never written, flagged, or without samples."""
     if not f & PRESENT:
-        return "missing"
-    if f & FLAG_BITS_GAP:
-        return "gap"
-    if f & FLAG_BITS_UNKNOWN:
-        return "unknown"
-    if r <= 0:
-        return "no_sample"
-    return None
+        return ("missing",)
+    out = tuple(flag.value for flag in _GAP_FLAGS if f & FLAG_BITS[flag])
+    if not out and r <= 0:
+        return ("no_sample",)
+    return out
 
 
-FLAG_BITS_GAP = FLAG_BITS[Flag.GAP]
-FLAG_BITS_UNKNOWN = FLAG_BITS[Flag.UNKNOWN]
+def _at(col: Col, i: int) -> int:
+    return col if isinstance(col, int) else col[i]
 
 
 def _const_where_nonzero(col: Col) -> int | None:
@@ -147,24 +150,24 @@ def scan_series(sm: SeriesMonth) -> SeriesScan:
     flags: Counter[str] = Counter()
     runs: list[tuple[int, int, set[str]]] = []
 
-    def add_gap(a: int, b: int, reason: str) -> None:
+    def add_gap(a: int, b: int, reasons: Iterable[str]) -> None:
         if runs and runs[-1][1] == a:
-            runs[-1] = (runs[-1][0], b, runs[-1][2] | {reason})
+            runs[-1] = (runs[-1][0], b, runs[-1][2].union(reasons))
         else:
-            runs.append((a, b, {reason}))
+            runs.append((a, b, set(reasons)))
 
     pos = 0
     for off in sorted(sm.segments):
         length, _v, r, e, f = sm.segments[off]
         if off > pos:
-            add_gap(pos, off, "missing")
+            add_gap(pos, off, ("missing",))
         if f == PRESENT and isinstance(r, int) and isinstance(e, int) and r > 0:  # the common case
             pairs[(r, e)] += length
         elif isinstance(f, int) and isinstance(r, int) and isinstance(e, int):
-            reason = _reason(f, r)
-            if reason is not None:
-                add_gap(off, off + length, reason)
-            if f & PRESENT:
+            reasons = _reasons(f, r)
+            if reasons:
+                add_gap(off, off + length, reasons)
+            if f & PRESENT and not f & UNTRUSTED:
                 pairs[(r, e)] += length
             for name, bit in FLAG_BITS.items():
                 if f & bit:
@@ -172,6 +175,7 @@ def scan_series(sm: SeriesMonth) -> SeriesScan:
         else:
             # flags fit in a byte; unwritten slots are all-zero, written ones carry PRESENT
             fbytes = bytes([f]) * length if isinstance(f, int) else bytes(f)
+            ec = e if isinstance(e, int) else _const_where_nonzero(e)  # the expected each pair was keyed by
             if isinstance(r, int) and isinstance(e, int):
                 pairs[(r, e)] += length - fbytes.count(0)
             else:
@@ -185,16 +189,18 @@ def scan_series(sm: SeriesMonth) -> SeriesScan:
             for i in special:
                 fb = fbytes[i]
                 rb = r if isinstance(r, int) else r[i]
-                reason = _reason(fb, rb)
-                if reason is not None:
-                    add_gap(off + i, off + i + 1, reason)
+                reasons = _reasons(fb, rb)
+                if reasons:
+                    add_gap(off + i, off + i + 1, reasons)
+                if fb & PRESENT and fb & UNTRUSTED:  # counted above with the others: take it back
+                    pairs[(rb, ec if ec is not None else _at(e, i))] -= 1
                 if fb & ~PRESENT:
                     for name, bit in FLAG_BITS.items():
                         if fb & bit:
                             flags[name.value] += 1
         pos = off + length
     if pos < sm.n:
-        add_gap(pos, sm.n, "missing")
+        add_gap(pos, sm.n, ("missing",))
     for (r, e), count in pairs.items():
         covered += count * _bucket_cov(r, e)
     return SeriesScan(covered, [(a, b, frozenset(s)) for a, b, s in runs], flags)

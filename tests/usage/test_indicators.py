@@ -156,7 +156,9 @@ def test_reset_and_clamp_are_counted_and_flagged(store: UsageStore) -> None:
     vin = pick(doc_for(store, m, "l1"), V, "traffic_volume", "in")
     assert vin["value"] == 10 * 744 * 3600 - 3000 + 1234 - 3000
     assert vin["detail"]["flagged_buckets"] == {"clamp": 2, "reset": 2}  # each interval spans 2 buckets
-    assert vin["coverage"] == "1.000000" and vin["gaps"] == []
+    # issue 10 symptom 4: bytes may be missing (reset) or wrong (clamp): those buckets lower coverage
+    assert vin["coverage"] == str((Decimal(8928 - 4) / 8928).quantize(Decimal("0.000001"), "ROUND_FLOOR"))
+    assert [(g["buckets"], g["reasons"]) for g in vin["gaps"]] == [(2, ["reset"]), (2, ["clamp"])]
 
 
 def test_interval_straddling_the_month_boundary_is_split(store: UsageStore) -> None:
@@ -426,3 +428,39 @@ def test_the_longest_accepted_poll_interval_is_the_one_tested() -> None:
     for model in (PollSettings, PollOverrides):
         with pytest.raises(ValidationError, match="less than or equal to 3600"):
             model(interval="61m")
+
+
+# (flags of the bucket, received_milli, expected_milli) -> what the bucket counts toward coverage, gap reasons
+FLAGGED_BUCKETS = [
+    (frozenset(), 5000, 5000, Fraction(1), ()),
+    (frozenset(), 2500, 5000, Fraction(1, 2), ()),
+    (frozenset(), 0, 5000, Fraction(0), ("no_sample",)),
+    (frozenset({Flag.RESET}), 5000, 5000, Fraction(0), ("reset",)),
+    (frozenset({Flag.CLAMP}), 5000, 5000, Fraction(0), ("clamp",)),
+    (frozenset({Flag.UNKNOWN}), 2500, 5000, Fraction(0), ("unknown",)),
+    (frozenset({Flag.GAP}), 2500, 5000, Fraction(1, 2), ("gap",)),  # bytes exact, time half observed
+    (frozenset({Flag.GAP}), 0, 5000, Fraction(0), ("gap",)),
+    (frozenset({Flag.GAP, Flag.RESET}), 2500, 5000, Fraction(0), ("gap", "reset")),
+]
+
+
+@pytest.mark.parametrize("layout", ["constant", "array"])
+@pytest.mark.parametrize(("flags", "received", "expected", "counts", "reasons"), FLAGGED_BUCKETS)
+def test_how_a_flagged_bucket_counts_toward_coverage(
+    layout: str, flags: frozenset[Flag], received: int, expected: int, counts: Fraction, reasons: tuple[str, ...]
+) -> None:
+    """Every flag meaning "bytes may be missing or wrong" lowers coverage (docs/usage.md, Coverage)."""
+    from sitivmon.usage.buckets import PRESENT, flag_bits
+    from sitivmon.usage.indicators import scan_series
+    from sitivmon.usage.store import SeriesMonth
+
+    f = flag_bits(flags) | PRESENT
+    sm = SeriesMonth(UsageKey(V, "l1", Quantity.TRAFFIC_IN), 0, 4)
+    if layout == "constant":  # a run of 4 such buckets
+        sm.segments[0] = (4, 100, received, expected, f)
+        assert scan_series(sm).covered == 4 * counts
+        assert [(a, b, sorted(r)) for a, b, r in scan_series(sm).gaps] == ([(0, 4, list(reasons))] if reasons else [])
+    else:  # the bucket among plain ones
+        sm.segments[0] = (4, [100] * 4, [5000, received, 5000, 5000], [5000] * 4, [PRESENT, f, PRESENT, PRESENT])
+        assert scan_series(sm).covered == 3 + counts
+        assert [(a, b, sorted(r)) for a, b, r in scan_series(sm).gaps] == ([(1, 2, list(reasons))] if reasons else [])
