@@ -18,9 +18,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sitivmon.allocation.arithmetic import Part, largest_remainder
 from sitivmon.allocation.config import AllocationConfig, CommuneLike, KnownCommune, Project
-from sitivmon.usage.periods import month_range
+from sitivmon.usage.periods import month_range, parse_month
 
-MONTH_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+MONTH_RE = re.compile(r"\A\d{4}-(0[1-9]|1[0-2])\Z")
+"""Shape of a month label, anchored at both ends (`$` would accept a final newline); a label entering
+from outside goes through `sitivmon.usage.periods.parse_month`, which also bounds the year."""
 
 
 class UsageDocumentError(ValueError):
@@ -121,6 +123,10 @@ def parse_usage(
     doc_month = data.get("month")
     if not isinstance(doc_month, str) or not MONTH_RE.match(doc_month):
         raise UsageDocumentError(source, [f"month: expected YYYY-MM, got {doc_month!r}"])
+    try:
+        parse_month(doc_month)  # the year's range
+    except ValueError as exc:
+        raise UsageDocumentError(source, [f"month: {exc}"]) from None
     if month is not None and doc_month != month:
         raise UsageDocumentError(source, [f"month: the file is for {doc_month}, not {month}"])
     tzname = data.get("timezone")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -665,12 +666,16 @@ def usage_document(
     links: Iterable[UsageKey] = (),
     *,
     until: int | None = None,
+    now: float | None = None,
 ) -> dict[str, Any]:
     """The allocation engine's input for `month` (see docs/usage.md for every field).
 
     `links`: keys expected from the configuration (a configured link that never reported shows with
     coverage 0 instead of being absent). `until` limits the period (month to date), bucket aligned.
+    `now` (default: the clock) decides whether the month is over: until its end in the month's
+    timezone it is `provisional` and never `complete`, whatever the period covers.
     """
+    provisional = (time.time() if now is None else now) < month.end
     end = month.end if until is None else max(month.start, min(month.end, until))
     n = (end - month.start) // BUCKET_S
     data = store.month_series(month.start, end, links) if n else {}
@@ -687,7 +692,8 @@ def usage_document(
             "end": month.local_iso(end),
             "hours": (end - month.start) // 3600,
             "buckets": n,
-            "complete": end == month.end,
+            "complete": end == month.end and not provisional,
+            "provisional": provisional,
         },
         "rules": {
             "numbers": "integers as JSON integers; other values as decimal strings (parse with Decimal)",

@@ -320,6 +320,7 @@ def test_document_shape_is_the_allocation_engine_input(store: UsageStore) -> Non
         "hours": 745,
         "buckets": 8940,
         "complete": True,
+        "provisional": False,
     }
     first = pick(back, V, "traffic_volume", "in")
     assert {"commune", "insee", "indicator", "direction", "value", "unit", "coverage", "gaps"} <= set(first)
