@@ -149,7 +149,7 @@ def _allocate(args: argparse.Namespace, config_loader: ConfigLoader) -> int:
             communes, timezone = root.communes, root.timezone
             config_sha = sha256_bytes(args.config.read_bytes())
         else:
-            communes = communes_from_usage(usage_data)
+            communes = communes_from_usage(usage_data, source=str(args.usage))
         allocation_bytes = read_allocation_file(args.allocation)
         config = parse_allocation(allocation_bytes, communes, source=str(args.allocation))
         usage = parse_usage(usage_data, communes, month=args.month, timezone=timezone, source=str(args.usage))

@@ -393,3 +393,26 @@ def test_archive_refuses_month_labels_it_would_never_find_again(root_config: Pat
             archive.latest(label)
         with pytest.raises(ValueError, match="month"):
             archive.revisions(label)
+
+
+def test_allocate_usage_with_a_duplicate_insee_code_is_a_located_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two communes of a usage file sharing an INSEE code gave a traceback from the arithmetic."""
+    from sitivmon.cli import main
+
+    data = json.loads(USAGE_FILE.read_text(encoding="utf-8"))
+    givors = next(r["insee"] for r in data["indicators"] if r["commune"] == "givors")
+    for r in data["indicators"]:
+        if r["commune"] == "grigny":
+            r["insee"] = givors
+    first_grigny = next(i for i, r in enumerate(data["indicators"]) if r["commune"] == "grigny")
+    usage = tmp_path / "usage.json"
+    usage.write_text(json.dumps(data), encoding="utf-8")
+    out = tmp_path / "out.json"
+    code = main(["allocate", "--allocation", str(EXAMPLE_ALLOCATION), "--usage", str(usage), "--output", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert f"indicators[{first_grigny}].insee: '{givors}' of grigny is already the INSEE code of givors" in err
+    assert err.count("already the INSEE code") == 1  # once per commune, not once per row
+    assert not out.exists()
