@@ -465,3 +465,26 @@ def test_how_a_flagged_bucket_counts_toward_coverage(
         sm.segments[0] = (4, [100] * 4, [5000, received, 5000, 5000], [5000] * 4, [PRESENT, f, PRESENT, PRESENT])
         assert scan_series(sm).covered == 3 + counts
         assert [(a, b, sorted(r)) for a, b, r in scan_series(sm).gaps] == ([(1, 2, list(reasons))] if reasons else [])
+
+
+@pytest.mark.parametrize("interval", [90.0, 120.0, 600.0])
+def test_gauge_projects_do_not_fall_back_when_no_reading_is_missed(store: UsageStore, interval: float) -> None:
+    """The money end of symptom 7: storage, vCPU and memory projects used to fall back to their key."""
+    import yaml
+
+    from sitivmon.allocation.config import parse_allocation
+    from sitivmon.allocation.engine import allocate, load_usage_json, parse_usage
+
+    m = month_range("2026-10")
+    record(store, vm_batches(m, interval))
+    doc = load_usage_json(json.dumps(doc_for(store, m)))
+    equal = {c.id: "12.5%" for c in communes()}
+    projects = [
+        {"name": q, "budget": "1000.00", "basis": f"usage:{q}", "fallback": "equal", "communes": [V]}
+        for q in ("vcpu_hours", "memory_gib_hours", "storage")
+    ]
+    config = parse_allocation(yaml.safe_dump({"keys": {"equal": equal}, "projects": projects}), communes())
+    result = allocate(config, parse_usage(doc, communes(), month="2026-10"), communes())
+    assert [(p.project, p.fallback_used, p.fallback_reason) for p in result.projects] == [
+        (q, False, None) for q in ("vcpu_hours", "memory_gib_hours", "storage")
+    ]
