@@ -488,3 +488,16 @@ def test_gauge_projects_do_not_fall_back_when_no_reading_is_missed(store: UsageS
     assert [(p.project, p.fallback_used, p.fallback_reason) for p in result.projects] == [
         (q, False, None) for q in ("vcpu_hours", "memory_gib_hours", "storage")
     ]
+
+
+@pytest.mark.parametrize("interval", [90.0, 120.0, 600.0, 3600.0])
+def test_availability_is_observed_in_full_at_any_poll_interval(store: UsageStore, interval: float) -> None:
+    """The link state is a gauge too: at 90 s its coverage was 0.933, at 600 s half its buckets unknown."""
+    m = month_range("2026-10")
+    record(store, poll_link(V, "l1", m.start - 7200, m.end + 7200, interval, linear(10)))
+    doc = doc_for(store, m, "l1")
+    av = pick(doc, V, "availability")
+    assert (av["value"], av["coverage"], av["gaps"]) == ("1.000000", "1.000000", [])
+    assert av["detail"]["up_buckets"] == m.buckets and av["detail"]["unknown_buckets"] == 0
+    vin = pick(doc, V, "traffic_volume", "in")
+    assert (vin["value"], vin["coverage"]) == (10 * 745 * 3600, "1.000000")
