@@ -13,7 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from sitivmon.allocation.config import ApiConfig
 from sitivmon.config.secrets import Secret
@@ -22,12 +22,15 @@ from sitivmon.mqtt.config import MqttConfig
 from sitivmon.profiles.user import UserProfile
 from sitivmon.traps.config import TrapConfig
 from sitivmon.units import parse_capacity_bytes_per_second, parse_duration
-from sitivmon.usage.buckets import MAX_POLL_INTERVAL_S
+from sitivmon.usage.buckets import MAX_POLL_INTERVAL_S, check_recordable_interval
 from sitivmon.usage.config import UsageSettings
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
-PollInterval = Annotated[float, BeforeValidator(parse_duration), Field(le=MAX_POLL_INTERVAL_S)]
-"""At most an hour: usage accounting holds a gauge reading for one interval (sitivmon.usage.buckets)."""
+PollInterval = Annotated[
+    float, BeforeValidator(parse_duration), Field(le=MAX_POLL_INTERVAL_S), AfterValidator(check_recordable_interval)
+]
+"""At most an hour, and one the usage store records exactly: usage accounting holds a gauge reading for
+one interval (sitivmon.usage.buckets)."""
 CapacityBytes = Annotated[int, BeforeValidator(parse_capacity_bytes_per_second)]
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")

@@ -82,25 +82,49 @@ def poll_interval_ns(expected: int) -> int:
     intervals; holding readings for the range's midpoint would drift (90 s is stored as 3333, i.e.
     90.009 s) and, summed over a month, either invent or lose observed time. Configured intervals are
     short decimals (`90s`, `250ms`, `7m`, `1h`), so the interval recovered is the one with the fewest
-    significant digits in the range, closest to the midpoint on a tie: exact for every such value.
+    significant digits in the range (whole minutes first), closest to the midpoint on a tie: exact for
+    every whole second up to 552 s, tenth of a second up to 175.8 s, millisecond up to 17.4 s, every
+    whole minute up to the hour and round values (2000 s); the configuration refuses the others
+    (`check_recordable_interval`).
     """
     if expected <= 0:
         return BUCKET_S * 1_000_000_000
     total = Fraction(BUCKET_S * 1000)
-    lo, hi = total / (expected + Fraction(1, 2)), total / (expected - Fraction(1, 2))  # (lo, hi]
+    lo, hi = total / (expected + Fraction(1, 2)), total / (expected - Fraction(1, 2))  # round() is half-even
     mid = total / expected
-    step = Fraction(1)  # the largest power of ten not above hi: one significant digit
+    steps: list[Fraction] = [Fraction(60)] if hi >= 60 else []  # whole minutes (`33m`) first
+    step = Fraction(1)  # then the largest power of ten not above hi: one significant digit, two...
     while step * 10 <= hi:
         step *= 10
     while step > hi:
         step /= 10
-    for _ in range(15):
-        k_lo, k_hi = math.floor(lo / step) + 1, math.floor(hi / step)
+    steps += [step / 10**k for k in range(15)]
+    for step in steps:
+        k_lo, k_hi = math.ceil(lo / step), math.floor(hi / step)
         if k_lo <= k_hi:
             best = min((k * step for k in range(k_lo, k_hi + 1)), key=lambda x: (abs(x - mid), x))
             return round(best * 1_000_000_000)
-        step /= 10
     return round(mid * 1_000_000_000)
+
+
+def check_recordable_interval(interval_s: float) -> float:
+    """Refuse a poll interval that `poll_interval_ns` cannot recover from the stored samples count.
+
+    Above 552 s several whole seconds give the same `expected_milli` (553 s and 554 s both give
+    542), and a reading held a few seconds too short leaves every bucket a little unobserved, too long
+    hides missed readings. Whole minutes, round values and every whole second up to 552 s are recorded
+    exactly; for the others the error names the nearest ones that are.
+    """
+    want = round(interval_s * 1_000_000_000)
+    e = expected_milli(interval_s)
+    if e > 0 and poll_interval_ns(e) == want:
+        return interval_s
+    near = sorted({poll_interval_ns(x) for x in (e - 1, e, e + 1) if x > 0}, key=lambda ns: abs(ns - want))
+    hint = " or ".join(f"{ns / 1e9:g}s" for ns in sorted(near[:2]))
+    raise ValueError(
+        f"a poll interval of {interval_s:g}s cannot be recorded exactly by usage accounting"
+        f" (samples per 5 minutes are kept to 3 decimals): use e.g. {hint}"
+    )
 
 
 @dataclass(slots=True)

@@ -429,6 +429,32 @@ def test_the_longest_accepted_poll_interval_is_the_one_tested() -> None:
     for model in (PollSettings, PollOverrides):
         with pytest.raises(ValidationError, match="less than or equal to 3600"):
             model(interval="61m")
+        with pytest.raises(ValidationError, match=r"2005s cannot be recorded exactly .* use e.g. 2000s or 2010s"):
+            model(interval="2005s")
+
+
+@pytest.mark.parametrize(
+    "interval",
+    [0.001, 0.25, 1.3, 7, 11, 11.3, 17, 30, 59, 60, 61, 90, 120, 150, 300, 420, 552, 600, 780]
+    + [60.0 * m for m in range(1, 61)]
+    + [2000, 2500, 3000],
+)
+def test_every_accepted_interval_is_recovered_exactly_from_the_store(interval: float) -> None:
+    """Gauges are held for the interval recovered from `expected_milli`: it must be the configured one."""
+    from sitivmon.usage.buckets import check_recordable_interval, expected_milli, poll_interval_ns
+
+    assert check_recordable_interval(float(interval)) == interval
+    assert poll_interval_ns(expected_milli(interval)) == round(interval * 1_000_000_000)
+
+
+@pytest.mark.parametrize(
+    ("interval", "hint"), [(553, "552s or 554s"), (2005, "2000s or 2010s"), (3599, "3570s or 3600s")]
+)
+def test_intervals_the_store_cannot_tell_apart_are_refused(interval: float, hint: str) -> None:
+    from sitivmon.usage.buckets import check_recordable_interval
+
+    with pytest.raises(ValueError, match=f"use e.g. {hint}"):
+        check_recordable_interval(float(interval))
 
 
 # (flags of the bucket, received_milli, expected_milli) -> what the bucket counts toward coverage, gap reasons
