@@ -13,7 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from sitivmon.allocation.config import ApiConfig
 from sitivmon.config.secrets import Secret
@@ -27,7 +27,7 @@ from sitivmon.usage.config import UsageSettings
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 PollInterval = Annotated[
-    float, BeforeValidator(parse_duration), Field(le=MAX_POLL_INTERVAL_S), AfterValidator(check_recordable_interval)
+    float, BeforeValidator(lambda v: check_recordable_interval(parse_duration(v))), Field(le=MAX_POLL_INTERVAL_S)
 ]
 """At most an hour, and one the usage store records exactly: usage accounting holds a gauge reading for
 one interval (sitivmon.usage.buckets)."""

@@ -115,6 +115,8 @@ def check_recordable_interval(interval_s: float) -> float:
     hides missed readings. Whole minutes, round values and every whole second up to 552 s are recorded
     exactly; for the others the error names the nearest ones that are.
     """
+    if interval_s > MAX_POLL_INTERVAL_S:
+        raise ValueError(f"a poll interval must be at most {MAX_POLL_INTERVAL_S}s (1h), got {interval_s:g}s")
     want = round(interval_s * 1_000_000_000)
     e = expected_milli(interval_s)
     if e > 0 and poll_interval_ns(e) == want:
