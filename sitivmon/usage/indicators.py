@@ -244,8 +244,8 @@ def scan_gauge(sm: SeriesMonth, held: Held | None = None) -> GaugeScan:
 
     A bucket's readings stand for `readings x interval` of observed time (`poll_interval_ns`). What
     passes the end of the bucket is carried into the next ones, at most one interval (the staleness
-    limit: a reading says nothing about the level later than one poll after it), and a newer reading
-    replaces the carried one. So a bucket is fully observed when its own readings, plus the hold of
+    limit: a reading says nothing about the level later than one poll after it, so extra readings,
+    e.g. a confirming poll, never stretch the hold further). So a bucket is fully observed when its own readings, plus the hold of
     the previous ones, cover it: whatever the interval's phase against the buckets (90 s polls put 3
     or 4 readings in a bucket, 600 s polls one in every other bucket) a month with no reading missed
     is observed in full, and each missed reading costs exactly one interval. A bucket's level is the
