@@ -245,12 +245,12 @@ def scan_gauge(sm: SeriesMonth, held: Held | None = None) -> GaugeScan:
     A bucket's readings stand for `readings x interval` of observed time (`poll_interval_ns`). What
     passes the end of the bucket is carried into the next ones, at most one interval (the staleness
     limit: a reading says nothing about the level later than one poll after it, so extra readings,
-    e.g. a confirming poll, never stretch the hold further). So a bucket is fully observed when its own readings, plus the hold of
-    the previous ones, cover it: whatever the interval's phase against the buckets (90 s polls put 3
-    or 4 readings in a bucket, 600 s polls one in every other bucket) a month with no reading missed
-    is observed in full, and each missed reading costs exactly one interval. A bucket's level is the
-    mean of its readings, or the carried level when it has none. `held` seeds the carry from the
-    buckets before the period (see `usage_document`).
+    e.g. a confirming poll, never stretch the hold further). So a bucket is fully observed when its
+    own readings, plus the hold of the previous ones, cover it: whatever the interval's phase against
+    the buckets (90 s polls put 3 or 4 readings in a bucket, 600 s polls one in every other bucket),
+    a month with no reading missed is observed in full, and each missed reading costs exactly one
+    interval. A bucket's level is the mean of its readings, or the carried level when it has none.
+    `held` seeds the carry from the buckets before the period (see `usage_document`).
     """
     h = Held(held.carry_ns, held.value, held.readings) if held is not None else Held()
     covered = 0
