@@ -18,7 +18,7 @@ from typing import Any, Literal, Protocol
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from sitivmon.allocation.arithmetic import euros_to_cents
+from sitivmon.allocation.arithmetic import euros_to_cents, exact
 from sitivmon.config.locations import format_loc
 from sitivmon.config.secrets import Secret
 
@@ -155,6 +155,9 @@ def _loc(parts: Sequence[int | str]) -> str:
     return format_loc(parts) or "(top level)"
 
 
+SHARE_DECIMALS = 30
+"""Decimals a share may have: any sum of shares then stays far inside `arithmetic.EXACT_DIGITS`."""
+
 _PERCENT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*%\s*$")
 
 
@@ -163,7 +166,8 @@ def parse_share(value: Decimal | str) -> Decimal:
     if isinstance(value, str):
         m = _PERCENT.match(value)
         if m:
-            return Decimal(m.group(1)) / 100
+            with exact():  # 35 digits must not become 28 silently
+                return parse_share(Decimal(m.group(1)) / 100)
         try:
             value = Decimal(value.strip())
         except InvalidOperation:
@@ -174,11 +178,14 @@ def parse_share(value: Decimal | str) -> Decimal:
         raise ValueError(f"share must be a non-negative number, got {value}")
     if value > 1:
         raise ValueError(f"share {value} is more than 1: write {value}% for a percentage")
+    if value and value.as_tuple().exponent < -SHARE_DECIMALS:  # type: ignore[operator]
+        raise ValueError(f"share {value} has more than {SHARE_DECIMALS} decimals")
     return value
 
 
 def _percent(value: Decimal) -> str:
-    return f"{(value * 100).normalize():f} %"
+    with exact():
+        return f"{value.scaleb(2).normalize():f} %"
 
 
 def parse_basis(text: str) -> Basis:
@@ -222,7 +229,8 @@ def _check_keys(raw: _AllocationModel, known: Mapping[str, CommuneLike], errors:
             errors.append(f"keys.{name}: a key needs at least one commune")
             ok = False
         if ok:
-            total = sum(shares.values(), Decimal(0))
+            with exact():  # never rounded: shares summing to 1 only at 28 digits are not 100 %
+                total = sum(shares.values(), Decimal(0))
             if total != 1:
                 errors.append(f"keys.{name}: shares sum to {_percent(total)}, not exactly 100 %")
                 ok = False
@@ -293,7 +301,7 @@ def _check_project(
         missing = [c for c in communes if c not in shares]
         if missing:
             errors.append(f"{where}.{label}: key {key_name!r} has no share for {', '.join(missing)}")
-        elif sum((shares[c] for c in communes), Decimal(0)) == 0:
+        elif not any(shares[c] for c in communes):
             errors.append(f"{where}.{label}: key {key_name!r} gives these communes a total share of 0")
     if len(errors) > n_before:
         return None

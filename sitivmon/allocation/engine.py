@@ -16,11 +16,19 @@ from fractions import Fraction
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sitivmon.allocation.arithmetic import Part, largest_remainder
+from sitivmon.allocation.arithmetic import Part, exact, largest_remainder
 from sitivmon.allocation.config import AllocationConfig, CommuneLike, KnownCommune, Project
-from sitivmon.usage.periods import month_range
+from sitivmon.usage.periods import month_range, parse_month
 
-MONTH_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+MONTH_RE = re.compile(r"\A\d{4}-(0[1-9]|1[0-2])\Z")
+"""Shape of a month label, anchored at both ends (`$` would accept a final newline); a label entering
+from outside goes through `sitivmon.usage.periods.parse_month`, which also bounds the year."""
+
+
+MAX_USAGE_VALUE = 10**24
+"""Largest figure a usage document may carry (a month of 10 Gbit/s is ~3.4e15 bytes): weights become
+exact fractions, so an absurd exponent must be refused here rather than expanded."""
+USAGE_DECIMALS = 12
 
 
 class UsageDocumentError(ValueError):
@@ -71,13 +79,32 @@ def load_usage_json(text: str | bytes) -> Any:
     return json.loads(text, parse_float=Decimal)
 
 
-def communes_from_usage(data: Any) -> list[KnownCommune]:
-    """The communes named in a usage document (for `allocate` without a root config)."""
+def communes_from_usage(data: Any, source: str = "usage") -> list[KnownCommune]:
+    """The communes named in a usage document (for `allocate` without a root config).
+
+    An INSEE code is the tie-break of every split and the commune's identity for finance: two communes
+    sharing one is refused here, with the rows that say so, rather than deep in the arithmetic.
+    """
     seen: dict[str, KnownCommune] = {}
+    owner: dict[str, tuple[str, int]] = {}
+    reported: set[tuple[str, str]] = set()
+    errors: list[str] = []
     rows = data.get("indicators") if isinstance(data, Mapping) else None
-    for r in rows if isinstance(rows, list) else []:
+    for i, r in enumerate(rows if isinstance(rows, list) else []):
         if isinstance(r, Mapping) and isinstance(r.get("commune"), str) and isinstance(r.get("insee"), str):
-            seen.setdefault(r["commune"], KnownCommune(id=r["commune"], name=r["commune"], insee=r["insee"]))
+            commune, insee = r["commune"], r["insee"]
+            first = owner.setdefault(insee, (commune, i))
+            if first[0] != commune:
+                if (insee, commune) not in reported:  # once per commune, not once per row
+                    reported.add((insee, commune))
+                    errors.append(
+                        f"indicators[{i}].insee: {insee!r} of {commune} is already the INSEE code of"
+                        f" {first[0]} (indicators[{first[1]}])"
+                    )
+                continue
+            seen.setdefault(commune, KnownCommune(id=commune, name=commune, insee=insee))
+    if errors:
+        raise UsageDocumentError(source, errors)
     return list(seen.values())
 
 
@@ -121,6 +148,10 @@ def parse_usage(
     doc_month = data.get("month")
     if not isinstance(doc_month, str) or not MONTH_RE.match(doc_month):
         raise UsageDocumentError(source, [f"month: expected YYYY-MM, got {doc_month!r}"])
+    try:
+        parse_month(doc_month)  # the year's range
+    except ValueError as exc:
+        raise UsageDocumentError(source, [f"month: {exc}"]) from None
     if month is not None and doc_month != month:
         raise UsageDocumentError(source, [f"month: the file is for {doc_month}, not {month}"])
     tzname = data.get("timezone")
@@ -184,6 +215,8 @@ def parse_usage(
             value = None if r.get("value") is None else _decimal(r.get("value"))  # null: no data at all
             if value is not None and value < 0:
                 raise ValueError(f"must not be negative, got {value}")
+            if value is not None and (value > MAX_USAGE_VALUE or value.as_tuple().exponent < -USAGE_DECIMALS):  # type: ignore[operator]
+                raise ValueError(f"{value} is out of range: at most {MAX_USAGE_VALUE:,} with {USAGE_DECIMALS} decimals")
         except ValueError as exc:
             errors.append(f"{where}.value: {exc}")
             continue
@@ -278,7 +311,8 @@ def measure(usage: UsageDocument, commune: str, indicator: str, direction: str |
     """
     if indicator == "traffic_volume" and direction is None:
         parts = [usage.row(commune, indicator, d) for d in ("in", "out")]
-        value = sum((p.value for p in parts if p is not None and p.value is not None), Decimal(0))
+        with exact():  # bounded at parse (MAX_USAGE_VALUE): in + out never rounds
+            value = sum((p.value for p in parts if p is not None and p.value is not None), Decimal(0))
         coverage = min((p.coverage if p is not None else Decimal(0)) for p in parts)
         return Measure(value=value, coverage=coverage)
     if indicator == "traffic_p95" and direction is None:
@@ -341,14 +375,14 @@ def allocate(config: AllocationConfig, usage: UsageDocument, communes: Sequence[
                 c: measure(usage, c, project.basis.indicator, project.basis.direction) for c in project.communes
             }
             poor = [c for c, m in measures.items() if m.coverage < project.min_coverage]
-            total = sum((m.value for m in measures.values()), Decimal(0))
+            total_is_zero = not any(m.value for m in measures.values())  # values are >= 0
             if poor:
                 detail = ", ".join(
                     f"{c} {_pct(measures[c].coverage)}" if measures[c].coverage > 0 else f"{c} no data"
                     for c in sorted(poor, key=lambda c: known[c].insee)
                 )
                 reason = f"coverage below {_pct(project.min_coverage)}: {detail}"
-            elif total == 0:
+            elif total_is_zero:
                 reason = f"{basis} totals zero over the project's communes"
             if reason is None:
                 weights = {c: m.value for c, m in measures.items()}
