@@ -15,7 +15,14 @@ from typing import Any, Literal
 from sitivmon import __version__
 from sitivmon.allocation.arithmetic import fraction_to_decimal
 from sitivmon.allocation.config import parse_basis
-from sitivmon.allocation.engine import AllocationResult, IndicatorRow, UsageDocument, measure
+from sitivmon.allocation.engine import (
+    AllocationLine,
+    AllocationResult,
+    IndicatorRow,
+    ProjectOutcome,
+    UsageDocument,
+    measure,
+)
 
 SHARE_PLACES = 10
 Status = Literal["provisional", "final"]
@@ -102,31 +109,8 @@ def build_report(
     if usage_sha256 is not None:
         header["usage_sha256"] = usage_sha256
     indicators = indicator_rows(usage)
-    allocations = [
-        {
-            "project": line.project,
-            "commune": line.commune,
-            "insee": line.insee,
-            "basis": line.basis,
-            "basis_value": dec_text(line.basis_value),
-            "share": share_text(line.share),
-            "amount_cents": line.amount_cents,
-            "rounding_adjustment_cents": line.rounding_adjustment_cents,
-            "fallback_used": line.fallback_used,
-        }
-        for line in result.lines
-    ]
-    projects = [
-        {
-            "project": p.project,
-            "budget_cents": p.budget_cents,
-            "basis": p.basis,
-            "basis_used": p.basis_used,
-            "fallback_used": p.fallback_used,
-            "fallback_reason": p.fallback_reason,
-        }
-        for p in result.projects
-    ]
+    allocations = [_allocation_row(line) for line in result.lines]
+    projects = [_project_row(p) for p in result.projects]
     controls = [
         {
             "project": p.project,
@@ -144,6 +128,71 @@ def build_report(
         "projects": projects,
         "controls": controls,
     }
+
+
+def _allocation_row(line: AllocationLine) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "project": line.project,
+        "commune": line.commune,
+        "insee": line.insee,
+        "basis": line.basis,
+        "basis_value": dec_text(line.basis_value) if not line.parts else share_text(line.share),
+        "share": share_text(line.share),
+        "amount_cents": line.amount_cents,
+        "rounding_adjustment_cents": line.rounding_adjustment_cents,
+        "fallback_used": line.fallback_used,
+    }
+    if line.parts:  # mixed project: the amount is the sum of these, each the commune's share of one part
+        row["parts"] = [
+            {
+                "part": p.part,
+                "weight": dec_text(p.weight),
+                "basis": p.basis,
+                "basis_value": dec_text(p.basis_value),
+                "share": share_text(p.share),
+                "amount_cents": p.amount_cents,
+                "rounding_adjustment_cents": p.rounding_adjustment_cents,
+                "fallback_used": p.fallback_used,
+            }
+            for p in line.parts
+        ]
+    return row
+
+
+def _project_row(p: ProjectOutcome) -> dict[str, Any]:
+    """Only the fields that carry something are added to the base row, so that months closed by an
+    earlier version compare equal when no figure moved."""
+    row: dict[str, Any] = {
+        "project": p.project,
+        "budget_cents": p.budget_cents,
+        "basis": p.basis,
+        "basis_used": p.basis_used,
+        "fallback_used": p.fallback_used,
+        "fallback_reason": p.fallback_reason,
+    }
+    if p.fallback_used and p.fallback_cause is not None:
+        row["fallback_cause"] = p.fallback_cause
+        if p.min_coverage is not None:
+            row["min_coverage"] = dec_text(p.min_coverage)
+    if p.parts:
+        row["parts"] = [
+            {
+                "part": o.part,
+                "weight": dec_text(o.weight),
+                "budget_cents": o.budget_cents,
+                "basis": o.basis,
+                "basis_used": o.basis_used,
+                "fallback_used": o.fallback_used,
+                "fallback_cause": o.fallback_cause,
+                "fallback_reason": o.fallback_reason,
+                "min_coverage": dec_text(o.min_coverage),
+            }
+            for o in p.parts
+        ]
+    if p.annual_budget_cents is not None:
+        row["annual_budget_cents"] = p.annual_budget_cents
+        row["year_to_date_budget_cents"] = p.year_to_date_budget_cents
+    return row
 
 
 # Header fields that say which revision a report is, or where it came from, rather than what it says.
@@ -214,7 +263,7 @@ def scoped_fallback_reason(
 def _scope_project(
     project: dict[str, Any], commune: str, indicators: list[dict[str, Any]] | None
 ) -> dict[str, Any]:
-    return {
+    out = {
         "project": project["project"],
         "budget_cents": project["budget_cents"],
         "basis": project["basis"],
@@ -222,6 +271,17 @@ def _scope_project(
         "fallback_used": project["fallback_used"],
         "fallback_reason": scoped_fallback_reason(project, commune, indicators),
     }
+    # Structured fields name no commune: copied field by field (never the parts' free-text reasons).
+    for name in ("fallback_cause", "min_coverage", "annual_budget_cents", "year_to_date_budget_cents"):
+        if name in project:
+            out[name] = project[name]
+    if "parts" in project:
+        out["parts"] = [
+            {k: part[k] for k in ("part", "weight", "budget_cents", "basis", "basis_used", "fallback_used",
+                                   "fallback_cause", "min_coverage")}
+            for part in project["parts"]
+        ]
+    return out
 
 
 def scope_report(report: dict[str, Any], commune: str) -> dict[str, Any]:

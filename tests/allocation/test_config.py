@@ -155,7 +155,7 @@ def test_file_errors_name_the_file(tmp_path: Path) -> None:
     missing = tmp_path / "missing.yaml"
     assert check_allocation(missing, COMMUNES)[0].startswith(f"{missing}: cannot read")
     path.write_text("projects:\n  - name: P\n    budget: '1'\n")
-    assert check_allocation(path, COMMUNES) == [f"{path}: projects[0].basis: Field required"]
+    assert check_allocation(path, COMMUNES) == [f"{path}: projects[0]: give exactly one of basis or parts"]
 
 
 def test_api_tokens_are_hashed_and_checked() -> None:
