@@ -29,13 +29,14 @@ from sitivmon.portal.labels import t
 from sitivmon.portal.views import (
     CommuneRef,
     allocation_matrix,
-    basis_words,
     commune_lines,
+    finance_reason,
     history_charts,
     indicator_pivot,
     indicator_value,
     indicator_words,
     previous_months,
+    project_basis_words,
     shift_month,
 )
 from sitivmon.usage.periods import month_of, month_range, parse_month
@@ -286,10 +287,12 @@ def setup_portal(
         communes = list(backend.communes())
         matrix = allocation_matrix(view.report, communes) if view else None
         lang = lang_of(request)
-        indicators = indicator_pivot(view.report["indicators"] if view else [], communes, lang)
+        rows = view.report["indicators"] if view is not None else []
+        indicators = indicator_pivot(rows, communes, lang)
         projects = [
-            {**p, "basis_text": basis_words(p["basis"], lang), "used_text": basis_words(p["basis_used"], lang)}
-            for p in (view.report["projects"] if view else [])
+            {**p, "basis_text": project_basis_words(p, lang), "used_text": project_basis_words(p, lang, used=True),
+             "why": finance_reason(p, rows, communes, lang)}
+            for p in (view.report["projects"] if view is not None else [])
         ]
         return page(request, "overview.html", month=month, view=view, matrix=matrix, indicators=indicators,
                     projects=projects, communes=communes_by_id(), prev=shift_month(month, -1),

@@ -127,6 +127,36 @@ def allocation_matrix(report: Mapping[str, Any], communes: Sequence[CommuneRef])
     return matrix
 
 
+def project_basis_words(project: Mapping[str, Any], lang: str, *, used: bool = False) -> str:
+    """A project's basis in words; a mixed project lists its parts with their weights."""
+    if project.get("parts"):
+        return " + ".join(
+            fmt.percent(part["weight"], lang, 0) + " " + basis_words(str(part["basis_used" if used else "basis"]), lang)
+            for part in project["parts"]
+        )
+    return basis_words(str(project["basis_used" if used else "basis"]), lang)
+
+
+def explain_line(line: Mapping[str, Any], project: Mapping[str, Any], indicators: Sequence[Mapping[str, Any]],
+                 lang: str) -> str:
+    """A commune's amount in words; for a mixed project, one sentence per part with its amount."""
+    if not line.get("parts"):
+        return explain(line, project, indicators, lang)
+    outcomes = {p["part"]: p for p in project.get("parts", [])}
+    sentences = []
+    for part in line["parts"]:
+        outcome = outcomes.get(part["part"], {})
+        part_project = {
+            "basis": outcome.get("basis", part["basis"]), "budget_cents": outcome.get("budget_cents", 0),
+            "fallback_cause": outcome.get("fallback_cause"), "min_coverage": outcome.get("min_coverage"),
+        }
+        part_line = {**part, "commune": line["commune"]}
+        head = t(lang, "part", part=part["part"] + 1, weight=fmt.percent(part["weight"], lang, 0))
+        amount = fmt.money(int(part["amount_cents"]), lang)
+        sentences.append(f"{head} — {amount} : {explain(part_line, part_project, indicators, lang)}")
+    return " ".join(sentences)
+
+
 def commune_lines(report: Mapping[str, Any], commune: str, lang: str) -> list[dict[str, Any]]:
     """What the commune pays per project, each amount explained."""
     projects = {p["project"]: p for p in report.get("projects", [])}
@@ -137,8 +167,8 @@ def commune_lines(report: Mapping[str, Any], commune: str, lang: str) -> list[di
             continue
         project = projects.get(line["project"], {"basis": line["basis"], "budget_cents": 0})
         out.append({"project": line["project"], "amount_cents": int(line["amount_cents"]),
-                    "basis": basis_words(str(line["basis"]), lang), "share": line["share"],
-                    "explanation": explain(line, project, indicators, lang)})
+                    "basis": project_basis_words(project, lang), "share": line["share"],
+                    "explanation": explain_line(line, project, indicators, lang)})
     return out
 
 
@@ -227,3 +257,34 @@ def indicator_pivot(indicators: Sequence[Mapping[str, Any]], communes: Sequence[
                 cells.append({"shown": indicator_value(row, lang), "coverage": coverage, "low": coverage < threshold})
         rows.append({"commune": c, "cells": cells})
     return {"columns": [indicator_words(i, d, lang) for i, d in present], "rows": rows}
+
+
+def _why_finance(basis: str, cause: str | None, min_coverage: Any, indicators: Sequence[Mapping[str, Any]],
+                 communes: Sequence[CommuneRef], lang: str) -> str:
+    if cause == "zero_total":
+        return t(lang, "why_zero")
+    if cause == "coverage" and min_coverage is not None:
+        threshold = Decimal(str(min_coverage))
+        poor = []
+        for c in sorted(communes, key=lambda c: c.insee):
+            own = _coverage_of(indicators, c.id, basis)
+            if own is not None and own < threshold:
+                poor.append(f"{c.name} {fmt.percent(own, lang, 1)}" if own > 0 else f"{c.name} {t(lang, 'nodata')}")
+        return t(lang, "why_coverage_all", threshold=fmt.percent(threshold, lang, 0), communes=", ".join(poor))
+    return t(lang, "why_other")
+
+
+def finance_reason(project: Mapping[str, Any], indicators: Sequence[Mapping[str, Any]],
+                   communes: Sequence[CommuneRef], lang: str) -> str:
+    """Why a project (or each of its parts) fell back, in the reader's language, for finance (who sees all)."""
+    if not project.get("fallback_used"):
+        return ""
+    if project.get("parts"):
+        return " ; ".join(
+            t(lang, "part_short", part=part["part"] + 1) + " : "
+            + _why_finance(str(part["basis"]), part.get("fallback_cause"), part.get("min_coverage"), indicators,
+                           communes, lang)
+            for part in project["parts"] if part.get("fallback_used")
+        )
+    return _why_finance(str(project["basis"]), project.get("fallback_cause"), project.get("min_coverage"),
+                        indicators, communes, lang)

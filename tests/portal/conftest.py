@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import shutil
 import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -13,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
@@ -31,6 +31,13 @@ VENISSIEUX = "venissieux-portal-token-2b8e6d4f0a"
 GIVORS = "givors-portal-token-5c1d9e7a3b"
 OPERATIONS = "operations-portal-token-9e4f2a6c8d"
 NOVEMBER_15 = datetime(2026, 11, 15, 10, 0, tzinfo=UTC).timestamp()  # October has ended; November has not
+
+
+EXTRA_PROJECTS = [
+    {"name": "Fibre mixte", "budget": "1000.00", "fallback": "population",
+     "parts": [{"share": "40%", "basis": "key:population"}, {"share": "60%", "basis": "usage:energy"}]},
+    {"name": "Licences annuelles", "annual_budget": "1000.05", "basis": "key:equal"},
+]
 
 
 def usage_for(month: str) -> object:
@@ -69,7 +76,9 @@ LINKS = [
 
 
 def make_portal(tmp_path: Path) -> tuple[web.Application, Portal]:
-    shutil.copy(EXAMPLE_ALLOCATION, tmp_path / "allocation.yaml")
+    allocation = yaml.safe_load(EXAMPLE_ALLOCATION.read_text(encoding="utf-8"))
+    allocation["projects"] += EXTRA_PROJECTS  # a mixed basis and an annual budget beside the example's
+    (tmp_path / "allocation.yaml").write_text(yaml.safe_dump(allocation, allow_unicode=True), encoding="utf-8")
     service = ReportService(
         communes=COMMUNES, timezone="Europe/Paris", allocation_path=tmp_path / "allocation.yaml", config_path=None,
         usage_for_month=usage_for, archive=ReportArchive.in_state_dir(tmp_path / "var"),

@@ -253,3 +253,20 @@ async def test_an_operations_token_reads_no_figures_over_the_api_nor_reloads(por
                 assert "givors" not in (await r.text()).lower()
             async with session.get(portal.url(path), headers={"Authorization": f"Bearer {FINANCE}"}) as r:
                 assert r.status == 200, path
+
+
+async def test_mixed_basis_and_annual_budget_are_explained(portal: Portal, browser: ClientSession) -> None:
+    page = html.unescape(await sign_in(portal, browser, FINANCE))
+    assert "40\u00a0% clé « population » + 60\u00a0% usage « Énergie »" in page
+    assert "Budget annuel 1\u00a0000,05\u00a0€" in page and "Cumul de l'année 833,39\u00a0€" in page  # 9×83,34 + 83,33
+    assert "couverture des mesures sous le seuil de 95\u00a0% : Corbas 93,1\u00a0%" in page  # in French, for finance
+    async with ClientSession(cookie_jar=CookieJar(unsafe=True)) as commune:
+        page = html.unescape(await sign_in(portal, commune, VENISSIEUX))
+    line = next(a for a in portal.service.current("2026-10").report["allocations"]
+                if a["project"] == "Fibre mixte" and a["commune"] == "venissieux")
+    key_part, energy_part = line["parts"]
+    for part, words in ((key_part, "Part 1 (40\u00a0% du budget)"), (energy_part, "Part 2 (60\u00a0% du budget)")):
+        euros, cents = divmod(part["amount_cents"], 100)
+        assert f"{words} — {euros},{cents:02d}\u00a0€" in page
+    assert "Repli sur la clé « population »" in page and "la vôtre : 99,9\u00a0%" in page
+    assert "Corbas" not in page
