@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from sitivmon.allocation.arithmetic import euros_to_cents, exact
 from sitivmon.config.locations import format_loc
 from sitivmon.config.secrets import Secret
+from sitivmon.config.yamlread import DocumentRefused, read_yaml
 
 DEFAULT_COVERAGE_THRESHOLD = Decimal("0.95")
 
@@ -468,9 +469,11 @@ def parse_allocation(
     """Validate the content of an allocation file (callers hash the very bytes they parse)."""
     try:
         text = content.decode("utf-8") if isinstance(content, bytes) else content
-        data = yaml.load(text, Loader=_DecimalLoader)  # a SafeLoader subclass
+        data, _ = read_yaml(text, _DecimalLoader)  # bounded: aliases, size, duplicate keys
     except UnicodeDecodeError as exc:
         raise AllocationConfigError(source, [f"(file): not UTF-8 text: {exc.reason}"]) from None
+    except DocumentRefused as exc:
+        raise AllocationConfigError(source, [str(issue) for issue in exc.issues]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f"line {mark.line + 1}" if mark is not None else "(file)"
