@@ -178,17 +178,8 @@ class Daemon:
 
     def _on_trap(self, event: TrapEvent) -> None:
         """Called by the receiver for each accepted trap; must not block."""
-        if event.kind in (TrapKind.LINK_DOWN, TrapKind.LINK_UP):
-            self.monitor.on_link_trap(
-                event.source_ip, event.if_index, event.kind is TrapKind.LINK_UP, time.time(),
-                admin_status=event.admin_status, oper_status=event.oper_status,
-            )  # fmt: skip
-        elif event.kind in (TrapKind.COLD_START, TrapKind.WARM_START):
-            self.monitor.on_restart_trap(event.source_ip, time.time())
-        else:
-            return
-        for target in self.monitor.targets_at(event.source_ip):
-            self.scheduler.poll_now(target.name)  # the next poll confirms what the trap said
+        for target in apply_trap(self.monitor, event):
+            self.scheduler.poll_now(target)  # the next poll confirms what the trap said
 
     async def _until_stopped(self, loop: Coroutine[Any, Any, None]) -> None:
         """A long-lived loop that ends (by crash or otherwise) stops the daemon instead of hiding."""
@@ -297,6 +288,21 @@ def _stat(path: Path) -> tuple[int, int, int] | None:
 
 class _Stopping(Exception):
     """Raised inside the TaskGroup to cancel every loop when the daemon stops."""
+
+
+def apply_trap(monitor: Monitor, event: TrapEvent) -> list[str]:
+    """Fold an accepted trap into the monitor, stamped with when it arrived (a trap coalesced under a
+    flood is delivered later than it was received); returns the targets to poll at once to confirm it."""
+    if event.kind in (TrapKind.LINK_DOWN, TrapKind.LINK_UP):
+        monitor.on_link_trap(
+            event.source_ip, event.if_index, event.kind is TrapKind.LINK_UP, event.received_at,
+            admin_status=event.admin_status, oper_status=event.oper_status,
+        )  # fmt: skip
+    elif event.kind in (TrapKind.COLD_START, TrapKind.WARM_START):
+        monitor.on_restart_trap(event.source_ip, event.received_at)
+    else:
+        return []
+    return [target.name for target in monitor.targets_at(event.source_ip)]
 
 
 async def run_daemon(config_path: Path, config: SitivmonConfig, listen: str | None = None) -> int:
