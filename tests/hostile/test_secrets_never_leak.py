@@ -181,7 +181,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         trap_port = free_udp_port()
         doc = _config(s, work, snmpd, broker, trap_port)
         config = agents.write_config(work / "sitivmon.yaml", doc)
-        daemon = agents.DaemonProcess(config, work, env=env)
+        # Debug level: the most the daemon (and the libraries under it) ever writes.
+        daemon = agents.DaemonProcess(config, work, env=env, args=("--log-level", "debug"))
         daemon.wait_polls("leak-v2c", 2)
         daemon.wait_polls("leak-v3", 1)
 
@@ -194,13 +195,14 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         _trap(["-v", "1", "-c", s.wrong_community, "HOST", "1.3.6.1.4.1.8072", "127.0.0.1", "2", "0", ""], trap_port)
         _trap([*v3, "-A", s.trap_auth, *link_down], trap_port)
         _trap([*v3, "-A", s.wrong_auth, *link_down], trap_port)
+        _trap([*v3[:-1], s.wrong_auth, "-A", s.trap_auth, *link_down], trap_port)  # right auth, wrong priv
 
         def traps(m: agents.Metrics, name: str) -> float:
             return sum(v for (n, _), v in m.samples.items() if n == name)
 
         m = daemon.wait_for(
-            lambda m: traps(m, "sitivmon_traps_received_total") >= 2 and traps(m, "sitivmon_traps_rejected_total") >= 3,
-            "two traps accepted, three rejected",
+            lambda m: traps(m, "sitivmon_traps_received_total") >= 2 and traps(m, "sitivmon_traps_rejected_total") >= 4,
+            "two traps accepted, four rejected",
         )
         out.notes.append(f"traps rejected: {m.series('sitivmon_traps_rejected_total')}")
 
