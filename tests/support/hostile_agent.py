@@ -36,6 +36,7 @@ SLOW_UNDER_S = 0.3
 SLOW_OVER_S = 0.8
 HUGE = 65_000  # an OCTET STRING as large as one UDP datagram can carry with its envelope
 MAX_DATAGRAM = 65_507
+WIDE_ROWS = 30
 GARBAGE = b"\x30\x40" + random.Random(11).randbytes(64)
 
 # error-status values (RFC 3416)
@@ -51,7 +52,7 @@ SYS_UPTIME = (1, 3, 6, 1, 2, 1, 1, 3, 0)
 MODES = (
     "polite", "silent", "slow_under", "slow_over", "wrong_reqid", "stale_drip", "truncated", "garbage", "cut_length",
     "nonincreasing", "outside", "endless", "endless_uncapped", "gen_err", "too_big", "v1_nosuchname",
-    "huge_value", "other_port", "other_address",
+    "huge_value", "wide_rows", "chatty", "other_port", "other_address",
 )  # fmt: skip
 
 
@@ -81,6 +82,16 @@ def device(boot_at: float, huge: bool = False) -> dict[Oid, Entry]:
         mib[(*IF, column, 1)] = (ber.COUNTER32, 0)
     for column in (7, 8, 9, 11, 12, 13):
         mib[(*IFX, column, 1)] = (ber.COUNTER64, 0)
+    return mib
+
+
+def wide_device(boot_at: float) -> dict[Oid, Entry]:
+    """`device` plus 29 more interfaces whose ifDescr has 200 characters (IF-MIB allows 255): a GETBULK
+    of ifDescr with 25 repetitions answers in one datagram of about 5.5 KB, as a real switch may."""
+    mib = device(boot_at)
+    for i in range(1, WIDE_ROWS + 1):
+        mib[(*IF, 2, i)] = (ber.OCTET_STRING, f"port {i} ".encode().ljust(200, b"."))
+        mib[(*IFX, 1, i)] = (ber.OCTET_STRING, b"eth0" if i == 1 else f"eth{i - 1}".encode())
     return mib
 
 
@@ -309,6 +320,19 @@ class Hostile:
     def _huge_value(self, req: Request, sock: socket.socket) -> list[Send]:
         vbs, status, index = answer(req, device(self.boot_at, huge=True))
         return [(time.monotonic(), response(req, vbs, status, index), sock)]
+
+    def _wide_rows(self, req: Request, sock: socket.socket) -> list[Send]:
+        vbs, status, index = answer(req, wide_device(self.boot_at))
+        return [(time.monotonic(), response(req, vbs, status, index), sock)]
+
+    def _chatty(self, req: Request, sock: socket.socket) -> list[Send]:
+        # The right answer, after 50 stale ones (wrong request-id) sent at once: a burst of unsolicited
+        # datagrams on the poller's socket must cost little and not hide the answer (200 would overflow
+        # the default 208 KB receive buffer with GETBULK-sized answers: the kernel then drops the answer).
+        vbs, status, index = answer(req, device(self.boot_at))
+        stale = response(req, vbs, status, index, request_id=(req.request_id + 3) % 2**31)
+        now = time.monotonic()
+        return [*((now, stale, sock) for _ in range(50)), (now, response(req, vbs, status, index), sock)]
 
     def _other_port(self, req: Request, sock: socket.socket) -> list[Send]:
         return self._polite(req, self.stray_port)
