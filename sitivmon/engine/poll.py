@@ -56,6 +56,16 @@ def missing_scalars(scalars: dict[str, str], values: dict[str, Value]) -> list[A
     ]
 
 
+def is_native_panic(exc: BaseException) -> bool:
+    """A Rust panic surfaced by pyo3 (`pyo3_runtime.PanicException`, a BaseException, not an Exception).
+
+    gufo-snmp's BER decoder panics on some malformed responses (a long-form length running past the
+    datagram's end): one such datagram from one agent would otherwise end the scheduler's task group,
+    and with it the daemon, without a word in the log.
+    """
+    return type(exc).__module__ == "pyo3_runtime"
+
+
 async def poll_target(
     client: SnmpClient,
     target: str,
@@ -104,6 +114,11 @@ async def poll_target(
     except Exception as exc:  # a library bug on one agent must not stop the others
         log.exception("target %s: unexpected failure while polling", target)
         result.error = PollError(PollErrorReason.OTHER, type(exc).__name__)
+    except BaseException as exc:
+        if not is_native_panic(exc):
+            raise  # cancellation, exit
+        log.exception("target %s: the SNMP library panicked while polling", target)
+        result.error = PollError(PollErrorReason.OTHER, "library panic")
     result.duration = time.monotonic() - started
     result.at = time.time()
     return result
