@@ -145,8 +145,9 @@ async def test_one_absurd_value_keeps_every_other_commune_and_the_writer(tmp_pat
 # --- a database deleted under the running recorder --------------------------------------------------------
 
 
+@pytest.mark.parametrize("removed", [("u.db", "u.db-wal", "u.db-shm"), ("u.db",)])
 async def test_deleted_database_is_rebuilt_at_its_path_with_everything(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, removed: tuple[str, ...]
 ) -> None:
     """Before: writes went on into the unlinked inode, nothing was logged or counted, the path stayed
     empty and a restart (or any reader) found nothing."""
@@ -157,8 +158,8 @@ async def test_deleted_database_is_rebuilt_at_its_path_with_everything(
         for b in batches[:50]:
             rec.submit(b)
         assert await rec.flush()
-        for p in [path, path.with_name("u.db-wal"), path.with_name("u.db-shm")]:
-            os.unlink(p)  # `rm usage.sqlite3*` while the daemon runs
+        for name in removed:
+            os.unlink(tmp_path / name)  # `rm usage.sqlite3*` (or the main file only) while the daemon runs
         for b in batches[50:]:
             rec.submit(b)
         with caplog.at_level(logging.ERROR, logger="sitivmon.usage.recorder"):
