@@ -122,3 +122,32 @@ def test_store_that_cannot_be_opened_keeps_monitoring_and_recovers(
     assert daemon.stop() == 0
     vol = rig.volumes(path, since)
     assert vol.values[("grigny", "in")] == 2_000_000  # what was polled while the store was away
+
+
+def test_database_deleted_under_the_daemon_is_rebuilt_and_nothing_is_lost(
+    tmp_path: Path, start_daemon: StartDaemon, device: tuple[agents.Agent, agents.ScriptedDevice]
+) -> None:
+    """Before: after `rm`, writes went to the unlinked inode without a word, readers saw zeros, and a
+    restart found an empty store."""
+    agent, dev = device
+    path = config(tmp_path, agent)
+    db = tmp_path / "state" / rig.DB
+    since = time.time()
+    daemon = start_daemon(path)
+    both_links_polled(daemon)
+    dev.counters(2, in_octets=5000 + 700_000, out_octets=5000)
+    dev.write()
+    daemon.wait_polls("device", 2)
+    rig.wait_flushes(daemon)
+    for p in db.parent.glob(rig.DB + "*"):
+        p.unlink()  # an operator's mistake while the daemon runs
+    dev.counters(2, in_octets=5000 + 900_000, out_octets=5000)
+    dev.write()
+    daemon.wait_polls("device", 2)
+    m = rig.wait_flushes(daemon)
+    assert db.exists()
+    assert m.value("sitivmon_usage_store_file_events_total", event="deleted") == 1
+    assert any("DELETED" in ln and str(db) in ln for ln in daemon.output().splitlines()), daemon.output()[-3000:]
+    assert daemon.stop() == 0
+    vol = rig.volumes(path, since)  # the stopped daemon's file has everything, before and after the rm
+    assert vol.values[("grigny", "in")] == 900_000
