@@ -9,6 +9,8 @@ import math
 import os
 import random
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,7 @@ from sitivmon.usage.indicators import usage_document
 from sitivmon.usage.periods import month_range
 from sitivmon.usage.recorder import UsageRecorder, vet_batch
 from sitivmon.usage.store import CorruptChunk, UsageStore
+from tests.support import agents
 
 from .support import communes, link_keys, pick, poll_link, record
 
@@ -255,3 +258,24 @@ async def test_writer_sets_a_corrupt_chunk_aside_and_goes_on(tmp_path: Path) -> 
     vin = pick(doc(path, (V, "l1")), V, "traffic_volume", "in")  # no nonsense: only what is known
     assert 0 < vin["value"] <= counter(batches[-1].at) - counter(T0)
 
+
+
+def test_usage_command_refuses_a_corrupt_chunk_with_its_location(tmp_path: Path) -> None:
+    """Before: the command printed figures computed from the random bytes."""
+    state = tmp_path / "state"
+    state.mkdir()
+    path = closed_week(tmp_path)
+    os.replace(path, state / "usage.sqlite3")
+    corrupt_one_blob(state / "usage.sqlite3")
+    config = agents.write_config(tmp_path / "sitivmon.yaml", agents.base_config(state))
+    r = subprocess.run(
+        [sys.executable, "-m", "sitivmon.cli", "usage", "--config", str(config), "--month", "2026-10"],
+        capture_output=True,
+        text=True,
+        cwd=agents.REPO,
+        env=agents._clean_env(None),
+        timeout=60,
+    )
+    assert r.returncode == 1, (r.stdout[-500:], r.stderr[-2000:])
+    assert "venissieux/l1/traffic_in" in r.stderr and "checksum" in r.stderr and "Traceback" not in r.stderr
+    assert r.stdout == ""
