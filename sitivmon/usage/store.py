@@ -267,6 +267,7 @@ class UsageStore:
         """The file was deleted under the open connection: copy what that connection still sees (the
         unlinked inode, write-ahead log included) to a new file at `path`, then reopen it."""
         old = self.db
+        self.path.parent.mkdir(parents=True, exist_ok=True)  # `rm -r state_dir` too
         tmp = self.path.with_name(self.path.name + ".rebuilding")
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

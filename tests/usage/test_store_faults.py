@@ -279,3 +279,61 @@ def test_usage_command_refuses_a_corrupt_chunk_with_its_location(tmp_path: Path)
     assert r.returncode == 1, (r.stdout[-500:], r.stderr[-2000:])
     assert "venissieux/l1/traffic_in" in r.stderr and "checksum" in r.stderr and "Traceback" not in r.stderr
     assert r.stdout == ""
+
+
+# --- a store that cannot be opened --------------------------------------------------------------------
+
+
+def malformed(path: Path) -> None:
+    """A real store whose b-tree pages were overwritten: the header still says SQLite."""
+    with UsageStore(path) as s:
+        record(s, poll_link(V, "l1", T0, T0 + 20_000, 60, counter))
+        s.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    with open(path, "r+b") as f:
+        f.seek(4096)
+        f.write(random.Random(3).randbytes(path.stat().st_size - 4096))
+
+
+@pytest.mark.parametrize("damage", ["garbage", "malformed"])
+async def test_store_that_cannot_be_opened_buffers_and_recovers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, damage: str
+) -> None:
+    """Before: UsageStore(...) raised at start (the daemon died with a traceback naming no file)."""
+    path = tmp_path / "u.db"
+    if damage == "garbage":
+        path.write_bytes(random.Random(5).randbytes(65536))
+    else:
+        malformed(path)
+    reg = CollectorRegistry()
+    batches = list(poll_link(G, "g1", T0, T0 + 3000, 60, counter))
+    with caplog.at_level(logging.ERROR, logger="sitivmon.usage.recorder"):
+        rec = UsageRecorder(UsageStore(path, connect=False), reg, settings())
+    assert [r for r in caplog.records if str(path) in r.getMessage() and "cannot be opened" in r.getMessage()]
+    assert sample(reg, "sitivmon_usage_store_up") == 0
+    assert rec.load_baselines() == {}
+    async with rec:
+        for b in batches[:20]:
+            rec.submit(b)
+        assert not await rec.flush()
+        assert sample(reg, "sitivmon_usage_pending_batches") == 20
+        assert sample(reg, "sitivmon_usage_store_up") == 0
+        os.replace(path, tmp_path / "u.db.bad")  # the operator moves it aside
+        for b in batches[20:]:
+            rec.submit(b)
+        assert await rec.flush()
+        assert sample(reg, "sitivmon_usage_store_up") == 1
+        assert sample(reg, "sitivmon_usage_pending_batches") == 0
+    assert pick(doc(path, (G, "g1")), G, "traffic_volume", "in")["value"] == counter(batches[-1].at) - counter(T0)
+
+
+async def test_buffer_is_bounded_while_the_store_is_away(tmp_path: Path) -> None:
+    path = tmp_path / "u.db"
+    path.write_bytes(b"not a database" * 100)
+    reg = CollectorRegistry()
+    s = UsageSettings(flush_interval_s=0.05, retry_initial_s=0.05, retry_max_s=0.2, max_queued_batches=30)
+    async with UsageRecorder(UsageStore(path, connect=False), reg, s) as rec:
+        for b in list(poll_link(G, "g1", T0, T0 + 6000, 60, counter)):
+            rec.submit(b)
+            await rec.flush()  # folded into memory, not committed
+        assert sample(reg, "sitivmon_usage_pending_batches") == 30
+        assert sample(reg, "sitivmon_usage_dropped_batches_total") == 100 - 30
