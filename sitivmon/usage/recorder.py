@@ -356,7 +356,7 @@ class UsageRecorder:
             if not self._loaded:
                 stored_open = self.store.load_open_buckets()
                 baselines = self.store.load_baselines()
-        except (sqlite3.Error, OSError, RuntimeError) as exc:
+        except Exception as exc:  # whatever the file holds, the daemon starts (sqlite, OS, a newer schema...)
             self.store.close()
             self.store_up.set(0)
             log.error(
