@@ -288,7 +288,8 @@ def test_healthy_target_is_polled_every_interval(observed: Observation) -> None:
     observed.figures |= {"healthy_polls": len(distinct), "max_gap_s": max(gaps), "max_staleness_s": max(staleness)}
     print(f"healthy: {observed.figures}")
     assert len(distinct) >= WINDOW_S / INTERVAL_S - 2, f"only {len(distinct)} successful polls in {WINDOW_S:g}s"
-    assert max(gaps) <= INTERVAL_S * 1.5, f"a gap of {max(gaps):.2f}s between successful polls: {gaps}"
+    # One poll's worth of slack for a loaded CI machine; a loop frozen by a hostile agent shows as many seconds.
+    assert max(gaps) <= INTERVAL_S * 2.2, f"a gap of {max(gaps):.2f}s between successful polls: {gaps}"
     assert max(staleness) <= INTERVAL_S * 2 + 0.5, f"last success {max(staleness):.2f}s old at one scrape"
     assert not any(observed.errors("healthy").values()), observed.errors("healthy")
     assert observed.after.value("sitivmon_polls_skipped_total", target="healthy") in (None, 0.0)
