@@ -44,8 +44,10 @@ def test_fresh_links_first_bytes_survive_a_sigkill_in_the_first_flush_interval(
     k1 = rig.settle(lab, second)
     assert second.stop() == 0  # SIGTERM flushes
     vol = rig.volumes(config, since)
-    assert lab.kernel_bytes("eth1") == k1, "eth1 moved after the last poll"
-    assert vol.values == rig.expected(k0, k1)
+    # A late ARP probe may move eth1 after the last settled poll: the volume is then exact against the
+    # kernel at whichever poll came last (the settled one, or one more just before SIGTERM).
+    k2 = lab.kernel_bytes("eth1")
+    assert vol.values in (rig.expected(k0, k1), rig.expected(k0, k2)), (vol.values, k0, k1, k2)
     for commune in ("givors", "grigny"):
         assert vol.flagged(commune).get("gap", 0) >= 2, vol.flagged(commune)  # the downtime shows
 
