@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -218,32 +219,34 @@ class GufoClient:
         finally:
             loop.remove_reader(fd)
 
-    def _peek(self) -> tuple[int, int | None]:
-        """(size, error-status) of the datagram gufo will read next, without taking it.
-
-        The status is that of the first queued datagram: when a stale answer precedes the awaited
-        one, gufo skips it and the status read may be the stale one's. It is therefore used only when
-        the decoded answer is itself empty (an error response carries no values), never to fail a
-        response that has them.
-        """
+    def _peek(self) -> int:
+        """Size of the datagram gufo will read next, read without taking it; its first bytes stay in
+        `_head` for `_status` (parsed only when an answer is empty: the hot path does not pay for it)."""
         sock = self._peek_sock
         if sock is None:
             sock = self._peek_sock = socket.socket(fileno=os.dup(self._session._fd))
         try:
-            size = sock.recv_into(self._head, _PEEK_BYTES, _PEEK_FLAGS)
+            return sock.recv_into(self._head, _PEEK_BYTES, _PEEK_FLAGS)
         except ConnectionRefusedError:
             raise TimeoutError from None  # as gufo maps it: ICMP port unreachable, tried again
-        return size, response_status(bytes(self._head[: min(size, _PEEK_BYTES)]), size)
 
-    async def _attempt(self, send: Callable[[], None], recv: Callable[[], T]) -> tuple[T, int | None]:
+    def _status(self, size: int) -> int | None:
+        """error-status of the datagram peeked last.
+
+        It is that of the first queued datagram: when a stale answer precedes the awaited one, gufo
+        skips it and the status read may be the stale one's. It is therefore used only when the decoded
+        answer is itself empty (an error response carries no values), never to fail one that has them.
+        """
+        return response_status(bytes(self._head[: min(size, _PEEK_BYTES)]), size)
+
+    async def _attempt(self, send: Callable[[], None], recv: Callable[[], T]) -> tuple[T, int]:
         """One request, sent once, answered within `timeout` of the send whatever else arrives (the
-        reader must be registered: `_reading`). Returns gufo's decoding and the peeked error-status."""
-        session = self._session
+        reader must be registered: `_reading`). Returns gufo's decoding and the datagram's size."""
         loop = asyncio.get_running_loop()
         try:
             send()
         except BlockingIOError:
-            await session._send(send)
+            await self._session._send(send)
         deadline = loop.time() + self._timeout
         while True:
             waiter = self._waiter = loop.create_future()
@@ -254,23 +257,16 @@ class GufoClient:
                 timer.cancel()
                 self._waiter = None
             try:
-                size, status = self._peek()
+                size = self._peek()
+                return recv(), size
             except BlockingIOError:
-                continue
-            try:
-                return recv(), status
-            except BlockingIOError:
-                continue  # not the awaited response (a late one): keep waiting, same deadline
-            except SnmpDecodeError:
-                if size > LIBRARY_MAX_DATAGRAM:
-                    raise _too_large(size) from None
-                raise
+                continue  # nothing, or not the awaited response (a late one): same deadline
+            except SnmpDecodeError as exc:
+                raise _undecodable(exc, size) from None
             except BaseException as exc:
                 if not is_native_panic(exc):
                     raise
-                if size > LIBRARY_MAX_DATAGRAM:
-                    raise _too_large(size) from None
-                raise _classify(exc) from None
+                raise _undecodable(exc, size) from None
 
     async def get_many(self, oids: Sequence[str]) -> dict[str, Value]:
         """Values of the OIDs the agent has; an absent one is left out (never fails the others)."""
@@ -287,9 +283,9 @@ class GufoClient:
         sock = self._session._sock
 
         async def get() -> dict[str, Value]:
-            values, status = await self._attempt(lambda: sock.send_get_many(oids), sock.recv_get_many)
+            values, size = await self._attempt(lambda: sock.send_get_many(oids), sock.recv_get_many)
             if len(values) < len(oids):
-                _check_status(status)
+                _check_status(self._status(size))
             return values
 
         with self._reading():
@@ -310,9 +306,9 @@ class GufoClient:
                 return [None]
 
         async def getnext() -> Batch:
-            batch, status = await self._attempt(lambda: sock.send_get_next(ctx), recv)
+            batch, size = await self._attempt(lambda: sock.send_get_next(ctx), recv)
             if batch[0] is None:
-                _check_status(status)  # noSuchName is v1's end of the MIB; anything else fails
+                _check_status(self._status(size))  # noSuchName is v1's end of the MIB; anything else fails
             return batch
 
         last: tuple[int, ...] | None = None
@@ -326,41 +322,75 @@ class GufoClient:
         return result
 
     async def _walk_bulk(self, column_oid: str, max_varbinds: int) -> WalkResult:
-        """GETBULK walk, one `_attempt` per response with the socket's reader registered once.
+        """GETBULK walk with the socket's reader registered once per column and one future per response.
+
+        gufo's `_recv` costs add_reader + remove_reader (two epoll_ctl calls) and `asyncio.wait_for`
+        (a second future and a timer) per response, plus closures and coroutines: most of the walk's
+        CPU at 25 varbinds per response. So `_attempt` and `_retry` are inlined here: same retries,
+        deadline, peek and errors.
 
         An answer the library cannot take whole (over its 4,080-byte buffer, or tooBig from the agent)
         restarts the column with half the repetitions, down to one, as managers do; the lower figure is
         kept for this agent's later polls (logged once per change). A single varbind over the buffer
         still fails, as `decode`.
         """
-        sock = self._session._sock
+        session = self._session
+        sock = session._sock
+        timeout = self._timeout
+        peek = self._peek
+        loop = asyncio.get_running_loop()
         reps = self._max_repetitions
-        ctx = GetIter(column_oid, reps)
         requests = 0
         why = ""
-
-        def recv() -> Batch:
-            try:
-                return sock.recv_get_bulk(ctx)
-            except StopAsyncIteration:
-                return []  # only endOfMibView/noSuch*: the agent's view ends here
-
-        def send() -> None:
-            sock.send_get_bulk(ctx)
-
-        async def getbulk() -> Batch:
-            batch, status = await self._attempt(send, recv)
-            if not batch:
-                _check_status(status)
-            return batch
-
+        size = 0
         with self._reading():
             while True:  # the column, from its start, at `reps` repetitions
+                ctx = GetIter(column_oid, reps)
                 result = WalkResult(requests=requests)
                 last: tuple[int, ...] | None = None
                 try:
                     while True:
-                        batch = await self._retry(getbulk)
+                        attempt = 0
+                        while True:  # one request, sent again on timeout
+                            try:
+                                try:
+                                    sock.send_get_bulk(ctx)
+                                except BlockingIOError:
+                                    await session._send(functools.partial(sock.send_get_bulk, ctx))
+                                deadline = loop.time() + timeout
+                                while True:
+                                    waiter = self._waiter = loop.create_future()
+                                    timer = loop.call_at(deadline, _expire, waiter)
+                                    try:
+                                        await waiter
+                                    finally:
+                                        timer.cancel()
+                                        self._waiter = None
+                                    try:
+                                        size = peek()
+                                        batch = sock.recv_get_bulk(ctx)
+                                        break
+                                    except BlockingIOError:
+                                        continue  # nothing, or not the awaited response (a late one)
+                                    except StopAsyncIteration:
+                                        _check_status(self._status(size))
+                                        batch = []  # only endOfMibView/noSuch*: the agent's view ends here
+                                        break
+                                break
+                            except TimeoutError as exc:
+                                attempt += 1
+                                if attempt > self._retries:
+                                    raise _classify(exc) from None
+                            except PollError:
+                                raise
+                            except SnmpDecodeError as exc:
+                                raise _undecodable(exc, size) from None
+                            except Exception as exc:
+                                raise _classify(exc) from None
+                            except BaseException as exc:
+                                if not is_native_panic(exc):
+                                    raise  # cancellation, exit
+                                raise _undecodable(exc, size) from None
                         if not batch:
                             break
                         result.requests += 1
@@ -374,7 +404,6 @@ class GufoClient:
                     requests = result.requests + 1
                     why = exc.detail
                     reps = max(1, reps // 2)
-                    ctx = GetIter(column_oid, reps)
         if reps < self._max_repetitions:
             log.warning(
                 "agent %s: GETBULK answers did not fit (%s): max-repetitions lowered from %d to %d",
@@ -390,6 +419,14 @@ class GufoClient:
         if self._peek_sock is not None:
             self._peek_sock.close()
             self._peek_sock = None
+
+
+def _undecodable(exc: BaseException, size: int) -> PollError:
+    """A datagram gufo could not decode (an error or a native panic): too large for its buffer (then
+    ask for less), or broken."""
+    if size > LIBRARY_MAX_DATAGRAM:
+        return _too_large(size)
+    return _classify(exc)
 
 
 def _too_large(size: int) -> _Shrink:
