@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +21,7 @@ import pytest
 from sitivmon.config.model import Credential
 from sitivmon.snmp.client import PollError, PollErrorReason
 from sitivmon.snmp.gufo import GufoClient
-from tests.support import agents
+from tests.support import agents, hostile_agent
 from tests.support.hostile_agent import COMMUNITY, WIDE_ROWS
 from tests.support.procs import ManagedProcess
 
@@ -119,3 +121,55 @@ async def test_stale_answers_do_not_extend_the_timeout(ports: dict[str, int], re
     elapsed = time.monotonic() - started
     assert err.value.reason is PollErrorReason.TIMEOUT
     assert 0.5 * (retries + 1) - 0.05 <= elapsed < 0.5 * (retries + 1) + 0.3, elapsed
+
+
+class TooBigAbove:
+    """An agent that answers tooBig to a GETBULK over `limit` repetitions, as one whose answers would
+    not fit its buffers, and correctly otherwise (the hostile agent's device); records what it is asked."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.asked: list[int] = []  # max-repetitions of each GETBULK
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self) -> None:
+        mib = hostile_agent.wide_device(time.time() - 1000)
+        while not self.stop.is_set():
+            try:
+                data, peer = self.sock.recvfrom(65535)
+            except TimeoutError:
+                continue
+            req = hostile_agent.parse(data)
+            if req.pdu == hostile_agent.GETBULK:
+                self.asked.append(req.max_repetitions)
+                if req.max_repetitions > self.limit:
+                    vbs = [hostile_agent.varbind(o, 0x05, None) for o in req.oids]
+                    self.sock.sendto(hostile_agent.response(req, vbs, hostile_agent.TOO_BIG, 0), peer)
+                    continue
+            self.sock.sendto(hostile_agent.response(req, *hostile_agent.answer(req, mib)), peer)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(2)
+        self.sock.close()
+
+
+async def test_too_big_getbulk_is_asked_again_with_fewer_repetitions() -> None:
+    agent = TooBigAbove(limit=8)
+    try:
+        cred = Credential.model_validate({"version": "2c", "community": COMMUNITY.decode()})
+        port = agent.sock.getsockname()[1]
+        c = GufoClient("127.0.0.1", port, cred, timeout=0.5, retries=0, max_repetitions=25)
+        first = await c.walk(IF_DESCR, 1000)  # ended empty (tooBig read as an empty column) before
+        asked_first = list(agent.asked)
+        second = await c.walk(IF_DESCR, 1000)
+    finally:
+        agent.close()
+    assert len(first.rows) == len(second.rows) == hostile_agent.WIDE_ROWS
+    assert asked_first[:3] == [25, 12, 6] and set(asked_first[2:]) == {6}, asked_first
+    assert set(agent.asked[len(asked_first) :]) == {6}, "the lower figure is kept for later polls"
