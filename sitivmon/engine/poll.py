@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from sitivmon.profiles.model import Profile
 from sitivmon.readings import Anomaly
-from sitivmon.snmp.client import PollError, PollErrorReason, SnmpClient, Value, WalkStop
+from sitivmon.snmp.client import PollError, PollErrorReason, SnmpClient, Value, WalkStop, is_native_panic
 
 log = logging.getLogger("sitivmon.poll")
 
@@ -54,16 +54,6 @@ def missing_scalars(scalars: dict[str, str], values: dict[str, Value]) -> list[A
         for oid, name in scalars.items()
         if oid not in values
     ]
-
-
-def is_native_panic(exc: BaseException) -> bool:
-    """A Rust panic surfaced by pyo3 (`pyo3_runtime.PanicException`, a BaseException, not an Exception).
-
-    gufo-snmp's BER decoder panics on some malformed responses (a long-form length running past the
-    datagram's end): one such datagram from one agent would otherwise end the scheduler's task group,
-    and with it the daemon, without a word in the log.
-    """
-    return type(exc).__module__ == "pyo3_runtime"
 
 
 async def poll_target(

@@ -60,9 +60,6 @@ EXPECT: dict[str, Expect] = {
         "timeout",
         False,
         every_poll=True,
-        bug="sitivmon/snmp/gufo.py get_many uses gufo's SnmpSession._recv, which restarts wait_for(timeout) "
-        "on every datagram that is not the response (BlockingIOError loop): stale answers every 0.2 s keep "
-        "the request waiting until the poll deadline, counted as 'deadline', not 'timeout'",
     ),
     "truncated": Expect("decode", False, every_poll=True),
     "garbage": Expect("decode", False, every_poll=True),
@@ -70,9 +67,6 @@ EXPECT: dict[str, Expect] = {
         "decode",
         False,
         every_poll=True,
-        bug="gufo-snmp's BER decoder panics (pyo3 PanicException, a BaseException) on a long-form length "
-        "past the datagram's end; sitivmon/snmp/gufo.py _retry/_walk_bulk/_classify catch Exception only, "
-        "so only engine/poll.py's safety net catches it, as 'other'; gufo.py should classify it as 'decode'",
     ),
     "nonincreasing": Expect("nonincreasing", True, every_poll=True),
     "outside": Expect(RESOLVE, True),  # the walks end at the foreign OID: no row, so eth0 is not found
@@ -82,14 +76,10 @@ EXPECT: dict[str, Expect] = {
     "gen_err": Expect(
         "other",
         False,
-        bug="gufo-snmp ignores a response's error-status: genErr to every request reads as an empty MIB "
-        "(get_many -> {}, walks end empty), so target_up stays 1 and only the unresolved link is counted",
     ),
     "too_big": Expect(
         "other",
         False,
-        bug="gufo-snmp ignores a response's error-status: tooBig to every request reads as an empty MIB "
-        "(get_many -> {}, walks end empty), so target_up stays 1 and only the unresolved link is counted",
     ),
     # SNMPv1 says "no such object" and "end of MIB" with noSuchName: an agent that says it to everything
     # is reachable with an empty MIB (the link is not found), not down.
@@ -98,9 +88,6 @@ EXPECT: dict[str, Expect] = {
     "wide_rows": Expect(
         None,
         True,
-        bug="gufo-snmp reads at most 4,096 bytes of a response datagram (4,080 B decoded, 4,105 B 'malformed'): "
-        "a correct GETBULK answer over 4 KB (25 repetitions of a 200-character ifDescr) fails every poll as "
-        "'decode'; sitivmon/snmp/gufo.py should retry the request with fewer repetitions",
     ),
     "chatty": Expect(None, True),
     "other_port": Expect("timeout", False, every_poll=True),
