@@ -224,6 +224,7 @@ class Monitor:
                     target=target.name, origin=link_origin(target.address, rt.link),
                 )
                 self._emit(outcome.event)
+                self.note_anomalies(status, row.anomalies)
                 self.note_anomalies(status, outcome.anomalies)
                 counters.extend(outcome.counters)
                 gauges.extend(outcome.gauges)
