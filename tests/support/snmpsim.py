@@ -33,8 +33,9 @@ import shutil
 import socket
 import stat
 import tempfile
+import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -189,3 +190,39 @@ def serve(recordings: Mapping[str, Path], *, timeout: float = 180.0) -> Iterator
             process.stop()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def serve_groups(groups: Sequence[Mapping[str, Path]], *, timeout: float = 180.0) -> Iterator[dict[str, Simulator]]:
+    """One simulator per group, started side by side (each indexes its recordings on one core before it
+    answers: a several-MB recording alone in its group is indexed while the others are); yields
+    {community: the simulator serving it}."""
+    entered: list[contextlib.AbstractContextManager[Simulator]] = []
+    sims: list[Simulator] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def start(group: Mapping[str, Path]) -> None:
+        cm = serve(group, timeout=timeout)
+        try:
+            sim = cm.__enter__()
+        except BaseException as exc:  # re-raised below, once every simulator is stopped
+            with lock:
+                errors.append(exc)
+            return
+        with lock:
+            entered.append(cm)
+            sims.append(sim)
+
+    threads = [threading.Thread(target=start, args=(g,)) for g in groups]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        if errors:
+            raise errors[0]
+        yield {community: sim for sim in sims for community in sim.communities}
+    finally:
+        for cm in entered:
+            cm.__exit__(None, None, None)
