@@ -238,3 +238,31 @@ def test_memory_from_a_source_that_has_it(corpus: dict[str, Polled], name: str) 
     assert total.get("") in totals, (total, totals)
     if used or got.device.memory_used_known():
         assert 0 < used.get("", 0) <= total[""], (used, total)
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [("dlink-des3038", "if_high_speed_implausible"), ("netapp-fas3270", "speed_lower_bound"),
+     ("netapp-ontap", "speed_lower_bound")],
+)  # fmt: skip
+def test_speed_units_and_saturation(corpus: dict[str, Polled], name: str, reason: str) -> None:
+    """Issue 10 symptom 8: D-Link DES-3038 serves ifHighSpeed in bit/s (100000000 for a 100 Mbit port:
+    100 Tbit/s read as Mbit/s); NetApp serves a saturated ifSpeed 4294967295 and no ifHighSpeed, which
+    says "at least 4.29 Gbit/s", not a capacity of 536,870,911 B/s."""
+    got = corpus[name]
+    dev = got.device
+    odd = [p for p in got.picks if dev.odd_speed(p.index)]
+    assert odd, f"{name}: no port with the odd speed columns was picked"
+    links = {lk["if_index"]: lk for lk in got.report["polls"][-1]["links"]}
+    for pick in odd:
+        low, high = dev.value("ifSpeed", pick.index), dev.value("ifHighSpeed", pick.index)
+        lk = links[pick.index]
+        if reason == "if_high_speed_implausible":
+            assert isinstance(low, int) and high == low >= 10**6
+            assert lk["port_speed_bytes_per_s"] == low // 8 == lk["capacity_bytes_per_s"]
+        else:
+            assert low == 4294967295 and high is None
+            assert lk["port_speed_bytes_per_s"] is None and lk["capacity_bytes_per_s"] is None
+    assert got.report["polls"][-1]["anomalies"].get(reason, 0) >= len(odd)
+    assert "set aside (" + reason in got.stderr  # logged, once per port
+    assert got.stderr.count("set aside (" + reason) == len(odd)

@@ -91,6 +91,19 @@ class Simulator:
     def log(self) -> str:
         return self.process.output()
 
+    def replace(self, community: str, text: str) -> None:
+        """Serve new content for a recording from now on (snmpsim re-indexes a data file whose mtime
+        changed). A variation module reads its arguments at the first request of each OID, so this
+        lets a test set time-dependent arguments once the simulator is up."""
+        path = self.workdir / "data" / f"{community}.snmprec"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text, encoding="utf-8", errors="surrogateescape")
+        tmp.chmod(0o644)
+        mtime = path.stat().st_mtime_ns
+        tmp.replace(path)
+        if path.stat().st_mtime_ns <= mtime:  # same clock tick: make the change visible
+            os.utime(path, ns=(mtime + 1_000_000_000, mtime + 1_000_000_000))
+
 
 def _ber_len(n: int) -> bytes:
     if n < 0x80:
