@@ -158,3 +158,41 @@ class Device:
         """Whether the recording says how much RAM is used (an hrStorageRam row, or UCD memAvailReal)."""
         ram = [i for i, t in self.rec.values(HR_STORAGE + "2").items() if t == HR_STORAGE_RAM]
         return bool(ram) or self.rec.get(UCD_MEM_AVAIL) is not None
+
+
+ENT_SENSOR = "1.3.6.1.2.1.99.1.1.1."
+ENT_PHYSICAL = "1.3.6.1.2.1.47.1.1.1.1."
+SENSOR_CELSIUS, SENSOR_WATTS = 8, 6
+
+
+def sensor_values(dev: Device, sensor_type: int) -> dict[str, float]:
+    """ENTITY-SENSOR-MIB sensors of a type whose status is ok(1): {index: value in the type's unit}.
+    RFC 3433: value x 10^(3 x (scale - 9)) (scale 9 is units, 8 milli...), precision = decimals."""
+    types = dev.rec.values(ENT_SENSOR + "1")
+    scales = dev.rec.values(ENT_SENSOR + "2")
+    precisions = dev.rec.values(ENT_SENSOR + "3")
+    values = dev.rec.values(ENT_SENSOR + "4")
+    status = dev.rec.values(ENT_SENSOR + "5")
+    out: dict[str, float] = {}
+    for i, t in types.items():
+        raw, scale, prec = values.get(i), scales.get(i, 9), precisions.get(i, 0)
+        if t != sensor_type or status.get(i) != 1 or not isinstance(raw, int):
+            continue
+        if raw >= 2**31:  # Integer32 served as its unsigned bits
+            raw -= 2**32
+        assert isinstance(scale, int) and isinstance(prec, int)
+        out[i] = raw * 10.0 ** (3 * (scale - 9)) / 10.0**prec
+    return out
+
+
+def transceiver_sensors(dev: Device) -> set[str]:
+    """Sensors of an optical transceiver (DOM), by their own or their container's entPhysicalDescr."""
+    descr = dev.rec.values(ENT_PHYSICAL + "2")
+    parent = dev.rec.values(ENT_PHYSICAL + "4")
+    words = ("dom ", "xcvr", "transceiver", "sfp", "optic")
+    out = set()
+    for i in dev.rec.values(ENT_SENSOR + "1"):
+        texts = [descr.get(i), descr.get(str(parent.get(i)))]
+        if any(isinstance(t, bytes) and any(w in t.decode("latin-1").lower() for w in words) for t in texts):
+            out.add(i)
+    return out
