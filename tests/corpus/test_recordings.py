@@ -24,7 +24,15 @@ from typing import Any
 
 import pytest
 
-from tests.corpus.reference import SENSOR_CELSIUS, SENSOR_WATTS, Device, Pick, sensor_values, transceiver_sensors
+from tests.corpus.reference import (
+    SENSOR_CELSIUS,
+    SENSOR_WATTS,
+    Device,
+    Pick,
+    ascii_text,
+    sensor_values,
+    transceiver_sensors,
+)
 from tests.support import agents, snmpsim
 
 REPO = Path(__file__).resolve().parents[2]
@@ -180,6 +188,14 @@ def test_interfaces_as_recorded(corpus: dict[str, Polled], name: str) -> None:
             lk = links[f"{name}-{n}"]
             idx = pick.index
             assert lk["resolve_error"] is None and lk["if_index"] == idx, (pick, lk["resolve_error"])
+            # The interface's label (ifName, else ifDescr, else the index) and alias, where ASCII.
+            if_name, descr = dev.value("ifName", idx), dev.value("ifDescr", idx)
+            label = if_name if isinstance(if_name, bytes) and if_name.strip(b"\0") else descr
+            if isinstance(label, bytes) and ascii_text(label) is not None:
+                assert lk["interface"] == ascii_text(label)
+            alias = dev.value("ifAlias", idx)
+            if ascii_text(alias) is not None or alias in (None, b""):
+                assert lk["alias"] == (ascii_text(alias) or "")
             # Status as the recording has it (RFC 2863: 1 up; every other oper status is not up).
             oper, admin = dev.value("ifOperStatus", idx), dev.value("ifAdminStatus", idx)
             assert lk["state"] == ("unknown" if oper is None else "up" if oper == 1 else "down")
