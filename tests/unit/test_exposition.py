@@ -107,7 +107,8 @@ def test_label_escaping_round_trips(monitor: Monitor) -> None:
     m = parsed(monitor)
     info = m.series("sitivmon_link_info")
     by_link = {dict(k)["link"]: dict(k) for k in info}
-    assert by_link["givors-fibre"]["alias"] == ALIAS
+    # Device strings lose their control characters (sitivmon.normalize.text); quotes and backslashes stay.
+    assert by_link["givors-fibre"]["alias"] == ALIAS.replace("\n", "\ufffd")
     assert by_link["givors-fibre"]["interface"] == "xe-0/0/1"
     assert by_link["grigny-missing"]["interface"] == ""
     assert escape('a"b\\c\nd') == 'a\\"b\\\\c\\nd'
