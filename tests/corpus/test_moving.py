@@ -51,11 +51,9 @@ LAYOUTS = (
     Layout("cisco-32", "network/switch/cisco-c3560", "Cisco IOS (a port without HC)",
            ("ifInOctets", "ifOutOctets"), "65"),
     Layout("venus-hc32", "network/firewall/venus-vsos-v0600r0705b20180507", "Venus",
-           ("ifHCInOctets", "ifHCOutOctets"), "65",
-           problem="symptom 3: HC columns served as Counter32, a wrap counts zero (fixed on wip/counters)"),
+           ("ifHCInOctets", "ifHCOutOctets"), "65"),
     Layout("metel-hc32", "network/switch/metel-poe-box", "Metel PoE",
-           ("ifHCInOctets", "ifHCOutOctets"), "65",
-           problem="symptom 3: HC columns served as Counter32, a wrap counts zero (fixed on wip/counters)"),
+           ("ifHCInOctets", "ifHCOutOctets"), "65"),
 )  # fmt: skip
 LATIN1_ALIAS = "Commune: Vénissieux [1G] {circuit-42}"
 DISCOVERED_ALIAS = "Commune: Pierre-Bénite [100M] {c-7}"
