@@ -45,7 +45,6 @@ class Case:
     vendor: str
     profiles: tuple[str, ...] = ("interfaces",)
     memory_problem: str | None = None  # the issue-10 symptom a memory check shows, if any
-    sensor_problem: str | None = None
 
 
 HOST = ("interfaces", "host_resources")
@@ -232,6 +231,9 @@ def test_storage_as_recorded(corpus: dict[str, Polled], name: str) -> None:
     size = samples(entry, "sitivmon_host_storage_size_bytes")
     used = samples(entry, "sitivmon_host_storage_used_bytes")
     for descr, (s, u) in expected.items():
+        if u > s:  # more used than the size (the Isilon's /ifs: a size cut at 32 bits): set aside, not billed
+            assert descr not in used and descr not in size, (descr, used.get(descr), size.get(descr))
+            continue
         assert size.get(descr) == s, (descr, size.get(descr), s)
         assert used.get(descr) == u, (descr, used.get(descr), u)
 
@@ -303,14 +305,7 @@ def test_temperatures_as_recorded(corpus: dict[str, Polled], name: str) -> None:
     assert seen == pytest.approx(expected)
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(c.community, marks=[pytest.mark.xfail(reason=c.sensor_problem, strict=True)])
-        for c in SENSORS
-        if c.sensor_problem  # the recordings with transceiver power sensors
-    ],
-)
+@pytest.mark.parametrize("name", ["arista-7150s"])  # the corpus's recording with transceiver power sensors
 def test_power_only_from_consumers(corpus: dict[str, Polled], name: str) -> None:
     """Power and energy count what a device draws: never a transceiver's optical TX/RX level."""
     got = corpus[name]
