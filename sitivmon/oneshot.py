@@ -98,7 +98,8 @@ async def poll_once(
             previous[rt.link.id] = dict(rt.totals)
         entry["links"] = links
         status = monitor.targets.get(target.name)
-        entry["anomalies"] = dict(sorted(status.anomalies.items())) if status is not None else {}
+        # Every value set aside so far on this target (links and profiles too), by reason, as /metrics counts.
+        entry["anomaly_counts"] = dict(sorted(status.anomalies.items())) if status is not None else {}
         rendered: list[str] = []
         datacenter.render(rendered)
         mark = f'target="{target.name}"'

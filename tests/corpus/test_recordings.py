@@ -286,7 +286,7 @@ def test_speed_units_and_saturation(corpus: dict[str, Polled], name: str, reason
         else:
             assert low == 4294967295 and high is None
             assert lk["port_speed_bytes_per_s"] is None and lk["capacity_bytes_per_s"] is None
-    assert got.report["polls"][-1]["anomalies"].get(reason, 0) >= len(odd)
+    assert got.report["polls"][-1]["anomaly_counts"].get(reason, 0) >= len(odd)
     assert "set aside (" + reason in got.stderr  # logged, once per port
     assert got.stderr.count("set aside (" + reason) == len(odd)
 

@@ -6,6 +6,7 @@ and no datagram without the right community or a valid USM key ever changes a li
 from __future__ import annotations
 
 import contextlib
+import gc
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -123,9 +124,15 @@ class Rig:
                                       admin_status=event.admin_status, oper_status=event.oper_status)  # fmt: skip
 
     def feed(self, data: bytes) -> None:
-        t0 = time.thread_time()
-        self.receiver.handle_datagram(data, ("127.0.0.1", 40000), time.monotonic())  # must never raise
-        self.worst = max(self.worst, time.thread_time() - t0)
+        # The cyclic GC is held off while one datagram is timed: in a full test run a collection of the
+        # whole suite's heap (~0.2 s) would otherwise be billed to whichever datagram triggered it.
+        gc.disable()
+        try:
+            t0 = time.thread_time()
+            self.receiver.handle_datagram(data, ("127.0.0.1", 40000), time.monotonic())  # must never raise
+            self.worst = max(self.worst, time.thread_time() - t0)
+        finally:
+            gc.enable()
 
     @property
     def link_state(self) -> LinkState:
@@ -136,10 +143,15 @@ class Rig:
 @given(st.binary(max_size=4096))
 def test_decoders_raise_only_ber_error_on_arbitrary_bytes(data: bytes) -> None:
     for decode in DECODERS:
-        t0 = time.thread_time()
-        with contextlib.suppress(ber.BerError):
-            decode(data)
-        assert time.thread_time() - t0 < WORST_CPU_S
+        gc.disable()  # a collection of the whole suite's heap is not this decoder's cost (see Rig.feed)
+        try:
+            t0 = time.thread_time()
+            with contextlib.suppress(ber.BerError):
+                decode(data)
+            spent = time.thread_time() - t0
+        finally:
+            gc.enable()
+        assert spent < WORST_CPU_S
 
 
 def tlv_tree(depth: int = 3) -> st.SearchStrategy[bytes]:
