@@ -18,7 +18,7 @@ from sitivmon.config.model import SitivmonConfig, Target
 from sitivmon.datacenter.ifalias import links_from_aliases
 from sitivmon.engine.poll import TargetPoll
 from sitivmon.links.interfaces import STATUS_UP, InterfaceIndex, InterfaceRow, ResolveError, interface_rows
-from sitivmon.links.state import LinkRuntime, apply_row, decode_baseline, link_origin
+from sitivmon.links.state import LinkRuntime, apply_row, decode_baseline, link_origin, origin_of
 from sitivmon.readings import (
     Anomaly,
     CounterInterval,
@@ -252,7 +252,7 @@ class Monitor:
                 published = (rt.admin_up, rt.interface)
                 outcome = apply_row(
                     rt, row, at=poll.at, uptime_ticks=uptime_ticks, interval_s=status.interval_s,
-                    target=target.name, origin=link_origin(target.address, rt.link),
+                    target=target.name, origin=origin_of(rt, target.address),
                 )
                 self._emit(outcome.event)
                 if outcome.event is None and (rt.admin_up, rt.interface) != published:
