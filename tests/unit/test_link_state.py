@@ -231,3 +231,28 @@ def test_usage_keys_follow_a_reloaded_link() -> None:
         ("grigny", Quantity.TRAFFIC_IN, 300), ("grigny", Quantity.TRAFFIC_OUT, 100),
     }  # fmt: skip
     assert [g.key.commune for g in out.gauges] == ["grigny"]
+
+
+def test_links_of_follows_reloads_that_move_links() -> None:
+    """The monitor indexes links by target; a reload that moves, adds or removes links is followed."""
+    from sitivmon.config.loader import parse_config
+    from sitivmon.monitor import Monitor
+
+    def cfg(links: str) -> Any:
+        return parse_config(
+            'communes:\n  - {id: givors, name: Givors, insee: "69091"}\n'
+            "credentials:\n  v2: {version: 2c, community: public}\n"
+            "targets:\n  - {name: sw1, address: 192.0.2.1, credentials: v2}\n"
+            "  - {name: sw2, address: 192.0.2.2, credentials: v2}\n"
+            "links:\n" + links
+        )
+
+    a = "  - {id: a, commune: givors, target: sw1, interface: {name: eth1}}\n"
+    b = "  - {id: b, commune: givors, target: sw1, interface: {name: eth2}}\n"
+    monitor = Monitor(cfg(a + b))
+    assert [rt.link.id for rt in monitor.links_of("sw1")] == ["a", "b"]
+    monitor.reconfigure(cfg(a + b.replace("sw1", "sw2") + a.replace("id: a", "id: c")))
+    assert [rt.link.id for rt in monitor.links_of("sw1")] == ["a", "c"]
+    assert [rt.link.id for rt in monitor.links_of("sw2")] == ["b"]
+    monitor.reconfigure(cfg(a))
+    assert [rt.link.id for rt in monitor.links_of("sw1")] == ["a"] and monitor.links_of("sw2") == []
