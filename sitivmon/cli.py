@@ -44,13 +44,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from sitivmon.config.model import SitivmonConfig
     from sitivmon.daemon import run_daemon
 
-    setup_logging(args.log_format or "plain", args.log_level)
+    setup_logging(args.log_format or "plain", args.log_level or "info")
     config = _load_or_report(args.config)
     if config is None:
         return 2
     assert isinstance(config, SitivmonConfig)
-    if args.log_format is None and config.log.format != "plain":
-        setup_logging(config.log.format, args.log_level)
+    # The command line wins; else the config's `log` section (SITIVMON_LOG__LEVEL and __FORMAT included).
+    setup_logging(args.log_format or config.log.format, args.log_level or config.log.level)
     try:
         return run(run_daemon(args.config, config, args.listen))
     except OSError as exc:
@@ -85,7 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", type=Path, required=True)
     run.add_argument("--listen", help="HOST:PORT for /metrics (overrides the config)")
     run.add_argument("--log-format", choices=["plain", "json"], default=None)
-    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
+    run.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], default=None,
+        help="overrides the config's log.level (default info)",
+    )
     run.set_defaults(func=cmd_run)
 
     check = sub.add_parser("check", help="validate a configuration file")

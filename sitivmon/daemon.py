@@ -2,8 +2,9 @@
 
 `Daemon` owns the scheduler, the HTTP server and the services around the monitor (trap receiver,
 MQTT publisher, usage recorder), each entered on an AsyncExitStack so that they stop in reverse
-order. SIGTERM/SIGINT stop it cleanly; SIGHUP and POST /-/reload reload the configuration, keeping
-all counter state; a configuration that does not validate is refused and the old one kept.
+order. SIGTERM/SIGINT stop it cleanly; SIGHUP and POST /-/reload (syndicate token, see http.py)
+reload the configuration, keeping all counter state; a configuration that does not validate is
+refused and the old one kept.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Hashable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -21,21 +23,25 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from sitivmon.allocation.api import setup_api
+from sitivmon.allocation.api import ReportCache, TokenAuthority, report_executor, setup_api
+from sitivmon.allocation.archive import ARCHIVE_FILE
 from sitivmon.allocation.cli import service_from_config, usage_for_month
 from sitivmon.allocation.service import ReportService
 from sitivmon.config import ConfigError, SitivmonConfig, load_config
 from sitivmon.config.model import parse_listen
 from sitivmon.datacenter.handler import DatacenterHandler
 from sitivmon.engine.scheduler import ClientFactory, Scheduler, gufo_factory
-from sitivmon.http import build_app
+from sitivmon.http import KEEPALIVE_TIMEOUT_S, ConnectionGuard, GuardedSite, build_app
 from sitivmon.monitor import Monitor
 from sitivmon.mqtt.publisher import MqttPublisher
+from sitivmon.portal.app import setup_portal
+from sitivmon.portal.backend import daemon_backend
 from sitivmon.selfmetrics import SelfMetrics
 from sitivmon.traps.config import resolve_trap_auth
 from sitivmon.traps.events import TrapEvent, TrapKind
 from sitivmon.traps.receiver import TrapReceiver
 from sitivmon.usage import UsageRecorder, UsageStore
+from sitivmon.usage.cli import db_path as usage_db_path
 from sitivmon.usage.cli import link_keys
 from sitivmon.usage.live import UsageLiveCollector
 
@@ -70,6 +76,7 @@ class Daemon:
         self._stack = contextlib.AsyncExitStack()
         self._tg: asyncio.TaskGroup | None = None
         self._runner: web.AppRunner | None = None
+        self._report_pool: ThreadPoolExecutor | None = None
         self.bound_port: int | None = None
 
     async def __aenter__(self) -> Daemon:
@@ -112,38 +119,67 @@ class Daemon:
             await self._stack.enter_async_context(self.traps)
 
     async def _start_http(self) -> None:
-        app = build_app(lambda: self.monitor, self.metrics, self.reload)
+        authority = TokenAuthority(lambda: self.config.api.tokens, rejected=self.metrics.http_errors)
+        guard = ConnectionGuard(self.metrics)
+        app = build_app(lambda: self.monitor, self.metrics, self.reload, authority=authority, guard=guard)
         if self.config.allocation is not None:
             # Built per request from the running config, so a reload's new allocation file is used.
             def service() -> ReportService:
                 return service_from_config(self.config, self.config_path, usage_for_month)
 
+            def report(month: str) -> dict[str, Any]:
+                """The closed revision as stored, else today's computation (what `current` gives, without
+                recomputing a closed month only to compare it)."""
+                svc = service()
+                latest = svc.archive.latest(month)
+                return latest.report if latest is not None else svc.fresh(month)
+
+            self._report_pool = report_executor()
             setup_api(
-                app, tokens=lambda: self.config.api.tokens, usage_provider=lambda month: service().usage(month),
-                report_builder=lambda month: service().current(month).report,
+                app, tokens=authority, usage_provider=lambda month: service().usage(month), report_builder=report,
+                cache=ReportCache(self._report_pool, self._report_inputs),
             )
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            if self.config.api.portal:
+                setup_portal(
+                    app,
+                    daemon_backend(
+                        service=service, monitor=lambda: self.monitor, tokens=lambda: self.config.api.tokens
+                    ),
+                    secure_cookies=self.config.api.secure_cookies,
+                    executor=self._report_pool,
+                )
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, keepalive_timeout=KEEPALIVE_TIMEOUT_S
+        )
         await self._runner.setup()
         host, port = parse_listen(self.listen)
-        site = web.TCPSite(self._runner, host, port, reuse_address=True)
+        site = GuardedSite(self._runner, host, port, guard)
         await site.start()
-        sockets = getattr(site._server, "sockets", None) or []
-        self.bound_port = sockets[0].getsockname()[1] if sockets else port
-        log.info("listening on http://%s:%s/metrics", host, self.bound_port)
+        addresses = self._runner.addresses
+        self.bound_port = addresses[0][1] if addresses else port
+        log.info(
+            "listening on http://%s:%s/metrics (at most %d connections, request heads within %g s)",
+            host, self.bound_port, guard.limit, guard.header_timeout_s,
+        )
+
+    def _report_inputs(self, month: str) -> Hashable:
+        """What a month's report is made of, cheaply: the running config object and the files behind it.
+
+        Any write to the usage store, the archive, the config or the allocation file changes a file's
+        size, mtime or inode (SQLite writes go to the -wal file first), and so the cache key.
+        """
+        config = self.config
+        files = [self.config_path, usage_db_path(config), config.state_dir / ARCHIVE_FILE]
+        if config.allocation is not None:
+            alloc = config.allocation
+            files.append(alloc if alloc.is_absolute() else self.config_path.parent / alloc)
+        files += [p.with_name(p.name + "-wal") for p in files[1:3]]
+        return (id(config), month, tuple(_stat(p) for p in files))
 
     def _on_trap(self, event: TrapEvent) -> None:
         """Called by the receiver for each accepted trap; must not block."""
-        if event.kind in (TrapKind.LINK_DOWN, TrapKind.LINK_UP):
-            self.monitor.on_link_trap(
-                event.source_ip, event.if_index, event.kind is TrapKind.LINK_UP, time.time(),
-                admin_status=event.admin_status, oper_status=event.oper_status,
-            )  # fmt: skip
-        elif event.kind in (TrapKind.COLD_START, TrapKind.WARM_START):
-            self.monitor.on_restart_trap(event.source_ip, time.time())
-        else:
-            return
-        for target in self.monitor.targets_at(event.source_ip):
-            self.scheduler.poll_now(target.name)  # the next poll confirms what the trap said
+        for target in apply_trap(self.monitor, event):
+            self.scheduler.poll_now(target)  # the next poll confirms what the trap said
 
     async def _until_stopped(self, loop: Coroutine[Any, Any, None]) -> None:
         """A long-lived loop that ends (by crash or otherwise) stops the daemon instead of hiding."""
@@ -172,6 +208,9 @@ class Daemon:
             if self._runner is not None:
                 runner, self._runner = self._runner, None
                 await runner.cleanup()
+            if self._report_pool is not None:
+                pool, self._report_pool = self._report_pool, None
+                pool.shutdown(wait=False, cancel_futures=True)
         finally:
             try:
                 if self._tg is not None:
@@ -239,8 +278,31 @@ class Daemon:
         task.add_done_callback(self._background.discard)
 
 
+def _stat(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 class _Stopping(Exception):
     """Raised inside the TaskGroup to cancel every loop when the daemon stops."""
+
+
+def apply_trap(monitor: Monitor, event: TrapEvent) -> list[str]:
+    """Fold an accepted trap into the monitor, stamped with when it arrived (a trap coalesced under a
+    flood is delivered later than it was received); returns the targets to poll at once to confirm it."""
+    if event.kind in (TrapKind.LINK_DOWN, TrapKind.LINK_UP):
+        monitor.on_link_trap(
+            event.source_ip, event.if_index, event.kind is TrapKind.LINK_UP, event.received_at,
+            admin_status=event.admin_status, oper_status=event.oper_status,
+        )  # fmt: skip
+    elif event.kind in (TrapKind.COLD_START, TrapKind.WARM_START):
+        monitor.on_restart_trap(event.source_ip, event.received_at)
+    else:
+        return []
+    return [target.name for target in monitor.targets_at(event.source_ip)]
 
 
 async def run_daemon(config_path: Path, config: SitivmonConfig, listen: str | None = None) -> int:

@@ -7,6 +7,7 @@ scrape is string joins. The daemon's own instrumentation stays on prometheus_cli
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Iterable
 
@@ -23,8 +24,25 @@ _LINK_COUNTERS["receive_bytes"] = ("sitivmon_link_receive_bytes_total", "Bytes r
 _LINK_COUNTERS["transmit_bytes"] = ("sitivmon_link_transmit_bytes_total", "Bytes sent by the commune.")
 
 
+# Characters a line-oriented reader may take for a line end or drop: C0 controls (\r, NUL, ...), DEL,
+# C1 controls (\x85 is a line end for Python's universal newlines) and the Unicode line separators.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _control(match: re.Match[str]) -> str:
+    char = match.group()
+    return _NAMED.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
+
+
 def escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    """A label value for the text format. The format escapes only `\\`, `"` and line feeds; any
+    other control character an agent puts in ifDescr or ifAlias (a raw CR, a NUL) would reach the
+    page as is, and a reader in text mode (universal newlines) then splits the sample and rejects the
+    whole page. Those are written as visible backslash sequences (`\\r`, `\\x00`), which both
+    Prometheus and prometheus_client keep literally."""
+    text = value.replace("\\", "\\\\").replace('"', '\\"')
+    return _CONTROL.sub(_control, text)
 
 
 def labels(**pairs: str) -> str:

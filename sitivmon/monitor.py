@@ -253,9 +253,11 @@ class Monitor:
                 try:
                     row = interfaces.resolve(rt.link.interface)
                 except ResolveError as exc:
+                    # Counted on every poll the link stays unresolved (the metric's rate shows it is
+                    # still so); logged once per distinct error.
+                    status.errors[PollErrorReason.RESOLVE.value] += 1
                     if rt.resolve_error != str(exc):
                         log.error("link %s on %s: %s", rt.link.id, target.name, exc)
-                        status.errors[PollErrorReason.RESOLVE.value] += 1
                     rt.resolve_error = str(exc)
                     self._emit(rt.set_state(LinkState.UNKNOWN, poll.at, StateSource.POLL, target.name))
                     continue

@@ -10,8 +10,26 @@ from sitivmon.config.model import SitivmonConfig
 from sitivmon.datacenter.handler import DatacenterHandler
 from sitivmon.engine.poll import poll_target
 from sitivmon.engine.scheduler import gufo_factory
+from sitivmon.links.interfaces import oriented_series
+from sitivmon.links.state import LinkRuntime
 from sitivmon.monitor import Monitor
 from sitivmon.profiles.registry import profile_lookup
+
+
+def raw_counters(rt: LinkRuntime) -> dict[str, list[dict[str, Any]]]:
+    """Per commune-oriented series, the device counters it is computed from on this poll: the raw
+    value as read, and whether it came from the 64-bit HC column or the 32-bit one (whose wraps
+    normalisation handles). A delta is only as good as these; without them a wrong delta could not
+    be told from a wrong counter."""
+    if rt.snapshot is None or rt.resolve_error is not None:
+        return {}
+    out: dict[str, list[dict[str, Any]]] = {}
+    for raw, counter in sorted(rt.snapshot.counters.items()):
+        for series, weight in oriented_series({raw: 1}, rt.link.side).items():
+            if weight:
+                source = "HC" if counter.bits == 64 else "32-bit"
+                out.setdefault(series, []).append({"counter": raw, "source": source, "raw": counter.value})
+    return out
 
 
 async def poll_once(
@@ -44,6 +62,7 @@ async def poll_once(
             "varbinds": poll.varbinds,
             "requests": poll.requests,
             "walk_stops": [f"{c}: {s.value}" for c, s in poll.walk_stops],
+            "anomalies": [{"reason": a.reason, "subject": a.subject, "detail": a.detail} for a in poll.anomalies],
         }
         if poll.error is not None:
             entry["error"] = str(poll.error)
@@ -66,6 +85,7 @@ async def poll_once(
                     "delta_since_previous": (
                         {k: v - before[k] for k, v in rt.totals.items()} if before is not None else None
                     ),
+                    "counters": raw_counters(rt),
                 }
             )
             previous[rt.link.id] = dict(rt.totals)

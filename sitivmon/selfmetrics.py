@@ -37,6 +37,15 @@ class SelfMetrics:
             buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5), registry=registry,
         )
         self.http_errors = Counter(
-            "sitivmon_http_requests_rejected_total", "HTTP requests rejected, by status.", ["status"],
-            registry=registry,
+            "sitivmon_http_requests_rejected_total",
+            "HTTP requests refused (bad or missing token, scope, reload gate), by status and reason.",
+            ["status", "reason"], registry=registry,
+        )
+        self.http_connections = Gauge(
+            "sitivmon_http_connections", "HTTP connections open (capped; see sitivmon/http.py).", registry=registry
+        )
+        self.http_connections_dropped = Counter(
+            "sitivmon_http_connections_dropped_total",
+            "HTTP connections closed by the server to stay answerable (limit_evicted, limit_refused, header_timeout).",
+            ["reason"], registry=registry,
         )

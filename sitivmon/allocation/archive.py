@@ -18,8 +18,16 @@ from typing import Any
 
 from sitivmon.allocation.formats import render_json
 from sitivmon.allocation.report import REVISION_FIELDS, sha256_bytes, substance
+from sitivmon.usage.periods import parse_month
 
 ARCHIVE_FILE = "reports.sqlite"
+
+
+def parse_month_label(month: str) -> str:
+    """Archive keys are month labels in their one spelling (`parse_month`); ValueError otherwise."""
+    parse_month(month)
+    return month
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS revisions (
@@ -36,6 +44,20 @@ BEGIN SELECT RAISE(ABORT, 'closed report revisions are immutable'); END;
 CREATE TRIGGER IF NOT EXISTS revisions_no_delete BEFORE DELETE ON revisions
 BEGIN SELECT RAISE(ABORT, 'closed report revisions are immutable'); END;
 """
+
+
+class MonthNotEnded(ValueError):
+    """`report close` of a month that is not over in the configured timezone: its figures would grow."""
+
+
+def check_ended(header: dict[str, Any], now: datetime) -> None:
+    """Refuse to freeze a month before its end (the report's period, local midnight of the next 1st)."""
+    end = datetime.fromisoformat(header["period"]["end_utc"])
+    if now < end:
+        raise MonthNotEnded(
+            f"{header['month']} has not ended in {header['timezone']}: it ends at {header['period']['end']};"
+            " a month can be closed once it is over (`sitivmon report` shows it as provisional until then)"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +115,7 @@ class ReportArchive:
         )
 
     def revisions(self, month: str) -> list[Revision]:
+        parse_month_label(month)
         with self._connect() as db:
             rows = db.execute(
                 "SELECT month, revision, sha256, content, diff, closed_at FROM revisions"
@@ -102,6 +125,7 @@ class ReportArchive:
         return [self._row(r) for r in rows]
 
     def latest(self, month: str) -> Revision | None:
+        parse_month_label(month)
         with self._connect() as db:
             row = db.execute(
                 "SELECT month, revision, sha256, content, diff, closed_at FROM revisions"
@@ -116,8 +140,10 @@ class ReportArchive:
         The check and the insert run in one IMMEDIATE transaction so two concurrent closes cannot both
         become revision N.
         """
-        month = fresh["header"]["month"]
-        closed_at = (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        month = parse_month_label(fresh["header"]["month"])
+        instant = (now or datetime.now(UTC)).astimezone(UTC)
+        check_ended(fresh["header"], instant)
+        closed_at = instant.strftime("%Y-%m-%dT%H:%M:%SZ")
         with self._connect() as db:
             db.execute("BEGIN IMMEDIATE")
             try:

@@ -6,10 +6,38 @@ communes' amounts always sum to the budget and the same inputs always give the s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import decimal
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
+
+EXACT_DIGITS = 100
+"""Significant digits of every Decimal computed in allocation (`exact`); far above any real figure."""
+
+MAX_BUDGET_CENTS = 10**15 - 1
+_MAX_BUDGET = Decimal(MAX_BUDGET_CENTS).scaleb(-2)
+"""Largest budget (9,999,999,999,999.99 EUR): cents stay exact in the spreadsheets finance opens
+(IEEE doubles are exact to 2**53 ~ 9.0e15) and in Decimal's default 28 digits used by renderers."""
+
+
+@contextlib.contextmanager
+def exact() -> Iterator[None]:
+    """Decimal arithmetic that refuses to round, instead of Python's silent 28-digit rounding.
+
+    A share written with 35 digits, or shares that sum to 1 only once rounded to 28 digits, would
+    otherwise pass as exact; here any rounding (or overflow) raises ValueError, which validation
+    reports with the field's location.
+    """
+    with decimal.localcontext() as ctx:
+        ctx.prec = EXACT_DIGITS
+        ctx.traps[decimal.Inexact] = True
+        ctx.traps[decimal.Rounded] = True
+        try:
+            yield
+        except (decimal.Inexact, decimal.Rounded):
+            raise ValueError(f"cannot be computed exactly: more than {EXACT_DIGITS} significant digits") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,10 +105,13 @@ def euros_to_cents(value: Decimal) -> int:
     """Cents in a euro amount that has at most two decimals; more precision is refused, not rounded."""
     if not value.is_finite():
         raise ValueError(f"not a finite amount: {value}")
-    cents = value * 100
-    if cents != cents.to_integral_value():
-        raise ValueError(f"amount {value} has more than two decimals")
-    return int(cents)
+    if not -_MAX_BUDGET <= value <= _MAX_BUDGET:  # compared before any arithmetic: exact
+        raise ValueError(f"amount {value} is above the largest budget, {cents_to_euros(MAX_BUDGET_CENTS)}")
+    with exact():
+        cents = value.scaleb(2)
+        if cents != cents.to_integral_value():
+            raise ValueError(f"amount {value} has more than two decimals")
+        return int(cents)
 
 
 def cents_to_euros(cents: int, decimal_sep: str = ".") -> str:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from sitivmon.allocation.archive import ReportArchive
+from sitivmon.allocation.archive import MonthNotEnded, ReportArchive
 from sitivmon.allocation.config import (
     AllocationConfigError,
     CommuneLike,
@@ -24,7 +24,6 @@ from sitivmon.allocation.config import (
     read_allocation_file,
 )
 from sitivmon.allocation.engine import (
-    MONTH_RE,
     UsageDocumentError,
     allocate,
     communes_from_usage,
@@ -34,6 +33,7 @@ from sitivmon.allocation.engine import (
 from sitivmon.allocation.formats import FORMATS, SECTIONS, render
 from sitivmon.allocation.report import build_report, sha256_bytes
 from sitivmon.allocation.service import ReportService
+from sitivmon.usage.periods import parse_month
 
 
 class RootConfig(Protocol):
@@ -89,8 +89,11 @@ def usage_for_month(config: RootConfig, month: str) -> Any:
 
 
 def _month(text: str) -> str:
-    if not MONTH_RE.match(text):
-        raise argparse.ArgumentTypeError(f"month must be YYYY-MM, got {text!r}")
+    """The one spelling of a month (`parse_month`): `2026-10\\n` must not name another archive key."""
+    try:
+        parse_month(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return text
 
 
@@ -119,7 +122,7 @@ def _check_binary_target(fmt: str, output: Path | None) -> None:
 def _run(body: Callable[[], int]) -> int:
     try:
         return body()
-    except (InputError, AllocationConfigError, UsageDocumentError, LookupError) as exc:
+    except (InputError, AllocationConfigError, UsageDocumentError, MonthNotEnded, LookupError) as exc:
         print(f"sitivmon: {exc}", file=sys.stderr)
         return 2
     except UsageUnavailable as exc:
@@ -146,7 +149,7 @@ def _allocate(args: argparse.Namespace, config_loader: ConfigLoader) -> int:
             communes, timezone = root.communes, root.timezone
             config_sha = sha256_bytes(args.config.read_bytes())
         else:
-            communes = communes_from_usage(usage_data)
+            communes = communes_from_usage(usage_data, source=str(args.usage))
         allocation_bytes = read_allocation_file(args.allocation)
         config = parse_allocation(allocation_bytes, communes, source=str(args.allocation))
         usage = parse_usage(usage_data, communes, month=args.month, timezone=timezone, source=str(args.usage))

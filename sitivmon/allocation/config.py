@@ -18,9 +18,10 @@ from typing import Any, Literal, Protocol
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from sitivmon.allocation.arithmetic import euros_to_cents
+from sitivmon.allocation.arithmetic import euros_to_cents, exact
 from sitivmon.config.locations import format_loc
 from sitivmon.config.secrets import Secret
+from sitivmon.config.yamlread import DocumentRefused, read_yaml
 
 DEFAULT_COVERAGE_THRESHOLD = Decimal("0.95")
 
@@ -71,12 +72,23 @@ class AllocationConfigError(ValueError):
 # ---------------------------------------------------------------- raw shape (pydantic)
 
 
+class _PartModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    share: Decimal | str
+    basis: str
+    fallback: str | None = None
+    min_coverage: Decimal | None = None
+
+
 class _ProjectModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1)
-    budget: Decimal
-    basis: str
+    budget: Decimal | None = None
+    annual_budget: Decimal | None = None
+    basis: str | None = None
+    parts: list[_PartModel] | None = None
     communes: list[str] | None = None
     fallback: str | None = None
     min_coverage: Decimal | None = None
@@ -118,14 +130,55 @@ class AllocationKey:
 
 
 @dataclass(frozen=True, slots=True)
+class BasisPart:
+    """One part of a project's budget ("part fixe, part variable"), split by its own basis."""
+
+    weight: Decimal  # fraction of the budget; a project's parts sum to exactly 1
+    basis: Basis
+    fallback: str | None
+    min_coverage: Decimal
+
+
+@dataclass(frozen=True, slots=True)
 class Project:
     name: str
-    budget_cents: int
-    basis: Basis
+    budget_cents: int  # the monthly budget (for an annual budget: its twelfth, see `budget_for`)
+    basis: Basis  # the first part's basis (the only one for a single-basis project)
     communes: tuple[str, ...]
     fallback: str | None
     min_coverage: Decimal
     description: str | None = None
+    parts: tuple[BasisPart, ...] = ()  # empty: one part, `basis` for the whole budget
+    annual_budget_cents: int | None = None
+
+    @property
+    def basis_parts(self) -> tuple[BasisPart, ...]:
+        return self.parts or (BasisPart(Decimal(1), self.basis, self.fallback, self.min_coverage),)
+
+    @property
+    def mixed(self) -> bool:
+        return len(self.parts) > 1
+
+    def budget_for(self, month: str) -> int:
+        """The month's budget in cents. An annual budget gives each month its twelfth in whole cents and
+        the remaining cents, one each, to the first months of the year: the twelve add up to the cent."""
+        if self.annual_budget_cents is None:
+            return self.budget_cents
+        month_index = int(month[5:7])  # 1..12; the label was validated by parse_month
+        base, rest = divmod(self.annual_budget_cents, 12)
+        return base + (1 if month_index <= rest else 0)
+
+    def year_to_date_cents(self, month: str) -> int:
+        """The budget of January up to and including `month`."""
+        year = month[:4]
+        return sum(self.budget_for(f"{year}-{m:02d}") for m in range(1, int(month[5:7]) + 1))
+
+    @property
+    def basis_text(self) -> str:
+        """`usage:storage`, or for a mixed project `40 % key:population + 60 % usage:traffic_volume`."""
+        if not self.mixed:
+            return str(self.basis)
+        return " + ".join(f"{_percent(part.weight)} {part.basis}" for part in self.parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +208,9 @@ def _loc(parts: Sequence[int | str]) -> str:
     return format_loc(parts) or "(top level)"
 
 
+SHARE_DECIMALS = 30
+"""Decimals a share may have: any sum of shares then stays far inside `arithmetic.EXACT_DIGITS`."""
+
 _PERCENT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*%\s*$")
 
 
@@ -163,7 +219,8 @@ def parse_share(value: Decimal | str) -> Decimal:
     if isinstance(value, str):
         m = _PERCENT.match(value)
         if m:
-            return Decimal(m.group(1)) / 100
+            with exact():  # 35 digits must not become 28 silently
+                return parse_share(Decimal(m.group(1)) / 100)
         try:
             value = Decimal(value.strip())
         except InvalidOperation:
@@ -174,11 +231,14 @@ def parse_share(value: Decimal | str) -> Decimal:
         raise ValueError(f"share must be a non-negative number, got {value}")
     if value > 1:
         raise ValueError(f"share {value} is more than 1: write {value}% for a percentage")
+    if value and value.as_tuple().exponent < -SHARE_DECIMALS:  # type: ignore[operator]
+        raise ValueError(f"share {value} has more than {SHARE_DECIMALS} decimals")
     return value
 
 
 def _percent(value: Decimal) -> str:
-    return f"{(value * 100).normalize():f} %"
+    with exact():
+        return f"{value.scaleb(2).normalize():f} %"
 
 
 def parse_basis(text: str) -> Basis:
@@ -222,13 +282,101 @@ def _check_keys(raw: _AllocationModel, known: Mapping[str, CommuneLike], errors:
             errors.append(f"keys.{name}: a key needs at least one commune")
             ok = False
         if ok:
-            total = sum(shares.values(), Decimal(0))
+            with exact():  # never rounded: shares summing to 1 only at 28 digits are not 100 %
+                total = sum(shares.values(), Decimal(0))
             if total != 1:
                 errors.append(f"keys.{name}: shares sum to {_percent(total)}, not exactly 100 %")
                 ok = False
         if ok:
             keys[name] = AllocationKey(name=name, shares=shares)
     return keys
+
+
+def _check_budget(where: str, p: _ProjectModel, errors: list[str]) -> tuple[int, int | None]:
+    """(monthly cents, annual cents or None): exactly one of `budget` and `annual_budget`."""
+    if (p.budget is None) == (p.annual_budget is None):
+        errors.append(f"{where}: give exactly one of budget (monthly) or annual_budget")
+        return 0, None
+    field_name, value = ("budget", p.budget) if p.budget is not None else ("annual_budget", p.annual_budget)
+    assert value is not None
+    cents = 0
+    try:
+        cents = euros_to_cents(value)
+    except ValueError as exc:
+        errors.append(f"{where}.{field_name}: {exc}")
+    if value < 0:
+        errors.append(f"{where}.{field_name}: must not be negative, got {value}")
+    if p.annual_budget is not None:
+        return cents // 12, cents
+    return cents, None
+
+
+def _check_part(
+    where: str, basis_text: str, fallback: str | None, min_coverage: Decimal | None, raw: _AllocationModel,
+    errors: list[str],
+) -> tuple[Basis | None, Decimal]:
+    basis: Basis | None = None
+    try:
+        basis = parse_basis(basis_text)
+    except ValueError as exc:
+        errors.append(f"{where}.basis: {exc}")
+    if basis is not None and basis.kind == "key" and basis.key not in raw.keys:
+        errors.append(f"{where}.basis: unknown key {basis.key!r} (defined: {', '.join(raw.keys) or 'none'})")
+    if fallback is not None:
+        if basis is not None and basis.kind == "key":
+            errors.append(f"{where}.fallback: only a usage basis falls back; {basis_text!r} is already a key")
+        elif fallback not in raw.keys:
+            defined = ", ".join(raw.keys) or "none"
+            errors.append(f"{where}.fallback: unknown key {fallback!r} (defined: {defined})")
+    elif basis is not None and basis.kind == "usage":
+        errors.append(f"{where}.fallback: a usage basis needs a fallback key for months without usable data")
+    min_cov = min_coverage if min_coverage is not None else raw.coverage_threshold
+    if not (0 <= min_cov <= 1):
+        errors.append(f"{where}.min_coverage: must be between 0 and 1, got {min_cov}")
+    return basis, min_cov
+
+
+def _check_parts(where: str, p: _ProjectModel, raw: _AllocationModel, errors: list[str]) -> list[BasisPart] | None:
+    """The project's parts: its one `basis`, or `parts` whose shares sum to exactly 100 %."""
+    if (p.basis is None) == (p.parts is None):
+        errors.append(f"{where}: give exactly one of basis or parts")
+        return None
+    if p.basis is not None:
+        basis, min_cov = _check_part(where, p.basis, p.fallback, p.min_coverage, raw, errors)
+        return None if basis is None else [BasisPart(Decimal(1), basis, p.fallback, min_cov)]
+    assert p.parts is not None
+    if len(p.parts) < 2:
+        errors.append(f"{where}.parts: give at least two parts (or a single basis)")
+        return None
+    parts: list[BasisPart] = []
+    ok = True
+    for k, part in enumerate(p.parts):
+        at = f"{where}.parts[{k}]"
+        try:
+            weight = parse_share(part.share)
+        except ValueError as exc:
+            errors.append(f"{at}.share: {exc}")
+            ok = False
+            continue
+        if weight <= 0:
+            errors.append(f"{at}.share: must be more than 0 %")
+            ok = False
+        # The project's fallback is the default of its usage parts; a key part never falls back.
+        inherited = p.fallback if part.basis.strip().startswith("usage:") else None
+        fallback = part.fallback if part.fallback is not None else inherited
+        min_coverage = part.min_coverage if part.min_coverage is not None else p.min_coverage
+        basis, min_cov = _check_part(at, part.basis, fallback, min_coverage, raw, errors)
+        if basis is None:
+            ok = False
+            continue
+        parts.append(BasisPart(weight, basis, fallback, min_cov))
+    if ok:
+        with exact():
+            total = sum((part.weight for part in parts), Decimal(0))
+        if total != 1:
+            errors.append(f"{where}.parts: shares sum to {_percent(total)}, not exactly 100 %")
+            ok = False
+    return parts if ok else None
 
 
 def _check_project(
@@ -241,20 +389,8 @@ def _check_project(
 ) -> Project | None:
     where = f"projects[{i}]"
     n_before = len(errors)
-    budget_cents = 0
-    try:
-        budget_cents = euros_to_cents(p.budget)
-    except ValueError as exc:
-        errors.append(f"{where}.budget: {exc}")
-    if p.budget < 0:
-        errors.append(f"{where}.budget: must not be negative, got {p.budget}")
-    basis: Basis | None = None
-    try:
-        basis = parse_basis(p.basis)
-    except ValueError as exc:
-        errors.append(f"{where}.basis: {exc}")
-    if basis is not None and basis.kind == "key" and basis.key not in raw.keys:
-        errors.append(f"{where}.basis: unknown key {basis.key!r} (defined: {', '.join(raw.keys) or 'none'})")
+    budget_cents, annual_cents = _check_budget(where, p, errors)
+    parts = _check_parts(where, p, raw, errors)
     if p.communes is not None:
         if not p.communes:
             errors.append(f"{where}.communes: an empty list leaves nobody to pay")
@@ -265,46 +401,40 @@ def _check_project(
             elif c in seen:
                 errors.append(f"{where}.communes[{j}]: {c!r} is listed twice")
             seen.add(c)
-    if p.fallback is not None:
-        if basis is not None and basis.kind == "key":
-            errors.append(f"{where}.fallback: only a usage basis falls back; {p.basis!r} is already a key")
-        elif p.fallback not in raw.keys:
-            defined = ", ".join(raw.keys) or "none"
-            errors.append(f"{where}.fallback: unknown key {p.fallback!r} (defined: {defined})")
-    elif basis is not None and basis.kind == "usage":
-        errors.append(f"{where}.fallback: a usage basis needs a fallback key for months without usable data")
-    min_cov = p.min_coverage if p.min_coverage is not None else raw.coverage_threshold
-    if not (0 <= min_cov <= 1):
-        errors.append(f"{where}.min_coverage: must be between 0 and 1, got {min_cov}")
-    if len(errors) > n_before or basis is None:
+    if len(errors) > n_before or parts is None:
         return None
 
-    # Who pays: the listed communes, else the key's communes, else every member.
+    # Who pays: the listed communes, else a single key's communes, else every member.
+    first = parts[0].basis
     if p.communes is not None:
         communes = tuple(p.communes)
-    elif basis.kind == "key" and basis.key is not None and basis.key in keys:
-        communes = tuple(c for c in known if c in keys[basis.key].shares)
+    elif len(parts) == 1 and first.kind == "key" and first.key is not None and first.key in keys:
+        communes = tuple(c for c in known if c in keys[first.key].shares)
     else:
         communes = tuple(known)
-    for label, key_name in (("basis", basis.key), ("fallback", p.fallback)):
-        if key_name is None or key_name not in keys:
-            continue  # an invalid key is reported under keys.<name>
-        shares = keys[key_name].shares
-        missing = [c for c in communes if c not in shares]
-        if missing:
-            errors.append(f"{where}.{label}: key {key_name!r} has no share for {', '.join(missing)}")
-        elif sum((shares[c] for c in communes), Decimal(0)) == 0:
-            errors.append(f"{where}.{label}: key {key_name!r} gives these communes a total share of 0")
+    for k, part in enumerate(parts):
+        at = where if len(parts) == 1 else f"{where}.parts[{k}]"
+        for label, key_name in (("basis", part.basis.key), ("fallback", part.fallback)):
+            if key_name is None or key_name not in keys:
+                continue  # an invalid key is reported under keys.<name>
+            shares = keys[key_name].shares
+            missing = [c for c in communes if c not in shares]
+            if missing:
+                errors.append(f"{at}.{label}: key {key_name!r} has no share for {', '.join(missing)}")
+            elif not any(shares[c] for c in communes):
+                errors.append(f"{at}.{label}: key {key_name!r} gives these communes a total share of 0")
     if len(errors) > n_before:
         return None
     return Project(
         name=p.name,
         budget_cents=budget_cents,
-        basis=basis,
+        basis=first,
         communes=communes,
-        fallback=p.fallback,
-        min_coverage=min_cov,
+        fallback=parts[0].fallback,
+        min_coverage=parts[0].min_coverage,
         description=p.description,
+        parts=tuple(parts) if len(parts) > 1 else (),
+        annual_budget_cents=annual_cents,
     )
 
 
@@ -339,9 +469,11 @@ def parse_allocation(
     """Validate the content of an allocation file (callers hash the very bytes they parse)."""
     try:
         text = content.decode("utf-8") if isinstance(content, bytes) else content
-        data = yaml.load(text, Loader=_DecimalLoader)  # a SafeLoader subclass
+        data, _ = read_yaml(text, _DecimalLoader)  # bounded: aliases, size, duplicate keys
     except UnicodeDecodeError as exc:
         raise AllocationConfigError(source, [f"(file): not UTF-8 text: {exc.reason}"]) from None
+    except DocumentRefused as exc:
+        raise AllocationConfigError(source, [str(issue) for issue in exc.issues]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f"line {mark.line + 1}" if mark is not None else "(file)"
@@ -386,6 +518,9 @@ class ApiToken(BaseModel):
 
     name: str = Field(min_length=1)
     scope: str = Field(min_length=1, description="'syndicate' or a commune id")
+    # The portal's role; by default a syndicate token is finance's and a commune token its commune's.
+    # `operations` sees link status only (in the portal; the reports API refuses it).
+    role: Literal["finance", "commune", "operations"] | None = None
     token: Secret | None = None
     token_sha256: str | None = None
 
@@ -397,6 +532,10 @@ class ApiToken(BaseModel):
             raise ValueError("token_sha256 must be 64 hexadecimal characters")
         if self.token is not None and len(self.token.get_secret_value()) < 16:
             raise ValueError("token must be at least 16 characters")
+        if self.role == "finance" and self.scope != "syndicate":
+            raise ValueError("role finance needs scope 'syndicate'")
+        if self.role == "commune" and self.scope == "syndicate":
+            raise ValueError("role commune needs a commune scope")
         return self
 
     def digest(self) -> bytes:
@@ -412,6 +551,9 @@ class ApiConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     tokens: list[ApiToken] = Field(default_factory=list)
+    # The web portal under /ui/ (sign-in with these tokens); `secure_cookies` when served behind TLS.
+    portal: bool = True
+    secure_cookies: bool = False
 
 
 def check_api(api: ApiConfig, communes: Sequence[CommuneLike]) -> list[str]:

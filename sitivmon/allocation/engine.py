@@ -13,14 +13,22 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sitivmon.allocation.arithmetic import Part, largest_remainder
-from sitivmon.allocation.config import AllocationConfig, CommuneLike, KnownCommune, Project
-from sitivmon.usage.periods import month_range
+from sitivmon.allocation.arithmetic import Part, Split, exact, largest_remainder
+from sitivmon.allocation.config import AllocationConfig, BasisPart, CommuneLike, KnownCommune, Project
+from sitivmon.usage.periods import month_range, parse_month
 
-MONTH_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+MONTH_RE = re.compile(r"\A\d{4}-(0[1-9]|1[0-2])\Z")
+"""Shape of a month label, anchored at both ends (`$` would accept a final newline); a label entering
+from outside goes through `sitivmon.usage.periods.parse_month`, which also bounds the year."""
+
+
+MAX_USAGE_VALUE = 10**24
+"""Largest figure a usage document may carry (a month of 10 Gbit/s is ~3.4e15 bytes): weights become
+exact fractions, so an absurd exponent must be refused here rather than expanded."""
+USAGE_DECIMALS = 12
 
 
 class UsageDocumentError(ValueError):
@@ -71,13 +79,32 @@ def load_usage_json(text: str | bytes) -> Any:
     return json.loads(text, parse_float=Decimal)
 
 
-def communes_from_usage(data: Any) -> list[KnownCommune]:
-    """The communes named in a usage document (for `allocate` without a root config)."""
+def communes_from_usage(data: Any, source: str = "usage") -> list[KnownCommune]:
+    """The communes named in a usage document (for `allocate` without a root config).
+
+    An INSEE code is the tie-break of every split and the commune's identity for finance: two communes
+    sharing one is refused here, with the rows that say so, rather than deep in the arithmetic.
+    """
     seen: dict[str, KnownCommune] = {}
+    owner: dict[str, tuple[str, int]] = {}
+    reported: set[tuple[str, str]] = set()
+    errors: list[str] = []
     rows = data.get("indicators") if isinstance(data, Mapping) else None
-    for r in rows if isinstance(rows, list) else []:
+    for i, r in enumerate(rows if isinstance(rows, list) else []):
         if isinstance(r, Mapping) and isinstance(r.get("commune"), str) and isinstance(r.get("insee"), str):
-            seen.setdefault(r["commune"], KnownCommune(id=r["commune"], name=r["commune"], insee=r["insee"]))
+            commune, insee = r["commune"], r["insee"]
+            first = owner.setdefault(insee, (commune, i))
+            if first[0] != commune:
+                if (insee, commune) not in reported:  # once per commune, not once per row
+                    reported.add((insee, commune))
+                    errors.append(
+                        f"indicators[{i}].insee: {insee!r} of {commune} is already the INSEE code of"
+                        f" {first[0]} (indicators[{first[1]}])"
+                    )
+                continue
+            seen.setdefault(commune, KnownCommune(id=commune, name=commune, insee=insee))
+    if errors:
+        raise UsageDocumentError(source, errors)
     return list(seen.values())
 
 
@@ -121,6 +148,10 @@ def parse_usage(
     doc_month = data.get("month")
     if not isinstance(doc_month, str) or not MONTH_RE.match(doc_month):
         raise UsageDocumentError(source, [f"month: expected YYYY-MM, got {doc_month!r}"])
+    try:
+        parse_month(doc_month)  # the year's range
+    except ValueError as exc:
+        raise UsageDocumentError(source, [f"month: {exc}"]) from None
     if month is not None and doc_month != month:
         raise UsageDocumentError(source, [f"month: the file is for {doc_month}, not {month}"])
     tzname = data.get("timezone")
@@ -184,6 +215,8 @@ def parse_usage(
             value = None if r.get("value") is None else _decimal(r.get("value"))  # null: no data at all
             if value is not None and value < 0:
                 raise ValueError(f"must not be negative, got {value}")
+            if value is not None and (value > MAX_USAGE_VALUE or value.as_tuple().exponent < -USAGE_DECIMALS):  # type: ignore[operator]
+                raise ValueError(f"{value} is out of range: at most {MAX_USAGE_VALUE:,} with {USAGE_DECIMALS} decimals")
         except ValueError as exc:
             errors.append(f"{where}.value: {exc}")
             continue
@@ -232,6 +265,20 @@ class Measure:
 
 
 @dataclass(frozen=True, slots=True)
+class PartLine:
+    """A commune's amount for one part of a mixed project (its share is of that part's budget)."""
+
+    part: int
+    basis: str  # the basis applied (the fallback key when the part fell back)
+    weight: Decimal
+    basis_value: Decimal
+    share: Fraction
+    amount_cents: int
+    rounding_adjustment_cents: int
+    fallback_used: bool
+
+
+@dataclass(frozen=True, slots=True)
 class AllocationLine:
     project: str
     commune: str
@@ -242,6 +289,25 @@ class AllocationLine:
     amount_cents: int
     rounding_adjustment_cents: int
     fallback_used: bool
+    parts: tuple[PartLine, ...] = ()  # set for a mixed project: the amount is the sum of its parts
+
+
+FallbackCause = Literal["coverage", "zero_total"]
+
+
+@dataclass(frozen=True, slots=True)
+class PartOutcome:
+    """How one part of a mixed project was split, and why it fell back if it did."""
+
+    part: int
+    weight: Decimal
+    budget_cents: int
+    basis: str
+    basis_used: str
+    fallback_used: bool
+    fallback_cause: FallbackCause | None
+    fallback_reason: str | None
+    min_coverage: Decimal
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,6 +319,12 @@ class ProjectOutcome:
     fallback_used: bool
     fallback_reason: str | None
     total_cents: int
+    # Structured: why it fell back (so a reader can be told without the text naming other communes).
+    fallback_cause: FallbackCause | None = None
+    min_coverage: Decimal | None = None
+    parts: tuple[PartOutcome, ...] = ()  # set for a mixed project
+    annual_budget_cents: int | None = None
+    year_to_date_budget_cents: int | None = None
 
     @property
     def balanced(self) -> bool:
@@ -278,7 +350,8 @@ def measure(usage: UsageDocument, commune: str, indicator: str, direction: str |
     """
     if indicator == "traffic_volume" and direction is None:
         parts = [usage.row(commune, indicator, d) for d in ("in", "out")]
-        value = sum((p.value for p in parts if p is not None and p.value is not None), Decimal(0))
+        with exact():  # bounded at parse (MAX_USAGE_VALUE): in + out never rounds
+            value = sum((p.value for p in parts if p is not None and p.value is not None), Decimal(0))
         coverage = min((p.coverage if p is not None else Decimal(0)) for p in parts)
         return Measure(value=value, coverage=coverage)
     if indicator == "traffic_p95" and direction is None:
@@ -294,80 +367,156 @@ def _pct(value: Decimal) -> str:
 
 
 def _split(
-    project: Project,
+    budget_cents: int,
+    communes: Sequence[str],
     weights: Mapping[str, Decimal],
     known: Mapping[str, CommuneLike],
-    basis: str,
-    fallback: bool,
-) -> list[AllocationLine]:
-    order = sorted(project.communes, key=lambda c: known[c].insee)
-    splits = largest_remainder(project.budget_cents, [Part(known[c].insee, weights[c]) for c in order])
-    return [
-        AllocationLine(
-            project=project.name,
-            commune=c,
-            insee=s.insee,
-            basis=basis,
-            basis_value=weights[c],
-            share=s.share,
-            amount_cents=s.amount_cents,
-            rounding_adjustment_cents=s.rounding_adjustment_cents,
-            fallback_used=fallback,
-        )
-        for c, s in zip(order, splits, strict=True)
-    ]
+) -> list[tuple[str, Split]]:
+    order = sorted(communes, key=lambda c: known[c].insee)
+    splits = largest_remainder(budget_cents, [Part(known[c].insee, weights[c]) for c in order])
+    return list(zip(order, splits, strict=True))
+
+
+@dataclass(frozen=True, slots=True)
+class _PartResult:
+    outcome: PartOutcome
+    weights: Mapping[str, Decimal]
+    splits: list[tuple[str, Split]]
+
+
+def _allocate_part(
+    index: int, part: BasisPart, budget_cents: int, project: Project, config: AllocationConfig,
+    usage: UsageDocument, known: Mapping[str, CommuneLike],
+) -> _PartResult:
+    """One basis over one budget: a key as is, or a usage indicator unless it must fall back."""
+    basis = str(part.basis)
+    reason: str | None = None
+    cause: FallbackCause | None = None
+    if part.basis.kind == "key":
+        assert part.basis.key is not None
+        shares = config.keys[part.basis.key].shares
+        weights = {c: shares[c] for c in project.communes}
+        used = basis
+    else:
+        assert part.basis.indicator is not None and part.fallback is not None
+        measures = {c: measure(usage, c, part.basis.indicator, part.basis.direction) for c in project.communes}
+        poor = [c for c, m in measures.items() if m.coverage < part.min_coverage]
+        total_is_zero = not any(m.value for m in measures.values())  # values are >= 0
+        if poor:
+            detail = ", ".join(
+                f"{c} {_pct(measures[c].coverage)}" if measures[c].coverage > 0 else f"{c} no data"
+                for c in sorted(poor, key=lambda c: known[c].insee)
+            )
+            reason, cause = f"coverage below {_pct(part.min_coverage)}: {detail}", "coverage"
+        elif total_is_zero:
+            reason, cause = f"{basis} totals zero over the project's communes", "zero_total"
+        if reason is None:
+            weights = {c: m.value for c, m in measures.items()}
+            used = basis
+        else:
+            shares = config.keys[part.fallback].shares
+            weights = {c: shares[c] for c in project.communes}
+            used = f"key:{part.fallback}"
+    outcome = PartOutcome(
+        part=index, weight=part.weight, budget_cents=budget_cents, basis=basis, basis_used=used,
+        fallback_used=reason is not None, fallback_cause=cause, fallback_reason=reason,
+        min_coverage=part.min_coverage,
+    )
+    return _PartResult(outcome, weights, _split(budget_cents, project.communes, weights, known))
 
 
 def allocate(config: AllocationConfig, usage: UsageDocument, communes: Sequence[CommuneLike]) -> AllocationResult:
     """Split every project's budget for the month; each project's lines sum exactly to its budget.
 
     A usage basis falls back to its key when a paying commune's coverage is under the threshold (or it
-    has no figure at all), or when the indicator totals zero; the outcome says which and why.
+    has no figure at all), or when the indicator totals zero; the outcome says which and why. A mixed
+    project's budget is first split into its parts to the cent (largest remainder, ties to the earlier
+    part), each part by its own basis; a commune's amount is the sum of its parts.
     """
     known = {c.id: c for c in communes}
     lines: list[AllocationLine] = []
     outcomes: list[ProjectOutcome] = []
     for project in config.projects:
-        basis = str(project.basis)
-        reason: str | None = None
-        if project.basis.kind == "key":
-            assert project.basis.key is not None
-            shares = config.keys[project.basis.key].shares
-            weights = {c: shares[c] for c in project.communes}
-            used = basis
+        budget = project.budget_for(usage.month)
+        parts = project.basis_parts
+        if len(parts) == 1:
+            part_budgets = [budget]
         else:
-            assert project.basis.indicator is not None and project.fallback is not None
-            measures = {
-                c: measure(usage, c, project.basis.indicator, project.basis.direction) for c in project.communes
-            }
-            poor = [c for c, m in measures.items() if m.coverage < project.min_coverage]
-            total = sum((m.value for m in measures.values()), Decimal(0))
-            if poor:
-                detail = ", ".join(
-                    f"{c} {_pct(measures[c].coverage)}" if measures[c].coverage > 0 else f"{c} no data"
-                    for c in sorted(poor, key=lambda c: known[c].insee)
-                )
-                reason = f"coverage below {_pct(project.min_coverage)}: {detail}"
-            elif total == 0:
-                reason = f"{basis} totals zero over the project's communes"
-            if reason is None:
-                weights = {c: m.value for c, m in measures.items()}
-                used = basis
-            else:
-                shares = config.keys[project.fallback].shares
-                weights = {c: shares[c] for c in project.communes}
-                used = f"key:{project.fallback}"
-        project_lines = _split(project, weights, known, used, reason is not None)
+            part_budgets = [
+                s.amount_cents for s in largest_remainder(budget, [Part(f"{k:04d}", p.weight) for k, p in
+                                                                   enumerate(parts)])
+            ]
+        results = [
+            _allocate_part(k, part, part_budgets[k], project, config, usage, known) for k, part in enumerate(parts)
+        ]
+        project_lines = _project_lines(project, budget, results, known)
         lines.extend(project_lines)
+        first = results[0].outcome
+        fell_back = [r.outcome for r in results if r.outcome.fallback_used]
         outcomes.append(
             ProjectOutcome(
                 project=project.name,
-                budget_cents=project.budget_cents,
-                basis=basis,
-                basis_used=used,
-                fallback_used=reason is not None,
-                fallback_reason=reason,
+                budget_cents=budget,
+                basis=project.basis_text,
+                basis_used=first.basis_used if len(results) == 1 else " + ".join(
+                    f"{_weight_text(r.outcome.weight)} {r.outcome.basis_used}" for r in results),
+                fallback_used=bool(fell_back),
+                fallback_reason="; ".join(
+                    (f"part {o.part + 1} ({o.basis}): " if len(results) > 1 else "") + (o.fallback_reason or "")
+                    for o in fell_back
+                ) or None,
                 total_cents=sum(line.amount_cents for line in project_lines),
+                fallback_cause=fell_back[0].fallback_cause if fell_back else None,
+                min_coverage=first.min_coverage if len(results) == 1 and project.basis.kind == "usage" else None,
+                parts=tuple(r.outcome for r in results) if len(results) > 1 else (),
+                annual_budget_cents=project.annual_budget_cents,
+                year_to_date_budget_cents=(
+                    project.year_to_date_cents(usage.month) if project.annual_budget_cents is not None else None
+                ),
             )
         )
     return AllocationResult(month=usage.month, lines=tuple(lines), projects=tuple(outcomes))
+
+
+def _weight_text(weight: Decimal) -> str:
+    with exact():
+        return f"{weight.scaleb(2).normalize():f} %"
+
+
+def _project_lines(
+    project: Project, budget: int, results: Sequence[_PartResult], known: Mapping[str, CommuneLike]
+) -> list[AllocationLine]:
+    if len(results) == 1:
+        only = results[0]
+        return [
+            AllocationLine(
+                project=project.name, commune=c, insee=sp.insee, basis=only.outcome.basis_used,
+                basis_value=only.weights[c], share=sp.share, amount_cents=sp.amount_cents,
+                rounding_adjustment_cents=sp.rounding_adjustment_cents, fallback_used=only.outcome.fallback_used,
+            )
+            for c, sp in only.splits
+        ]
+    by_commune: dict[str, list[PartLine]] = {}
+    for r in results:
+        for c, sp in r.splits:
+            by_commune.setdefault(c, []).append(
+                PartLine(
+                    part=r.outcome.part, basis=r.outcome.basis_used, weight=r.outcome.weight,
+                    basis_value=r.weights[c], share=sp.share, amount_cents=sp.amount_cents,
+                    rounding_adjustment_cents=sp.rounding_adjustment_cents, fallback_used=r.outcome.fallback_used,
+                )
+            )
+    out = []
+    for c in sorted(by_commune, key=lambda c: known[c].insee):
+        parts = tuple(by_commune[c])
+        amount = sum(p.amount_cents for p in parts)
+        share = Fraction(amount, budget) if budget else Fraction(0)
+        out.append(
+            AllocationLine(
+                project=project.name, commune=c, insee=known[c].insee, basis="mixed",
+                basis_value=Decimal(amount), share=share, amount_cents=amount,
+                rounding_adjustment_cents=sum(p.rounding_adjustment_cents for p in parts),
+                fallback_used=any(p.fallback_used for p in parts), parts=parts,
+            )
+        )
+    return out

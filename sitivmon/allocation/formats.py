@@ -23,7 +23,7 @@ from sitivmon.allocation.arithmetic import cents_to_euros
 
 Format = Literal["json", "csv", "csv-fr", "xlsx"]
 FORMATS: tuple[Format, ...] = ("json", "csv", "csv-fr", "xlsx")
-SECTIONS = ("allocations", "indicators", "projects", "controls", "header")
+SECTIONS = ("allocations", "parts", "indicators", "projects", "controls", "header")
 CONTENT_TYPES: dict[str, str] = {
     "json": "application/json",
     "csv": "text/csv; charset=utf-8",
@@ -74,6 +74,23 @@ TABLES: dict[str, tuple[str, Sequence[Column]]] = {
             _c("fallback_used", "repli", "bool"),
         ),
     ),
+    "parts": (  # the parts of mixed projects ("part fixe, part variable"), one row per part and commune
+        "Parts",
+        (
+            _c("project", "projet", "text"),
+            Column("part", "part_n", "int", lambda r: r["part"] + 1),
+            _c("commune", "commune", "text"),
+            _c("insee", "insee", "code"),
+            _c("weight", "poids", "decimal"),
+            _c("basis", "base", "text"),
+            _c("basis_value", "valeur_base", "decimal"),
+            _c("share", "part", "decimal"),
+            _c("amount_eur", "montant_eur", "euros", "amount_cents"),
+            _c("amount_cents", "montant_centimes", "int"),
+            _c("rounding_adjustment_cents", "ajustement_arrondi_centimes", "int"),
+            _c("fallback_used", "repli", "bool"),
+        ),
+    ),
     "indicators": (
         "Indicateurs",
         (
@@ -109,6 +126,18 @@ TABLES: dict[str, tuple[str, Sequence[Column]]] = {
         ),
     ),
 }
+
+
+def section_rows(report: dict[str, Any], section: str) -> list[dict[str, Any]]:
+    """The rows of a table section; `parts` is derived from the allocation lines of mixed projects."""
+    if section == "parts":
+        return [
+            {"project": a["project"], "commune": a["commune"], "insee": a["insee"], **part}
+            for a in report["allocations"]
+            for part in a.get("parts", ())
+        ]
+    rows: list[dict[str, Any]] = report[section]
+    return rows
 
 
 def _header_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
@@ -163,7 +192,7 @@ def render_csv(report: dict[str, Any], *, french: bool, section: str = "allocati
             raise ValueError(f"unknown section {section!r} (one of {', '.join(SECTIONS)})")
         _, columns = TABLES[section]
         writer.writerow([c.fr if french else c.en for c in columns])
-        for row in report[section]:
+        for row in section_rows(report, section):
             writer.writerow([_csv_cell(c.kind, c.get(row), french) for c in columns])
     text = buf.getvalue()
     return ("\ufeff" + text).encode("utf-8") if french else text.encode("utf-8")
@@ -213,11 +242,14 @@ def render_xlsx(report: dict[str, Any]) -> bytes:
         ws.append([key, value])
     ws.column_dimensions["A"].width = 20
     ws.column_dimensions["B"].width = 70
-    for section in ("indicators", "allocations", "projects", "controls"):
+    for section in ("indicators", "allocations", "parts", "projects", "controls"):
+        rows = section_rows(report, section)
+        if section == "parts" and not rows:
+            continue  # no mixed project this month: no empty sheet
         title, columns = TABLES[section]
         sheet = wb.create_sheet(title)
         sheet.append([c.fr for c in columns])
-        for r, row in enumerate(report[section], start=2):
+        for r, row in enumerate(rows, start=2):
             for col, c in enumerate(columns, start=1):
                 value, fmt = _xlsx_cell(c.kind, c.get(row))
                 cell = sheet.cell(row=r, column=col, value=value)

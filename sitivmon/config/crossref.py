@@ -16,6 +16,15 @@ from sitivmon.traps.config import resolve_trap_auth
 
 Problem = tuple[tuple[str | int, ...], str]
 
+# Ids with a meaning of their own: `shared` targets, the `unattributed` rows of datacenter attribution,
+# and the `syndicate` scope of API tokens (sitivmon.allocation.api.SYNDICATE), which a commune of that
+# id would turn into a syndicate-wide view of every commune's data.
+RESERVED_COMMUNE_IDS = frozenset({SHARED, "unattributed", "syndicate"})
+_RESERVED = (
+    "this id is reserved: it names a scope of its own (shared targets, unattributed rows, the "
+    "syndicate-wide API token scope)"
+)
+
 
 def _duplicates(values: list[str]) -> set[str]:
     return {v for v, n in Counter(values).items() if n > 1}
@@ -48,8 +57,8 @@ def _problems(config: SitivmonConfig, base_dir: Path | None = None) -> Iterator[
     for i, c in enumerate(config.communes):
         if c.insee in dup_insee:
             yield ("communes", i, "insee"), f"duplicate INSEE code {c.insee!r}"
-        if c.id in (SHARED, "unattributed"):
-            yield ("communes", i, "id"), f"{c.id!r} is reserved"
+        if c.id in RESERVED_COMMUNE_IDS:
+            yield ("communes", i, "id"), _RESERVED
     for name, user_profile in config.profiles.items():
         yield from ((("profiles", name, *loc), msg) for loc, msg in profile_problems(user_profile))
     yield from profile_problems_of(config, base_dir)

@@ -1,13 +1,19 @@
 """Load the YAML file, apply `SITIVMON_*` environment overrides, validate, and locate every error.
 
-Errors are reported as `links[3].commune: unknown commune 'venisieux' (line 42)`: the path in the
-document as an operator reads it, plus the line when the key exists in the file. Values are never
-echoed, so a malformed secret cannot leak through an error message.
+Errors are reported as `links[3].commune: unknown commune <value> (line 42)`: the path in the
+document as an operator reads it, plus the line when the key exists in the file. Values written in
+the file are never echoed (see `redact`), so a secret pasted into the wrong field cannot leak
+through an error message.
+
+The document is bounded before anything walks it: its size, and what its aliases expand to (a
+1.3 KB "billion laughs" of nine levels of nine aliases would otherwise expand to 9^9 nodes in the
+line-location walk and in validation). Duplicate keys are errors: YAML would keep the last one
+silently (a second credential of the same name replacing the first).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,22 +23,14 @@ from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sitivmon.config.crossref import cross_check
-from sitivmon.config.locations import format_loc
 from sitivmon.config.model import SitivmonConfig
-
-Loc = tuple[str | int, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class ConfigIssue:
-    loc: Loc
-    message: str
-    line: int | None = None
-
-    def __str__(self) -> str:
-        where = format_loc(self.loc) or "<root>"
-        suffix = f" (line {self.line})" if self.line else ""
-        return f"{where}: {self.message}{suffix}"
+from sitivmon.config.yamlread import (
+    MAX_DOCUMENT_BYTES,
+    ConfigIssue,
+    DocumentRefused,
+    Loc,
+    read_yaml,
+)
 
 
 class ConfigError(Exception):
@@ -44,16 +42,93 @@ class ConfigError(Exception):
         super().__init__(f"{source}: {len(issues)} error(s)\n" + "\n".join(str(i) for i in issues))
 
 
-def _line_map(node: yaml.Node, loc: Loc = ()) -> Iterator[tuple[Loc, int]]:
-    yield loc, node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            name = key.value if isinstance(key, yaml.ScalarNode) else str(key)
-            yield (*loc, name), key.start_mark.line + 1
-            yield from _line_map(value, (*loc, name))
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            yield from _line_map(item, (*loc, i))
+REDACTED = "<value>"
+
+
+# --- values never echoed ---------------------------------------------------------------------------
+
+_QUOTED = re.compile(r"'([^']*)'|\"([^\"]*)\"")
+_MEASUREMENT = re.compile(r"^-?[0-9][0-9.]{0,15}\s?(ms|s|m|h|d|[kKMGT]?(bit|bps|B)?(/s)?)?$")
+_TOKEN = re.compile(r"(?<![\w.:/@-])[\w.:/@+-]+(?![\w.:/@-])")
+
+
+def _leaves(value: Any, out: set[str], budget: int = 200) -> set[str]:
+    """String forms of the scalars in `value` (bounded: a message needs only the first ones)."""
+    stack = [value]
+    while stack and len(out) < budget:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        elif isinstance(item, str | int | float) and not isinstance(item, bool):
+            text = str(item)
+            if text:
+                out.add(text)
+    return out
+
+
+@dataclass(slots=True)
+class Written:
+    """What was written where an error points: `values` is the field's own value (echoes of it or of
+    a part of it are removed), `within` the scalars of the block around it (a quoted one is removed:
+    a mapping's or a list's message quotes its members whole)."""
+
+    values: set[str]
+    within: set[str]
+
+    @classmethod
+    def at(cls, data: Any, loc: Loc, *inputs: Any) -> Written:
+        values: set[str] = set()
+        within: set[str] = set()
+        node, found = _value_at(data, loc)
+        for item in (*inputs, node):
+            if isinstance(item, dict | list | tuple):
+                _leaves(item, within)
+            else:
+                _leaves(item, values)
+        if not found:  # the section normalised its shape (a shorthand): what is around it was written
+            _leaves(node, within)
+        return cls(values, within)
+
+
+def redact(message: str, written: Written) -> str:
+    """`message` with every echo of what was written replaced by `<value>`.
+
+    Validators (pydantic's and the sections') often quote what they refuse ("invalid capacity
+    '10Gb'", "'x' is not an IP address", "unknown commune 'x'"); a secret pasted into the wrong
+    field would then reach the terminal, CI logs and the reload answer. Quoted text goes when it is
+    part of the field's value or the whole of a value around it; a bare word when it is the whole
+    value, unless it is a plain measurement (`90s`, `70000`: figures a rule compares, never a
+    secret's shape)."""
+    texts = [v for v in written.values if v]
+    if not texts and not written.within:
+        return message
+
+    def quoted(m: re.Match[str]) -> str:
+        inner = m.group(1) if m.group(1) is not None else m.group(2)
+        hit = inner and (inner in written.within or any(inner in t for t in texts))
+        return REDACTED if hit else m.group(0)
+
+    whole = {t for t in texts if not _MEASUREMENT.match(t)}
+
+    def bare(m: re.Match[str]) -> str:
+        return REDACTED if m.group(0) in whole else m.group(0)
+
+    return _TOKEN.sub(bare, _QUOTED.sub(quoted, message))
+
+
+def _value_at(data: Any, loc: Loc) -> tuple[Any, bool]:
+    """The value at `loc`, or the deepest one on its way and False when `loc` is not in the file."""
+    node = data
+    for part in loc:
+        found = (isinstance(node, dict) and part in node) or (
+            isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        )
+        if not found:
+            return node if node is not data else None, False
+        node = node[part]
+    return node, True
 
 
 class _EnvOverrides(BaseSettings):
@@ -82,16 +157,17 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _pydantic_issues(exc: ValidationError, lines: dict[Loc, int]) -> list[ConfigIssue]:
+def _pydantic_issues(exc: ValidationError, lines: dict[Loc, int], data: Any) -> list[ConfigIssue]:
     issues = []
-    for err in exc.errors(include_input=False, include_url=False):
+    for err in exc.errors(include_url=False):
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             message = "unknown key"
         elif err["type"] == "missing":
             message = "required key is missing"
-        issues.append(ConfigIssue(loc, message, _nearest_line(loc, lines)))
+        written = Written.at(data, loc, err.get("input"))
+        issues.append(ConfigIssue(loc, redact(message, written), _nearest_line(loc, lines)))
     return issues
 
 
@@ -105,24 +181,27 @@ def _nearest_line(loc: Loc, lines: dict[Loc, int]) -> int | None:
 def parse_config(text: str, source: str = "<config>", base_dir: Path | None = None) -> SitivmonConfig:
     """Validate a YAML document; raise ConfigError listing every located problem."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        data, lines = read_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise ConfigError(source, [ConfigIssue((), f"YAML syntax: {problem}", line)]) from None
+    except DocumentRefused as exc:
+        raise ConfigError(source, exc.issues) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(source, [ConfigIssue((), "the file must be a mapping of settings", 1)])
-    lines = dict(_line_map(node)) if node is not None else {}
     try:
         overrides = env_overrides()
     except ValidationError as exc:
         issues = [
-            ConfigIssue(("env", "SITIVMON_" + "__".join(str(p) for p in e["loc"]).upper()), e["msg"])
-            for e in exc.errors(include_input=False, include_url=False)
+            ConfigIssue(
+                ("env", "SITIVMON_" + "__".join(str(p) for p in e["loc"]).upper()),
+                redact(e["msg"], Written.at({}, (), e.get("input"))),
+            )
+            for e in exc.errors(include_url=False)
         ]
         raise ConfigError(source, issues) from None
     data = _merge(data, overrides)
@@ -138,8 +217,11 @@ def parse_config(text: str, source: str = "<config>", base_dir: Path | None = No
     try:
         config = SitivmonConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(source, _pydantic_issues(exc, lines)) from None
-    problems = [ConfigIssue(loc, msg, _nearest_line(loc, lines)) for loc, msg in cross_check(config, base_dir)]
+        raise ConfigError(source, _pydantic_issues(exc, lines, data)) from None
+    problems = [
+        ConfigIssue(loc, redact(msg, Written.at(data, loc)), _nearest_line(loc, lines))
+        for loc, msg in cross_check(config, base_dir)
+    ]
     if problems:
         raise ConfigError(source, problems)
     return config
@@ -148,6 +230,9 @@ def parse_config(text: str, source: str = "<config>", base_dir: Path | None = No
 def load_config(path: Path) -> SitivmonConfig:
     """Read and validate a config file. Relative paths inside it are relative to the file's folder."""
     try:
+        if path.stat().st_size > MAX_DOCUMENT_BYTES:
+            limit = MAX_DOCUMENT_BYTES // (1024 * 1024)
+            raise ConfigError(str(path), [ConfigIssue((), f"the file is larger than {limit} MiB")])
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(str(path), [ConfigIssue((), f"cannot read: {exc.strerror}")]) from None

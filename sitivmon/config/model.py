@@ -13,7 +13,15 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from sitivmon.allocation.config import ApiConfig
 from sitivmon.config.secrets import Secret
@@ -22,9 +30,15 @@ from sitivmon.mqtt.config import MqttConfig
 from sitivmon.profiles.user import UserProfile
 from sitivmon.traps.config import TrapConfig
 from sitivmon.units import parse_capacity_bytes_per_second, parse_duration
+from sitivmon.usage.buckets import MAX_POLL_INTERVAL_S, check_recordable_interval
 from sitivmon.usage.config import UsageSettings
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+PollInterval = Annotated[
+    float, BeforeValidator(lambda v: check_recordable_interval(parse_duration(v))), Field(le=MAX_POLL_INTERVAL_S)
+]
+"""At most an hour, and one the usage store records exactly: usage accounting holds a gauge reading for
+one interval (sitivmon.usage.buckets)."""
 CapacityBytes = Annotated[int, BeforeValidator(parse_capacity_bytes_per_second)]
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
@@ -46,7 +60,7 @@ Identifier = Annotated[str, BeforeValidator(lambda v: _check_id(str(v)) if isins
 
 
 class PollSettings(Strict):
-    interval: Duration = 60.0
+    interval: PollInterval = 60.0
     timeout: Duration = 5.0
     retries: int = Field(default=2, ge=0, le=10)
     max_repetitions: int = Field(default=25, ge=1, le=1000)
@@ -62,7 +76,7 @@ class PollSettings(Strict):
 
 
 class PollOverrides(Strict):
-    interval: Duration | None = None
+    interval: PollInterval | None = None
     timeout: Duration | None = None
     retries: int | None = Field(default=None, ge=0, le=10)
     max_repetitions: int | None = Field(default=None, ge=1, le=1000)
@@ -230,6 +244,18 @@ class InterfaceSelector(Strict):
     alias: str | None = None
     descr: str | None = None
     index: int | None = Field(default=None, ge=1)
+
+    @field_validator("name", "alias", "descr", mode="before")
+    @classmethod
+    def _text_only(cls, value: Any, info: ValidationInfo) -> Any:
+        """`descr: 4` is the number 4 to YAML, and `descr: 010` is 8: a selector is matched as text,
+        so a number is refused with the way out rather than turned back into a string."""
+        if isinstance(value, int | float):  # bool is an int too (`name: yes`)
+            raise ValueError(
+                f'write it in quotes, e.g. {info.field_name}: "…": unquoted, YAML reads it as a number '
+                "(or a boolean) and may change it (010 becomes 8, 1.10 becomes 1.1, yes becomes true)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _exactly_one(self) -> InterfaceSelector:

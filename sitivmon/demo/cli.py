@@ -10,6 +10,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import hashlib
+import secrets
+import shutil
 import subprocess
 import sys
 import unicodedata
@@ -51,6 +54,34 @@ def load_communes() -> list[tuple[str, str, str]]:
 def ifname(commune_id: str) -> str:
     ascii_id = unicodedata.normalize("NFKD", commune_id).encode("ascii", "ignore").decode()
     return ascii_id.replace("-", "")[:12] + "0"
+
+
+DEMO_ROLES = (
+    ("finance", "syndicate", None),
+    ("venissieux-dsi", "venissieux", None),
+    ("noc", "syndicate", "operations"),
+)
+
+
+def demo_tokens(state_dir: Path) -> dict[str, str]:
+    """Fresh portal tokens for this demo run: the config keeps their SHA-256, the operator sees them once
+    (and in a 0600 file next to the config), as a real deployment would hand them out."""
+    tokens = {name: f"demo-{name}-{secrets.token_urlsafe(18)}" for name, _, _ in DEMO_ROLES}
+    path = state_dir / "portal-tokens.txt"
+    path.write_text("".join(f"{name}\t{token}\n" for name, token in tokens.items()))
+    path.chmod(0o600)
+    return tokens
+
+
+def api_section(tokens: dict[str, str]) -> dict[str, object]:
+    entries: list[dict[str, object]] = []
+    for name, scope, role in DEMO_ROLES:
+        entry: dict[str, object] = {"name": name, "scope": scope,
+                                    "token_sha256": hashlib.sha256(tokens[name].encode()).hexdigest()}
+        if role is not None:
+            entry["role"] = role
+        entries.append(entry)
+    return {"tokens": entries}
 
 
 def demo_config(state_dir: Path, listen: str, agent: str, links: list[dict[str, object]]) -> dict[str, object]:
@@ -173,6 +204,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         assert isinstance(targets, list)
         targets.extend(datacenter.pop("targets"))
         doc.update(datacenter)
+        allocation = state_dir / "allocation.yaml"
+        shutil.copy(Path(__file__).resolve().parents[2] / "config" / "allocation.yaml", allocation)
+        doc["allocation"] = str(allocation)
+        tokens = demo_tokens(state_dir)
+        doc["api"] = api_section(tokens)
         config_path.write_text(
             "# Written by `sitivmon demo`; the SNMP community is in the file next to it.\n"
             + yaml.safe_dump(doc, allow_unicode=True, sort_keys=False)
@@ -183,6 +219,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"  metrics:   http://{args.listen}/metrics\n"
             f"  usage:     .venv/bin/sitivmon usage --config {config_path} --month $(date +%Y-%m)\n"
             f"  one poll:  .venv/bin/sitivmon poll --config {config_path} --target demo-core  (or dc-demo)\n"
+            f"  portal:    http://{args.listen}/ui/  sign in with one of these tokens "
+            f"(also in {state_dir / 'portal-tokens.txt'}):\n"
+            + "".join(f"             {name:<15} {token}\n" for name, token in tokens.items())
+            +
             "  stop with Ctrl-C\n",
             flush=True,
         )

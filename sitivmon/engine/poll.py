@@ -35,6 +35,27 @@ class TargetPoll:
         return self.error is None
 
 
+def _capped(column: str, max_varbinds: int) -> Anomaly:
+    """A column that would take the poll past its varbind cap is left out whole: a truncated column
+    would make the interfaces past the cut look absent (links unresolved, counters missing), which
+    is worse than a column plainly missing. The target's other columns are still used."""
+    return Anomaly(
+        "varbind_cap", column,
+        f"column {column} dropped: reading it would take this poll past {max_varbinds} varbinds "
+        "(raise poll.max_varbinds for this target if the device really has that many rows)",
+    )  # fmt: skip
+
+
+def missing_scalars(scalars: dict[str, str], values: dict[str, Value]) -> list[Anomaly]:
+    """One anomaly per scalar the agent did not serve (noSuchObject, or noSuchName in SNMPv1):
+    the others are used, and the absence is counted instead of passing silently."""
+    return [
+        Anomaly("missing_object", name, f"the agent has no {name} ({oid})")
+        for oid, name in scalars.items()
+        if oid not in values
+    ]
+
+
 async def poll_target(
     client: SnmpClient,
     target: str,
@@ -63,17 +84,19 @@ async def poll_target(
                 result.requests += 1
                 result.scalars = {scalars[oid]: v for oid, v in values.items() if oid in scalars}
                 result.varbinds += len(values)
+                result.anomalies += missing_scalars(scalars, values)
             budget = max_varbinds
             for name, oid in columns.items():
-                walk = await client.walk(oid, max_varbinds=max(budget, 1))
-                result.tables[name] = walk.rows
+                walk = await client.walk(oid, max_varbinds=max(budget, 0))
                 result.requests += walk.requests
                 result.varbinds += len(walk.rows)
                 budget -= len(walk.rows)
-                if walk.stopped is WalkStop.VARBIND_CAP:  # counted once, as the poll's error
-                    raise PollError(PollErrorReason.VARBIND_CAP, f"more than {max_varbinds} varbinds")
                 if walk.stopped is not None:
                     result.walk_stops.append((name, walk.stopped))
+                if walk.stopped is WalkStop.VARBIND_CAP:
+                    result.anomalies.append(_capped(name, max_varbinds))
+                    continue  # the column is dropped, the target and its other columns are kept
+                result.tables[name] = walk.rows
     except TimeoutError:
         result.error = PollError(PollErrorReason.DEADLINE, f"poll exceeded its {deadline_s:g}s deadline")
     except PollError as exc:

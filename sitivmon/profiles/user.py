@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from sitivmon.config.yamlread import DocumentRefused, read_yaml
 from sitivmon.profiles.model import Column, IndexPart, Kind, Lookup, Profile, Scalar
 
 Problem = tuple[tuple[str | int, ...], str]
@@ -229,7 +230,9 @@ def load_profile_file(path: Path) -> dict[str, UserProfile]:
     except OSError as exc:
         raise ProfileFileError([((), f"cannot read {path}: {exc.strerror}")]) from None
     try:
-        data = yaml.safe_load(text)
+        data, _ = read_yaml(text)  # bounded: aliases, size, duplicate keys
+    except DocumentRefused as exc:
+        raise ProfileFileError([((), str(issue)) for issue in exc.issues]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

@@ -37,6 +37,7 @@ from gufo.snmp.aio.client import SnmpSession
 
 from sitivmon.config.model import AuthProtocol, Credential, PrivProtocol
 from sitivmon.snmp.client import PollError, PollErrorReason, Value, WalkResult
+from sitivmon.snmp.v1get import get_v1
 from sitivmon.snmp.walkguard import absorb_batch
 
 T = TypeVar("T")
@@ -118,6 +119,8 @@ class GufoClient:
         self._retries = retries
         self._max_repetitions = max_repetitions
         self._bulk = cred.version != "1"
+        self._v1 = cred.version == "1"
+        self._v1_missing: set[str] = set()  # OIDs the v1 agent lacked at the last GET
         self._v3 = cred.version == "3"
         self._ready = False
         self._last_io = 0.0
@@ -150,10 +153,18 @@ class GufoClient:
                 raise _classify(exc) from None
 
     async def get_many(self, oids: Sequence[str]) -> dict[str, Value]:
+        """Values of the OIDs the agent has; an absent one is left out (never fails the others)."""
         await self._ensure_ready()
-        values = await self._retry(lambda: self._session.get_many(oids))
+        if self._v1:
+            values, missing, _ = await get_v1(self._get_group, oids, self._v1_missing)
+            self._v1_missing = missing
+        else:
+            values = await self._get_group(list(oids))
         self._last_io = time.monotonic()
         return values
+
+    async def _get_group(self, oids: list[str]) -> dict[str, Value]:
+        return await self._retry(lambda: self._session.get_many(oids))
 
     async def walk(self, column_oid: str, max_varbinds: int) -> WalkResult:
         await self._ensure_ready()

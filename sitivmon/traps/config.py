@@ -17,6 +17,18 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+def engine_id_hex(value: str) -> str:
+    """An SNMP engine ID as lower-case hex without `0x`: 5 to 32 octets (RFC 3411 SnmpEngineID)."""
+    h = value.lower().removeprefix("0x")
+    try:
+        raw = bytes.fromhex(h)
+    except ValueError:
+        raise ValueError(f"engine id {value!r} is not hexadecimal") from None
+    if not 5 <= len(raw) <= 32:
+        raise ValueError(f"engine id {value!r} must be 5 to 32 bytes")
+    return h
+
+
 class TrapV3User(BaseModel):
     """An SNMPv3 (USM) user allowed to send traps and informs.
 
@@ -36,17 +48,7 @@ class TrapV3User(BaseModel):
     @field_validator("engine_ids")
     @classmethod
     def _hex(cls, values: list[str]) -> list[str]:
-        out = []
-        for v in values:
-            h = v.lower().removeprefix("0x")
-            try:
-                raw = bytes.fromhex(h)
-            except ValueError as exc:
-                raise ValueError(f"engine id {v!r} is not hexadecimal") from exc
-            if not 5 <= len(raw) <= 32:
-                raise ValueError(f"engine id {v!r} must be 5 to 32 bytes")
-            out.append(h)
-        return out
+        return [engine_id_hex(v) for v in values]
 
 
 class TrapConfig(BaseModel):
@@ -74,6 +76,12 @@ class TrapConfig(BaseModel):
     (source, ifIndex) to their latest state and other traps are dropped and counted."""
     rate_burst: int = Field(default=2000, ge=1)
     max_pending_coalesced: int = Field(default=100_000, ge=1)
+
+    @field_validator("engine_id")
+    @classmethod
+    def _engine_id(cls, value: str | None) -> str | None:
+        """Checked here, not at start: `bytes.fromhex` in the receiver used to stop the daemon."""
+        return None if value is None else engine_id_hex(value)
 
 
 @dataclass(frozen=True, slots=True)

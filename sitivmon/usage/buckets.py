@@ -10,7 +10,9 @@ A bucket holds, for one series (commune, subject, quantity) and one 5-minute slo
   instants: an interval contributes the share of the slot it covers times the samples expected, so a
   slot fully covered by polls at any phase or jitter has received == expected. Intervals flagged GAP
   or UNKNOWN (time the daemon or the agent was not observed) contribute their bytes but no samples.
-  Gauges count readings (1000 each).
+  Gauges count readings (1000 each); the indicators turn them into observed time by holding each
+  reading for its poll interval (`poll_interval_ns`), since counting readings against
+  `300 / interval` cannot work when the interval does not divide five minutes.
 - `flags`: bit set of reset/clamp/gap/unknown, plus PRESENT (the slot has been written at all).
 
 Closed buckets are stored per series and week (epoch-aligned: Thursday 00:00 UTC) as one row whose
@@ -23,11 +25,14 @@ price is that closing a bucket rewrites its series' week row (~10 kB), once per 
 
 from __future__ import annotations
 
+import functools
+import math
 import struct
 import sys
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 from sitivmon.readings import Flag, Quantity
 
@@ -58,9 +63,70 @@ def flag_names(bits: int) -> list[str]:
     return [f.value for f, b in FLAG_BITS.items() if bits & b]
 
 
+MAX_POLL_INTERVAL_S = 3600
+"""Longest poll interval the configuration accepts: `expected_milli` (83 at one hour) must still name
+the interval closely enough for `poll_interval_ns` to recover it, and a reading held longer than an
+hour would stand for a level nobody observed."""
+
+
 def expected_milli(interval_s: float) -> int:
     """Samples expected per bucket, in thousandths, for a poll interval (0 when the interval is unknown)."""
     return round(BUCKET_S * 1000 / interval_s) if interval_s > 0 else 0
+
+
+@functools.lru_cache(maxsize=256)
+def poll_interval_ns(expected: int) -> int:
+    """The poll interval (ns) that produced `expected` samples per bucket; a bucket when unknown.
+
+    `expected_milli` rounds `300000 / interval`, so each stored value stands for a small range of
+    intervals; holding readings for the range's midpoint would drift (90 s is stored as 3333, i.e.
+    90.009 s) and, summed over a month, either invent or lose observed time. Configured intervals are
+    short decimals (`90s`, `250ms`, `7m`, `1h`), so the interval recovered is the one with the fewest
+    significant digits in the range (whole minutes first), closest to the midpoint on a tie: exact for
+    every whole second up to 552 s, tenth of a second up to 175.8 s, millisecond up to 17.4 s, every
+    whole minute up to the hour and round values (2000 s); the configuration refuses the others
+    (`check_recordable_interval`).
+    """
+    if expected <= 0:
+        return BUCKET_S * 1_000_000_000
+    total = Fraction(BUCKET_S * 1000)
+    lo, hi = total / (expected + Fraction(1, 2)), total / (expected - Fraction(1, 2))  # round() is half-even
+    mid = total / expected
+    steps: list[Fraction] = [Fraction(60)] if hi >= 60 else []  # whole minutes (`33m`) first
+    step = Fraction(1)  # then the largest power of ten not above hi: one significant digit, two...
+    while step * 10 <= hi:
+        step *= 10
+    while step > hi:
+        step /= 10
+    steps += [step / 10**k for k in range(15)]
+    for step in steps:
+        k_lo, k_hi = math.ceil(lo / step), math.floor(hi / step)
+        if k_lo <= k_hi:
+            best = min((k * step for k in range(k_lo, k_hi + 1)), key=lambda x: (abs(x - mid), x))
+            return round(best * 1_000_000_000)
+    return round(mid * 1_000_000_000)
+
+
+def check_recordable_interval(interval_s: float) -> float:
+    """Refuse a poll interval that `poll_interval_ns` cannot recover from the stored samples count.
+
+    Above 552 s several whole seconds give the same `expected_milli` (553 s and 554 s both give
+    542), and a reading held a few seconds too short leaves every bucket a little unobserved, too long
+    hides missed readings. Whole minutes, round values and every whole second up to 552 s are recorded
+    exactly; for the others the error names the nearest ones that are.
+    """
+    if interval_s > MAX_POLL_INTERVAL_S:
+        raise ValueError(f"a poll interval must be at most {MAX_POLL_INTERVAL_S}s (1h), got {interval_s:g}s")
+    want = round(interval_s * 1_000_000_000)
+    e = expected_milli(interval_s)
+    if e > 0 and poll_interval_ns(e) == want:
+        return interval_s
+    near = sorted({poll_interval_ns(x) for x in (e - 1, e, e + 1) if x > 0}, key=lambda ns: abs(ns - want))
+    hint = " or ".join(f"{ns / 1e9:g}s" for ns in sorted(near[:2]))
+    raise ValueError(
+        f"a poll interval of {interval_s:g}s cannot be recorded exactly by usage accounting"
+        f" (samples per 5 minutes are kept to 3 decimals): use e.g. {hint}"
+    )
 
 
 @dataclass(slots=True)
@@ -106,11 +172,7 @@ def _enc(vals: list[int], written: bytes | None = None) -> bytes:
         return b"=" + first.to_bytes(8, "little", signed=True)
     if written is not None:
         c = max(vals)
-        if (
-            c <= _INT64_MAX
-            and bytes(1 if v else 0 for v in vals) == written
-            and vals.count(c) == written.count(1)
-        ):
+        if c <= _INT64_MAX and bytes(1 if v else 0 for v in vals) == written and vals.count(c) == written.count(1):
             return b"~" + c.to_bytes(8, "little", signed=True)
     lo, hi = min(vals), max(vals)
     tc = "q"

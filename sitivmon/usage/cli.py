@@ -42,11 +42,12 @@ class StoreError(Exception):
     pass
 
 
-def build_document(config: Any, month: str) -> dict[str, Any]:
+def build_document(config: Any, month: str, now: float | None = None) -> dict[str, Any]:
     """The usage document for `month` from the configuration's store (testable without the CLI).
 
     Raises ValueError for a bad month or timezone, StoreError for an unusable store. A missing store
-    is a month with no data at all (every indicator with coverage 0), not an error.
+    is a month with no data at all (every indicator with coverage 0), not an error. A month that has
+    not ended at `now` (default: the clock) is marked provisional.
     """
     try:
         period = month_range(month, config.timezone)
@@ -57,16 +58,22 @@ def build_document(config: Any, month: str) -> dict[str, Any]:
     try:
         if store.schema_version() != SCHEMA_VERSION:
             raise StoreError(f"{path}: schema version {store.schema_version()}, expected {SCHEMA_VERSION}")
-        return usage_document(store, config.communes, period, link_keys(config))
+        return usage_document(store, config.communes, period, link_keys(config), now=now)
     finally:
         store.close()
 
 
-COLUMNS = ["commune", "insee", "indicator", "direction", "value", "unit", "coverage", "gaps", "gap_buckets"]
+COLUMNS = ["commune", "insee", "indicator", "direction", "value", "unit", "coverage", "gaps", "gap_buckets", "status"]
+
+
+def status(doc: dict[str, Any]) -> str:
+    """`provisional` until the month has ended in its timezone (its figures still grow), else `final`."""
+    return "provisional" if doc["period"].get("provisional", True) else "final"
 
 
 def _rows(doc: dict[str, Any]) -> list[list[str]]:
     rows = []
+    state = status(doc)
     for i in doc["indicators"]:
         rows.append(
             [
@@ -79,6 +86,7 @@ def _rows(doc: dict[str, Any]) -> list[list[str]]:
                 i["coverage"],
                 str(len(i["gaps"])),
                 str(sum(g["buckets"] for g in i["gaps"])),
+                state,
             ]
         )
     return rows
@@ -96,6 +104,8 @@ def render(doc: dict[str, Any], fmt: str) -> str:
         return buf.getvalue()
     widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(COLUMNS)]
     lines = [f"{doc['month']} ({doc['timezone']}) {doc['period']['start']} .. {doc['period']['end']}"]
+    if status(doc) == "provisional":
+        lines[0] += f"  PROVISIONAL: the month has not ended (it ends at {doc['period']['end']})"
     lines.append("  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths, strict=True)))
     for r in rows:
         lines.append("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)))

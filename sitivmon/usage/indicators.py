@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +24,16 @@ from typing import Any, Protocol
 
 from sitivmon.readings import Flag, Quantity, UsageKey
 
-from .buckets import FLAG_BITS, PRESENT, SCALE, Col, column_totals
+from .buckets import (
+    COUNTERS,
+    FLAG_BITS,
+    MAX_POLL_INTERVAL_S,
+    PRESENT,
+    SCALE,
+    Col,
+    column_totals,
+    poll_interval_ns,
+)
 from .periods import BUCKET_S, Month
 from .store import SeriesMonth, UsageStore
 
@@ -90,20 +100,23 @@ class SeriesScan:
     flags: Counter[str]
 
 
-def _reason(f: int, r: int) -> str | None:
+UNTRUSTED = FLAG_BITS[Flag.RESET] | FLAG_BITS[Flag.CLAMP] | FLAG_BITS[Flag.UNKNOWN]
+"""Flags saying a bucket's bytes may be missing or wrong: such a bucket counts 0 toward coverage."""
+_GAP_FLAGS = (Flag.GAP, Flag.UNKNOWN, Flag.RESET, Flag.CLAMP)
+
+
+def _reasons(f: int, r: int) -> tuple[str, ...]:
+    """Why a bucket is a gap (empty when it is not): never written, flagged, or without samples."""
     if not f & PRESENT:
-        return "missing"
-    if f & FLAG_BITS_GAP:
-        return "gap"
-    if f & FLAG_BITS_UNKNOWN:
-        return "unknown"
-    if r <= 0:
-        return "no_sample"
-    return None
+        return ("missing",)
+    out = tuple(flag.value for flag in _GAP_FLAGS if f & FLAG_BITS[flag])
+    if not out and r <= 0:
+        return ("no_sample",)
+    return out
 
 
-FLAG_BITS_GAP = FLAG_BITS[Flag.GAP]
-FLAG_BITS_UNKNOWN = FLAG_BITS[Flag.UNKNOWN]
+def _at(col: Col, i: int) -> int:
+    return col if isinstance(col, int) else col[i]
 
 
 def _const_where_nonzero(col: Col) -> int | None:
@@ -138,24 +151,24 @@ def scan_series(sm: SeriesMonth) -> SeriesScan:
     flags: Counter[str] = Counter()
     runs: list[tuple[int, int, set[str]]] = []
 
-    def add_gap(a: int, b: int, reason: str) -> None:
+    def add_gap(a: int, b: int, reasons: Iterable[str]) -> None:
         if runs and runs[-1][1] == a:
-            runs[-1] = (runs[-1][0], b, runs[-1][2] | {reason})
+            runs[-1] = (runs[-1][0], b, runs[-1][2].union(reasons))
         else:
-            runs.append((a, b, {reason}))
+            runs.append((a, b, set(reasons)))
 
     pos = 0
     for off in sorted(sm.segments):
         length, _v, r, e, f = sm.segments[off]
         if off > pos:
-            add_gap(pos, off, "missing")
+            add_gap(pos, off, ("missing",))
         if f == PRESENT and isinstance(r, int) and isinstance(e, int) and r > 0:  # the common case
             pairs[(r, e)] += length
         elif isinstance(f, int) and isinstance(r, int) and isinstance(e, int):
-            reason = _reason(f, r)
-            if reason is not None:
-                add_gap(off, off + length, reason)
-            if f & PRESENT:
+            reasons = _reasons(f, r)
+            if reasons:
+                add_gap(off, off + length, reasons)
+            if f & PRESENT and not f & UNTRUSTED:
                 pairs[(r, e)] += length
             for name, bit in FLAG_BITS.items():
                 if f & bit:
@@ -163,6 +176,7 @@ def scan_series(sm: SeriesMonth) -> SeriesScan:
         else:
             # flags fit in a byte; unwritten slots are all-zero, written ones carry PRESENT
             fbytes = bytes([f]) * length if isinstance(f, int) else bytes(f)
+            ec = e if isinstance(e, int) else _const_where_nonzero(e)  # the expected each pair was keyed by
             if isinstance(r, int) and isinstance(e, int):
                 pairs[(r, e)] += length - fbytes.count(0)
             else:
@@ -176,19 +190,162 @@ def scan_series(sm: SeriesMonth) -> SeriesScan:
             for i in special:
                 fb = fbytes[i]
                 rb = r if isinstance(r, int) else r[i]
-                reason = _reason(fb, rb)
-                if reason is not None:
-                    add_gap(off + i, off + i + 1, reason)
+                reasons = _reasons(fb, rb)
+                if reasons:
+                    add_gap(off + i, off + i + 1, reasons)
+                if fb & PRESENT and fb & UNTRUSTED:  # counted above with the others: take it back
+                    pairs[(rb, ec if ec is not None else _at(e, i))] -= 1
                 if fb & ~PRESENT:
                     for name, bit in FLAG_BITS.items():
                         if fb & bit:
                             flags[name.value] += 1
         pos = off + length
     if pos < sm.n:
-        add_gap(pos, sm.n, "missing")
+        add_gap(pos, sm.n, ("missing",))
     for (r, e), count in pairs.items():
         covered += count * _bucket_cov(r, e)
     return SeriesScan(covered, [(a, b, frozenset(s)) for a, b, s in runs], flags)
+
+
+B_NS = BUCKET_S * 1_000_000_000
+
+
+@dataclass(slots=True)
+class Held:
+    """Where a gauge series stands at a bucket boundary: the last readings' hold still running.
+
+    `carry_ns` is how far the hold of the last bucket with readings runs past its end; `value` and
+    `readings` are that bucket's sum and count (its mean level, which the hold carries forward).
+    """
+
+    carry_ns: int = 0
+    value: int = 0
+    readings: int = 0
+
+
+@dataclass(slots=True)
+class GaugeScan:
+    """Observed time of a gauge series and its level integrated over it (see `scan_gauge`)."""
+
+    covered_ns: int
+    level_ns: dict[int, int]  # readings per bucket -> sum of (bucket value sum x covered ns)
+    gaps: list[tuple[int, int, frozenset[str]]]
+    up: int
+    down: int
+    held: Held
+
+    def level_seconds(self) -> Fraction:
+        """Integral of the level over the observed time, in stored scale x seconds."""
+        return sum((Fraction(t, n * 1_000_000_000) for n, t in self.level_ns.items()), Fraction(0))
+
+
+def scan_gauge(sm: SeriesMonth, held: Held | None = None) -> GaugeScan:
+    """Observed time and level of a gauge series, holding each reading for its poll interval.
+
+    A bucket's readings stand for `readings x interval` of observed time (`poll_interval_ns`). What
+    passes the end of the bucket is carried into the next ones, at most one interval (the staleness
+    limit: a reading says nothing about the level later than one poll after it, so extra readings,
+    e.g. a confirming poll, never stretch the hold further). So a bucket is fully observed when its
+    own readings, plus the hold of the previous ones, cover it: whatever the interval's phase against
+    the buckets (90 s polls put 3 or 4 readings in a bucket, 600 s polls one in every other bucket),
+    a month with no reading missed is observed in full, and each missed reading costs exactly one
+    interval. A bucket's level is the mean of its readings, or the carried level when it has none.
+    `held` seeds the carry from the buckets before the period (see `usage_document`).
+    """
+    h = Held(held.carry_ns, held.value, held.readings) if held is not None else Held()
+    covered = 0
+    level: dict[int, int] = {}
+    runs: list[tuple[int, int, set[str]]] = []
+    up = down = 0
+    state_up = h.value >= h.readings  # link state: the carried bucket's readings all said up
+
+    def gap(a: int, b: int, reason: str) -> None:
+        if runs and runs[-1][1] == a:
+            runs[-1] = (runs[-1][0], b, runs[-1][2] | {reason})
+        else:
+            runs.append((a, b, {reason}))
+
+    def drain(a: int, b: int, reason: str) -> None:
+        """Buckets [a, b) without readings: the carried hold covers the first ones."""
+        nonlocal covered, up, down
+        i = a
+        while i < b and h.carry_ns > 0:
+            cov = min(B_NS, h.carry_ns)
+            h.carry_ns -= cov
+            covered += cov
+            level[h.readings] = level.get(h.readings, 0) + cov * h.value
+            if state_up:
+                up += 1
+            else:
+                down += 1
+            i += 1
+        if i < b:
+            gap(i, b, reason)
+
+    pos = 0
+    for off in sorted(sm.segments):
+        length, v, r, e, f = sm.segments[off]
+        if off > pos:
+            drain(pos, off, "missing")
+        if isinstance(v, int) and isinstance(r, int) and isinstance(e, int):
+            n = r // 1000
+            if n <= 0:
+                drain(off, off + length, "no_sample" if isinstance(f, int) and f & PRESENT else "missing")
+                pos = off + length
+                continue
+            hold = poll_interval_ns(e)
+            fresh = n * hold
+            state_up = v * 1000 >= r
+            i = 0
+            while i < length:
+                if fresh >= B_NS or h.carry_ns == 0:
+                    rest = length - i  # from here on every bucket is alike: closed form
+                    cov = min(B_NS, fresh)
+                    if fresh >= B_NS:
+                        h.carry_ns = min(hold, h.carry_ns + rest * (fresh - B_NS))
+                    else:
+                        h.carry_ns = 0
+                    covered += rest * cov
+                    level[n] = level.get(n, 0) + rest * cov * v
+                    i = length
+                else:
+                    total = h.carry_ns + fresh
+                    cov = min(B_NS, total)
+                    h.carry_ns = min(hold, total - cov)
+                    covered += cov
+                    level[n] = level.get(n, 0) + cov * v
+                    i += 1
+            h.value, h.readings = v, n
+            if state_up:
+                up += length
+            else:
+                down += length
+            pos = off + length
+            continue
+        for i, (vb, rb, eb, fb) in enumerate(
+            zip(_it(v, length), _it(r, length), _it(e, length), _it(f, length), strict=True)
+        ):
+            n = rb // 1000
+            if n <= 0:
+                drain(off + i, off + i + 1, "no_sample" if fb & PRESENT else "missing")
+                continue
+            hold = poll_interval_ns(eb)
+            total = h.carry_ns + n * hold
+            cov = total if total < B_NS else B_NS
+            t = total - cov
+            h.carry_ns = t if t < hold else hold
+            covered += cov
+            level[n] = level.get(n, 0) + cov * vb
+            h.value, h.readings = vb, n
+            state_up = vb * 1000 >= rb
+            if state_up:
+                up += 1
+            else:
+                down += 1
+        pos = off + length
+    if pos < sm.n:
+        drain(pos, sm.n, "missing")
+    return GaugeScan(covered, level, [(a, b, frozenset(x)) for a, b, x in runs], up, down, h)
 
 
 def series_sum(sm: SeriesMonth) -> int:
@@ -233,11 +390,24 @@ def nearest_rank_p95(values: Sequence[int]) -> tuple[int, int]:
 class _Group:
     """The series of one commune for one quantity, with their scans."""
 
-    def __init__(self, series: list[SeriesMonth], month_start: int, n: int) -> None:
+    def __init__(
+        self,
+        series: list[SeriesMonth],
+        month_start: int,
+        n: int,
+        gauge: bool = False,
+        held: Mapping[UsageKey, Held] | None = None,
+    ) -> None:
         self.series = series
         self.n = n
         self.month_start = month_start
-        self.scans = [scan_series(s) for s in series]
+        held = held or {}
+        self.gauges = [scan_gauge(s, held.get(s.key)) for s in series] if gauge else []
+        self.scans = (
+            [SeriesScan(Fraction(g.covered_ns, B_NS), g.gaps, Counter()) for g in self.gauges]
+            if gauge
+            else [scan_series(s) for s in series]
+        )
         self._coverage: Decimal | None = None
         self._gaps: list[Gap] | None = None
 
@@ -290,55 +460,24 @@ def _dec(fr: Fraction, q: Decimal = Q6) -> Decimal:
     return (Decimal(fr.numerator) / Decimal(fr.denominator)).quantize(q, ROUND_HALF_EVEN)
 
 
-def _gauge_means(sm: SeriesMonth) -> tuple[Fraction, int]:
-    """(sum over known buckets of the bucket's mean reading, known buckets) in stored scale."""
-    by_readings: dict[int, int] = {}
-    known = 0
-    for length, v, r, _e, f in sm.segments.values():
-        if isinstance(r, int) and isinstance(f, int):
-            if f & PRESENT and r >= 1000:
-                by_readings[r] = by_readings.get(r, 0) + (v * length if isinstance(v, int) else sum(v))
-                known += length
-            continue
-        for vb, rb, fb in zip(_it(v, length), _it(r, length), _it(f, length), strict=True):
-            if fb & PRESENT and rb >= 1000:
-                by_readings[rb] = by_readings.get(rb, 0) + vb
-                known += 1
-    total = sum((Fraction(s * 1000, r) for r, s in by_readings.items()), Fraction(0))
-    return total, known
-
-
-def _availability(series: Sequence[SeriesMonth]) -> tuple[int, int]:
-    """(up buckets, down buckets): a bucket is up when every link-state reading in it said up."""
-    up = down = 0
-    for sm in series:
-        for length, v, r, _e, f in sm.segments.values():
-            if isinstance(v, int) and isinstance(r, int) and isinstance(f, int):
-                if f & PRESENT and r > 0:
-                    if v * 1000 >= r:
-                        up += length
-                    else:
-                        down += length
-                continue
-            for vb, rb, fb in zip(_it(v, length), _it(r, length), _it(f, length), strict=True):
-                if fb & PRESENT and rb > 0:
-                    if vb * 1000 >= rb:
-                        up += 1
-                    else:
-                        down += 1
-    return up, down
-
-
 def compute_indicators(
-    series: Mapping[UsageKey, SeriesMonth], communes: Sequence[str], start: int, n: int
+    series: Mapping[UsageKey, SeriesMonth],
+    communes: Sequence[str],
+    start: int,
+    n: int,
+    held: Mapping[UsageKey, Held] | None = None,
 ) -> list[Indicator]:
-    """All indicators for each commune in `communes`, over the n buckets from `start`."""
+    """All indicators for each commune in `communes`, over the n buckets from `start`.
+
+    `held`: where each gauge series stood at `start` (`lead_in`), so that a reading taken just before
+    the period covers its first buckets as it would inside the period.
+    """
     groups: dict[tuple[str, Quantity], list[SeriesMonth]] = {}
     for key, sm in sorted(series.items(), key=lambda kv: (kv[0].commune, kv[0].subject)):
         groups.setdefault((key.commune, key.quantity), []).append(sm)
     out: list[Indicator] = []
     for commune in communes:
-        g = {q: _Group(groups.get((commune, q), []), start, n) for q in Quantity}
+        g = {q: _Group(groups.get((commune, q), []), start, n, q not in COUNTERS, held) for q in Quantity}
         tin, tout = g[Quantity.TRAFFIC_IN], g[Quantity.TRAFFIC_OUT]
 
         def ind(
@@ -423,7 +562,7 @@ def compute_indicators(
                 )
 
         links = g[Quantity.LINK_UP]
-        up, down = _availability(links.series)
+        up, down = sum(x.up for x in links.gauges), sum(x.down for x in links.gauges)
         known = up + down
         ind(
             "availability",
@@ -442,11 +581,11 @@ def compute_indicators(
         st = g[Quantity.STORAGE_BYTES]
         avg = Fraction(0)
         byte_hours = Fraction(0)
-        for sm in st.series:
-            total, kb = _gauge_means(sm)
-            byte_hours += total / BUCKETS_PER_HOUR
-            if kb:
-                avg += total / kb
+        for gs in st.gauges:
+            level_s = gs.level_seconds()
+            byte_hours += level_s / 3600
+            if gs.covered_ns:
+                avg += level_s / Fraction(gs.covered_ns, 1_000_000_000)
         ind(
             "storage",
             None,
@@ -455,7 +594,7 @@ def compute_indicators(
             st,
             {
                 "byte_hours": str(_dec(byte_hours, Q3)),
-                "rule": "mean over buckets with readings, summed over resources",
+                "rule": "mean over the observed time (each reading held one poll interval), summed over resources",
             },
         )
 
@@ -464,12 +603,12 @@ def compute_indicators(
         ind("energy", None, _dec(Fraction(joules, J_PER_KWH)), "kWh", en, {"joules": joules})
 
         vc = g[Quantity.VCPUS]
-        vh = sum((_gauge_means(s)[0] for s in vc.series), Fraction(0)) / SCALE[Quantity.VCPUS]
-        ind("vcpu_hours", None, _dec(vh / BUCKETS_PER_HOUR), "vcpu_hours", vc)
+        vs = sum((x.level_seconds() for x in vc.gauges), Fraction(0)) / SCALE[Quantity.VCPUS]
+        ind("vcpu_hours", None, _dec(vs / 3600), "vcpu_hours", vc)
 
         mem = g[Quantity.MEMORY_BYTES]
-        mh = sum((_gauge_means(s)[0] for s in mem.series), Fraction(0))
-        ind("memory_gib_hours", None, _dec(mh / BUCKETS_PER_HOUR / GIB), "GiB_hours", mem)
+        ms = sum((x.level_seconds() for x in mem.gauges), Fraction(0))
+        ind("memory_gib_hours", None, _dec(ms / 3600 / GIB), "GiB_hours", mem)
     return out
 
 
@@ -506,6 +645,20 @@ def indicator_dict(ind: Indicator, month: Month, insee: str) -> dict[str, Any]:
     }
 
 
+LEAD_IN_BUCKETS = -(-MAX_POLL_INTERVAL_S // BUCKET_S) + 1
+"""Buckets read before a period: the longest hold (one maximal poll interval) starts inside them."""
+
+
+def lead_in(store: UsageStore, start: int) -> dict[UsageKey, Held]:
+    """Where each gauge series stood at `start`: the hold of readings taken just before it.
+
+    Without it, a month whose first reading came a second early (in the previous month) would
+    start with a bucket observed for four minutes of five.
+    """
+    before = store.month_series(start - LEAD_IN_BUCKETS * BUCKET_S, start)
+    return {k: scan_gauge(sm).held for k, sm in before.items() if k.quantity not in COUNTERS and sm.segments}
+
+
 def usage_document(
     store: UsageStore,
     communes: Sequence[CommuneLike],
@@ -513,17 +666,23 @@ def usage_document(
     links: Iterable[UsageKey] = (),
     *,
     until: int | None = None,
+    now: float | None = None,
 ) -> dict[str, Any]:
     """The allocation engine's input for `month` (see docs/usage.md for every field).
 
     `links`: keys expected from the configuration (a configured link that never reported shows with
     coverage 0 instead of being absent). `until` limits the period (month to date), bucket aligned.
+    `now` (default: the clock) decides whether the month is over: until its end in the month's
+    timezone it is `provisional` and never `complete`, whatever the period covers.
     """
+    provisional = (time.time() if now is None else now) < month.end
     end = month.end if until is None else max(month.start, min(month.end, until))
     n = (end - month.start) // BUCKET_S
     data = store.month_series(month.start, end, links) if n else {}
     known = {c.id for c in communes}
-    inds = compute_indicators(data, [c.id for c in communes], month.start, n)
+    inds = compute_indicators(
+        data, [c.id for c in communes], month.start, n, lead_in(store, month.start) if n else None
+    )
     insee = {c.id: c.insee for c in communes}
     return {
         "month": month.label,
@@ -533,7 +692,8 @@ def usage_document(
             "end": month.local_iso(end),
             "hours": (end - month.start) // 3600,
             "buckets": n,
-            "complete": end == month.end,
+            "complete": end == month.end and not provisional,
+            "provisional": provisional,
         },
         "rules": {
             "numbers": "integers as JSON integers; other values as decimal strings (parse with Decimal)",

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 BUCKET_S = 300
 """Width of a usage bucket in seconds."""
 
-_MONTH = re.compile(r"(\d{4})-(\d{2})")  # matched whole (fullmatch): "$" would accept a final newline
+_MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")  # matched whole (fullmatch): "$" would accept a final newline
 MIN_YEAR, MAX_YEAR = 1970, 9998  # unix time starts in 1970; 9999-12 would end in year 10000
 
 

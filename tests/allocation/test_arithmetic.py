@@ -119,3 +119,44 @@ def test_property_the_extra_cents_go_to_the_largest_remainders(case: tuple[int, 
         for b in not_got:
             ra, rb = a.quota - int(a.quota), b.quota - int(b.quota)
             assert ra > rb or (ra == rb and a.insee < b.insee)
+
+
+@pytest.mark.parametrize(
+    ("euros", "cents"),
+    [
+        ("0.01", 1),
+        ("9999999999999.99", 999_999_999_999_999),  # the largest budget, exact to the cent
+        ("1234567890123.45", 123_456_789_012_345),
+        ("100", 10_000),
+        ("1E+2", 10_000),
+    ],
+)
+def test_euros_to_cents_is_exact_up_to_the_largest_budget(euros: str, cents: int) -> None:
+    assert euros_to_cents(Decimal(euros)) == cents
+
+
+@pytest.mark.parametrize(
+    ("euros", "message"),
+    [
+        ("10000000000000.00", "above the largest budget"),
+        ("12345678901234567890123456789.01", "above the largest budget"),  # rounded to ...79000 cents before
+        ("1E+999999999", "above the largest budget"),
+        ("0.001", "more than two decimals"),
+        ("0.0100000000000000000000000000000000000000001", "more than two decimals"),
+    ],
+)
+def test_euros_to_cents_refuses_what_it_cannot_keep_exact(euros: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        euros_to_cents(Decimal(euros))
+
+
+def test_exact_context_raises_instead_of_rounding() -> None:
+    from sitivmon.allocation.arithmetic import EXACT_DIGITS, exact
+
+    with exact():
+        assert Decimal("0.5000000000000000000000000000001") + Decimal("0.5") != 1  # 28 digits said == 1
+    with pytest.raises(ValueError, match="exactly"), exact():
+        Decimal(1) / Decimal(3)
+    with pytest.raises(ValueError, match="exactly"), exact():
+        Decimal("1E-200") + Decimal(1)
+    assert EXACT_DIGITS >= 60

@@ -340,3 +340,79 @@ def test_report_with_the_real_usage_store_and_no_data_falls_back_everywhere(root
             )
             == 0
         )
+
+
+# ---------------------------------------------------------------- month labels and unfinished months (issue 10 #13)
+
+
+def _current_month(timezone: str = "Europe/Paris") -> str:
+    import time
+
+    from sitivmon.usage.periods import month_of
+
+    return month_of(time.time(), timezone).label
+
+
+@pytest.mark.parametrize("month", ["2026-10\n", "2026-10 ", " 2026-10", "0000-01", "9999-12", "2026-1"])
+def test_report_close_refuses_other_spellings_of_a_month(
+    root_config: Path, month: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`report close --month $'2026-10\\n'` created revision 1 under a key `--month 2026-10` never sees."""
+    from sitivmon.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["report", "close", "--config", str(root_config), "--month", month])
+    assert exc.value.code == 2 and "--month" in capsys.readouterr().err
+    assert not (root_config.parent / "var" / "reports.sqlite").exists()
+
+
+def test_report_close_refuses_a_month_that_has_not_ended(root_config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Through the real CLI and clock: the current month (and a later one) cannot be frozen as final."""
+    from sitivmon.cli import main
+    from sitivmon.usage.periods import month_range
+
+    current = _current_month()
+    year, month = map(int, current.split("-"))
+    later = f"{year + 1:04d}-{month:02d}"
+    for label in (current, later):
+        assert main(["report", "close", "--config", str(root_config), "--month", label]) == 2
+        err = capsys.readouterr().err
+        end = month_range(label, "Europe/Paris")
+        assert f"{label} has not ended in Europe/Paris" in err
+        assert f"it ends at {end.local_iso(end.end)}" in err
+    assert ReportArchive.in_state_dir(root_config.parent / "var").latest(current) is None
+    # a month that is over closes, through the same command
+    assert main(["report", "close", "--config", str(root_config), "--month", "2026-10"]) == 0
+    assert "closed as revision 1" in capsys.readouterr().err
+
+
+def test_archive_refuses_month_labels_it_would_never_find_again(root_config: Path) -> None:
+    archive = ReportArchive.in_state_dir(root_config.parent / "var")
+    for label in ("2026-10\n", "2026-10-01", "0000-01"):
+        with pytest.raises(ValueError, match="month"):
+            archive.latest(label)
+        with pytest.raises(ValueError, match="month"):
+            archive.revisions(label)
+
+
+def test_allocate_usage_with_a_duplicate_insee_code_is_a_located_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two communes of a usage file sharing an INSEE code gave a traceback from the arithmetic."""
+    from sitivmon.cli import main
+
+    data = json.loads(USAGE_FILE.read_text(encoding="utf-8"))
+    givors = next(r["insee"] for r in data["indicators"] if r["commune"] == "givors")
+    for r in data["indicators"]:
+        if r["commune"] == "grigny":
+            r["insee"] = givors
+    first_grigny = next(i for i, r in enumerate(data["indicators"]) if r["commune"] == "grigny")
+    usage = tmp_path / "usage.json"
+    usage.write_text(json.dumps(data), encoding="utf-8")
+    out = tmp_path / "out.json"
+    code = main(["allocate", "--allocation", str(EXAMPLE_ALLOCATION), "--usage", str(usage), "--output", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert f"indicators[{first_grigny}].insee: '{givors}' of grigny is already the INSEE code of givors" in err
+    assert err.count("already the INSEE code") == 1  # once per commune, not once per row
+    assert not out.exists()

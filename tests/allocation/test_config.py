@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -154,7 +155,7 @@ def test_file_errors_name_the_file(tmp_path: Path) -> None:
     missing = tmp_path / "missing.yaml"
     assert check_allocation(missing, COMMUNES)[0].startswith(f"{missing}: cannot read")
     path.write_text("projects:\n  - name: P\n    budget: '1'\n")
-    assert check_allocation(path, COMMUNES) == [f"{path}: projects[0].basis: Field required"]
+    assert check_allocation(path, COMMUNES) == [f"{path}: projects[0]: give exactly one of basis or parts"]
 
 
 def test_api_tokens_are_hashed_and_checked() -> None:
@@ -173,3 +174,62 @@ def test_api_tokens_are_hashed_and_checked() -> None:
         ApiConfig.model_validate({"tokens": [{"name": "x", "scope": "syndicate"}]})
     with pytest.raises(ValueError, match="at least 16"):
         ApiConfig.model_validate({"tokens": [{"name": "x", "scope": "syndicate", "token": "short"}]})
+
+
+# Issue 10 item 15: Decimal's 28-digit context rounded these silently (a key "summing" to 100 %, a
+# 30-digit budget turned into other cents). Each is now refused with its location, or computed exactly.
+HALF_AND_A_BIT = "0.5000000000000000000000000000001"  # 31 decimals: 0.5 + this = 1 at 28 digits
+
+
+@pytest.mark.parametrize(
+    ("keys", "projects", "expected"),
+    [
+        (
+            {"k": {"givors": "0.500000000000000000000000000001", "grigny": "0.5"}},
+            [],
+            "keys.k: shares sum to 100.0000000000000000000000000001 %, not exactly 100 %",
+        ),
+        ({"k": {"givors": HALF_AND_A_BIT, "grigny": "0.5"}}, [], "keys.k.givors: share"),
+        (
+            {"k": {"givors": "33.3333333333333333333333333333333%", "grigny": "0.5"}},
+            [],
+            "keys.k.givors: share 0.333333333333333333333333333333333 has more than 30 decimals",
+        ),
+        (
+            {"equal": EQUAL},
+            [{"name": "P", "budget": "12345678901234567890123456789.01", "basis": "key:equal"}],
+            "projects[0].budget: amount 12345678901234567890123456789.01 is above the largest budget",
+        ),
+        (
+            {"equal": EQUAL},
+            [{"name": "P", "budget": "1e999999999", "basis": "key:equal"}],
+            "projects[0].budget: amount 1E+999999999 is above the largest budget",
+        ),
+    ],
+)
+def test_absurd_precision_is_refused_not_rounded(
+    keys: dict[str, Any], projects: list[dict[str, Any]], expected: str
+) -> None:
+    errs = errors_of({"keys": keys, "projects": projects})
+    assert any(e.startswith(expected) for e in errs), errs
+
+
+@pytest.mark.parametrize(
+    ("shares", "budget", "cents"),
+    [
+        (
+            {"givors": "0.333333333333333333333333333333", "grigny": "0.666666666666666666666666666667"},
+            "9999999999999.99",
+            999999999999999,
+        ),
+        ({"givors": "33.3333333333333333333333333333%", "grigny": "66.6666666666666666666666666667%"}, "0.01", 1),
+        ({"givors": "0.000000000000000000000000000001", "grigny": "0.999999999999999999999999999999"}, "100.00", 10000),
+    ],
+)
+def test_long_exact_values_within_the_bounds_stay_exact(shares: dict[str, str], budget: str, cents: int) -> None:
+    config = parse_allocation(
+        yaml.safe_dump({"keys": {"k": shares}, "projects": [{"name": "P", "budget": budget, "basis": "key:k"}]}),
+        COMMUNES,
+    )
+    assert sum(map(Fraction, config.keys["k"].shares.values())) == 1  # the exact sum, checked independently
+    assert config.projects[0].budget_cents == cents

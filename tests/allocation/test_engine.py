@@ -12,9 +12,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sitivmon.allocation.config import AllocationConfig, parse_allocation
-from sitivmon.allocation.engine import UsageDocument, UsageDocumentError, allocate, measure, parse_usage
+from sitivmon.allocation.engine import (
+    UsageDocument,
+    UsageDocumentError,
+    allocate,
+    load_usage_json,
+    measure,
+    parse_usage,
+)
 
-from .conftest import COMMUNES, usage_data
+from .conftest import COMMUNES, USAGE_FILE, usage_data
 
 INSEE = {c.id: c.insee for c in COMMUNES}
 
@@ -233,3 +240,26 @@ def test_property_every_project_sums_to_its_budget(case: tuple[AllocationConfig,
         assert all(line.fallback_used == outcome.fallback_used for line in lines)
         if outcome.fallback_used:
             assert outcome.fallback_reason and outcome.basis_used == "key:k"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("1E+999999999", "out of range"),  # Fraction(weight) would expand it into a billion-digit integer
+        ("1000000000000000000000001", "out of range"),
+        ("0.0000000000001", "out of range"),
+        ("-1", "must not be negative"),
+    ],
+)
+def test_usage_values_out_of_range_are_located(value: str, message: str) -> None:
+    data = load_usage_json(USAGE_FILE.read_bytes())
+    data["indicators"][3]["value"] = Decimal(value)
+    errs = usage_errors(data)
+    assert any(e.startswith("indicators[3].value: ") and message in e for e in errs), errs
+
+
+@pytest.mark.parametrize("month", ["2026-10\n", "0000-01", "9999-12"])
+def test_usage_document_month_is_one_spelling(month: str) -> None:
+    data = load_usage_json(USAGE_FILE.read_bytes())
+    data["month"] = month
+    assert usage_errors(data)[0].startswith("month: ")

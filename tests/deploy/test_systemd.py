@@ -121,6 +121,17 @@ def test_hardening_directives_required_by_the_issue() -> None:
     assert d["LoadCredential"] == ["sitivmon:/etc/sitivmon/credentials"]
 
 
+def test_open_files_limit_leaves_room_for_the_http_connection_cap() -> None:
+    """Issue 11: at systemd's default 1,024 files, 1,100 idle connections locked out every request."""
+    from sitivmon.http import MAX_CONNECTIONS
+
+    limits = unit_directives().get("LimitNOFILE")
+    assert limits is not None and len(limits) == 1, "LimitNOFILE is set once"
+    soft = int(limits[0].split(":")[0])
+    assert soft >= 4 * MAX_CONNECTIONS, "the cap is a quarter of the soft limit: it must reach MAX_CONNECTIONS"
+    assert soft <= 1 << 20
+
+
 def test_exec_start_runs_the_daemon_with_config_and_reload_is_sighup() -> None:
     d = unit_directives()
     argv = d["ExecStart"][0].split()

@@ -3,6 +3,7 @@ readiness, SIGTERM, a dead target among live ones, reloads good and bad, the /me
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -105,7 +106,7 @@ def test_dead_target_does_not_hold_back_the_others(
 def test_reload_bad_keeps_old_good_adds_link_keeping_counters(
     tmp_path: Path, start_daemon: StartDaemon, snmp_agent: agents.Agent
 ) -> None:
-    doc = agents.base_config(tmp_path / "state")
+    doc = agents.base_config(tmp_path / "state", api={"tokens": RELOAD_TOKENS})
     agents.add_target(doc, "loopback", snmp_agent.address, "v2c", {"version": "2c", "community": snmp_agent.community})
     agents.add_link(doc, "givors-lo", "givors", "loopback", name="lo")
     path = agents.write_config(tmp_path / "sitivmon.yaml", doc)
@@ -123,7 +124,7 @@ def test_reload_bad_keeps_old_good_adds_link_keeping_counters(
     daemon.reload()
     m = daemon.wait_for(lambda m: m.value("sitivmon_config_last_reload_successful") == 0, "refused reload")
     assert m.value("sitivmon_config_reloads_total", result="failure") == 1
-    assert "links[1].commune: unknown commune 'venisieux'" in daemon.output()
+    assert "links[1].commune: unknown commune <value>" in daemon.output()
     before = link_value(m, "sitivmon_link_receive_bytes_total", "givors-lo")
     # still polling (snmpd refreshes its interface table every 3 s, hence the wait)
     m = daemon.wait_for(
@@ -131,8 +132,13 @@ def test_reload_bad_keeps_old_good_adds_link_keeping_counters(
         "counters still moving after the refused reload",
     )
     assert m.link("sitivmon_link_up", "x") is None
-    status, text = daemon.post("/-/reload")
-    assert status == 400 and "links[1].commune: unknown commune 'venisieux'" in text
+    # Over HTTP: the errors go only to the syndicate-wide token; anyone else learns nothing of the file.
+    for headers, refused in ((None, 401), ({"Authorization": "Bearer wrong-token-0123456789"}, 401),
+                             (bearer(COMMUNE_RELOAD_TOKEN), 403)):  # fmt: skip
+        status, text = daemon.post("/-/reload", headers=headers)
+        assert status == refused and "venisieux" not in text and "links" not in text, (status, text)
+    status, text = admin_reload(daemon)
+    assert status == 400 and "links[1].commune: unknown commune <value>" in text
 
     # A good file adding a link: adopted, the existing link's counters go on from where they were.
     good = dict(
@@ -160,9 +166,33 @@ def test_reload_bad_keeps_old_good_adds_link_keeping_counters(
     daemon.wait_for(
         lambda m: link_value(m, "sitivmon_link_receive_bytes_total", "venissieux-lo") > 0, "the new link counting"
     )
-    status, _ = daemon.post("/-/reload")
+    status, _ = admin_reload(daemon)
     assert status == 200
     assert daemon.alive()
+    for secret in (ADMIN_RELOAD_TOKEN, COMMUNE_RELOAD_TOKEN):
+        assert secret not in daemon.output()
+
+
+ADMIN_RELOAD_TOKEN = "reload-admin-" + os.urandom(8).hex()
+COMMUNE_RELOAD_TOKEN = "reload-givors-" + os.urandom(8).hex()
+RELOAD_TOKENS = [
+    {"name": "finance", "scope": "syndicate", "token": ADMIN_RELOAD_TOKEN},
+    {"name": "givors-dsi", "scope": "givors", "token": COMMUNE_RELOAD_TOKEN},
+]
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def admin_reload(daemon: agents.DaemonProcess) -> tuple[int, str]:
+    """POST /-/reload with the syndicate token, waiting out the rate limit if a reload was just done."""
+    for _ in range(10):
+        status, text = daemon.post("/-/reload", headers=bearer(ADMIN_RELOAD_TOKEN))
+        if status != 429:
+            return status, text
+        time.sleep(0.5)
+    raise AssertionError("reload stayed rate-limited")
 
 
 def test_metrics_page(sitivmon_daemon: agents.DaemonProcess) -> None:

@@ -17,7 +17,9 @@ from sitivmon.config.model import Credential
 from sitivmon.engine.poll import poll_target
 from sitivmon.links.interfaces import interface_rows
 from sitivmon.profiles import BUILTIN_PROFILES
-from sitivmon.snmp.client import PollError, PollErrorReason
+from sitivmon.profiles.model import Kind, Profile, Scalar
+from sitivmon.readings import Anomaly
+from sitivmon.snmp.client import PollError, PollErrorReason, WalkStop
 from sitivmon.snmp.gufo import GufoClient
 from tests.support import agents
 
@@ -70,6 +72,34 @@ async def test_interfaces_profile_over_v1_reads_32_bit_counters(snmp_agent: agen
     rows = interface_rows(poll.tables)
     lo = next(r for r in rows.values() if r.name == "lo")
     assert lo.counters["in_octets"].bits == 32
+
+
+SYS_NAME = "1.3.6.1.2.1.1.5.0"
+ABSENT = "1.3.6.1.2.1.1.99.0"  # no such scalar in SNMPv2-MIB's system group
+SCALARS = Profile(
+    name="scalars",
+    scalars=(
+        Scalar("sysUpTime", SYS_UPTIME, Kind.GAUGE),
+        Scalar("absentThing", ABSENT, Kind.GAUGE),
+        Scalar("sysName", SYS_NAME, Kind.INFO),
+    ),
+)
+
+
+@pytest.mark.parametrize("name", ["v1", "v2c"])
+async def test_one_absent_scalar_keeps_the_others(snmp_agent: agents.Agent, name: str) -> None:
+    """SNMPv1 answers noSuchName for the whole GET when one object is absent: the others (sysUpTime,
+    which reboot detection needs) are read again without it, and the absent one is counted."""
+    c = client(snmp_agent, CREDENTIALS[name])
+    for _ in range(2):  # the second poll asks the known-absent OID apart
+        poll = await poll_target(c, "loopback", [SCALARS], version=name.removeprefix("v"), deadline_s=5,
+                                 max_varbinds=100)  # fmt: skip
+        assert poll.ok, poll.error
+        assert isinstance(poll.scalars["sysUpTime"], int) and poll.scalars["sysUpTime"] > 0
+        assert isinstance(poll.scalars["sysName"], bytes) and poll.scalars["sysName"]
+        assert "absentThing" not in poll.scalars
+        assert poll.anomalies == [Anomaly("missing_object", "absentThing", f"the agent has no absentThing ({ABSENT})")]
+    await c.close()
 
 
 async def test_v2c_walk_matches_snmpwalk(snmp_agent: agents.Agent) -> None:
@@ -140,13 +170,37 @@ async def test_deadline_bounds_a_slow_poll(snmp_agent: agents.Agent) -> None:
     assert poll.duration < 0.8
 
 
-async def test_varbind_cap_fails_the_poll(snmp_agent: agents.Agent) -> None:
+async def test_varbind_cap_drops_the_column_not_the_target(snmp_agent: agents.Agent) -> None:
+    """A device with more rows than the cap allows (a 3,700-interface controller against 100k) used to
+    fail the whole poll; now the column that would go past the cap is left out, and says so."""
     c = client(snmp_agent, CREDENTIALS["v2c"])
-    poll = await poll_target(
-        c, "loopback", [BUILTIN_PROFILES["interfaces"]], version="2c", deadline_s=5, max_varbinds=5
-    )
-    assert poll.error is not None and poll.error.reason is PollErrorReason.VARBIND_CAP
-    assert poll.varbinds <= 1 + 5 + 1  # sysUpTime, the cap, and the row that went over it
+    interfaces = len((await c.walk(IF_DESCR, max_varbinds=10_000)).rows)
+    cap = 3 * interfaces + 1  # ifDescr, ifSpeed and ifAdminStatus fit; ifOperStatus goes past the cap
+    profile = BUILTIN_PROFILES["interfaces"]
+    poll = await poll_target(c, "loopback", [profile], version="2c", deadline_s=5, max_varbinds=cap)
+    assert poll.ok, poll.error
+    assert list(poll.tables) == ["ifDescr", "ifSpeed", "ifAdminStatus"]
+    assert all(len(rows) == interfaces for rows in poll.tables.values())
+    dropped = [c.name for c in profile.columns_for("2c")][3:]
+    assert poll.walk_stops == [(name, WalkStop.VARBIND_CAP) for name in dropped]
+    assert [(a.reason, a.subject) for a in poll.anomalies] == [("varbind_cap", name) for name in dropped]
+    assert f"past {cap} varbinds" in poll.anomalies[0].detail
+    assert poll.varbinds <= 1 + cap  # sysUpTime and the cap: no column is read past it
+
+    # The monitor keeps the target up, counts the dropped columns and reports them once.
+    from sitivmon.config.model import SitivmonConfig
+    from sitivmon.monitor import Monitor
+
+    config = SitivmonConfig.model_validate({
+        "credentials": {"v2c": CREDENTIALS["v2c"]},
+        "targets": [{"name": "loopback", "address": snmp_agent.address, "credentials": "v2c"}],
+    })  # fmt: skip
+    monitor = Monitor(config)
+    monitor.on_poll(config.targets[0], poll)
+    status = monitor.targets["loopback"]
+    assert status.up is True
+    assert status.errors["varbind_cap"] == len(dropped)
+    assert status.anomalies["varbind_cap"] == len(dropped)
 
 
 async def test_unreachable_port(snmp_agent: agents.Agent) -> None:
@@ -191,11 +245,14 @@ def sitivmon_many(*argvs: list[str], timeout: float = 60) -> list[tuple[int, str
     return out
 
 
+TWICE = ("v3-sha512aes256", "v1")  # polled twice by `sitivmon poll`: deltas over HC and 32-bit counters
+
+
 def test_poll_command_with_every_credential(tmp_path: Path, snmp_agent: agents.Agent) -> None:
     config = poll_config(tmp_path, snmp_agent)
     names = list(CREDENTIALS)
     runs = sitivmon_many(*[
-        ["poll", "--config", str(config), "--target", f"t-{n}", "--samples", "2" if n == "v3-sha512aes256" else "1"]
+        ["poll", "--config", str(config), "--target", f"t-{n}", "--samples", "2" if n in TWICE else "1"]
         for n in names
     ])  # fmt: skip
     for name, (code, stdout, stderr) in zip(names, runs, strict=True):
@@ -204,9 +261,21 @@ def test_poll_command_with_every_credential(tmp_path: Path, snmp_agent: agents.A
         assert report["error"] is None and report["target"] == f"t-{name}"
         (link,) = report["polls"][-1]["links"]
         assert (link["interface"], link["state"], link["resolve_error"]) == ("lo", "up", None), name
+        # the raw counters behind each series, and which counter was used: no Counter64 in SNMPv1
+        source = "32-bit" if name == "v1" else "HC"
+        for series, raw in (("receive_bytes", "in_octets"), ("transmit_bytes", "out_octets")):
+            (used,) = link["counters"][series]
+            assert (used["counter"], used["source"]) == (raw, source), name
+            assert isinstance(used["raw"], int) and used["raw"] > 0
+        assert {c["counter"] for c in link["counters"]["receive_packets"]} >= {"in_ucast"}
         if len(report["polls"]) == 2:
             delta = link["delta_since_previous"]
             assert delta is not None and delta["receive_bytes"] >= 0 and set(delta) >= {"transmit_bytes"}
+            (first,) = report["polls"][0]["links"]
+            for series in ("receive_bytes", "transmit_bytes"):
+                # lo moves far less than 2^32 bytes in 2 s: the delta is the raw counters' difference
+                raw_delta = link["counters"][series][0]["raw"] - first["counters"][series][0]["raw"]
+                assert delta[series] == raw_delta, (name, series)
         for secret in agents.all_secrets():
             assert secret not in stdout + stderr
 
@@ -227,3 +296,28 @@ def test_poll_command_failures_and_usage_errors(tmp_path: Path, snmp_agent: agen
     for _, stdout, stderr in (community, user):
         for secret in [BAD_COMMUNITY, *agents.all_secrets()]:
             assert secret not in stdout + stderr
+
+
+def test_poll_command_over_v1_keeps_scalars_beside_an_absent_one(tmp_path: Path, snmp_agent: agents.Agent) -> None:
+    """`sitivmon poll` on an SNMPv1 agent lacking one scalar of a profile: sysUpTime and the links are
+    still read, and the absent object is shown as a missing_object anomaly."""
+    doc = agents.base_config(tmp_path / "state", interval="5s", timeout="1s")
+    doc["profiles"] = {
+        "sys": {"scalars": [
+            {"name": "absent", "oid": ABSENT, "type": "gauge"},
+            {"name": "uptime", "oid": SYS_UPTIME, "type": "gauge"},
+        ]},
+    }  # fmt: skip
+    agents.add_target(doc, "t-v1", snmp_agent.address, "v1", CREDENTIALS["v1"])
+    doc["targets"][0]["profiles"] = ["interfaces", "sys"]
+    agents.add_link(doc, "lo-v1", "givors", "t-v1", name="lo")
+    config = agents.write_config(tmp_path / "poll.yaml", doc)
+    ((code, stdout, stderr),) = sitivmon_many(["poll", "--config", str(config), "--target", "t-v1", "--samples", "1"])
+    assert code == 0, stderr + stdout
+    (entry,) = json.loads(stdout)["polls"]
+    assert entry["anomalies"] == [
+        {"reason": "missing_object", "subject": "sys:absent", "detail": f"the agent has no sys:absent ({ABSENT})"}
+    ]
+    (link,) = entry["links"]
+    assert (link["interface"], link["state"], link["resolve_error"]) == ("lo", "up", None)
+    assert link["counters"]["receive_bytes"][0]["source"] == "32-bit"

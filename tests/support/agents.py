@@ -541,8 +541,8 @@ class DaemonProcess:
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode()
 
-    def post(self, path: str, timeout: float = 10.0) -> tuple[int, str]:
-        req = urllib.request.Request(self.url + path, data=b"", method="POST")
+    def post(self, path: str, timeout: float = 10.0, headers: Mapping[str, str] | None = None) -> tuple[int, str]:
+        req = urllib.request.Request(self.url + path, data=b"", method="POST", headers=dict(headers or {}))
         try:
             with urllib.request.urlopen(req, timeout=timeout) as r:
                 return r.status, r.read().decode()

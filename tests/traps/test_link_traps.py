@@ -134,3 +134,22 @@ async def test_admin_shutdown_by_trap_and_poll_converges_on_mqtt(broker: Broker)
         monitor.on_link_trap("192.0.2.1", 3, True, 1006.0, admin_status=1, oper_status=1)
         await step("up", True)
         assert monitor.links["givors-1"].admin_up is True
+
+
+def test_a_trap_is_stamped_with_when_it_was_received() -> None:
+    """A trap delivered late (coalesced under a flood) changes the link as of its arrival, not delivery."""
+    from sitivmon.daemon import apply_trap
+    from sitivmon.traps.events import TrapEvent, TrapKind
+
+    monitor = Monitor(parse_config(CONFIG))
+    sw1 = monitor.config.target_by_name()["sw1"]
+    monitor.on_poll(sw1, poll(1_000.0, 1, 1))
+    event = TrapEvent("192.0.2.1", TrapKind.LINK_DOWN, 3, 1, 2, received_at=1_010.5, version="v2c",
+                      user_or_community_name="v2")
+    assert apply_trap(monitor, event) == ["sw1"]
+    link = monitor.links["givors-1"]
+    assert link.state is DOWN and link.last_change == 1_010.5
+    other = TrapEvent("192.0.2.9", TrapKind.LINK_UP, 3, 1, 1, received_at=1_020.0, version="v2c",
+                      user_or_community_name="v2")
+    assert apply_trap(monitor, other) == []  # not a target's address: nothing to poll, nothing changed
+    assert link.state is DOWN

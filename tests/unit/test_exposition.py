@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.parser import text_fd_to_metric_families, text_string_to_metric_families
 
 from sitivmon.config.model import SitivmonConfig
 from sitivmon.engine.poll import TargetPoll
@@ -133,8 +134,22 @@ def test_target_series(monitor: Monitor) -> None:
         if ("target", "core-givors") in k
     }
     assert set(errors) == {r.value for r in PollErrorReason}  # every reason exposed from the start
-    assert errors["resolve"] == 1  # the unresolvable link is counted once, not at every poll
-    assert sum(errors.values()) == 1
+    assert errors["resolve"] == 2  # the unresolvable link, on each of the two polls
+    assert sum(errors.values()) == 2
+
+
+def test_unresolved_link_counts_every_poll_and_logs_once(caplog: pytest.LogCaptureFixture) -> None:
+    """`resolve` stayed at 1 while a link stayed unresolved: the rate said nothing was wrong any more."""
+    cfg = config()
+    m = Monitor(cfg)
+    core = cfg.target_by_name()["core-givors"]
+    counts = []
+    for i in range(4):
+        m.on_poll(core, poll(T0 + 60 * i, 1_000 * i, 2_000 * i, 0, 0))
+        counts.append(m.targets["core-givors"].errors["resolve"])
+    assert counts == [1, 2, 3, 4]  # grigny-missing, on every poll
+    logged = [r for r in caplog.records if "grigny-missing" in r.getMessage()]
+    assert len(logged) == 1
 
 
 def test_failed_poll_and_walk_stop(monitor: Monitor) -> None:
@@ -194,3 +209,53 @@ def test_device_anomalies_counted_per_reason_and_logged_once_per_subject(
     assert m.value("sitivmon_device_anomalies_total", target="sw-corbas", reason="speed_implausible") is None
     logged = [r.getMessage() for r in caplog.records if "set aside" in r.getMessage()]
     assert len(logged) == 2 and "ifHighSpeed.1" in logged[0] and "ifHighSpeed.2" in logged[1]
+
+
+CONTROL_DESCR = "port\r1\x00gi"  # what a misbehaving agent serves in ifDescr/ifName
+CONTROL_ALIAS = "vers\rGrigny\x00\x01\x7f\x85\u2028\tfin"
+
+
+@pytest.mark.parametrize("reader", ["string", "text-stream"])
+def test_control_characters_from_an_agent_leave_the_page_parseable(reader: str) -> None:
+    """A raw CR or NUL in ifDescr/ifAlias is escaped: the whole page parses, with prometheus_client's
+    string parser and read as a text stream (universal newlines, where a raw CR ends the line)."""
+    cfg = config()
+    m = Monitor(cfg)
+    core = cfg.target_by_name()["core-givors"]
+    for at in (T0, T0 + 60):  # the link found by ifIndex 2, whose strings the agent garbles
+        p = poll(at, 1_000, 2_000, 3_000, 4_000)
+        p.tables["ifName"]["2"] = CONTROL_DESCR.encode()
+        p.tables["ifAlias"]["2"] = CONTROL_ALIAS.encode()
+        m.on_poll(core, p)
+    text = render(m, LabelCache())
+    assert not any(c in text for c in "\r\x00\x01\x7f\x85\u2028\t")
+    if reader == "string":
+        families = list(text_string_to_metric_families(text))
+    else:
+        families = list(text_fd_to_metric_families(io.TextIOWrapper(io.BytesIO(text.encode()), encoding="utf-8")))
+    samples = [s for f in families for s in f.samples]
+    info = [s.labels for s in samples if s.name == "sitivmon_link_info" and s.labels["link"] == "venissieux-core"]
+    assert info == [{
+        "commune": "venissieux", "link": "venissieux-core", "target": "core-givors",
+        "interface": "port\\r1\\x00gi", "alias": "vers\\rGrigny\\x00\\x01\\x7f\\x85\\u2028\\tfin",
+    }]  # fmt: skip
+    # every sample of the page made it through, not only the lines before the first bad one
+    assert len(samples) == sum(1 for line in text.split("\n") if line and not line.startswith("#"))
+
+
+@pytest.mark.parametrize(
+    ("raw", "escaped"),
+    [
+        ("plain", "plain"),
+        ('q"b\\s\nn', 'q\\"b\\\\s\\nn'),
+        ("cr\r", "cr\\r"),
+        ("nul\x00", "nul\\x00"),
+        ("tab\t", "tab\\t"),
+        ("del\x7f c1\x9f", "del\\x7f c1\\x9f"),
+        ("ls\u2028ps\u2029", "ls\\u2028ps\\u2029"),
+        ("Vénissieux ✓", "Vénissieux ✓"),
+        ("\\x00", "\\\\x00"),  # a literal backslash stays distinguishable from an escaped NUL
+    ],
+)
+def test_escape_table(raw: str, escaped: str) -> None:
+    assert escape(raw) == escaped

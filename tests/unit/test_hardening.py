@@ -94,7 +94,7 @@ def test_reload_with_a_new_device_address_drops_the_snapshot() -> None:
 @pytest.mark.parametrize(
     ("address", "message"),
     [
-        ("localhost:1161", "'localhost' is not an IP address (host names are not resolved)"),
+        ("localhost:1161", "<value> is not an IP address (host names are not resolved)"),
         ("[::1", "missing ']'"),
         ("[::1]:x", "invalid port"),
     ],

@@ -112,3 +112,47 @@ def test_the_installed_command(config: Path) -> None:
         check=True,
     ).stdout
     assert pick(json.loads(out), "venissieux", "traffic_volume", "in")["value"] == 10 * 745 * 3600
+
+
+def test_a_month_that_has_not_ended_is_provisional(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 10 #13: `usage` called the running month complete. Through the real command and clock."""
+    import time
+
+    from sitivmon.usage.periods import month_of
+
+    current = month_of(time.time(), "Europe/Paris")
+    for label, provisional in ((current.label, True), ("2026-10", False)):
+        assert main(["usage", "--config", str(config), "--month", label, "--format", "json"]) == 0
+        period = json.loads(capsys.readouterr().out)["period"]
+        assert (period["provisional"], period["complete"]) == (provisional, not provisional), label
+        assert main(["usage", "--config", str(config), "--month", label, "--format", "csv"]) == 0
+        rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+        assert rows and {r["status"] for r in rows} == {"provisional" if provisional else "final"}
+        assert main(["usage", "--config", str(config), "--month", label]) == 0
+        first = capsys.readouterr().out.splitlines()[0]
+        assert ("PROVISIONAL" in first) == provisional, first
+
+
+def test_provisional_until_the_end_in_the_configured_timezone() -> None:
+    """Table: the same instant is inside October in Paris and after it in UTC."""
+    from sitivmon.usage.indicators import usage_document
+
+    store = UsageStore(Path(":memory:"))
+    paris, utc = month_range("2026-10", "Europe/Paris"), month_range("2026-10", "UTC")
+    for month, now, provisional in (
+        (paris, paris.start, True),
+        (paris, paris.end - 1, True),
+        (paris, paris.end, False),  # 2026-11-01T00:00+01:00 = 2026-10-31T23:00Z
+        (utc, paris.end, True),  # still October in UTC
+        (utc, utc.end - 1, True),
+        (utc, utc.end, False),
+    ):
+        doc = usage_document(store, communes(), month, now=now)
+        assert doc["period"]["provisional"] is provisional, (month.timezone, now)
+
+
+@pytest.mark.parametrize("month", ["2026-10\n", " 2026-10", "2026-10 ", "0000-01", "9999-12"])
+def test_other_spellings_of_a_month_exit_2(config: Path, month: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["usage", "--config", str(config), "--month", month]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "--month" in captured.err and repr(month) in captured.err

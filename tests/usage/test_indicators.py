@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from sitivmon.readings import CounterInterval, Flag, GaugeReading, PollBatch, Quantity, UsageKey
+from sitivmon.usage.buckets import MAX_POLL_INTERVAL_S
 from sitivmon.usage.indicators import nearest_rank_p95, usage_document
 from sitivmon.usage.periods import BUCKET_S, Month, month_range
 from sitivmon.usage.store import UsageStore
@@ -155,7 +156,9 @@ def test_reset_and_clamp_are_counted_and_flagged(store: UsageStore) -> None:
     vin = pick(doc_for(store, m, "l1"), V, "traffic_volume", "in")
     assert vin["value"] == 10 * 744 * 3600 - 3000 + 1234 - 3000
     assert vin["detail"]["flagged_buckets"] == {"clamp": 2, "reset": 2}  # each interval spans 2 buckets
-    assert vin["coverage"] == "1.000000" and vin["gaps"] == []
+    # issue 10 symptom 4: bytes may be missing (reset) or wrong (clamp): those buckets lower coverage
+    assert vin["coverage"] == str((Decimal(8928 - 4) / 8928).quantize(Decimal("0.000001"), "ROUND_FLOOR"))
+    assert [(g["buckets"], g["reasons"]) for g in vin["gaps"]] == [(2, ["reset"]), (2, ["clamp"])]
 
 
 def test_interval_straddling_the_month_boundary_is_split(store: UsageStore) -> None:
@@ -317,6 +320,7 @@ def test_document_shape_is_the_allocation_engine_input(store: UsageStore) -> Non
         "hours": 745,
         "buckets": 8940,
         "complete": True,
+        "provisional": False,
     }
     first = pick(back, V, "traffic_volume", "in")
     assert {"commune", "insee", "indicator", "direction", "value", "unit", "coverage", "gaps"} <= set(first)
@@ -324,3 +328,202 @@ def test_document_shape_is_the_allocation_engine_input(store: UsageStore) -> Non
     for i in back["indicators"]:  # exact numbers: ints, or decimal strings
         assert i["value"] is None or isinstance(i["value"], int | str)
         assert isinstance(i["coverage"], str) and 0 <= Decimal(i["coverage"]) <= 1
+
+
+def vm_batches(m: Month, interval: float, wobble: float = 0.0, skip: int | None = None) -> Iterator[PollBatch]:
+    """A VM of Vénissieux polled every `interval` s from 2 h before the month to 2 h after it: 4 vCPUs,
+    8 GiB, 5000 B of storage. Poll k lands at `m.start + k * interval`, moved by +-`wobble` (a fixed
+    pseudo-random sign per poll, as a poll's end time wobbles); poll number `skip` is missed."""
+    keys = [UsageKey(V, "vm-1", q) for q in (Quantity.VCPUS, Quantity.MEMORY_BYTES, Quantity.STORAGE_BYTES)]
+    values = (4.0, float(8 << 30), 5000.0)
+    lead = -int(7200 // interval)
+    for k in range(lead, int((m.end - m.start + 7200) // interval)):
+        if k == skip:
+            continue
+        t = m.start + k * interval + (wobble if (k * 7919) % 13 < 6 else -wobble)
+        yield PollBatch(
+            "dc", t, interval, gauges=tuple(GaugeReading(key, t, v) for key, v in zip(keys, values, strict=True))
+        )
+
+
+GAUGE_INTERVALS = [30.0, 60.0, 90.0, 120.0, 300.0, 600.0, float(MAX_POLL_INTERVAL_S)]
+
+
+@pytest.mark.parametrize(
+    ("interval", "wobble"),
+    [(i, 0.0) for i in GAUGE_INTERVALS] + [(60.0, 1.0), (90.0, 1.0)],
+    ids=[f"{i:g}s" for i in GAUGE_INTERVALS] + ["60s-wobble-1s", "90s-wobble-1s"],
+)
+def test_gauge_hours_and_coverage_at_any_poll_interval(store: UsageStore, interval: float, wobble: float) -> None:
+    """Issue 10 symptom 7: October 2026 (745 h), 4 vCPUs, no reading missed: 2,980 vCPU-hours and
+    coverage 1 whatever the interval (it used to be 0.933 at 90 s, 0.90 at 120 s, half at 600 s)."""
+    m = month_range("2026-10")
+    assert m.hours == 745
+    record(store, vm_batches(m, interval, wobble))
+    doc = doc_for(store, m)
+    for name, value in (
+        ("vcpu_hours", "2980.000000"),
+        ("memory_gib_hours", str(8 * 745) + ".000000"),
+        ("storage", 5000),
+    ):
+        ind = pick(doc, V, name)
+        assert (ind["value"], ind["coverage"], ind["gaps"]) == (value, "1.000000", []), (name, ind)
+    assert pick(doc, V, "storage")["detail"]["byte_hours"] == f"{5000 * 745}.000"
+
+
+@pytest.mark.parametrize("interval", GAUGE_INTERVALS)
+def test_a_missed_gauge_reading_costs_one_interval(store: UsageStore, interval: float) -> None:
+    m = month_range("2026-10")
+    k = int(10 * 86400 // interval)  # a poll in the middle of the month
+    record(store, vm_batches(m, interval, skip=k))
+    doc = doc_for(store, m)
+    seconds = 745 * 3600
+    vh = pick(doc, V, "vcpu_hours")
+    assert Decimal(vh["value"]) == (Fraction(4 * (seconds - int(interval)), 3600)).__round__(6)
+    lost = Fraction(seconds - int(interval), seconds)
+    assert vh["coverage"] == str(
+        (Decimal(lost.numerator) / lost.denominator).quantize(Decimal("0.000001"), "ROUND_FLOOR")
+    )
+    assert pick(doc, V, "storage")["value"] == 5000  # the mean over the observed time is not diluted
+
+
+def test_gauge_buckets_count_observed_time_not_readings() -> None:
+    """Table: readings per bucket at one interval, with the carry between buckets (pure scan)."""
+    from sitivmon.usage.buckets import PRESENT, expected_milli
+    from sitivmon.usage.indicators import scan_gauge
+    from sitivmon.usage.store import SeriesMonth
+
+    cases = [  # (interval s, readings in each bucket, seconds observed)
+        (90, [4, 3, 3] * 4, 12 * 300),
+        (120, [3, 2] * 6, 12 * 300),
+        (600, [1, 0] * 6, 12 * 300),
+        (60, [6, 4, 5, 6, 5, 4], 6 * 300),  # runs of early boundaries: the carry fills the short bucket
+        (60, [5, 5, 4, 5], 1140),  # one reading missed: one interval unobserved
+        (60, [7, 5, 5], 900),  # extra readings (a confirming poll) carry at most one interval
+        (60, [7, 0, 5], 660),
+        (90, [4, 3, 2, 4, 3], 1410),  # one of the 90 s polls missed: one interval unobserved
+        (3600, [1] + [0] * 11 + [1] + [0] * 11, 24 * 300),
+        (3600, [1] + [0] * 23, 12 * 300),  # the next hourly reading missed: its hour unobserved
+    ]
+    for interval, counts, seconds in cases:
+        e = expected_milli(interval)
+        sm = SeriesMonth(UsageKey(V, "vm", Quantity.VCPUS), 0, len(counts))
+        sm.segments[0] = (
+            len(counts),
+            [4000 * c for c in counts],
+            [1000 * c for c in counts],
+            [e if c else 0 for c in counts],
+            [PRESENT if c else 0 for c in counts],
+        )
+        scan = scan_gauge(sm)
+        assert scan.covered_ns == seconds * 1_000_000_000, (interval, counts, scan.covered_ns / 1e9)
+        assert scan.level_seconds() == 4000 * seconds, (interval, counts)  # 4 vCPUs held, milli-vCPU s
+
+
+def test_the_longest_accepted_poll_interval_is_the_one_tested() -> None:
+    from pydantic import ValidationError
+
+    from sitivmon.config.model import PollOverrides, PollSettings
+
+    assert PollSettings(interval="1h").interval == MAX_POLL_INTERVAL_S in GAUGE_INTERVALS
+    for model in (PollSettings, PollOverrides):
+        with pytest.raises(ValidationError, match=r"at most 3600s \(1h\), got 3660s"):
+            model(interval="61m")
+        with pytest.raises(ValidationError, match=r"2005s cannot be recorded exactly .* use e.g. 2000s or 2010s"):
+            model(interval="2005s")
+
+
+@pytest.mark.parametrize(
+    "interval",
+    [0.001, 0.25, 1.3, 7, 11, 11.3, 17, 30, 59, 60, 61, 90, 120, 150, 300, 420, 552, 600, 780]
+    + [60.0 * m for m in range(1, 61)]
+    + [2000, 2500, 3000],
+)
+def test_every_accepted_interval_is_recovered_exactly_from_the_store(interval: float) -> None:
+    """Gauges are held for the interval recovered from `expected_milli`: it must be the configured one."""
+    from sitivmon.usage.buckets import check_recordable_interval, expected_milli, poll_interval_ns
+
+    assert check_recordable_interval(float(interval)) == interval
+    assert poll_interval_ns(expected_milli(interval)) == round(interval * 1_000_000_000)
+
+
+@pytest.mark.parametrize(
+    ("interval", "hint"), [(553, "552s or 554s"), (2005, "2000s or 2010s"), (3599, "3570s or 3600s")]
+)
+def test_intervals_the_store_cannot_tell_apart_are_refused(interval: float, hint: str) -> None:
+    from sitivmon.usage.buckets import check_recordable_interval
+
+    with pytest.raises(ValueError, match=f"use e.g. {hint}"):
+        check_recordable_interval(float(interval))
+
+
+# (flags of the bucket, received_milli, expected_milli) -> what the bucket counts toward coverage, gap reasons
+FLAGGED_BUCKETS = [
+    (frozenset(), 5000, 5000, Fraction(1), ()),
+    (frozenset(), 2500, 5000, Fraction(1, 2), ()),
+    (frozenset(), 0, 5000, Fraction(0), ("no_sample",)),
+    (frozenset({Flag.RESET}), 5000, 5000, Fraction(0), ("reset",)),
+    (frozenset({Flag.CLAMP}), 5000, 5000, Fraction(0), ("clamp",)),
+    (frozenset({Flag.UNKNOWN}), 2500, 5000, Fraction(0), ("unknown",)),
+    (frozenset({Flag.GAP}), 2500, 5000, Fraction(1, 2), ("gap",)),  # bytes exact, time half observed
+    (frozenset({Flag.GAP}), 0, 5000, Fraction(0), ("gap",)),
+    (frozenset({Flag.GAP, Flag.RESET}), 2500, 5000, Fraction(0), ("gap", "reset")),
+]
+
+
+@pytest.mark.parametrize("layout", ["constant", "array"])
+@pytest.mark.parametrize(("flags", "received", "expected", "counts", "reasons"), FLAGGED_BUCKETS)
+def test_how_a_flagged_bucket_counts_toward_coverage(
+    layout: str, flags: frozenset[Flag], received: int, expected: int, counts: Fraction, reasons: tuple[str, ...]
+) -> None:
+    """Every flag meaning "bytes may be missing or wrong" lowers coverage (docs/usage.md, Coverage)."""
+    from sitivmon.usage.buckets import PRESENT, flag_bits
+    from sitivmon.usage.indicators import scan_series
+    from sitivmon.usage.store import SeriesMonth
+
+    f = flag_bits(flags) | PRESENT
+    sm = SeriesMonth(UsageKey(V, "l1", Quantity.TRAFFIC_IN), 0, 4)
+    if layout == "constant":  # a run of 4 such buckets
+        sm.segments[0] = (4, 100, received, expected, f)
+        assert scan_series(sm).covered == 4 * counts
+        assert [(a, b, sorted(r)) for a, b, r in scan_series(sm).gaps] == ([(0, 4, list(reasons))] if reasons else [])
+    else:  # the bucket among plain ones
+        sm.segments[0] = (4, [100] * 4, [5000, received, 5000, 5000], [5000] * 4, [PRESENT, f, PRESENT, PRESENT])
+        assert scan_series(sm).covered == 3 + counts
+        assert [(a, b, sorted(r)) for a, b, r in scan_series(sm).gaps] == ([(1, 2, list(reasons))] if reasons else [])
+
+
+@pytest.mark.parametrize("interval", [90.0, 120.0, 600.0])
+def test_gauge_projects_do_not_fall_back_when_no_reading_is_missed(store: UsageStore, interval: float) -> None:
+    """The money end of symptom 7: storage, vCPU and memory projects used to fall back to their key."""
+    import yaml
+
+    from sitivmon.allocation.config import parse_allocation
+    from sitivmon.allocation.engine import allocate, load_usage_json, parse_usage
+
+    m = month_range("2026-10")
+    record(store, vm_batches(m, interval))
+    doc = load_usage_json(json.dumps(doc_for(store, m)))
+    equal = {c.id: "12.5%" for c in communes()}
+    projects = [
+        {"name": q, "budget": "1000.00", "basis": f"usage:{q}", "fallback": "equal", "communes": [V]}
+        for q in ("vcpu_hours", "memory_gib_hours", "storage")
+    ]
+    config = parse_allocation(yaml.safe_dump({"keys": {"equal": equal}, "projects": projects}), communes())
+    result = allocate(config, parse_usage(doc, communes(), month="2026-10"), communes())
+    assert [(p.project, p.fallback_used, p.fallback_reason) for p in result.projects] == [
+        (q, False, None) for q in ("vcpu_hours", "memory_gib_hours", "storage")
+    ]
+
+
+@pytest.mark.parametrize("interval", [90.0, 120.0, 600.0, 3600.0])
+def test_availability_is_observed_in_full_at_any_poll_interval(store: UsageStore, interval: float) -> None:
+    """The link state is a gauge too: at 90 s its coverage was 0.933, at 600 s half its buckets unknown."""
+    m = month_range("2026-10")
+    record(store, poll_link(V, "l1", m.start - 7200, m.end + 7200, interval, linear(10)))
+    doc = doc_for(store, m, "l1")
+    av = pick(doc, V, "availability")
+    assert (av["value"], av["coverage"], av["gaps"]) == ("1.000000", "1.000000", [])
+    assert av["detail"]["up_buckets"] == m.buckets and av["detail"]["unknown_buckets"] == 0
+    vin = pick(doc, V, "traffic_volume", "in")
+    assert (vin["value"], vin["coverage"]) == (10 * 745 * 3600, "1.000000")
