@@ -172,7 +172,14 @@ def _enc(vals: list[int], written: bytes | None = None) -> bytes:
         return b"=" + first.to_bytes(8, "little", signed=True)
     if written is not None:
         c = max(vals)
-        if c <= _INT64_MAX and bytes(1 if v else 0 for v in vals) == written and vals.count(c) == written.count(1):
+        n = written.count(1)
+        # Counts first (C-level, and they fail at once for a varying column), then the positions.
+        if (
+            c <= _INT64_MAX
+            and vals.count(c) == n
+            and (c == 0 or vals.count(0) == len(vals) - n)
+            and bytes(map(bool, vals)) == written
+        ):
             return b"~" + c.to_bytes(8, "little", signed=True)
     lo, hi = min(vals), max(vals)
     tc = "q"
@@ -204,6 +211,15 @@ def _dec(blob: bytes, pos: int) -> tuple[Col, int, bool]:
 
 
 _FORMAT = 1
+_TO_BIT = bytes([0] + [1] * 255)  # bytes.translate table: a written slot's flags byte -> 1, unwritten -> 0
+
+
+def _written_bits(flags: list[int]) -> bytes:
+    """1 per written slot (flags not 0), 0 elsewhere; by bytes.translate, each slot once per chunk write."""
+    try:
+        return bytes(flags).translate(_TO_BIT)
+    except ValueError:  # flags beyond a byte (not written by this code): the general way
+        return bytes(1 if f else 0 for f in flags)
 
 
 class Chunk:
@@ -235,14 +251,14 @@ class Chunk:
 
     def encode(self) -> bytes:
         flags = self._list(3)
-        written = bytes(1 if f else 0 for f in flags)
+        written = _written_bits(flags)
         return bytes([_FORMAT]) + b"".join(_enc(self._list(i), written) for i in range(3)) + _enc(flags)
 
     def _list(self, i: int) -> list[int]:
         c = self.cols[i]
         if i in self.masked:
             assert isinstance(c, int)
-            lst = [c if w else 0 for w in self._written()]
+            lst = list(map(c.__mul__, self._written().translate(_TO_BIT)))
             self.masked.discard(i)
         elif isinstance(c, int):
             lst = [c] * SLOTS
