@@ -143,7 +143,7 @@ def run_daemon_window(
         sv.wait_ready(timeout=3 * interval + 120)
         ready_s = time.monotonic() - t_start
         time.sleep(interval)  # warm-up cycle: every target polled, clients set up
-        text0 = http_get(sv.url("/metrics"), timeout=120)
+        text0 = http_get(sv.url("/metrics"), timeout=600)
         t0 = time.monotonic()
         cpu0 = sum(sv.cpu())
         rss: list[int] = []
@@ -155,7 +155,7 @@ def run_daemon_window(
             now = time.monotonic()
             if now >= next_scrape:
                 t = time.monotonic()
-                text1 = http_get(sv.url("/metrics"), timeout=120)
+                text1 = http_get(sv.url("/metrics"), timeout=600)
                 scrape_s.append(time.monotonic() - t)
                 next_scrape += interval
                 if next_scrape > end + 1:

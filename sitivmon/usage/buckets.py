@@ -270,12 +270,25 @@ class Chunk:
         return lst
 
     def merge(self, slot: int, value: int, received_milli: int, expected: int, flags: int) -> None:
-        """Add a bucket into `slot` (additive, so a correction to a closed bucket counts once)."""
-        v, r, e, f = (self._list(i) for i in range(4))
-        v[slot] += value
-        r[slot] += received_milli
-        e[slot] = max(e[slot], expected)
-        f[slot] |= flags | PRESENT
+        """Add a bucket into `slot` (additive, so a correction to a closed bucket counts once).
+
+        A decoded column stays an array and is written in place (the month-to-date refresh overlays
+        every series' open buckets on its week: turning four columns of 2,016 slots into lists each
+        time was most of the read); it becomes a list only when the value outgrows the array.
+        """
+        v, r, e, f = (self._slot_col(i) for i in range(4))
+        new = (v[slot] + value, r[slot] + received_milli, max(e[slot], expected), f[slot] | flags | PRESENT)
+        for i, (col, x) in enumerate(zip((v, r, e, f), new, strict=True)):
+            try:
+                col[slot] = x
+            except OverflowError:  # past the array's item size: the array is left as it was
+                self._list(i)[slot] = x
+
+    def _slot_col(self, i: int) -> list[int] | array[int]:
+        c = self.cols[i]
+        if isinstance(c, array) and i not in self.masked:
+            return c
+        return self._list(i)
 
     def slice(self, a: int, b: int) -> tuple[Col, Col, Col, Col]:
         """Columns over slots [a, b); a column constant over the slice becomes an int again."""
