@@ -143,7 +143,11 @@ def run_daemon_window(
         sv.wait_ready(timeout=3 * interval + 120)
         ready_s = time.monotonic() - t_start
         time.sleep(interval)  # warm-up cycle: every target polled, clients set up
-        text0 = http_get(sv.url("/metrics"), timeout=600)
+        rss_before = rss_bytes(sv.proc.pid)[0]
+        t = time.monotonic()
+        text0 = http_get(sv.url("/metrics"), timeout=600)  # the first month-to-date refresh runs in it
+        first_scrape_s = time.monotonic() - t
+        rss_after_first = rss_bytes(sv.proc.pid)[0]
         t0 = time.monotonic()
         cpu0 = sum(sv.cpu())
         rss: list[int] = []
@@ -189,6 +193,9 @@ def run_daemon_window(
             "cycles": cycles,
             "window_s": round(window, 1),
             "ready_s": round(ready_s, 1),
+            "rss_before_first_scrape_mib": round(rss_before / 2**20, 1),
+            "rss_after_first_scrape_mib": round(rss_after_first / 2**20, 1),
+            "first_scrape_s": round(first_scrape_s, 2),
             "cpu_s": round(cpu, 2),
             "cores": round(cpu / window, 4),
             "rss_mean_mib": round(statistics.fmean(rss) / 2**20, 1) if rss else None,
@@ -225,6 +232,10 @@ def print_capacity(r: dict[str, Any]) -> list[str]:
         f"every {r['interval_s']:g}s, {r['cycles']} cycles ({r['window_s']}s), code {r['code']}"
     )
     print(f"  CPU {r['cpu_s']} s = {r['cores']:.3f} cores on average; varbinds {r['varbinds']:.0f}")
+    print(
+        f"  first /metrics scrape (first month-to-date refresh) {r['first_scrape_s']} s; RSS "
+        f"{r['rss_before_first_scrape_mib']} MiB before it, {r['rss_after_first_scrape_mib']} MiB after"
+    )
     print(
         f"  RSS mean {r['rss_mean_mib']} MiB, max {r['rss_max_mib']} MiB, high-water {r['hwm_mib']} MiB; "
         f"links up at the end {r['links_up_end']:.0f}"
@@ -270,7 +281,9 @@ def memory_slope(points: list[tuple[int, float]]) -> float | None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--density", choices=("all", "every-interface", "capacity", "memory"), default="all")
+    p.add_argument(
+        "--density", choices=("all", "every-interface", "capacity", "memory", "capacity+memory"), default="all"
+    )
     p.add_argument("--base", type=Path, default=None, help="another checkout's daemon, measured in the same runs")
     # every interface a link
     p.add_argument("--ei-agents", type=int, default=4)
@@ -315,8 +328,10 @@ def main(argv: list[str] | None = None) -> int:
                 met = "MET" if ratio <= 0.5 else "NOT MET"
                 verdicts.append(f"every interface a link, {name}/exporter CPU per varbind {ratio:.3f} (<= 0.5): {met}")
     counts = sorted({int(x) for x in args.memory_links.split(",") if x.strip()})
-    need = max([args.agents * args.links_per_agent] + (counts if args.density in ("all", "memory") else []))
-    if args.density in ("all", "capacity", "memory"):
+    need = max(
+        [args.agents * args.links_per_agent] + (counts if args.density in ("all", "memory", "capacity+memory") else [])
+    )
+    if args.density in ("all", "capacity", "memory", "capacity+memory"):
         n_agents = -(-need // args.links_per_agent)
         print(f"== setting up {n_agents} snmpd agents x {args.links_per_agent} interfaces ...", flush=True)
         t = time.monotonic()
@@ -329,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
             result["snmpd_rss_mib"] = round(snmpd_rss / 2**20, 1)
             work = Path(tmp)
             runs: list[dict[str, Any]] = []
-            if args.density in ("all", "capacity"):
+            if args.density in ("all", "capacity", "capacity+memory"):
                 use = ags[: args.agents]
                 codes: list[Path | None] = [None] + ([args.base] if args.base else [])
                 for code in codes:
@@ -340,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
                     for v in print_capacity(r):
                         verdicts.append(f"[{name}] {v}")
                 result["capacity"] = runs
-            if args.density in ("all", "memory"):
+            if args.density in ("all", "memory", "capacity+memory"):
                 points: list[tuple[int, float]] = []
                 mem_runs = []
                 for n in counts:
