@@ -211,6 +211,10 @@ def _dec(blob: bytes, pos: int) -> tuple[Col, int, bool]:
 
 
 _FORMAT = 1
+# Item type of a fresh column written slot by slot: received and expected fit 32 bits in practice,
+# flags a byte; values (bytes) need 64. A value past its array's size turns the column into a list.
+_SLOT_TYPE = ("Q", "I", "I", "B")
+_SLOT_MAX = (2**64 - 1, 2**32 - 1, 2**32 - 1, 255)
 _TO_BIT = bytes([0] + [1] * 255)  # bytes.translate table: a written slot's flags byte -> 1, unwritten -> 0
 
 
@@ -286,8 +290,14 @@ class Chunk:
 
     def _slot_col(self, i: int) -> list[int] | array[int]:
         c = self.cols[i]
-        if isinstance(c, array) and i not in self.masked:
-            return c
+        if i not in self.masked:
+            if isinstance(c, array):
+                return c
+            if isinstance(c, int) and 0 <= c <= _SLOT_MAX[i]:
+                # A fresh column as a compact array (a list of 2,016 slots is 16 KiB per column; the
+                # refresh overlays open buckets on a fresh chunk for every series of the current week)
+                arr = self.cols[i] = array(_SLOT_TYPE[i], [c]) * SLOTS
+                return arr
         return self._list(i)
 
     def slice(self, a: int, b: int) -> tuple[Col, Col, Col, Col]:

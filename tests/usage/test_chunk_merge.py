@@ -38,3 +38,19 @@ def test_merge_into_a_decoded_chunk_equals_merging_lists(later: list[tuple[int, 
     again = Chunk.decode(decoded.encode())
     got = [list(c) if not isinstance(c, int) else [c] * SLOTS for c in again.slice(0, SLOTS)]
     assert got == expected
+
+
+@pytest.mark.parametrize(
+    "merges",
+    [
+        [(1, 2**62, 2**40, 2**33, 0), (1, 5, 5, 5, 4), (9, 3, 0, 0, 0)],  # past the 32-bit columns
+        [(0, 5, 30000, 30000, 0), (4, -3, 1, 1, 0)],  # below an unsigned array
+    ],
+)
+def test_fresh_chunk_columns_widen_past_their_arrays(merges: list[tuple[int, int, int, int, int]]) -> None:
+    ch = Chunk()
+    for m in merges:
+        ch.merge(*m)
+    assert [list(c) if not isinstance(c, int) else [c] * SLOTS for c in ch.slice(0, SLOTS)] == reference(merges)
+    again = Chunk.decode(ch.encode())
+    assert [list(c) if not isinstance(c, int) else [c] * SLOTS for c in again.slice(0, SLOTS)] == reference(merges)
