@@ -80,7 +80,6 @@ class Daemon:
         self.bound_port: int | None = None
 
     async def __aenter__(self) -> Daemon:
-        self.config.state_dir.mkdir(parents=True, exist_ok=True)
         try:
             await self._start_services()
             self._tg = asyncio.TaskGroup()
@@ -95,8 +94,10 @@ class Daemon:
 
     async def _start_services(self) -> None:
         config = self.config
+        # Opened by the recorder, which survives a store that cannot be opened (garbage file, full
+        # disk...): monitoring, traps and HTTP must not depend on the usage file.
         store = UsageStore.in_dir(
-            config.state_dir, config.usage.db_filename, busy_timeout_s=config.usage.busy_timeout_s
+            config.state_dir, config.usage.db_filename, busy_timeout_s=config.usage.busy_timeout_s, connect=False
         )
         self.usage = await self._stack.enter_async_context(UsageRecorder(store, self.registry, config.usage))
         seeded = self.monitor.seed_baselines(self.usage.load_baselines())

@@ -269,6 +269,7 @@ class Monitor:
                 self._emit(outcome.event)
                 if outcome.event is None and (rt.admin_up, rt.interface) != published:
                     self._refresh_state(rt, target.name, StateSource.POLL, poll.at)
+                self.note_anomalies(status, row.anomalies)
                 self.note_anomalies(status, outcome.anomalies)
                 counters.extend(outcome.counters)
                 gauges.extend(outcome.gauges)

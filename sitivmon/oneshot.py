@@ -81,7 +81,14 @@ async def poll_once(
                     "state": rt.state.value,
                     "admin_up": rt.admin_up,
                     "capacity_bytes_per_s": rt.capacity_bytes_per_s,
+                    "port_speed_bytes_per_s": rt.speed_bytes_per_s,
                     "resolve_error": rt.resolve_error,
+                    # What was read, and from which column width: 64 = HC counter, 32 = the 32-bit one.
+                    "raw_counters": (
+                        {k: {"value": c.value, "bits": c.bits} for k, c in sorted(rt.snapshot.counters.items())}
+                        if rt.snapshot is not None
+                        else None
+                    ),
                     "delta_since_previous": (
                         {k: v - before[k] for k, v in rt.totals.items()} if before is not None else None
                     ),
@@ -90,6 +97,8 @@ async def poll_once(
             )
             previous[rt.link.id] = dict(rt.totals)
         entry["links"] = links
+        status = monitor.targets.get(target.name)
+        entry["anomalies"] = dict(sorted(status.anomalies.items())) if status is not None else {}
         rendered: list[str] = []
         datacenter.render(rendered)
         mark = f'target="{target.name}"'

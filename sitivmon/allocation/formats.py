@@ -58,37 +58,27 @@ def _c(en: str, fr: str, kind: Kind, key: str | None = None) -> Column:
     return Column(en, fr, kind, lambda row: row[k])
 
 
+_WHO = (_c("commune", "commune", "text"), _c("insee", "insee", "code"))
+_SPLIT = (  # how a commune's amount came out of a basis: allocation lines and the parts of mixed projects
+    _c("basis", "base", "text"),
+    _c("basis_value", "valeur_base", "decimal"),
+    _c("share", "part", "decimal"),
+    _c("amount_eur", "montant_eur", "euros", "amount_cents"),
+    _c("amount_cents", "montant_centimes", "int"),
+    _c("rounding_adjustment_cents", "ajustement_arrondi_centimes", "int"),
+    _c("fallback_used", "repli", "bool"),
+)
+
 TABLES: dict[str, tuple[str, Sequence[Column]]] = {
-    "allocations": (
-        "Répartition",
-        (
-            _c("project", "projet", "text"),
-            _c("commune", "commune", "text"),
-            _c("insee", "insee", "code"),
-            _c("basis", "base", "text"),
-            _c("basis_value", "valeur_base", "decimal"),
-            _c("share", "part", "decimal"),
-            _c("amount_eur", "montant_eur", "euros", "amount_cents"),
-            _c("amount_cents", "montant_centimes", "int"),
-            _c("rounding_adjustment_cents", "ajustement_arrondi_centimes", "int"),
-            _c("fallback_used", "repli", "bool"),
-        ),
-    ),
+    "allocations": ("Répartition", (_c("project", "projet", "text"), *_WHO, *_SPLIT)),
     "parts": (  # the parts of mixed projects ("part fixe, part variable"), one row per part and commune
         "Parts",
         (
             _c("project", "projet", "text"),
             Column("part", "part_n", "int", lambda r: r["part"] + 1),
-            _c("commune", "commune", "text"),
-            _c("insee", "insee", "code"),
+            *_WHO,
             _c("weight", "poids", "decimal"),
-            _c("basis", "base", "text"),
-            _c("basis_value", "valeur_base", "decimal"),
-            _c("share", "part", "decimal"),
-            _c("amount_eur", "montant_eur", "euros", "amount_cents"),
-            _c("amount_cents", "montant_centimes", "int"),
-            _c("rounding_adjustment_cents", "ajustement_arrondi_centimes", "int"),
-            _c("fallback_used", "repli", "bool"),
+            *_SPLIT,
         ),
     ),
     "indicators": (

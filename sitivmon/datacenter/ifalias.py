@@ -10,6 +10,7 @@ the same id) wins over the alias.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -24,6 +25,20 @@ _CAPACITY = re.compile(r"\[([^\]]*)\]")
 _CIRCUIT = re.compile(r"\{([^}]*)\}")
 _NOTE = re.compile(r"\(([^)]*)\)")
 _SLUG = re.compile(r"[^a-z0-9_.-]+")
+
+log = logging.getLogger(__name__)
+# (target, ifIndex, alias, why) already logged: aliases are parsed at every poll, an operator's typo
+# must be said once, not every 30 s. Bounded so that a device inventing aliases cannot grow it forever.
+_told: set[tuple[str, int, str, str]] = set()
+_TOLD_MAX = 10_000
+
+
+def _ignore(target: str, row: InterfaceRow, why: str) -> None:
+    key = (target, row.index, row.alias, why)
+    if key in _told or len(_told) >= _TOLD_MAX:
+        return
+    _told.add(key)
+    log.warning("target %s ifIndex %d: ifAlias %r ignored: %s", target, row.index, row.alias, why)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,11 +101,13 @@ def links_from_aliases(config: SitivmonConfig, target: Target, rows: Mapping[int
             continue
         commune = resolver.resolve(info.commune)
         if commune is None or commune == "shared":
+            _ignore(target.name, row, f"no commune {info.commune!r}" if commune is None else "shared is no commune")
             continue
         unique_name = bool(row.name) and names.count(row.name) == 1
         selector = InterfaceSelector(name=row.name) if unique_name else InterfaceSelector(index=row.index)
         link_id = f"{target.name}.{_slug(row.name) if unique_name else f'if{row.index}'}"
         if link_id in ids:
+            _ignore(target.name, row, f"link id {link_id!r} already exists")
             continue
         capacity = None
         if info.capacity:
@@ -99,6 +116,7 @@ def links_from_aliases(config: SitivmonConfig, target: Target, rows: Mapping[int
                 capacity = info.capacity  # Link parses capacities itself (bits unless written B)
             except ValueError:
                 capacity = None
+                _ignore(target.name, row, f"capacity [{info.capacity}] unreadable (the link has none)")
         ids.add(link_id)
         out.append(
             Link.model_validate(

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from sitivmon.normalize.text import decode_device_text, device_text
 from sitivmon.profiles.builtin import HR_STORAGE_TYPES, PHYSICAL_CLASSES, SENSOR_TYPES
 from sitivmon.profiles.model import Kind, Profile
 from sitivmon.readings import Anomaly
@@ -67,12 +68,8 @@ class HostFigures:
 
 
 def text(value: Value) -> str:
-    if isinstance(value, bytes):
-        try:
-            return value.decode("utf-8").rstrip("\x00")
-        except UnicodeDecodeError:
-            return value.decode("latin-1").rstrip("\x00")
-    return "" if value is None else str(value)
+    """A device string, by the one rule of `sitivmon.normalize.text` (links decode the same way)."""
+    return device_text(value)
 
 
 def integer(value: Value) -> int | None:
@@ -330,10 +327,10 @@ def split_index(suffix: str, parts: Sequence[tuple[str, str]]) -> dict[str, str]
                 n = int(subids[pos])
                 if len(subids) < pos + 1 + n:
                     return None
-                out[label] = bytes(int(x) for x in subids[pos + 1 : pos + 1 + n]).decode("utf-8", "replace")
+                out[label] = decode_device_text(bytes(int(x) for x in subids[pos + 1 : pos + 1 + n]))
                 pos += 1 + n
             else:
-                out[label] = bytes(int(x) for x in subids[pos:]).decode("utf-8", "replace")
+                out[label] = decode_device_text(bytes(int(x) for x in subids[pos:]))
                 pos = len(subids)
     except (IndexError, ValueError):
         return None

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from sitivmon.profiles.model import Profile
 from sitivmon.readings import Anomaly
-from sitivmon.snmp.client import PollError, PollErrorReason, SnmpClient, Value, WalkStop
+from sitivmon.snmp.client import PollError, PollErrorReason, SnmpClient, Value, WalkStop, is_native_panic
 
 log = logging.getLogger("sitivmon.poll")
 
@@ -104,6 +104,11 @@ async def poll_target(
     except Exception as exc:  # a library bug on one agent must not stop the others
         log.exception("target %s: unexpected failure while polling", target)
         result.error = PollError(PollErrorReason.OTHER, type(exc).__name__)
+    except BaseException as exc:
+        if not is_native_panic(exc):
+            raise  # cancellation, exit
+        log.exception("target %s: the SNMP library panicked while polling", target)
+        result.error = PollError(PollErrorReason.OTHER, "library panic")
     result.duration = time.monotonic() - started
     result.at = time.time()
     return result

@@ -1,7 +1,9 @@
 """Turn walked IF-MIB columns into interface rows, and rows into commune-oriented counters. Pure.
 
 The 64-bit HC counters are preferred per counter when the agent serves them; otherwise the 32-bit
-ones are used (and their wraps handled by normalisation).
+ones are used (and their wraps handled by normalisation). Strings are decoded by the one rule of
+`sitivmon.normalize.text`; the port speed is cross-checked between ifSpeed and ifHighSpeed
+(`port_speed`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from dataclasses import dataclass, field
 
 from sitivmon.config.model import InterfaceSelector, Side
 from sitivmon.normalize.counters import RawCounter
+from sitivmon.normalize.text import device_text
+from sitivmon.readings import Anomaly
 from sitivmon.snmp.client import Value
 
 Tables = Mapping[str, Mapping[str, Value]]
@@ -66,12 +70,72 @@ def _counter(value: Value, bits: int) -> int | None:
     return number
 
 
-def _text(value: Value) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace").rstrip("\x00")
-    if value is None:
-        return ""
-    return str(value)
+_text = device_text
+
+IF_SPEED_SATURATED = 4_294_967_295  # RFC 2863: ifSpeed "cannot represent" the speed, read ifHighSpeed
+# Above this an ifHighSpeed (Mbit/s) is not a port: 10 Tbit/s, six times the fastest Ethernet port.
+MAX_PLAUSIBLE_MBIT = 10_000_000
+_MBIT = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class PortSpeed:
+    bytes_per_s: int | None  # the capacity, None when the agent does not say it
+    floor_bytes_per_s: int | None = None  # a saturated ifSpeed without ifHighSpeed: "at least this"
+    anomalies: tuple[Anomaly, ...] = ()
+
+
+def port_speed(if_speed: Value, if_high_speed: Value, subject: str = "") -> PortSpeed:
+    """The port's capacity in bytes/s from ifSpeed (bit/s, saturates at 2**32-1) and ifHighSpeed
+    (Mbit/s), distrusting either when they disagree.
+
+    Real agents get these wrong in known ways: D-Link DES-3038 serves ifHighSpeed in bit/s (100000000
+    for a 100 Mbit port, 100 Tbit/s read as Mbit/s); NetApp serves a saturated ifSpeed 4294967295 and
+    no ifHighSpeed (a lower bound, not 536,870,911 B/s of capacity); dptech and Brocade serve an
+    ifSpeed wrapped modulo 2**32 or just under saturation beside a right ifHighSpeed. A speed set
+    aside is an Anomaly; ifHighSpeed wins a plain disagreement (RFC 2863 makes it the speed of fast
+    ports, and a capacity too low would clamp real traffic to zero).
+    """
+    low = _int(if_speed)
+    high = _int(if_high_speed)
+    anomalies: list[Anomaly] = []
+    low_ok = low is not None and 0 < low < IF_SPEED_SATURATED
+    if high is not None and high > 0:
+        if high > MAX_PLAUSIBLE_MBIT or (high == low and high >= _MBIT):
+            anomalies.append(
+                Anomaly(
+                    "if_high_speed_implausible", subject,
+                    f"ifHighSpeed {high} Mbit/s is not a port speed (ifSpeed {low} bit/s): ignored",
+                )
+            )
+            high = None
+    elif high is not None:
+        high = None  # 0: unknown (or below 500 kbit/s); ifSpeed tells
+    if high is not None:
+        high_bits = high * _MBIT
+        if low_ok and low is not None:
+            if high_bits < IF_SPEED_SATURATED and abs(high_bits - low) < _MBIT:
+                return PortSpeed(low // 8)  # agree (ifHighSpeed is rounded): ifSpeed is the exact one
+            # Past 2**32 bit/s ifSpeed saturates (some agents stop one short, some wrap it).
+            beyond = high_bits >= IF_SPEED_SATURATED and (
+                low >= IF_SPEED_SATURATED - _MBIT or low == high_bits % (1 << 32)
+            )
+            if not beyond and abs(high_bits - low) >= _MBIT:
+                anomalies.append(
+                    Anomaly("speed_mismatch", subject, f"ifSpeed {low} bit/s disagrees with ifHighSpeed {high} Mbit/s")
+                )
+        return PortSpeed(high_bits // 8, None, tuple(anomalies))
+    if low_ok and low is not None:
+        return PortSpeed(low // 8, None, tuple(anomalies))
+    if low == IF_SPEED_SATURATED:
+        anomalies.append(
+            Anomaly(
+                "speed_lower_bound", subject,
+                "ifSpeed 4294967295 (saturated) and no usable ifHighSpeed: the capacity is unknown",
+            )
+        )
+        return PortSpeed(None, IF_SPEED_SATURATED // 8, tuple(anomalies))
+    return PortSpeed(None, None, tuple(anomalies))
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +150,8 @@ class InterfaceRow:
     last_change_ticks: int | None
     discontinuity_ticks: int | None
     counters: dict[str, RawCounter] = field(default_factory=dict)
+    speed_floor_bytes_per_s: int | None = None  # saturated ifSpeed, no ifHighSpeed: at least this
+    anomalies: tuple[Anomaly, ...] = ()  # values of this row set aside (speed)
 
     @property
     def label(self) -> str:
@@ -140,14 +206,7 @@ def interface_row(tables: Tables, idx: str) -> InterfaceRow:
             nu = _counter_of(tables, nu_col, idx, 32)
             if nu is not None:
                 counters[f"{direction}_nucast"] = RawCounter(nu, 32)
-    high = _int(get("ifHighSpeed"))
-    low_speed = _int(get("ifSpeed"))
-    if high:
-        speed: int | None = high * 1_000_000 // 8
-    elif low_speed:
-        speed = low_speed // 8
-    else:
-        speed = None
+    speed = port_speed(get("ifSpeed"), get("ifHighSpeed"), f"ifIndex {idx}")
     return InterfaceRow(
         index=int(idx),
         name=_text(get("ifName")),
@@ -155,10 +214,12 @@ def interface_row(tables: Tables, idx: str) -> InterfaceRow:
         descr=_text(get("ifDescr")),
         admin_status=_int(get("ifAdminStatus")),
         oper_status=_int(get("ifOperStatus")),
-        speed_bytes_per_s=speed,
+        speed_bytes_per_s=speed.bytes_per_s,
         last_change_ticks=_int(get("ifLastChange")),
         discontinuity_ticks=_int(get("ifCounterDiscontinuityTime")),
         counters=counters,
+        speed_floor_bytes_per_s=speed.floor_bytes_per_s,
+        anomalies=speed.anomalies,
     )
 
 

@@ -38,6 +38,17 @@ class PollError(Exception):
         self.detail = detail
 
 
+def is_native_panic(exc: BaseException) -> bool:
+    """A Rust panic surfaced by pyo3 (`pyo3_runtime.PanicException`, a BaseException, not an Exception).
+
+    gufo-snmp's BER decoder panics on some malformed responses (a long-form length running past the
+    datagram's end): one such datagram from one agent would otherwise end the scheduler's task group,
+    and with it the daemon, without a word in the log. The adapter classifies it as a decode failure
+    where requests are made; the engine keeps a safety net for any other native panic.
+    """
+    return type(exc).__module__ == "pyo3_runtime"
+
+
 class WalkStop(StrEnum):
     """Why a walk ended early on a buggy agent; the rows read until then are kept."""
 

@@ -11,6 +11,7 @@ import csv
 import importlib
 import io
 import json
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,7 @@ def build_document(config: Any, month: str, now: float | None = None) -> dict[st
     path = db_path(config)
     store = UsageStore(path, read_only=True) if path.exists() else UsageStore(Path(":memory:"))
     try:
-        if store.schema_version() != SCHEMA_VERSION:
+        if not 1 <= store.schema_version() <= SCHEMA_VERSION:  # older versions stay readable
             raise StoreError(f"{path}: schema version {store.schema_version()}, expected {SCHEMA_VERSION}")
         return usage_document(store, config.communes, period, link_keys(config), now=now)
     finally:
@@ -127,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"--month {args.month}: {exc}", file=sys.stderr)
         return 2
-    except StoreError as exc:
+    except (StoreError, sqlite3.DatabaseError) as exc:  # e.g. a corrupt chunk, named with its location
         print(f"usage store: {exc}", file=sys.stderr)
         return 1
     sys.stdout.write(render(doc, args.format))

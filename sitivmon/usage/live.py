@@ -19,7 +19,7 @@ from prometheus_client.registry import Collector
 
 from sitivmon.readings import UsageKey
 
-from .indicators import CommuneLike, compute_indicators
+from .indicators import CommuneLike, Held, compute_indicators, lead_in
 from .periods import BUCKET_S, bucket_start, month_of
 from .store import UsageStore
 
@@ -52,6 +52,7 @@ class UsageLiveCollector(Collector):
         self._lock = threading.Lock()
         self._families: list[Metric] = []
         self._at: float | None = None
+        self._seen_store = False  # a store existed once: its disappearance is not "no usage"
 
     def describe(self) -> Iterable[Metric]:
         """Names only, so that registering does not touch the database."""
@@ -82,15 +83,19 @@ class UsageLiveCollector(Collector):
             labels=["commune", "indicator", "direction"],
         )
         if self.db_path.exists():
+            self._seen_store = True
             store = UsageStore(self.db_path, read_only=True)
             try:
                 data = store.month_series(month.start, end, self.links)
+                held = lead_in(store, month.start)  # readings just before the month cover its start
             finally:
                 store.close()
+        elif self._seen_store:  # deleted under the daemon: zeros would be a lie (the recorder rebuilds it)
+            raise sqlite3.OperationalError(f"{self.db_path} has disappeared")
         else:
-            data = {}
+            data, held = {}, dict[UsageKey, Held]()
         n = (end - month.start) // BUCKET_S
-        for ind in compute_indicators(data, [c.id for c in self.communes], month.start, n):
+        for ind in compute_indicators(data, [c.id for c in self.communes], month.start, n, held if n else None):
             direction = ind.direction or ""
             if ind.value is not None:
                 value.add_metric([ind.commune, ind.indicator, direction, ind.unit], float(ind.value))
@@ -105,7 +110,8 @@ class UsageLiveCollector(Collector):
             if self._at is None or self._clock() - self._at >= self.refresh_s:
                 try:
                     self.refresh()
-                except sqlite3.Error as exc:  # keep serving the previous figures
+                except sqlite3.Error as exc:  # keep serving the previous figures, retry next period
+                    self._at = self._clock()
                     log.warning("usage month-to-date refresh failed: %s", exc)
             families = list(self._families)
         yield from families

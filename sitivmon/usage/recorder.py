@@ -5,23 +5,42 @@
 the current open buckets and the baselines. When a flush fails (locked database, disk full, read-only
 file) nothing is lost: the accumulator keeps everything, the failure is logged and counted, and the
 next attempt (exponential backoff) writes the union. Polling is never slowed down by the disk.
+
+Error boundary: no value and no store trouble stops the recorder (nor, through it, the daemon).
+Each batch is vetted in `submit` (`vet_batch`): a counter delta that no link can carry (negative,
+not an integer, faster than `MAX_RATE`, e.g. an HC counter read as 2**64-1), a gauge that is NaN,
+infinite or beyond SQLite's integers, a reading at an impossible time, are set aside: counted in
+`sitivmon_usage_rejected_values_total{target,reason}`, logged once per subject and reason, and a
+rejected counter interval is kept as an UNKNOWN interval of zero bytes, so the baseline still
+advances (a restart does not meet the same delta again) and coverage shows the hole. Any other
+failure of a flush is logged, counted and retried like a database error, with every commune's data
+kept.
+
+A store that cannot be opened (garbage file, malformed database, full disk) does not stop the
+daemon either: `sitivmon_usage_store_up` is 0, one log line names the file and the error, batches are
+buffered (bounded by `max_queued_batches`, counted by `sitivmon_usage_pending_batches`) and the
+store is retried with the write backoff. A reconnect after a failed write happens at the start of
+the next attempt, not right after the failure: a file that was unwritable (immutable, read-only
+mount) would otherwise be reopened read-only while it still is, and the first attempt after it
+came back would fail once more.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
+import math
 import sqlite3
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from types import TracebackType
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from sitivmon.aio import wait_event
-from sitivmon.readings import PollBatch, UsageKey
+from sitivmon.readings import Anomaly, CounterInterval, Flag, GaugeReading, PollBatch, UsageKey
 
 from .buckets import GAPLIKE, SCALE, Bucket, expected_milli, flag_bits
 from .config import UsageSettings
@@ -31,6 +50,100 @@ from .store import UsageStore
 log = logging.getLogger(__name__)
 
 BucketKey = tuple[UsageKey, int]
+
+MAX_RATE = 2**40
+"""Bytes (or joules) per second above which a counter delta is implausible: 8.8 Tbit/s, more than any
+link or site here. It also keeps every bucket far inside SQLite's signed 64-bit integers (a five-minute
+bucket holds at most 2**49)."""
+MAX_GAUGE = 2**52
+"""Largest gauge reading kept (after scaling): exact in a double, and sums stay in 64 bits."""
+MIN_TIME, MAX_TIME = 946_684_800.0, 2**33  # 2000-01-01 .. year 2242: anything else is a broken clock
+UNKNOWN_ONLY = frozenset({Flag.UNKNOWN})
+
+
+def _bad_time(t: float) -> bool:
+    return not (isinstance(t, int | float) and math.isfinite(t) and MIN_TIME <= t <= MAX_TIME)
+
+
+def vet_counter(c: CounterInterval) -> tuple[CounterInterval | None, Anomaly | None]:
+    """(what to record, why something was set aside). A counter with an impossible delta is kept as
+    an UNKNOWN interval of nothing (coverage drops); one at impossible times is dropped."""
+    if _bad_time(c.start) or _bad_time(c.end) or c.end < c.start:
+        detail = f"{c.key.quantity.value}: interval {c.start!r}..{c.end!r}"
+        return None, Anomaly("usage_bad_time", c.key.subject, detail)
+    delta = c.delta
+    reason = ""
+    if not isinstance(delta, int) or isinstance(delta, bool):
+        reason = "usage_delta_not_integer"
+    elif delta < 0:
+        reason = "usage_delta_negative"
+    elif delta > MAX_RATE * max(c.end - c.start, 1.0):
+        reason = "usage_delta_implausible"
+    if not reason:
+        return c, None
+    detail = f"{c.key.quantity.value}: delta {delta!r} over {c.end - c.start:.0f}s counted as unknown"
+    return replace(c, delta=0, flags=c.flags | UNKNOWN_ONLY), Anomaly(reason, c.key.subject, detail)
+
+
+def vet_gauge(g: GaugeReading) -> Anomaly | None:
+    if _bad_time(g.at):
+        return Anomaly("usage_bad_time", g.key.subject, f"{g.key.quantity.value}: reading at {g.at!r}")
+    v = g.value
+    if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v):
+        return Anomaly("usage_gauge_not_finite", g.key.subject, f"{g.key.quantity.value}: {v!r}")
+    if abs(v) * SCALE.get(g.key.quantity, 1) > MAX_GAUGE:
+        return Anomaly("usage_gauge_implausible", g.key.subject, f"{g.key.quantity.value}: {v!r}")
+    return None
+
+
+def _plain_counter(c: CounterInterval) -> bool:
+    """The common case, checked in one expression (NaN and infinities fail the comparisons)."""
+    s, e, d = c.start, c.end, c.delta
+    return type(d) is int and MIN_TIME <= s <= e <= MAX_TIME and d >= 0 and (d <= MAX_RATE or d <= MAX_RATE * (e - s))
+
+
+_PLAIN_GAUGE = MAX_GAUGE / max(SCALE.values(), default=1)  # whatever the quantity's scale
+
+
+def _plain_gauge(g: GaugeReading) -> bool:
+    v = g.value
+    return type(v) is float and MIN_TIME <= g.at <= MAX_TIME and -_PLAIN_GAUGE <= v <= _PLAIN_GAUGE
+
+
+def vet_batch(batch: PollBatch) -> tuple[PollBatch, list[Anomaly]]:
+    """The batch the accumulator may apply without raising or overflowing, and what was set aside.
+
+    Runs on the poller's loop for every batch: the plain case costs one comparison chain per value
+    and builds nothing."""
+    interval = batch.interval_s
+    if (
+        all(map(_plain_counter, batch.counters))
+        and all(map(_plain_gauge, batch.gauges))
+        and isinstance(interval, int | float)
+        and 0 <= interval < math.inf
+    ):
+        return batch, []
+    anomalies: list[Anomaly] = []
+    counters: list[CounterInterval] = []
+    gauges: list[GaugeReading] = []
+    for c in batch.counters:
+        kept, why = vet_counter(c)
+        if why is not None:
+            anomalies.append(why)
+        if kept is not None:
+            counters.append(kept)
+    for g in batch.gauges:
+        why = vet_gauge(g)
+        if why is None:
+            gauges.append(g)
+        else:
+            anomalies.append(why)
+    if not (isinstance(interval, int | float) and math.isfinite(interval) and interval >= 0):
+        anomalies.append(Anomaly("usage_bad_interval", batch.target, f"poll interval {interval!r}"))
+        interval = 0.0
+    if not anomalies:
+        return batch, []
+    return replace(batch, interval_s=interval, counters=tuple(counters), gauges=tuple(gauges)), anomalies
 
 
 class Accumulator:
@@ -100,6 +213,23 @@ class Accumulator:
         self.baselines.update(batch.baselines)
         self.batches += 1
 
+    def adopt(self, stored_open: dict[BucketKey, Bucket]) -> None:
+        """Add the open buckets of a store opened late (they predate everything applied here)."""
+        for (key, start), b in stored_open.items():
+            if start < self._watermark.get(key, start):
+                prev = self.closed.get((key, start))
+                if prev is None:
+                    self.closed[(key, start)] = b
+                else:
+                    prev.merge(b)
+                continue
+            cur = self.open[key].get(start)
+            if cur is None:
+                self.open[key][start] = b
+                self._watermark.setdefault(key, start)
+            else:
+                cur.merge(b)
+
     def snapshot(self) -> tuple[dict[BucketKey, Bucket], dict[BucketKey, Bucket], dict[str, str], int]:
         """What the next flush writes; the closed part and baselines are taken (restored on failure)."""
         closed, self.closed = self.closed, {}
@@ -134,13 +264,15 @@ class UsageRecorder:
 
     Typical wiring (daemon start-up)::
 
-        store = UsageStore.in_dir(config.state_dir, settings.db_filename, busy_timeout_s=settings.busy_timeout_s)
+        store = UsageStore.in_dir(config.state_dir, settings.db_filename, connect=False)
         recorder = await stack.enter_async_context(UsageRecorder(store, registry, settings))
         monitor.seed_baselines(recorder.load_baselines())   # before the first poll
         monitor.usage = recorder
 
-    `store` is owned by the recorder (its connection is used by one worker thread at a time). Call
-    `submit` from the event loop thread (the poller's). Leaving the context flushes what is pending.
+    `store` is owned by the recorder (its connection is used by one worker thread at a time). It is
+    opened here if it is not open yet; when that fails the recorder runs without it and retries (see
+    the module doc). Call `submit` from the event loop thread (the poller's). Leaving the context
+    flushes what is pending.
     """
 
     def __init__(
@@ -155,7 +287,7 @@ class UsageRecorder:
         self.settings = settings or UsageSettings()
         self._clock = clock
         self._queue: collections.deque[PollBatch] = collections.deque()
-        self._acc = Accumulator(store.load_open_buckets())
+        self._acc = Accumulator()
         self._wake = asyncio.Event()
         self._closing = False
         self._tg: asyncio.TaskGroup | None = None
@@ -163,6 +295,11 @@ class UsageRecorder:
         self._backoff = self.settings.retry_initial_s
         self._write_lock = asyncio.Lock()
         self._inflight = 0
+        self._reconnect = False
+        self._baselines: dict[str, str] = {}
+        self._known_subjects: set[str] = set()
+        self._anomalies_seen: set[tuple[str, str]] = set()
+        self._loaded = False  # the store's open buckets and baselines are in memory (once, ever)
         self.write_errors = Counter(
             "sitivmon_usage_write_errors",
             "Usage store flushes that failed (retried)",
@@ -184,21 +321,102 @@ class UsageRecorder:
             "Unix time of the last committed flush",
             registry=registry,
         )
+        self.store_up = Gauge(
+            "sitivmon_usage_store_up",
+            "1 when the usage store is open and its last flush succeeded, 0 while it cannot be opened or written",
+            registry=registry,
+        )
+        self.rejected = Counter(
+            "sitivmon_usage_rejected_values",
+            "Values from devices set aside by the usage recorder (counted as unknown, never as usage)",
+            ["target", "reason"],
+            registry=registry,
+        )
+        self.file_events = Counter(
+            "sitivmon_usage_store_file_events",
+            "The database file found deleted (rebuilt from the open handle) or replaced (adopted)",
+            ["event"],
+            registry=registry,
+        )
+        self.corrupt_chunks = Counter(
+            "sitivmon_usage_corrupt_chunks",
+            "Stored chunks that failed their checksum when a flush merged into them (moved to chunk_corrupt)",
+            registry=registry,
+        )
         self.pending.set_function(lambda: len(self._queue) + self._acc.batches + self._inflight)
+        self._open_now()
+
+    def _open_now(self) -> bool:
+        """Open the store and, the first time only, load what it holds (later the accumulator already
+        has it, and more); False (logged) when it cannot."""
+        stored_open: dict[BucketKey, Bucket] = {}
+        baselines: dict[str, str] = {}
+        try:
+            self.store.open()
+            if not self._loaded:
+                stored_open = self.store.load_open_buckets()
+                baselines = self.store.load_baselines()
+        except Exception as exc:  # whatever the file holds, the daemon starts (sqlite, OS, a newer schema...)
+            self.store.close()
+            self.store_up.set(0)
+            log.error(
+                "usage store %s cannot be opened: %s: %s; monitoring goes on, usage is kept in memory "
+                "(at most %d batches) and the store is retried",
+                self.store.path,
+                type(exc).__name__,
+                exc,
+                self.settings.max_queued_batches,
+            )
+            return False
+        if not self._loaded:
+            self._loaded = True
+            self._acc.adopt(stored_open)
+            self._baselines = baselines
+            self._known_subjects.update(baselines)
+        self.store_up.set(1)
+        return True
 
     def load_baselines(self) -> dict[str, str]:
-        """Counter baselines committed with the last flush, to seed the poller's normaliser."""
-        return self.store.load_baselines()
+        """Counter baselines committed with the last flush, to seed the poller's normaliser (empty
+        when the store could not be opened)."""
+        if self.store.is_open:
+            try:
+                return self.store.load_baselines()
+            except sqlite3.Error as exc:
+                log.warning("usage store %s: baselines unreadable (%s)", self.store.path, exc)
+        return dict(self._baselines)
 
     # -- UsageSink --------------------------------------------------------------------------------------
 
     def submit(self, batch: PollBatch) -> None:
-        """Queue a batch; never blocks. Refused (counted, logged) only if the writer is stuck."""
-        if len(self._queue) >= self.settings.max_queued_batches:
+        """Queue a batch; never blocks, never raises. Refused (counted, logged) only when the writer
+        is stuck or the store is away that long: queued plus folded-but-uncommitted batches are bounded."""
+        try:
+            batch, anomalies = vet_batch(batch)
+            for a in anomalies:
+                self._note(batch.target, a)
+        except Exception:  # a value the vetting itself cannot handle: the whole batch is set aside
+            log.exception("usage: batch of %s set aside", getattr(batch, "target", "?"))
+            self.rejected.labels(str(getattr(batch, "target", "?")), "usage_bad_batch").inc()
+            return
+        if len(self._queue) + self._acc.batches >= self.settings.max_queued_batches:
             self.dropped.inc()
             log.error("usage queue full (%d batches): batch of %s dropped", len(self._queue), batch.target)
             return
         self._queue.append(batch)
+        fresh = batch.baselines.keys() - self._known_subjects
+        if fresh:
+            # A new series' first baseline: the bytes of its first interval are counted from it, so it
+            # must be on disk before a crash can lose it (else they vanish, in neither volume nor gaps).
+            self._known_subjects.update(fresh)
+            self._wake.set()
+
+    def _note(self, target: str, a: Anomaly) -> None:
+        self.rejected.labels(target, a.reason).inc()
+        seen = (a.subject, a.reason)
+        if seen not in self._anomalies_seen and len(self._anomalies_seen) < 10_000:
+            self._anomalies_seen.add(seen)
+            log.warning("target %s: usage of %s set aside (%s): %s", target, a.subject, a.reason, a.detail)
 
     # -- lifecycle --------------------------------------------------------------------------------------
 
@@ -216,35 +434,85 @@ class UsageRecorder:
         assert self._tg is not None
         await self._tg.__aexit__(et, e, tb)
 
+    def _failed(self, what: str, exc: BaseException) -> None:
+        self.write_errors.labels(type(exc).__name__).inc()
+        self.store_up.set(0)
+        self._retry_at = self._clock() + self._backoff
+        if isinstance(exc, sqlite3.Error | OSError):
+            log.warning(
+                "usage store %s failed (%s), %d batches kept, retry in %.1fs",
+                what,
+                exc,
+                self._acc.batches,
+                self._backoff,
+            )
+        else:  # not the disk: a bug or a value that got through; keep everything and say where
+            log.exception("usage store %s failed unexpectedly, %d batches kept", what, self._acc.batches)
+        self._backoff = min(self._backoff * 2, self.settings.retry_max_s)
+
+    def _prepare(self) -> None:
+        """Before a write (worker thread): open, reopen or repair the store. Raises on failure."""
+        store = self.store
+        if self._reconnect:
+            store.reconnect()
+            self._reconnect = False
+        problem = store.check_file()
+        if problem == "deleted":
+            log.error(
+                "usage store %s was DELETED under the running daemon: rebuilding it at its path from the "
+                "open handle (nothing lost); find out who removed it",
+                store.path,
+            )
+            self.file_events.labels("deleted").inc()
+            store.rebuild_at_path()
+        elif problem == "replaced":
+            log.error(
+                "usage store %s was REPLACED by another file under the running daemon: adopting the new "
+                "file; what the old one held after its last copy is not in it",
+                store.path,
+            )
+            self.file_events.labels("replaced").inc()
+            store.reconnect()
+
+    def _write(
+        self,
+        closed: dict[BucketKey, Bucket],
+        open_b: dict[BucketKey, Bucket],
+        baselines: dict[str, str],
+    ) -> None:
+        self._prepare()
+        self.store.write(closed, open_b, baselines)
+
     async def flush(self) -> bool:
         """Drain the queue and try one write now; True when everything received so far is committed."""
         async with self._write_lock:
             await asyncio.to_thread(self._drain)
-            if not self._acc.dirty:
+            if not self.store.is_open:
+                if not await asyncio.to_thread(self._open_now):
+                    self._failed("open", sqlite3.OperationalError(f"unable to open {self.store.path}"))
+                    return False
+                log.warning("usage store %s is open: writing what was kept meanwhile", self.store.path)
+            if not self._acc.dirty and not self._reconnect:
                 return True
             closed, open_b, baselines, batches = self._acc.snapshot()
             self._inflight = batches
             try:
-                await asyncio.to_thread(self.store.write, closed, open_b, baselines)
-            except sqlite3.Error as exc:
+                await asyncio.to_thread(self._write, closed, open_b, baselines)
+            except Exception as exc:  # the boundary: nothing here may stop the writer or the daemon
                 self._acc.restore(closed, baselines, batches)
-                self.write_errors.labels(type(exc).__name__).inc()
-                self._retry_at = self._clock() + self._backoff
-                log.warning(
-                    "usage store write failed (%s), %d batches kept, retry in %.1fs",
-                    exc,
-                    self._acc.batches,
-                    self._backoff,
-                )
-                self._backoff = min(self._backoff * 2, self.settings.retry_max_s)
+                self._failed("write", exc)
                 if isinstance(exc, sqlite3.OperationalError) and "locked" not in str(exc):
-                    with contextlib.suppress(sqlite3.Error):  # e.g. read-only or I/O error: reopen
-                        await asyncio.to_thread(self.store.reconnect)
+                    self._reconnect = True  # e.g. read-only or I/O error: reopen at the next attempt
                 return False
             finally:
                 self._inflight = 0
+            for bad in self.store.quarantined:
+                self.corrupt_chunks.inc()
+                log.error("usage store: %s; moved to chunk_corrupt, the week restarts from what is pending", bad)
+            self.store.quarantined.clear()
             self._backoff = self.settings.retry_initial_s
             self._retry_at = 0.0
+            self.store_up.set(1)
             self.last_write.set(self._clock())
             return True
 
@@ -254,16 +522,25 @@ class UsageRecorder:
         downtime over every five-minute bucket it covers, seconds of work for many links that must
         not stall polling. `submit` appending meanwhile is safe (deque append/popleft are atomic)."""
         while self._queue:
-            self._acc.apply(self._queue.popleft())
+            batch = self._queue.popleft()
+            try:
+                self._acc.apply(batch)
+            except Exception:  # vetted already: a bug, not a reason to lose the other batches
+                log.exception("usage: batch of %s could not be applied, set aside", batch.target)
+                self.rejected.labels(batch.target, "usage_bad_batch").inc()
 
     async def _writer(self) -> None:
         while not self._closing:
-            await wait_event(self._wake, self.settings.flush_interval_s)
-            self._wake.clear()
-            async with self._write_lock:  # keep the queue short even while the store is failing
-                await asyncio.to_thread(self._drain)
-            if self._clock() >= self._retry_at:
-                await self.flush()
+            try:
+                await wait_event(self._wake, self.settings.flush_interval_s)
+                self._wake.clear()
+                async with self._write_lock:  # keep the queue short even while the store is failing
+                    await asyncio.to_thread(self._drain)
+                if self._clock() >= self._retry_at:
+                    await self.flush()
+            except Exception:  # never let the writer die: it holds every commune's pending usage
+                log.exception("usage writer: unexpected error, going on")
+                await asyncio.sleep(self.settings.retry_initial_s)
         # closing: a few prompt attempts, then give up loudly (the baselines on disk stay consistent)
         for attempt in range(5):
             if await self.flush():

@@ -16,14 +16,28 @@ Tables (schema version 1):
   durable as the baselines stored with them. Kept apart from `chunk` so that closed data is written once.
 - `baseline`: the poller's opaque counter states by subject.
 - `meta`: schema version.
+
+Schema version 2 adds `chunk.crc` (CRC-32 of the blob) and `chunk_corrupt`. Every chunk written since
+carries its checksum; rows written by version 1 have NULL and are read as before. A blob whose
+checksum fails, or that does not decode, is never turned into figures: readers raise `CorruptChunk`
+naming the series and the week's bucket range; the writer, which must go on recording, moves the
+row to `chunk_corrupt` (kept for inspection) and starts that week afresh, so the lost slots read as
+missing and lower coverage.
+
+The file under the path is watched (`check_file`, before each flush): a database deleted under the
+running daemon is rebuilt at its path from the still-open handle (nothing is lost: SQLite keeps the
+unlinked inode readable), a file replaced by another one is adopted; both are logged and counted.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sqlite3
+import struct
 import time
+import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -32,7 +46,7 @@ from pathlib import Path
 from sitivmon.readings import Quantity, UsageKey
 
 from .buckets import CHUNK_S, SLOTS, Bucket, Chunk, Col
-from .periods import BUCKET_S
+from .periods import BUCKET_S, utc_iso
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +97,63 @@ def _v1(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1]
+def _v2(db: sqlite3.Connection) -> None:
+    _script(
+        db,
+        """
+        ALTER TABLE chunk ADD COLUMN crc INTEGER;
+        CREATE TABLE chunk_corrupt (
+            week INTEGER NOT NULL,
+            series_id INTEGER NOT NULL,
+            data BLOB NOT NULL,
+            crc INTEGER,
+            found REAL NOT NULL,
+            reason TEXT NOT NULL
+        );
+        """,
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]
 """Ordered migrations; migration i brings the schema from version i to i+1. Append, never edit."""
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
 BucketMap = Mapping[tuple[UsageKey, int], Bucket]
+
+
+def checksum(blob: bytes) -> int:
+    """What `chunk.crc` holds for a blob (CRC-32: catches random and burst corruption of a row)."""
+    return zlib.crc32(blob)
+
+
+class CorruptChunk(sqlite3.DatabaseError):
+    """A stored chunk fails its checksum or does not decode; `where` names the series and the range.
+
+    A `sqlite3.DatabaseError`, so that every reader that already refuses a damaged database
+    (live gauges, the API) refuses this too instead of computing figures from it.
+    """
+
+    def __init__(self, path: Path, key: UsageKey | None, week: int, reason: str) -> None:
+        series = f"{key.commune}/{key.subject}/{key.quantity.value}" if key else "unknown series"
+        self.key, self.week, self.reason = key, week, reason
+        self.where = f"{series} buckets {utc_iso(week * CHUNK_S)}..{utc_iso((week + 1) * CHUNK_S)}"
+        super().__init__(f"{path}: corrupt usage chunk ({reason}) for {self.where}")
+
+
+def _decode_checked(path: Path, key: UsageKey | None, week: int, data: bytes, crc: int | None) -> Chunk:
+    if crc is not None and checksum(data) != crc:
+        raise CorruptChunk(path, key, week, "checksum mismatch")
+    try:
+        ch = Chunk.decode(data)
+        for i in range(4):  # materialise now: a short or inconsistent blob fails here, not later
+            col = ch.cols[i]
+            if not isinstance(col, int) and len(col) != SLOTS:
+                raise ValueError(f"column {i} has {len(col)} slots")
+    except (ValueError, IndexError, KeyError, struct.error, TypeError) as exc:
+        raise CorruptChunk(path, key, week, f"undecodable: {exc}") from exc
+    return ch
 
 
 @dataclass(slots=True)
@@ -109,21 +173,42 @@ class SeriesMonth:
 class UsageStore:
     """Synchronous store; the recorder calls `write` from a worker thread, one connection per store."""
 
-    def __init__(self, path: Path, *, busy_timeout_s: float = 5.0, read_only: bool = False) -> None:
+    def __init__(
+        self, path: Path, *, busy_timeout_s: float = 5.0, read_only: bool = False, connect: bool = True
+    ) -> None:
+        """`connect=False` defers opening (and its errors) to `open()`: the daemon starts without a
+        usable store and retries, see `UsageRecorder`."""
         self.path = Path(path)
         self.read_only = read_only
         self._busy_timeout_s = busy_timeout_s
         self._series: dict[UsageKey, int] = {}
         self._db: sqlite3.Connection | None = None
-        self._connect()
+        self._identity: tuple[int, int] | None = None
+        self.quarantined: list[CorruptChunk] = []  # chunks set aside by `write`, for the caller to count
+        if connect:
+            self._connect()
 
     @classmethod
-    def in_dir(cls, state_dir: Path, filename: str = DB_FILENAME, *, busy_timeout_s: float = 5.0) -> UsageStore:
+    def in_dir(
+        cls, state_dir: Path, filename: str = DB_FILENAME, *, busy_timeout_s: float = 5.0, connect: bool = True
+    ) -> UsageStore:
         """The daemon's store: `<state_dir>/<filename>`, created (and migrated) if needed."""
-        Path(state_dir).mkdir(parents=True, exist_ok=True)
-        return cls(Path(state_dir) / filename, busy_timeout_s=busy_timeout_s)
+        if connect:
+            Path(state_dir).mkdir(parents=True, exist_ok=True)
+        return cls(Path(state_dir) / filename, busy_timeout_s=busy_timeout_s, connect=connect)
 
     # -- connection -------------------------------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        return self._db is not None
+
+    def open(self) -> None:
+        """Open (creating the directory and the file, migrating) if not open; raises on failure."""
+        if self._db is None:
+            if not self.read_only:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._connect()
 
     def _connect(self) -> None:
         if self.read_only:
@@ -136,16 +221,67 @@ class UsageStore:
             )
         else:
             db = sqlite3.connect(self.path, timeout=self._busy_timeout_s, isolation_level=None, check_same_thread=False)
-        self._db = db
-        if not self.read_only:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")  # money depends on it: a commit survives power loss
-            self.migrate()
+        try:
+            if not self.read_only:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=FULL")  # money depends on it: a commit survives power loss
+            self._db = db
+            if not self.read_only:
+                self.migrate()
+        except BaseException:
+            self._db = None
+            with contextlib.suppress(sqlite3.Error):
+                db.close()
+            raise
+        self._identity = self._stat_identity()
         self._series = {}
+
+    def _stat_identity(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino)
 
     def reconnect(self) -> None:
         """Drop and reopen the connection (after an I/O error the old handle may be unusable)."""
         self.close()
+        self._connect()
+
+    def check_file(self) -> str | None:
+        """None while the open connection is the file at `path`; else `deleted` or `replaced`.
+
+        SQLite keeps writing to an unlinked file without a word, and a restart would then find an
+        empty store: the recorder calls this before each flush and repairs (`rebuild_at_path`).
+        """
+        if self._db is None or self._identity is None or str(self.path) == ":memory:":
+            return None
+        now = self._stat_identity()
+        if now is None:
+            return "deleted"
+        if now != self._identity:
+            return "replaced"
+        return None
+
+    def rebuild_at_path(self) -> None:
+        """The file was deleted under the open connection: copy what that connection still sees (the
+        unlinked inode, write-ahead log included) to a new file at `path`, then reopen it."""
+        old = self.db
+        self.path.parent.mkdir(parents=True, exist_ok=True)  # `rm -r state_dir` too
+        tmp = self.path.with_name(self.path.name + ".rebuilding")
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        new = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            old.backup(new)
+            new.execute("PRAGMA journal_mode=DELETE")
+        finally:
+            new.close()
+        self.close()  # the last connection: checkpoints into the unlinked inode, removes its -wal/-shm
+        for suffix in ("-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                Path(str(self.path) + suffix).unlink()
+        os.replace(tmp, self.path)
         self._connect()
 
     @property
@@ -156,6 +292,7 @@ class UsageStore:
         return self._db
 
     def close(self) -> None:
+        self._identity = None
         if self._db is not None:
             with contextlib.suppress(sqlite3.Error):
                 self._db.close()
@@ -243,17 +380,32 @@ class UsageStore:
         db.execute("BEGIN IMMEDIATE")
         try:
             by_chunk: dict[tuple[int, int], list[tuple[int, Bucket]]] = defaultdict(list)
+            keys: dict[int, UsageKey] = {}
             for (key, start), b in closed.items():
-                by_chunk[(self._series_id(key), start // CHUNK_S)].append((start, b))
+                sid = self._series_id(key)
+                keys[sid] = key
+                by_chunk[(sid, start // CHUNK_S)].append((start, b))
+            quarantined: list[CorruptChunk] = []
             for (sid, day), items in by_chunk.items():
-                row = db.execute("SELECT data FROM chunk WHERE week=? AND series_id=?", (day, sid)).fetchone()
-                ch = Chunk.decode(row[0]) if row else Chunk()
+                row = db.execute("SELECT data, crc FROM chunk WHERE week=? AND series_id=?", (day, sid)).fetchone()
+                ch = Chunk()
+                if row:
+                    try:
+                        ch = _decode_checked(self.path, keys.get(sid), day, row[0], row[1])
+                    except CorruptChunk as bad:
+                        db.execute(
+                            "INSERT INTO chunk_corrupt(week, series_id, data, crc, found, reason)"
+                            " VALUES (?, ?, ?, ?, ?, ?)",
+                            (day, sid, row[0], row[1], stamp, bad.reason),
+                        )
+                        quarantined.append(bad)
                 for start, b in items:
                     ch.merge((start % CHUNK_S) // BUCKET_S, b.value, b.received_milli, b.expected_milli, b.flags)
+                blob = ch.encode()
                 db.execute(
-                    "INSERT INTO chunk(week, series_id, data) VALUES (?, ?, ?) "
-                    "ON CONFLICT(week, series_id) DO UPDATE SET data=excluded.data",
-                    (day, sid, ch.encode()),
+                    "INSERT INTO chunk(week, series_id, data, crc) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT(week, series_id) DO UPDATE SET data=excluded.data, crc=excluded.crc",
+                    (day, sid, blob, checksum(blob)),
                 )
             db.execute("DELETE FROM open_bucket")
             db.executemany(
@@ -270,6 +422,7 @@ class UsageStore:
                 [(s, v, stamp) for s, v in baselines.items()],
             )
             db.execute("COMMIT")
+            self.quarantined.extend(quarantined)
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
@@ -282,9 +435,10 @@ class UsageStore:
         db.execute("BEGIN IMMEDIATE")
         try:
             db.executemany(
-                "INSERT INTO chunk(week, series_id, data) VALUES (?, ?, ?) "
-                "ON CONFLICT(week, series_id) DO UPDATE SET data=excluded.data",
-                ((day, self._series_id(key), ch.encode()) for key, day, ch in items),
+                "INSERT INTO chunk(week, series_id, data, crc) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(week, series_id) DO UPDATE SET data=excluded.data, crc=excluded.crc",
+                ((day, self._series_id(key), blob, checksum(blob)) for key, day, blob in
+                 ((k, d, ch.encode()) for k, d, ch in items)),
             )
             db.execute("COMMIT")
         except BaseException:
@@ -321,10 +475,13 @@ class UsageStore:
             ids = self.series()
             day_lo, day_hi = start // CHUNK_S, (end - 1) // CHUNK_S
             chunks: dict[tuple[int, int], Chunk] = {}
-            for sid, day, data in db.execute(
-                "SELECT series_id, week, data FROM chunk WHERE week BETWEEN ? AND ?", (day_lo, day_hi)
+            has_crc = self.schema_version() >= 2  # a read-only reader may face a store not yet migrated
+            for sid, day, data, crc in db.execute(
+                f"SELECT series_id, week, data, {'crc' if has_crc else 'NULL'} FROM chunk"
+                " WHERE week BETWEEN ? AND ?",
+                (day_lo, day_hi),
             ):
-                chunks[(sid, day)] = Chunk.decode(data)
+                chunks[(sid, day)] = _decode_checked(self.path, ids.get(sid), day, data, crc)
             for sid, bstart, value, cov, readings, exp, flags in db.execute(
                 "SELECT series_id, start, value, covered_us, readings, expected_milli, flags"
                 " FROM open_bucket WHERE start >= ? AND start < ?",

@@ -42,7 +42,10 @@ def _parse_line(line: str) -> Entry | None:
     if module:
         return Entry(oid, tag, raw, module)
     if hexed:
-        data = bytes.fromhex(raw)
+        try:
+            data = bytes.fromhex(raw)
+        except ValueError:  # a damaged line (juniper-ac has `4x|Juniper`): no value to compare with
+            return None
         if tag in (INTEGER, COUNTER32, GAUGE32, TIMETICKS, COUNTER64):
             return Entry(oid, tag, int.from_bytes(data, "big"))
         if tag == IPADDRESS:

@@ -33,8 +33,9 @@ import shutil
 import socket
 import stat
 import tempfile
+import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,6 +90,19 @@ class Simulator:
 
     def log(self) -> str:
         return self.process.output()
+
+    def replace(self, community: str, text: str) -> None:
+        """Serve new content for a recording from now on (snmpsim re-indexes a data file whose mtime
+        changed). A variation module reads its arguments at the first request of each OID, so this
+        lets a test set time-dependent arguments once the simulator is up."""
+        path = self.workdir / "data" / f"{community}.snmprec"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text, encoding="utf-8", errors="surrogateescape")
+        tmp.chmod(0o644)
+        mtime = path.stat().st_mtime_ns
+        tmp.replace(path)
+        if path.stat().st_mtime_ns <= mtime:  # same clock tick: make the change visible
+            os.utime(path, ns=(mtime + 1_000_000_000, mtime + 1_000_000_000))
 
 
 def _ber_len(n: int) -> bytes:
@@ -189,3 +203,39 @@ def serve(recordings: Mapping[str, Path], *, timeout: float = 180.0) -> Iterator
             process.stop()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def serve_groups(groups: Sequence[Mapping[str, Path]], *, timeout: float = 180.0) -> Iterator[dict[str, Simulator]]:
+    """One simulator per group, started side by side (each indexes its recordings on one core before it
+    answers: a several-MB recording alone in its group is indexed while the others are); yields
+    {community: the simulator serving it}."""
+    entered: list[contextlib.AbstractContextManager[Simulator]] = []
+    sims: list[Simulator] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def start(group: Mapping[str, Path]) -> None:
+        cm = serve(group, timeout=timeout)
+        try:
+            sim = cm.__enter__()
+        except BaseException as exc:  # re-raised below, once every simulator is stopped
+            with lock:
+                errors.append(exc)
+            return
+        with lock:
+            entered.append(cm)
+            sims.append(sim)
+
+    threads = [threading.Thread(target=start, args=(g,)) for g in groups]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        if errors:
+            raise errors[0]
+        yield {community: sim for sim in sims for community in sim.communities}
+    finally:
+        for cm in entered:
+            cm.__exit__(None, None, None)

@@ -107,7 +107,8 @@ def test_label_escaping_round_trips(monitor: Monitor) -> None:
     m = parsed(monitor)
     info = m.series("sitivmon_link_info")
     by_link = {dict(k)["link"]: dict(k) for k in info}
-    assert by_link["givors-fibre"]["alias"] == ALIAS
+    # Device strings lose their control characters (sitivmon.normalize.text); quotes and backslashes stay.
+    assert by_link["givors-fibre"]["alias"] == ALIAS.replace("\n", "\ufffd")
     assert by_link["givors-fibre"]["interface"] == "xe-0/0/1"
     assert by_link["grigny-missing"]["interface"] == ""
     assert escape('a"b\\c\nd') == 'a\\"b\\\\c\\nd'
@@ -235,9 +236,11 @@ def test_control_characters_from_an_agent_leave_the_page_parseable(reader: str) 
         families = list(text_fd_to_metric_families(io.TextIOWrapper(io.BytesIO(text.encode()), encoding="utf-8")))
     samples = [s for f in families for s in f.samples]
     info = [s.labels for s in samples if s.name == "sitivmon_link_info" and s.labels["link"] == "venissieux-core"]
+    # Device strings are decoded by one rule first (sitivmon/normalize/text.py: control characters become
+    # U+FFFD, NUL padding goes); what remains unprintable (U+2028, tab) is escaped on the page.
     assert info == [{
         "commune": "venissieux", "link": "venissieux-core", "target": "core-givors",
-        "interface": "port\\r1\\x00gi", "alias": "vers\\rGrigny\\x00\\x01\\x7f\\x85\\u2028\\tfin",
+        "interface": "port\ufffd1gi", "alias": "vers\ufffdGrigny\ufffd\ufffd\ufffd\\u2028\\tfin",
     }]  # fmt: skip
     # every sample of the page made it through, not only the lines before the first bad one
     assert len(samples) == sum(1 for line in text.split("\n") if line and not line.startswith("#"))

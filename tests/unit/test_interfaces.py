@@ -7,16 +7,20 @@ from typing import Any
 import pytest
 
 from sitivmon.config.model import InterfaceSelector, Side
+from sitivmon.datacenter.rows import text as datacenter_text
 from sitivmon.links.interfaces import (
     SERIES,
+    InterfaceIndex,
     InterfaceRow,
     ResolveError,
     capacities,
     interface_rows,
     oriented_series,
+    port_speed,
     resolve,
 )
 from sitivmon.normalize.counters import RawCounter
+from sitivmon.normalize.text import device_text
 
 
 def tables(**columns: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -135,6 +139,38 @@ def test_speed(columns: dict[str, Any], speed: int | None) -> None:
     assert one(ifDescr="x", **columns).speed_bytes_per_s == speed
 
 
+# Issue 10 symptom 8: (ifSpeed, ifHighSpeed) -> capacity B/s, lower bound B/s, anomaly reasons.
+@pytest.mark.parametrize(
+    ("if_speed", "if_high_speed", "capacity", "floor", "reasons"),
+    [
+        (100_000_000, 100_000_000, 12_500_000, None, ["if_high_speed_implausible"]),  # D-Link: Mbit/s in bit/s
+        (10_000_000, 10_000_000, 1_250_000, None, ["if_high_speed_implausible"]),  # same, 10 Mbit port
+        (0, 100_000_000, None, None, ["if_high_speed_implausible"]),  # and no ifSpeed to fall back on
+        (4_294_967_295, None, None, 536_870_911, ["speed_lower_bound"]),  # NetApp: at least, not a capacity
+        (4_294_967_295, 0, None, 536_870_911, ["speed_lower_bound"]),
+        (4_294_967_295, 40_000, 5_000_000_000, None, []),  # 40G: ifSpeed saturated, ifHighSpeed tells
+        (4_294_967_294, 8_000, 1_000_000_000, None, []),  # Brocade FC: one under saturation
+        (1_410_065_408, 10_000, 1_250_000_000, None, []),  # dptech: 10G wrapped modulo 2**32
+        (1_544_000, 2, 193_000, None, []),  # T1: ifHighSpeed rounded, ifSpeed exact
+        (1_000_000_000, 10_000, 1_250_000_000, None, ["speed_mismatch"]),  # Isilon, Sangfor: disagree
+        (0, 100, 12_500_000, None, []),  # H3C: ifSpeed 0, ifHighSpeed 100
+        (10_000_000, 0, 1_250_000, None, []),
+        (None, None, None, None, []),
+        (b"fast", b"faster", None, None, []),
+    ],
+)
+def test_port_speed(
+    if_speed: Any, if_high_speed: Any, capacity: int | None, floor: int | None, reasons: list[str]
+) -> None:
+    got = port_speed(if_speed, if_high_speed, "ifIndex 1")
+    assert (got.bytes_per_s, got.floor_bytes_per_s) == (capacity, floor)
+    assert [a.reason for a in got.anomalies] == reasons
+    assert all(a.subject == "ifIndex 1" for a in got.anomalies)
+    row = one(ifDescr="x", ifSpeed=if_speed, ifHighSpeed=if_high_speed)
+    assert (row.speed_bytes_per_s, row.speed_floor_bytes_per_s) == (capacity, floor)
+    assert capacities(row, None)["in_octets"] == capacity  # a lower bound never clamps traffic
+
+
 def test_capacities_prefer_configured() -> None:
     row = one(ifDescr="x", ifHighSpeed=1000)
     assert capacities(row, None) == {"in_octets": 125_000_000, "out_octets": 125_000_000}
@@ -166,8 +202,37 @@ def test_rows_text_status_and_indexes() -> None:
     assert rows[3].label == "3" and rows[3].counters == {"in_octets": RawCounter(5, 64)}
 
 
-def test_invalid_utf8_is_replaced_not_fatal() -> None:
-    assert one(ifDescr=b"port\xff1").descr == "port\ufffd1"
+def test_invalid_utf8_falls_back_to_cp1252_not_fatal() -> None:
+    assert one(ifDescr=b"port\xff1").descr == "port\xff1"
+
+
+@pytest.mark.parametrize(
+    ("raw", "text"),
+    [
+        (b"Commune: V\xe9nissieux [1G] {circuit-42}", "Commune: Vénissieux [1G] {circuit-42}"),  # Latin-1
+        ("Commune: Vénissieux [1G]".encode(), "Commune: Vénissieux [1G]"),  # UTF-8 stays UTF-8
+        (b"Pierre-B\xe9nite \x80", "Pierre-Bénite €"),  # cp1252, not bare Latin-1
+        (b"x\x81y", "x\ufffdy"),  # undefined in cp1252: Latin-1 U+0081, a C1 control: replaced
+        (b"eth0\x00\x00\x00", "eth0"),  # NUL padding
+        (b"fake\nlog line\x1b[31m", "fake\ufffdlog line\ufffd[31m"),  # controls cannot forge lines
+        (b"a\tb", "a\tb"),
+        (None, ""),
+    ],
+)
+def test_one_decoding_rule_for_device_strings(raw: bytes | None, text: str) -> None:
+    assert device_text(raw) == text
+    if raw is not None:
+        assert one(ifDescr=raw).descr == text
+        assert datacenter_text(raw) == text  # datacenter rows decode by the same rule
+
+
+def test_latin1_alias_selects_its_link() -> None:
+    """Issue 10 symptom 11: a Latin-1 ifAlias never matched the alias written in the config."""
+    alias = "Commune: Vénissieux [1G] {circuit-42}"
+    tables = {"ifDescr": {"1": b"ge-0/0/1", "2": b"ge-0/0/2"}, "ifAlias": {"1": b"", "2": alias.encode("latin-1")}}
+    sel = InterfaceSelector(alias=alias)
+    assert resolve(sel, interface_rows(tables)).index == 2
+    assert InterfaceIndex(tables).resolve(sel).index == 2
 
 
 # --- resolution ------------------------------------------------------------------------------------------
@@ -208,3 +273,28 @@ def test_resolve_missing_or_ambiguous(selector: dict[str, Any], message: str) ->
     with pytest.raises(ResolveError) as info:
         resolve(InterfaceSelector(**selector), ROWS)
     assert str(info.value) == message
+
+
+# --- ifAlias convention on real bytes (symptom 11) -------------------------------------------------------
+
+
+def test_latin1_alias_becomes_a_link_and_ignored_aliases_are_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    from sitivmon.datacenter.ifalias import links_from_aliases
+    from tests.datacenter.conftest import make_config
+
+    config = make_config(
+        "targets:\n  - {name: core-9, address: 127.0.0.9, credentials: lab, ifalias_parser: true}\nlinks: []\n"
+    )
+    tables = {
+        "ifName": {"1": b"ge-0/0/1", "2": b"ge-0/0/2"},
+        "ifAlias": {"1": "Commune: Vénissieux [1G] {circuit-42}".encode("latin-1"), "2": b"Commune: Lyon [1G]"},
+    }
+    rows = interface_rows(tables)
+    with caplog.at_level("WARNING", logger="sitivmon.datacenter.ifalias"):
+        for _ in range(3):  # parsed at every poll
+            links = links_from_aliases(config, config.targets[0], rows)
+    assert [(lk.commune, lk.circuit, lk.interface.describe()) for lk in links] == [
+        ("venissieux", "circuit-42", "name=ge-0/0/1")
+    ]
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and "ifIndex 2" in said[0] and "'Lyon'" in said[0]

@@ -66,3 +66,24 @@ def test_no_database_yet(tmp_path: Path) -> None:
         == 0.0
     )
     assert not (tmp_path / "absent.sqlite3").exists()
+
+
+def test_deleted_store_keeps_the_last_figures_instead_of_zeros(tmp_path: Path) -> None:
+    """Before: a deleted database read as "no usage": every month-to-date value became 0."""
+    path = tmp_path / "usage.sqlite3"
+    now = [float(M.start + 86400)]
+    with UsageStore(path) as s:
+        record(s, poll_link("venissieux", "l1", M.start + 17, now[0] - 1, 300, lambda t: int(t * 10)))
+    reg = CollectorRegistry()
+    reg.register(
+        UsageLiveCollector(
+            path, communes(), "Europe/Paris", link_keys("venissieux", "l1"), refresh_s=60, clock=lambda: now[0]
+        )
+    )
+    labels = {"commune": "venissieux", "indicator": "traffic_volume", "direction": "in", "unit": "bytes"}
+    value = reg.get_sample_value("sitivmon_usage_month_to_date", labels)
+    assert value is not None and value > 0
+    for p in tmp_path.glob("usage.sqlite3*"):
+        p.unlink()
+    now[0] += 120
+    assert reg.get_sample_value("sitivmon_usage_month_to_date", labels) == value

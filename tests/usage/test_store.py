@@ -23,7 +23,7 @@ K = UsageKey("venissieux", "l1", Quantity.TRAFFIC_IN)
 
 def test_new_store_is_wal_and_at_the_current_schema(tmp_path: Path) -> None:
     with UsageStore.in_dir(tmp_path / "state") as s:
-        assert s.schema_version() == SCHEMA_VERSION == 1
+        assert s.schema_version() == SCHEMA_VERSION == 2
         assert s.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert (tmp_path / "state" / "usage.sqlite3").exists()
 
@@ -38,11 +38,11 @@ def test_migrations_run_once_in_order(tmp_path: Path, monkeypatch: pytest.Monkey
         db.execute("ALTER TABLE series ADD COLUMN note TEXT")
 
     monkeypatch.setattr(store_mod, "MIGRATIONS", [*store_mod.MIGRATIONS, v2])
-    monkeypatch.setattr(store_mod, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(store_mod, "SCHEMA_VERSION", 3)
     with UsageStore(path) as s:
-        assert s.schema_version() == 2
+        assert s.schema_version() == 3
     with UsageStore(path) as s:
-        assert s.schema_version() == 2
+        assert s.schema_version() == 3
     assert calls == [2]
 
 
@@ -55,11 +55,11 @@ def test_a_failing_migration_leaves_the_previous_version(tmp_path: Path, monkeyp
         raise RuntimeError("boom")
 
     monkeypatch.setattr(store_mod, "MIGRATIONS", [*store_mod.MIGRATIONS, broken])
-    monkeypatch.setattr(store_mod, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(store_mod, "SCHEMA_VERSION", 3)
     with pytest.raises(RuntimeError):
         UsageStore(path)
     db = sqlite3.connect(path)
-    assert db.execute("SELECT value FROM meta").fetchone()[0] == "1"
+    assert db.execute("SELECT value FROM meta").fetchone()[0] == "2"
     assert "note" not in [r[1] for r in db.execute("PRAGMA table_info(series)")]
 
 

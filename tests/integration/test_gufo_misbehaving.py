@@ -1,0 +1,175 @@
+"""The gufo adapter against the raw-UDP hostile agent, request by request: what each fault becomes.
+
+The daemon-level suite (tests/hostile/test_misbehaving_agents.py) counts reasons per target; here the
+adapter is driven directly, so the failure's reason, its timing and the retries can be asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sitivmon.config.model import Credential
+from sitivmon.snmp.client import PollError, PollErrorReason
+from sitivmon.snmp.gufo import GufoClient
+from tests.support import agents, hostile_agent
+from tests.support.hostile_agent import COMMUNITY, WIDE_ROWS
+from tests.support.procs import ManagedProcess
+
+IF_DESCR = "1.3.6.1.2.1.2.2.1.2"
+SYS_UPTIME = "1.3.6.1.2.1.1.3.0"
+MODES = ["polite", "cut_length", "gen_err", "too_big", "wide_rows", "huge_value", "stale_drip", "v1_nosuchname"]
+
+
+@pytest.fixture(scope="module")
+def ports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, int]]:
+    work = tmp_path_factory.mktemp("gufo-hostile")
+    ports_file = work / "ports.json"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(agents.REPO), os.environ.get("PYTHONPATH", "")]))
+    proc = ManagedProcess([sys.executable, "-m", "tests.support.hostile_agent", str(ports_file), *MODES],
+                          work / "hostile.log", env)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while not Path(ports_file).exists():
+            assert proc.alive() and time.monotonic() < deadline, proc.output()[-2000:]
+            time.sleep(0.05)
+        yield json.loads(ports_file.read_text())
+    finally:
+        proc.stop()
+
+
+def client(ports: dict[str, int], mode: str, *, version: str = "2c", timeout: float = 0.5, retries: int = 0,
+           max_repetitions: int = 25) -> GufoClient:  # fmt: skip
+    cred = Credential.model_validate({"version": version, "community": COMMUNITY.decode()})
+    return GufoClient("127.0.0.1", ports[mode], cred, timeout=timeout, retries=retries, max_repetitions=max_repetitions)
+
+
+async def test_decoder_panic_is_a_decode_failure(ports: dict[str, int]) -> None:
+    c = client(ports, "cut_length")
+    with pytest.raises(PollError) as get:
+        await c.get_many([SYS_UPTIME])  # raised pyo3's PanicException (a BaseException) before
+    with pytest.raises(PollError) as walk:
+        await c.walk(IF_DESCR, 1000)
+    assert get.value.reason is walk.value.reason is PollErrorReason.DECODE
+    polite = client(ports, "polite")
+    assert (await polite.walk(IF_DESCR, 1000)).rows == {"1": b"eth0"}
+
+
+@pytest.mark.parametrize("mode", ["gen_err", "too_big"])
+async def test_error_status_fails_the_get(ports: dict[str, int], mode: str) -> None:
+    with pytest.raises(PollError) as err:
+        await client(ports, mode).get_many([SYS_UPTIME])  # returned {} (an empty MIB) before
+    assert err.value.reason is PollErrorReason.OTHER
+    assert ("genErr(5)" if mode == "gen_err" else "tooBig(1)") in err.value.detail
+
+
+@pytest.mark.parametrize("mode", ["gen_err", "too_big"])
+async def test_error_status_fails_the_walk(ports: dict[str, int], mode: str) -> None:
+    c = client(ports, mode)
+    started = time.monotonic()
+    with pytest.raises(PollError) as err:
+        await c.walk(IF_DESCR, 1000)  # ended empty before
+    assert err.value.reason is PollErrorReason.OTHER
+    assert time.monotonic() - started < 0.4, "tooBig halves repetitions on immediate answers, no timeout"
+
+
+async def test_v1_no_such_name_still_reads_as_absent(ports: dict[str, int]) -> None:
+    c = client(ports, "v1_nosuchname", version="1")
+    assert await c.get_many([SYS_UPTIME, IF_DESCR + ".1"]) == {}
+    assert (await c.walk(IF_DESCR, 1000)).rows == {}
+
+
+async def test_wide_rows_are_read_with_fewer_repetitions(
+    ports: dict[str, int], caplog: pytest.LogCaptureFixture
+) -> None:
+    c = client(ports, "wide_rows")
+    with caplog.at_level(logging.WARNING, logger="sitivmon.snmp"):
+        first = await c.walk(IF_DESCR, 1000)  # failed as decode (a 5.5 KB answer) before
+        second = await c.walk(IF_DESCR, 1000)
+    expected = {str(i): f"port {i} ".encode().ljust(200, b".") for i in range(1, WIDE_ROWS + 1)}
+    assert first.rows == expected and second.rows == expected
+    lowered = [r.getMessage() for r in caplog.records if "max-repetitions lowered" in r.getMessage()]
+    assert len(lowered) == 1 and "from 25 to 12" in lowered[0], lowered  # once: remembered for later polls
+    # 12 x ~230 B fits in 4,080 B: 30 rows in 3 requests; the first walk also paid for the refused one.
+    assert second.requests == 3 and first.requests == 4
+
+
+async def test_a_single_varbind_over_the_library_buffer_still_fails_as_decode(ports: dict[str, int]) -> None:
+    c = client(ports, "huge_value")
+    with pytest.raises(PollError) as err:
+        await c.walk(IF_DESCR, 1000)
+    assert err.value.reason is PollErrorReason.DECODE and "over the 4080 bytes" in err.value.detail
+    with pytest.raises(PollError):
+        await c.walk(IF_DESCR, 1000)  # not remembered at one repetition: it did not help
+
+
+@pytest.mark.parametrize("retries", [0, 1])
+async def test_stale_answers_do_not_extend_the_timeout(ports: dict[str, int], retries: int) -> None:
+    c = client(ports, "stale_drip", timeout=0.5, retries=retries)
+    started = time.monotonic()
+    with pytest.raises(PollError) as err:
+        await c.get_many([SYS_UPTIME])  # a stale answer every 0.2 s held the GET ~1.5 s per attempt
+    elapsed = time.monotonic() - started
+    assert err.value.reason is PollErrorReason.TIMEOUT
+    assert 0.5 * (retries + 1) - 0.05 <= elapsed < 0.5 * (retries + 1) + 0.3, elapsed
+
+
+class TooBigAbove:
+    """An agent that answers tooBig to a GETBULK over `limit` repetitions, as one whose answers would
+    not fit its buffers, and correctly otherwise (the hostile agent's device); records what it is asked."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.asked: list[int] = []  # max-repetitions of each GETBULK
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self) -> None:
+        mib = hostile_agent.wide_device(time.time() - 1000)
+        while not self.stop.is_set():
+            try:
+                data, peer = self.sock.recvfrom(65535)
+            except TimeoutError:
+                continue
+            req = hostile_agent.parse(data)
+            if req.pdu == hostile_agent.GETBULK:
+                self.asked.append(req.max_repetitions)
+                if req.max_repetitions > self.limit:
+                    vbs = [hostile_agent.varbind(o, 0x05, None) for o in req.oids]
+                    self.sock.sendto(hostile_agent.response(req, vbs, hostile_agent.TOO_BIG, 0), peer)
+                    continue
+            self.sock.sendto(hostile_agent.response(req, *hostile_agent.answer(req, mib)), peer)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(2)
+        self.sock.close()
+
+
+async def test_too_big_getbulk_is_asked_again_with_fewer_repetitions() -> None:
+    agent = TooBigAbove(limit=8)
+    try:
+        cred = Credential.model_validate({"version": "2c", "community": COMMUNITY.decode()})
+        port = agent.sock.getsockname()[1]
+        c = GufoClient("127.0.0.1", port, cred, timeout=0.5, retries=0, max_repetitions=25)
+        first = await c.walk(IF_DESCR, 1000)  # ended empty (tooBig read as an empty column) before
+        asked_first = list(agent.asked)
+        second = await c.walk(IF_DESCR, 1000)
+    finally:
+        agent.close()
+    assert len(first.rows) == len(second.rows) == hostile_agent.WIDE_ROWS
+    assert asked_first[:3] == [25, 12, 6] and set(asked_first[2:]) == {6}, asked_first
+    assert set(agent.asked[len(asked_first) :]) == {6}, "the lower figure is kept for later polls"
