@@ -47,7 +47,8 @@ class UsageLiveCollector(Collector):
         """`background`: a scrape never waits for a refresh; it serves the figures it has (none until
         the first refresh ends) and starts a refresh in a thread of its own when they are stale. The
         daemon uses it: a refresh reads every series of the month (seconds at thousands of links),
-        which must not hold up /metrics. Without it, a scrape refreshes stale figures itself."""
+        which must not hold up /metrics. Without it, or with `refresh_s` 0 (figures computed for every
+        scrape, as tests ask), a scrape refreshes stale figures itself."""
         self.db_path = Path(db_path)
         self.communes = list(communes)
         self.timezone = timezone
@@ -138,7 +139,7 @@ class UsageLiveCollector(Collector):
         with self._lock:
             families = list(self._families)  # what a background scrape serves, whatever the refresh does
             stale = self._at is None or self._clock() - self._at >= self.refresh_s
-            if stale and self.background:
+            if stale and self.background and self.refresh_s > 0:  # 0: fresh figures on every scrape
                 if self._thread is None or not self._thread.is_alive():
                     self._thread = threading.Thread(
                         target=self._refresh_in_background, name="usage-live-refresh", daemon=True
