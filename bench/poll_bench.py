@@ -229,6 +229,7 @@ def sitivmon_config(ags: list[Agent], links: int, interval: float, max_rep: int,
 SITIVMON_VARIANTS: dict[str, list[str]] = {
     "sitivmon": ["-m", "sitivmon.cli"],
     "sitivmon-nousage": [str(BENCH / "attribution_daemon.py"), "--"],
+    "sitivmon-base": ["-m", "sitivmon.cli"],  # the daemon of the checkout given by --base ("before")
 }
 
 
@@ -240,16 +241,25 @@ class Sitivmon:
         config: dict[str, Any],
         py_spy: str | None,
         spy_out: Path | None,
+        *,
+        root: Path | None = None,
+        tag: str | None = None,
     ) -> None:
+        """`root`: the checkout whose code runs (default this one), put first on PYTHONPATH."""
         import yaml
 
         self.port = free_tcp_port()
-        path = workdir / f"{variant}.yaml"
+        name = tag or variant
+        path = workdir / f"{name}.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
-        self.log = open(workdir / f"{variant}.log", "wb")  # noqa: SIM115
+        self.log = open(workdir / f"{name}.log", "wb")  # noqa: SIM115
         argv = [sys.executable, *SITIVMON_VARIANTS[variant], "run", "--config", str(path)]
         argv += ["--listen", f"127.0.0.1:{self.port}", "--log-level", "warning"]
-        self.proc = subprocess.Popen(argv, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        code = (root or ROOT).resolve()
+        env = dict(os.environ, PYTHONPATH=str(code))
+        self.proc = subprocess.Popen(
+            argv, cwd=code, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.spy: subprocess.Popen[bytes] | None = None
         self._spy_args = (py_spy, spy_out)
 
@@ -403,7 +413,8 @@ def run_phase(
         for name in which:
             if name in SITIVMON_VARIANTS:
                 config = sitivmon_config(ags, args.links, interval, args.max_repetitions, workdir / f"state-{name}")
-                daemons[name] = Sitivmon(name, workdir, config, args.py_spy, spy_out)
+                root = args.base if name == "sitivmon-base" else None
+                daemons[name] = Sitivmon(name, workdir, config, args.py_spy, spy_out, root=root)
         for sv in daemons.values():
             sv.wait_ready(timeout=3 * interval + 30)
         if "exporter" in which:
@@ -526,7 +537,7 @@ def print_table(results: dict[str, SideResult], ratios: dict[str, float | None],
         if ratio is None:
             continue
         verdict = "MET" if ratio <= goal else "NOT MET"
-        label = "sitivmon" if name == "sitivmon" else f"{name} (attribution)"
+        label = {"sitivmon": "sitivmon", "sitivmon-base": "sitivmon-base (before)"}.get(name, f"{name} (attribution)")
         print(f"ratio {label}/exporter CPU per varbind: {ratio:.3f}  (goal <= {goal}: {verdict})")
     for r in results.values():
         for note in dict.fromkeys(r.notes):
@@ -576,6 +587,9 @@ def main(argv: list[str] | None = None) -> int:
         default="sitivmon",
         help="comma-separated daemons: " + ", ".join(SITIVMON_VARIANTS) + " (see bench/README.md)",
     )
+    p.add_argument(
+        "--base", type=Path, default=None, help="checkout of the 'before' code, for the sitivmon-base variant"
+    )
     p.add_argument("--goal", type=float, default=0.5, help="target ratio sitivmon/exporter (default 0.5)")
     p.add_argument("--py-spy", default=None, help="path of py-spy: sample the daemon(s) during the first window")
     p.add_argument("--output", type=Path, default=None, help="JSON result (default bench/results/poll_bench-*.json)")
@@ -592,6 +606,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in variants if v not in SITIVMON_VARIANTS]
+    if "sitivmon-base" in variants and (args.base is None or not (args.base / "sitivmon").is_dir()):
+        print("poll_bench: the sitivmon-base variant needs --base <checkout with a sitivmon/ package>", file=sys.stderr)
+        return 2
     if unknown or not variants:
         print(f"poll_bench: --variants: unknown {unknown} (known: {', '.join(SITIVMON_VARIANTS)})", file=sys.stderr)
         return 2

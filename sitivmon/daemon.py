@@ -105,7 +105,8 @@ class Daemon:
             log.info("restored %d counter baselines from %s: the first polls count the downtime", seeded, store.path)
         self.monitor.usage = self.usage
         self.live = UsageLiveCollector(
-            store.path, config.communes, config.timezone, link_keys(config), refresh_s=config.usage.live_refresh_s
+            store.path, config.communes, config.timezone, link_keys(config), refresh_s=config.usage.live_refresh_s,
+            background=True,
         )
         self.registry.register(self.live)
         if config.mqtt.enabled:

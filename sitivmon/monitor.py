@@ -18,7 +18,7 @@ from sitivmon.config.model import SitivmonConfig, Target
 from sitivmon.datacenter.ifalias import links_from_aliases
 from sitivmon.engine.poll import TargetPoll
 from sitivmon.links.interfaces import STATUS_UP, InterfaceIndex, InterfaceRow, ResolveError, interface_rows
-from sitivmon.links.state import LinkRuntime, apply_row, decode_baseline, link_origin
+from sitivmon.links.state import LinkRuntime, apply_row, decode_baseline, link_origin, origin_of
 from sitivmon.readings import (
     Anomaly,
     CounterInterval,
@@ -127,6 +127,7 @@ class Monitor:
         self.events = events
         self.handlers = list(handlers)
         self.links: dict[str, LinkRuntime] = {}
+        self._by_target: dict[str, list[LinkRuntime]] | None = None  # links_of's index, rebuilt lazily
         self.targets: dict[str, TargetStatus] = {}
         self.traps_applied = 0
         self.config = config
@@ -156,6 +157,7 @@ class Monitor:
                     rt.if_index = None
                 rt.link = link
             self.links[link.id] = rt
+        self._by_target = None
         old_targets = self.targets
         self.targets = {}
         for target in config.targets:
@@ -194,7 +196,15 @@ class Monitor:
         return seeded
 
     def links_of(self, target: str) -> list[LinkRuntime]:
-        return [rt for rt in self.links.values() if rt.link.target == target]
+        """The target's links, from an index kept until the links change (scanning every link for each
+        poll costs O(links x targets) per interval: a millisecond per poll at 20,000 links)."""
+        by = self._by_target
+        if by is None:
+            by = {}
+            for rt in self.links.values():
+                by.setdefault(rt.link.target, []).append(rt)
+            self._by_target = by
+        return list(by.get(target, ()))
 
     def on_poll(self, target: Target, poll: TargetPoll) -> None:
         status = self.targets.get(target.name)
@@ -254,7 +264,7 @@ class Monitor:
                 published = (rt.admin_up, rt.interface)
                 outcome = apply_row(
                     rt, row, at=poll.at, uptime_ticks=uptime_ticks, interval_s=status.interval_s,
-                    target=target.name, origin=link_origin(target.address, rt.link),
+                    target=target.name, origin=origin_of(rt, target.address),
                 )
                 self._emit(outcome.event)
                 if outcome.event is None and (rt.admin_up, rt.interface) != published:
@@ -306,13 +316,17 @@ class Monitor:
             rt = self.links.get(link_id)
             if rt is None:
                 self.links[link_id] = LinkRuntime(link, discovered=True)
+                self._by_target = None
                 log.info("link %s discovered from ifAlias on %s (commune %s)", link_id, target.name, link.commune)
             elif rt.discovered:
+                if rt.link.target != link.target:
+                    self._by_target = None
                 rt.link = link
         for link_id, rt in list(self.links.items()):
             if rt.discovered and rt.link.target == target.name and link_id not in found:
                 log.info("link %s no longer announced by ifAlias on %s", link_id, target.name)
                 del self.links[link_id]
+                self._by_target = None
 
     def targets_at(self, source: str) -> list[Target]:
         """The targets whose address is the trap's source, compared as IP addresses (an IPv6 written

@@ -36,6 +36,7 @@ _NUCAST_HC = {
     "out": ("ifHCOutMulticastPkts", "ifHCOutBroadcastPkts"),
 }
 _NUCAST_32 = {"in": "ifInNUcastPkts", "out": "ifOutNUcastPkts"}
+_NUCAST = tuple((d, _NUCAST_HC[d], _NUCAST_32[d]) for d in ("in", "out"))
 
 # Commune-oriented series -> raw counters summed, for side=commune. side=core swaps in and out.
 SERIES: dict[str, tuple[str, ...]] = {
@@ -168,28 +169,41 @@ def interface_indexes(tables: Tables) -> set[str]:
     return {i for i in indexes if i.isdigit()}
 
 
+_EMPTY: Mapping[str, Value] = {}
+_LIMIT = {32: 1 << 32, 64: 1 << 64}
+
+
+def _counter_of(tables: Tables, column: str, idx: str, bits: int) -> int | None:
+    """`_counter` of one cell; the plain int that agents serve takes the short way (once per counter
+    per linked interface per poll)."""
+    value = tables.get(column, _EMPTY).get(idx)
+    if type(value) is int:
+        return value if 0 <= value < _LIMIT[bits] else None
+    return _counter(value, bits)
+
+
 def interface_row(tables: Tables, idx: str) -> InterfaceRow:
     """The row of one interface (`idx` is the walked index suffix, e.g. "3")."""
 
     def get(col: str) -> Value:
-        return tables.get(col, {}).get(idx)
+        return tables.get(col, _EMPTY).get(idx)
 
     counters: dict[str, RawCounter] = {}
     for raw, hc, low in _COUNTER_SOURCES:
-        hc_value = _counter(get(hc), 64) if hc else None
+        hc_value = _counter_of(tables, hc, idx, 64) if hc else None
         if hc_value is not None:
             counters[raw] = RawCounter(hc_value, 64)
         else:
-            low_value = _counter(get(low), 32)
+            low_value = _counter_of(tables, low, idx, 32)
             if low_value is not None:
                 counters[raw] = RawCounter(low_value, 32)
-    for direction in ("in", "out"):
-        mc, bc = (_counter(get(c), 64) for c in _NUCAST_HC[direction])
+    for direction, (mc_col, bc_col), nu_col in _NUCAST:
+        mc, bc = _counter_of(tables, mc_col, idx, 64), _counter_of(tables, bc_col, idx, 64)
         if mc is not None and bc is not None:
             counters[f"{direction}_mcast"] = RawCounter(mc, 64)
             counters[f"{direction}_bcast"] = RawCounter(bc, 64)
         else:
-            nu = _counter(get(_NUCAST_32[direction]), 32)
+            nu = _counter_of(tables, nu_col, idx, 32)
             if nu is not None:
                 counters[f"{direction}_nucast"] = RawCounter(nu, 32)
     speed = port_speed(get("ifSpeed"), get("ifHighSpeed"), f"ifIndex {idx}")
@@ -282,14 +296,28 @@ class InterfaceIndex:
         return self.row(found[0])
 
 
+def _swap(raws: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(r.replace("in_", "\0").replace("out_", "in_").replace("\0", "out_") for r in raws)
+
+
+_ORIENTED: dict[Side, tuple[tuple[str, tuple[str, ...]], ...]] = {
+    Side.COMMUNE: tuple(SERIES.items()),
+    Side.CORE: tuple((series, _swap(raws)) for series, raws in SERIES.items()),
+}
+
+
 def oriented_series(raw_deltas: Mapping[str, int], side: Side) -> dict[str, int]:
     """Sum raw counter deltas into the commune's receive/transmit series, swapping for side=core."""
+    get = raw_deltas.get
     out: dict[str, int] = {}
-    for series, raws in SERIES.items():
-        source = raws
-        if side is Side.CORE:
-            source = tuple(r.replace("in_", "\0").replace("out_", "in_").replace("\0", "out_") for r in raws)
-        out[series] = sum(raw_deltas.get(r, 0) for r in source)
+    for series, source in _ORIENTED[side]:
+        if len(source) == 1:
+            out[series] = get(source[0], 0)
+        else:
+            total = 0
+            for r in source:
+                total += get(r, 0)
+            out[series] = total
     return out
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii
 
 from sitivmon.config.model import Link, Side
 from sitivmon.links.interfaces import SERIES, STATUS_UP, InterfaceRow, capacities, oriented_series
@@ -41,6 +42,8 @@ class LinkRuntime:
     discontinuities: int = 0
     resolve_error: str | None = None
     discovered: bool = False  # announced by ifAlias rather than written in the config
+    # Derived from (link, address) once rather than on every poll; rebuilt when either changes.
+    derived: _Derived | None = None
 
     @property
     def capacity_bytes_per_s(self) -> int | None:
@@ -74,6 +77,39 @@ class LinkRuntime:
 
 
 @dataclass(frozen=True, slots=True)
+class _Derived:
+    """What every poll of a link reuses, derived once from its config (and target address): its
+    origin and its usage keys (an interned key also hashes and compares faster in the recorder)."""
+
+    link: Link
+    address: str | None
+    origin: str
+    keys: tuple[tuple[str, str, UsageKey], ...]  # (series, raw counter, key) per byte direction
+    up: UsageKey
+
+
+def _derived(rt: LinkRuntime, address: str | None) -> _Derived:
+    """`rt.derived`, rebuilt when the link's config or its target's address changed (or when the
+    address is not known here: `None` keeps the last one)."""
+    d = rt.derived
+    if d is not None and d.link is rt.link and (address is None or d.address == address):
+        return d
+    link = rt.link
+    keys = tuple(
+        (name, _OTHER_SIDE[raw] if link.side is Side.CORE else raw, UsageKey(link.commune, link.id, quantity))
+        for name, raw, quantity in _USAGE
+    )
+    origin = link_origin(address, link) if address is not None else ""
+    d = rt.derived = _Derived(link, address, origin, keys, UsageKey(link.commune, link.id, Quantity.LINK_UP))
+    return d
+
+
+def origin_of(rt: LinkRuntime, address: str) -> str:
+    """`link_origin(address, rt.link)`, computed once per link config and address."""
+    return _derived(rt, address).origin
+
+
+@dataclass(frozen=True, slots=True)
 class LinkPollOutcome:
     event: LinkStateEvent | None
     counters: tuple[CounterInterval, ...]
@@ -89,6 +125,9 @@ def link_origin(address: str, link: Link) -> str:
 
 
 def encode_baseline(origin: str, if_index: int, snap: CounterSnapshot) -> str:
+    if type(if_index) is int and type(origin) is str:  # every link, every poll: no json.dumps, same text
+        quoted, snapshot = encode_basestring_ascii(origin), encode_basestring_ascii(snap.to_json())
+        return f'{{"origin":{quoted},"if_index":{int.__repr__(if_index)},"snapshot":{snapshot}}}'
     return json.dumps({"origin": origin, "if_index": if_index, "snapshot": snap.to_json()}, separators=(",", ":"))
 
 
@@ -135,24 +174,20 @@ def apply_row(
     deltas = outcome.deltas
     anomalies = tuple(Anomaly(a.reason, f"{rt.link.id} {a.subject}", a.detail) for a in outcome.anomalies)
     counters: tuple[CounterInterval, ...] = ()
-    flags: frozenset[Flag] = frozenset()
+    flags: frozenset[Flag] = _NO_FLAGS
+    derived = _derived(rt, None)
     if deltas is not None:
         flags = deltas.flags
         series = oriented_series(deltas.values, rt.link.side)
+        totals = rt.totals
         for name, value in series.items():
-            rt.totals[name] += value
-        if flags & {Flag.RESET, Flag.CLAMP}:
+            totals[name] += value
+        if flags and not flags.isdisjoint(_DISCONTINUITY):
             rt.discontinuities += 1
-        counters = _usage_counters(rt.link, deltas, series)
+        counters = _usage_counters(derived, deltas, series)
     gauges: tuple[GaugeReading, ...] = ()
     if new_state is not LinkState.UNKNOWN:
-        gauges = (
-            GaugeReading(
-                UsageKey(rt.link.commune, rt.link.id, Quantity.LINK_UP),
-                at,
-                1.0 if new_state is LinkState.UP else 0.0,
-            ),
-        )
+        gauges = (GaugeReading(derived.up, at, 1.0 if new_state is LinkState.UP else 0.0),)
     return LinkPollOutcome(event, counters, gauges, encode_baseline(origin, row.index, rt.snapshot), flags, anomalies)
 
 
@@ -160,17 +195,20 @@ _USAGE = (("receive_bytes", "in_octets", Quantity.TRAFFIC_IN), ("transmit_bytes"
 _OTHER_SIDE = {"in_octets": "out_octets", "out_octets": "in_octets"}
 
 
-def _usage_counters(link: Link, deltas: Deltas, series: dict[str, int]) -> tuple[CounterInterval, ...]:
+_NO_FLAGS: frozenset[Flag] = frozenset()
+_DISCONTINUITY = frozenset({Flag.RESET, Flag.CLAMP})
+
+
+def _usage_counters(derived: _Derived, deltas: Deltas, series: dict[str, int]) -> tuple[CounterInterval, ...]:
     """One interval per byte series, with its own counter's flags and start. A counter the reading
     lacked has no interval (that time is unobserved); its bytes come with its return, over the
     longer interval."""
     out: list[CounterInterval] = []
-    for name, raw, quantity in _USAGE:
-        if link.side is Side.CORE:
-            raw = _OTHER_SIDE[raw]
-        if raw not in deltas.values:
+    values, since, counter_flags = deltas.values, deltas.since, deltas.counter_flags
+    for name, raw, key in derived.keys:
+        if raw not in values:
             continue
-        start = deltas.since.get(raw, deltas.start)
-        flags = deltas.counter_flags.get(raw, deltas.flags)
-        out.append(CounterInterval(UsageKey(link.commune, link.id, quantity), start, deltas.end, series[name], flags))
+        start = since.get(raw, deltas.start) if since else deltas.start
+        flags = counter_flags.get(raw, deltas.flags)
+        out.append(CounterInterval(key, start, deltas.end, series[name], flags))
     return tuple(out)

@@ -100,7 +100,14 @@ class CounterSnapshot:
         return None if self.uptime_ticks is None else self.at - self.uptime_ticks / 100.0
 
     def to_json(self) -> str:
-        """The format of earlier versions, plus optional parts that those never wrote."""
+        """The format of earlier versions, plus optional parts that those never wrote.
+
+        Written for every link on every poll, so the usual snapshot (plain numbers, plain counter
+        names) is formatted directly, byte for byte as `json.dumps(..., sort_keys=True)` would.
+        """
+        fast = _fast_json(self)
+        if fast is not None:
+            return fast
         doc: dict[str, object] = {
             "at": self.at,
             "up": self.uptime_ticks,
@@ -135,6 +142,59 @@ class CounterSnapshot:
             counters=counters,
             wrap32=frozenset(str(n) for n in d.get("w32", ()) if str(n) in counters),
         )
+
+
+def _json_num(value: object) -> str | None:
+    """A plain int or finite float as json.dumps writes it; None for anything else."""
+    if type(value) is int:
+        return int.__repr__(value)
+    if type(value) is float and math.isfinite(value):
+        return float.__repr__(value)
+    return None
+
+
+_PLAIN: set[str] = set()  # counter names already checked: a handful in practice, bounded anyway
+
+
+def _plain_name(name: object) -> bool:
+    """A name json.dumps writes as itself between quotes."""
+    if name in _PLAIN:
+        return True
+    if type(name) is str and name.isascii() and name.isidentifier():
+        if len(_PLAIN) < 1024:
+            _PLAIN.add(name)
+        return True
+    return False
+
+
+def _fast_json(snap: CounterSnapshot) -> str | None:
+    """`to_json` without the json module for the usual snapshot, or None to take the general path."""
+    at = _json_num(snap.at)
+    if at is None:
+        return None
+    up = "null" if snap.uptime_ticks is None else _json_num(snap.uptime_ticks)
+    disc = "null" if snap.discontinuity_ticks is None else _json_num(snap.discontinuity_ticks)
+    if up is None or disc is None:
+        return None
+    parts: list[str] = []
+    for name in sorted(snap.counters):
+        raw = snap.counters[name]
+        if not _plain_name(name) or type(raw.value) is not int or type(raw.bits) is not int:
+            return None
+        if raw.held_s is None:
+            parts.append(f'"{name}":[{int.__repr__(raw.value)},{int.__repr__(raw.bits)}]')
+        else:
+            held = _json_num(raw.held_s)
+            if held is None:
+                return None
+            parts.append(f'"{name}":[{int.__repr__(raw.value)},{int.__repr__(raw.bits)},{held}]')
+    text = f'{{"at":{at},"c":{{{",".join(parts)}}},"disc":{disc},"up":{up}'
+    if snap.wrap32:
+        names = sorted(snap.wrap32)
+        if not all(_plain_name(n) for n in names):
+            return None
+        text += ',"w32":[' + ",".join(f'"{n}"' for n in names) + "]"
+    return text + "}"
 
 
 def _opt(held_s: float | None) -> list[float]:
@@ -307,6 +367,7 @@ def step(
     kept: dict[str, RawCounter] = {}
     wrap32 = set(prev.wrap32)
     earlier = prev.counters
+    slack = span * 1.05 + 1.0  # max_plausible's, hoisted out of the loop: the fold runs for every link
     for name, now in present.items():
         kept[name] = now
         before = earlier.get(name)
@@ -316,19 +377,21 @@ def step(
             continue
         flags = common
         own_span = span
+        own_slack = slack
         if before.held_s is not None:
             since[name] = prev.at - before.held_s
             own_span = span + before.held_s
+            own_slack = own_span * 1.05 + 1.0
             flags = flags | _GAP
         cap = caps.get(name)
-        limit = max_plausible(cap or MAX_BYTES_PER_S, own_span)
+        limit = int((cap or MAX_BYTES_PER_S) * own_slack)  # = max_plausible(cap or MAX_BYTES_PER_S, own_span)
         if limit > MAX_DELTA:
             limit = MAX_DELTA
         if (
             before.value <= now.value
             and now.bits == before.bits
             and not reboot
-            and name not in wrap32
+            and (not wrap32 or name not in wrap32)
             and (now.bits == 64 or limit < WRAP32 or name not in caps)
         ):
             delta = now.value - before.value  # the common case, inline: the fold runs for every link

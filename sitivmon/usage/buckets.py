@@ -172,7 +172,14 @@ def _enc(vals: list[int], written: bytes | None = None) -> bytes:
         return b"=" + first.to_bytes(8, "little", signed=True)
     if written is not None:
         c = max(vals)
-        if c <= _INT64_MAX and bytes(1 if v else 0 for v in vals) == written and vals.count(c) == written.count(1):
+        n = written.count(1)
+        # Counts first (C-level, and they fail at once for a varying column), then the positions.
+        if (
+            c <= _INT64_MAX
+            and vals.count(c) == n
+            and (c == 0 or vals.count(0) == len(vals) - n)
+            and bytes(map(bool, vals)) == written
+        ):
             return b"~" + c.to_bytes(8, "little", signed=True)
     lo, hi = min(vals), max(vals)
     tc = "q"
@@ -204,6 +211,19 @@ def _dec(blob: bytes, pos: int) -> tuple[Col, int, bool]:
 
 
 _FORMAT = 1
+# Item type of a fresh column written slot by slot: received and expected fit 32 bits in practice,
+# flags a byte; values (bytes) need 64. A value past its array's size turns the column into a list.
+_SLOT_TYPE = ("Q", "I", "I", "B")
+_SLOT_MAX = (2**64 - 1, 2**32 - 1, 2**32 - 1, 255)
+_TO_BIT = bytes([0] + [1] * 255)  # bytes.translate table: a written slot's flags byte -> 1, unwritten -> 0
+
+
+def _written_bits(flags: list[int]) -> bytes:
+    """1 per written slot (flags not 0), 0 elsewhere; by bytes.translate, each slot once per chunk write."""
+    try:
+        return bytes(flags).translate(_TO_BIT)
+    except ValueError:  # flags beyond a byte (not written by this code): the general way
+        return bytes(1 if f else 0 for f in flags)
 
 
 class Chunk:
@@ -235,14 +255,14 @@ class Chunk:
 
     def encode(self) -> bytes:
         flags = self._list(3)
-        written = bytes(1 if f else 0 for f in flags)
+        written = _written_bits(flags)
         return bytes([_FORMAT]) + b"".join(_enc(self._list(i), written) for i in range(3)) + _enc(flags)
 
     def _list(self, i: int) -> list[int]:
         c = self.cols[i]
         if i in self.masked:
             assert isinstance(c, int)
-            lst = [c if w else 0 for w in self._written()]
+            lst = list(map(c.__mul__, self._written().translate(_TO_BIT)))
             self.masked.discard(i)
         elif isinstance(c, int):
             lst = [c] * SLOTS
@@ -254,12 +274,31 @@ class Chunk:
         return lst
 
     def merge(self, slot: int, value: int, received_milli: int, expected: int, flags: int) -> None:
-        """Add a bucket into `slot` (additive, so a correction to a closed bucket counts once)."""
-        v, r, e, f = (self._list(i) for i in range(4))
-        v[slot] += value
-        r[slot] += received_milli
-        e[slot] = max(e[slot], expected)
-        f[slot] |= flags | PRESENT
+        """Add a bucket into `slot` (additive, so a correction to a closed bucket counts once).
+
+        A decoded column stays an array and is written in place (the month-to-date refresh overlays
+        every series' open buckets on its week: turning four columns of 2,016 slots into lists each
+        time was most of the read); it becomes a list only when the value outgrows the array.
+        """
+        v, r, e, f = (self._slot_col(i) for i in range(4))
+        new = (v[slot] + value, r[slot] + received_milli, max(e[slot], expected), f[slot] | flags | PRESENT)
+        for i, (col, x) in enumerate(zip((v, r, e, f), new, strict=True)):
+            try:
+                col[slot] = x
+            except OverflowError:  # past the array's item size: the array is left as it was
+                self._list(i)[slot] = x
+
+    def _slot_col(self, i: int) -> list[int] | array[int]:
+        c = self.cols[i]
+        if i not in self.masked:
+            if isinstance(c, array):
+                return c
+            if isinstance(c, int) and 0 <= c <= _SLOT_MAX[i]:
+                # A fresh column as a compact array (a list of 2,016 slots is 16 KiB per column; the
+                # refresh overlays open buckets on a fresh chunk for every series of the current week)
+                arr = self.cols[i] = array(_SLOT_TYPE[i], [c]) * SLOTS
+                return arr
+        return self._list(i)
 
     def slice(self, a: int, b: int) -> tuple[Col, Col, Col, Col]:
         """Columns over slots [a, b); a column constant over the slice becomes an int again."""

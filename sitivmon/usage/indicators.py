@@ -142,7 +142,8 @@ def _count_pairs(pairs: Counter[tuple[int, int]], r: Col, e: Col, length: int) -
         pairs[(rv, ec)] += count
 
 
-_NOT_PLAIN = re.compile(rb"[^\x80]")
+_NOT_PLAIN = re.compile(rb"[^\x00\x80]")  # written slots with a flag (unwritten ones go by runs)
+_UNWRITTEN = re.compile(rb"\x00+")
 
 
 def scan_series(sm: SeriesMonth) -> SeriesScan:
@@ -184,10 +185,19 @@ def scan_series(sm: SeriesMonth) -> SeriesScan:
             special: Iterable[int] = [m.start() for m in _NOT_PLAIN.finditer(fbytes)]
             if isinstance(r, int):
                 if r <= 0:
-                    special = range(length)
+                    special = [i for i in range(length) if fbytes[i]]
             elif r.count(0) > fbytes.count(0):  # some written slot has no sample
-                special = sorted(set(special) | {i for i, x in enumerate(r) if x <= 0})
-            for i in special:
+                special = sorted(set(special) | {i for i, x in enumerate(r) if x <= 0 and fbytes[i]})
+            # An unwritten slot is only a "missing" gap: a run of them is one gap, not one per slot (a
+            # week written for a few hours has ~2,000 of them, per series, at every refresh).
+            unwritten = [(m.start(), m.end()) for m in _UNWRITTEN.finditer(fbytes)]
+            events: Iterable[tuple[int, int]] = (
+                sorted([*unwritten, *((i, -1) for i in special)]) if unwritten else ((i, -1) for i in special)
+            )
+            for i, run_end in events:
+                if run_end >= 0:
+                    add_gap(off + i, off + run_end, ("missing",))
+                    continue
                 fb = fbytes[i]
                 rb = r if isinstance(r, int) else r[i]
                 reasons = _reasons(fb, rb)
@@ -322,12 +332,21 @@ def scan_gauge(sm: SeriesMonth, held: Held | None = None) -> GaugeScan:
                 down += length
             pos = off + length
             continue
-        for i, (vb, rb, eb, fb) in enumerate(
-            zip(_it(v, length), _it(r, length), _it(e, length), _it(f, length), strict=True)
-        ):
+        vs, rs, es, fs = list(_it(v, length)), list(_it(r, length)), list(_it(e, length)), list(_it(f, length))
+        i = -1
+        while i + 1 < length:
+            i += 1
+            vb, rb, eb, fb = vs[i], rs[i], es[i], fs[i]
             n = rb // 1000
             if n <= 0:
-                drain(off + i, off + i + 1, "no_sample" if fb & PRESENT else "missing")
+                # A run of buckets without readings (and the same reason) is drained at once, as one
+                # call per bucket would: a week written for a few hours has ~2,000 of them per series.
+                present = fb & PRESENT
+                j = i + 1
+                while j < length and rs[j] < 1000 and fs[j] & PRESENT == present:
+                    j += 1
+                drain(off + i, off + j, "no_sample" if present else "missing")
+                i = j - 1
                 continue
             hold = poll_interval_ns(eb)
             total = h.carry_ns + n * hold

@@ -42,7 +42,13 @@ class UsageLiveCollector(Collector):
         *,
         refresh_s: float = 60.0,
         clock: Callable[[], float] = time.time,
+        background: bool = False,
     ) -> None:
+        """`background`: a scrape never waits for a refresh; it serves the figures it has (none until
+        the first refresh ends) and starts a refresh in a thread of its own when they are stale. The
+        daemon uses it: a refresh reads every series of the month (seconds at thousands of links),
+        which must not hold up /metrics. Without it, or with `refresh_s` 0 (figures computed for every
+        scrape, as tests ask), a scrape refreshes stale figures itself."""
         self.db_path = Path(db_path)
         self.communes = list(communes)
         self.timezone = timezone
@@ -53,6 +59,9 @@ class UsageLiveCollector(Collector):
         self._families: list[Metric] = []
         self._at: float | None = None
         self._seen_store = False  # a store existed once: its disappearance is not "no usage"
+        self.background = background
+        self._thread: threading.Thread | None = None
+        self._generation = 0  # bumped by follow(): a refresh started before it does not count
 
     def describe(self) -> Iterable[Metric]:
         """Names only, so that registering does not touch the database."""
@@ -67,6 +76,7 @@ class UsageLiveCollector(Collector):
         with self._lock:
             self.communes, self.timezone, self.links = list(communes), timezone, list(links)
             self._at = None
+            self._generation += 1
 
     def refresh(self) -> None:
         now = self._clock()
@@ -105,13 +115,41 @@ class UsageLiveCollector(Collector):
         self._families = [value, cov, stamp]
         self._at = now
 
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for a background refresh under way; True when none is running any more."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
+
+    def _refresh_in_background(self) -> None:
+        generation = self._generation
+        try:
+            self.refresh()
+        except Exception as exc:  # sqlite3.Error and anything else: keep the figures, retry next period
+            with self._lock:
+                self._at = self._clock()
+            log.warning("usage month-to-date refresh failed: %s", exc)
+        with self._lock:
+            if generation != self._generation:
+                self._at = None  # the configuration changed meanwhile: refresh again at the next scrape
+
     def collect(self) -> Iterator[Metric]:
         with self._lock:
-            if self._at is None or self._clock() - self._at >= self.refresh_s:
+            families = list(self._families)  # what a background scrape serves, whatever the refresh does
+            stale = self._at is None or self._clock() - self._at >= self.refresh_s
+            if stale and self.background and self.refresh_s > 0:  # 0: fresh figures on every scrape
+                if self._thread is None or not self._thread.is_alive():
+                    self._thread = threading.Thread(
+                        target=self._refresh_in_background, name="usage-live-refresh", daemon=True
+                    )
+                    self._thread.start()
+            elif stale:
                 try:
                     self.refresh()
                 except sqlite3.Error as exc:  # keep serving the previous figures, retry next period
                     self._at = self._clock()
                     log.warning("usage month-to-date refresh failed: %s", exc)
-            families = list(self._families)
+                families = list(self._families)
         yield from families

@@ -37,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from types import TracebackType
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from sitivmon.aio import wait_event
 from sitivmon.readings import Anomaly, CounterInterval, Flag, GaugeReading, PollBatch, UsageKey
@@ -321,6 +321,12 @@ class UsageRecorder:
             "Unix time of the last committed flush",
             registry=registry,
         )
+        self.flush_seconds = Histogram(
+            "sitivmon_usage_flush_seconds",
+            "Wall time of committed flushes (snapshot and write, in the worker thread): what a flush costs",
+            buckets=(0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60),
+            registry=registry,
+        )
         self.store_up = Gauge(
             "sitivmon_usage_store_up",
             "1 when the usage store is open and its last flush succeeded, 0 while it cannot be opened or written",
@@ -494,6 +500,7 @@ class UsageRecorder:
                 log.warning("usage store %s is open: writing what was kept meanwhile", self.store.path)
             if not self._acc.dirty and not self._reconnect:
                 return True
+            started = time.perf_counter()
             closed, open_b, baselines, batches = self._acc.snapshot()
             self._inflight = batches
             try:
@@ -514,6 +521,7 @@ class UsageRecorder:
             self._retry_at = 0.0
             self.store_up.set(1)
             self.last_write.set(self._clock())
+            self.flush_seconds.observe(time.perf_counter() - started)
             return True
 
     def _drain(self) -> None:

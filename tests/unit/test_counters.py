@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 
 import pytest
@@ -693,3 +694,29 @@ def test_known_counter32_column_after_an_absurd_baseline_is_a_reset_not_a_negati
     base = CounterSnapshot(T0, UP0, None, {"in_octets": RawCounter(2**62 + 5, 64)}, frozenset({"in_octets"}))
     out = step(base, snap(*after(60), 1000), interval_s=60, capacity_bytes_per_s={"in_octets": MBIT100})
     assert out.deltas is not None and out.deltas.values == {"in_octets": 0} and out.deltas.flags == {Flag.RESET}
+
+
+# The baseline is formatted for every link on every poll without the json module; it must stay the
+# very text json.dumps(..., sort_keys=True) writes (earlier versions read it, and tests compare it).
+_JSON_CASES = [
+    CounterSnapshot(T0, UP0, None, {"in_octets": RawCounter(5, 64), "out_octets": RawCounter(WRAP32 - 1, 32)}),
+    CounterSnapshot(T0 + 0.1, None, 17, {"b": RawCounter(1, 64, 12.5), "a": RawCounter(0, 32, 0.0)}),
+    CounterSnapshot(1e16, 2**31, 0, {"x": RawCounter(2**64 - 2, 64)}, frozenset({"x"})),
+    CounterSnapshot(T0, UP0, None, {}),
+    CounterSnapshot(T0, UP0, None, {'we"ird\u00e9': RawCounter(1, 64)}),  # general path
+    CounterSnapshot(int(T0), True, None, {"a": RawCounter(1, 64)}),  # not plain numbers: general path
+    CounterSnapshot(float("inf"), None, None, {"a": RawCounter(1, 64, float("nan"))}),
+]
+
+
+@pytest.mark.parametrize("snapshot", _JSON_CASES)
+def test_snapshot_json_text_is_json_dumps(snapshot: CounterSnapshot) -> None:
+    doc = {
+        "at": snapshot.at,
+        "up": snapshot.uptime_ticks,
+        "disc": snapshot.discontinuity_ticks,
+        "c": {k: [v.value, v.bits, *([] if v.held_s is None else [v.held_s])] for k, v in snapshot.counters.items()},
+    }
+    if snapshot.wrap32:
+        doc["w32"] = sorted(snapshot.wrap32)
+    assert snapshot.to_json() == json.dumps(doc, separators=(",", ":"), sort_keys=True)

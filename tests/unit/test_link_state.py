@@ -200,3 +200,59 @@ def test_unreadable_baselines_raise_only_what_the_monitor_catches() -> None:
     for text in ("[]", '{"origin": "a", "snapshot": "[]"}', '{"origin": "a", "snapshot": "{\\"c\\": 5}"}', "{}"):
         with pytest.raises((ValueError, KeyError, TypeError)):
             decode_baseline(text)
+
+
+@pytest.mark.parametrize("origin", ["192.0.2.1:161|name=xe0", 'h\u00f4te|alias="Vénissieux" \\ 1G', ""])
+def test_baseline_text_is_json_dumps(origin: str) -> None:
+    """The baseline is formatted without json.dumps on every poll: still the text it would write."""
+    import json
+
+    from sitivmon.links.state import encode_baseline
+    from sitivmon.normalize.counters import CounterSnapshot, RawCounter
+
+    snap = CounterSnapshot(T0, UP0, None, {"in_octets": RawCounter(7, 64)})
+    expected = json.dumps({"origin": origin, "if_index": 3, "snapshot": snap.to_json()}, separators=(",", ":"))
+    assert encode_baseline(origin, 3, snap) == expected
+    assert decode_baseline(expected) == (origin, 3, snap)
+
+
+def test_usage_keys_follow_a_reloaded_link() -> None:
+    """Keys are derived once per link config: a reload that moves the link to another commune or side
+    must be followed at once."""
+    rt = LinkRuntime(link())
+    fold(rt, row(3, 1000, 2000), 0)
+    out = fold(rt, row(3, 1500, 2600), 60)
+    assert {(c.key.commune, c.key.quantity, c.delta) for c in out.counters} == {
+        ("givors", Quantity.TRAFFIC_IN, 500), ("givors", Quantity.TRAFFIC_OUT, 600),
+    }  # fmt: skip
+    rt.link = link(commune="grigny", side="core")
+    out = fold(rt, row(3, 1600, 2900), 120)
+    assert {(c.key.commune, c.key.quantity, c.delta) for c in out.counters} == {
+        ("grigny", Quantity.TRAFFIC_IN, 300), ("grigny", Quantity.TRAFFIC_OUT, 100),
+    }  # fmt: skip
+    assert [g.key.commune for g in out.gauges] == ["grigny"]
+
+
+def test_links_of_follows_reloads_that_move_links() -> None:
+    """The monitor indexes links by target; a reload that moves, adds or removes links is followed."""
+    from sitivmon.config.loader import parse_config
+    from sitivmon.monitor import Monitor
+
+    def cfg(links: str) -> Any:
+        return parse_config(
+            'communes:\n  - {id: givors, name: Givors, insee: "69091"}\n'
+            "credentials:\n  v2: {version: 2c, community: public}\n"
+            "targets:\n  - {name: sw1, address: 192.0.2.1, credentials: v2}\n"
+            "  - {name: sw2, address: 192.0.2.2, credentials: v2}\n"
+            "links:\n" + links
+        )
+
+    a = "  - {id: a, commune: givors, target: sw1, interface: {name: eth1}}\n"
+    b = "  - {id: b, commune: givors, target: sw1, interface: {name: eth2}}\n"
+    monitor = Monitor(cfg(a + b))
+    assert [rt.link.id for rt in monitor.links_of("sw1")] == ["a", "b"]
+    monitor.reconfigure(cfg(a + b.replace("sw1", "sw2") + a.replace("id: a", "id: c")))
+    assert [rt.link.id for rt in monitor.links_of("sw1")] == ["a", "c"]
+    assert [rt.link.id for rt in monitor.links_of("sw2")] == ["b"]
+    monitor.reconfigure(cfg(a))
+    assert [rt.link.id for rt in monitor.links_of("sw1")] == ["a"] and monitor.links_of("sw2") == []

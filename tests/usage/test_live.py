@@ -87,3 +87,29 @@ def test_deleted_store_keeps_the_last_figures_instead_of_zeros(tmp_path: Path) -
         p.unlink()
     now[0] += 120
     assert reg.get_sample_value("sitivmon_usage_month_to_date", labels) == value
+
+
+def test_background_refresh_never_holds_up_a_scrape(tmp_path: Path) -> None:
+    """The daemon's collector serves the figures it has and refreshes stale ones in its own thread, so
+    a refresh (seconds at thousands of links) never holds up /metrics."""
+    path = tmp_path / "usage.sqlite3"
+    now = [float(M.start + 2 * 86400)]
+    with UsageStore(path) as s:
+        record(s, poll_link("venissieux", "l1", M.start + 17, now[0] - 1, 300, lambda t: int(t * 10)))
+    reg = CollectorRegistry()
+    col = UsageLiveCollector(
+        path, communes(), "Europe/Paris", link_keys("venissieux", "l1"), refresh_s=60, clock=lambda: now[0],
+        background=True,
+    )  # fmt: skip
+    reg.register(col)
+    labels = {"commune": "venissieux", "indicator": "traffic_volume", "direction": "in", "unit": "bytes"}
+    assert reg.get_sample_value("sitivmon_usage_month_to_date", labels) is None  # first refresh under way
+    assert col.wait(30)
+    value = reg.get_sample_value("sitivmon_usage_month_to_date", labels)
+    assert value is not None and value > 0
+    with UsageStore(path) as s:
+        record(s, poll_link("venissieux", "l1", now[0] - 1, now[0] + 599, 300, lambda t: int(t * 10)))
+    now[0] += 700
+    assert reg.get_sample_value("sitivmon_usage_month_to_date", labels) == value  # served, refresh started
+    assert col.wait(30)
+    assert reg.get_sample_value("sitivmon_usage_month_to_date", labels) > value

@@ -50,6 +50,9 @@ async def test_batches_are_committed_with_their_baselines(tmp_path: Path) -> Non
         assert await rec.flush()
         assert sample(reg, "sitivmon_usage_pending_batches") == 0
         assert sample(reg, "sitivmon_usage_last_write_timestamp_seconds") > time.time() - 60
+        # each committed flush is timed (bench/capacity_bench.py reports them)
+        assert sample(reg, "sitivmon_usage_flush_seconds_count") >= 1
+        assert 0 < sample(reg, "sitivmon_usage_flush_seconds_sum") < 60
     assert volume(path) == counter(batches[-1].at) - counter(M.start + 1000)
     with UsageStore(path) as s:
         assert s.load_baselines() == batches[-1].baselines

@@ -1,0 +1,56 @@
+"""Chunk.merge writes decoded array columns in place; a value past the array's item size widens it."""
+
+from __future__ import annotations
+
+import pytest
+
+from sitivmon.usage.buckets import PRESENT, SLOTS, Chunk
+
+
+def reference(merges: list[tuple[int, int, int, int, int]]) -> list[list[int]]:
+    cols = [[0] * SLOTS for _ in range(4)]
+    for slot, v, r, e, f in merges:
+        cols[0][slot] += v
+        cols[1][slot] += r
+        cols[2][slot] = max(cols[2][slot], e)
+        cols[3][slot] |= f | PRESENT
+    return cols
+
+
+@pytest.mark.parametrize(
+    "later",
+    [
+        [(7, 5, 1000, 30000, 0)],  # fits the decoded arrays
+        [(7, 2**40, 1000, 30000, 0)],  # value past a 1-byte array
+        [(3, 2**63, 2**33, 2**40, 4)],  # past every unsigned width but Q, and a flag
+        [(0, 1, 30000, 30000, 0), (2015, 2**64 - 2, 0, 0, 8)],  # masked columns, last slot
+    ],
+)
+def test_merge_into_a_decoded_chunk_equals_merging_lists(later: list[tuple[int, int, int, int, int]]) -> None:
+    first = [(s, s % 7, 30000, 30000, 0) for s in range(0, 300, 3)]
+    ch = Chunk()
+    for m in first:
+        ch.merge(*m)
+    decoded = Chunk.decode(ch.encode())
+    for m in later:
+        decoded.merge(*m)
+    expected = reference(first + later)
+    again = Chunk.decode(decoded.encode())
+    got = [list(c) if not isinstance(c, int) else [c] * SLOTS for c in again.slice(0, SLOTS)]
+    assert got == expected
+
+
+@pytest.mark.parametrize(
+    "merges",
+    [
+        [(1, 2**62, 2**40, 2**33, 0), (1, 5, 5, 5, 4), (9, 3, 0, 0, 0)],  # past the 32-bit columns
+        [(0, 5, 30000, 30000, 0), (4, -3, 1, 1, 0)],  # below an unsigned array
+    ],
+)
+def test_fresh_chunk_columns_widen_past_their_arrays(merges: list[tuple[int, int, int, int, int]]) -> None:
+    ch = Chunk()
+    for m in merges:
+        ch.merge(*m)
+    assert [list(c) if not isinstance(c, int) else [c] * SLOTS for c in ch.slice(0, SLOTS)] == reference(merges)
+    again = Chunk.decode(ch.encode())
+    assert [list(c) if not isinstance(c, int) else [c] * SLOTS for c in again.slice(0, SLOTS)] == reference(merges)
