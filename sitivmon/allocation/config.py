@@ -178,7 +178,7 @@ class Project:
         """`usage:storage`, or for a mixed project `40 % key:population + 60 % usage:traffic_volume`."""
         if not self.mixed:
             return str(self.basis)
-        return " + ".join(f"{_percent(part.weight)} {part.basis}" for part in self.parts)
+        return " + ".join(f"{percent_text(part.weight)} {part.basis}" for part in self.parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,7 +236,8 @@ def parse_share(value: Decimal | str) -> Decimal:
     return value
 
 
-def _percent(value: Decimal) -> str:
+def percent_text(value: Decimal) -> str:
+    """An exact share as a percentage (`0.125` -> `12.5 %`), never rounded."""
     with exact():
         return f"{value.scaleb(2).normalize():f} %"
 
@@ -285,7 +286,7 @@ def _check_keys(raw: _AllocationModel, known: Mapping[str, CommuneLike], errors:
             with exact():  # never rounded: shares summing to 1 only at 28 digits are not 100 %
                 total = sum(shares.values(), Decimal(0))
             if total != 1:
-                errors.append(f"keys.{name}: shares sum to {_percent(total)}, not exactly 100 %")
+                errors.append(f"keys.{name}: shares sum to {percent_text(total)}, not exactly 100 %")
                 ok = False
         if ok:
             keys[name] = AllocationKey(name=name, shares=shares)
@@ -374,7 +375,7 @@ def _check_parts(where: str, p: _ProjectModel, raw: _AllocationModel, errors: li
         with exact():
             total = sum((part.weight for part in parts), Decimal(0))
         if total != 1:
-            errors.append(f"{where}.parts: shares sum to {_percent(total)}, not exactly 100 %")
+            errors.append(f"{where}.parts: shares sum to {percent_text(total)}, not exactly 100 %")
             ok = False
     return parts if ok else None
 

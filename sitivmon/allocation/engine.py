@@ -17,7 +17,14 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sitivmon.allocation.arithmetic import Part, Split, exact, largest_remainder
-from sitivmon.allocation.config import AllocationConfig, BasisPart, CommuneLike, KnownCommune, Project
+from sitivmon.allocation.config import (
+    AllocationConfig,
+    BasisPart,
+    CommuneLike,
+    KnownCommune,
+    Project,
+    percent_text,
+)
 from sitivmon.usage.periods import month_range, parse_month
 
 MONTH_RE = re.compile(r"\A\d{4}-(0[1-9]|1[0-2])\Z")
@@ -459,7 +466,7 @@ def allocate(config: AllocationConfig, usage: UsageDocument, communes: Sequence[
                 budget_cents=budget,
                 basis=project.basis_text,
                 basis_used=first.basis_used if len(results) == 1 else " + ".join(
-                    f"{_weight_text(r.outcome.weight)} {r.outcome.basis_used}" for r in results),
+                    f"{percent_text(r.outcome.weight)} {r.outcome.basis_used}" for r in results),
                 fallback_used=bool(fell_back),
                 fallback_reason="; ".join(
                     (f"part {o.part + 1} ({o.basis}): " if len(results) > 1 else "") + (o.fallback_reason or "")
@@ -476,11 +483,6 @@ def allocate(config: AllocationConfig, usage: UsageDocument, communes: Sequence[
             )
         )
     return AllocationResult(month=usage.month, lines=tuple(lines), projects=tuple(outcomes))
-
-
-def _weight_text(weight: Decimal) -> str:
-    with exact():
-        return f"{weight.scaleb(2).normalize():f} %"
 
 
 def _project_lines(
