@@ -19,7 +19,7 @@ def main() -> int:
     if "--" not in argv:
         print("usage: attribution_daemon.py -- <sitivmon args>", file=sys.stderr)
         return 2
-    import sitivmon.daemon
+    import sitivmon.app.daemon
     import sitivmon.usage.recorder
 
     class _NoCollector:
@@ -35,10 +35,10 @@ def main() -> int:
         def follow(self, *args: object) -> None:
             pass
 
-    sitivmon.daemon.UsageLiveCollector = _NoCollector  # type: ignore[misc,assignment]
+    sitivmon.app.daemon.UsageLiveCollector = _NoCollector  # type: ignore[misc,assignment]
     sitivmon.usage.recorder.UsageRecorder.submit = lambda self, batch: None  # type: ignore[method-assign]
 
-    from sitivmon.cli import main as cli_main
+    from sitivmon.app.cli import main as cli_main
 
     return cli_main(argv[argv.index("--") + 1 :])
 

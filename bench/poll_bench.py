@@ -1,7 +1,7 @@
 """CPU per varbind: the sitivmon daemon against Debian's prometheus-snmp-exporter, same agents, same columns.
 
 N network namespaces each hold a real net-snmp snmpd serving about `--interfaces` veth interfaces. The
-real daemon (`python -m sitivmon.cli run`) polls them with the `interfaces` profile and has /metrics
+real daemon (`python -m sitivmon.app.cli run`) polls them with the `interfaces` profile and has /metrics
 scraped once per cycle; then (or at the same time, `--mode together`) the exporter walks the same
 columns (bench/snmp_exporter.yml) with one /snmp scrape per agent per cycle. CPU comes from
 /proc/<pid>/stat (utime + stime, all threads) over a window of whole cycles after a warm-up cycle, so
@@ -227,9 +227,9 @@ def sitivmon_config(ags: list[Agent], links: int, interval: float, max_rep: int,
 # The daemon as shipped, and the same daemon without usage recording (attribution only: the difference
 # between the two is what the usage recorder and the month-to-date gauges cost).
 SITIVMON_VARIANTS: dict[str, list[str]] = {
-    "sitivmon": ["-m", "sitivmon.cli"],
+    "sitivmon": ["-m", "sitivmon"],
     "sitivmon-nousage": [str(BENCH / "attribution_daemon.py"), "--"],
-    "sitivmon-base": ["-m", "sitivmon.cli"],  # the daemon of the checkout given by --base ("before")
+    "sitivmon-base": ["-m", "sitivmon"],  # the daemon of the checkout given by --base ("before")
 }
 
 

@@ -32,11 +32,11 @@ from sitivmon.agents.scripted import (  # noqa: E402
     vm_values,
 )
 from sitivmon.agents.snmpd import Snmpd, SnmpdSpec  # noqa: E402
-from sitivmon.config.loader import parse_config  # noqa: E402
+from sitivmon.app.config import parse_config  # noqa: E402
 from sitivmon.config.model import Credential  # noqa: E402
+from sitivmon.config.profiles import profile_table  # noqa: E402
 from sitivmon.datacenter.handler import DatacenterHandler  # noqa: E402
 from sitivmon.engine.poll import poll_target  # noqa: E402
-from sitivmon.profiles.registry import profile_table  # noqa: E402
 from sitivmon.snmp.gufo import GufoClient  # noqa: E402
 from tests.support.procs import free_udp_port  # noqa: E402
 
@@ -52,7 +52,7 @@ async def measure(port: int, profile_name: str, polls: int, max_repetitions: int
         REPO / "config",
     )
     profile = profile_table(config, REPO / "config")[profile_name]
-    handler = DatacenterHandler(config, base_dir=REPO / "config")
+    handler = DatacenterHandler(config, config.attribution, base_dir=REPO / "config")
     cred = Credential.model_validate({"version": "2c", "community": "public"})
     client = GufoClient("127.0.0.1", port, cred, timeout=2.0, retries=1, max_repetitions=max_repetitions)
     walls, cpus, handle_cpus = [], [], []

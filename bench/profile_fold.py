@@ -43,7 +43,7 @@ STAGES = ("fold", "apply", "flush", "live", "render")
 
 
 def make_config(targets: int, links: int, state_dir: Path, interval: float) -> Any:
-    from sitivmon.config.model import SitivmonConfig
+    from sitivmon.app.config import SitivmonConfig
 
     return SitivmonConfig.model_validate(
         {
@@ -140,7 +140,7 @@ class Rig:
             def submit(sink, batch: Any) -> None:  # the recorder's submit: an append
                 self.batches.append(batch)
 
-        self.monitor = Monitor(self.config, usage=Sink())
+        self.monitor = Monitor(self.config, usage_sinks=[Sink()])
         self.cache = LabelCache()
         self.now = float(int(time.time() // 300 * 300) - 6 * 3600)  # mid-month-ish, bucket aligned
         self.live = UsageLiveCollector(

@@ -33,7 +33,7 @@ from sitivmon.aio import run as daemon_run  # noqa: E402  (the daemon's loop: uv
 
 
 def build(addr: str, links: int, max_rep: int) -> Any:
-    from sitivmon.config.model import SitivmonConfig
+    from sitivmon.app.config import SitivmonConfig
 
     return SitivmonConfig.model_validate(
         {

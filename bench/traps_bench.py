@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
-from sitivmon.traps import ber
+from sitivmon.snmp import ber
 from sitivmon.traps.config import CommunityAuth, TrapAuth, TrapConfig
 from sitivmon.traps.events import TrapEvent, TrapKind
 from sitivmon.traps.receiver import TrapReceiver

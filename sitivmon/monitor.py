@@ -12,23 +12,22 @@ import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
 
-from sitivmon.config.model import SitivmonConfig, Target
-from sitivmon.datacenter.ifalias import links_from_aliases
+from sitivmon.config.model import CoreConfig, Target
+from sitivmon.contracts import EventSink, LinkStateSink, PollHandler, UsageSink
 from sitivmon.engine.poll import TargetPoll
+from sitivmon.engine.selection import ALL_TARGETS, TargetSelector
+from sitivmon.links.ifalias import links_from_aliases
 from sitivmon.links.interfaces import STATUS_UP, InterfaceIndex, InterfaceRow, ResolveError, interface_rows
 from sitivmon.links.state import LinkRuntime, apply_row, decode_baseline, link_origin, origin_of
 from sitivmon.readings import (
     Anomaly,
     CounterInterval,
-    EventSink,
     GaugeReading,
     LinkState,
     LinkStateEvent,
     PollBatch,
     StateSource,
-    UsageSink,
 )
 from sitivmon.snmp.client import PollErrorReason
 
@@ -62,24 +61,6 @@ class TargetStatus:
     anomalies_seen: set[tuple[str, str]] = field(default_factory=set)  # (subject, reason) already logged
 
 
-@dataclass(frozen=True, slots=True)
-class Contribution:
-    """What a profile handler adds to a poll's usage batch."""
-
-    counters: tuple[CounterInterval, ...] = ()
-    gauges: tuple[GaugeReading, ...] = ()
-    baselines: Mapping[str, str] = field(default_factory=dict)
-    anomalies: tuple[Anomaly, ...] = ()
-
-
-@runtime_checkable
-class LinkStateSink(Protocol):
-    """An event sink that also keeps a retained per-link state (MQTT), refreshed when a published
-    field other than the operational state changes."""
-
-    def publish_link_state(self, event: LinkStateEvent) -> None: ...
-
-
 # ifAdminStatus up(1) down(2) testing(3); ifOperStatus up(1) .. lowerLayerDown(7) (RFC 2863).
 _ADMIN_STATUSES = range(1, 4)
 _OPER_STATUSES = range(1, 8)
@@ -102,30 +83,27 @@ def trap_link_status(
     return state, admin
 
 
-class PollHandler(Protocol):
-    """Extension point for profile families beyond interfaces (datacenter hosts, PDUs, VMs)."""
-
-    def reconfigure(self, config: SitivmonConfig) -> None: ...
-
-    def on_poll(self, target: Target, poll: TargetPoll) -> Contribution: ...
-
-    def render(self, out: list[str]) -> None: ...
-
-    def seed_baselines(self, baselines: Mapping[str, str]) -> int: ...
-
-
 class Monitor:
+    """Folds polls and traps of the targets its selector owns into link and target state.
+
+    What it produces goes to listeners: usage sinks receive one batch per poll, event sinks every
+    link state change; there may be none of either (a monitoring-only composition) or several.
+    """
+
     def __init__(
         self,
-        config: SitivmonConfig,
+        config: CoreConfig,
         *,
-        usage: UsageSink | None = None,
-        events: EventSink | None = None,
+        usage_sinks: Sequence[UsageSink] = (),
+        event_sinks: Sequence[EventSink] = (),
         handlers: Sequence[PollHandler] = (),
+        selector: TargetSelector = ALL_TARGETS,
     ) -> None:
-        self.usage = usage
-        self.events = events
+        self.usage_sinks = list(usage_sinks)
+        self.event_sinks = list(event_sinks)
         self.handlers = list(handlers)
+        self.selector = selector
+        self.owned: list[Target] = []
         self.links: dict[str, LinkRuntime] = {}
         self._by_target: dict[str, list[LinkRuntime]] | None = None  # links_of's index, rebuilt lazily
         self.targets: dict[str, TargetStatus] = {}
@@ -133,20 +111,29 @@ class Monitor:
         self.config = config
         self.reconfigure(config)
 
-    def reconfigure(self, config: SitivmonConfig) -> None:
+    def add_usage_sink(self, sink: UsageSink) -> None:
+        self.usage_sinks.append(sink)
+
+    def add_event_sink(self, sink: EventSink) -> None:
+        self.event_sinks.append(sink)
+
+    def reconfigure(self, config: CoreConfig) -> None:
         """Adopt a new config, keeping the state of links and targets that still exist."""
-        old_addresses = {t.name: t.address for t in self.config.targets}
-        new_addresses = {t.name: t.address for t in config.targets}
+        old_addresses = {t.name: t.address for t in self.owned}
+        self.owned = self.selector.select(config.targets)
+        new_addresses = {t.name: t.address for t in self.owned}
         self.config = config
         old_links = self.links
         configured = {link.id for link in config.links}
-        targets = {t.name for t in config.targets if t.ifalias_parser}
+        targets = {t.name for t in self.owned if t.ifalias_parser}
         self.links = {
             link_id: rt
             for link_id, rt in old_links.items()
             if rt.discovered and link_id not in configured and rt.link.target in targets
         }
         for link in config.links:
+            if link.target not in new_addresses:
+                continue  # another daemon's target
             rt = old_links.get(link.id)
             if rt is None:
                 rt = LinkRuntime(link)
@@ -160,7 +147,7 @@ class Monitor:
         self._by_target = None
         old_targets = self.targets
         self.targets = {}
-        for target in config.targets:
+        for target in self.owned:
             status = old_targets.get(target.name) or TargetStatus(target.name, 0.0)
             status.interval_s = config.poll_settings(target).interval
             self.targets[target.name] = status
@@ -171,7 +158,7 @@ class Monitor:
         """Restore counter snapshots persisted by the usage store, so a restart neither loses nor
         double counts traffic: the first delta after start spans the downtime."""
         seeded = 0
-        targets = self.config.target_by_name()
+        targets = {t.name: t for t in self.owned}
         for subject, text in baselines.items():
             rt = self.links.get(subject)
             if rt is None:
@@ -284,10 +271,10 @@ class Monitor:
             gauges.extend(contribution.gauges)
             baselines.update(contribution.baselines)
             self.note_anomalies(status, contribution.anomalies)
-        if self.usage is not None and (counters or gauges or baselines):
-            self.usage.submit(
-                PollBatch(target.name, poll.at, status.interval_s, tuple(counters), tuple(gauges), baselines)
-            )
+        if self.usage_sinks and (counters or gauges or baselines):
+            batch = PollBatch(target.name, poll.at, status.interval_s, tuple(counters), tuple(gauges), baselines)
+            for sink in self.usage_sinks:
+                sink.submit(batch)
 
     def note_anomalies(self, status: TargetStatus, anomalies: Sequence[Anomaly]) -> None:
         """Count device values set aside, and log each new (subject, reason) of a target once.
@@ -332,7 +319,7 @@ class Monitor:
         """The targets whose address is the trap's source, compared as IP addresses (an IPv6 written
         differently, or an IPv4 seen as ::ffff:a.b.c.d, is the same host)."""
         wanted = same_host_key(source)
-        return [t for t in self.config.targets if same_host_key(t.host) == wanted]
+        return [t for t in self.owned if same_host_key(t.host) == wanted]
 
     def on_link_trap(
         self,
@@ -372,16 +359,16 @@ class Monitor:
     def _refresh_state(self, rt: LinkRuntime, target: str, source: StateSource, at: float) -> None:
         """Republish a link's retained state whose operational state did not change but another
         published field (admin status, interface) did."""
-        sink = self.events
-        if not isinstance(sink, LinkStateSink):
+        sinks = [sink for sink in self.event_sinks if isinstance(sink, LinkStateSink)]
+        if not sinks:
             return
-        sink.publish_link_state(
-            LinkStateEvent(
-                link=rt.link.id, commune=rt.link.commune, target=target, interface=rt.interface, state=rt.state,
-                previous=rt.state, since=rt.last_change if rt.last_change is not None else at, source=source,
-                admin_up=rt.admin_up,
-            )
+        event = LinkStateEvent(
+            link=rt.link.id, commune=rt.link.commune, target=target, interface=rt.interface, state=rt.state,
+            previous=rt.state, since=rt.last_change if rt.last_change is not None else at, source=source,
+            admin_up=rt.admin_up,
         )  # fmt: skip
+        for sink in sinks:
+            sink.publish_link_state(event)
 
     def on_restart_trap(self, source: str, at: float) -> None:
         """coldStart/warmStart: the agent restarted; links are unknown until the next poll."""
@@ -397,8 +384,8 @@ class Monitor:
             level, "link %s (%s) %s -> %s via %s", event.link, event.commune, event.previous.value,
             event.state.value, event.source.value,
         )
-        if self.events is not None:
-            self.events.publish_link_event(event)
+        for sink in self.event_sinks:
+            sink.publish_link_event(event)
 
     def ready(self) -> bool:
         return all(s.tried for s in self.targets.values())

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
 
 
 class Flag(StrEnum):
@@ -112,12 +111,6 @@ class PollBatch:
     baselines: dict[str, str] = field(default_factory=dict)
 
 
-class UsageSink(Protocol):
-    """Receives poll batches; implementations must not block the poller (queue and write elsewhere)."""
-
-    def submit(self, batch: PollBatch) -> None: ...
-
-
 class LinkState(StrEnum):
     UP = "up"
     DOWN = "down"
@@ -142,9 +135,3 @@ class LinkStateEvent:
     since: float
     source: StateSource
     admin_up: bool | None = None
-
-
-class EventSink(Protocol):
-    """Receives link events (MQTT publisher); must not block the caller."""
-
-    def publish_link_event(self, event: LinkStateEvent) -> None: ...

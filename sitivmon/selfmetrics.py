@@ -42,7 +42,7 @@ class SelfMetrics:
             ["status", "reason"], registry=registry,
         )
         self.http_connections = Gauge(
-            "sitivmon_http_connections", "HTTP connections open (capped; see sitivmon/http.py).", registry=registry
+            "sitivmon_http_connections", "HTTP connections open (capped; see sitivmon/app/http.py).", registry=registry
         )
         self.http_connections_dropped = Counter(
             "sitivmon_http_connections_dropped_total",

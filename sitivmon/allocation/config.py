@@ -19,9 +19,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sitivmon.allocation.arithmetic import euros_to_cents, exact
-from sitivmon.config.locations import format_loc
 from sitivmon.config.secrets import Secret
-from sitivmon.config.yamlread import DocumentRefused, read_yaml
+from sitivmon.yamlread import DocumentRefused, format_loc, read_yaml
 
 DEFAULT_COVERAGE_THRESHOLD = Decimal("0.95")
 

@@ -1,27 +1,10 @@
-"""Typed configuration, validated at load: every error is reported with its place in the file.
+"""The core configuration: typed data validated at load, every error reported with its place in the file.
 
-Names are imported lazily: the leaf modules (`secrets`, `locations`) are used by the sections that
-the root model itself imports, and an eager import here would make that a cycle.
+Features add their own sections in the composition root (`sitivmon.app.config`), which is where the
+full `SitivmonConfig` and `load_config` live.
 """
 
-from __future__ import annotations
+from sitivmon.config.loader import ConfigError
+from sitivmon.config.model import CoreConfig
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from sitivmon.config.loader import ConfigError, load_config, parse_config
-    from sitivmon.config.model import SitivmonConfig
-
-__all__ = ["ConfigError", "SitivmonConfig", "load_config", "parse_config"]
-
-
-def __getattr__(name: str) -> Any:
-    if name in ("ConfigError", "load_config", "parse_config"):
-        from sitivmon.config import loader
-
-        return getattr(loader, name)
-    if name == "SitivmonConfig":
-        from sitivmon.config.model import SitivmonConfig
-
-        return SitivmonConfig
-    raise AttributeError(name)
+__all__ = ["ConfigError", "CoreConfig"]

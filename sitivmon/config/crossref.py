@@ -1,4 +1,8 @@
-"""References between sections, checked after each section is valid on its own."""
+"""References between the core sections, checked after each section is valid on its own.
+
+Features check their own sections against the core ones (`sitivmon.traps.config.trap_problems`,
+`sitivmon.allocation.config.allocation_problems`, ...); the composition root runs them all.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +12,12 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from sitivmon.allocation.config import check_allocation, check_api
-from sitivmon.config.model import SHARED, SitivmonConfig
-from sitivmon.profiles.registry import profile_problems_of, profile_table
+from sitivmon.config.model import SHARED, CoreConfig
+from sitivmon.config.profiles import profile_problems_of, profile_table
 from sitivmon.profiles.user import profile_problems
-from sitivmon.traps.config import resolve_trap_auth
 
 Problem = tuple[tuple[str | int, ...], str]
+"""A problem's place in the document (`("links", 3, "commune")`) and what is wrong there."""
 
 # Ids with a meaning of their own: `shared` targets, the `unattributed` rows of datacenter attribution,
 # and the `syndicate` scope of API tokens (sitivmon.allocation.api.SYNDICATE), which a commune of that
@@ -30,18 +33,14 @@ def _duplicates(values: list[str]) -> set[str]:
     return {v for v, n in Counter(values).items() if n > 1}
 
 
-def _located(text: str) -> Problem:
+def located(text: str) -> Problem:
     """Split `section.key[2]: message` (as other areas report) into a location and a message."""
     loc, _, message = text.partition(": ")
     parts = loc.replace("[", ".").replace("]", "").split(".")
     return tuple(int(p) if p.isdigit() else p for p in parts if p), message
 
 
-def cross_check(config: SitivmonConfig, base_dir: Path | None = None) -> list[Problem]:
-    return list(_problems(config, base_dir))
-
-
-def _problems(config: SitivmonConfig, base_dir: Path | None = None) -> Iterator[Problem]:
+def core_problems(config: CoreConfig, base_dir: Path | None = None) -> Iterator[Problem]:
     communes = config.commune_by_id()
     targets = config.target_by_name()
     for field, values in (
@@ -80,15 +79,6 @@ def _problems(config: SitivmonConfig, base_dir: Path | None = None) -> Iterator[
                 ("targets", i, "poll", "timeout"),
                 f"timeout ({merged_timeout:g}s) must not exceed the target's interval ({merged_interval:g}s)",
             )
-    try:
-        resolve_trap_auth(config.traps, config.credentials)
-    except ValueError as exc:
-        yield _located(str(exc))
-    for text in check_api(config.api, config.communes):
-        yield _located(text)
-    if config.allocation is not None:
-        for text in check_allocation(config.allocation, config.communes):
-            yield ("allocation",), text
     for i, link in enumerate(config.links):
         if link.commune not in communes:
             yield ("links", i, "commune"), f"unknown commune {link.commune!r}"
@@ -97,16 +87,3 @@ def _problems(config: SitivmonConfig, base_dir: Path | None = None) -> Iterator[
             yield ("links", i, "target"), f"unknown target {link.target!r}"
         elif "interfaces" not in target.profiles:
             yield ("links", i, "target"), f"target {link.target!r} does not poll the 'interfaces' profile"
-    yield from _attribution_problems(config)
-
-
-def _attribution_problems(config: SitivmonConfig) -> Iterator[Problem]:
-    communes = config.commune_by_id()
-    targets = config.target_by_name()
-    for resource in type(config.attribution).model_fields:
-        for i, rule in enumerate(config.attribution.rules(resource)):
-            if rule.commune is not None and rule.commune != SHARED and rule.commune not in communes:
-                yield ("attribution", resource, i, "commune"), f"unknown commune {rule.commune!r} (or 'shared')"
-            for j, name in enumerate(rule.targets):
-                if name not in targets:
-                    yield ("attribution", resource, i, "targets", j), f"unknown target {name!r}"

@@ -14,17 +14,18 @@ silently (a second credential of the same name replacing the first).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from sitivmon.config.crossref import cross_check
-from sitivmon.config.model import SitivmonConfig
-from sitivmon.config.yamlread import (
+from sitivmon.config.crossref import Problem
+from sitivmon.config.model import CoreConfig
+from sitivmon.yamlread import (
     MAX_DOCUMENT_BYTES,
     ConfigIssue,
     DocumentRefused,
@@ -178,8 +179,24 @@ def _nearest_line(loc: Loc, lines: dict[Loc, int]) -> int | None:
     return None
 
 
-def parse_config(text: str, source: str = "<config>", base_dir: Path | None = None) -> SitivmonConfig:
-    """Validate a YAML document; raise ConfigError listing every located problem."""
+C = TypeVar("C", bound=CoreConfig)
+CrossCheck = Callable[[C, Path | None], Iterable[Problem]]
+
+RELATIVE_PATHS = ("state_dir",)
+"""Top-level keys holding a path, resolved against the config file's folder (features add theirs)."""
+
+
+def parse_document(
+    text: str,
+    model: type[C],
+    cross_check: CrossCheck[C],
+    *,
+    source: str = "<config>",
+    base_dir: Path | None = None,
+    relative_paths: Iterable[str] = RELATIVE_PATHS,
+) -> C:
+    """Validate a YAML document as `model`, then its references with `cross_check`; raise ConfigError
+    listing every located problem. The composition root binds the full model and all cross-checks."""
     try:
         data, lines = read_yaml(text)
     except yaml.YAMLError as exc:
@@ -206,7 +223,7 @@ def parse_config(text: str, source: str = "<config>", base_dir: Path | None = No
         raise ConfigError(source, issues) from None
     data = _merge(data, overrides)
     if base_dir is not None:
-        for key in ("state_dir", "allocation"):
+        for key in relative_paths:
             if isinstance(data.get(key), str) and not Path(data[key]).is_absolute():
                 data[key] = str((base_dir / data[key]).resolve())
         if isinstance(data.get("profile_files"), list):
@@ -215,7 +232,7 @@ def parse_config(text: str, source: str = "<config>", base_dir: Path | None = No
                 for p in data["profile_files"]
             ]
     try:
-        config = SitivmonConfig.model_validate(data)
+        config = model.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(source, _pydantic_issues(exc, lines, data)) from None
     problems = [
@@ -227,13 +244,12 @@ def parse_config(text: str, source: str = "<config>", base_dir: Path | None = No
     return config
 
 
-def load_config(path: Path) -> SitivmonConfig:
-    """Read and validate a config file. Relative paths inside it are relative to the file's folder."""
+def read_document(path: Path) -> str:
+    """A config file's text, refused early when it is larger than any config could be."""
     try:
         if path.stat().st_size > MAX_DOCUMENT_BYTES:
             limit = MAX_DOCUMENT_BYTES // (1024 * 1024)
             raise ConfigError(str(path), [ConfigIssue((), f"the file is larger than {limit} MiB")])
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(str(path), [ConfigIssue((), f"cannot read: {exc.strerror}")]) from None
-    return parse_config(text, str(path), path.resolve().parent)

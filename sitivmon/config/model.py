@@ -23,22 +23,25 @@ from pydantic import (
     model_validator,
 )
 
-from sitivmon.allocation.config import ApiConfig
 from sitivmon.config.secrets import Secret
-from sitivmon.datacenter.config import AttributionSettings
-from sitivmon.mqtt.config import MqttConfig
 from sitivmon.profiles.user import UserProfile
-from sitivmon.traps.config import TrapConfig
 from sitivmon.units import parse_capacity_bytes_per_second, parse_duration
-from sitivmon.usage.buckets import MAX_POLL_INTERVAL_S, check_recordable_interval
-from sitivmon.usage.config import UsageSettings
+
+MAX_POLL_INTERVAL_S = 3600
+"""Longest poll interval: a reading held longer than an hour would stand for a level nobody observed,
+and usage accounting (sitivmon.usage.buckets) names intervals up to an hour exactly."""
+
+
+def _at_most_an_hour(value: float) -> float:
+    if value > MAX_POLL_INTERVAL_S:
+        raise ValueError(f"a poll interval must be at most {MAX_POLL_INTERVAL_S}s (1h), got {value:g}s")
+    return value
+
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
-PollInterval = Annotated[
-    float, BeforeValidator(lambda v: check_recordable_interval(parse_duration(v))), Field(le=MAX_POLL_INTERVAL_S)
-]
-"""At most an hour, and one the usage store records exactly: usage accounting holds a gauge reading for
-one interval (sitivmon.usage.buckets)."""
+PollInterval = Annotated[float, BeforeValidator(lambda v: _at_most_an_hour(parse_duration(v))), Field(gt=0)]
+"""At most an hour. Features may refuse more (usage accounting refuses the intervals its store cannot
+tell apart: sitivmon.usage.checks), in their own cross-checks."""
 CapacityBytes = Annotated[int, BeforeValidator(parse_capacity_bytes_per_second)]
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
@@ -308,8 +311,13 @@ class LoggingSettings(Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
-class SitivmonConfig(Strict):
-    """The whole configuration. Extra sections (usage, traps, mqtt, allocation, api) attach here."""
+class CoreConfig(Strict):
+    """The core of the configuration: what polling, normalisation and exposition need.
+
+    Features (usage, allocation, traps, MQTT, datacenter attribution, API) add their own sections in
+    the composition root's full config (`sitivmon.app.config.SitivmonConfig`), which subclasses this
+    one; the core reads only these fields, so it never imports a feature.
+    """
 
     listen: str = "127.0.0.1:9811"
     state_dir: Path = Path("./var")
@@ -320,14 +328,8 @@ class SitivmonConfig(Strict):
     communes: list[Commune] = Field(default_factory=list)
     targets: list[Target] = Field(default_factory=list)
     links: list[Link] = Field(default_factory=list)
-    traps: TrapConfig = TrapConfig()
-    mqtt: MqttConfig = MqttConfig()
-    usage: UsageSettings = UsageSettings()
-    allocation: Path | None = None  # the allocation file (keys and projects), relative to this file
-    api: ApiConfig = ApiConfig()
     profiles: dict[str, UserProfile] = Field(default_factory=dict)  # user profiles, inline
     profile_files: list[Path] = Field(default_factory=list)  # YAML files of user profiles
-    attribution: AttributionSettings = AttributionSettings()
 
     @field_validator("listen")
     @classmethod

@@ -14,9 +14,13 @@ A mapping instead of a list is the short form of a prefix map: `vm: {VEN-: venis
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from sitivmon.config.crossref import Problem
+from sitivmon.config.model import SHARED, CoreConfig
 
 
 def _prefix_map(value: Any) -> Any:
@@ -69,3 +73,16 @@ class AttributionSettings(BaseModel):
     def rules(self, resource: str) -> list[AttributionRule]:
         value = getattr(self, resource, None)
         return value if isinstance(value, list) else []
+
+
+def attribution_problems(settings: AttributionSettings, core: CoreConfig) -> Iterator[Problem]:
+    """Rules that name a commune or a target the core configuration does not have."""
+    communes = core.commune_by_id()
+    targets = core.target_by_name()
+    for resource in type(settings).model_fields:
+        for i, rule in enumerate(settings.rules(resource)):
+            if rule.commune is not None and rule.commune != SHARED and rule.commune not in communes:
+                yield ("attribution", resource, i, "commune"), f"unknown commune {rule.commune!r} (or 'shared')"
+            for j, name in enumerate(rule.targets):
+                if name not in targets:
+                    yield ("attribution", resource, i, "targets", j), f"unknown target {name!r}"

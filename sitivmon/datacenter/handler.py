@@ -16,15 +16,16 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
-from sitivmon.config.model import SHARED, SitivmonConfig, Target
+from sitivmon.config.model import SHARED, CoreConfig, Target
+from sitivmon.config.profiles import profile_table
+from sitivmon.contracts import Contribution
 from sitivmon.datacenter.attribution import UNATTRIBUTED, Attributor
+from sitivmon.datacenter.config import AttributionSettings
 from sitivmon.datacenter.energy import EnergyBaseline, EnergyStep, from_counter, from_power
 from sitivmon.datacenter.rows import HostFigures, Row, extract
 from sitivmon.engine.poll import TargetPoll
 from sitivmon.exposition import escape
-from sitivmon.monitor import Contribution
 from sitivmon.profiles.model import Kind, Profile
-from sitivmon.profiles.registry import profile_table
 from sitivmon.readings import CounterInterval, GaugeReading, Quantity, UsageKey
 
 log = logging.getLogger("sitivmon.datacenter")
@@ -124,21 +125,29 @@ class TargetView:
 class DatacenterHandler:
     """PollHandler for host_resources, ucd, entity_sensors and user table profiles."""
 
-    def __init__(self, config: SitivmonConfig, *, base_dir: Path | None = None) -> None:
+    def __init__(
+        self, config: CoreConfig, attribution: AttributionSettings, *, base_dir: Path | None = None
+    ) -> None:
         self.base_dir = base_dir
+        self.attribution = attribution
         self.views: dict[str, TargetView] = {}
         self.energy: dict[str, EnergyBaseline] = {}
         self.energy_totals: dict[str, int] = defaultdict(int)
         self.commune_energy: dict[str, int] = defaultdict(int)
         self.config = config
         self.profiles: dict[str, Profile] = {}
-        self.attributor = Attributor(config.attribution, config.communes)
+        self.attributor = Attributor(attribution, config.communes)
         self.reconfigure(config)
 
-    def reconfigure(self, config: SitivmonConfig) -> None:
+    def set_attribution(self, attribution: AttributionSettings) -> None:
+        """Adopt reloaded attribution rules; they apply from the next `reconfigure` (the composition
+        root calls both on a reload, rules first)."""
+        self.attribution = attribution
+
+    def reconfigure(self, config: CoreConfig) -> None:
         self.config = config
         self.profiles = profile_table(config, self.base_dir)
-        self.attributor = Attributor(config.attribution, config.communes)
+        self.attributor = Attributor(self.attribution, config.communes)
         names = {t.name for t in config.targets}
         for gone in set(self.views) - names:
             del self.views[gone]

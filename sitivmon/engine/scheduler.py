@@ -13,27 +13,19 @@ import math
 from collections.abc import Callable, Mapping
 
 from sitivmon.aio import wait_event
-from sitivmon.config.model import Credential, PollSettings, SitivmonConfig, Target
-from sitivmon.engine.poll import poll_target
-from sitivmon.monitor import Monitor
+from sitivmon.config.model import CoreConfig, Credential, PollSettings, Target
+from sitivmon.config.profiles import profile_table
+from sitivmon.engine.poll import TargetPoll, poll_target
+from sitivmon.engine.selection import ALL_TARGETS, TargetSelector
 from sitivmon.profiles.model import Profile
-from sitivmon.profiles.registry import profile_table
 from sitivmon.selfmetrics import SelfMetrics
-from sitivmon.snmp.client import SnmpClient
+from sitivmon.snmp.client import ClientFactory, SnmpClient
 
 log = logging.getLogger("sitivmon.scheduler")
 
-ClientFactory = Callable[[Target, Credential, PollSettings], SnmpClient]
 ProfileLookup = Callable[[str], Profile]
-
-
-def gufo_factory(target: Target, cred: Credential, settings: PollSettings) -> SnmpClient:
-    from sitivmon.snmp.gufo import GufoClient
-
-    return GufoClient(
-        target.host, target.port, cred, timeout=settings.timeout, retries=settings.retries,
-        max_repetitions=settings.max_repetitions,
-    )
+PollConsumer = Callable[[Target, TargetPoll], None]
+"""Receives each finished poll (the monitor's `on_poll`); must not block."""
 
 
 MIN_EARLY_SPACING_S = 5.0  # least time between two polls of a target that traps asked for
@@ -51,14 +43,20 @@ def deadline_for(interval: float) -> float:
 
 
 class Scheduler:
+    """Polls the targets the selector owns and hands each poll to `on_poll`."""
+
     def __init__(
         self,
-        monitor: Monitor,
+        config: CoreConfig,
+        on_poll: PollConsumer,
         metrics: SelfMetrics,
-        client_factory: ClientFactory = gufo_factory,
+        client_factory: ClientFactory,
+        *,
+        selector: TargetSelector = ALL_TARGETS,
         profiles: ProfileLookup | None = None,
     ) -> None:
-        self.monitor = monitor
+        self.on_poll = on_poll
+        self.selector = selector
         self.metrics = metrics
         self.client_factory = client_factory
         # None: built-in and user profiles of the running config (relative profile_files from the cwd).
@@ -67,8 +65,8 @@ class Scheduler:
         self._wake: dict[str, asyncio.Event] = {}
         self._changed = asyncio.Event()
         # The concurrency limit is fixed at start: a reload cannot resize a semaphore others wait on.
-        self._sem = asyncio.Semaphore(monitor.config.poll.concurrency)
-        self._config = monitor.config
+        self._sem = asyncio.Semaphore(config.poll.concurrency)
+        self._config = config
 
     def poll_now(self, target: str) -> None:
         """Poll a target ahead of schedule (a trap said something changed); the schedule is kept."""
@@ -76,21 +74,26 @@ class Scheduler:
         if event is not None:
             event.set()
 
-    def apply(self, config: SitivmonConfig) -> None:
+    def apply(self, config: CoreConfig) -> None:
         """Adopt a reloaded config: unchanged targets keep their loop (and phase), others restart."""
         self._config = config
         self._changed.set()
 
     @staticmethod
-    def _fingerprint(config: SitivmonConfig, target: Target, table: Mapping[str, Profile]) -> str:
+    def _fingerprint(config: CoreConfig, target: Target, table: Mapping[str, Profile]) -> str:
         cred = config.credentials[target.credentials]
         secret_parts = [
             s.get_secret_value() for s in (cred.community, cred.auth_password, cred.priv_password) if s is not None
         ]
         # a changed user profile restarts the loops that use it
         material = "|".join(
-            [target.model_dump_json(), cred.model_dump_json(), config.poll_settings(target).model_dump_json(),
-             *secret_parts, *(repr(table.get(p)) for p in target.profiles)]
+            [
+                target.model_dump_json(),
+                cred.model_dump_json(),
+                config.poll_settings(target).model_dump_json(),
+                *secret_parts,
+                *(repr(table.get(p)) for p in target.profiles),
+            ]
         )
         return hashlib.sha256(material.encode()).hexdigest()
 
@@ -104,7 +107,7 @@ class Scheduler:
     def _reconcile(self, tg: asyncio.TaskGroup) -> None:
         config = self._config
         table = profile_table(config)  # read once per (re)configuration, not once per target
-        wanted = {t.name: (t, self._fingerprint(config, t, table)) for t in config.targets}
+        wanted = {t.name: (t, self._fingerprint(config, t, table)) for t in self.selector.select(config.targets)}
         for name, (task, fp) in list(self._tasks.items()):
             if name not in wanted or wanted[name][1] != fp:
                 task.cancel()
@@ -125,7 +128,7 @@ class Scheduler:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, settings.interval)
 
-    async def _target_loop(self, config: SitivmonConfig, target: Target, table: Mapping[str, Profile]) -> None:
+    async def _target_loop(self, config: CoreConfig, target: Target, table: Mapping[str, Profile]) -> None:
         loop = asyncio.get_running_loop()
         settings = config.poll_settings(target)
         cred = config.credentials[target.credentials]
@@ -160,11 +163,15 @@ class Scheduler:
                             self.metrics.polls_skipped.labels(target.name).inc()
                     else:
                         poll = await poll_target(
-                            client, target.name, profiles, version=cred.version, deadline_s=budget,
+                            client,
+                            target.name,
+                            profiles,
+                            version=cred.version,
+                            deadline_s=budget,
                             max_varbinds=settings.max_varbinds,
                         )
                         try:
-                            self.monitor.on_poll(target, poll)
+                            self.on_poll(target, poll)
                         except Exception:
                             log.exception("target %s: processing the poll failed", target.name)
                 if early:

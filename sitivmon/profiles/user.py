@@ -19,8 +19,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from sitivmon.config.yamlread import DocumentRefused, read_yaml
 from sitivmon.profiles.model import Column, IndexPart, Kind, Lookup, Profile, Scalar
+from sitivmon.yamlread import DocumentRefused, read_yaml
 
 Problem = tuple[tuple[str | int, ...], str]
 

@@ -6,10 +6,12 @@ guards and the engine be tested against scripted agents, and leaves the library 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
+
+from sitivmon.config.model import Credential, PollSettings, Target
 
 Value = None | str | bytes | int | float
 
@@ -73,3 +75,8 @@ class SnmpClient(Protocol):
     async def walk(self, column_oid: str, max_varbinds: int) -> WalkResult: ...
 
     async def close(self) -> None: ...
+
+
+ClientFactory = Callable[[Target, Credential, PollSettings], SnmpClient]
+"""Makes a target's client; the composition root passes the gufo adapter's (`sitivmon.snmp.gufo`),
+tests a scripted agent's."""

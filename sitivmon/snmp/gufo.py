@@ -46,8 +46,8 @@ from gufo.snmp import (
 from gufo.snmp._fast import GetIter
 from gufo.snmp.aio.client import SnmpSession
 
-from sitivmon.config.model import AuthProtocol, Credential, PrivProtocol
-from sitivmon.snmp.client import PollError, PollErrorReason, Value, WalkResult, is_native_panic
+from sitivmon.config.model import AuthProtocol, Credential, PollSettings, PrivProtocol, Target
+from sitivmon.snmp.client import PollError, PollErrorReason, SnmpClient, Value, WalkResult, is_native_panic
 from sitivmon.snmp.status import NO_SUCH_NAME, TOO_BIG, response_status, status_name
 from sitivmon.snmp.v1get import get_v1
 from sitivmon.snmp.walkguard import absorb_batch
@@ -445,3 +445,11 @@ def _check_status(status: int | None) -> None:
     if status == TOO_BIG:
         raise _Shrink(PollErrorReason.OTHER, detail)
     raise PollError(PollErrorReason.OTHER, detail)
+
+
+def gufo_factory(target: Target, cred: Credential, settings: PollSettings) -> SnmpClient:
+    """The production `ClientFactory`: one gufo session per target."""
+    return GufoClient(
+        target.host, target.port, cred, timeout=settings.timeout, retries=settings.retries,
+        max_repetitions=settings.max_repetitions,
+    )

@@ -12,7 +12,7 @@ privacy is encrypted: its status cannot be read (None), as for anything that is 
 
 from __future__ import annotations
 
-from sitivmon.traps.ber import INTEGER, OCTET_STRING, PDU_RESPONSE, SEQUENCE, BerError, decode_integer, read_tlv
+from sitivmon.snmp.ber import INTEGER, OCTET_STRING, PDU_RESPONSE, SEQUENCE, BerError, decode_integer, read_tlv
 
 # error-status values of RFC 3416 §3 (RFC 1157 for the first six)
 TOO_BIG = 1

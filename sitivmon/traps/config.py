@@ -1,4 +1,4 @@
-"""Configuration of the trap receiver (root config field `traps: TrapConfig`).
+"""Configuration of the trap receiver (the `traps:` section of the full config).
 
 Secrets are not held here: communities and USM users *reference* entries of the root `credentials`
 map by name, so a password lives in exactly one place. `resolve_trap_auth` turns those references
@@ -8,11 +8,13 @@ into the material the receiver needs and fails with a located message when a nam
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from sitivmon.config.crossref import Problem, located
+from sitivmon.config.model import CoreConfig, Credential
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -107,50 +109,41 @@ class TrapAuth:
     users: tuple[UsmUserAuth, ...] = field(default_factory=tuple)
 
 
-def _opt_secret(value: Any) -> SecretStr | None:
-    if value is None:
-        return None
-    return value if isinstance(value, SecretStr) else SecretStr(str(value))
-
-
-def _opt_str(value: Any) -> str | None:
-    if value is None:
-        return None
-    return str(getattr(value, "value", value))
-
-
-def resolve_trap_auth(config: TrapConfig, credentials: Mapping[str, Any]) -> TrapAuth:
-    """Look up the referenced credentials (the root config's `credentials`, duck-typed: v1/v2c
-    entries have `community`, v3 entries `username`, `auth_protocol`, `auth_password`,
-    `priv_protocol`, `priv_password`). Raises ValueError naming the config path at fault."""
+def resolve_trap_auth(config: TrapConfig, credentials: Mapping[str, Credential]) -> TrapAuth:
+    """Look up the referenced credentials of the core config. Raises ValueError naming the config
+    path at fault."""
     communities = []
     for i, name in enumerate(config.communities):
         cred = credentials.get(name)
         if cred is None:
             raise ValueError(f"traps.communities[{i}]: unknown credential {name!r}")
-        community = getattr(cred, "community", None)
-        if community is None:
+        if cred.community is None:
             raise ValueError(f"traps.communities[{i}]: credential {name!r} has no community")
-        secret = _opt_secret(community)
-        assert secret is not None
-        communities.append(CommunityAuth(name=name, community=secret))
+        communities.append(CommunityAuth(name=name, community=cred.community))
     users = []
     for i, user in enumerate(config.v3_users):
         cred = credentials.get(user.credential)
         if cred is None:
             raise ValueError(f"traps.v3_users[{i}].credential: unknown credential {user.credential!r}")
-        username = getattr(cred, "username", None)
-        if not username:
+        if not cred.username:
             raise ValueError(f"traps.v3_users[{i}].credential: {user.credential!r} is not an SNMPv3 user")
         users.append(
             UsmUserAuth(
                 name=user.credential,
-                username=str(username),
-                auth_protocol=_opt_str(getattr(cred, "auth_protocol", None)),
-                auth_password=_opt_secret(getattr(cred, "auth_password", None)),
-                priv_protocol=_opt_str(getattr(cred, "priv_protocol", None)),
-                priv_password=_opt_secret(getattr(cred, "priv_password", None)),
+                username=cred.username,
+                auth_protocol=None if cred.auth_protocol is None else cred.auth_protocol.value,
+                auth_password=cred.auth_password,
+                priv_protocol=None if cred.priv_protocol is None else cred.priv_protocol.value,
+                priv_password=cred.priv_password,
                 engine_ids=tuple(bytes.fromhex(e) for e in user.engine_ids),
             )
         )
     return TrapAuth(communities=tuple(communities), users=tuple(users))
+
+
+def trap_problems(config: TrapConfig, core: CoreConfig) -> Iterator[Problem]:
+    """The trap section's references into the core `credentials`, located."""
+    try:
+        resolve_trap_auth(config, core.credentials)
+    except ValueError as exc:
+        yield located(str(exc))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sitivmon.traps.ber import Oid, TrapMessage, Value, VarBind
+from sitivmon.snmp.ber import Oid, TrapMessage, Value, VarBind
 
 
 class TrapKind(StrEnum):

@@ -33,7 +33,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from sitivmon.aio import wait_event
-from sitivmon.traps import ber
+from sitivmon.snmp import ber
 from sitivmon.traps.config import TrapAuth, TrapConfig
 from sitivmon.traps.events import Interpretation, TrapEvent, TrapKind, interpret_v1, interpret_v2
 from sitivmon.traps.v3 import UsmProcessor

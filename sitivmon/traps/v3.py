@@ -29,7 +29,7 @@ from pysnmp.entity.rfc3413 import ntfrcv
 from pysnmp.proto import rfc1902
 from pysnmp.proto.api import v2c
 
-from sitivmon.traps.ber import Oid, Value, VarBind
+from sitivmon.snmp.ber import Oid, Value, VarBind
 from sitivmon.traps.config import UsmUserAuth
 
 log = logging.getLogger(__name__)

@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
+from sitivmon.config.model import MAX_POLL_INTERVAL_S
 from sitivmon.readings import Flag, Quantity
 
 from .periods import BUCKET_S
@@ -61,12 +62,6 @@ def flag_bits(flags: frozenset[Flag]) -> int:
 
 def flag_names(bits: int) -> list[str]:
     return [f.value for f, b in FLAG_BITS.items() if bits & b]
-
-
-MAX_POLL_INTERVAL_S = 3600
-"""Longest poll interval the configuration accepts: `expected_milli` (83 at one hour) must still name
-the interval closely enough for `poll_interval_ns` to recover it, and a reading held longer than an
-hour would stand for a level nobody observed."""
 
 
 def expected_milli(interval_s: float) -> int:

@@ -22,12 +22,12 @@ from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 from fractions import Fraction
 from typing import Any, Protocol
 
+from sitivmon.config.model import MAX_POLL_INTERVAL_S
 from sitivmon.readings import Flag, Quantity, UsageKey
 
 from .buckets import (
     COUNTERS,
     FLAG_BITS,
-    MAX_POLL_INTERVAL_S,
     PRESENT,
     SCALE,
     Col,

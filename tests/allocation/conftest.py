@@ -12,7 +12,7 @@ import yaml
 
 from sitivmon.allocation.config import AllocationConfig, KnownCommune, load_allocation
 from sitivmon.allocation.engine import UsageDocument, load_usage_json, parse_usage
-from sitivmon.config import parse_config
+from sitivmon.app.config import parse_config
 
 HERE = Path(__file__).parent
 REPO = HERE.parents[1]

@@ -358,7 +358,7 @@ def test_report_close_refuses_other_spellings_of_a_month(
     root_config: Path, month: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`report close --month $'2026-10\\n'` created revision 1 under a key `--month 2026-10` never sees."""
-    from sitivmon.cli import main
+    from sitivmon.app.cli import main
 
     with pytest.raises(SystemExit) as exc:
         main(["report", "close", "--config", str(root_config), "--month", month])
@@ -368,7 +368,7 @@ def test_report_close_refuses_other_spellings_of_a_month(
 
 def test_report_close_refuses_a_month_that_has_not_ended(root_config: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Through the real CLI and clock: the current month (and a later one) cannot be frozen as final."""
-    from sitivmon.cli import main
+    from sitivmon.app.cli import main
     from sitivmon.usage.periods import month_range
 
     current = _current_month()
@@ -399,7 +399,7 @@ def test_allocate_usage_with_a_duplicate_insee_code_is_a_located_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Two communes of a usage file sharing an INSEE code gave a traceback from the arithmetic."""
-    from sitivmon.cli import main
+    from sitivmon.app.cli import main
 
     data = json.loads(USAGE_FILE.read_text(encoding="utf-8"))
     givors = next(r["insee"] for r in data["indicators"] if r["commune"] == "givors")

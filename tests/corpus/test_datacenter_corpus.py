@@ -20,13 +20,13 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from sitivmon.config.loader import load_config
+from sitivmon.app.config import load_config
+from sitivmon.config.profiles import profile_lookup
 from sitivmon.datacenter.handler import DatacenterHandler
 from sitivmon.engine.poll import poll_target
-from sitivmon.engine.scheduler import gufo_factory
 from sitivmon.exposition import LabelCache, render
 from sitivmon.monitor import Monitor
-from sitivmon.profiles.registry import profile_lookup
+from sitivmon.snmp.gufo import gufo_factory
 from tests.datacenter.conftest import COMMUNES
 from tests.datacenter.recordings import (
     ARISTA,
@@ -80,7 +80,7 @@ attribution:
 
 def _sitivmon_poll(config: Path, target: str) -> Samples:
     done = subprocess.run(
-        [sys.executable, "-m", "sitivmon.cli", "poll", "--config", str(config), "--target", target, "--samples", "2"],
+        [sys.executable, "-m", "sitivmon", "poll", "--config", str(config), "--target", target, "--samples", "2"],
         capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert done.returncode == 0, done.stdout + done.stderr
@@ -171,7 +171,7 @@ def test_paloalto_temperatures_named_by_entity(config_path: Path) -> None:
 async def test_anomalies_reach_the_daemon_metrics(config_path: Path) -> None:
     """The Monitor with the real gufo client, as the daemon polls: what is set aside is counted."""
     config = load_config(config_path)
-    monitor = Monitor(config, handlers=[DatacenterHandler(config, base_dir=config_path.parent)])
+    monitor = Monitor(config, handlers=[DatacenterHandler(config, config.attribution, base_dir=config_path.parent)])
     lookup = profile_lookup(config, config_path.parent)
     for target in config.targets:
         settings = config.poll_settings(target)

@@ -160,7 +160,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Run]]:
         config = agents.write_config(work / "moving.yaml", doc)
         procs = {
             name: subprocess.Popen(
-                [sys.executable, "-m", "sitivmon.cli", "poll", "--config", str(config), "--target", name,
+                [sys.executable, "-m", "sitivmon", "poll", "--config", str(config), "--target", name,
                  "--samples", str(SAMPLES if name != "cisco-latin1" else 1)],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
             )

@@ -2,7 +2,7 @@
 
 One simulator serves every recording (community = recording name); one config has a target per
 recording with links on up to four of its interfaces, selected by index, ifName, ifDescr and ifAlias
-(odd speed columns first). Each target is polled twice by the real CLI (`python -m sitivmon.cli poll`)
+(odd speed columns first). Each target is polled twice by the real CLI (`python -m sitivmon poll`)
 and what it prints is checked against the recording itself (tests/corpus/reference.py): interface
 selection, speed, admin/oper status, the raw counters and which column (HC or 32-bit) they came from,
 zero deltas on a recording that does not move, hrStorage sizes and use, and memory where the
@@ -120,7 +120,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Polle
         config = agents.write_config(work / "corpus.yaml", doc)
 
         def poll(name: str) -> tuple[str, subprocess.CompletedProcess[str]]:
-            argv = [sys.executable, "-m", "sitivmon.cli", "poll", "--config", str(config), "--target", name]
+            argv = [sys.executable, "-m", "sitivmon", "poll", "--config", str(config), "--target", name]
             return name, subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=REPO)
 
         with ThreadPoolExecutor(8) as pool:  # each poll mostly waits (2 s between its samples)

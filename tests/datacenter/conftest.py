@@ -8,8 +8,8 @@ import pytest
 
 from sitivmon.agents.scripted import ScriptedTable, demo_tables
 from sitivmon.agents.snmpd import Snmpd, SnmpdSpec
-from sitivmon.config.loader import parse_config
-from sitivmon.config.model import Credential, SitivmonConfig
+from sitivmon.app.config import SitivmonConfig, parse_config
+from sitivmon.config.model import Credential
 from sitivmon.snmp.gufo import GufoClient
 from tests.support.procs import free_udp_port, require_binary
 

@@ -9,11 +9,11 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from sitivmon.agents.scripted import Outlet, Sensor, Vm, pdu_values, sensor_values, vm_values
-from sitivmon.config.model import SitivmonConfig
+from sitivmon.app.config import SitivmonConfig
+from sitivmon.config.profiles import profile_table
 from sitivmon.datacenter.handler import COMMUNE_FAMILIES, FAMILIES, DatacenterHandler
 from sitivmon.datacenter.rows import extract
 from sitivmon.engine.poll import TargetPoll, poll_target
-from sitivmon.profiles.registry import profile_table
 from sitivmon.readings import Quantity
 from tests.datacenter.conftest import REPO, Agent, make_config
 
@@ -83,7 +83,7 @@ async def test_storage_sizes_match_statvfs(agent: Agent) -> None:
 
 async def test_ucd_memory_matches_proc_meminfo(agent: Agent) -> None:
     config = dc_config(agent.port)
-    handler = DatacenterHandler(config, base_dir=REPO / "config")
+    handler = DatacenterHandler(config, config.attribution, base_dir=REPO / "config")
     handler.on_poll(config.targets[0], await poll(agent, config, ["host_resources", "ucd"]))
     meminfo = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())  # noqa: ASYNC240
     total_kib = int(meminfo["MemTotal"].split()[0])
@@ -122,7 +122,7 @@ def _get(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: st
 async def test_pdu_vms_sensors_attribution_and_energy(agent: Agent) -> None:
     config = dc_config(agent.port)
     target = config.targets[0]
-    handler = DatacenterHandler(config, base_dir=REPO / "config")
+    handler = DatacenterHandler(config, config.attribution, base_dir=REPO / "config")
     vms = [Vm("VEN-web-01", 4, 8192), Vm("Ven-db", 8, 32768), Vm("GIV-état-civil", 2, 4096),
            Vm("CORB-gestion", 2, 4096, "poweredOff"), Vm("test-migration", 1, 2048)]
     sensors = [Sensor("PSU1 Pierre-Bénite", 6, 1950, precision=1, entity_class=6),
@@ -193,11 +193,11 @@ async def test_restart_resumes_energy_from_baselines(agent: Agent) -> None:
     config = dc_config(agent.port)
     target = config.targets[0]
     set_tables(agent, [Outlet("VEN-baie-1", 100, None)], [], [])
-    before = DatacenterHandler(config, base_dir=REPO / "config")
+    before = DatacenterHandler(config, config.attribution, base_dir=REPO / "config")
     p1 = await poll(agent, config, ["apc_pdu_outlets"])
     p1.at = 0.0
     baselines = dict(before.on_poll(target, p1).baselines)
-    after = DatacenterHandler(config, base_dir=REPO / "config")  # the daemon restarted
+    after = DatacenterHandler(config, config.attribution, base_dir=REPO / "config")  # the daemon restarted
     assert after.seed_baselines({**baselines, "some-link": "{}"}) == 1
     p2 = await poll(agent, config, ["apc_pdu_outlets"])
     p2.at = 600.0  # ten minutes down, longer than 3 intervals: counted and flagged
@@ -223,7 +223,7 @@ async def test_metrics_through_the_monitor_pass_promtool(agent: Agent, tmp_path:
     config = dc_config(agent.port)
     set_tables(agent, [Outlet("VEN-baie-1", 420, 1204), Outlet("spare", 30, None)], [Vm("VEN-a", 2, 1024)],
                [Sensor("PSU1 Givors", 6, 100, entity_class=6)])
-    handler = DatacenterHandler(config, base_dir=REPO / "config")
+    handler = DatacenterHandler(config, config.attribution, base_dir=REPO / "config")
     monitor = Monitor(config, handlers=[handler])
     monitor.on_poll(config.targets[0], await poll(agent, config))
     monitor.on_poll(config.targets[0], await poll(agent, config))
@@ -247,7 +247,7 @@ async def test_demo_target_shows_per_commune_figures(agent: Agent) -> None:
     config = make_config(
         DEMO_CONFIG_YAML.format(port=agent.port, profiles_dir=REPO / "config" / "profiles", credentials="lab")
     )
-    handler = DatacenterHandler(config)
+    handler = DatacenterHandler(config, config.attribution)
     table = profile_table(config)
     client = agent.client()
     result = await poll_target(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sitivmon.datacenter.attribution import UNATTRIBUTED, Attributor, CommuneResolver, fold
+from sitivmon.config.communes import CommuneResolver, fold
+from sitivmon.datacenter.attribution import UNATTRIBUTED, Attributor
 from tests.datacenter.conftest import make_config
 
 RULES = """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sitivmon.datacenter.ifalias import AliasInfo, links_from_aliases, parse_alias
+from sitivmon.links.ifalias import AliasInfo, links_from_aliases, parse_alias
 from sitivmon.links.interfaces import InterfaceRow
 from tests.datacenter.conftest import make_config
 

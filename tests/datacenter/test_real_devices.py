@@ -230,7 +230,7 @@ def test_arista_transceiver_levels_add_nothing_to_power_or_energy() -> None:
         "     profiles: [host_resources, ucd, entity_sensors]}\n"
     )
     target = config.targets[0]
-    handler = DatacenterHandler(config)
+    handler = DatacenterHandler(config, config.attribution)
     tables, scalars = served(rec, [HOST_RESOURCES, UCD, ENTITY_SENSORS])
     handler.on_poll(target, _poll(tables, scalars, 1000.0))
     second = handler.on_poll(target, _poll(tables, scalars, 1060.0))
@@ -273,7 +273,7 @@ def test_isilon_anomalies_are_counted_by_the_monitor() -> None:
         "targets:\n  - {name: isilon, address: 127.0.0.1, credentials: lab,\n"
         "     profiles: [host_resources, ucd]}\n"
     )
-    handler = DatacenterHandler(config)
+    handler = DatacenterHandler(config, config.attribution)
     monitor = Monitor(config, handlers=[handler])
     tables, scalars = served(rec, [HOST_RESOURCES, UCD])
     for at in (1000.0, 1060.0):

@@ -123,7 +123,7 @@ def test_hardening_directives_required_by_the_issue() -> None:
 
 def test_open_files_limit_leaves_room_for_the_http_connection_cap() -> None:
     """Issue 11: at systemd's default 1,024 files, 1,100 idle connections locked out every request."""
-    from sitivmon.http import MAX_CONNECTIONS
+    from sitivmon.app.http import MAX_CONNECTIONS
 
     limits = unit_directives().get("LimitNOFILE")
     assert limits is not None and len(limits) == 1, "LimitNOFILE is set once"

@@ -157,7 +157,7 @@ def _trap(args: list[str], port: int) -> None:
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([sys.executable, "-m", "sitivmon.cli", *args], capture_output=True, env=env, timeout=120)
+    return subprocess.run([sys.executable, "-m", "sitivmon", *args], capture_output=True, env=env, timeout=120)
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The HTTP edge of the real daemon (`python -m sitivmon.cli run`) under issue 11's probes: an idle
+"""The HTTP edge of the real daemon (`python -m sitivmon run`) under issue 11's probes: an idle
 connection flood at systemd's default open-files limit, hostile month labels, and report readers
 competing with the scrape. Loopback only; bounded counts and times.
 """

@@ -1,7 +1,7 @@
 """The HTTP edge in process, on real loopback sockets: connection cap, head timeout, reload gate, errors,
 throttled refusal logs, report cache and its own worker.
 
-Each server here is the real aiohttp app of sitivmon/http.py (with the API of allocation/api.py) served
+Each server here is the real aiohttp app of sitivmon/app/http.py (with the API of allocation/api.py) served
 through `GuardedSite`, with small limits so that floods stay small and fast.
 """
 
@@ -25,8 +25,8 @@ from prometheus_client import CollectorRegistry
 
 from sitivmon.allocation.api import ReportCache, TokenAuthority, report_executor, setup_api
 from sitivmon.allocation.config import ApiConfig
-from sitivmon.config import parse_config
-from sitivmon.http import ConnectionGuard, GuardedSite, build_app
+from sitivmon.app.config import parse_config
+from sitivmon.app.http import ConnectionGuard, GuardedSite, build_app
 from sitivmon.monitor import Monitor
 from sitivmon.selfmetrics import SelfMetrics
 from tests.support import agents

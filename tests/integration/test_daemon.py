@@ -1,4 +1,4 @@
-"""The daemon as operators run it (`python -m sitivmon.cli run`), polling real snmpd agents on loopback:
+"""The daemon as operators run it (`python -m sitivmon run`), polling real snmpd agents on loopback:
 readiness, SIGTERM, a dead target among live ones, reloads good and bad, the /metrics page itself."""
 
 from __future__ import annotations
@@ -240,7 +240,7 @@ KNOWN_LINT = {"sitivmon_counter_discontinuities_total metric name should not inc
 def test_bad_config_at_start_exits_2(tmp_path: Path) -> None:
     path = agents.write_config(tmp_path / "bad.yaml", {"links": [{"id": "x"}], "pol": 1})
     r = subprocess.run(
-        [sys.executable, "-m", "sitivmon.cli", "run", "--config", str(path), "--listen", f"127.0.0.1:{free_port()}"],
+        [sys.executable, "-m", "sitivmon", "run", "--config", str(path), "--listen", f"127.0.0.1:{free_port()}"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -188,7 +188,7 @@ async def test_varbind_cap_drops_the_column_not_the_target(snmp_agent: agents.Ag
     assert poll.varbinds <= 1 + cap  # sysUpTime and the cap: no column is read past it
 
     # The monitor keeps the target up, counts the dropped columns and reports them once.
-    from sitivmon.config.model import SitivmonConfig
+    from sitivmon.app.config import SitivmonConfig
     from sitivmon.monitor import Monitor
 
     config = SitivmonConfig.model_validate({
@@ -230,11 +230,11 @@ def poll_config(tmp_path: Path, agent: agents.Agent, *, timeout: str = "1s") -> 
 
 
 def sitivmon_many(*argvs: list[str], timeout: float = 60) -> list[tuple[int, str, str]]:
-    """Run several `python -m sitivmon.cli ...` at once (each starts an interpreter: in parallel the
+    """Run several `python -m sitivmon ...` at once (each starts an interpreter: in parallel the
     whole set costs about one start); (exit code, stdout, stderr) for each."""
     env = agents._clean_env(None)
     procs = [
-        subprocess.Popen([sys.executable, "-m", "sitivmon.cli", *argv], stdout=subprocess.PIPE,
+        subprocess.Popen([sys.executable, "-m", "sitivmon", *argv], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, env=env)
         for argv in argvs
     ]  # fmt: skip

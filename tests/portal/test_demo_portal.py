@@ -27,7 +27,7 @@ def demo(tmp_path: Path) -> tuple[str, dict[str, str], subprocess.Popen[str]]:
     require_binary("snmpd")
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sitivmon.cli", "demo", "--listen", f"127.0.0.1:{port}", "--state-dir",
+        [sys.executable, "-m", "sitivmon", "demo", "--listen", f"127.0.0.1:{port}", "--state-dir",
          str(tmp_path / "demo")],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from sitivmon.config.loader import ConfigError
+from sitivmon.app.config import ConfigError
+from sitivmon.config.profiles import profile_table
 from sitivmon.profiles import BUILTIN_PROFILES
-from sitivmon.profiles.registry import profile_table
 from sitivmon.profiles.user import load_profile_file
 from tests.datacenter.conftest import make_config
 

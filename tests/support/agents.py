@@ -27,7 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sitivmon.agents import netns
 from sitivmon.agents.snmpd import Snmpd, SnmpdSpec, V3User
-from sitivmon.demo.cli import COMMUNES as DEMO_COMMUNES
+from sitivmon.app.demo import COMMUNES as DEMO_COMMUNES
 from tests.support.procs import ManagedProcess, free_port, free_udp_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -465,7 +465,7 @@ def _clean_env(env: Mapping[str, str] | None) -> dict[str, str]:
 
 
 class DaemonProcess:
-    """`python -m sitivmon.cli run --config ... --listen 127.0.0.1:<free port>`, stopped by `stop()`."""
+    """`python -m sitivmon.app.cli run --config ... --listen 127.0.0.1:<free port>`, stopped by `stop()`."""
 
     def __init__(
         self,
@@ -491,7 +491,7 @@ class DaemonProcess:
             argv = [
                 sys.executable,
                 "-m",
-                "sitivmon.cli",
+                "sitivmon",
                 "run",
                 "--config",
                 str(self.config),

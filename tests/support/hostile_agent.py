@@ -3,7 +3,7 @@ its own way (silence, lateness, a wrong request-id, broken BER, walks that loop 
 statuses, huge values, answers from another port or address).
 
 snmpd cannot be made to misbehave on demand, so this is a raw-UDP responder. The BER comes from the
-receiver's own codec (`sitivmon.traps.ber`: `read_tlv`, `tlv`, `encode_*`); only request parsing and
+receiver's own codec (`sitivmon.snmp.ber`: `read_tlv`, `tlv`, `encode_*`); only request parsing and
 the response PDU are written here. It serves a one-interface device (sysUpTime, ifTable and ifXTable
 row 1, `eth0`) that a polite mode answers correctly, so each mode differs from a working agent only by
 its one fault.
@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sitivmon.traps import ber
+from sitivmon.snmp import ber
 
 GET, GETNEXT, RESPONSE, GETBULK = 0xA0, 0xA1, 0xA2, 0xA5
 COMMUNITY = b"hostile"

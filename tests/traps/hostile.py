@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sitivmon.traps import ber
+from sitivmon.snmp import ber
 
 SYS_UPTIME: ber.Oid = (1, 3, 6, 1, 2, 1, 1, 3, 0)
 TRAP_OID: ber.Oid = (1, 3, 6, 1, 6, 3, 1, 1, 4, 1, 0)

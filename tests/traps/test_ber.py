@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sitivmon.traps import ber
+from sitivmon.snmp import ber
 from sitivmon.traps.events import TrapKind, interpret_v1, interpret_v2
 from tests.traps import netsnmp as ns
 

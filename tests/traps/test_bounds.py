@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from sitivmon.traps import ber
+from sitivmon.snmp import ber
 from tests.traps import hostile
 
 

@@ -9,7 +9,7 @@ import socket
 
 from prometheus_client import CollectorRegistry
 
-from sitivmon.config import parse_config
+from sitivmon.app.config import parse_config
 from sitivmon.engine.poll import TargetPoll
 from sitivmon.monitor import Monitor
 from sitivmon.readings import LinkState

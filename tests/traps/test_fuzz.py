@@ -16,11 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from sitivmon.config import parse_config
+from sitivmon.app.config import parse_config
 from sitivmon.engine.poll import TargetPoll
 from sitivmon.monitor import Monitor
 from sitivmon.readings import LinkState
-from sitivmon.traps import ber
+from sitivmon.snmp import ber
 from sitivmon.traps.config import resolve_trap_auth
 from sitivmon.traps.events import TrapEvent, TrapKind
 from sitivmon.traps.receiver import TrapReceiver

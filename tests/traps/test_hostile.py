@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 from prometheus_client import CollectorRegistry
 
-from sitivmon.traps import ber
+from sitivmon.snmp import ber
 from sitivmon.traps.config import resolve_trap_auth
 from sitivmon.traps.events import TrapEvent
 from sitivmon.traps.receiver import TrapReceiver

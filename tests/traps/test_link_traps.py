@@ -19,7 +19,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
-from sitivmon.config import parse_config
+from sitivmon.app.config import parse_config
 from sitivmon.engine.poll import TargetPoll
 from sitivmon.monitor import Monitor, trap_link_status
 from sitivmon.mqtt.config import MqttConfig
@@ -105,7 +105,7 @@ async def test_admin_shutdown_by_trap_and_poll_converges_on_mqtt(broker: Broker)
     mqtt = MqttConfig(enabled=True, port=broker.port, username=USER, password=SecretStr(PASSWORD),
                       backoff_min_s=0.05, backoff_max_s=0.3, summary_interval_s=3600)  # fmt: skip
     async with MqttPublisher(mqtt, registry=CollectorRegistry()) as pub:
-        monitor = Monitor(cfg, events=pub)
+        monitor = Monitor(cfg, event_sinks=[pub])
 
         async def step(expected_state: str, expected_admin: bool) -> dict[str, Any]:
             await settle(pub)
@@ -138,7 +138,7 @@ async def test_admin_shutdown_by_trap_and_poll_converges_on_mqtt(broker: Broker)
 
 def test_a_trap_is_stamped_with_when_it_was_received() -> None:
     """A trap delivered late (coalesced under a flood) changes the link as of its arrival, not delivery."""
-    from sitivmon.daemon import apply_trap
+    from sitivmon.app.daemon import apply_trap
     from sitivmon.traps.events import TrapEvent, TrapKind
 
     monitor = Monitor(parse_config(CONFIG))

@@ -6,13 +6,12 @@ import asyncio
 import ipaddress
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import pytest
 from prometheus_client import CollectorRegistry
-from pydantic import SecretStr
 
-from sitivmon.traps import ber
+from sitivmon.config.model import Credential
+from sitivmon.snmp import ber
 from sitivmon.traps.config import TrapConfig, TrapV3User, resolve_trap_auth
 from sitivmon.traps.events import TrapEvent, TrapKind
 from sitivmon.traps.receiver import TrapReceiver
@@ -22,25 +21,17 @@ ENGINE = "8000000001020304"
 COMMUNITY = "n0t-public-Xy7"
 
 
-@dataclass
-class Cred:  # the shape of the root config's Credential (duck-typed by resolve_trap_auth)
-    version: str = "2c"
-    community: SecretStr | None = None
-    username: str | None = None
-    auth_protocol: str | None = None
-    auth_password: SecretStr | None = None
-    priv_protocol: str | None = None
-    priv_password: SecretStr | None = None
-
-
 CREDENTIALS = {
-    "communes-v2": Cred(community=SecretStr(COMMUNITY)),
-    "v3-sha-aes": Cred(version="3", username="trapuser", auth_protocol="SHA", auth_password=SecretStr("authpass123"),
-                       priv_protocol="AES", priv_password=SecretStr("privpass123")),
-    "v3-sha256-auth": Cred(version="3", username="authonly", auth_protocol="SHA256",
-                           auth_password=SecretStr("authonly-pass")),
-    "v3-md5-des": Cred(version="3", username="olduser", auth_protocol="MD5", auth_password=SecretStr("oldauthpass"),
-                       priv_protocol="DES", priv_password=SecretStr("oldprivpass")),
+    name: Credential.model_validate(spec)
+    for name, spec in {
+        "communes-v2": {"version": "2c", "community": COMMUNITY},
+        "v3-sha-aes": {"version": "3", "username": "trapuser", "auth_protocol": "SHA", "auth_password": "authpass123",
+                       "priv_protocol": "AES", "priv_password": "privpass123"},
+        "v3-sha256-auth": {"version": "3", "username": "authonly", "auth_protocol": "SHA256",
+                           "auth_password": "authonly-pass"},
+        "v3-md5-des": {"version": "3", "username": "olduser", "auth_protocol": "MD5", "auth_password": "oldauthpass",
+                       "priv_protocol": "DES", "priv_password": "oldprivpass"},
+    }.items()
 }  # fmt: skip
 
 

@@ -11,12 +11,13 @@ import time
 
 from prometheus_client import CollectorRegistry
 
+from sitivmon.config.model import Credential
 from sitivmon.traps.config import TrapV3User, resolve_trap_auth
 from sitivmon.traps.events import TrapEvent, TrapKind
 from sitivmon.traps.receiver import TrapReceiver
 from tests.traps import hostile
 from tests.traps import netsnmp as ns
-from tests.traps.test_receiver import CREDENTIALS, ENGINE, Cred, Harness, make_config, value
+from tests.traps.test_receiver import CREDENTIALS, ENGINE, Harness, make_config, value
 from tests.traps.test_receiver import harness as harness  # the fixture
 
 AUTHONLY = ["-u", "authonly", "-l", "authNoPriv", "-a", "SHA-256"]
@@ -133,7 +134,7 @@ async def test_inform_and_trap_still_work_after_the_gates(harness: Harness) -> N
 async def test_user_without_authentication_any_engine_but_bounded() -> None:
     """A noAuthNoPriv credential is matched whatever the engine ID (its messages prove nothing about an
     engine, so nothing is learnt), and its clear-text messages cannot carry hundreds of varbinds."""
-    creds = {**CREDENTIALS, "v3-plain": Cred(version="3", username="plainuser")}
+    creds = {**CREDENTIALS, "v3-plain": Credential(version="3", username="plainuser")}
     registry = CollectorRegistry()
     events: list[TrapEvent] = []
     cfg = make_config(v3_users=[TrapV3User(credential="v3-plain")], max_engine_ids_per_source=0)

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from sitivmon.cli import main
-from sitivmon.config import ConfigError, load_config, parse_config
+from sitivmon.app.cli import main
+from sitivmon.app.config import ConfigError, load_config, parse_config
 from sitivmon.config.model import AuthProtocol, PrivProtocol, Side
 from tests.support.agents import COMMUNES, REPO
 
@@ -529,7 +529,7 @@ def test_check_as_a_command(secrets_env: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SITIVMON_")}
     env |= {"SITIVMON_TEST_COMMUNITY": SECRET_COMMUNITY, "SECRETS_DIR": str(secrets_env / "secrets")}
     r = subprocess.run(
-        [sys.executable, "-m", "sitivmon.cli", "check", "--config", str(good)],
+        [sys.executable, "-m", "sitivmon", "check", "--config", str(good)],
         capture_output=True,
         text=True,
         env=env,
@@ -539,7 +539,7 @@ def test_check_as_a_command(secrets_env: Path) -> None:
     assert "OK (8 communes, 3 targets, 5 links)" in r.stdout
     env.pop("SITIVMON_TEST_COMMUNITY")
     r = subprocess.run(
-        [sys.executable, "-m", "sitivmon.cli", "check", "--config", str(good)],
+        [sys.executable, "-m", "sitivmon", "check", "--config", str(good)],
         capture_output=True,
         text=True,
         env=env,

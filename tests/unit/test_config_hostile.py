@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from sitivmon.allocation.api import SYNDICATE
-from sitivmon.config import ConfigError, parse_config
+from sitivmon.app.config import ConfigError, parse_config
 from sitivmon.config.loader import MAX_DOCUMENT_BYTES
 from tests.support.agents import REPO, _clean_env
 from tests.unit.test_config import EXAMPLE, dump, example_doc, secrets_env, write
@@ -39,7 +39,7 @@ def _limit_memory() -> None:
 
 _MEASURE = """
 import json, sys, time, tracemalloc
-from sitivmon.config import ConfigError, parse_config
+from sitivmon.app.config import ConfigError, parse_config
 text = open(sys.argv[1], encoding="utf-8").read()
 tracemalloc.start()
 started = time.perf_counter()
@@ -74,7 +74,7 @@ def test_alias_bomb_is_refused_fast_in_bounded_memory(tmp_path: Path) -> None:
 def test_check_refuses_an_alias_bomb_with_exit_2(tmp_path: Path) -> None:
     path = write(tmp_path, alias_bomb(), "bomb.yaml")
     proc = subprocess.run(
-        [sys.executable, "-m", "sitivmon.cli", "check", "--config", str(path)], capture_output=True, text=True,
+        [sys.executable, "-m", "sitivmon", "check", "--config", str(path)], capture_output=True, text=True,
         timeout=60, env=_clean_env(None), preexec_fn=_limit_memory, cwd=REPO,
     )  # fmt: skip
     assert proc.returncode == 2, proc.stderr[-2000:]

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_fd_to_metric_families, text_string_to_metric_families
 
-from sitivmon.config.model import SitivmonConfig
+from sitivmon.app.config import SitivmonConfig
 from sitivmon.engine.poll import TargetPoll
 from sitivmon.exposition import LabelCache, escape, render
 from sitivmon.monitor import Monitor

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from sitivmon.aio import wait_event
-from sitivmon.config import ConfigError, parse_config
+from sitivmon.app.config import ConfigError, parse_config
 from sitivmon.config.model import parse_listen
 from sitivmon.links.interfaces import interface_rows
 from sitivmon.links.state import decode_baseline, encode_baseline, link_origin

@@ -279,7 +279,7 @@ def test_resolve_missing_or_ambiguous(selector: dict[str, Any], message: str) ->
 
 
 def test_latin1_alias_becomes_a_link_and_ignored_aliases_are_logged_once(caplog: pytest.LogCaptureFixture) -> None:
-    from sitivmon.datacenter.ifalias import links_from_aliases
+    from sitivmon.links.ifalias import links_from_aliases
     from tests.datacenter.conftest import make_config
 
     config = make_config(
@@ -290,7 +290,7 @@ def test_latin1_alias_becomes_a_link_and_ignored_aliases_are_logged_once(caplog:
         "ifAlias": {"1": "Commune: Vénissieux [1G] {circuit-42}".encode("latin-1"), "2": b"Commune: Lyon [1G]"},
     }
     rows = interface_rows(tables)
-    with caplog.at_level("WARNING", logger="sitivmon.datacenter.ifalias"):
+    with caplog.at_level("WARNING", logger="sitivmon.links.ifalias"):
         for _ in range(3):  # parsed at every poll
             links = links_from_aliases(config, config.targets[0], rows)
     assert [(lk.commune, lk.circuit, lk.interface.describe()) for lk in links] == [

@@ -235,7 +235,7 @@ def test_usage_keys_follow_a_reloaded_link() -> None:
 
 def test_links_of_follows_reloads_that_move_links() -> None:
     """The monitor indexes links by target; a reload that moves, adds or removes links is followed."""
-    from sitivmon.config.loader import parse_config
+    from sitivmon.app.config import parse_config
     from sitivmon.monitor import Monitor
 
     def cfg(links: str) -> Any:

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from sitivmon.snmp.ber import INTEGER, OCTET_STRING, SEQUENCE, encode_integer, encode_oid, tlv
 from sitivmon.snmp.status import GEN_ERR, TOO_BIG, response_status, status_name
-from sitivmon.traps.ber import INTEGER, OCTET_STRING, SEQUENCE, encode_integer, encode_oid, tlv
 
 RESPONSE, REPORT, GETBULK = 0xA2, 0xA8, 0xA5
 

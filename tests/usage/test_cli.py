@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sitivmon.cli import main
+from sitivmon.app.cli import main
 from sitivmon.usage.cli import build_document
 from sitivmon.usage.periods import month_range
 from sitivmon.usage.store import UsageStore
@@ -35,7 +35,7 @@ def config(tmp_path: Path) -> Path:
 
 
 def fill(config: Path) -> None:
-    from sitivmon.config import load_config
+    from sitivmon.app.config import load_config
 
     state = Path(load_config(config).state_dir)
     with UsageStore.in_dir(state) as s:
@@ -51,7 +51,7 @@ def test_json_is_the_document(config: Path, capsys: pytest.CaptureFixture[str]) 
 
 
 def test_build_document_matches_the_command(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from sitivmon.config import load_config
+    from sitivmon.app.config import load_config
 
     fill(config)
     main(["usage", "--config", str(config), "--month", "2026-10", "--format", "json"])

@@ -269,7 +269,7 @@ def test_usage_command_refuses_a_corrupt_chunk_with_its_location(tmp_path: Path)
     corrupt_one_blob(state / "usage.sqlite3")
     config = agents.write_config(tmp_path / "sitivmon.yaml", agents.base_config(state))
     r = subprocess.run(
-        [sys.executable, "-m", "sitivmon.cli", "usage", "--config", str(config), "--month", "2026-10"],
+        [sys.executable, "-m", "sitivmon", "usage", "--config", str(config), "--month", "2026-10"],
         capture_output=True,
         text=True,
         cwd=agents.REPO,

@@ -177,9 +177,9 @@ def month_label(t: float) -> str:
 
 
 def usage_json(config: Path, month: str) -> dict[str, Any]:
-    """`python -m sitivmon.cli usage --config F --month M --format json`, parsed with Decimal floats."""
+    """`python -m sitivmon usage --config F --month M --format json`, parsed with Decimal floats."""
     r = subprocess.run(
-        [sys.executable, "-m", "sitivmon.cli", "usage", "--config", str(config), "--month", month, "--format", "json"],
+        [sys.executable, "-m", "sitivmon", "usage", "--config", str(config), "--month", month, "--format", "json"],
         capture_output=True,
         text=True,
         cwd=agents.REPO,

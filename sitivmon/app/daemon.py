@@ -16,6 +16,7 @@ import signal
 import time
 from collections.abc import Coroutine, Hashable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -27,16 +28,19 @@ from sitivmon.allocation.api import ReportCache, TokenAuthority, report_executor
 from sitivmon.allocation.archive import ARCHIVE_FILE
 from sitivmon.allocation.cli import service_from_config, usage_for_month
 from sitivmon.allocation.service import ReportService
-from sitivmon.config import ConfigError, SitivmonConfig, load_config
+from sitivmon.app.config import ConfigError, SitivmonConfig, load_config
+from sitivmon.app.http import KEEPALIVE_TIMEOUT_S, ConnectionGuard, GuardedSite, build_app
 from sitivmon.config.model import parse_listen
 from sitivmon.datacenter.handler import DatacenterHandler
-from sitivmon.engine.scheduler import ClientFactory, Scheduler, gufo_factory
-from sitivmon.http import KEEPALIVE_TIMEOUT_S, ConnectionGuard, GuardedSite, build_app
+from sitivmon.engine.scheduler import Scheduler
+from sitivmon.engine.selection import ALL_TARGETS, TargetSelector
 from sitivmon.monitor import Monitor
 from sitivmon.mqtt.publisher import MqttPublisher
 from sitivmon.portal.app import setup_portal
 from sitivmon.portal.backend import daemon_backend
 from sitivmon.selfmetrics import SelfMetrics
+from sitivmon.snmp.client import ClientFactory
+from sitivmon.snmp.gufo import gufo_factory
 from sitivmon.traps.config import resolve_trap_auth
 from sitivmon.traps.events import TrapEvent, TrapKind
 from sitivmon.traps.receiver import TrapReceiver
@@ -48,6 +52,16 @@ from sitivmon.usage.live import UsageLiveCollector
 log = logging.getLogger("sitivmon.daemon")
 
 
+@dataclass(frozen=True, slots=True)
+class Composition:
+    """Which features this daemon wires around the core. MQTT and traps follow their config sections
+    (`enabled`); usage recording can be left out as a whole: monitoring only, no usage store, no
+    month-to-date gauges (what the benchmarks use to attribute the recorder's cost)."""
+
+    usage: bool = True
+    selector: TargetSelector = ALL_TARGETS
+
+
 class Daemon:
     def __init__(
         self,
@@ -57,15 +71,19 @@ class Daemon:
         listen: str | None = None,
         registry: CollectorRegistry | None = None,
         client_factory: ClientFactory = gufo_factory,
+        composition: Composition = Composition(),
     ) -> None:
         self.config_path = config_path
         self.config = config
+        self.composition = composition
         self.listen = listen or config.listen
         self.registry = registry or CollectorRegistry()
         self.metrics = SelfMetrics(self.registry)
-        self.datacenter = DatacenterHandler(config, base_dir=config_path.resolve().parent)
-        self.monitor = Monitor(config, handlers=[self.datacenter])
-        self.scheduler = Scheduler(self.monitor, self.metrics, client_factory)
+        self.datacenter = DatacenterHandler(config, config.attribution, base_dir=config_path.resolve().parent)
+        self.monitor = Monitor(config, handlers=[self.datacenter], selector=composition.selector)
+        self.scheduler = Scheduler(
+            config, self.monitor.on_poll, self.metrics, client_factory, selector=composition.selector
+        )
         self.traps: TrapReceiver | None = None
         self.mqtt: MqttPublisher | None = None
         self.usage: UsageRecorder | None = None
@@ -94,6 +112,24 @@ class Daemon:
 
     async def _start_services(self) -> None:
         config = self.config
+        if self.composition.usage:
+            await self._start_usage()
+        if config.mqtt.enabled:
+            self.mqtt = await self._stack.enter_async_context(MqttPublisher(config.mqtt, registry=self.registry))
+            self.monitor.add_event_sink(self.mqtt)
+        if config.traps.enabled:
+            auth = resolve_trap_auth(config.traps, config.credentials)
+            self.traps = TrapReceiver(
+                config.traps,
+                auth,
+                self._on_trap,
+                registry=self.registry,
+                target_hosts=[t.host for t in self.monitor.owned],
+            )
+            await self._stack.enter_async_context(self.traps)
+
+    async def _start_usage(self) -> None:
+        config = self.config
         # Opened by the recorder, which survives a store that cannot be opened (garbage file, full
         # disk...): monitoring, traps and HTTP must not depend on the usage file.
         store = UsageStore.in_dir(
@@ -103,22 +139,16 @@ class Daemon:
         seeded = self.monitor.seed_baselines(self.usage.load_baselines())
         if seeded:
             log.info("restored %d counter baselines from %s: the first polls count the downtime", seeded, store.path)
-        self.monitor.usage = self.usage
+        self.monitor.add_usage_sink(self.usage)
         self.live = UsageLiveCollector(
-            store.path, config.communes, config.timezone, link_keys(config), refresh_s=config.usage.live_refresh_s,
+            store.path,
+            config.communes,
+            config.timezone,
+            link_keys(config),
+            refresh_s=config.usage.live_refresh_s,
             background=True,
         )
         self.registry.register(self.live)
-        if config.mqtt.enabled:
-            self.mqtt = await self._stack.enter_async_context(MqttPublisher(config.mqtt, registry=self.registry))
-            self.monitor.events = self.mqtt
-        if config.traps.enabled:
-            auth = resolve_trap_auth(config.traps, config.credentials)
-            self.traps = TrapReceiver(
-                config.traps, auth, self._on_trap, registry=self.registry,
-                target_hosts=[t.host for t in config.targets],
-            )
-            await self._stack.enter_async_context(self.traps)
 
     async def _start_http(self) -> None:
         authority = TokenAuthority(lambda: self.config.api.tokens, rejected=self.metrics.http_errors)
@@ -138,7 +168,10 @@ class Daemon:
 
             self._report_pool = report_executor()
             setup_api(
-                app, tokens=authority, usage_provider=lambda month: service().usage(month), report_builder=report,
+                app,
+                tokens=authority,
+                usage_provider=lambda month: service().usage(month),
+                report_builder=report,
                 cache=ReportCache(self._report_pool, self._report_inputs),
             )
             if self.config.api.portal:
@@ -150,9 +183,7 @@ class Daemon:
                     secure_cookies=self.config.api.secure_cookies,
                     executor=self._report_pool,
                 )
-        self._runner = web.AppRunner(
-            app, access_log=None, handle_signals=False, keepalive_timeout=KEEPALIVE_TIMEOUT_S
-        )
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=KEEPALIVE_TIMEOUT_S)
         await self._runner.setup()
         host, port = parse_listen(self.listen)
         site = GuardedSite(self._runner, host, port, guard)
@@ -161,7 +192,10 @@ class Daemon:
         self.bound_port = addresses[0][1] if addresses else port
         log.info(
             "listening on http://%s:%s/metrics (at most %d connections, request heads within %g s)",
-            host, self.bound_port, guard.limit, guard.header_timeout_s,
+            host,
+            self.bound_port,
+            guard.limit,
+            guard.header_timeout_s,
         )
 
     def _report_inputs(self, month: str) -> Hashable:
@@ -258,6 +292,7 @@ class Daemon:
                 if getattr(new, section) != getattr(self.config, section):
                     log.warning("reload: '%s' changed; it takes effect at the next restart", section)
             self.config = new
+            self.datacenter.set_attribution(new.attribution)
             self.monitor.reconfigure(new)
             if self.live is not None:
                 self.live.follow(new.communes, new.timezone, link_keys(new))

@@ -15,8 +15,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from sitivmon.config.model import InterfaceSelector, Link, SitivmonConfig, Target
-from sitivmon.datacenter.attribution import CommuneResolver
+from sitivmon.config.communes import CommuneResolver
+from sitivmon.config.model import CoreConfig, InterfaceSelector, Link, Target
 from sitivmon.links.interfaces import InterfaceRow
 from sitivmon.units import parse_capacity_bytes_per_second
 
@@ -82,7 +82,7 @@ def _claimed(links: Iterable[Link], rows: Mapping[int, InterfaceRow]) -> set[int
     return taken
 
 
-def links_from_aliases(config: SitivmonConfig, target: Target, rows: Mapping[int, InterfaceRow]) -> list[Link]:
+def links_from_aliases(config: CoreConfig, target: Target, rows: Mapping[int, InterfaceRow]) -> list[Link]:
     """Links for the target's interfaces whose ifAlias names a commune, minus those the config has."""
     if not target.ifalias_parser:
         return []

@@ -6,14 +6,14 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from sitivmon.config.model import SitivmonConfig
+from sitivmon.app.config import SitivmonConfig
+from sitivmon.config.profiles import profile_lookup
 from sitivmon.datacenter.handler import DatacenterHandler
 from sitivmon.engine.poll import poll_target
-from sitivmon.engine.scheduler import gufo_factory
 from sitivmon.links.interfaces import oriented_series
 from sitivmon.links.state import LinkRuntime
 from sitivmon.monitor import Monitor
-from sitivmon.profiles.registry import profile_lookup
+from sitivmon.snmp.gufo import gufo_factory
 
 
 def raw_counters(rt: LinkRuntime) -> dict[str, list[dict[str, Any]]]:
@@ -38,7 +38,7 @@ async def poll_once(
     target = config.target_by_name()[target_name]
     settings = config.poll_settings(target)
     cred = config.credentials[target.credentials]
-    datacenter = DatacenterHandler(config, base_dir=base_dir)
+    datacenter = DatacenterHandler(config, config.attribution, base_dir=base_dir)
     monitor = Monitor(config, handlers=[datacenter])
     client = gufo_factory(target, cred, settings)
     lookup = profile_lookup(config, base_dir)

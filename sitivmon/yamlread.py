@@ -3,17 +3,28 @@ checked on the node graph before a single value is built.
 
 Shared by every YAML file sitivmon reads (the main config, profile files, the allocation file), so a
 1.3 KB "billion laughs" or a duplicated key is refused the same way, with its line, wherever it is.
-Depends on nothing of sitivmon but how a location is written.
+Depends on nothing else of sitivmon.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
-from sitivmon.config.locations import format_loc
+
+def format_loc(loc: Iterable[str | int]) -> str:
+    """How a place in a document is written in error messages: `links[3].commune`."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
 
 Loc = tuple[str | int, ...]
 

@@ -26,7 +26,8 @@ from sitivmon.agents.netns import Lab, create_lab, netns_available
 from sitivmon.agents.scripted import DEMO_CONFIG_YAML, demo_tables, registrations
 from sitivmon.agents.snmpd import Snmpd, SnmpdSpec, snmpd_path
 from sitivmon.aio import run
-from sitivmon.config import load_config
+from sitivmon.app.config import load_config
+from sitivmon.app.daemon import run_daemon
 from sitivmon.logs import setup_logging
 
 COMMUNES = [
@@ -76,8 +77,11 @@ def demo_tokens(state_dir: Path) -> dict[str, str]:
 def api_section(tokens: dict[str, str]) -> dict[str, object]:
     entries: list[dict[str, object]] = []
     for name, scope, role in DEMO_ROLES:
-        entry: dict[str, object] = {"name": name, "scope": scope,
-                                    "token_sha256": hashlib.sha256(tokens[name].encode()).hexdigest()}
+        entry: dict[str, object] = {
+            "name": name,
+            "scope": scope,
+            "token_sha256": hashlib.sha256(tokens[name].encode()).hexdigest(),
+        }
         if role is not None:
             entry["role"] = role
         entries.append(entry)
@@ -127,7 +131,7 @@ def namespace_agents(workdir: Path) -> Iterator[tuple[str, list[dict[str, object
             workdir,
         )
         for ns, plan in ((lab.peer_ns, to_agent), (lab.agent_ns, to_peer)):
-            argv = ["ip", "netns", "exec", ns, sys.executable, "-m", "sitivmon.demo.traffic"]
+            argv = ["ip", "netns", "exec", ns, sys.executable, "-m", "sitivmon.app.demotraffic"]
             for item in plan:
                 argv += ["--to", item]
             procs.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
@@ -180,7 +184,6 @@ def datacenter_agent(workdir: Path) -> Iterator[dict[str, Any]]:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from sitivmon.daemon import run_daemon
 
     setup_logging("plain", "info")
     if snmpd_path() is None:
@@ -222,8 +225,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"  portal:    http://{args.listen}/ui/  sign in with one of these tokens "
             f"(also in {state_dir / 'portal-tokens.txt'}):\n"
             + "".join(f"             {name:<15} {token}\n" for name, token in tokens.items())
-            +
-            "  stop with Ctrl-C\n",
+            + "  stop with Ctrl-C\n",
             flush=True,
         )
         return run(run_daemon(config_path, config, args.listen))

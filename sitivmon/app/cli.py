@@ -10,14 +10,16 @@ from pathlib import Path
 
 from sitivmon import __version__
 from sitivmon.aio import run
-from sitivmon.config import ConfigError, load_config
+from sitivmon.app.config import ConfigError, SitivmonConfig, load_config
+from sitivmon.app.daemon import run_daemon
+from sitivmon.app.oneshot import poll_once
 from sitivmon.logs import setup_logging
 
 # Areas that add their own subcommands through `register(subparsers)`.
-_AREAS = ("sitivmon.usage.cli", "sitivmon.allocation.cli", "sitivmon.demo.cli")
+_AREAS = ("sitivmon.usage.cli", "sitivmon.allocation.cli", "sitivmon.app.demo")
 
 
-def _load_or_report(path: Path) -> object:
+def _load_or_report(path: Path) -> SitivmonConfig | None:
     try:
         return load_config(path)
     except ConfigError as exc:
@@ -31,9 +33,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     config = _load_or_report(args.config)
     if config is None:
         return 2
-    from sitivmon.config.model import SitivmonConfig
 
-    assert isinstance(config, SitivmonConfig)
     print(
         f"{args.config}: OK ({len(config.communes)} communes, {len(config.targets)} targets, {len(config.links)} links)"
     )
@@ -41,14 +41,11 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from sitivmon.config.model import SitivmonConfig
-    from sitivmon.daemon import run_daemon
 
     setup_logging(args.log_format or "plain", args.log_level or "info")
     config = _load_or_report(args.config)
     if config is None:
         return 2
-    assert isinstance(config, SitivmonConfig)
     # The command line wins; else the config's `log` section (SITIVMON_LOG__LEVEL and __FORMAT included).
     setup_logging(args.log_format or config.log.format, args.log_level or config.log.level)
     try:
@@ -59,14 +56,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_poll(args: argparse.Namespace) -> int:
-    from sitivmon.config.model import SitivmonConfig
-    from sitivmon.oneshot import poll_once
 
     setup_logging("plain", "warning")
     config = _load_or_report(args.config)
     if config is None:
         return 2
-    assert isinstance(config, SitivmonConfig)
     if args.target not in config.target_by_name():
         known = ", ".join(sorted(config.target_by_name())) or "none"
         print(f"unknown target {args.target!r} (known: {known})", file=sys.stderr)
@@ -86,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--listen", help="HOST:PORT for /metrics (overrides the config)")
     run.add_argument("--log-format", choices=["plain", "json"], default=None)
     run.add_argument(
-        "--log-level", choices=["debug", "info", "warning", "error"], default=None,
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default=None,
         help="overrides the config's log.level (default info)",
     )
     run.set_defaults(func=cmd_run)

@@ -1,6 +1,6 @@
 """Traffic generator run inside a namespace by the demo: UDP at a steady, different rate per link.
 
-Kept as a tiny standalone script (run with `python3 -m sitivmon.demo.traffic`) so it can be started
+Kept as a tiny standalone script (run with `python3 -m sitivmon.app.demotraffic`) so it can be started
 with `ip netns exec` without importing the daemon.
 """
 

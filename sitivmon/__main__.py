@@ -1,0 +1,5 @@
+"""`python -m sitivmon`: the command line (`sitivmon.app.cli`)."""
+
+from sitivmon.app.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,58 @@
+"""The full configuration: the core sections plus each feature's, and every cross-check.
+
+Each feature owns its section's type and its checks against the core sections; this module only
+lists them. Adding a feature's section is a field here and its checks in `cross_check`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from sitivmon.allocation.checks import allocation_problems
+from sitivmon.allocation.config import ApiConfig
+from sitivmon.config.crossref import Problem, core_problems
+from sitivmon.config.loader import ConfigError, parse_document, read_document
+from sitivmon.config.model import CoreConfig
+from sitivmon.datacenter.config import AttributionSettings, attribution_problems
+from sitivmon.mqtt.config import MqttConfig
+from sitivmon.traps.config import TrapConfig, trap_problems
+from sitivmon.usage.checks import interval_problems
+from sitivmon.usage.config import UsageSettings
+
+__all__ = ["ConfigError", "SitivmonConfig", "cross_check", "load_config", "parse_config"]
+
+
+class SitivmonConfig(CoreConfig):
+    """The whole configuration: the core's sections, then the features'."""
+
+    traps: TrapConfig = TrapConfig()
+    mqtt: MqttConfig = MqttConfig()
+    usage: UsageSettings = UsageSettings()
+    allocation: Path | None = None  # the allocation file (keys and projects), relative to this file
+    api: ApiConfig = ApiConfig()
+    attribution: AttributionSettings = AttributionSettings()
+
+
+RELATIVE_PATHS = ("state_dir", "allocation")
+
+
+def cross_check(config: SitivmonConfig, base_dir: Path | None = None) -> Iterator[Problem]:
+    """The core's references, then each feature's against the core."""
+    yield from core_problems(config, base_dir)
+    yield from interval_problems(config)
+    yield from trap_problems(config.traps, config)
+    yield from allocation_problems(config.allocation, config.api, config)
+    yield from attribution_problems(config.attribution, config)
+
+
+def parse_config(text: str, source: str = "<config>", base_dir: Path | None = None) -> SitivmonConfig:
+    """Validate a YAML document; raise ConfigError listing every located problem."""
+    return parse_document(
+        text, SitivmonConfig, cross_check, source=source, base_dir=base_dir, relative_paths=RELATIVE_PATHS
+    )
+
+
+def load_config(path: Path) -> SitivmonConfig:
+    """Read and validate a config file. Relative paths inside it are relative to the file's folder."""
+    return parse_config(read_document(path), str(path), path.resolve().parent)

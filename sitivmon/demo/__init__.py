@@ -1,1 +1,0 @@
-"""`sitivmon demo`: the daemon on a demo configuration, polling local agents it starts itself."""
