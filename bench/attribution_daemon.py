@@ -1,46 +1,39 @@
 """Run the real sitivmon daemon without usage recording, to attribute the recorder's cost.
 
-    python bench/attribution_daemon.py -- run --config ...
+    python bench/attribution_daemon.py run --config FILE [--listen HOST:PORT]
 
 Used by poll_bench.py (`--variants sitivmon,sitivmon-nousage`): the difference between the two
-is what the usage recorder and the month-to-date gauges cost. It is not a way to run sitivmon.
+is what the usage recorder and the month-to-date gauges cost. It is the same daemon composed without
+the usage feature (`Composition(usage=False)`), not a patched one; it is not a way to run sitivmon.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sitivmon.aio import run  # noqa: E402
+from sitivmon.app.config import ConfigError, load_config  # noqa: E402
+from sitivmon.app.daemon import Composition, run_daemon  # noqa: E402
+from sitivmon.logs import setup_logging  # noqa: E402
+
 
 def main() -> int:
-    argv = sys.argv[1:]
-    if "--" not in argv:
-        print("usage: attribution_daemon.py -- <sitivmon args>", file=sys.stderr)
+    parser = argparse.ArgumentParser(prog="attribution_daemon.py")
+    parser.add_argument("command", choices=["run"])
+    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--listen")
+    args = parser.parse_args([a for a in sys.argv[1:] if a != "--"])
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
         return 2
-    import sitivmon.app.daemon
-    import sitivmon.usage.recorder
-
-    class _NoCollector:
-        def __init__(self, *args: object, **kwargs: object) -> None:
-            pass
-
-        def describe(self) -> list[object]:
-            return []
-
-        def collect(self) -> list[object]:
-            return []
-
-        def follow(self, *args: object) -> None:
-            pass
-
-    sitivmon.app.daemon.UsageLiveCollector = _NoCollector  # type: ignore[misc,assignment]
-    sitivmon.usage.recorder.UsageRecorder.submit = lambda self, batch: None  # type: ignore[method-assign]
-
-    from sitivmon.app.cli import main as cli_main
-
-    return cli_main(argv[argv.index("--") + 1 :])
+    setup_logging(config.log.format, config.log.level)
+    return run(run_daemon(args.config, config, args.listen, composition=Composition(usage=False)))
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ class InputError(Exception):
 
 def load_root_config(path: Path) -> RootConfig:
     """The root config loader (`sitivmon.config.load_config`); its ConfigError becomes an input error."""
-    config_module = importlib.import_module("sitivmon.config")
+    config_module = importlib.import_module("sitivmon.app.config")
     try:
         config: RootConfig = config_module.load_config(path)
     except config_module.ConfigError as exc:

@@ -342,8 +342,10 @@ def apply_trap(monitor: Monitor, event: TrapEvent) -> list[str]:
     return [target.name for target in monitor.targets_at(event.source_ip)]
 
 
-async def run_daemon(config_path: Path, config: SitivmonConfig, listen: str | None = None) -> int:
-    daemon = Daemon(config_path, config, listen=listen)
+async def run_daemon(
+    config_path: Path, config: SitivmonConfig, listen: str | None = None, *, composition: Composition = Composition()
+) -> int:
+    daemon = Daemon(config_path, config, listen=listen, composition=composition)
     async with daemon:
         daemon.install_signal_handlers()
         daemon.metrics.config_loaded.set(time.time())

@@ -115,7 +115,7 @@ def render(doc: dict[str, Any], fmt: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        load_config = importlib.import_module("sitivmon.config").load_config
+        load_config = importlib.import_module("sitivmon.app.config").load_config
         config = load_config(Path(args.config))
     except FileNotFoundError as exc:
         print(f"--config {args.config}: {exc.strerror or exc}", file=sys.stderr)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import json
 import math
 from collections.abc import Iterator
@@ -425,12 +427,26 @@ def test_the_longest_accepted_poll_interval_is_the_one_tested() -> None:
 
     from sitivmon.config.model import PollOverrides, PollSettings
 
+    from sitivmon.app.config import ConfigError, parse_config
+
     assert PollSettings(interval="1h").interval == MAX_POLL_INTERVAL_S in GAUGE_INTERVALS
     for model in (PollSettings, PollOverrides):
         with pytest.raises(ValidationError, match=r"at most 3600s \(1h\), got 3660s"):
             model(interval="61m")
-        with pytest.raises(ValidationError, match=r"2005s cannot be recorded exactly .* use e.g. 2000s or 2010s"):
-            model(interval="2005s")
+    # Usage accounting refuses, in its own cross-check, the intervals its store cannot tell apart:
+    # where they are written, in the defaults and in a target's overrides.
+    document = """
+poll: {interval: 2005s, timeout: 5s}
+credentials: {c: {version: 2c, community: x}}
+targets:
+  - {name: t, address: 127.0.0.1, credentials: c, poll: {interval: 553s}}
+"""
+    with pytest.raises(ConfigError) as caught:
+        parse_config(document)
+    problems = {issue.loc: issue.message for issue in caught.value.issues}
+    assert set(problems) == {("poll", "interval"), ("targets", 0, "poll", "interval")}
+    assert re.search(r"2005s cannot be recorded exactly .* use e.g. 2000s or 2010s", problems[("poll", "interval")])
+    assert "553s cannot be recorded exactly" in problems[("targets", 0, "poll", "interval")]
 
 
 @pytest.mark.parametrize(
