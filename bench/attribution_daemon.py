@@ -15,10 +15,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sitivmon.aio import run  # noqa: E402
-from sitivmon.app.config import ConfigError, load_config  # noqa: E402
-from sitivmon.app.daemon import Composition, run_daemon  # noqa: E402
-from sitivmon.logs import setup_logging  # noqa: E402
+from sitivmon.aio import run
+from sitivmon.app.config import ConfigError, load_config
+from sitivmon.app.daemon import Composition, run_daemon
+from sitivmon.logs import setup_logging
 
 
 def main() -> int:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import re
-
 import json
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import replace
 from decimal import Decimal
@@ -15,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from sitivmon.config.model import MAX_POLL_INTERVAL_S
 from sitivmon.readings import CounterInterval, Flag, GaugeReading, PollBatch, Quantity, UsageKey
-from sitivmon.usage.buckets import MAX_POLL_INTERVAL_S
 from sitivmon.usage.indicators import nearest_rank_p95, usage_document
 from sitivmon.usage.periods import BUCKET_S, Month, month_range
 from sitivmon.usage.store import UsageStore
@@ -425,9 +424,8 @@ def test_gauge_buckets_count_observed_time_not_readings() -> None:
 def test_the_longest_accepted_poll_interval_is_the_one_tested() -> None:
     from pydantic import ValidationError
 
-    from sitivmon.config.model import PollOverrides, PollSettings
-
     from sitivmon.app.config import ConfigError, parse_config
+    from sitivmon.config.model import PollOverrides, PollSettings
 
     assert PollSettings(interval="1h").interval == MAX_POLL_INTERVAL_S in GAUGE_INTERVALS
     for model in (PollSettings, PollOverrides):
