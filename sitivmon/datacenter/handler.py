@@ -102,6 +102,13 @@ def metric_name(*parts: str) -> str:
     return "_".join(_NON_METRIC.sub("_", _SNAKE.sub("_", p)).lower() for p in parts if p)
 
 
+def column_family(profile: str, column: str, kind: Kind) -> str:
+    """Metric name of a user profile's numeric column or scalar: `sitivmon_<profile>_<name>` in snake
+    case, `_total` for counters. Columns and scalars share it, so a value moved from a one-row table
+    to a scalar keeps its name."""
+    return metric_name("sitivmon", profile, column) + ("_total" if kind is Kind.COUNTER else "")
+
+
 def subject_id(target: str, resource: str, name: str) -> str:
     """Stable id of a resource for the usage store: `<target>/<resource>/<name>` (never a link id,
     which cannot contain '/')."""
@@ -214,7 +221,7 @@ class DatacenterHandler:
             if row.extra:
                 extra_lab = _labels([*base, *row.labels])
                 for column, kind, value in row.extra:
-                    family = metric_name("sitivmon", row.profile, column) + ("_total" if kind is Kind.COUNTER else "")
+                    family = column_family(row.profile, column, kind)
                     view.lines[family].append(f"{family}{{{extra_lab}}} {num(value)}\n")
         self._host_lines(view, target, figures)
         for resource, count in sorted(unattributed.items()):
@@ -253,6 +260,9 @@ class DatacenterHandler:
         ):
             if value is not None:
                 lines[family].append(f"{family}{{{lab}}} {num(value)}\n")
+        for scalar in fig.scalars:
+            family = column_family(scalar.profile, scalar.name, scalar.kind)
+            lines[family].append(f"{family}{{{lab}}} {num(scalar.value)}\n")
 
     def commune_sums(self) -> dict[str, dict[str, Decimal]]:
         """Per-commune figures: every configured commune (0 when it uses nothing), shared, unattributed."""
@@ -276,7 +286,7 @@ class DatacenterHandler:
         ordered = [f for f in FAMILIES if f in present] + sorted(present - set(FAMILIES))
         for family in ordered:
             kind, help_text = FAMILIES.get(family, ("counter" if family.endswith("_total") else "gauge", ""))
-            out.append(f"# HELP {family} {help_text or 'Column of a user profile.'}\n# TYPE {family} {kind}\n")
+            out.append(f"# HELP {family} {help_text or 'Value of a user profile.'}\n# TYPE {family} {kind}\n")
             for view in views:
                 out.extend(view.lines.get(family, ()))
         sums = self.commune_sums()

@@ -34,9 +34,12 @@ class Column:
 
 @dataclass(frozen=True, slots=True)
 class Scalar:
+    """One object GET by its full instance OID (no leading dot), e.g. 1.3.6.1.2.1.1.3.0."""
+
     name: str
-    oid: str  # full instance OID, e.g. 1.3.6.1.2.1.1.3.0
+    oid: str
     kind: Kind
+    scale: Decimal | None = None  # user profiles: the sample is value x scale, exactly
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +66,8 @@ class Profile:
     scalars: tuple[Scalar, ...] = ()
     description: str = ""
     # Which pure function turns the rows into samples: interfaces, host_resources, ucd, entity_sensors,
-    # or "table" for user profiles (measures, index labels and lookups drive it).
+    # or "table" for user profiles (measures, index labels and lookups drive it; their numeric scalars
+    # are samples of their own, named as the columns are).
     family: str = "interfaces"
     resource: str = ""  # what a row is (storage, outlet, vm, sensor): names the label and the attribution rules
     indexes: tuple[IndexPart, ...] = ()

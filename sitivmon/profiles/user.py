@@ -144,6 +144,8 @@ def profile_problems(profile: UserProfile) -> Iterator[Problem]:
     for i, s in enumerate(profile.scalars):
         if s.name in dup:
             yield ("scalars", i, "name"), f"duplicate scalar {s.name!r}"
+        if s.scale is not None and s.type in (Kind.INFO, Kind.ENUM):
+            yield ("scalars", i, "scale"), f"a {s.type.value} scalar cannot be scaled"
     measures = Counter(c.measure for c in profile.columns if c.measure)
     for i, c in enumerate(profile.columns):
         if c.measure and measures[c.measure] > 1:
@@ -177,7 +179,7 @@ def compile_profile(name: str, profile: UserProfile) -> Profile:
             )
             for c in profile.columns
         ),
-        scalars=tuple(Scalar(f"{name}:{s.name}", s.oid, s.type) for s in profile.scalars),
+        scalars=tuple(Scalar(f"{name}:{s.name}", s.oid, s.type, s.scale) for s in profile.scalars),
         indexes=tuple(IndexPart(x.label, x.type) for x in profile.indexes),
         lookups=tuple(Lookup(lk.label, f"{name}:{lk.column}", tuple(lk.index)) for lk in profile.lookups),
     )
