@@ -40,7 +40,6 @@ MEASURES: dict[str, tuple[Kind, ...]] = {
     "current_amperes": (Kind.GAUGE,),
     "power_state": (Kind.ENUM, Kind.INFO),  # enum codes, or text such as VMware's "poweredOn"
 }
-RESOURCES = ("outlet", "vm", "storage", "sensor", "device")
 
 
 def _oid(value: Any) -> Any:
