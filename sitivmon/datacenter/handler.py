@@ -23,7 +23,7 @@ from sitivmon.datacenter.rows import HostFigures, Row, extract
 from sitivmon.engine.poll import TargetPoll
 from sitivmon.exposition import escape
 from sitivmon.monitor import Contribution
-from sitivmon.profiles.model import Kind, Profile
+from sitivmon.profiles.model import Column, Kind, Profile, Scalar
 from sitivmon.profiles.registry import profile_table
 from sitivmon.readings import CounterInterval, GaugeReading, Quantity, UsageKey
 
@@ -85,6 +85,8 @@ _COMMUNE_SUMS = {
     "memory_bytes": "sitivmon_commune_memory_bytes",
 }
 _SNAKE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_HELP_BREAKS = re.compile(r"[\x00-\x1f\x7f]+")
+USER_HELP = "Value of a user profile."
 _NON_METRIC = re.compile(r"[^a-zA-Z0-9_]")
 
 
@@ -107,6 +109,22 @@ def column_family(profile: str, column: str, kind: Kind) -> str:
     case, `_total` for counters. Columns and scalars share it, so a value moved from a one-row table
     to a scalar keeps its name."""
     return metric_name("sitivmon", profile, column) + ("_total" if kind is Kind.COUNTER else "")
+
+
+def user_help(profiles: Mapping[str, Profile]) -> dict[str, str]:
+    """HELP text of user-profile families from the profiles' `help:` (one line: a line break would end
+    the HELP line and start a bogus one); the first profile to name a family gives its text."""
+    out: dict[str, str] = {}
+    for p in profiles.values():
+        if p.family != "table":
+            continue
+        short = len(p.name) + 1
+        items: list[Column | Scalar] = [*p.columns, *p.scalars]
+        for item in items:
+            if item.help and item.kind in (Kind.GAUGE, Kind.COUNTER):
+                text = _HELP_BREAKS.sub(" ", item.help).strip().replace("\\", "\\\\")
+                out.setdefault(column_family(p.name, item.name[short:], item.kind), text)
+    return out
 
 
 def subject_id(target: str, resource: str, name: str) -> str:
@@ -139,12 +157,14 @@ class DatacenterHandler:
         self.commune_energy: dict[str, int] = defaultdict(int)
         self.config = config
         self.profiles: dict[str, Profile] = {}
+        self.help: dict[str, str] = {}
         self.attributor = Attributor(config.attribution, config.communes)
         self.reconfigure(config)
 
     def reconfigure(self, config: SitivmonConfig) -> None:
         self.config = config
         self.profiles = profile_table(config, self.base_dir)
+        self.help = user_help(self.profiles)
         self.attributor = Attributor(config.attribution, config.communes)
         names = {t.name for t in config.targets}
         for gone in set(self.views) - names:
@@ -285,8 +305,10 @@ class DatacenterHandler:
             present.update(f for f, lines in view.lines.items() if lines)
         ordered = [f for f in FAMILIES if f in present] + sorted(present - set(FAMILIES))
         for family in ordered:
-            kind, help_text = FAMILIES.get(family, ("counter" if family.endswith("_total") else "gauge", ""))
-            out.append(f"# HELP {family} {help_text or 'Value of a user profile.'}\n# TYPE {family} {kind}\n")
+            kind, help_text = FAMILIES.get(family) or (
+                "counter" if family.endswith("_total") else "gauge", self.help.get(family, USER_HELP)
+            )
+            out.append(f"# HELP {family} {help_text}\n# TYPE {family} {kind}\n")
             for view in views:
                 out.extend(view.lines.get(family, ()))
         sums = self.commune_sums()

@@ -30,6 +30,7 @@ class Column:
     scale: Decimal | None = None
     enum: dict[int, str] = field(default_factory=dict)
     measure: str | None = None  # what the value means to the datacenter handler (see datacenter.measures)
+    help: str = ""  # user profiles: the HELP text of the column's own metric
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,7 @@ class Scalar:
     oid: str
     kind: Kind
     scale: Decimal | None = None  # user profiles: the sample is value x scale, exactly
+    help: str = ""  # user profiles: the HELP text of the scalar's metric
 
 
 @dataclass(frozen=True, slots=True)

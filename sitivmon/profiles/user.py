@@ -174,11 +174,11 @@ def compile_profile(name: str, profile: UserProfile) -> Profile:
         columns=tuple(
             Column(
                 f"{name}:{c.name}", c.oid, c.type, needs_v2=c.needs_v2, scale=c.scale, enum=dict(c.enum),
-                measure=c.measure,
+                measure=c.measure, help=c.help,
             )
             for c in profile.columns
         ),
-        scalars=tuple(Scalar(f"{name}:{s.name}", s.oid, s.type, s.scale) for s in profile.scalars),
+        scalars=tuple(Scalar(f"{name}:{s.name}", s.oid, s.type, s.scale, s.help) for s in profile.scalars),
         indexes=tuple(IndexPart(x.label, x.type) for x in profile.indexes),
         lookups=tuple(Lookup(lk.label, f"{name}:{lk.column}", tuple(lk.index)) for lk in profile.lookups),
     )

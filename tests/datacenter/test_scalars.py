@@ -147,3 +147,33 @@ def test_failed_poll_keeps_the_last_scalars() -> None:
     out: list[str] = []
     handler.render(out)
     assert 'sitivmon_site_boot_count_total{target="ctl-1",commune="shared"} 5\n' in "".join(out)
+
+
+def test_help_of_columns_and_scalars() -> None:
+    """The profile's `help:` is the family's HELP (on one line, backslashes escaped); without one, a
+    plain default."""
+    config = make_config(
+        "profiles:\n"
+        "  site:\n"
+        "    columns:\n"
+        "      - {name: doorName, oid: 1.3.6.1.4.1.99.8.1.2, type: info, measure: name}\n"
+        "      - {name: doorOpenings, oid: 1.3.6.1.4.1.99.8.1.3, type: counter, help: Door openings since boot.}\n"
+        "    scalars:\n"
+        "      - {name: inletVolts, oid: 1.3.6.1.4.1.99.9.1.0, type: gauge, help: \"Inlet voltage\\non phase\\\\1\"}\n"
+        "      - {name: bootCount, oid: 1.3.6.1.4.1.99.9.2.0, type: counter}\n"
+        "targets: [{name: ctl-1, address: 127.0.0.1, credentials: lab, profiles: [site]}]\n"
+    )
+    handler = DatacenterHandler(config)
+    poll = TargetPoll(
+        "ctl-1", 1.0, 0.1, tables={"site:doorName": {"1": b"front"}, "site:doorOpenings": {"1": 3}},
+        scalars={"site:inletVolts": 230, "site:bootCount": 1},
+    )
+    handler.on_poll(config.targets[0], poll)
+    out: list[str] = []
+    handler.render(out)
+    text = "".join(out)
+    assert "# HELP sitivmon_site_door_openings_total Door openings since boot.\n" in text
+    assert "# HELP sitivmon_site_inlet_volts Inlet voltage on phase\\\\1\n" in text
+    assert "# HELP sitivmon_site_boot_count_total Value of a user profile.\n" in text
+    helps = {f.name: f.documentation for f in text_string_to_metric_families(text)}
+    assert helps["sitivmon_site_inlet_volts"] == "Inlet voltage on phase\\1"
