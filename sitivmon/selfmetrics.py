@@ -11,8 +11,7 @@ class SelfMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
         ProcessCollector(registry=registry)
-        self.build = Info("sitivmon_build", "Version of the running sitivmon.", registry=registry)
-        self.build.info({"version": __version__})
+        Info("sitivmon_build", "Version of the running sitivmon.", registry=registry).info({"version": __version__})
         self.reloads = Counter(
             "sitivmon_config_reloads_total", "Configuration reload attempts by result.", ["result"], registry=registry
         )

@@ -13,7 +13,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,7 +57,6 @@ class SnmpdSpec:
     communities: Sequence[str] = ("public",)
     users: Sequence[V3User] = ()
     pass_persist: Sequence[tuple[str, str]] = ()  # (oid prefix, command)
-    passes: Sequence[tuple[str, str]] = ()
     extra: Sequence[str] = ()
     netns: str | None = None
     engine_id: str = field(default_factory=lambda: "sitivmon" + os.urandom(4).hex())
@@ -68,7 +67,6 @@ class SnmpdSpec:
         for user in self.users:
             lines += [user.create_line(), user.access_line()]
         lines += [f"pass_persist .{oid} {cmd}" for oid, cmd in self.pass_persist]
-        lines += [f"pass .{oid} {cmd}" for oid, cmd in self.passes]
         lines += ["sysLocation sitivmon test agent", "sysContact noc@syndicat.invalid", "sysServices 72"]
         lines += list(self.extra)
         return "\n".join(lines) + "\n"
@@ -147,9 +145,6 @@ class Snmpd:
         except OSError:
             return ""
 
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
     def pause(self) -> None:
         """Freeze the agent (SIGSTOP): it stops answering, as a dead device would."""
         os.killpg(self.proc.pid, signal.SIGSTOP)
@@ -178,11 +173,3 @@ class Snmpd:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-
-@contextlib.contextmanager
-def running_snmpd(spec: SnmpdSpec, workdir: Path | None = None) -> Iterator[Snmpd]:
-    agent = Snmpd(spec, workdir)
-    try:
-        yield agent
-    finally:
-        agent.stop()

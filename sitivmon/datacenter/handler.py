@@ -25,7 +25,7 @@ from sitivmon.datacenter.energy import EnergyBaseline, EnergyStep, from_counter,
 from sitivmon.datacenter.rows import HostFigures, Row, extract
 from sitivmon.engine.poll import TargetPoll
 from sitivmon.exposition import escape
-from sitivmon.profiles.model import Kind, Profile
+from sitivmon.profiles.model import Column, Kind, Profile, Scalar
 from sitivmon.readings import CounterInterval, GaugeReading, Quantity, UsageKey
 
 log = logging.getLogger("sitivmon.datacenter")
@@ -86,6 +86,8 @@ _COMMUNE_SUMS = {
     "memory_bytes": "sitivmon_commune_memory_bytes",
 }
 _SNAKE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_HELP_BREAKS = re.compile(r"[\x00-\x1f\x7f]+")
+USER_HELP = "Value of a user profile."
 _NON_METRIC = re.compile(r"[^a-zA-Z0-9_]")
 
 
@@ -101,6 +103,29 @@ def num(value: Decimal | int | float) -> str:
 
 def metric_name(*parts: str) -> str:
     return "_".join(_NON_METRIC.sub("_", _SNAKE.sub("_", p)).lower() for p in parts if p)
+
+
+def column_family(profile: str, column: str, kind: Kind) -> str:
+    """Metric name of a user profile's numeric column or scalar: `sitivmon_<profile>_<name>` in snake
+    case, `_total` for counters. Columns and scalars share it, so a value moved from a one-row table
+    to a scalar keeps its name."""
+    return metric_name("sitivmon", profile, column) + ("_total" if kind is Kind.COUNTER else "")
+
+
+def user_help(profiles: Mapping[str, Profile]) -> dict[str, str]:
+    """HELP text of user-profile families from the profiles' `help:` (one line: a line break would end
+    the HELP line and start a bogus one); the first profile to name a family gives its text."""
+    out: dict[str, str] = {}
+    for p in profiles.values():
+        if p.family != "table":
+            continue
+        short = len(p.name) + 1
+        items: list[Column | Scalar] = [*p.columns, *p.scalars]
+        for item in items:
+            if item.help and item.kind in (Kind.GAUGE, Kind.COUNTER):
+                text = _HELP_BREAKS.sub(" ", item.help).strip().replace("\\", "\\\\")
+                out.setdefault(column_family(p.name, item.name[short:], item.kind), text)
+    return out
 
 
 def subject_id(target: str, resource: str, name: str) -> str:
@@ -136,6 +161,7 @@ class DatacenterHandler:
         self.commune_energy: dict[str, int] = defaultdict(int)
         self.config = config
         self.profiles: dict[str, Profile] = {}
+        self.help: dict[str, str] = {}
         self.attributor = Attributor(attribution, config.communes)
         self.reconfigure(config)
 
@@ -147,6 +173,7 @@ class DatacenterHandler:
     def reconfigure(self, config: CoreConfig) -> None:
         self.config = config
         self.profiles = profile_table(config, self.base_dir)
+        self.help = user_help(self.profiles)
         self.attributor = Attributor(self.attribution, config.communes)
         names = {t.name for t in config.targets}
         for gone in set(self.views) - names:
@@ -223,7 +250,7 @@ class DatacenterHandler:
             if row.extra:
                 extra_lab = _labels([*base, *row.labels])
                 for column, kind, value in row.extra:
-                    family = metric_name("sitivmon", row.profile, column) + ("_total" if kind is Kind.COUNTER else "")
+                    family = column_family(row.profile, column, kind)
                     view.lines[family].append(f"{family}{{{extra_lab}}} {num(value)}\n")
         self._host_lines(view, target, figures)
         for resource, count in sorted(unattributed.items()):
@@ -262,6 +289,9 @@ class DatacenterHandler:
         ):
             if value is not None:
                 lines[family].append(f"{family}{{{lab}}} {num(value)}\n")
+        for scalar in fig.scalars:
+            family = column_family(scalar.profile, scalar.name, scalar.kind)
+            lines[family].append(f"{family}{{{lab}}} {num(scalar.value)}\n")
 
     def commune_sums(self) -> dict[str, dict[str, Decimal]]:
         """Per-commune figures: every configured commune (0 when it uses nothing), shared, unattributed."""
@@ -284,8 +314,10 @@ class DatacenterHandler:
             present.update(f for f, lines in view.lines.items() if lines)
         ordered = [f for f in FAMILIES if f in present] + sorted(present - set(FAMILIES))
         for family in ordered:
-            kind, help_text = FAMILIES.get(family, ("counter" if family.endswith("_total") else "gauge", ""))
-            out.append(f"# HELP {family} {help_text or 'Column of a user profile.'}\n# TYPE {family} {kind}\n")
+            kind, help_text = FAMILIES.get(family) or (
+                "counter" if family.endswith("_total") else "gauge", self.help.get(family, USER_HELP)
+            )
+            out.append(f"# HELP {family} {help_text}\n# TYPE {family} {kind}\n")
             for view in views:
                 out.extend(view.lines.get(family, ()))
         sums = self.commune_sums()

@@ -56,6 +56,16 @@ class Row:
     energy_scale: Decimal | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ScalarSample:
+    """A user profile's scalar as read: one number per target (no row, so no resource label)."""
+
+    profile: str
+    name: str  # as written in the profile, without the `<profile>:` prefix
+    kind: Kind  # GAUGE or COUNTER
+    value: Decimal
+
+
 @dataclass(slots=True)
 class HostFigures:
     uptime_seconds: Decimal | None = None
@@ -65,6 +75,7 @@ class HostFigures:
     cpu_load: dict[str, Decimal] = field(default_factory=dict)  # ratio 0..1 per hrProcessorLoad index
     load_average: dict[str, Decimal] = field(default_factory=dict)  # "1m", "5m", "15m"
     anomalies: list[Anomaly] = field(default_factory=list)  # device values set aside
+    scalars: list[ScalarSample] = field(default_factory=list)  # user profiles' numeric scalars
 
 
 def text(value: Value) -> str:
@@ -408,6 +419,23 @@ def table_rows(profile: Profile, tables: Tables) -> list[Row]:
     return rows
 
 
+def table_scalars(profile: Profile, scalars: Scalars) -> list[ScalarSample]:
+    """A user profile's gauge and counter scalars, scaled, by the rule of its unnamed numeric columns:
+    info and enum scalars have no number to show, and a value that is not a number is left out as a
+    column's would be. An object the agent lacks is absent from `scalars` and already reported by the
+    poll (`missing_object`), so it is simply not shown here."""
+    short = len(profile.name) + 1
+    out = []
+    for s in profile.scalars:
+        value = scalars.get(s.name)
+        if value is None or s.kind not in (Kind.GAUGE, Kind.COUNTER):
+            continue
+        scaled = number(value, s.scale)
+        if scaled is not None:
+            out.append(ScalarSample(profile.name, s.name[short:], s.kind, scaled))
+    return out
+
+
 def _sort_key(idx: str) -> tuple[int, ...]:
     try:
         return tuple(int(p) for p in idx.split("."))
@@ -443,6 +471,7 @@ def extract(profiles: Sequence[Profile], tables: Tables, scalars: Scalars) -> tu
             figures.anomalies += odd
         elif p.family == "table":
             rows += table_rows(p, tables)
+            figures.scalars += table_scalars(p, scalars)
     source = next((m for m in memory if m.memory_used_bytes is not None), None) or next(
         (m for m in memory if m.memory_total_bytes is not None), None
     )

@@ -46,13 +46,14 @@ def _capped(column: str, max_varbinds: int) -> Anomaly:
     )  # fmt: skip
 
 
-def missing_scalars(scalars: dict[str, str], values: dict[str, Value]) -> list[Anomaly]:
+def missing_scalars(scalars: dict[str, list[str]], values: dict[str, Value]) -> list[Anomaly]:
     """One anomaly per scalar the agent did not serve (noSuchObject, or noSuchName in SNMPv1):
     the others are used, and the absence is counted instead of passing silently."""
     return [
         Anomaly("missing_object", name, f"the agent has no {name} ({oid})")
-        for oid, name in scalars.items()
+        for oid, names in scalars.items()
         if oid not in values
+        for name in names
     ]
 
 
@@ -72,7 +73,14 @@ async def poll_target(
     """
     started = time.monotonic()
     result = TargetPoll(target=target, at=0.0, duration=0.0)
-    scalars = {s.oid: s.name for p in profiles for s in p.scalars}
+    # OID -> every name it is read under: a user profile may GET sysUpTime too, and the interfaces
+    # profile's own name for it must still be filled (the monitor reads reboots from it).
+    scalars: dict[str, list[str]] = {}
+    for p in profiles:
+        for s in p.scalars:
+            names = scalars.setdefault(s.oid, [])
+            if s.name not in names:
+                names.append(s.name)
     columns: dict[str, str] = {}
     for p in profiles:
         for c in p.columns_for(version):
@@ -82,7 +90,7 @@ async def poll_target(
             if scalars:
                 values = await client.get_many(list(scalars))
                 result.requests += 1
-                result.scalars = {scalars[oid]: v for oid, v in values.items() if oid in scalars}
+                result.scalars = {name: v for oid, v in values.items() for name in scalars.get(oid, ())}
                 result.varbinds += len(values)
                 result.anomalies += missing_scalars(scalars, values)
             budget = max_varbinds

@@ -232,32 +232,15 @@ class ResolveError(Exception):
     """The selector matches no interface, or several."""
 
 
-def resolve(selector: InterfaceSelector, rows: Mapping[int, InterfaceRow]) -> InterfaceRow:
-    """Find the link's interface now; called on every poll so that an ifIndex renumbering is followed."""
-    if selector.index is not None:
-        row = rows.get(selector.index)
-        if row is None:
-            raise ResolveError(f"no interface with ifIndex {selector.index}")
-        return row
-    key = selector.key
-    wanted = selector.wanted
-    matches = [r for r in rows.values() if getattr(r, key) == wanted]
-    if not matches:
-        raise ResolveError(f"no interface with if{key.capitalize()} {wanted!r}")
-    if len(matches) > 1:
-        found = ", ".join(str(r.index) for r in sorted(matches, key=lambda r: r.index))
-        raise ResolveError(f"if{key.capitalize()} {wanted!r} matches several interfaces (ifIndex {found})")
-    return matches[0]
-
-
 _KEY_COLUMN = {"name": "ifName", "alias": "ifAlias", "descr": "ifDescr"}
 
 
 class InterfaceIndex:
-    """One poll's interfaces for link resolution: `resolve` answers as `resolve(selector,
-    interface_rows(tables))` does, but builds only the rows that links resolve to (a row costs
-    about 40 dict look-ups: building all 500 of a switch for 50 links was most of the fold's CPU).
-    Selector look-ups are O(1) on a per-poll index of the selector's column.
+    """One poll's interfaces for link resolution, built anew on every poll so that an ifIndex
+    renumbering is followed. Only the rows that links resolve to are built (a row costs about 40
+    dict look-ups: building all 500 of a switch for 50 links was most of the fold's CPU); selector
+    look-ups are O(1) on a per-poll index of the selector's column. Rows already built for ifAlias
+    discovery may be handed in and are reused.
     """
 
     def __init__(self, tables: Tables, rows: Mapping[int, InterfaceRow] | None = None) -> None:
@@ -273,6 +256,8 @@ class InterfaceIndex:
         return row
 
     def resolve(self, selector: InterfaceSelector) -> InterfaceRow:
+        """The one interface the selector names: by ifIndex, or by the exact decoded text of its
+        ifName, ifAlias or ifDescr; ResolveError when none or several match."""
         if selector.index is not None:
             idx = str(selector.index)
             if idx not in self.indexes:

@@ -30,13 +30,18 @@ class Column:
     scale: Decimal | None = None
     enum: dict[int, str] = field(default_factory=dict)
     measure: str | None = None  # what the value means to the datacenter handler (see datacenter.measures)
+    help: str = ""  # user profiles: the HELP text of the column's own metric
 
 
 @dataclass(frozen=True, slots=True)
 class Scalar:
+    """One object GET by its full instance OID (no leading dot), e.g. 1.3.6.1.2.1.1.3.0."""
+
     name: str
-    oid: str  # full instance OID, e.g. 1.3.6.1.2.1.1.3.0
+    oid: str
     kind: Kind
+    scale: Decimal | None = None  # user profiles: the sample is value x scale, exactly
+    help: str = ""  # user profiles: the HELP text of the scalar's metric
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +68,8 @@ class Profile:
     scalars: tuple[Scalar, ...] = ()
     description: str = ""
     # Which pure function turns the rows into samples: interfaces, host_resources, ucd, entity_sensors,
-    # or "table" for user profiles (measures, index labels and lookups drive it).
+    # or "table" for user profiles (measures, index labels and lookups drive it; their numeric scalars
+    # are samples of their own, named as the columns are).
     family: str = "interfaces"
     resource: str = ""  # what a row is (storage, outlet, vm, sensor): names the label and the attribution rules
     indexes: tuple[IndexPart, ...] = ()

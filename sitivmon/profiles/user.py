@@ -40,7 +40,6 @@ MEASURES: dict[str, tuple[Kind, ...]] = {
     "current_amperes": (Kind.GAUGE,),
     "power_state": (Kind.ENUM, Kind.INFO),  # enum codes, or text such as VMware's "poweredOn"
 }
-RESOURCES = ("outlet", "vm", "storage", "sensor", "device")
 
 
 def _oid(value: Any) -> Any:
@@ -144,6 +143,8 @@ def profile_problems(profile: UserProfile) -> Iterator[Problem]:
     for i, s in enumerate(profile.scalars):
         if s.name in dup:
             yield ("scalars", i, "name"), f"duplicate scalar {s.name!r}"
+        if s.scale is not None and s.type in (Kind.INFO, Kind.ENUM):
+            yield ("scalars", i, "scale"), f"a {s.type.value} scalar cannot be scaled"
     measures = Counter(c.measure for c in profile.columns if c.measure)
     for i, c in enumerate(profile.columns):
         if c.measure and measures[c.measure] > 1:
@@ -173,11 +174,11 @@ def compile_profile(name: str, profile: UserProfile) -> Profile:
         columns=tuple(
             Column(
                 f"{name}:{c.name}", c.oid, c.type, needs_v2=c.needs_v2, scale=c.scale, enum=dict(c.enum),
-                measure=c.measure,
+                measure=c.measure, help=c.help,
             )
             for c in profile.columns
         ),
-        scalars=tuple(Scalar(f"{name}:{s.name}", s.oid, s.type) for s in profile.scalars),
+        scalars=tuple(Scalar(f"{name}:{s.name}", s.oid, s.type, s.scale, s.help) for s in profile.scalars),
         indexes=tuple(IndexPart(x.label, x.type) for x in profile.indexes),
         lookups=tuple(Lookup(lk.label, f"{name}:{lk.column}", tuple(lk.index)) for lk in profile.lookups),
     )

@@ -25,7 +25,6 @@ class TrapKind(StrEnum):
 
 
 SNMP_TRAPS = (1, 3, 6, 1, 6, 3, 1, 1, 5)
-SYS_UPTIME_0: Oid = (1, 3, 6, 1, 2, 1, 1, 3, 0)
 SNMP_TRAP_OID_0: Oid = (1, 3, 6, 1, 6, 3, 1, 1, 4, 1, 0)
 IF_INDEX: Oid = (1, 3, 6, 1, 2, 1, 2, 2, 1, 1)
 IF_ADMIN_STATUS: Oid = (1, 3, 6, 1, 2, 1, 2, 2, 1, 7)
@@ -69,13 +68,6 @@ class Interpretation:
     admin_status: int | None
     oper_status: int | None
     trap_oid: Oid | None
-
-
-def _suffix_index(oid: Oid, column: Oid) -> int | None:
-    n = len(column)
-    if len(oid) == n + 1 and oid[:n] == column:
-        return oid[n]
-    return None
 
 
 def interface_fields(

@@ -11,7 +11,6 @@ proportion to its overlap.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -119,11 +118,6 @@ def split_delta(start: float, end: float, delta: int) -> list[tuple[int, int]]:
         for i in order[:rest]:
             parts[i] += 1
     return [(bs, sign * p) for (bs, _), p in zip(overlaps, parts, strict=True)]
-
-
-def iter_bucket_starts(start: int, end: int) -> Iterator[int]:
-    """Bucket starts in [start, end)."""
-    return iter(range(bucket_start(start), end, BUCKET_S))
 
 
 def utc_iso(t: int) -> str:

@@ -151,7 +151,8 @@ def test_what_importing_the_snmp_adapter_loads() -> None:
     """The gufo adapter needs SNMP credentials and poll settings; it loads the core config's types
     (and the device profile types a core config refers to), never a feature or the config loader."""
     code = "import sys, sitivmon.snmp.gufo; print(' '.join(sorted(m for m in sys.modules if m.startswith('sitivmon'))))"
-    loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split())
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    loaded = set(out.split())
     assert loaded == {
         "sitivmon", "sitivmon.config", "sitivmon.config.model", "sitivmon.config.secrets",
         "sitivmon.profiles", "sitivmon.profiles.builtin", "sitivmon.profiles.model", "sitivmon.profiles.user",

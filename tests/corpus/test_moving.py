@@ -41,7 +41,6 @@ class Layout:
     vendor: str
     columns: tuple[str, ...]  # the counter columns made to move (served under their recorded tag)
     tag: str  # 65 Counter32 or 70 Counter64
-    problem: str | None = None
 
 
 LAYOUTS = (
@@ -176,13 +175,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Run]]:
     yield out
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(lay.community, marks=[pytest.mark.xfail(reason=lay.problem, strict=True)] if lay.problem else [])
-        for lay in LAYOUTS
-    ],
-)
+@pytest.mark.parametrize("name", [lay.community for lay in LAYOUTS])
 def test_moving_counters_counted_across_wraps(runs: dict[str, Run], name: str) -> None:
     layout = next(lay for lay in LAYOUTS if lay.community == name)
     run = runs[name]

@@ -6,8 +6,8 @@ recording with links on up to four of its interfaces, selected by index, ifName,
 and what it prints is checked against the recording itself (tests/corpus/reference.py): interface
 selection, speed, admin/oper status, the raw counters and which column (HC or 32-bit) they came from,
 zero deltas on a recording that does not move, hrStorage sizes and use, and memory where the
-recording has it. Problems sitivmon still has on real devices, fixed on other branches, are marked
-xfail with the symptom of issue 10 they show.
+recording has it. Every recording passes: the issue-10 symptoms they showed are fixed, each with its
+check here.
 """
 
 from __future__ import annotations
@@ -44,7 +44,6 @@ class Case:
     path: str  # under snmpsim_data/data, without extension
     vendor: str
     profiles: tuple[str, ...] = ("interfaces",)
-    memory_problem: str | None = None  # the issue-10 symptom a memory check shows, if any
 
 
 HOST = ("interfaces", "host_resources")
@@ -238,14 +237,7 @@ def test_storage_as_recorded(corpus: dict[str, Polled], name: str) -> None:
         assert used.get(descr) == u, (descr, used.get(descr), u)
 
 
-MEMORY = [
-    pytest.param(
-        c.community,
-        marks=[pytest.mark.xfail(reason=c.memory_problem, strict=True)] if c.memory_problem else [],
-    )
-    for c in CORPUS
-    if {"host_resources", "ucd"} & set(c.profiles)
-]
+MEMORY = [c.community for c in CORPUS if {"host_resources", "ucd"} & set(c.profiles)]
 
 
 @pytest.mark.parametrize("name", MEMORY)
@@ -296,8 +288,8 @@ SENSORS = [c for c in CORPUS if "entity_sensors" in c.profiles]
 
 @pytest.mark.parametrize("name", [c.community for c in SENSORS])
 def test_temperatures_as_recorded(corpus: dict[str, Polled], name: str) -> None:
-    """Every ok temperature sensor, scaled by RFC 3433 (compared as values: sensor naming is the
-    datacenter branch's to change)."""
+    """Every ok temperature sensor, scaled by RFC 3433 (compared as values: sensor names are checked
+    in test_datacenter_corpus.py)."""
     got = corpus[name]
     expected = sorted(sensor_values(got.device, SENSOR_CELSIUS).values())
     assert expected, f"{name}: no temperature sensor in the recording"

@@ -1,8 +1,7 @@
 """Dashboards and rules against the real thing: sitivmon's real /metrics, scraped by a real Prometheus.
 
-PENDING until the lead wires the `running_daemon` fixture (see conftest.py here): a sitivmon
-daemon polling a real snmpd, yielding its /metrics URL. Until then every test here skips with that
-reason; nothing else needs changing to enable them.
+The daemon is the `running_daemon` fixture (conftest.py here): a sitivmon daemon polling a real
+snmpd, with its usage store, trap receiver and MQTT publisher on, yielding its /metrics URL.
 
 1. Every metric name read by a dashboard, an alert or a recording rule exists in sitivmon's output.
 2. Every panel query, with its variables substituted by values Prometheus really has, runs in a real

@@ -46,7 +46,6 @@ class Expect:
     up: bool | None
     every_poll: bool = False
     also: frozenset[str] = frozenset()
-    bug: str | None = None  # a known bug elsewhere: the test is a strict xfail naming it
 
 
 RESOLVE = PollErrorReason.RESOLVE.value
@@ -242,10 +241,7 @@ def test_daemon_outlives_every_mode(observed: Observation) -> None:
     assert scraped >= WINDOW_S - 2, f"/metrics stopped answering after {scraped:.1f}s:\n{observed.log[-4000:]}"
 
 
-@pytest.mark.parametrize(
-    "mode",
-    [pytest.param(m, marks=pytest.mark.xfail(strict=True, reason=e.bug)) if e.bug else m for m, e in EXPECT.items()],
-)
+@pytest.mark.parametrize("mode", list(EXPECT))
 def test_mode_is_counted_under_its_reason(observed: Observation, mode: str) -> None:
     expect = EXPECT[mode]
     target = target_name(mode)

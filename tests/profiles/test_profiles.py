@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,15 @@ def test_profile_files_relative_to_the_config() -> None:
     assert table["apc_pdu_outlets"].columns[0].name == "apc_pdu_outlets:rPDU2OutletMeteredStatusName"
 
 
+def test_scalars_only_profile_compiles_with_its_scale() -> None:
+    config = make_config(
+        "profiles:\n  site:\n    scalars: [{name: volts, oid: .1.3.6.1.4.1.99.1.0, type: gauge, scale: 0.1}]\n"
+    )
+    (scalar,) = profile_table(config)["site"].scalars
+    assert (scalar.name, scalar.oid, scalar.kind, scalar.scale) == ("site:volts", "1.3.6.1.4.1.99.1.0", "gauge",
+                                                                    Decimal("0.1"))
+
+
 def _errors(body: str, base: Path | None = None) -> list[str]:
     with pytest.raises(ConfigError) as info:
         make_config(body, base)
@@ -68,6 +78,10 @@ GOOD_COLUMN = "{name: n, oid: 1.3.6.1.4.1.9.1.1, type: info, measure: name}"
         (f"columns: [{GOOD_COLUMN}, {GOOD_COLUMN}]", "profiles.p.columns[1].name: duplicate column <value>"),
         (f"columns: [{GOOD_COLUMN}]\n    colour: red", "profiles.p.colour: unknown key"),
         ("description: nothing", "profiles.p: a profile needs at least one column or scalar"),
+        ("scalars: [{name: s, oid: 1.3.6.1.2.1.1.5.0, type: info, scale: 10}]",
+         "profiles.p.scalars[0].scale: a info scalar cannot be scaled"),
+        ("scalars: [{name: s, oid: 1.3.6.1.2.1.1.5.0, type: gauge}, {name: s, oid: 1.3.6.1.2.1.1.6.0, type: counter}]",
+         "profiles.p.scalars[1].name: duplicate scalar <value>"),
     ],
 )
 def test_bad_inline_profile_is_located(profile: str, expected: str) -> None:

@@ -14,10 +14,10 @@ from sitivmon.links.interfaces import (
     InterfaceRow,
     ResolveError,
     capacities,
+    interface_row,
     interface_rows,
     oriented_series,
     port_speed,
-    resolve,
 )
 from sitivmon.normalize.counters import RawCounter
 from sitivmon.normalize.text import device_text
@@ -230,32 +230,42 @@ def test_latin1_alias_selects_its_link() -> None:
     """Issue 10 symptom 11: a Latin-1 ifAlias never matched the alias written in the config."""
     alias = "Commune: Vénissieux [1G] {circuit-42}"
     tables = {"ifDescr": {"1": b"ge-0/0/1", "2": b"ge-0/0/2"}, "ifAlias": {"1": b"", "2": alias.encode("latin-1")}}
-    sel = InterfaceSelector(alias=alias)
-    assert resolve(sel, interface_rows(tables)).index == 2
-    assert InterfaceIndex(tables).resolve(sel).index == 2
+    assert InterfaceIndex(tables).resolve(InterfaceSelector(alias=alias)).index == 2
 
 
-# --- resolution ------------------------------------------------------------------------------------------
+# --- resolution: InterfaceIndex.resolve, what the monitor calls on every poll ---------------------------
 
-ROWS = interface_rows({
-    "ifDescr": {"1": "lo", "2": "xe-0/0/1", "3": "xe-0/0/2", "4": "xe-0/0/2"},
-    "ifName": {"1": "lo", "2": "xe-0/0/1", "3": "xe-0/0/2.0", "4": "xe-0/0/2.1"},
-    "ifAlias": {"1": "", "2": "GIVORS fibre", "3": "CORBAS", "4": "CORBAS"},
-})  # fmt: skip
+TABLES: dict[str, dict[str, Any]] = {
+    "ifDescr": {"1": b"lo", "2": b"xe-0/0/1", "3": b"xe-0/0/2", "4": b"xe-0/0/2", "5": b"mgmt"},
+    "ifName": {"1": b"lo", "2": b"xe-0/0/1", "3": b"xe-0/0/2.0", "4": b"xe-0/0/2.1"},  # 5 has no ifName
+    "ifAlias": {"1": b"", "2": b"GIVORS fibre", "3": b"CORBAS", "4": b"CORBAS", "5": b"oob"},
+    "ifHCInOctets": {"2": 1_000, "3": 2_000, "4": 3_000},
+}
+
+
+def indexes_of(tables: dict[str, dict[str, Any]]) -> list[InterfaceIndex]:
+    """The index as the monitor builds it: from the tables alone, and with rows already built for
+    ifAlias discovery (which it reuses rather than builds again)."""
+    return [InterfaceIndex(tables), InterfaceIndex(tables, interface_rows(tables))]
 
 
 @pytest.mark.parametrize(
     ("selector", "index"),
     [
         ({"name": "xe-0/0/1"}, 2),
-        ({"name": "xe-0/0/2.1"}, 4),
+        ({"name": "xe-0/0/2.1"}, 4),  # unique by ifName though its ifDescr and ifAlias are shared
         ({"alias": "GIVORS fibre"}, 2),
+        ({"alias": "oob"}, 5),
         ({"descr": "lo"}, 1),
+        ({"descr": "mgmt"}, 5),  # a row without ifName or counters is still found by what it has
         ({"index": 3}, 3),
+        ({"index": 5}, 5),
     ],
 )
 def test_resolve(selector: dict[str, Any], index: int) -> None:
-    assert resolve(InterfaceSelector(**selector), ROWS).index == index
+    for interfaces in indexes_of(TABLES):
+        row = interfaces.resolve(InterfaceSelector(**selector))
+        assert row == interface_row(TABLES, str(index))  # the whole row, counters included
 
 
 @pytest.mark.parametrize(
@@ -263,16 +273,62 @@ def test_resolve(selector: dict[str, Any], index: int) -> None:
     [
         ({"name": "xe-0/0/9"}, "no interface with ifName 'xe-0/0/9'"),
         ({"name": "XE-0/0/1"}, "no interface with ifName 'XE-0/0/1'"),  # exact match, case included
+        ({"name": "xe-0/0/1 "}, "no interface with ifName 'xe-0/0/1 '"),  # and spaces
         ({"alias": "givors fibre"}, "no interface with ifAlias 'givors fibre'"),
+        ({"descr": "xe-0/0/3"}, "no interface with ifDescr 'xe-0/0/3'"),
         ({"index": 9}, "no interface with ifIndex 9"),
         ({"alias": "CORBAS"}, "ifAlias 'CORBAS' matches several interfaces (ifIndex 3, 4)"),
         ({"descr": "xe-0/0/2"}, "ifDescr 'xe-0/0/2' matches several interfaces (ifIndex 3, 4)"),
     ],
 )
 def test_resolve_missing_or_ambiguous(selector: dict[str, Any], message: str) -> None:
-    with pytest.raises(ResolveError) as info:
-        resolve(InterfaceSelector(**selector), ROWS)
-    assert str(info.value) == message
+    for interfaces in indexes_of(TABLES):
+        with pytest.raises(ResolveError) as info:
+            interfaces.resolve(InterfaceSelector(**selector))
+        assert str(info.value) == message
+
+
+def test_resolve_ambiguity_lists_indexes_numerically() -> None:
+    tables = {"ifAlias": {"10": b"x", "9": b"x", "100": b"x"}, "ifDescr": {"10": b"a", "9": b"b", "100": b"c"}}
+    with pytest.raises(ResolveError, match=r"\(ifIndex 9, 10, 100\)$"):
+        InterfaceIndex(tables).resolve(InterfaceSelector(alias="x"))
+
+
+def test_resolve_ignores_cells_of_no_interface() -> None:
+    """An ifAlias cell at an index no presence column has (a stale or odd agent) is not an interface;
+    nor is a non-numeric suffix."""
+    tables = {"ifDescr": {"1": b"eth0"}, "ifAlias": {"1": b"", "7": b"ghost", "1.5": b"ghost"}}
+    interfaces = InterfaceIndex(tables)
+    with pytest.raises(ResolveError, match="no interface with ifAlias 'ghost'"):
+        interfaces.resolve(InterfaceSelector(alias="ghost"))
+    with pytest.raises(ResolveError, match="no interface with ifIndex 7"):
+        interfaces.resolve(InterfaceSelector(index=7))
+
+
+def test_resolve_follows_a_renumbering() -> None:
+    """Resolved again on every poll: after a reboot renumbers the ports, a name, alias or descr
+    selector finds its interface at its new ifIndex, while an index selector stays on the number."""
+    before = {"ifName": {"2": b"xe-0/0/1", "3": b"xe-0/0/2"}, "ifAlias": {"2": b"GIVORS", "3": b"CORBAS"},
+              "ifDescr": {"2": b"port 1", "3": b"port 2"}}
+    after = {"ifName": {"12": b"xe-0/0/1", "2": b"xe-0/0/2"}, "ifAlias": {"12": b"GIVORS", "2": b"CORBAS"},
+             "ifDescr": {"12": b"port 1", "2": b"port 2"}}
+    for sel in ({"name": "xe-0/0/1"}, {"alias": "GIVORS"}, {"descr": "port 1"}):
+        assert InterfaceIndex(before).resolve(InterfaceSelector(**sel)).index == 2
+        assert InterfaceIndex(after).resolve(InterfaceSelector(**sel)).index == 12
+    assert InterfaceIndex(after).resolve(InterfaceSelector(index=2)).name == "xe-0/0/2"
+    with pytest.raises(ResolveError, match="no interface with ifIndex 3"):
+        InterfaceIndex(after).resolve(InterfaceSelector(index=3))
+
+
+def test_resolve_builds_only_the_rows_it_returns() -> None:
+    """Why InterfaceIndex exists: a switch of 500 ports polled for a few links builds a few rows."""
+    tables = {"ifName": {str(i): f"ge-{i}".encode() for i in range(1, 501)},
+              "ifHCInOctets": {str(i): i for i in range(1, 501)}}
+    interfaces = InterfaceIndex(tables)
+    assert interfaces.resolve(InterfaceSelector(name="ge-7")).counters["in_octets"] == RawCounter(7, 64)
+    assert interfaces.resolve(InterfaceSelector(index=9)).name == "ge-9"
+    assert interfaces.resolve(InterfaceSelector(name="ge-7")) is interfaces.row("7")  # built once
+    assert sorted(interfaces._rows) == ["7", "9"]
 
 
 # --- ifAlias convention on real bytes (symptom 11) -------------------------------------------------------
