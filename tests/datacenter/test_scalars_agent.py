@@ -20,7 +20,7 @@ from sitivmon.datacenter.handler import DatacenterHandler
 from sitivmon.engine.poll import TargetPoll, poll_target
 from sitivmon.exposition import LabelCache, render
 from sitivmon.monitor import Monitor
-from sitivmon.profiles.registry import profile_table
+from sitivmon.config.profiles import profile_table
 from sitivmon.readings import Anomaly
 from tests.datacenter.conftest import COMMUNES, Agent, make_config
 from tests.support.agents import _clean_env
