@@ -23,7 +23,7 @@ from sitivmon.usage.port import StoreError
 from sitivmon.usage.service import build_document
 
 if TYPE_CHECKING:  # config.model imports allocation.config: a runtime import would be a cycle
-    from sitivmon.config.model import Link
+    from sitivmon.config.model import Commune, Link
 
 MonthUsage = Callable[[str], Any]
 """The usage document (JSON-like, numbers as int or Decimal) of a month."""
@@ -39,7 +39,7 @@ class UsageUnavailable(RuntimeError):
 
 def usage_for_month(
     open_store: UsageStoreFactory,
-    communes: Sequence[CommuneLike],
+    communes: Sequence[Commune],
     timezone: str,
     links: Sequence[Link],
     month: str,
@@ -133,7 +133,7 @@ def service_from_config(
     config_path: Path,
     state_dir: Path,
     timezone: str,
-    communes: Sequence[CommuneLike],
+    communes: Sequence[Commune],
     links: Sequence[Link],
     allocation: Path | None,
     usage_settings: UsageSettings,

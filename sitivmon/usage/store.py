@@ -67,7 +67,6 @@ from .port import (
 
 log = logging.getLogger(__name__)
 
-DB_FILENAME = "usage.sqlite3"
 
 
 def _script(db: sqlite3.Connection, sql: str) -> None:
