@@ -68,7 +68,6 @@ from .port import (
 log = logging.getLogger(__name__)
 
 
-
 def _script(db: sqlite3.Connection, sql: str) -> None:
     """Run statements one by one: `executescript` would commit and break the migration's transaction."""
     for stmt in sql.split(";"):
