@@ -43,7 +43,7 @@ def usage_for_month(
     timezone: str,
     links: Sequence[Link],
     month: str,
-) -> Any:
+) -> dict[str, Any]:
     """The usage store's document of `month` (the JSON of `sitivmon usage`, as Python objects).
 
     The single place where the usage store plugs into `sitivmon report` and the HTTP API: a store
