@@ -12,11 +12,11 @@ from decimal import Decimal
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from sitivmon.config.profiles import profile_table
 from sitivmon.datacenter.handler import DatacenterHandler, column_family
 from sitivmon.datacenter.rows import ScalarSample, extract, table_scalars
 from sitivmon.engine.poll import TargetPoll
 from sitivmon.profiles.model import Kind
-from sitivmon.config.profiles import profile_table
 from sitivmon.profiles.user import compile_profile, parse_profiles
 from sitivmon.snmp.client import PollError, PollErrorReason, Value
 from tests.datacenter.conftest import make_config

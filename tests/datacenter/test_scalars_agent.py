@@ -16,11 +16,11 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from sitivmon.agents.scripted import DEMO_NAS
+from sitivmon.config.profiles import profile_table
 from sitivmon.datacenter.handler import DatacenterHandler
 from sitivmon.engine.poll import TargetPoll, poll_target
 from sitivmon.exposition import LabelCache, render
 from sitivmon.monitor import Monitor
-from sitivmon.config.profiles import profile_table
 from sitivmon.readings import Anomaly
 from tests.datacenter.conftest import COMMUNES, Agent, make_config
 from tests.support.agents import _clean_env
