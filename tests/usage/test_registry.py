@@ -59,7 +59,7 @@ def test_the_document_gives_each_commune_the_registry_rows_in_order(store: Usage
     record(store, vm_and_pdu(m))
     doc = usage_document(store, communes(), m, link_keys(V, "l1"), now=m.end + 1)
     expected = [(spec.name, d, spec.unit) for spec in INDICATORS for d in spec.directions]
-    assert len(expected) == 11
+    assert ("traffic_p95", "aggregate", "bytes_per_second") in expected and ("energy", None, "kWh") in expected
     for c in communes():
         rows = [(r["indicator"], r["direction"], r["unit"]) for r in doc["indicators"] if r["commune"] == c.id]
         assert rows == expected, c.id
@@ -68,10 +68,10 @@ def test_the_document_gives_each_commune_the_registry_rows_in_order(store: Usage
 
 
 def test_the_builtin_registry_is_what_allocation_and_the_store_know() -> None:
-    assert [s.name for s in INDICATORS] == [
-        "traffic_volume", "traffic_p95", "availability", "storage", "energy", "vcpu_hours", "memory_gib_hours",
-    ]  # fmt: skip
-    assert INDICATORS.bases() == [s.name for s in INDICATORS if s.name != "availability"]
+    """Read through the registry, allocation sees what it always saw (no list of names pinned here: a new
+    built-in indicator is its entry, and this test needs no edit for it)."""
+    assert INDICATORS.bases() == [s.name for s in INDICATORS if isinstance(s.allocation, AllocationRule)]
+    assert "traffic_volume" in INDICATORS.bases() and "availability" not in INDICATORS.bases()
     availability = INDICATORS.get("availability")
     assert availability is not None and isinstance(availability.allocation, NotABasis)
     assert INDICATORS.basis_rows("traffic_volume", None) == ("in", "out")
