@@ -358,8 +358,8 @@ def measure(
     indicators: IndicatorRegistry = INDICATORS,
 ) -> Measure:
     """A commune's value for `usage:<indicator>[:<direction>]`, read as the indicator's registry entry says
-    (`AllocationRule`): without a direction, `traffic_volume` is in plus out, covered as well as the
-    worse of the two, and `traffic_p95` is the `max` row. A missing row counts as no coverage.
+    (`AllocationRule`): e.g. without a direction `traffic_volume` is in plus out, covered as well as
+    the worse of the two, and `traffic_p95` is the `max` row. A missing row counts as no coverage.
     """
     rows = indicators.basis_rows(indicator, direction)
     if len(rows) > 1:
