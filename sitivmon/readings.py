@@ -40,7 +40,7 @@ class Anomaly:
 
 
 class Quantity(StrEnum):
-    """What a usage series measures, with its unit fixed by the name."""
+    """What a usage series measures, with its unit fixed by the name (one row of `_SPECS` each)."""
 
     TRAFFIC_IN = "traffic_in"  # bytes received by the commune (counter)
     TRAFFIC_OUT = "traffic_out"  # bytes sent by the commune (counter)
@@ -52,17 +52,34 @@ class Quantity(StrEnum):
 
     @property
     def unit(self) -> str:
-        return _UNITS[self]
+        return _SPECS[self].unit
+
+    @property
+    def counter(self) -> bool:
+        """Arrives as `CounterInterval`s (increases, summed per bucket), else as `GaugeReading`s (levels)."""
+        return _SPECS[self].counter
+
+    @property
+    def scale(self) -> int:
+        """Readings are kept as integers times this (1000: milli-vCPUs, since a VM may have half a vCPU)."""
+        return _SPECS[self].scale
 
 
-_UNITS = {
-    Quantity.TRAFFIC_IN: "bytes",
-    Quantity.TRAFFIC_OUT: "bytes",
-    Quantity.LINK_UP: "ratio",
-    Quantity.STORAGE_BYTES: "bytes",
-    Quantity.ENERGY_JOULES: "joules",
-    Quantity.VCPUS: "vcpus",
-    Quantity.MEMORY_BYTES: "bytes",
+@dataclass(frozen=True, slots=True)
+class _QuantitySpec:
+    unit: str
+    counter: bool
+    scale: int = 1
+
+
+_SPECS = {
+    Quantity.TRAFFIC_IN: _QuantitySpec("bytes", counter=True),
+    Quantity.TRAFFIC_OUT: _QuantitySpec("bytes", counter=True),
+    Quantity.LINK_UP: _QuantitySpec("ratio", counter=False),
+    Quantity.STORAGE_BYTES: _QuantitySpec("bytes", counter=False),
+    Quantity.ENERGY_JOULES: _QuantitySpec("joules", counter=True),
+    Quantity.VCPUS: _QuantitySpec("vcpus", counter=False, scale=1000),
+    Quantity.MEMORY_BYTES: _QuantitySpec("bytes", counter=False),
 }
 
 

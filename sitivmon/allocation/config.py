@@ -20,21 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from sitivmon.allocation.arithmetic import euros_to_cents, exact
 from sitivmon.config.secrets import Secret
+from sitivmon.usage.registry import INDICATORS, AllocationRule, IndicatorRegistry, NotABasis
 from sitivmon.yamlread import DocumentRefused, format_loc, read_yaml
 
 DEFAULT_COVERAGE_THRESHOLD = Decimal("0.95")
-
-# Indicator -> the directions a basis may name. The empty tuple means "no direction".
-INDICATORS: Mapping[str, tuple[str, ...]] = {
-    "traffic_volume": ("in", "out"),
-    "traffic_p95": ("in", "out", "max", "aggregate"),
-    "storage": (),
-    "energy": (),
-    "vcpu_hours": (),
-    "memory_gib_hours": (),
-}
-# Known to the usage store but meaningless as a cost driver: refused with a reason, not as "unknown".
-NOT_A_BASIS = {"availability": "availability is a ratio, not a consumption: it cannot split a budget"}
 
 
 class CommuneLike(Protocol):
@@ -241,19 +230,24 @@ def percent_text(value: Decimal) -> str:
         return f"{value.scaleb(2).normalize():f} %"
 
 
-def parse_basis(text: str) -> Basis:
-    """`key:<name>` or `usage:<indicator>[:<direction>]`; raises ValueError with a readable reason."""
+def parse_basis(text: str, indicators: IndicatorRegistry = INDICATORS) -> Basis:
+    """`key:<name>` or `usage:<indicator>[:<direction>]`; raises ValueError with a readable reason.
+
+    Which indicators may split a budget, and by which directions, is their registry entry's
+    (`sitivmon.usage.registry`); an indicator known there but not a cost driver is refused with its reason.
+    """
     parts = text.strip().split(":")
     if parts[0] == "key" and len(parts) == 2 and parts[1]:
         return Basis(kind="key", key=parts[1])
     if parts[0] == "usage" and len(parts) in (2, 3) and parts[1]:
         indicator = parts[1]
         direction = parts[2] if len(parts) == 3 else None
-        if indicator in NOT_A_BASIS:
-            raise ValueError(NOT_A_BASIS[indicator])
-        if indicator not in INDICATORS:
-            raise ValueError(f"unknown indicator {indicator!r} (known: {', '.join(INDICATORS)})")
-        allowed = INDICATORS[indicator]
+        spec = indicators.get(indicator)
+        if spec is not None and isinstance(spec.allocation, NotABasis):
+            raise ValueError(spec.allocation.reason)
+        if spec is None or not isinstance(spec.allocation, AllocationRule):
+            raise ValueError(f"unknown indicator {indicator!r} (known: {', '.join(indicators.bases())})")
+        allowed = spec.allocation.directions
         if direction is not None and direction not in allowed:
             if not allowed:
                 raise ValueError(f"{indicator} has no direction, got {direction!r}")
@@ -313,11 +307,11 @@ def _check_budget(where: str, p: _ProjectModel, errors: list[str]) -> tuple[int,
 
 def _check_part(
     where: str, basis_text: str, fallback: str | None, min_coverage: Decimal | None, raw: _AllocationModel,
-    errors: list[str],
+    errors: list[str], indicators: IndicatorRegistry,
 ) -> tuple[Basis | None, Decimal]:
     basis: Basis | None = None
     try:
-        basis = parse_basis(basis_text)
+        basis = parse_basis(basis_text, indicators)
     except ValueError as exc:
         errors.append(f"{where}.basis: {exc}")
     if basis is not None and basis.kind == "key" and basis.key not in raw.keys:
@@ -336,13 +330,15 @@ def _check_part(
     return basis, min_cov
 
 
-def _check_parts(where: str, p: _ProjectModel, raw: _AllocationModel, errors: list[str]) -> list[BasisPart] | None:
+def _check_parts(
+    where: str, p: _ProjectModel, raw: _AllocationModel, errors: list[str], indicators: IndicatorRegistry
+) -> list[BasisPart] | None:
     """The project's parts: its one `basis`, or `parts` whose shares sum to exactly 100 %."""
     if (p.basis is None) == (p.parts is None):
         errors.append(f"{where}: give exactly one of basis or parts")
         return None
     if p.basis is not None:
-        basis, min_cov = _check_part(where, p.basis, p.fallback, p.min_coverage, raw, errors)
+        basis, min_cov = _check_part(where, p.basis, p.fallback, p.min_coverage, raw, errors, indicators)
         return None if basis is None else [BasisPart(Decimal(1), basis, p.fallback, min_cov)]
     assert p.parts is not None
     if len(p.parts) < 2:
@@ -365,7 +361,7 @@ def _check_parts(where: str, p: _ProjectModel, raw: _AllocationModel, errors: li
         inherited = p.fallback if part.basis.strip().startswith("usage:") else None
         fallback = part.fallback if part.fallback is not None else inherited
         min_coverage = part.min_coverage if part.min_coverage is not None else p.min_coverage
-        basis, min_cov = _check_part(at, part.basis, fallback, min_coverage, raw, errors)
+        basis, min_cov = _check_part(at, part.basis, fallback, min_coverage, raw, errors, indicators)
         if basis is None:
             ok = False
             continue
@@ -386,11 +382,12 @@ def _check_project(
     keys: Mapping[str, AllocationKey],
     known: Mapping[str, CommuneLike],
     errors: list[str],
+    indicators: IndicatorRegistry,
 ) -> Project | None:
     where = f"projects[{i}]"
     n_before = len(errors)
     budget_cents, annual_cents = _check_budget(where, p, errors)
-    parts = _check_parts(where, p, raw, errors)
+    parts = _check_parts(where, p, raw, errors, indicators)
     if p.communes is not None:
         if not p.communes:
             errors.append(f"{where}.communes: an empty list leaves nobody to pay")
@@ -438,8 +435,16 @@ def _check_project(
     )
 
 
-def validate_allocation(data: Any, communes: Sequence[CommuneLike], source: str = "allocation") -> AllocationConfig:
-    """Validate parsed YAML against the known communes; raise AllocationConfigError listing every problem."""
+def validate_allocation(
+    data: Any,
+    communes: Sequence[CommuneLike],
+    source: str = "allocation",
+    *,
+    indicators: IndicatorRegistry = INDICATORS,
+) -> AllocationConfig:
+    """Validate parsed YAML against the known communes; raise AllocationConfigError listing every problem.
+
+    `indicators`: the usage indicators a basis may name (the built-in registry unless told)."""
     try:
         raw = _AllocationModel.model_validate(data if data is not None else {})
     except ValidationError as exc:
@@ -455,7 +460,7 @@ def validate_allocation(data: Any, communes: Sequence[CommuneLike], source: str 
         if p.name in names:
             errors.append(f"projects[{i}].name: {p.name!r} is already projects[{names[p.name]}]")
         names.setdefault(p.name, i)
-        project = _check_project(i, p, raw, keys, known, errors)
+        project = _check_project(i, p, raw, keys, known, errors, indicators)
         if project is not None:
             projects.append(project)
     if errors:
@@ -464,7 +469,11 @@ def validate_allocation(data: Any, communes: Sequence[CommuneLike], source: str 
 
 
 def parse_allocation(
-    content: bytes | str, communes: Sequence[CommuneLike], source: str = "allocation"
+    content: bytes | str,
+    communes: Sequence[CommuneLike],
+    source: str = "allocation",
+    *,
+    indicators: IndicatorRegistry = INDICATORS,
 ) -> AllocationConfig:
     """Validate the content of an allocation file (callers hash the very bytes they parse)."""
     try:
@@ -479,7 +488,7 @@ def parse_allocation(
         at = f"line {mark.line + 1}" if mark is not None else "(file)"
         problem = getattr(exc, "problem", None) or exc
         raise AllocationConfigError(source, [f"{at}: invalid YAML: {problem}"]) from None
-    return validate_allocation(data, communes, source=source)
+    return validate_allocation(data, communes, source=source, indicators=indicators)
 
 
 def read_allocation_file(path: Path) -> bytes:

@@ -26,6 +26,7 @@ from sitivmon.allocation.config import (
     percent_text,
 )
 from sitivmon.usage.periods import month_range, parse_month
+from sitivmon.usage.registry import INDICATORS, IndicatorRegistry
 
 MONTH_RE = re.compile(r"\A\d{4}-(0[1-9]|1[0-2])\Z")
 """Shape of a month label, anchored at both ends (`$` would accept a final newline); a label entering
@@ -349,21 +350,25 @@ class AllocationResult:
         return all(p.balanced for p in self.projects)
 
 
-def measure(usage: UsageDocument, commune: str, indicator: str, direction: str | None) -> Measure:
-    """A commune's value for `usage:<indicator>[:<direction>]`.
-
-    `traffic_volume` without a direction is in plus out, covered as well as the worse of the two;
-    `traffic_p95` without a direction is the `max` series. A missing row counts as no coverage.
+def measure(
+    usage: UsageDocument,
+    commune: str,
+    indicator: str,
+    direction: str | None,
+    indicators: IndicatorRegistry = INDICATORS,
+) -> Measure:
+    """A commune's value for `usage:<indicator>[:<direction>]`, read as the indicator's registry entry says
+    (`AllocationRule`): e.g. without a direction `traffic_volume` is in plus out, covered as well as
+    the worse of the two, and `traffic_p95` is the `max` row. A missing row counts as no coverage.
     """
-    if indicator == "traffic_volume" and direction is None:
-        parts = [usage.row(commune, indicator, d) for d in ("in", "out")]
-        with exact():  # bounded at parse (MAX_USAGE_VALUE): in + out never rounds
+    rows = indicators.basis_rows(indicator, direction)
+    if len(rows) > 1:
+        parts = [usage.row(commune, indicator, d) for d in rows]
+        with exact():  # bounded at parse (MAX_USAGE_VALUE): a sum of rows never rounds
             value = sum((p.value for p in parts if p is not None and p.value is not None), Decimal(0))
         coverage = min((p.coverage if p is not None else Decimal(0)) for p in parts)
         return Measure(value=value, coverage=coverage)
-    if indicator == "traffic_p95" and direction is None:
-        direction = "max"
-    row = usage.row(commune, indicator, direction)
+    row = usage.row(commune, indicator, rows[0])
     if row is None or row.value is None:
         return Measure(value=Decimal(0), coverage=Decimal(0))
     return Measure(value=row.value, coverage=row.coverage)
@@ -393,7 +398,7 @@ class _PartResult:
 
 def _allocate_part(
     index: int, part: BasisPart, budget_cents: int, project: Project, config: AllocationConfig,
-    usage: UsageDocument, known: Mapping[str, CommuneLike],
+    usage: UsageDocument, known: Mapping[str, CommuneLike], indicators: IndicatorRegistry,
 ) -> _PartResult:
     """One basis over one budget: a key as is, or a usage indicator unless it must fall back."""
     basis = str(part.basis)
@@ -406,7 +411,9 @@ def _allocate_part(
         used = basis
     else:
         assert part.basis.indicator is not None and part.fallback is not None
-        measures = {c: measure(usage, c, part.basis.indicator, part.basis.direction) for c in project.communes}
+        measures = {
+            c: measure(usage, c, part.basis.indicator, part.basis.direction, indicators) for c in project.communes
+        }
         poor = [c for c, m in measures.items() if m.coverage < part.min_coverage]
         total_is_zero = not any(m.value for m in measures.values())  # values are >= 0
         if poor:
@@ -432,13 +439,20 @@ def _allocate_part(
     return _PartResult(outcome, weights, _split(budget_cents, project.communes, weights, known))
 
 
-def allocate(config: AllocationConfig, usage: UsageDocument, communes: Sequence[CommuneLike]) -> AllocationResult:
+def allocate(
+    config: AllocationConfig,
+    usage: UsageDocument,
+    communes: Sequence[CommuneLike],
+    *,
+    indicators: IndicatorRegistry = INDICATORS,
+) -> AllocationResult:
     """Split every project's budget for the month; each project's lines sum exactly to its budget.
 
     A usage basis falls back to its key when a paying commune's coverage is under the threshold (or it
     has no figure at all), or when the indicator totals zero; the outcome says which and why. A mixed
     project's budget is first split into its parts to the cent (largest remainder, ties to the earlier
-    part), each part by its own basis; a commune's amount is the sum of its parts.
+    part), each part by its own basis; a commune's amount is the sum of its parts. `indicators` says
+    how a usage basis reads the document (the built-in registry unless told).
     """
     known = {c.id: c for c in communes}
     lines: list[AllocationLine] = []
@@ -454,7 +468,8 @@ def allocate(config: AllocationConfig, usage: UsageDocument, communes: Sequence[
                                                                    enumerate(parts)])
             ]
         results = [
-            _allocate_part(k, part, part_budgets[k], project, config, usage, known) for k, part in enumerate(parts)
+            _allocate_part(k, part, part_budgets[k], project, config, usage, known, indicators)
+            for k, part in enumerate(parts)
         ]
         project_lines = _project_lines(project, budget, results, known)
         lines.extend(project_lines)

@@ -47,10 +47,10 @@ FLAG_BITS: dict[Flag, int] = {Flag.RESET: 1, Flag.CLAMP: 2, Flag.GAP: 4, Flag.UN
 PRESENT = 0x80
 GAPLIKE = FLAG_BITS[Flag.GAP] | FLAG_BITS[Flag.UNKNOWN]
 
-COUNTERS = frozenset({Quantity.TRAFFIC_IN, Quantity.TRAFFIC_OUT, Quantity.ENERGY_JOULES})
+COUNTERS = frozenset(q for q in Quantity if q.counter)
 
-SCALE: dict[Quantity, int] = {Quantity.VCPUS: 1000}
-"""Gauge readings are stored as integers times this factor (milli-vCPUs); 1 for bytes and link state."""
+SCALE: dict[Quantity, int] = {q: q.scale for q in Quantity if q.scale != 1}
+"""Gauge readings are stored as integers times this factor (`Quantity.scale`: milli-vCPUs); 1 is left out."""
 
 
 def flag_bits(flags: frozenset[Flag]) -> int:
