@@ -17,7 +17,6 @@ from pathlib import Path
 from sitivmon.allocation.archive import MonthNotEnded
 from sitivmon.allocation.config import (
     AllocationConfigError,
-    CommuneLike,
     parse_allocation,
     read_allocation_file,
 )
@@ -31,13 +30,14 @@ from sitivmon.allocation.engine import (
 from sitivmon.allocation.formats import FORMATS, SECTIONS, render
 from sitivmon.allocation.report import build_report, sha256_bytes
 from sitivmon.allocation.service import InputError, ReportService, UsageUnavailable
+from sitivmon.config.model import Commune
 from sitivmon.usage.periods import parse_month
 
 ServiceFor = Callable[[Path], ReportService]
 """The report service of the root config at a path (`service.service_from_config` on what the root CLI
 loaded); raises `InputError` when the config does not load or configures no allocation file."""
 
-CommunesFor = Callable[[Path], tuple[Sequence[CommuneLike], str]]
+CommunesFor = Callable[[Path], tuple[Sequence[Commune], str]]
 """The communes and timezone of the root config at a path; raises `InputError` when it does not load."""
 
 
@@ -96,7 +96,7 @@ def _allocate(args: argparse.Namespace, communes_for: CommunesFor) -> int:
             raise InputError(f"{args.usage}: not valid JSON: {exc}") from None
         timezone = None
         config_sha = None
-        communes: Sequence[CommuneLike]
+        communes: Sequence[Commune]
         if args.config is not None:
             communes, timezone = communes_for(args.config)
             config_sha = sha256_bytes(args.config.read_bytes())

@@ -13,12 +13,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sitivmon.allocation.arithmetic import euros_to_cents, exact
+from sitivmon.config.model import Commune
 from sitivmon.config.secrets import Secret
 from sitivmon.usage.registry import INDICATORS, AllocationRule, IndicatorRegistry, NotABasis
 from sitivmon.yamlread import DocumentRefused, format_loc, read_yaml
@@ -26,26 +27,8 @@ from sitivmon.yamlread import DocumentRefused, format_loc, read_yaml
 DEFAULT_COVERAGE_THRESHOLD = Decimal("0.95")
 
 
-class CommuneLike(Protocol):
-    """What allocation needs of a commune; the root config's `Commune` satisfies it."""
-
-    @property
-    def id(self) -> str: ...
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def insee(self) -> str: ...
 
 
-@dataclass(frozen=True, slots=True)
-class KnownCommune:
-    """A commune as allocation sees it (used when the list comes from a usage file, and in tests)."""
-
-    id: str
-    name: str
-    insee: str
 
 
 class AllocationConfigError(ValueError):
@@ -256,7 +239,7 @@ def parse_basis(text: str, indicators: IndicatorRegistry = INDICATORS) -> Basis:
     raise ValueError(f"{text!r}: basis must be key:<name> or usage:<indicator>[:<direction>]")
 
 
-def _check_keys(raw: _AllocationModel, known: Mapping[str, CommuneLike], errors: list[str]) -> dict[str, AllocationKey]:
+def _check_keys(raw: _AllocationModel, known: Mapping[str, Commune], errors: list[str]) -> dict[str, AllocationKey]:
     keys: dict[str, AllocationKey] = {}
     for name, raw_shares in raw.keys.items():
         shares: dict[str, Decimal] = {}
@@ -380,7 +363,7 @@ def _check_project(
     p: _ProjectModel,
     raw: _AllocationModel,
     keys: Mapping[str, AllocationKey],
-    known: Mapping[str, CommuneLike],
+    known: Mapping[str, Commune],
     errors: list[str],
     indicators: IndicatorRegistry,
 ) -> Project | None:
@@ -437,7 +420,7 @@ def _check_project(
 
 def validate_allocation(
     data: Any,
-    communes: Sequence[CommuneLike],
+    communes: Sequence[Commune],
     source: str = "allocation",
     *,
     indicators: IndicatorRegistry = INDICATORS,
@@ -470,7 +453,7 @@ def validate_allocation(
 
 def parse_allocation(
     content: bytes | str,
-    communes: Sequence[CommuneLike],
+    communes: Sequence[Commune],
     source: str = "allocation",
     *,
     indicators: IndicatorRegistry = INDICATORS,
@@ -498,12 +481,12 @@ def read_allocation_file(path: Path) -> bytes:
         raise AllocationConfigError(str(path), [f"cannot read: {exc.strerror or exc}"]) from None
 
 
-def load_allocation(path: Path, communes: Sequence[CommuneLike]) -> AllocationConfig:
+def load_allocation(path: Path, communes: Sequence[Commune]) -> AllocationConfig:
     """Read and validate an allocation file; errors are prefixed with the file name."""
     return parse_allocation(read_allocation_file(path), communes, source=str(path))
 
 
-def check_allocation(path: Path, communes: Sequence[CommuneLike]) -> list[str]:
+def check_allocation(path: Path, communes: Sequence[Commune]) -> list[str]:
     """The located errors of an allocation file, for `sitivmon check` (empty when it is valid)."""
     try:
         load_allocation(path, communes)
@@ -565,7 +548,7 @@ class ApiConfig(BaseModel):
     secure_cookies: bool = False
 
 
-def check_api(api: ApiConfig, communes: Sequence[CommuneLike]) -> list[str]:
+def check_api(api: ApiConfig, communes: Sequence[Commune]) -> list[str]:
     """Located errors of the API section against the communes (for `sitivmon check`)."""
     known = {c.id for c in communes}
     errors = []

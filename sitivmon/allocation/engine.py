@@ -16,15 +16,16 @@ from fractions import Fraction
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pydantic import ValidationError
+
 from sitivmon.allocation.arithmetic import Part, Split, exact, largest_remainder
 from sitivmon.allocation.config import (
     AllocationConfig,
     BasisPart,
-    CommuneLike,
-    KnownCommune,
     Project,
     percent_text,
 )
+from sitivmon.config.model import Commune
 from sitivmon.usage.periods import month_range, parse_month
 from sitivmon.usage.registry import INDICATORS, IndicatorRegistry
 
@@ -87,13 +88,13 @@ def load_usage_json(text: str | bytes) -> Any:
     return json.loads(text, parse_float=Decimal)
 
 
-def communes_from_usage(data: Any, source: str = "usage") -> list[KnownCommune]:
+def communes_from_usage(data: Any, source: str = "usage") -> list[Commune]:
     """The communes named in a usage document (for `allocate` without a root config).
 
     An INSEE code is the tie-break of every split and the commune's identity for finance: two communes
     sharing one is refused here, with the rows that say so, rather than deep in the arithmetic.
     """
-    seen: dict[str, KnownCommune] = {}
+    seen: dict[str, Commune] = {}
     owner: dict[str, tuple[str, int]] = {}
     reported: set[tuple[str, str]] = set()
     errors: list[str] = []
@@ -110,7 +111,12 @@ def communes_from_usage(data: Any, source: str = "usage") -> list[KnownCommune]:
                         f" {first[0]} (indicators[{first[1]}])"
                     )
                 continue
-            seen.setdefault(commune, KnownCommune(id=commune, name=commune, insee=insee))
+            if commune in seen:
+                continue
+            try:
+                seen[commune] = Commune(id=commune, name=commune, insee=insee)
+            except ValidationError:
+                errors.append(f"indicators[{i}]: {commune!r} with INSEE {insee!r} is not a commune id and INSEE code")
     if errors:
         raise UsageDocumentError(source, errors)
     return list(seen.values())
@@ -139,7 +145,7 @@ def _instant(value: Any) -> datetime:
 
 def parse_usage(
     data: Any,
-    communes: Sequence[CommuneLike],
+    communes: Sequence[Commune],
     *,
     month: str | None = None,
     timezone: str | None = None,
@@ -382,7 +388,7 @@ def _split(
     budget_cents: int,
     communes: Sequence[str],
     weights: Mapping[str, Decimal],
-    known: Mapping[str, CommuneLike],
+    known: Mapping[str, Commune],
 ) -> list[tuple[str, Split]]:
     order = sorted(communes, key=lambda c: known[c].insee)
     splits = largest_remainder(budget_cents, [Part(known[c].insee, weights[c]) for c in order])
@@ -398,7 +404,7 @@ class _PartResult:
 
 def _allocate_part(
     index: int, part: BasisPart, budget_cents: int, project: Project, config: AllocationConfig,
-    usage: UsageDocument, known: Mapping[str, CommuneLike], indicators: IndicatorRegistry,
+    usage: UsageDocument, known: Mapping[str, Commune], indicators: IndicatorRegistry,
 ) -> _PartResult:
     """One basis over one budget: a key as is, or a usage indicator unless it must fall back."""
     basis = str(part.basis)
@@ -442,7 +448,7 @@ def _allocate_part(
 def allocate(
     config: AllocationConfig,
     usage: UsageDocument,
-    communes: Sequence[CommuneLike],
+    communes: Sequence[Commune],
     *,
     indicators: IndicatorRegistry = INDICATORS,
 ) -> AllocationResult:
@@ -501,7 +507,7 @@ def allocate(
 
 
 def _project_lines(
-    project: Project, budget: int, results: Sequence[_PartResult], known: Mapping[str, CommuneLike]
+    project: Project, budget: int, results: Sequence[_PartResult], known: Mapping[str, Commune]
 ) -> list[AllocationLine]:
     if len(results) == 1:
         only = results[0]

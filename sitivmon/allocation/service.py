@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sitivmon.allocation.archive import CloseOutcome, ReportArchivePort, open_report_archive
-from sitivmon.allocation.config import CommuneLike, parse_allocation, read_allocation_file
+from sitivmon.allocation.config import parse_allocation, read_allocation_file
 from sitivmon.allocation.engine import UsageDocument, allocate, parse_usage
 from sitivmon.allocation.report import build_report, indicator_rows, period_header, sha256_bytes, substance
 from sitivmon.config.model import Commune, Link
@@ -68,7 +68,7 @@ class ReportService:
     def __init__(
         self,
         *,
-        communes: Sequence[CommuneLike],
+        communes: Sequence[Commune],
         timezone: str,
         allocation_path: Path,
         config_path: Path | None,

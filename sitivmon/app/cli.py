@@ -11,12 +11,12 @@ from pathlib import Path
 from sitivmon import __version__
 from sitivmon.aio import run
 from sitivmon.allocation import cli as allocation_cli
-from sitivmon.allocation.config import CommuneLike
 from sitivmon.allocation.service import InputError, ReportService, service_from_config
 from sitivmon.app import demo as demo_cli
 from sitivmon.app.config import ConfigError, SitivmonConfig, load_config
 from sitivmon.app.daemon import run_daemon
 from sitivmon.app.oneshot import poll_once
+from sitivmon.config.model import Commune
 from sitivmon.logs import setup_logging
 from sitivmon.usage import cli as usage_cli
 from sitivmon.usage.backends import usage_reader_factory
@@ -64,7 +64,7 @@ def _report_service(path: Path) -> ReportService:
     )
 
 
-def _communes(path: Path) -> tuple[Sequence[CommuneLike], str]:
+def _communes(path: Path) -> tuple[Sequence[Commune], str]:
     config = _config_for(path)
     return config.communes, config.timezone
 

@@ -16,9 +16,9 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 
-from sitivmon.config.model import MAX_POLL_INTERVAL_S
+from sitivmon.config.model import MAX_POLL_INTERVAL_S, Commune
 from sitivmon.readings import Quantity, UsageKey
 
 from .buckets import COUNTERS
@@ -30,13 +30,6 @@ from .scans import Held as Held  # re-exported, as are the three below: the live
 from .scans import nearest_rank_p95 as nearest_rank_p95
 from .scans import scan_series as scan_series
 from .scans import series_sum as series_sum
-
-
-class CommuneLike(Protocol):
-    @property
-    def id(self) -> str: ...
-    @property
-    def insee(self) -> str: ...
 
 
 @dataclass(slots=True)
@@ -153,7 +146,7 @@ def lead_in(store: UsageReader, start: int) -> dict[UsageKey, Held]:
 
 def usage_document(
     store: UsageReader,
-    communes: Sequence[CommuneLike],
+    communes: Sequence[Commune],
     month: Month,
     links: Iterable[UsageKey] = (),
     *,

@@ -16,10 +16,11 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from sitivmon.config.model import Commune
 from sitivmon.readings import UsageKey
 
 from .backends import UsageStoreFactory
-from .indicators import CommuneLike, Held, compute_indicators, lead_in
+from .indicators import Held, compute_indicators, lead_in
 from .periods import BUCKET_S, bucket_start, month_of
 from .port import StoreError, StoreMissing, StoreUnavailable
 
@@ -36,7 +37,7 @@ class UsageLiveCollector(Collector):
     def __init__(
         self,
         open_store: UsageStoreFactory,
-        communes: Sequence[CommuneLike],
+        communes: Sequence[Commune],
         timezone: str = "Europe/Paris",
         links: Iterable[UsageKey] = (),
         *,
@@ -74,7 +75,7 @@ class UsageLiveCollector(Collector):
             GaugeMetricFamily(REFRESHED, ""),
         ]
 
-    def follow(self, communes: Sequence[CommuneLike], timezone: str, links: Iterable[UsageKey]) -> None:
+    def follow(self, communes: Sequence[Commune], timezone: str, links: Iterable[UsageKey]) -> None:
         """Adopt a reloaded configuration (its links decide the coverage); takes effect at the next refresh."""
         with self._lock:
             self.communes, self.timezone, self.links = list(communes), timezone, list(links)

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
-from sitivmon.allocation.config import AllocationConfig, KnownCommune, load_allocation
+from sitivmon.allocation.config import AllocationConfig, load_allocation
 from sitivmon.allocation.engine import UsageDocument, load_usage_json, parse_usage
+from sitivmon.config.model import Commune
 
 HERE = Path(__file__).parent
 REPO = HERE.parents[1]
@@ -21,14 +22,14 @@ EXAMPLE_ALLOCATION = REPO / "config" / "allocation.yaml"
 
 # Same as ../shared/communes.csv, written out so that the tests do not depend on the checkout's neighbours.
 COMMUNES = [
-    KnownCommune("givors", "Givors", "69091"),
-    KnownCommune("grigny", "Grigny", "69096"),
-    KnownCommune("pierre-benite", "Pierre-Bénite", "69152"),
-    KnownCommune("rive-de-gier", "Rive-de-Gier", "42186"),
-    KnownCommune("vaulx-en-velin", "Vaulx-en-Velin", "69256"),
-    KnownCommune("venissieux", "Vénissieux", "69259"),
-    KnownCommune("corbas", "Corbas", "69273"),
-    KnownCommune("saint-chamond", "Saint-Chamond", "42207"),
+    Commune(id="givors", name="Givors", insee="69091"),
+    Commune(id="grigny", name="Grigny", insee="69096"),
+    Commune(id="pierre-benite", name="Pierre-Bénite", insee="69152"),
+    Commune(id="rive-de-gier", name="Rive-de-Gier", insee="42186"),
+    Commune(id="vaulx-en-velin", name="Vaulx-en-Velin", insee="69256"),
+    Commune(id="venissieux", name="Vénissieux", insee="69259"),
+    Commune(id="corbas", name="Corbas", insee="69273"),
+    Commune(id="saint-chamond", name="Saint-Chamond", insee="42207"),
 ]
 
 

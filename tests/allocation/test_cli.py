@@ -17,10 +17,10 @@ import yaml
 
 from sitivmon.allocation import cli
 from sitivmon.allocation.archive import open_report_archive
-from sitivmon.allocation.config import CommuneLike
 from sitivmon.allocation.engine import load_usage_json
 from sitivmon.allocation.service import InputError, ReportService, service_from_config
 from sitivmon.config import ConfigError, SitivmonConfig, load_config
+from sitivmon.config.model import Commune
 
 from .conftest import EXAMPLE_ALLOCATION, USAGE_FILE
 
@@ -60,7 +60,7 @@ def run(*argv: str | Path, store: bool = False) -> int:
             usage=None if store else lambda month: usage_from_files(config, month),
         )
 
-    def communes_for(path: Path) -> tuple[list[CommuneLike], str]:
+    def communes_for(path: Path) -> tuple[list[Commune], str]:
         config = loaded(path)
         return list(config.communes), config.timezone
 
