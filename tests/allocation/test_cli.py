@@ -19,7 +19,7 @@ from sitivmon.allocation import cli
 from sitivmon.allocation.archive import open_report_archive
 from sitivmon.allocation.engine import load_usage_json
 from sitivmon.allocation.service import InputError, ReportService, service_from_config
-from sitivmon.config import ConfigError, SitivmonConfig, load_config
+from sitivmon.app.config import ConfigError, SitivmonConfig, load_config
 from sitivmon.config.model import Commune
 
 from .conftest import EXAMPLE_ALLOCATION, USAGE_FILE

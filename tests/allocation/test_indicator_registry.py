@@ -33,7 +33,7 @@ from sitivmon.usage.periods import Month, month_range
 from sitivmon.usage.recorder import Accumulator
 from sitivmon.usage.registry import INDICATORS, AllocationRule, Figure, IndicatorSpec
 from sitivmon.usage.scans import Group, series_sum, to_decimal
-from sitivmon.usage.store import UsageStore
+from sitivmon.usage.store import SqliteUsageStore
 
 from .conftest import COMMUNES
 
@@ -69,8 +69,8 @@ def outlets(m: Month, watts: Mapping[str, int]) -> Iterator[PollBatch]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[UsageStore]:
-    s = UsageStore(tmp_path / "usage.sqlite3")
+def store(tmp_path: Path) -> Iterator[SqliteUsageStore]:
+    s = SqliteUsageStore(tmp_path / "usage.sqlite3")
     m = month_range("2026-10")
     acc = Accumulator(s.load_open_buckets())
     for batch in outlets(m, {"venissieux": 1000, "givors": 3000}):
@@ -97,7 +97,7 @@ ALLOCATION = yaml.safe_dump(
 )
 
 
-def test_an_indicator_added_in_one_entry_is_computed_and_allocatable(store: UsageStore) -> None:
+def test_an_indicator_added_in_one_entry_is_computed_and_allocatable(store: SqliteUsageStore) -> None:
     m = month_range("2026-10")
     doc = usage_document(store, COMMUNES, m, now=m.end + 1, registry=LOCAL)
     rows = {r["commune"]: r for r in doc["indicators"] if r["indicator"] == "energy_wh"}

@@ -20,7 +20,7 @@ from sitivmon.usage.registry import (
     NotABasis,
 )
 from sitivmon.usage.scans import Group
-from sitivmon.usage.store import UsageStore
+from sitivmon.usage.store import SqliteUsageStore
 
 from .support import communes, link_keys, poll_link, record
 
@@ -28,8 +28,8 @@ V = "venissieux"
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[UsageStore]:
-    s = UsageStore(tmp_path / "usage.sqlite3")
+def store(tmp_path: Path) -> Iterator[SqliteUsageStore]:
+    s = SqliteUsageStore(tmp_path / "usage.sqlite3")
     yield s
     s.close()
 
@@ -53,7 +53,7 @@ def vm_and_pdu(m: Month) -> Iterator[PollBatch]:
         t += 300.0
 
 
-def test_the_document_gives_each_commune_the_registry_rows_in_order(store: UsageStore) -> None:
+def test_the_document_gives_each_commune_the_registry_rows_in_order(store: SqliteUsageStore) -> None:
     m = month_range("2026-01")
     record(store, poll_link(V, "l1", m.start - 283, m.end + 300, 300, lambda t: int(t * 10)))
     record(store, vm_and_pdu(m))
