@@ -55,7 +55,6 @@ class TargetStatus:
     last_duration: float = 0.0
     last_error: str | None = None
     errors: Counter[str] = field(default_factory=Counter)
-    polls: int = 0
     varbinds: int = 0
     anomalies: Counter[str] = field(default_factory=Counter)  # by reason
     anomalies_seen: set[tuple[str, str]] = field(default_factory=set)  # (subject, reason) already logged
@@ -107,7 +106,6 @@ class Monitor:
         self.links: dict[str, LinkRuntime] = {}
         self._by_target: dict[str, list[LinkRuntime]] | None = None  # links_of's index, rebuilt lazily
         self.targets: dict[str, TargetStatus] = {}
-        self.traps_applied = 0
         self.config = config
         self.reconfigure(config)
 
@@ -198,7 +196,6 @@ class Monitor:
         if status is None:
             return  # target removed by a reload while its poll was in flight
         status.tried = True
-        status.polls += 1
         status.last_duration = poll.duration
         status.varbinds += poll.varbinds
         self.note_anomalies(status, poll.anomalies)
@@ -337,7 +334,6 @@ class Monitor:
         admin shutdown, not an outage, and must be published as one at once). A trap without ifIndex
         names no link: it changes nothing here (the poll it triggers will)."""
         events: list[LinkStateEvent] = []
-        self.traps_applied += 1
         if if_index is None:
             return events
         state, admin_up = trap_link_status(up, admin_status, oper_status)

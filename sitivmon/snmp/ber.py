@@ -202,11 +202,6 @@ def decode_varbinds(buf: bytes, start: int, end: int) -> tuple[VarBind, ...]:
     return tuple(out)
 
 
-def message_version(buf: bytes) -> int:
-    """The SNMP version field (0 v1, 1 v2c, 3 v3) without decoding the rest."""
-    return message_header(buf)[0]
-
-
 def message_header(buf: bytes) -> tuple[int, bytes | None]:
     """(version, community) without decoding the PDU; the community is None for v3.
 
