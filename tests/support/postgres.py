@@ -111,7 +111,8 @@ class PostgresServer:
             **kwargs,  # type: ignore[call-overload]
         )
         if check and r.returncode != 0:
-            raise RuntimeError(f"{' '.join(argv[:2])} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}\n{self.log()[-3000:]}")
+            what = " ".join(argv[:2])
+            raise RuntimeError(f"{what} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}\n{self.log()[-3000:]}")
         return r
 
     def psql(self, sql: str, dbname: str = "postgres") -> str:
