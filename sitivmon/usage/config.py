@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,7 +19,10 @@ class UsageSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    store: Literal["sqlite"] = "sqlite"
+    """The backend behind the usage store port (`sitivmon.usage.backends.open_usage_store`)."""
     db_filename: str = "usage.sqlite3"
+    """SQLite: the file under `state_dir`."""
     flush_interval_s: Annotated[float, Field(gt=0)] = 30.0
     busy_timeout_s: Annotated[float, Field(ge=0)] = 5.0
     retry_initial_s: Annotated[float, Field(gt=0)] = 1.0

@@ -24,9 +24,13 @@ naming the series and the week's bucket range; the writer, which must go on reco
 row to `chunk_corrupt` (kept for inspection) and starts that week afresh, so the lost slots read as
 missing and lower coverage.
 
-The file under the path is watched (`check_file`, before each flush): a database deleted under the
+The file under the path is watched (`check`, before each flush): a database deleted under the
 running daemon is rebuilt at its path from the still-open handle (nothing is lost: SQLite keeps the
 unlinked inode readable), a file replaced by another one is adopted; both are logged and counted.
+
+This is the SQLite implementation of `sitivmon.usage.port.UsageStorePort`: every `sqlite3.Error` and
+`OSError` leaves it as a port exception (`translate`), so that no caller matches SQLite's messages.
+Built by `sitivmon.usage.backends.open_usage_store`.
 """
 
 from __future__ import annotations
@@ -39,14 +43,27 @@ import struct
 import time
 import zlib
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
+from types import TracebackType
 
 from sitivmon.readings import Quantity, UsageKey
 
-from .buckets import CHUNK_S, SLOTS, Bucket, Chunk, Col
-from .periods import BUCKET_S, utc_iso
+from .buckets import CHUNK_S, SLOTS, Bucket, Chunk
+from .periods import BUCKET_S
+from .port import (
+    BucketKey,
+    BucketMap,
+    CorruptChunk,
+    SeriesMonth,
+    StoreBusy,
+    StoreCorrupt,
+    StoreError,
+    StoreIncident,
+    StoreIncompatible,
+    StoreMissing,
+    StoreUnavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -120,31 +137,48 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-BucketMap = Mapping[tuple[UsageKey, int], Bucket]
-
-
 def checksum(blob: bytes) -> int:
     """What `chunk.crc` holds for a blob (CRC-32: catches random and burst corruption of a row)."""
     return zlib.crc32(blob)
 
 
-class CorruptChunk(sqlite3.DatabaseError):
-    """A stored chunk fails its checksum or does not decode; `where` names the series and the range.
+_BUSY = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+_CORRUPT = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 
-    A `sqlite3.DatabaseError`, so that every reader that already refuses a damaged database
-    (live gauges, the API) refuses this too instead of computing figures from it.
+
+def translate(location: str, exc: sqlite3.Error | OSError) -> StoreError:
+    """The port exception for an SQLite (or file system) error, by SQLite's result code, not its text.
+
+    Busy/locked: `StoreBusy` (retry, keep the connection). A malformed file or not a database:
+    `StoreCorrupt`. Any other operational failure (I/O, disk full, read-only, cannot open) and any
+    OSError: `StoreUnavailable` (reopen, retry). The rest (integrity, misuse) are bugs: `StoreError`.
     """
+    text = f"{location}: {exc}"
+    if isinstance(exc, OSError):
+        return StoreUnavailable(text)
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    if primary in _BUSY:
+        return StoreBusy(text)
+    if primary in _CORRUPT:
+        return StoreCorrupt(text)
+    if isinstance(exc, sqlite3.OperationalError):
+        return StoreUnavailable(text)
+    return StoreError(text)
 
-    def __init__(self, path: Path, key: UsageKey | None, week: int, reason: str) -> None:
-        series = f"{key.commune}/{key.subject}/{key.quantity.value}" if key else "unknown series"
-        self.key, self.week, self.reason = key, week, reason
-        self.where = f"{series} buckets {utc_iso(week * CHUNK_S)}..{utc_iso((week + 1) * CHUNK_S)}"
-        super().__init__(f"{path}: corrupt usage chunk ({reason}) for {self.where}")
+
+@contextlib.contextmanager
+def _port_errors(location: str) -> Iterator[None]:
+    """Let only port exceptions out (a migration's own bug, not SQLite's, passes unchanged)."""
+    try:
+        yield
+    except (sqlite3.Error, OSError) as exc:
+        raise translate(location, exc) from exc
 
 
-def _decode_checked(path: Path, key: UsageKey | None, week: int, data: bytes, crc: int | None) -> Chunk:
+def _decode_checked(location: str, key: UsageKey | None, week: int, data: bytes, crc: int | None) -> Chunk:
     if crc is not None and checksum(data) != crc:
-        raise CorruptChunk(path, key, week, "checksum mismatch")
+        raise CorruptChunk(location, key, week, "checksum mismatch")
     try:
         ch = Chunk.decode(data)
         for i in range(4):  # materialise now: a short or inconsistent blob fails here, not later
@@ -152,50 +186,33 @@ def _decode_checked(path: Path, key: UsageKey | None, week: int, data: bytes, cr
             if not isinstance(col, int) and len(col) != SLOTS:
                 raise ValueError(f"column {i} has {len(col)} slots")
     except (ValueError, IndexError, KeyError, struct.error, TypeError) as exc:
-        raise CorruptChunk(path, key, week, f"undecodable: {exc}") from exc
+        raise CorruptChunk(location, key, week, f"undecodable: {exc}") from exc
     return ch
 
 
-@dataclass(slots=True)
-class SeriesMonth:
-    """One series' buckets over [start, end): chunk-aligned segments, columns as `Col`.
-
-    `segments` maps the offset (in buckets from `start`) to (length, value, received_milli,
-    expected_milli, flags). Slots not covered by any segment were never written (missing).
-    """
-
-    key: UsageKey
-    start: int
-    n: int
-    segments: dict[int, tuple[int, Col, Col, Col, Col]] = field(default_factory=dict)
-
-
-class UsageStore:
-    """Synchronous store; the recorder calls `write` from a worker thread, one connection per store."""
+class SqliteUsageStore:
+    """`UsageStorePort` on one SQLite file; the recorder calls `write` from a worker thread, one
+    connection per store. Besides the port: `db`, `schema_version`, `migrate`, `series`,
+    `import_chunks` and `size_bytes`, for tests, benchmarks and maintenance."""
 
     def __init__(
         self, path: Path, *, busy_timeout_s: float = 5.0, read_only: bool = False, connect: bool = True
     ) -> None:
         """`connect=False` defers opening (and its errors) to `open()`: the daemon starts without a
-        usable store and retries, see `UsageRecorder`."""
+        usable store and retries, see `UsageRecorder`. `read_only`: never creates, migrates or writes
+        (a missing file is `StoreMissing`, a schema this code cannot read `StoreIncompatible`)."""
         self.path = Path(path)
         self.read_only = read_only
         self._busy_timeout_s = busy_timeout_s
         self._series: dict[UsageKey, int] = {}
         self._db: sqlite3.Connection | None = None
         self._identity: tuple[int, int] | None = None
-        self.quarantined: list[CorruptChunk] = []  # chunks set aside by `write`, for the caller to count
         if connect:
-            self._connect()
+            self.open()
 
-    @classmethod
-    def in_dir(
-        cls, state_dir: Path, filename: str = DB_FILENAME, *, busy_timeout_s: float = 5.0, connect: bool = True
-    ) -> UsageStore:
-        """The daemon's store: `<state_dir>/<filename>`, created (and migrated) if needed."""
-        if connect:
-            Path(state_dir).mkdir(parents=True, exist_ok=True)
-        return cls(Path(state_dir) / filename, busy_timeout_s=busy_timeout_s, connect=connect)
+    @property
+    def location(self) -> str:
+        return str(self.path)
 
     # -- connection -------------------------------------------------------------------------------------
 
@@ -206,12 +223,15 @@ class UsageStore:
     def open(self) -> None:
         """Open (creating the directory and the file, migrating) if not open; raises on failure."""
         if self._db is None:
-            if not self.read_only:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._connect()
+            with _port_errors(self.location):
+                if not self.read_only:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._connect()
 
     def _connect(self) -> None:
         if self.read_only:
+            if str(self.path) != ":memory:" and not self.path.exists():
+                raise StoreMissing(f"{self.location}: no usage store (nothing recorded yet)")
             db = sqlite3.connect(
                 f"file:{self.path}?mode=ro",
                 uri=True,
@@ -226,7 +246,11 @@ class UsageStore:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=FULL")  # money depends on it: a commit survives power loss
             self._db = db
-            if not self.read_only:
+            if self.read_only:
+                version = self.schema_version()  # older versions stay readable
+                if not 1 <= version <= SCHEMA_VERSION:
+                    raise StoreIncompatible(f"{self.location}: schema version {version}, expected {SCHEMA_VERSION}")
+            else:
                 self.migrate()
         except BaseException:
             self._db = None
@@ -243,17 +267,13 @@ class UsageStore:
             return None
         return (st.st_dev, st.st_ino)
 
-    def reconnect(self) -> None:
+    def reopen(self) -> None:
         """Drop and reopen the connection (after an I/O error the old handle may be unusable)."""
         self.close()
-        self._connect()
+        self.open()
 
-    def check_file(self) -> str | None:
-        """None while the open connection is the file at `path`; else `deleted` or `replaced`.
-
-        SQLite keeps writing to an unlinked file without a word, and a restart would then find an
-        empty store: the recorder calls this before each flush and repairs (`rebuild_at_path`).
-        """
+    def _file_problem(self) -> str | None:
+        """None while the open connection is the file at `path`; else `deleted` or `replaced`."""
         if self._db is None or self._identity is None or str(self.path) == ":memory:":
             return None
         now = self._stat_identity()
@@ -263,7 +283,28 @@ class UsageStore:
             return "replaced"
         return None
 
-    def rebuild_at_path(self) -> None:
+    def check(self) -> StoreIncident | None:
+        """SQLite keeps writing to an unlinked file without a word, and a restart would then find an
+        empty store: before each flush, rebuild a deleted file from the open handle, adopt a replaced one."""
+        problem = self._file_problem()
+        if problem == "deleted":
+            with _port_errors(self.location):
+                self._rebuild_at_path()
+            return StoreIncident(
+                "deleted",
+                f"usage store {self.location} was DELETED under the running daemon: rebuilt at its path "
+                "from the open handle (nothing lost); find out who removed it",
+            )
+        if problem == "replaced":
+            self.reopen()
+            return StoreIncident(
+                "replaced",
+                f"usage store {self.location} was REPLACED by another file under the running daemon: "
+                "adopted the new file; what the old one held after its last copy is not in it",
+            )
+        return None
+
+    def _rebuild_at_path(self) -> None:
         """The file was deleted under the open connection: copy what that connection still sees (the
         unlinked inode, write-ahead log included) to a new file at `path`, then reopen it."""
         old = self.db
@@ -286,8 +327,9 @@ class UsageStore:
 
     @property
     def db(self) -> sqlite3.Connection:
+        """The connection (opened on first use): SQLite-specific, for tests and maintenance."""
         if self._db is None:
-            self._connect()
+            self.open()
         assert self._db is not None
         return self._db
 
@@ -298,10 +340,12 @@ class UsageStore:
                 self._db.close()
             self._db = None
 
-    def __enter__(self) -> UsageStore:
+    def __enter__(self) -> SqliteUsageStore:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     # -- schema -----------------------------------------------------------------------------------------
@@ -319,7 +363,7 @@ class UsageStore:
         db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         version = self.schema_version()
         if version > SCHEMA_VERSION:
-            raise RuntimeError(f"{self.path}: schema version {version} is newer than this sitivmon")
+            raise StoreIncompatible(f"{self.path}: schema version {version} is newer than this sitivmon")
         while version < SCHEMA_VERSION:
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -356,7 +400,9 @@ class UsageStore:
         return sid
 
     def series(self) -> dict[int, UsageKey]:
-        rows = self.db.execute("SELECT id, commune, subject, quantity FROM series").fetchall()
+        """Every series by its row id."""
+        with _port_errors(self.location):
+            rows = self.db.execute("SELECT id, commune, subject, quantity FROM series").fetchall()
         return {int(i): UsageKey(c, s, Quantity(q)) for i, c, s, q in rows}
 
     # -- write ------------------------------------------------------------------------------------------
@@ -368,15 +414,18 @@ class UsageStore:
         baselines: Mapping[str, str],
         *,
         now: float | None = None,
-    ) -> None:
-        """Persist one flush atomically: closed buckets (added into their week chunks), the complete
-        current set of open buckets (replacing the previous set) and the counter baselines.
+    ) -> list[CorruptChunk]:
+        """Persist one flush in one IMMEDIATE transaction (see the port); a chunk that fails its
+        checksum is moved to `chunk_corrupt` and returned."""
+        if self.read_only:
+            raise StoreUnavailable(f"{self.location}: opened read-only")
+        with _port_errors(self.location):
+            return self._write(closed, open_buckets, baselines, time.time() if now is None else now)
 
-        Raises sqlite3.Error (locked, disk full, read-only...) with nothing written; the caller keeps
-        its data and retries.
-        """
+    def _write(
+        self, closed: BucketMap, open_buckets: BucketMap, baselines: Mapping[str, str], stamp: float
+    ) -> list[CorruptChunk]:
         db = self.db
-        stamp = time.time() if now is None else now
         db.execute("BEGIN IMMEDIATE")
         try:
             by_chunk: dict[tuple[int, int], list[tuple[int, Bucket]]] = defaultdict(list)
@@ -391,7 +440,7 @@ class UsageStore:
                 ch = Chunk()
                 if row:
                     try:
-                        ch = _decode_checked(self.path, keys.get(sid), day, row[0], row[1])
+                        ch = _decode_checked(self.location, keys.get(sid), day, row[0], row[1])
                     except CorruptChunk as bad:
                         db.execute(
                             "INSERT INTO chunk_corrupt(week, series_id, data, crc, found, reason)"
@@ -422,7 +471,7 @@ class UsageStore:
                 [(s, v, stamp) for s, v in baselines.items()],
             )
             db.execute("COMMIT")
-            self.quarantined.extend(quarantined)
+            return quarantined
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
@@ -431,67 +480,42 @@ class UsageStore:
 
     def import_chunks(self, items: Iterable[tuple[UsageKey, int, Chunk]]) -> None:
         """Bulk load whole weeks of closed buckets (benchmarks, imports), replacing existing ones."""
-        db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.executemany(
-                "INSERT INTO chunk(week, series_id, data, crc) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT(week, series_id) DO UPDATE SET data=excluded.data, crc=excluded.crc",
-                ((day, self._series_id(key), blob, checksum(blob)) for key, day, blob in
-                 ((k, d, ch.encode()) for k, d, ch in items)),
-            )
-            db.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                db.execute("ROLLBACK")
-            self._series = {}
-            raise
+        with _port_errors(self.location):
+            db = self.db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany(
+                    "INSERT INTO chunk(week, series_id, data, crc) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT(week, series_id) DO UPDATE SET data=excluded.data, crc=excluded.crc",
+                    ((day, self._series_id(key), blob, checksum(blob)) for key, day, blob in
+                     ((k, d, ch.encode()) for k, d, ch in items)),
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+                self._series = {}
+                raise
 
     # -- read -------------------------------------------------------------------------------------------
 
     def load_baselines(self) -> dict[str, str]:
-        """Counter states committed with the last flush, by subject (seed for the poller's normaliser)."""
-        return {s: v for s, v in self.db.execute("SELECT subject, state FROM baseline")}
+        with _port_errors(self.location):
+            return {s: v for s, v in self.db.execute("SELECT subject, state FROM baseline")}
 
-    def load_open_buckets(self) -> dict[tuple[UsageKey, int], Bucket]:
-        """The open buckets of the last flush, to continue accumulating them after a restart."""
+    def load_open_buckets(self) -> dict[BucketKey, Bucket]:
         ids = self.series()
-        out: dict[tuple[UsageKey, int], Bucket] = {}
-        for sid, start, value, cov, readings, exp, flags in self.db.execute(
-            "SELECT series_id, start, value, covered_us, readings, expected_milli, flags FROM open_bucket"
-        ):
-            out[(ids[sid], int(start))] = Bucket(value, cov, readings, exp, flags)
+        out: dict[BucketKey, Bucket] = {}
+        with _port_errors(self.location):
+            for sid, start, value, cov, readings, exp, flags in self.db.execute(
+                "SELECT series_id, start, value, covered_us, readings, expected_milli, flags FROM open_bucket"
+            ):
+                out[(ids[sid], int(start))] = Bucket(value, cov, readings, exp, flags)
         return out
 
     def month_series(self, start: int, end: int, keys: Iterable[UsageKey] = ()) -> dict[UsageKey, SeriesMonth]:
-        """All series with their buckets in [start, end) (closed chunks overlaid with open buckets).
-
-        Every known series is returned, with no segments when it has no data in the range, and so are
-        `keys` not yet in the store, so that a configured but silent link shows up with coverage 0.
-        """
-        db = self.db
-        db.execute("BEGIN")  # one snapshot for chunks and open buckets
-        try:
-            ids = self.series()
-            day_lo, day_hi = start // CHUNK_S, (end - 1) // CHUNK_S
-            chunks: dict[tuple[int, int], Chunk] = {}
-            has_crc = self.schema_version() >= 2  # a read-only reader may face a store not yet migrated
-            for sid, day, data, crc in db.execute(
-                f"SELECT series_id, week, data, {'crc' if has_crc else 'NULL'} FROM chunk"
-                " WHERE week BETWEEN ? AND ?",
-                (day_lo, day_hi),
-            ):
-                chunks[(sid, day)] = _decode_checked(self.path, ids.get(sid), day, data, crc)
-            for sid, bstart, value, cov, readings, exp, flags in db.execute(
-                "SELECT series_id, start, value, covered_us, readings, expected_milli, flags"
-                " FROM open_bucket WHERE start >= ? AND start < ?",
-                (start, end),
-            ):
-                ob = Bucket(value, cov, readings, exp, flags)
-                ch = chunks.setdefault((sid, bstart // CHUNK_S), Chunk())
-                ch.merge((bstart % CHUNK_S) // BUCKET_S, ob.value, ob.received_milli, ob.expected_milli, ob.flags)
-        finally:
-            db.execute("COMMIT")
+        with _port_errors(self.location):
+            ids, chunks = self._month_chunks(start, end)
         out = {k: SeriesMonth(k, start, (end - start) // BUCKET_S) for k in ids.values()}
         for k in keys:
             out.setdefault(k, SeriesMonth(k, start, (end - start) // BUCKET_S))
@@ -505,6 +529,32 @@ class UsageStore:
             v, r, e, f = ch.slice(a, b)
             out[ids[sid]].segments[offset] = (b - a, v, r, e, f)
         return out
+
+    def _month_chunks(self, start: int, end: int) -> tuple[dict[int, UsageKey], dict[tuple[int, int], Chunk]]:
+        db = self.db
+        db.execute("BEGIN")  # one snapshot for chunks and open buckets
+        try:
+            ids = self.series()
+            day_lo, day_hi = start // CHUNK_S, (end - 1) // CHUNK_S
+            chunks: dict[tuple[int, int], Chunk] = {}
+            has_crc = self.schema_version() >= 2  # a read-only reader may face a store not yet migrated
+            for sid, day, data, crc in db.execute(
+                f"SELECT series_id, week, data, {'crc' if has_crc else 'NULL'} FROM chunk"
+                " WHERE week BETWEEN ? AND ?",
+                (day_lo, day_hi),
+            ):
+                chunks[(sid, day)] = _decode_checked(self.location, ids.get(sid), day, data, crc)
+            for sid, bstart, value, cov, readings, exp, flags in db.execute(
+                "SELECT series_id, start, value, covered_us, readings, expected_milli, flags"
+                " FROM open_bucket WHERE start >= ? AND start < ?",
+                (start, end),
+            ):
+                ob = Bucket(value, cov, readings, exp, flags)
+                ch = chunks.setdefault((sid, bstart // CHUNK_S), Chunk())
+                ch.merge((bstart % CHUNK_S) // BUCKET_S, ob.value, ob.received_milli, ob.expected_milli, ob.flags)
+        finally:
+            db.execute("COMMIT")
+        return ids, chunks
 
     def size_bytes(self) -> int:
         """Database plus WAL on disk."""
