@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from sitivmon import __version__
 from sitivmon.aio import run
-from sitivmon.config import ConfigError, load_config
+from sitivmon.allocation import cli as allocation_cli
+from sitivmon.allocation.config import CommuneLike
+from sitivmon.allocation.service import InputError, ReportService, service_from_config
+from sitivmon.config import ConfigError, SitivmonConfig, load_config
+from sitivmon.demo import cli as demo_cli
 from sitivmon.logs import setup_logging
-
-# Areas that add their own subcommands through `register(subparsers)`.
-_AREAS = ("sitivmon.usage.cli", "sitivmon.allocation.cli", "sitivmon.demo.cli")
+from sitivmon.usage import cli as usage_cli
+from sitivmon.usage.backends import usage_reader_factory
 
 
 def _load_or_report(path: Path) -> object:
@@ -25,6 +28,43 @@ def _load_or_report(path: Path) -> object:
         for issue in exc.issues:
             print(f"  {issue}", file=sys.stderr)
         return None
+
+
+def _config_for(path: Path) -> SitivmonConfig:
+    """The root config of `usage`, `report` and `allocate --config`: a bad file is an input error
+    (exit 2, the loader's located message)."""
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        raise InputError(str(exc)) from None
+
+
+def _usage_inputs(path: Path) -> usage_cli.UsageInputs:
+    config = _config_for(path)
+    return usage_cli.UsageInputs(
+        open_store=usage_reader_factory(config.usage, config.state_dir),
+        communes=config.communes,
+        timezone=config.timezone,
+        links=config.links,
+    )
+
+
+def _report_service(path: Path) -> ReportService:
+    config = _config_for(path)
+    return service_from_config(
+        config_path=path,
+        state_dir=config.state_dir,
+        timezone=config.timezone,
+        communes=config.communes,
+        links=config.links,
+        allocation=config.allocation,
+        usage_settings=config.usage,
+    )
+
+
+def _communes(path: Path) -> tuple[Sequence[CommuneLike], str]:
+    config = _config_for(path)
+    return config.communes, config.timezone
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -101,14 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     poll.add_argument("--samples", type=int, default=2, help="polls to make (2 gives counter deltas)")
     poll.set_defaults(func=cmd_poll)
 
-    for module_name in _AREAS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                continue
-            raise
-        module.register(sub)
+    usage_cli.register(sub, inputs_for=_usage_inputs)
+    allocation_cli.register(sub, service_for=_report_service, communes_for=_communes)
+    demo_cli.register(sub)
     return parser
 
 

@@ -24,9 +24,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from sitivmon.allocation.api import ReportCache, TokenAuthority, report_executor, setup_api
-from sitivmon.allocation.archive import ARCHIVE_FILE
-from sitivmon.allocation.cli import service_from_config, usage_for_month
-from sitivmon.allocation.service import ReportService
+from sitivmon.allocation.archive import archive_change_stamp
+from sitivmon.allocation.service import ReportService, service_from_config
 from sitivmon.config import ConfigError, SitivmonConfig, load_config
 from sitivmon.config.model import parse_listen
 from sitivmon.datacenter.handler import DatacenterHandler
@@ -40,10 +39,10 @@ from sitivmon.selfmetrics import SelfMetrics
 from sitivmon.traps.config import resolve_trap_auth
 from sitivmon.traps.events import TrapEvent, TrapKind
 from sitivmon.traps.receiver import TrapReceiver
-from sitivmon.usage import UsageRecorder, UsageStore
-from sitivmon.usage.cli import db_path as usage_db_path
-from sitivmon.usage.cli import link_keys
+from sitivmon.usage import UsageRecorder, open_usage_store
+from sitivmon.usage.backends import usage_change_stamp, usage_reader_factory
 from sitivmon.usage.live import UsageLiveCollector
+from sitivmon.usage.service import link_keys
 
 log = logging.getLogger("sitivmon.daemon")
 
@@ -96,17 +95,17 @@ class Daemon:
         config = self.config
         # Opened by the recorder, which survives a store that cannot be opened (garbage file, full
         # disk...): monitoring, traps and HTTP must not depend on the usage file.
-        store = UsageStore.in_dir(
-            config.state_dir, config.usage.db_filename, busy_timeout_s=config.usage.busy_timeout_s, connect=False
-        )
+        store = open_usage_store(config.usage, config.state_dir, connect=False)
         self.usage = await self._stack.enter_async_context(UsageRecorder(store, self.registry, config.usage))
         seeded = self.monitor.seed_baselines(self.usage.load_baselines())
         if seeded:
-            log.info("restored %d counter baselines from %s: the first polls count the downtime", seeded, store.path)
+            log.info(
+                "restored %d counter baselines from %s: the first polls count the downtime", seeded, store.location
+            )
         self.monitor.usage = self.usage
         self.live = UsageLiveCollector(
-            store.path, config.communes, config.timezone, link_keys(config), refresh_s=config.usage.live_refresh_s,
-            background=True,
+            usage_reader_factory(config.usage, config.state_dir), config.communes, config.timezone,
+            link_keys(config.links), refresh_s=config.usage.live_refresh_s, background=True,
         )
         self.registry.register(self.live)
         if config.mqtt.enabled:
@@ -127,7 +126,12 @@ class Daemon:
         if self.config.allocation is not None:
             # Built per request from the running config, so a reload's new allocation file is used.
             def service() -> ReportService:
-                return service_from_config(self.config, self.config_path, usage_for_month)
+                config = self.config
+                return service_from_config(
+                    config_path=self.config_path, state_dir=config.state_dir, timezone=config.timezone,
+                    communes=config.communes, links=config.links, allocation=config.allocation,
+                    usage_settings=config.usage,
+                )
 
             def report(month: str) -> dict[str, Any]:
                 """The closed revision as stored, else today's computation (what `current` gives, without
@@ -167,16 +171,18 @@ class Daemon:
     def _report_inputs(self, month: str) -> Hashable:
         """What a month's report is made of, cheaply: the running config object and the files behind it.
 
-        Any write to the usage store, the archive, the config or the allocation file changes a file's
-        size, mtime or inode (SQLite writes go to the -wal file first), and so the cache key.
+        Any write to the usage store or the archive changes its change stamp, and any write to the
+        config or the allocation file a file's size, mtime or inode, and so the cache key.
         """
         config = self.config
-        files = [self.config_path, usage_db_path(config), config.state_dir / ARCHIVE_FILE]
+        files = [self.config_path]
         if config.allocation is not None:
             alloc = config.allocation
             files.append(alloc if alloc.is_absolute() else self.config_path.parent / alloc)
-        files += [p.with_name(p.name + "-wal") for p in files[1:3]]
-        return (id(config), month, tuple(_stat(p) for p in files))
+        return (
+            id(config), month, tuple(_stat(p) for p in files),
+            usage_change_stamp(config.usage, config.state_dir), archive_change_stamp(config.state_dir),
+        )
 
     def _on_trap(self, event: TrapEvent) -> None:
         """Called by the receiver for each accepted trap; must not block."""
@@ -260,7 +266,7 @@ class Daemon:
             self.config = new
             self.monitor.reconfigure(new)
             if self.live is not None:
-                self.live.follow(new.communes, new.timezone, link_keys(new))
+                self.live.follow(new.communes, new.timezone, link_keys(new.links))
             self.scheduler.apply(new)
             self.metrics.reloads.labels("success").inc()
             self.metrics.config_ok.set(1)

@@ -1,8 +1,12 @@
-"""Closed months: every revision of a month's report kept in SQLite, content-addressed, never rewritten.
+"""Closed months: every revision of a month's report kept, content-addressed, never rewritten.
 
 Finance must be able to prove what it imported. Each revision stores the exact JSON bytes, their SHA-256
-and the diff against the previous revision; triggers refuse UPDATE and DELETE so that even a bug here
-cannot overwrite history.
+and the diff against the previous revision.
+
+`ReportArchivePort` is what the report service needs from an archive; `ReportArchive` is the SQLite
+implementation (triggers refuse UPDATE and DELETE, so that even a bug here cannot overwrite history),
+built by `open_report_archive`. Another backend implements the port with the same guarantees and
+reuses `check_ended`, `diff_reports` and `next_revision` so that its revisions are byte for byte the same.
 """
 
 from __future__ import annotations
@@ -10,11 +14,11 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sitivmon.allocation.formats import render_json
 from sitivmon.allocation.report import REVISION_FIELDS, sha256_bytes, substance
@@ -81,18 +85,53 @@ class CloseOutcome:
     created: bool  # False when the recomputed report equals the latest revision
 
 
+class ReportArchivePort(Protocol):
+    """The revisions of closed months, as the report service reads and writes them.
+
+    A backend guarantees: revisions of a month are numbered 1, 2, ... without gaps; a stored revision
+    is never changed nor deleted; `close` is atomic (two concurrent closes cannot both become revision
+    N). Month labels are validated (`parse_month_label`: ValueError) before anything is read.
+    """
+
+    def revisions(self, month: str) -> list[Revision]:
+        """Every revision of `month`, oldest first (empty when the month was never closed)."""
+        ...
+
+    def latest(self, month: str) -> Revision | None:
+        """The month's last revision, None when it was never closed."""
+        ...
+
+    def close(self, fresh: dict[str, Any], *, now: datetime | None = None) -> CloseOutcome:
+        """Freeze `fresh` (a provisional report) as the month's next revision, unless its substance
+        equals the latest one's. Raises `MonthNotEnded` for a month not over at `now`."""
+        ...
+
+
+def next_revision(
+    previous: Revision | None, fresh: dict[str, Any], closed_at: str
+) -> tuple[int, bytes, dict[str, Any] | None] | None:
+    """(number, exact JSON bytes, diff) of the revision that closing `fresh` adds after `previous`,
+    None when nothing changed. Shared by every backend: the bytes are what finance imports."""
+    if previous is not None and substance(previous.report) == substance(fresh):
+        return None
+    number = previous.revision + 1 if previous else 1
+    report = dict(fresh)
+    report["header"] = {**fresh["header"], "status": "final", "revision": number, "closed_at": closed_at}
+    diff = None
+    if previous is not None:
+        diff = diff_reports(previous.report, fresh)
+        report["changes"] = {"previous_revision": previous.revision, "previous_sha256": previous.sha256, **diff}
+    return number, render_json(report), diff
+
+
 class ReportArchive:
-    """The revisions of closed months in `state_dir/reports.sqlite`."""
+    """`ReportArchivePort` on `state_dir/reports.sqlite` (a connection per call: closes are rare)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
             db.executescript(_SCHEMA)
-
-    @classmethod
-    def in_state_dir(cls, state_dir: Path) -> ReportArchive:
-        return cls(state_dir / ARCHIVE_FILE)
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -135,11 +174,8 @@ class ReportArchive:
         return self._row(row) if row else None
 
     def close(self, fresh: dict[str, Any], *, now: datetime | None = None) -> CloseOutcome:
-        """Freeze `fresh` (a provisional report) as the month's next revision, unless nothing changed.
-
-        The check and the insert run in one IMMEDIATE transaction so two concurrent closes cannot both
-        become revision N.
-        """
+        """The check and the insert run in one IMMEDIATE transaction so two concurrent closes cannot
+        both become revision N."""
         month = parse_month_label(fresh["header"]["month"])
         instant = (now or datetime.now(UTC)).astimezone(UTC)
         check_ended(fresh["header"], instant)
@@ -153,26 +189,12 @@ class ReportArchive:
                     (month,),
                 ).fetchone()
                 previous = self._row(row) if row else None
-                if previous is not None and substance(previous.report) == substance(fresh):
+                new = next_revision(previous, fresh, closed_at)
+                if new is None:
+                    assert previous is not None
                     db.execute("ROLLBACK")
                     return CloseOutcome(revision=previous, created=False)
-                number = previous.revision + 1 if previous else 1
-                report = dict(fresh)
-                report["header"] = {
-                    **fresh["header"],
-                    "status": "final",
-                    "revision": number,
-                    "closed_at": closed_at,
-                }
-                diff = None
-                if previous is not None:
-                    diff = diff_reports(previous.report, fresh)
-                    report["changes"] = {
-                        "previous_revision": previous.revision,
-                        "previous_sha256": previous.sha256,
-                        **diff,
-                    }
-                content = render_json(report)
+                number, content, diff = new
                 sha = sha256_bytes(content)
                 db.execute(
                     "INSERT INTO revisions (month, revision, sha256, content, diff, closed_at)"
@@ -197,6 +219,26 @@ class ReportArchive:
             ),
             created=True,
         )
+
+
+def open_report_archive(state_dir: Path) -> ReportArchivePort:
+    """The report archive of a state directory (SQLite: `state_dir/reports.sqlite`, created if absent)."""
+    return ReportArchive(state_dir / ARCHIVE_FILE)
+
+
+def archive_change_stamp(state_dir: Path) -> Hashable:
+    """A cheap value that changes whenever the archive may have changed, without opening it (the
+    report cache's key): the identity, size and mtime of the file (and of a write-ahead log)."""
+    path = state_dir / ARCHIVE_FILE
+    return tuple(_stat(p) for p in (path, path.with_name(path.name + "-wal")))
+
+
+def _stat(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _index(rows: list[dict[str, Any]], *fields: str) -> dict[tuple[Any, ...], dict[str, Any]]:

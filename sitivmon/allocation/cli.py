@@ -7,16 +7,14 @@ input exits 2 with located messages and leaves no file behind.
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
 
-from sitivmon.allocation.archive import MonthNotEnded, ReportArchive
+from sitivmon.allocation.archive import MonthNotEnded
 from sitivmon.allocation.config import (
     AllocationConfigError,
     CommuneLike,
@@ -32,60 +30,15 @@ from sitivmon.allocation.engine import (
 )
 from sitivmon.allocation.formats import FORMATS, SECTIONS, render
 from sitivmon.allocation.report import build_report, sha256_bytes
-from sitivmon.allocation.service import ReportService
+from sitivmon.allocation.service import InputError, ReportService, UsageUnavailable
 from sitivmon.usage.periods import parse_month
 
+ServiceFor = Callable[[Path], ReportService]
+"""The report service of the root config at a path (`service.service_from_config` on what the root CLI
+loaded); raises `InputError` when the config does not load or configures no allocation file."""
 
-class RootConfig(Protocol):
-    """What these commands read from the root config (`sitivmon.config.SitivmonConfig`)."""
-
-    @property
-    def state_dir(self) -> Path: ...
-
-    @property
-    def timezone(self) -> str: ...
-
-    @property
-    def communes(self) -> Sequence[CommuneLike]: ...
-
-    @property
-    def allocation(self) -> Path | None: ...
-
-
-ConfigLoader = Callable[[Path], RootConfig]
-UsageProvider = Callable[[RootConfig, str], Any]
-
-
-class InputError(Exception):
-    """Bad input from the user: exit 2 with this (located) message."""
-
-
-def load_root_config(path: Path) -> RootConfig:
-    """The root config loader (`sitivmon.config.load_config`); its ConfigError becomes an input error."""
-    config_module = importlib.import_module("sitivmon.config")
-    try:
-        config: RootConfig = config_module.load_config(path)
-    except config_module.ConfigError as exc:
-        raise InputError(str(exc)) from None
-    return config
-
-
-class UsageUnavailable(RuntimeError):
-    """The usage store cannot be read (not the user's input): exit 1."""
-
-
-def usage_for_month(config: RootConfig, month: str) -> Any:
-    """The usage store's document of `month` (the JSON of `sitivmon usage`, as Python objects).
-
-    The single place where the usage store plugs into `sitivmon report` and the HTTP API.
-    """
-    usage_cli = importlib.import_module("sitivmon.usage.cli")
-    try:
-        return usage_cli.build_document(config, month)
-    except usage_cli.StoreError as exc:
-        raise UsageUnavailable(str(exc)) from None
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
+CommunesFor = Callable[[Path], tuple[Sequence[CommuneLike], str]]
+"""The communes and timezone of the root config at a path; raises `InputError` when it does not load."""
 
 
 def _month(text: str) -> str:
@@ -130,7 +83,7 @@ def _run(body: Callable[[], int]) -> int:
         return 1
 
 
-def _allocate(args: argparse.Namespace, config_loader: ConfigLoader) -> int:
+def _allocate(args: argparse.Namespace, communes_for: CommunesFor) -> int:
     def body() -> int:
         _check_binary_target(args.format, args.output)
         try:
@@ -145,8 +98,7 @@ def _allocate(args: argparse.Namespace, config_loader: ConfigLoader) -> int:
         config_sha = None
         communes: Sequence[CommuneLike]
         if args.config is not None:
-            root = config_loader(args.config)
-            communes, timezone = root.communes, root.timezone
+            communes, timezone = communes_for(args.config)
             config_sha = sha256_bytes(args.config.read_bytes())
         else:
             communes = communes_from_usage(usage_data, source=str(args.usage))
@@ -167,34 +119,14 @@ def _allocate(args: argparse.Namespace, config_loader: ConfigLoader) -> int:
     return _run(body)
 
 
-def service_from_config(root: RootConfig, config_path: Path, usage_provider: UsageProvider) -> ReportService:
-    """The report service of a loaded root config (what the daemon hands to `setup_api`)."""
-    if root.allocation is None:
-        raise InputError(f"{config_path}: allocation: no allocation file is configured")
-    allocation = root.allocation if root.allocation.is_absolute() else config_path.parent / root.allocation
-    return ReportService(
-        communes=root.communes,
-        timezone=root.timezone,
-        allocation_path=allocation,
-        config_path=config_path,
-        usage_for_month=lambda month: usage_provider(root, month),
-        archive=ReportArchive.in_state_dir(root.state_dir),
-    )
-
-
-def service_for(config_path: Path, config_loader: ConfigLoader, usage_provider: UsageProvider) -> ReportService:
-    return service_from_config(config_loader(config_path), config_path, usage_provider)
-
-
 def _report(
     args: argparse.Namespace,
-    config_loader: ConfigLoader,
-    usage_provider: UsageProvider,
+    service_for: ServiceFor,
     clock: Callable[[], datetime],
 ) -> int:
     def body() -> int:
         _check_binary_target(args.format, args.output)
-        service = service_for(args.config, config_loader, usage_provider)
+        service = service_for(args.config)
         if args.action == "close":
             outcome = service.close(args.month, now=clock())
             rev = outcome.revision
@@ -234,11 +166,14 @@ def _add_output_args(p: argparse.ArgumentParser) -> None:
 def register(
     subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
     *,
-    config_loader: ConfigLoader = load_root_config,
-    usage_provider: UsageProvider = usage_for_month,
+    service_for: ServiceFor,
+    communes_for: CommunesFor,
     clock: Callable[[], datetime] = _utc_now,
 ) -> None:
-    """Add `allocate` and `report` (with `report close`); handlers are in `func` and return exit codes."""
+    """Add `allocate` and `report` (with `report close`); handlers are in `func` and return exit codes.
+
+    The root CLI loads the configuration: `service_for` and `communes_for` give what these commands
+    take from it."""
     p = subparsers.add_parser(
         "allocate",
         help="split project budgets from a usage file (pure computation)",
@@ -249,7 +184,7 @@ def register(
     p.add_argument("--config", type=Path, help="root config: communes and timezone to check the files against")
     p.add_argument("--month", type=_month, help="refuse a usage file of another month")
     _add_output_args(p)
-    p.set_defaults(func=lambda a: _allocate(a, config_loader))
+    p.set_defaults(func=lambda a: _allocate(a, communes_for))
 
     r = subparsers.add_parser(
         "report",
@@ -261,4 +196,4 @@ def register(
     r.add_argument("--config", type=Path, required=True, help="root configuration file")
     r.add_argument("--month", type=_month, required=True, help="YYYY-MM")
     _add_output_args(r)
-    r.set_defaults(func=lambda a: _report(a, config_loader, usage_provider, clock))
+    r.set_defaults(func=lambda a: _report(a, service_for, clock))

@@ -11,15 +11,50 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sitivmon.allocation.archive import CloseOutcome, ReportArchive
+from sitivmon.allocation.archive import CloseOutcome, ReportArchivePort, open_report_archive
 from sitivmon.allocation.config import CommuneLike, parse_allocation, read_allocation_file
 from sitivmon.allocation.engine import UsageDocument, allocate, parse_usage
 from sitivmon.allocation.report import build_report, indicator_rows, period_header, sha256_bytes, substance
+from sitivmon.usage.backends import UsageStoreFactory, usage_reader_factory
+from sitivmon.usage.config import UsageSettings
+from sitivmon.usage.port import StoreError
+from sitivmon.usage.service import build_document
+
+if TYPE_CHECKING:  # config.model imports allocation.config: a runtime import would be a cycle
+    from sitivmon.config.model import Link
 
 MonthUsage = Callable[[str], Any]
 """The usage document (JSON-like, numbers as int or Decimal) of a month."""
+
+
+class InputError(Exception):
+    """Bad input from the user (configuration, month, files): exit 2 with this (located) message."""
+
+
+class UsageUnavailable(RuntimeError):
+    """The usage store cannot be read (not the user's input): exit 1."""
+
+
+def usage_for_month(
+    open_store: UsageStoreFactory,
+    communes: Sequence[CommuneLike],
+    timezone: str,
+    links: Sequence[Link],
+    month: str,
+) -> Any:
+    """The usage store's document of `month` (the JSON of `sitivmon usage`, as Python objects).
+
+    The single place where the usage store plugs into `sitivmon report` and the HTTP API: a store
+    error is `UsageUnavailable`, a bad month or timezone `InputError`.
+    """
+    try:
+        return build_document(open_store, communes, timezone, links, month)
+    except StoreError as exc:
+        raise UsageUnavailable(str(exc)) from None
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +75,7 @@ class ReportService:
         allocation_path: Path,
         config_path: Path | None,
         usage_for_month: MonthUsage,
-        archive: ReportArchive,
+        archive: ReportArchivePort,
     ) -> None:
         self.communes = list(communes)
         self.timezone = timezone
@@ -91,3 +126,40 @@ class ReportService:
 
     def close(self, month: str, *, now: datetime | None = None) -> CloseOutcome:
         return self.archive.close(self.fresh(month), now=now)
+
+
+def service_from_config(
+    *,
+    config_path: Path,
+    state_dir: Path,
+    timezone: str,
+    communes: Sequence[CommuneLike],
+    links: Sequence[Link],
+    allocation: Path | None,
+    usage_settings: UsageSettings,
+    usage: MonthUsage | None = None,
+) -> ReportService:
+    """The report service of a loaded root config (the daemon's API and `sitivmon report`).
+
+    `allocation` is the configured allocation file, relative to the config file's folder; `usage`
+    replaces the configured usage store's document (tests, usage files). Raises `InputError` when no
+    allocation file is configured.
+    """
+    if allocation is None:
+        raise InputError(f"{config_path}: allocation: no allocation file is configured")
+    allocation_path = allocation if allocation.is_absolute() else config_path.parent / allocation
+    if usage is None:
+        open_store = usage_reader_factory(usage_settings, state_dir)
+        communes, links = list(communes), list(links)
+
+        def usage(month: str) -> Any:
+            return usage_for_month(open_store, communes, timezone, links, month)
+
+    return ReportService(
+        communes=communes,
+        timezone=timezone,
+        allocation_path=allocation_path,
+        config_path=config_path,
+        usage_for_month=usage,
+        archive=open_report_archive(state_dir),
+    )

@@ -8,60 +8,35 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib
 import io
 import json
-import sqlite3
 import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from zoneinfo import ZoneInfoNotFoundError
+from typing import TYPE_CHECKING, Any
 
-from sitivmon.readings import Quantity, UsageKey
+from .backends import UsageStoreFactory
+from .indicators import CommuneLike
+from .port import StoreError
+from .service import build_document
 
-from .config import UsageSettings
-from .indicators import usage_document
-from .periods import month_range
-from .store import SCHEMA_VERSION, UsageStore
-
-
-def link_keys(config: Any) -> list[UsageKey]:
-    """Series the configuration expects (each link: traffic in/out and state)."""
-    keys = []
-    for link in getattr(config, "links", []) or []:
-        for q in (Quantity.TRAFFIC_IN, Quantity.TRAFFIC_OUT, Quantity.LINK_UP):
-            keys.append(UsageKey(link.commune, link.id, q))
-    return keys
+if TYPE_CHECKING:  # config.model imports this package's settings: a runtime import would be a cycle
+    from sitivmon.config.model import Link
 
 
-def db_path(config: Any) -> Path:
-    settings = getattr(config, "usage", None) or UsageSettings()
-    return Path(config.state_dir) / settings.db_filename
+@dataclass(frozen=True, slots=True)
+class UsageInputs:
+    """What `sitivmon usage` takes from the root configuration, which the root CLI loads."""
+
+    open_store: UsageStoreFactory
+    communes: Sequence[CommuneLike]
+    timezone: str
+    links: Sequence[Link]
 
 
-class StoreError(Exception):
-    pass
-
-
-def build_document(config: Any, month: str, now: float | None = None) -> dict[str, Any]:
-    """The usage document for `month` from the configuration's store (testable without the CLI).
-
-    Raises ValueError for a bad month or timezone, StoreError for an unusable store. A missing store
-    is a month with no data at all (every indicator with coverage 0), not an error. A month that has
-    not ended at `now` (default: the clock) is marked provisional.
-    """
-    try:
-        period = month_range(month, config.timezone)
-    except ZoneInfoNotFoundError as exc:
-        raise ValueError(f"unknown timezone {config.timezone!r}") from exc
-    path = db_path(config)
-    store = UsageStore(path, read_only=True) if path.exists() else UsageStore(Path(":memory:"))
-    try:
-        if not 1 <= store.schema_version() <= SCHEMA_VERSION:  # older versions stay readable
-            raise StoreError(f"{path}: schema version {store.schema_version()}, expected {SCHEMA_VERSION}")
-        return usage_document(store, config.communes, period, link_keys(config), now=now)
-    finally:
-        store.close()
+InputsFor = Callable[[Path], UsageInputs]
+"""The inputs of the root config at a path; raises (a located message) when it does not load."""
 
 
 COLUMNS = ["commune", "insee", "indicator", "direction", "value", "unit", "coverage", "gaps", "gap_buckets", "status"]
@@ -113,31 +88,28 @@ def render(doc: dict[str, Any], fmt: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, inputs_for: InputsFor) -> int:
     try:
-        load_config = importlib.import_module("sitivmon.config").load_config
-        config = load_config(Path(args.config))
-    except FileNotFoundError as exc:
-        print(f"--config {args.config}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # pydantic/YAML errors carry their location
+        inputs = inputs_for(Path(args.config))
+    except Exception as exc:  # the loader's errors carry their location
         print(f"--config {args.config}: {exc}", file=sys.stderr)
         return 2
     try:
-        doc = build_document(config, args.month)
+        doc = build_document(inputs.open_store, inputs.communes, inputs.timezone, inputs.links, args.month)
     except ValueError as exc:
         print(f"--month {args.month}: {exc}", file=sys.stderr)
         return 2
-    except (StoreError, sqlite3.DatabaseError) as exc:  # e.g. a corrupt chunk, named with its location
+    except StoreError as exc:  # e.g. a corrupt chunk, named with its location
         print(f"usage store: {exc}", file=sys.stderr)
         return 1
     sys.stdout.write(render(doc, args.format))
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], *, inputs_for: InputsFor) -> None:
+    """Add `usage`; `inputs_for` loads the root config (the root CLI's, or a test's)."""
     p = subparsers.add_parser("usage", help="monthly usage indicators per commune")
     p.add_argument("--config", required=True, type=Path, help="sitivmon configuration file")
     p.add_argument("--month", required=True, help="calendar month YYYY-MM in the configured timezone")
     p.add_argument("--format", choices=["table", "json", "csv"], default="table")
-    p.set_defaults(func=run, handler=run)
+    p.set_defaults(func=lambda a: run(a, inputs_for))

@@ -35,7 +35,7 @@ from .buckets import (
     poll_interval_ns,
 )
 from .periods import BUCKET_S, Month
-from .store import SeriesMonth, UsageStore
+from .port import SeriesMonth, UsageReader
 
 Q6 = Decimal("0.000001")
 Q3 = Decimal("0.001")
@@ -668,7 +668,7 @@ LEAD_IN_BUCKETS = -(-MAX_POLL_INTERVAL_S // BUCKET_S) + 1
 """Buckets read before a period: the longest hold (one maximal poll interval) starts inside them."""
 
 
-def lead_in(store: UsageStore, start: int) -> dict[UsageKey, Held]:
+def lead_in(store: UsageReader, start: int) -> dict[UsageKey, Held]:
     """Where each gauge series stood at `start`: the hold of readings taken just before it.
 
     Without it, a month whose first reading came a second early (in the previous month) would
@@ -679,7 +679,7 @@ def lead_in(store: UsageStore, start: int) -> dict[UsageKey, Held]:
 
 
 def usage_document(
-    store: UsageStore,
+    store: UsageReader,
     communes: Sequence[CommuneLike],
     month: Month,
     links: Iterable[UsageKey] = (),

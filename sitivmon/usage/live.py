@@ -2,26 +2,26 @@
 
 Computing the indicators reads the month's buckets (about 1 s for a thousand links), so a scrape
 serves the cached families and the computation runs at most every `refresh_s` seconds, on the
-scraping thread, with its own read-only SQLite connection (WAL readers never block the writer).
+scraping thread, with a read-only store of its own opened for each refresh (`UsageStoreFactory`;
+SQLite: WAL readers never block the writer).
 """
 
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from pathlib import Path
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from sitivmon.readings import UsageKey
 
+from .backends import UsageStoreFactory
 from .indicators import CommuneLike, Held, compute_indicators, lead_in
 from .periods import BUCKET_S, bucket_start, month_of
-from .store import UsageStore
+from .port import StoreError, StoreMissing, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ class UsageLiveCollector(Collector):
 
     def __init__(
         self,
-        db_path: Path,
+        open_store: UsageStoreFactory,
         communes: Sequence[CommuneLike],
         timezone: str = "Europe/Paris",
         links: Iterable[UsageKey] = (),
@@ -48,8 +48,11 @@ class UsageLiveCollector(Collector):
         the first refresh ends) and starts a refresh in a thread of its own when they are stale. The
         daemon uses it: a refresh reads every series of the month (seconds at thousands of links),
         which must not hold up /metrics. Without it, or with `refresh_s` 0 (figures computed for every
-        scrape, as tests ask), a scrape refreshes stale figures itself."""
-        self.db_path = Path(db_path)
+        scrape, as tests ask), a scrape refreshes stale figures itself.
+
+        `open_store` opens a read-only store (`backends.usage_reader_factory`); the collector closes it
+        after each refresh."""
+        self.open_store = open_store
         self.communes = list(communes)
         self.timezone = timezone
         self.links = list(links)
@@ -92,18 +95,17 @@ class UsageLiveCollector(Collector):
             "Share of expected samples received so far this month for the indicator (0..1)",
             labels=["commune", "indicator", "direction"],
         )
-        if self.db_path.exists():
+        try:
+            store = self.open_store()
+        except StoreMissing as exc:
+            if self._seen_store:  # deleted under the daemon: zeros would be a lie (the recorder rebuilds it)
+                raise StoreUnavailable(f"{exc}: it has disappeared") from exc
+            data, held = {}, dict[UsageKey, Held]()
+        else:
             self._seen_store = True
-            store = UsageStore(self.db_path, read_only=True)
-            try:
+            with store:
                 data = store.month_series(month.start, end, self.links)
                 held = lead_in(store, month.start)  # readings just before the month cover its start
-            finally:
-                store.close()
-        elif self._seen_store:  # deleted under the daemon: zeros would be a lie (the recorder rebuilds it)
-            raise sqlite3.OperationalError(f"{self.db_path} has disappeared")
-        else:
-            data, held = {}, dict[UsageKey, Held]()
         n = (end - month.start) // BUCKET_S
         for ind in compute_indicators(data, [c.id for c in self.communes], month.start, n, held if n else None):
             direction = ind.direction or ""
@@ -127,7 +129,7 @@ class UsageLiveCollector(Collector):
         generation = self._generation
         try:
             self.refresh()
-        except Exception as exc:  # sqlite3.Error and anything else: keep the figures, retry next period
+        except Exception as exc:  # StoreError and anything else: keep the figures, retry next period
             with self._lock:
                 self._at = self._clock()
             log.warning("usage month-to-date refresh failed: %s", exc)
@@ -148,7 +150,7 @@ class UsageLiveCollector(Collector):
             elif stale:
                 try:
                     self.refresh()
-                except sqlite3.Error as exc:  # keep serving the previous figures, retry next period
+                except StoreError as exc:  # keep serving the previous figures, retry next period
                     self._at = self._clock()
                     log.warning("usage month-to-date refresh failed: %s", exc)
                 families = list(self._families)

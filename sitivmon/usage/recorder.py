@@ -1,7 +1,7 @@
 """Receives poll batches from the poller and writes them to the usage store without blocking it.
 
 `submit` only appends to a bounded deque. A long-lived writer task drains it into an in-memory
-`Accumulator` and flushes, in one SQLite transaction run in a worker thread, the buckets that closed,
+`Accumulator` and flushes, in one store transaction run in a worker thread, the buckets that closed,
 the current open buckets and the baselines. When a flush fails (locked database, disk full, read-only
 file) nothing is lost: the accumulator keeps everything, the failure is logged and counted, and the
 next attempt (exponential backoff) writes the union. Polling is never slowed down by the disk.
@@ -31,7 +31,6 @@ import asyncio
 import collections
 import logging
 import math
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -45,7 +44,7 @@ from sitivmon.readings import Anomaly, CounterInterval, Flag, GaugeReading, Poll
 from .buckets import GAPLIKE, SCALE, Bucket, expected_milli, flag_bits
 from .config import UsageSettings
 from .periods import BUCKET_S, bucket_start, split_delta
-from .store import UsageStore
+from .port import CorruptChunk, StoreBusy, StoreError, StoreUnavailable, UsageStorePort
 
 log = logging.getLogger(__name__)
 
@@ -260,11 +259,11 @@ class Accumulator:
 
 
 class UsageRecorder:
-    """`UsageSink` backed by a `UsageStore`; use as `async with UsageRecorder(store, registry):`.
+    """`UsageSink` backed by a usage store (`UsageStorePort`); use as `async with UsageRecorder(store, registry):`.
 
     Typical wiring (daemon start-up)::
 
-        store = UsageStore.in_dir(config.state_dir, settings.db_filename, connect=False)
+        store = open_usage_store(settings, state_dir, connect=False)
         recorder = await stack.enter_async_context(UsageRecorder(store, registry, settings))
         monitor.seed_baselines(recorder.load_baselines())   # before the first poll
         monitor.usage = recorder
@@ -277,7 +276,7 @@ class UsageRecorder:
 
     def __init__(
         self,
-        store: UsageStore,
+        store: UsageStorePort,
         registry: CollectorRegistry,
         settings: UsageSettings | None = None,
         *,
@@ -362,13 +361,13 @@ class UsageRecorder:
             if not self._loaded:
                 stored_open = self.store.load_open_buckets()
                 baselines = self.store.load_baselines()
-        except Exception as exc:  # whatever the file holds, the daemon starts (sqlite, OS, a newer schema...)
+        except Exception as exc:  # whatever the store holds, the daemon starts (unavailable, corrupt, newer...)
             self.store.close()
             self.store_up.set(0)
             log.error(
                 "usage store %s cannot be opened: %s: %s; monitoring goes on, usage is kept in memory "
                 "(at most %d batches) and the store is retried",
-                self.store.path,
+                self.store.location,
                 type(exc).__name__,
                 exc,
                 self.settings.max_queued_batches,
@@ -388,8 +387,8 @@ class UsageRecorder:
         if self.store.is_open:
             try:
                 return self.store.load_baselines()
-            except sqlite3.Error as exc:
-                log.warning("usage store %s: baselines unreadable (%s)", self.store.path, exc)
+            except StoreError as exc:
+                log.warning("usage store %s: baselines unreadable (%s)", self.store.location, exc)
         return dict(self._baselines)
 
     # -- UsageSink --------------------------------------------------------------------------------------
@@ -444,7 +443,7 @@ class UsageRecorder:
         self.write_errors.labels(type(exc).__name__).inc()
         self.store_up.set(0)
         self._retry_at = self._clock() + self._backoff
-        if isinstance(exc, sqlite3.Error | OSError):
+        if isinstance(exc, StoreError):
             log.warning(
                 "usage store %s failed (%s), %d batches kept, retry in %.1fs",
                 what,
@@ -460,34 +459,21 @@ class UsageRecorder:
         """Before a write (worker thread): open, reopen or repair the store. Raises on failure."""
         store = self.store
         if self._reconnect:
-            store.reconnect()
+            store.reopen()
             self._reconnect = False
-        problem = store.check_file()
-        if problem == "deleted":
-            log.error(
-                "usage store %s was DELETED under the running daemon: rebuilding it at its path from the "
-                "open handle (nothing lost); find out who removed it",
-                store.path,
-            )
-            self.file_events.labels("deleted").inc()
-            store.rebuild_at_path()
-        elif problem == "replaced":
-            log.error(
-                "usage store %s was REPLACED by another file under the running daemon: adopting the new "
-                "file; what the old one held after its last copy is not in it",
-                store.path,
-            )
-            self.file_events.labels("replaced").inc()
-            store.reconnect()
+        incident = store.check()
+        if incident is not None:
+            log.error("%s", incident.message)
+            self.file_events.labels(incident.event).inc()
 
     def _write(
         self,
         closed: dict[BucketKey, Bucket],
         open_b: dict[BucketKey, Bucket],
         baselines: dict[str, str],
-    ) -> None:
+    ) -> list[CorruptChunk]:
         self._prepare()
-        self.store.write(closed, open_b, baselines)
+        return self.store.write(closed, open_b, baselines)
 
     async def flush(self) -> bool:
         """Drain the queue and try one write now; True when everything received so far is committed."""
@@ -495,28 +481,27 @@ class UsageRecorder:
             await asyncio.to_thread(self._drain)
             if not self.store.is_open:
                 if not await asyncio.to_thread(self._open_now):
-                    self._failed("open", sqlite3.OperationalError(f"unable to open {self.store.path}"))
+                    self._failed("open", StoreUnavailable(f"unable to open {self.store.location}"))
                     return False
-                log.warning("usage store %s is open: writing what was kept meanwhile", self.store.path)
+                log.warning("usage store %s is open: writing what was kept meanwhile", self.store.location)
             if not self._acc.dirty and not self._reconnect:
                 return True
             started = time.perf_counter()
             closed, open_b, baselines, batches = self._acc.snapshot()
             self._inflight = batches
             try:
-                await asyncio.to_thread(self._write, closed, open_b, baselines)
+                quarantined = await asyncio.to_thread(self._write, closed, open_b, baselines)
             except Exception as exc:  # the boundary: nothing here may stop the writer or the daemon
                 self._acc.restore(closed, baselines, batches)
                 self._failed("write", exc)
-                if isinstance(exc, sqlite3.OperationalError) and "locked" not in str(exc):
+                if isinstance(exc, StoreUnavailable) and not isinstance(exc, StoreBusy):
                     self._reconnect = True  # e.g. read-only or I/O error: reopen at the next attempt
                 return False
             finally:
                 self._inflight = 0
-            for bad in self.store.quarantined:
+            for bad in quarantined:
                 self.corrupt_chunks.inc()
-                log.error("usage store: %s; moved to chunk_corrupt, the week restarts from what is pending", bad)
-            self.store.quarantined.clear()
+                log.error("usage store: %s; set aside, the week restarts from what is pending", bad)
             self._backoff = self.settings.retry_initial_s
             self._retry_at = 0.0
             self.store_up.set(1)
