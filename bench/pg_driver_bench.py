@@ -14,8 +14,9 @@ Both drivers face the same server, table and data in the same run, in alternatin
 
 Variants: psycopg sync connection (text and binary result format), psycopg's AsyncConnectionPool
 (binary), asyncpg's pool (always binary), each upserting with the driver's `executemany` (pipelined
-by both); and, for both drivers, the upsert as one `INSERT ... SELECT FROM unnest(arrays)` statement. The Python work on the blobs (decode, merge, encode) is the
-same for every driver and is left out: the figures are the driver's and the server's.
+by both); and, for both drivers, the upsert as one `INSERT ... SELECT FROM unnest(arrays)` statement.
+The Python work on the blobs (decode, merge, encode) is the same for every driver and is left out:
+the figures are the driver's and the server's.
 """
 
 from __future__ import annotations

@@ -36,7 +36,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 
 import psycopg
-from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 from pydantic import SecretStr
@@ -273,17 +272,15 @@ class PostgresUsageStore:
         self._conn = None
         self._series = {}
         with self._port_errors():
-            try:
-                conn = psycopg.connect(
-                    self._dsn.get_secret_value(),
-                    autocommit=True,  # transactions are explicit (`conn.transaction()`)
-                    connect_timeout=max(1, round(self._connect_timeout_s)),
-                    application_name=self._application_name,
-                )
-            except pg_errors.InvalidCatalogName:
-                if self.read_only:
-                    raise StoreMissing(f"{self._location}: no such database (nothing recorded yet)") from None
-                raise
+            # A database that does not exist is `StoreUnavailable`, for readers too: sitivmon never
+            # creates databases, so it is an installation to finish, not a store with nothing recorded
+            # (and libpq gives no SQLSTATE for it, only a possibly translated text).
+            conn = psycopg.connect(
+                self._dsn.get_secret_value(),
+                autocommit=True,  # transactions are explicit (`conn.transaction()`)
+                connect_timeout=max(1, round(self._connect_timeout_s)),
+                application_name=self._application_name,
+            )
             try:
                 lock_ms = max(1, round(self._busy_timeout_s * 1000))  # 0 would mean: wait forever
                 conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{lock_ms}ms",))

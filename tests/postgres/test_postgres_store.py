@@ -35,7 +35,8 @@ from tests.support.postgres import PostgresServer
 
 K = UsageKey("venissieux", "l1", Quantity.TRAFFIC_IN)
 K2 = UsageKey("givors", "l2", Quantity.TRAFFIC_OUT)
-MONTH = month_range("2026-01", "UTC")
+_M = month_range("2026-01", "UTC")
+MONTH = (_M.start, _M.end)
 
 
 def store(dsn: str, **kw: float | bool) -> PostgresUsageStore:
@@ -137,14 +138,12 @@ def test_a_newer_schema_is_refused_by_writers_and_readers(postgres_dsn: str) -> 
 def test_reading_a_database_never_written_is_missing(postgres_server: PostgresServer, postgres_dsn: str) -> None:
     with pytest.raises(StoreMissing):
         store(postgres_dsn, read_only=True)
-    with pytest.raises(StoreMissing):
-        store(postgres_server.dsn("no_such_db"), read_only=True)
-    with pytest.raises(StoreUnavailable) as info:  # a writer cannot create a database: the operator does
-        store(postgres_server.dsn("no_such_db"))
-    assert not isinstance(info.value, StoreMissing)
-    with store(postgres_dsn, read_only=True, connect=False) as s:  # nothing created by a reader
-        with pytest.raises(StoreMissing):
-            s.open()
+    for read_only in (True, False):  # sitivmon never creates a database: an installation to finish
+        with pytest.raises(StoreUnavailable, match="no_such_db") as info:
+            store(postgres_server.dsn("no_such_db"), read_only=read_only)
+        assert not isinstance(info.value, StoreMissing)
+    with store(postgres_dsn, read_only=True, connect=False) as s, pytest.raises(StoreMissing):
+        s.open()  # and nothing created by a reader
     with psycopg.connect(postgres_dsn) as conn:
         assert conn.execute("SELECT to_regclass('schema_version')").fetchone() == (None,)
 
@@ -169,8 +168,7 @@ def test_a_flush_round_trips(pgs: PostgresUsageStore) -> None:
     month = pgs.month_series(start, end, keys=[K2])
     assert set(month) == {K, K2}
     assert month[K2].segments == {}
-    (off, (n, v, r, e, f)), *more = sorted(month[K].segments.items())
-    assert more == []
+    [off] = month[K].segments
     cols = expand(month[K])[off]
     slot0 = (start - off * BUCKET_S) // BUCKET_S - start // BUCKET_S
     assert slot0 == -off
@@ -183,8 +181,10 @@ def test_a_flush_round_trips(pgs: PostgresUsageStore) -> None:
     assert expand(pgs.month_series(start, end)[K])[off][0][:3] == [15, 2**40, 0]
 
 
-def random_flushes(seed: int, n: int) -> list[tuple[dict[tuple[UsageKey, int], Bucket], dict[tuple[UsageKey, int],
-                                                                                                  Bucket], dict[str, str]]]:
+Flush = tuple[dict[tuple[UsageKey, int], Bucket], dict[tuple[UsageKey, int], Bucket], dict[str, str]]
+
+
+def random_flushes(seed: int, n: int) -> list[Flush]:
     rng = random.Random(seed)
     keys = [UsageKey(c, f"l{i}", q) for c in ("givors", "corbas") for i in range(3)
             for q in (Quantity.TRAFFIC_IN, Quantity.LINK_UP, Quantity.VCPUS)]
@@ -227,7 +227,7 @@ def test_a_reader_sees_one_snapshot_and_cannot_write(pgs: PostgresUsageStore, po
         assert expand(r.month_series(start, end)[K])[0][0][0] == 1
         with pytest.raises(StoreUnavailable, match="read-only"):
             r.write({}, {}, {})
-        with pytest.raises(StoreUnavailable):  # the server itself refuses a write on this session
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):  # the server itself refuses writes
             r.conn.execute("DELETE FROM baseline")
 
 
@@ -296,7 +296,7 @@ def test_server_down_is_unavailable_then_the_store_recovers(
             s.write({(K, start): Bucket(1, 0, 0, 5000, PRESENT)}, {}, {"a": "2"})
         with pytest.raises(StoreUnavailable):
             s.check()
-        with pytest.raises(StoreUnavailable, match="127.0.0.1"):
+        with pytest.raises(StoreUnavailable, match=r"127\.0\.0\.1"):
             store(postgres_dsn)
         assert not s.is_open
     finally:
