@@ -32,7 +32,7 @@ import re
 import time
 import urllib.parse
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from types import TracebackType
 
 import psycopg
@@ -108,6 +108,11 @@ def _v1(conn: psycopg.Connection[TupleRow]) -> None:
             state text NOT NULL,
             updated double precision NOT NULL
         );
+        CREATE TABLE usage_change (           -- bumped by every write: the report cache's key
+            one boolean PRIMARY KEY DEFAULT true CHECK (one),
+            seq bigint NOT NULL
+        );
+        INSERT INTO usage_change(seq) VALUES (0);
         """
     )
 
@@ -426,6 +431,7 @@ class PostgresUsageStore:
     ) -> list[CorruptChunk]:
         conn = self.conn
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+        conn.execute("UPDATE usage_change SET seq = seq + 1")
         ids = self._series_ids({k for k, _ in closed} | {k for k, _ in open_buckets})
         keys = {sid: k for k, sid in ids.items()}
         by_chunk: dict[tuple[int, int], list[tuple[int, Bucket]]] = defaultdict(list)
@@ -494,6 +500,7 @@ class PostgresUsageStore:
         try:
             with self._port_errors(), self.conn.transaction():
                 self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+                self.conn.execute("UPDATE usage_change SET seq = seq + 1")
                 ids = self._series_ids(k for k, _, _ in rows)
                 for n in range(0, len(rows), 1000):  # bounded statements: a month of 20,000 links is GBs
                     part = rows[n : n + 1000]
@@ -576,6 +583,26 @@ class PostgresUsageStore:
         with self._port_errors():
             row = self.conn.execute(
                 "SELECT sum(pg_total_relation_size(c))::bigint FROM unnest(ARRAY["
-                "'series', 'chunk', 'chunk_corrupt', 'open_bucket', 'baseline']::regclass[]) AS c"
+                "'series', 'chunk', 'chunk_corrupt', 'open_bucket', 'baseline', 'usage_change']::regclass[]) AS c"
             ).fetchone()
         return _int(row[0]) if row and row[0] is not None else 0
+
+
+def postgres_change_stamp(dsn: SecretStr, *, connect_timeout_s: float = 2.0) -> Hashable:
+    """A value that changes whenever the store's content may have changed (the report cache's key):
+    the database's oid (a database dropped and made again is another one) and the write counter that
+    every `write` bumps. One short connection; called off the event loop (`ReportCache.get`).
+
+    When the server cannot be asked, a fresh object: equal to no cached key, so the report is built
+    (and fails, or not) rather than served stale.
+    """
+    try:
+        with psycopg.connect(
+            dsn.get_secret_value(), autocommit=True, connect_timeout=max(1, round(connect_timeout_s))
+        ) as conn:
+            row = conn.execute(
+                "SELECT (SELECT oid FROM pg_database WHERE datname = current_database()), seq FROM usage_change"
+            ).fetchone()
+    except psycopg.Error:
+        return object()
+    return ("postgresql", _int(row[0]), _int(row[1])) if row else object()
