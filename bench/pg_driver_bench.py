@@ -59,12 +59,12 @@ UPSERT_PG = (
 UPSERT_APG = UPSERT_PG.replace("%s", "$1", 1).replace("%s", "$2", 1).replace("%s", "$3", 1).replace("%s", "$4", 1)
 SELECT_WEEK_PG = "SELECT series_id, data, crc FROM chunk WHERE week = %s AND series_id = ANY(%s)"
 SELECT_WEEK_APG = "SELECT series_id, data, crc FROM chunk WHERE week = $1 AND series_id = ANY($2::int[])"
-UNNEST_PG = (
+UNNEST_PG = (  # %b: psycopg sends a list of bytes as a hex text array with %s (several times slower)
     "INSERT INTO chunk(week, series_id, data, crc)"
-    " SELECT * FROM unnest(%s::int[], %s::int[], %s::bytea[], %s::bigint[])"
+    " SELECT * FROM unnest(%b::int[], %b::int[], %b::bytea[], %b::bigint[])"
     " ON CONFLICT (week, series_id) DO UPDATE SET data = excluded.data, crc = excluded.crc"
 )
-UNNEST_APG = UNNEST_PG.replace("%s", "$1", 1).replace("%s", "$2", 1).replace("%s", "$3", 1).replace("%s", "$4", 1)
+UNNEST_APG = UNNEST_PG.replace("%b", "$1", 1).replace("%b", "$2", 1).replace("%b", "$3", 1).replace("%b", "$4", 1)
 MONTH_PG = "SELECT series_id, week, data, crc FROM chunk WHERE week BETWEEN %s AND %s"
 MONTH_APG = "SELECT series_id, week, data, crc FROM chunk WHERE week BETWEEN $1 AND $2"
 
