@@ -7,7 +7,7 @@ code, on a virtual clock of `--interval` seconds per cycle:
 
   fold     `Monitor.on_poll` (rows, resolve, `apply_row` -> `counters.step`, baselines)
   apply    the usage recorder's fold of the batches (`Accumulator.apply`)
-  flush    `Accumulator.snapshot` + `UsageStore.write` every `flush_interval_s` of virtual time
+  flush    `Accumulator.snapshot` + `SqliteUsageStore.write` every `flush_interval_s` of virtual time
   live     the month-to-date refresh (`UsageLiveCollector.refresh`) every `live_refresh_s`
   render   one /metrics body (`exposition.render`) per cycle
 
@@ -123,16 +123,17 @@ class Rig:
     def __init__(self, args: argparse.Namespace, state_dir: Path) -> None:
         from sitivmon.exposition import LabelCache
         from sitivmon.monitor import Monitor
-        from sitivmon.usage.cli import link_keys
+        from sitivmon.usage.backends import usage_reader_factory
         from sitivmon.usage.config import UsageSettings
         from sitivmon.usage.live import UsageLiveCollector
         from sitivmon.usage.recorder import Accumulator
-        from sitivmon.usage.store import UsageStore
+        from sitivmon.usage.service import link_keys
+        from sitivmon.usage.store import SqliteUsageStore
 
         self.args = args
         self.config = make_config(args.targets, args.links, state_dir, args.interval)
         self.settings = UsageSettings()
-        self.store = UsageStore.in_dir(state_dir)
+        self.store = SqliteUsageStore(state_dir / "usage.sqlite3")
         self.acc = Accumulator(self.store.load_open_buckets())
         self.batches: list[Any] = []
 
@@ -144,7 +145,8 @@ class Rig:
         self.cache = LabelCache()
         self.now = float(int(time.time() // 300 * 300) - 6 * 3600)  # mid-month-ish, bucket aligned
         self.live = UsageLiveCollector(
-            self.store.path, self.config.communes, self.config.timezone, link_keys(self.config),
+            usage_reader_factory(self.settings, state_dir), self.config.communes, self.config.timezone,
+            link_keys(self.config.links),
             refresh_s=self.settings.live_refresh_s, clock=lambda: self.now,
         )  # fmt: skip
         self.agents = [Agent(args.interfaces, t) for t in range(args.targets)]

@@ -25,7 +25,7 @@ from sitivmon.readings import Quantity, UsageKey
 from sitivmon.usage.buckets import CHUNK_S, PRESENT, SLOTS, Chunk
 from sitivmon.usage.indicators import compute_indicators, nearest_rank_p95
 from sitivmon.usage.periods import month_range
-from sitivmon.usage.store import UsageStore
+from sitivmon.usage.store import SqliteUsageStore
 
 COMMUNES = [
     "givors",
@@ -40,7 +40,7 @@ COMMUNES = [
 MONTH = "2026-01"  # 31 days, no DST change: 744 h, 8,928 buckets
 
 
-def generate(store: UsageStore, links: int, start: int, end: int, seed: int = 7) -> None:
+def generate(store: SqliteUsageStore, links: int, start: int, end: int, seed: int = 7) -> None:
     """Random traffic in every bucket of the month (nothing outside it), a short outage in 10% of the
     link-weeks, link always up with 5 readings per bucket (60 s polling)."""
     rng = random.Random(seed)
@@ -126,7 +126,7 @@ def main() -> None:
     assert month.buckets == 8928
     workdir = args.dir or Path(tempfile.mkdtemp(prefix="usage-bench-"))
     reuse = (workdir / "usage.sqlite3").exists()
-    store = UsageStore(workdir / "usage.sqlite3")
+    store = SqliteUsageStore(workdir / "usage.sqlite3")
     t0 = time.perf_counter()
     if not reuse:
         generate(store, args.links, month.start, month.end)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,6 @@ import yaml
 
 from sitivmon.allocation.config import AllocationConfig, KnownCommune, load_allocation
 from sitivmon.allocation.engine import UsageDocument, load_usage_json, parse_usage
-from sitivmon.config import parse_config
 
 HERE = Path(__file__).parent
 REPO = HERE.parents[1]
@@ -46,35 +44,6 @@ def usage_doc() -> UsageDocument:
 @pytest.fixture
 def example_allocation() -> AllocationConfig:
     return load_allocation(EXAMPLE_ALLOCATION, COMMUNES)
-
-
-@dataclass
-class RootConfigShim:
-    """The root config with the two fields this area asks the lead for (`allocation`, `api`).
-
-    Everything else is validated by the real `sitivmon.config.parse_config`; only the fields it does
-    not know yet are taken out first. Replace with `load_config` once they are part of the model.
-    """
-
-    state_dir: Path
-    timezone: str
-    communes: list[Any]
-    links: list[Any]
-    allocation: Path | None
-
-
-def load_root_config_shim(path: Path) -> RootConfigShim:
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    allocation = data.pop("allocation", None)
-    data.pop("api", None)
-    config = parse_config(yaml.safe_dump(data), str(path), path.resolve().parent)
-    return RootConfigShim(
-        state_dir=config.state_dir,
-        timezone=config.timezone,
-        communes=list(config.communes),
-        links=list(config.links),
-        allocation=Path(allocation) if allocation else None,
-    )
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestServer
 
 from sitivmon.allocation.api import setup_api
-from sitivmon.allocation.archive import ReportArchive
+from sitivmon.allocation.archive import open_report_archive
 from sitivmon.allocation.config import ApiConfig
 from sitivmon.allocation.engine import load_usage_json
 from sitivmon.allocation.service import ReportService
@@ -42,7 +42,7 @@ async def server(tmp_path: Path) -> AsyncIterator[TestServer]:
         allocation_path=tmp_path / "allocation.yaml",
         config_path=None,
         usage_for_month=usage_for,
-        archive=ReportArchive.in_state_dir(tmp_path / "var"),
+        archive=open_report_archive(tmp_path / "var"),
     )
     api = ApiConfig.model_validate(
         {

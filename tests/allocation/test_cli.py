@@ -16,26 +16,57 @@ import pytest
 import yaml
 
 from sitivmon.allocation import cli
-from sitivmon.allocation.archive import ReportArchive
+from sitivmon.allocation.archive import open_report_archive
+from sitivmon.allocation.config import CommuneLike
 from sitivmon.allocation.engine import load_usage_json
+from sitivmon.allocation.service import InputError, ReportService, service_from_config
+from sitivmon.config import ConfigError, SitivmonConfig, load_config
 
-from .conftest import EXAMPLE_ALLOCATION, USAGE_FILE, load_root_config_shim
+from .conftest import EXAMPLE_ALLOCATION, USAGE_FILE
 
 NOW = datetime(2026, 11, 5, 9, 30, tzinfo=UTC)
 
 
-def usage_from_files(config: Any, month: str) -> Any:
-    """The usage provider of these tests: `usage-<month>.json` beside the state directory."""
+def usage_from_files(config: SitivmonConfig, month: str) -> Any:
+    """The usage of these tests: `usage-<month>.json` beside the state directory."""
     path = Path(config.state_dir).parent / f"usage-{month}.json"
     if not path.exists():
         raise LookupError(f"no usage for {month}")
     return load_usage_json(path.read_bytes())
 
 
-def run(*argv: str | Path, usage_provider: cli.UsageProvider = usage_from_files) -> int:
+def loaded(path: Path) -> SitivmonConfig:
+    """The root config through the real loader, as the root CLI loads it."""
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        raise InputError(str(exc)) from None
+
+
+def run(*argv: str | Path, store: bool = False) -> int:
+    """The commands on a real root config; usage from `usage_from_files`, or the real (empty) usage
+    store with `store`."""
+
+    def service_for(path: Path) -> ReportService:
+        config = loaded(path)
+        return service_from_config(
+            config_path=path,
+            state_dir=config.state_dir,
+            timezone=config.timezone,
+            communes=config.communes,
+            links=config.links,
+            allocation=config.allocation,
+            usage_settings=config.usage,
+            usage=None if store else lambda month: usage_from_files(config, month),
+        )
+
+    def communes_for(path: Path) -> tuple[list[CommuneLike], str]:
+        config = loaded(path)
+        return list(config.communes), config.timezone
+
     parser = argparse.ArgumentParser(prog="sitivmon")
     sub = parser.add_subparsers(dest="command", required=True)
-    cli.register(sub, config_loader=load_root_config_shim, usage_provider=usage_provider, clock=lambda: NOW)
+    cli.register(sub, service_for=service_for, communes_for=communes_for, clock=lambda: NOW)
     args = parser.parse_args([str(a) for a in argv])
     code: int = args.func(args)
     return code
@@ -250,7 +281,7 @@ def test_report_provisional_then_closed_then_revised(
     assert next(c for c in storage if c["commune"] == "venissieux")["delta_cents"] > 0
     assert [c["commune"] for c in changes["indicators"]] == ["venissieux"]
 
-    archive = ReportArchive.in_state_dir(root_config.parent / "var")
+    archive = open_report_archive(root_config.parent / "var")
     revisions = archive.revisions("2026-10")
     assert [r.revision for r in revisions] == [1, 2]
     assert revisions[0].content == first
@@ -300,7 +331,7 @@ def test_report_bad_inputs_exit_2_and_write_nothing(
     assert _report(root_config, "close", "--output", out) == 2
     assert "keys.k: shares sum to 50 %, not exactly 100 %" in capsys.readouterr().err
     assert not out.exists()
-    assert ReportArchive.in_state_dir(root_config.parent / "var").latest("2026-10") is None
+    assert open_report_archive(root_config.parent / "var").latest("2026-10") is None
 
 
 def test_month_argument_is_validated(root_config: Path) -> None:
@@ -314,7 +345,7 @@ def test_report_with_the_real_usage_store_and_no_data_falls_back_everywhere(root
     out = tmp_path / "r.json"
     assert (
         run(
-            "report", "--config", root_config, "--month", "2026-10", "--output", out, usage_provider=cli.usage_for_month
+            "report", "--config", root_config, "--month", "2026-10", "--output", out, store=True
         )
         == 0
     )
@@ -336,7 +367,7 @@ def test_report_with_the_real_usage_store_and_no_data_falls_back_everywhere(root
                 "indicators",
                 "--output",
                 tmp_path / f"r.{fmt}",
-                usage_provider=cli.usage_for_month,
+                store=True,
             )
             == 0
         )
@@ -380,14 +411,14 @@ def test_report_close_refuses_a_month_that_has_not_ended(root_config: Path, caps
         end = month_range(label, "Europe/Paris")
         assert f"{label} has not ended in Europe/Paris" in err
         assert f"it ends at {end.local_iso(end.end)}" in err
-    assert ReportArchive.in_state_dir(root_config.parent / "var").latest(current) is None
+    assert open_report_archive(root_config.parent / "var").latest(current) is None
     # a month that is over closes, through the same command
     assert main(["report", "close", "--config", str(root_config), "--month", "2026-10"]) == 0
     assert "closed as revision 1" in capsys.readouterr().err
 
 
 def test_archive_refuses_month_labels_it_would_never_find_again(root_config: Path) -> None:
-    archive = ReportArchive.in_state_dir(root_config.parent / "var")
+    archive = open_report_archive(root_config.parent / "var")
     for label in ("2026-10\n", "2026-10-01", "0000-01"):
         with pytest.raises(ValueError, match="month"):
             archive.latest(label)

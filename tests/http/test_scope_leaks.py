@@ -27,7 +27,7 @@ from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestServer
 
 from sitivmon.allocation.api import ReportCache, report_executor, setup_api
-from sitivmon.allocation.archive import ReportArchive
+from sitivmon.allocation.archive import open_report_archive
 from sitivmon.allocation.config import ApiConfig
 from sitivmon.allocation.formats import SECTIONS
 from sitivmon.allocation.service import ReportService
@@ -122,7 +122,7 @@ async def world(tmp_path: Path) -> AsyncIterator[tuple[TestServer, World, Report
         allocation_path=w.allocation,
         config_path=None,
         usage_for_month=w.usage_for,
-        archive=ReportArchive.in_state_dir(tmp_path / "var"),
+        archive=open_report_archive(tmp_path / "var"),
     )
     api = ApiConfig.model_validate(
         {

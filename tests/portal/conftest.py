@@ -17,7 +17,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from sitivmon.allocation.api import setup_api
-from sitivmon.allocation.archive import ReportArchive
+from sitivmon.allocation.archive import open_report_archive
 from sitivmon.allocation.config import ApiConfig, ApiToken
 from sitivmon.allocation.engine import load_usage_json
 from sitivmon.allocation.service import ReportService
@@ -81,7 +81,7 @@ def make_portal(tmp_path: Path) -> tuple[web.Application, Portal]:
     (tmp_path / "allocation.yaml").write_text(yaml.safe_dump(allocation, allow_unicode=True), encoding="utf-8")
     service = ReportService(
         communes=COMMUNES, timezone="Europe/Paris", allocation_path=tmp_path / "allocation.yaml", config_path=None,
-        usage_for_month=usage_for, archive=ReportArchive.in_state_dir(tmp_path / "var"),
+        usage_for_month=usage_for, archive=open_report_archive(tmp_path / "var"),
     )
     state = Portal(server=None, service=service, tokens=api_tokens())  # type: ignore[arg-type]
 

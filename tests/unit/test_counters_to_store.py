@@ -12,7 +12,7 @@ from sitivmon.links.state import LinkRuntime, apply_row
 from sitivmon.readings import PollBatch, Quantity, UsageKey
 from sitivmon.usage.indicators import series_sum
 from sitivmon.usage.recorder import Accumulator
-from sitivmon.usage.store import UsageStore
+from sitivmon.usage.store import SqliteUsageStore
 
 T0 = 1_790_000_000.0  # 2026-09-21, bucket-aligned enough for this test
 UP0 = 360_000
@@ -26,7 +26,7 @@ def test_absurd_hc_values_without_capacity_reach_the_store_bounded(tmp_path: Pat
     rt = LinkRuntime(link)
     acc = Accumulator()
     values = [1000, 2**64 - 1, 2**64 - 2, 2**64 - 2, 500, 9_500, 2**63, 10_500]
-    with UsageStore(tmp_path / "u.db") as store:
+    with SqliteUsageStore(tmp_path / "u.db") as store:
         store.migrate()
         for i, value in enumerate(values):
             tables: dict[str, dict[str, Any]] = {

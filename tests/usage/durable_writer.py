@@ -24,7 +24,7 @@ from sitivmon.readings import CounterInterval, Flag, GaugeReading, PollBatch, Qu
 from sitivmon.usage.config import UsageSettings
 from sitivmon.usage.periods import month_range
 from sitivmon.usage.recorder import UsageRecorder
-from sitivmon.usage.store import UsageStore
+from sitivmon.usage.store import SqliteUsageStore
 
 SIM_T0 = month_range("2026-10").start + 5 * 86400
 SPEED = 600.0  # simulated seconds per real second
@@ -58,7 +58,7 @@ async def main() -> int:
 
     reg = CollectorRegistry()
     settings = UsageSettings(flush_interval_s=0.03, busy_timeout_s=0.05, retry_initial_s=0.05, retry_max_s=0.2)
-    rec = UsageRecorder(UsageStore(args.db), reg, settings)
+    rec = UsageRecorder(SqliteUsageStore(args.db), reg, settings)
     state = rec.load_baselines().get("l1")
     last = tuple(json.loads(state)) if state else None
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write over the limit fails with EFBIG instead
@@ -72,7 +72,7 @@ async def main() -> int:
                 resource.setrlimit(resource.RLIMIT_FSIZE, (1, hard))
             if args.fsize_fail and n == args.fsize_fail[1]:
                 errors_seen = (
-                    reg.get_sample_value("sitivmon_usage_write_errors_total", {"error": "OperationalError"}) or 0
+                    reg.get_sample_value("sitivmon_usage_write_errors_total", {"error": "StoreUnavailable"}) or 0
                 )
                 resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
             c = counter(t)

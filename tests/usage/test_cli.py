@@ -13,9 +13,11 @@ import pytest
 import yaml
 
 from sitivmon.cli import main
-from sitivmon.usage.cli import build_document
+from sitivmon.usage.backends import open_usage_store, usage_reader_factory
+from sitivmon.usage.config import UsageSettings
+from sitivmon.usage.service import build_document
 from sitivmon.usage.periods import month_range
-from sitivmon.usage.store import UsageStore
+from sitivmon.usage.store import SqliteUsageStore
 
 from .support import communes, pick, poll_link, record
 
@@ -38,7 +40,7 @@ def fill(config: Path) -> None:
     from sitivmon.config import load_config
 
     state = Path(load_config(config).state_dir)
-    with UsageStore.in_dir(state) as s:
+    with open_usage_store(UsageSettings(), state) as s:
         record(s, poll_link("venissieux", "l1", M.start - 283, M.end + 600, 300, lambda t: int(t * 10)))
 
 
@@ -55,7 +57,9 @@ def test_build_document_matches_the_command(config: Path, capsys: pytest.Capture
 
     fill(config)
     main(["usage", "--config", str(config), "--month", "2026-10", "--format", "json"])
-    assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(build_document(load_config(config), "2026-10")))
+    c = load_config(config)
+    doc = build_document(usage_reader_factory(c.usage, c.state_dir), c.communes, c.timezone, c.links, "2026-10")
+    assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(doc))
 
 
 def test_csv_and_table(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -137,7 +141,7 @@ def test_provisional_until_the_end_in_the_configured_timezone() -> None:
     """Table: the same instant is inside October in Paris and after it in UTC."""
     from sitivmon.usage.indicators import usage_document
 
-    store = UsageStore(Path(":memory:"))
+    store = SqliteUsageStore(Path(":memory:"))
     paris, utc = month_range("2026-10", "Europe/Paris"), month_range("2026-10", "UTC")
     for month, now, provisional in (
         (paris, paris.start, True),

@@ -20,7 +20,7 @@ import pytest
 
 from sitivmon.usage.indicators import usage_document
 from sitivmon.usage.periods import month_range
-from sitivmon.usage.store import UsageStore
+from sitivmon.usage.store import SqliteUsageStore
 
 from .durable_writer import SIM_T0, SPEED, counter
 from .support import communes, link_keys, pick
@@ -52,7 +52,7 @@ def start(db: Path, origin: float, until: float, first: Path, *extra: str) -> su
 
 
 def month_doc(db: Path) -> dict[str, object]:
-    with UsageStore(db, read_only=True) as s:
+    with SqliteUsageStore(db, read_only=True) as s:
         return usage_document(s, communes(), month_range("2026-10"), link_keys("venissieux", "l1"))
 
 
@@ -71,7 +71,7 @@ def test_sigkill_mid_way_loses_nothing_and_counts_nothing_twice(tmp_path: Path) 
     p = start(db, origin, until, first)
     _out, err = p.communicate(timeout=60)
     assert p.returncode == 0, err
-    with UsageStore(db, read_only=True) as s:
+    with SqliteUsageStore(db, read_only=True) as s:
         last_t, last_c = json.loads(s.load_baselines()["l1"])
     first_t, first_c = json.loads(first.read_text())
     doc = month_doc(db)
@@ -96,7 +96,7 @@ def test_disk_write_failures_are_retried_and_nothing_is_lost(tmp_path: Path) -> 
     report = json.loads(out.strip().splitlines()[-1])
     assert report["errors"] >= 1  # the failures were seen and counted
     assert report["pending"] == 0  # and everything was written after the disk came back
-    with UsageStore(db, read_only=True) as s:
+    with SqliteUsageStore(db, read_only=True) as s:
         _, last_c = json.loads(s.load_baselines()["l1"])
     _, first_c = json.loads(first.read_text())
     vin = pick(month_doc(db), "venissieux", "traffic_volume", "in")  # type: ignore[arg-type]

@@ -17,7 +17,7 @@ from sitivmon.readings import CounterInterval, Flag, GaugeReading, PollBatch, Qu
 from sitivmon.usage.buckets import MAX_POLL_INTERVAL_S
 from sitivmon.usage.indicators import nearest_rank_p95, usage_document
 from sitivmon.usage.periods import BUCKET_S, Month, month_range
-from sitivmon.usage.store import UsageStore
+from sitivmon.usage.store import SqliteUsageStore
 
 from .support import communes, link_keys, pick, poll_link, record
 
@@ -25,13 +25,13 @@ V = "venissieux"
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[UsageStore]:
-    s = UsageStore(tmp_path / "usage.sqlite3")
+def store(tmp_path: Path) -> Iterator[SqliteUsageStore]:
+    s = SqliteUsageStore(tmp_path / "usage.sqlite3")
     yield s
     s.close()
 
 
-def doc_for(store: UsageStore, month: Month, *links: str) -> dict[str, Any]:
+def doc_for(store: SqliteUsageStore, month: Month, *links: str) -> dict[str, Any]:
     keys = [k for link in links for k in link_keys(V, link)]
     return usage_document(store, communes(), month, keys)
 
@@ -78,7 +78,7 @@ CASES = [
 
 @pytest.mark.parametrize(("name", "label", "rin", "rout", "outages", "exp"), CASES, ids=[c[0] for c in CASES])
 def test_traffic_volume_and_p95(
-    store: UsageStore,
+    store: SqliteUsageStore,
     name: str,
     label: str,
     rin: int,
@@ -112,7 +112,7 @@ def test_traffic_volume_and_p95(
         assert vin["detail"]["flagged_buckets"]["gap"] == spanned
 
 
-def test_month_with_no_data_at_all(store: UsageStore) -> None:
+def test_month_with_no_data_at_all(store: SqliteUsageStore) -> None:
     m = month_range("2026-10")
     doc = doc_for(store, m, "l1")
     for ind in ("traffic_volume", "traffic_p95"):
@@ -139,12 +139,12 @@ def test_month_with_no_data_at_all(store: UsageStore) -> None:
 
 
 def test_store_never_written_is_readable_empty(tmp_path: Path) -> None:
-    s = UsageStore(Path(":memory:"))
+    s = SqliteUsageStore(Path(":memory:"))
     doc = usage_document(s, communes(), month_range("2026-02"))
     assert {i["commune"] for i in doc["indicators"]} == {c.id for c in communes()}
 
 
-def test_reset_and_clamp_are_counted_and_flagged(store: UsageStore) -> None:
+def test_reset_and_clamp_are_counted_and_flagged(store: SqliteUsageStore) -> None:
     m = month_range("2026-01")
     t_reset, t_clamp = m.start + 17 + 300 * 100, m.start + 17 + 300 * 200
     polls = poll_link(V, "l1", m.start - 283, m.end + 900, 300, linear(10))
@@ -161,7 +161,7 @@ def test_reset_and_clamp_are_counted_and_flagged(store: UsageStore) -> None:
     assert [(g["buckets"], g["reasons"]) for g in vin["gaps"]] == [(2, ["reset"]), (2, ["clamp"])]
 
 
-def test_interval_straddling_the_month_boundary_is_split(store: UsageStore) -> None:
+def test_interval_straddling_the_month_boundary_is_split(store: SqliteUsageStore) -> None:
     sep, oct_ = month_range("2026-09"), month_range("2026-10")
     c = linear(1000)
     t0, t1 = oct_.start - 2 * 86400 + 150, oct_.start + 2 * 86400
@@ -173,7 +173,7 @@ def test_interval_straddling_the_month_boundary_is_split(store: UsageStore) -> N
     assert vs == 1000 * (oct_.start - t0)  # the boundary poll's 300 s split 150/150 exactly
 
 
-def test_p95_nearest_rank_on_a_known_distribution(store: UsageStore) -> None:
+def test_p95_nearest_rank_on_a_known_distribution(store: SqliteUsageStore) -> None:
     m = month_range("2026-10")
     n = m.buckets
     per_bucket = [(k * 7919) % 1000 * 300 for k in range(n)]  # a permutation-like spread of rates
@@ -211,7 +211,7 @@ def test_rank_rule_against_librenms_and_cacti(n: int, ours: int, librenms: int, 
     assert n - math.ceil(Fraction(5 * n, 100)) == cacti  # rsort, index ceil(n*0.05)
 
 
-def test_several_links_of_a_commune_add_up_and_communes_stay_apart(store: UsageStore) -> None:
+def test_several_links_of_a_commune_add_up_and_communes_stay_apart(store: SqliteUsageStore) -> None:
     m = month_range("2026-02")
     record(store, poll_link(V, "l1", m.start - 283, m.end + 900, 300, linear(10), linear(1)))
     record(store, poll_link(V, "l2", m.start - 100, m.end + 900, 300, linear(5), linear(2)))
@@ -227,7 +227,7 @@ def test_several_links_of_a_commune_add_up_and_communes_stay_apart(store: UsageS
     assert pick(doc, "grigny", "traffic_volume", "in")["value"] == 0
 
 
-def test_availability_up_down_unknown(store: UsageStore) -> None:
+def test_availability_up_down_unknown(store: SqliteUsageStore) -> None:
     m = month_range("2026-10")
     a, b = m.start + 10 * 86400, m.start + 20 * 86400
     up = lambda t: not (a <= t < a + 3000)  # noqa: E731 - 10 readings say down
@@ -278,7 +278,7 @@ def resource_batches(m: Month, interval: float, skip: tuple[float, float] | None
 
 
 @pytest.mark.parametrize("interval", [300.0, 60.0])
-def test_datacenter_indicators(store: UsageStore, interval: float) -> None:
+def test_datacenter_indicators(store: SqliteUsageStore, interval: float) -> None:
     m = month_range("2026-01")
     record(store, resource_batches(m, interval))
     doc = doc_for(store, m)
@@ -293,7 +293,7 @@ def test_datacenter_indicators(store: UsageStore, interval: float) -> None:
         assert pick(doc, V, ind)["coverage"] == "1.000000", ind
 
 
-def test_datacenter_gap_lowers_coverage_not_the_average(store: UsageStore) -> None:
+def test_datacenter_gap_lowers_coverage_not_the_average(store: SqliteUsageStore) -> None:
     m = month_range("2026-01")
     day = (m.start + 86400, m.start + 2 * 86400)
     record(store, resource_batches(m, 300.0, skip=day))
@@ -307,7 +307,7 @@ def test_datacenter_gap_lowers_coverage_not_the_average(store: UsageStore) -> No
     assert vh == Decimal(2 * (744 - 24)).quantize(Decimal("0.000001"))  # known hours only, coverage says so
 
 
-def test_document_shape_is_the_allocation_engine_input(store: UsageStore) -> None:
+def test_document_shape_is_the_allocation_engine_input(store: SqliteUsageStore) -> None:
     m = month_range("2026-10")
     record(store, poll_link(V, "l1", m.start - 283, m.start + 3600, 300, linear(10)))
     doc = doc_for(store, m, "l1")
@@ -354,7 +354,7 @@ GAUGE_INTERVALS = [30.0, 60.0, 90.0, 120.0, 300.0, 600.0, float(MAX_POLL_INTERVA
     [(i, 0.0) for i in GAUGE_INTERVALS] + [(60.0, 1.0), (90.0, 1.0)],
     ids=[f"{i:g}s" for i in GAUGE_INTERVALS] + ["60s-wobble-1s", "90s-wobble-1s"],
 )
-def test_gauge_hours_and_coverage_at_any_poll_interval(store: UsageStore, interval: float, wobble: float) -> None:
+def test_gauge_hours_and_coverage_at_any_poll_interval(store: SqliteUsageStore, interval: float, wobble: float) -> None:
     """Issue 10 symptom 7: October 2026 (745 h), 4 vCPUs, no reading missed: 2,980 vCPU-hours and
     coverage 1 whatever the interval (it used to be 0.933 at 90 s, 0.90 at 120 s, half at 600 s)."""
     m = month_range("2026-10")
@@ -372,7 +372,7 @@ def test_gauge_hours_and_coverage_at_any_poll_interval(store: UsageStore, interv
 
 
 @pytest.mark.parametrize("interval", GAUGE_INTERVALS)
-def test_a_missed_gauge_reading_costs_one_interval(store: UsageStore, interval: float) -> None:
+def test_a_missed_gauge_reading_costs_one_interval(store: SqliteUsageStore, interval: float) -> None:
     m = month_range("2026-10")
     k = int(10 * 86400 // interval)  # a poll in the middle of the month
     record(store, vm_batches(m, interval, skip=k))
@@ -494,7 +494,7 @@ def test_how_a_flagged_bucket_counts_toward_coverage(
 
 
 @pytest.mark.parametrize("interval", [90.0, 120.0, 600.0])
-def test_gauge_projects_do_not_fall_back_when_no_reading_is_missed(store: UsageStore, interval: float) -> None:
+def test_gauge_projects_do_not_fall_back_when_no_reading_is_missed(store: SqliteUsageStore, interval: float) -> None:
     """The money end of symptom 7: storage, vCPU and memory projects used to fall back to their key."""
     import yaml
 
@@ -517,7 +517,7 @@ def test_gauge_projects_do_not_fall_back_when_no_reading_is_missed(store: UsageS
 
 
 @pytest.mark.parametrize("interval", [90.0, 120.0, 600.0, 3600.0])
-def test_availability_is_observed_in_full_at_any_poll_interval(store: UsageStore, interval: float) -> None:
+def test_availability_is_observed_in_full_at_any_poll_interval(store: SqliteUsageStore, interval: float) -> None:
     """The link state is a gauge too: at 90 s its coverage was 0.933, at 600 s half its buckets unknown."""
     m = month_range("2026-10")
     record(store, poll_link(V, "l1", m.start - 7200, m.end + 7200, interval, linear(10)))

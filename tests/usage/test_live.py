@@ -6,11 +6,18 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
 
+from sitivmon.usage.backends import UsageStoreFactory, usage_reader_factory
+from sitivmon.usage.config import UsageSettings
 from sitivmon.usage.live import UsageLiveCollector
 from sitivmon.usage.periods import month_range
-from sitivmon.usage.store import UsageStore
+from sitivmon.usage.store import SqliteUsageStore
 
 from .support import communes, link_keys, poll_link, record
+
+
+def readers(state_dir: Path, filename: str = "usage.sqlite3") -> UsageStoreFactory:
+    """What the daemon gives the collector: read-only stores of the configured backend."""
+    return usage_reader_factory(UsageSettings(db_filename=filename), state_dir)
 
 M = month_range("2026-10")
 
@@ -18,11 +25,11 @@ M = month_range("2026-10")
 def test_month_to_date_value_and_coverage(tmp_path: Path) -> None:
     path = tmp_path / "usage.sqlite3"
     now = [float(M.start + 2 * 86400)]  # two days into the month
-    with UsageStore(path) as s:
+    with SqliteUsageStore(path) as s:
         record(s, poll_link("venissieux", "l1", M.start - 283, now[0] - 1, 300, lambda t: int(t * 10)))
     reg = CollectorRegistry()
     col = UsageLiveCollector(
-        path, communes(), "Europe/Paris", link_keys("venissieux", "l1"), refresh_s=60, clock=lambda: now[0]
+        readers(tmp_path), communes(), "Europe/Paris", link_keys("venissieux", "l1"), refresh_s=60, clock=lambda: now[0]
     )
     reg.register(col)
     labels = {"commune": "venissieux", "indicator": "traffic_volume", "direction": "in", "unit": "bytes"}
@@ -48,7 +55,7 @@ def test_month_to_date_value_and_coverage(tmp_path: Path) -> None:
     )
 
     # cached: new data is not read until refresh_s has passed
-    with UsageStore(path) as s:
+    with SqliteUsageStore(path) as s:
         record(s, poll_link("venissieux", "l1", last, last + 600, 300, lambda t: int(t * 10)))
     assert reg.get_sample_value("sitivmon_usage_month_to_date", labels) == value
     now[0] += 700  # past refresh_s, and past the new readings
@@ -57,7 +64,7 @@ def test_month_to_date_value_and_coverage(tmp_path: Path) -> None:
 
 def test_no_database_yet(tmp_path: Path) -> None:
     reg = CollectorRegistry()
-    reg.register(UsageLiveCollector(tmp_path / "absent.sqlite3", communes(), clock=lambda: float(M.start + 10)))
+    reg.register(UsageLiveCollector(readers(tmp_path, "absent.sqlite3"), communes(), clock=lambda: float(M.start + 10)))
     assert (
         reg.get_sample_value(
             "sitivmon_usage_month_to_date_coverage_ratio",
@@ -72,12 +79,12 @@ def test_deleted_store_keeps_the_last_figures_instead_of_zeros(tmp_path: Path) -
     """Before: a deleted database read as "no usage": every month-to-date value became 0."""
     path = tmp_path / "usage.sqlite3"
     now = [float(M.start + 86400)]
-    with UsageStore(path) as s:
+    with SqliteUsageStore(path) as s:
         record(s, poll_link("venissieux", "l1", M.start + 17, now[0] - 1, 300, lambda t: int(t * 10)))
     reg = CollectorRegistry()
     reg.register(
         UsageLiveCollector(
-            path, communes(), "Europe/Paris", link_keys("venissieux", "l1"), refresh_s=60, clock=lambda: now[0]
+            readers(tmp_path), communes(), "Europe/Paris", link_keys("venissieux", "l1"), refresh_s=60, clock=lambda: now[0]
         )
     )
     labels = {"commune": "venissieux", "indicator": "traffic_volume", "direction": "in", "unit": "bytes"}
@@ -94,11 +101,11 @@ def test_background_refresh_never_holds_up_a_scrape(tmp_path: Path) -> None:
     a refresh (seconds at thousands of links) never holds up /metrics."""
     path = tmp_path / "usage.sqlite3"
     now = [float(M.start + 2 * 86400)]
-    with UsageStore(path) as s:
+    with SqliteUsageStore(path) as s:
         record(s, poll_link("venissieux", "l1", M.start + 17, now[0] - 1, 300, lambda t: int(t * 10)))
     reg = CollectorRegistry()
     col = UsageLiveCollector(
-        path, communes(), "Europe/Paris", link_keys("venissieux", "l1"), refresh_s=60, clock=lambda: now[0],
+        readers(tmp_path), communes(), "Europe/Paris", link_keys("venissieux", "l1"), refresh_s=60, clock=lambda: now[0],
         background=True,
     )  # fmt: skip
     reg.register(col)
@@ -107,7 +114,7 @@ def test_background_refresh_never_holds_up_a_scrape(tmp_path: Path) -> None:
     assert col.wait(30)
     value = reg.get_sample_value("sitivmon_usage_month_to_date", labels)
     assert value is not None and value > 0
-    with UsageStore(path) as s:
+    with SqliteUsageStore(path) as s:
         record(s, poll_link("venissieux", "l1", now[0] - 1, now[0] + 599, 300, lambda t: int(t * 10)))
     now[0] += 700
     assert reg.get_sample_value("sitivmon_usage_month_to_date", labels) == value  # served, refresh started

@@ -14,7 +14,7 @@ from sitivmon.usage.config import UsageSettings
 from sitivmon.usage.indicators import usage_document
 from sitivmon.usage.periods import month_range
 from sitivmon.usage.recorder import UsageRecorder
-from sitivmon.usage.store import UsageStore
+from sitivmon.usage.store import SqliteUsageStore
 
 from .support import communes, link_keys, pick, poll_link
 
@@ -28,7 +28,7 @@ def counter(t: float) -> int:
 
 
 def volume(path: Path) -> int:
-    with UsageStore(path, read_only=True) as s:
+    with SqliteUsageStore(path, read_only=True) as s:
         doc = usage_document(s, communes(), M, link_keys(V, "l1"))
     value = pick(doc, V, "traffic_volume", "in")["value"]
     assert isinstance(value, int)
@@ -44,7 +44,7 @@ async def test_batches_are_committed_with_their_baselines(tmp_path: Path) -> Non
     path = tmp_path / "u.db"
     reg = CollectorRegistry()
     batches = list(poll_link(V, "l1", M.start + 1000, M.start + 5000, 60, counter))
-    async with UsageRecorder(UsageStore(path), reg, FAST) as rec:
+    async with UsageRecorder(SqliteUsageStore(path), reg, FAST) as rec:
         for b in batches:
             rec.submit(b)
         assert await rec.flush()
@@ -54,7 +54,7 @@ async def test_batches_are_committed_with_their_baselines(tmp_path: Path) -> Non
         assert sample(reg, "sitivmon_usage_flush_seconds_count") >= 1
         assert 0 < sample(reg, "sitivmon_usage_flush_seconds_sum") < 60
     assert volume(path) == counter(batches[-1].at) - counter(M.start + 1000)
-    with UsageStore(path) as s:
+    with SqliteUsageStore(path) as s:
         assert s.load_baselines() == batches[-1].baselines
 
 
@@ -62,10 +62,10 @@ async def test_restart_continues_open_buckets_without_double_counting(tmp_path: 
     path = tmp_path / "u.db"
     batches = list(poll_link(V, "l1", M.start + 1000, M.start + 9000, 70, counter))
     half = len(batches) // 2
-    async with UsageRecorder(UsageStore(path), CollectorRegistry(), FAST) as rec:
+    async with UsageRecorder(SqliteUsageStore(path), CollectorRegistry(), FAST) as rec:
         for b in batches[:half]:
             rec.submit(b)
-    async with UsageRecorder(UsageStore(path), CollectorRegistry(), FAST) as rec:
+    async with UsageRecorder(SqliteUsageStore(path), CollectorRegistry(), FAST) as rec:
         assert rec.load_baselines() == batches[half - 1].baselines
         for b in batches[half:]:
             rec.submit(b)
@@ -76,7 +76,7 @@ async def test_locked_database_keeps_polling_and_catches_up(tmp_path: Path) -> N
     path = tmp_path / "u.db"
     reg = CollectorRegistry()
     batches = list(poll_link(V, "l1", M.start + 1000, M.start + 20000, 60, counter))
-    async with UsageRecorder(UsageStore(path, busy_timeout_s=0.05), reg, FAST) as rec:
+    async with UsageRecorder(SqliteUsageStore(path, busy_timeout_s=0.05), reg, FAST) as rec:
         for b in batches[:50]:
             rec.submit(b)
         assert await rec.flush()
@@ -91,11 +91,11 @@ async def test_locked_database_keeps_polling_and_catches_up(tmp_path: Path) -> N
             await asyncio.sleep(0.002)
         await asyncio.sleep(0.3)
         assert slowest < 0.01
-        assert sample(reg, "sitivmon_usage_write_errors_total", error="OperationalError") >= 1
+        assert sample(reg, "sitivmon_usage_write_errors_total", error="StoreBusy") >= 1
         assert sample(reg, "sitivmon_usage_pending_batches") == 150
         locker.execute("ROLLBACK")
         locker.close()
-        with UsageStore(path, read_only=True) as ro:
+        with SqliteUsageStore(path, read_only=True) as ro:
             assert ro.load_baselines() == committed  # nothing half-written
         for b in batches[200:]:
             rec.submit(b)
@@ -109,7 +109,7 @@ async def test_locked_database_keeps_polling_and_catches_up(tmp_path: Path) -> N
 
 async def test_queue_bound_drops_and_counts(tmp_path: Path) -> None:
     reg = CollectorRegistry()
-    rec = UsageRecorder(UsageStore(tmp_path / "u.db"), reg, UsageSettings(max_queued_batches=3))
+    rec = UsageRecorder(SqliteUsageStore(tmp_path / "u.db"), reg, UsageSettings(max_queued_batches=3))
     for i in range(5):
         rec.submit(PollBatch("t", float(i), 60.0))  # the writer is not running: the queue fills
     assert sample(reg, "sitivmon_usage_dropped_batches_total") == 2

@@ -14,7 +14,10 @@ from sitivmon.readings import Quantity, UsageKey
 from sitivmon.usage import store as store_mod
 from sitivmon.usage.buckets import PRESENT, SLOTS, Bucket, Chunk, column_totals
 from sitivmon.usage.periods import month_range
-from sitivmon.usage.store import SCHEMA_VERSION, UsageStore
+from sitivmon.usage.backends import open_usage_store
+from sitivmon.usage.config import UsageSettings
+from sitivmon.usage.port import StoreBusy, StoreIncompatible, StoreMissing
+from sitivmon.usage.store import SCHEMA_VERSION, SqliteUsageStore
 
 from .support import poll_link, record
 
@@ -22,7 +25,8 @@ K = UsageKey("venissieux", "l1", Quantity.TRAFFIC_IN)
 
 
 def test_new_store_is_wal_and_at_the_current_schema(tmp_path: Path) -> None:
-    with UsageStore.in_dir(tmp_path / "state") as s:
+    with open_usage_store(UsageSettings(), tmp_path / "state") as s:
+        assert isinstance(s, SqliteUsageStore)
         assert s.schema_version() == SCHEMA_VERSION == 2
         assert s.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert (tmp_path / "state" / "usage.sqlite3").exists()
@@ -30,7 +34,7 @@ def test_new_store_is_wal_and_at_the_current_schema(tmp_path: Path) -> None:
 
 def test_migrations_run_once_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "u.db"
-    UsageStore(path).close()
+    SqliteUsageStore(path).close()
     calls: list[int] = []
 
     def v2(db: sqlite3.Connection) -> None:
@@ -39,16 +43,16 @@ def test_migrations_run_once_in_order(tmp_path: Path, monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(store_mod, "MIGRATIONS", [*store_mod.MIGRATIONS, v2])
     monkeypatch.setattr(store_mod, "SCHEMA_VERSION", 3)
-    with UsageStore(path) as s:
+    with SqliteUsageStore(path) as s:
         assert s.schema_version() == 3
-    with UsageStore(path) as s:
+    with SqliteUsageStore(path) as s:
         assert s.schema_version() == 3
     assert calls == [2]
 
 
 def test_a_failing_migration_leaves_the_previous_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "u.db"
-    UsageStore(path).close()
+    SqliteUsageStore(path).close()
 
     def broken(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE series ADD COLUMN note TEXT")
@@ -57,7 +61,7 @@ def test_a_failing_migration_leaves_the_previous_version(tmp_path: Path, monkeyp
     monkeypatch.setattr(store_mod, "MIGRATIONS", [*store_mod.MIGRATIONS, broken])
     monkeypatch.setattr(store_mod, "SCHEMA_VERSION", 3)
     with pytest.raises(RuntimeError):
-        UsageStore(path)
+        SqliteUsageStore(path)
     db = sqlite3.connect(path)
     assert db.execute("SELECT value FROM meta").fetchone()[0] == "2"
     assert "note" not in [r[1] for r in db.execute("PRAGMA table_info(series)")]
@@ -65,13 +69,13 @@ def test_a_failing_migration_leaves_the_previous_version(tmp_path: Path, monkeyp
 
 def test_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "u.db"
-    UsageStore(path).close()
+    SqliteUsageStore(path).close()
     db = sqlite3.connect(path)
     db.execute("UPDATE meta SET value='99'")
     db.commit()
     db.close()
-    with pytest.raises(RuntimeError, match="newer"):
-        UsageStore(path)
+    with pytest.raises(StoreIncompatible, match="newer"):
+        SqliteUsageStore(path)
 
 
 def tiled(values: st.SearchStrategy[int]) -> st.SearchStrategy[list[int]]:
@@ -125,11 +129,11 @@ def test_column_totals_big_integer_lanes_are_exact(arrays: list[list[int]], cons
 
 
 def test_write_is_atomic_with_baselines(tmp_path: Path) -> None:
-    s = UsageStore(tmp_path / "u.db", busy_timeout_s=0.1)
+    s = SqliteUsageStore(tmp_path / "u.db", busy_timeout_s=0.1)
     s.write({(K, 0): Bucket(10, readings=1)}, {(K, 300): Bucket(5, readings=1)}, {"l1": "state-1"})
     other = sqlite3.connect(tmp_path / "u.db", isolation_level=None)
     other.execute("BEGIN IMMEDIATE")  # another writer holds the lock
-    with pytest.raises(sqlite3.OperationalError, match="locked"):
+    with pytest.raises(StoreBusy, match="locked"):
         s.write({(K, 300): Bucket(5, readings=1)}, {(K, 600): Bucket(1, readings=1)}, {"l1": "state-2"})
     other.execute("ROLLBACK")
     assert s.load_baselines() == {"l1": "state-1"}
@@ -139,7 +143,7 @@ def test_write_is_atomic_with_baselines(tmp_path: Path) -> None:
 
 
 def test_open_buckets_are_replaced_and_closed_ones_added(tmp_path: Path) -> None:
-    s = UsageStore(tmp_path / "u.db")
+    s = SqliteUsageStore(tmp_path / "u.db")
     s.write({}, {(K, 0): Bucket(3, readings=1)}, {})
     s.write({(K, 0): Bucket(4, readings=1)}, {(K, 300): Bucket(1, readings=1)}, {})
     s.write({(K, 0): Bucket(2, readings=1)}, {}, {})  # a late correction adds to the closed bucket
@@ -149,7 +153,7 @@ def test_open_buckets_are_replaced_and_closed_ones_added(tmp_path: Path) -> None
 
 
 def test_month_series_reads_open_buckets_and_expected_links(tmp_path: Path) -> None:
-    s = UsageStore(tmp_path / "u.db")
+    s = SqliteUsageStore(tmp_path / "u.db")
     m = month_range("2026-10")
     record(s, poll_link("venissieux", "l1", m.start - 283, m.start + 3000, 300, lambda t: int(t)))
     silent = UsageKey("corbas", "c1", Quantity.TRAFFIC_IN)
@@ -160,6 +164,6 @@ def test_month_series_reads_open_buckets_and_expected_links(tmp_path: Path) -> N
 
 
 def test_read_only_store_does_not_create_or_write(tmp_path: Path) -> None:
-    with pytest.raises(sqlite3.OperationalError):
-        UsageStore(tmp_path / "absent.db", read_only=True).schema_version()
+    with pytest.raises(StoreMissing):
+        SqliteUsageStore(tmp_path / "absent.db", read_only=True)
     assert not (tmp_path / "absent.db").exists()

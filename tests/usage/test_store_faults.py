@@ -21,7 +21,8 @@ from sitivmon.usage.config import UsageSettings
 from sitivmon.usage.indicators import usage_document
 from sitivmon.usage.periods import month_range
 from sitivmon.usage.recorder import UsageRecorder, vet_batch
-from sitivmon.usage.store import CorruptChunk, UsageStore
+from sitivmon.usage.port import CorruptChunk
+from sitivmon.usage.store import SqliteUsageStore
 from tests.support import agents
 
 from .support import communes, link_keys, pick, poll_link, record
@@ -45,7 +46,7 @@ def counter(t: float) -> int:
 
 def doc(path: Path, *links: tuple[str, str]) -> dict[str, object]:
     keys = [k for c, link in links for k in link_keys(c, link)]
-    with UsageStore(path, read_only=True) as s:
+    with SqliteUsageStore(path, read_only=True) as s:
         return usage_document(s, communes(), M, keys)
 
 
@@ -118,7 +119,7 @@ async def test_one_absurd_value_keeps_every_other_commune_and_the_writer(tmp_pat
     reg = CollectorRegistry()
     good = list(poll_link(G, "g1", T0, T0 + 3000, 60, counter))
     bad_key = UsageKey(V, "l1", Quantity.TRAFFIC_IN)
-    async with UsageRecorder(UsageStore(path), reg, settings()) as rec:
+    async with UsageRecorder(SqliteUsageStore(path), reg, settings()) as rec:
         for b in good[:25]:
             rec.submit(b)
         rec.submit(
@@ -141,7 +142,7 @@ async def test_one_absurd_value_keeps_every_other_commune_and_the_writer(tmp_pat
     assert pick(d, G, "traffic_volume", "in")["value"] == counter(good[-1].at) - counter(T0)
     vin = pick(d, V, "traffic_volume", "in")
     assert vin["value"] == 0 and vin["detail"]["flagged_buckets"].get("unknown", 0) >= 1
-    with UsageStore(path) as s:  # the baseline moved past the value: a restart does not meet it again
+    with SqliteUsageStore(path) as s:  # the baseline moved past the value: a restart does not meet it again
         assert s.load_baselines()["l1"] == "after-the-bad-value"
 
 
@@ -157,7 +158,7 @@ async def test_deleted_database_is_rebuilt_at_its_path_with_everything(
     path = tmp_path / "u.db"
     reg = CollectorRegistry()
     batches = list(poll_link(V, "l1", T0, T0 + 6000, 60, counter))
-    async with UsageRecorder(UsageStore(path), reg, settings()) as rec:
+    async with UsageRecorder(SqliteUsageStore(path), reg, settings()) as rec:
         for b in batches[:50]:
             rec.submit(b)
         assert await rec.flush()
@@ -174,7 +175,7 @@ async def test_deleted_database_is_rebuilt_at_its_path_with_everything(
         assert sample(reg, "sitivmon_usage_store_file_events_total", event="deleted") == 1
     d = doc(path, (V, "l1"))
     assert pick(d, V, "traffic_volume", "in")["value"] == counter(batches[-1].at) - counter(T0)
-    with UsageStore(path) as s:
+    with SqliteUsageStore(path) as s:
         assert s.load_baselines() == batches[-1].baselines
 
 
@@ -184,7 +185,7 @@ async def test_deleted_database_is_rebuilt_at_its_path_with_everything(
 def closed_week(tmp_path: Path) -> Path:
     """A store with closed buckets for venissieux/l1 (several chunk rows)."""
     path = tmp_path / "u.db"
-    with UsageStore(path) as s:
+    with SqliteUsageStore(path) as s:
         record(s, poll_link(V, "l1", T0, T0 + 20_000, 60, counter))
     return path
 
@@ -206,7 +207,7 @@ def test_corrupt_chunk_is_refused_with_its_location(tmp_path: Path) -> None:
     """Before: random bytes in a blob were decoded into figures (1.05e22 bytes for a commune)."""
     path = closed_week(tmp_path)
     corrupt_one_blob(path)
-    with pytest.raises(CorruptChunk) as info, UsageStore(path, read_only=True) as s:
+    with pytest.raises(CorruptChunk) as info, SqliteUsageStore(path, read_only=True) as s:
         usage_document(s, communes(), M, link_keys(V, "l1"))
     msg = str(info.value)
     assert "venissieux/l1/traffic_in" in msg and "checksum" in msg and str(path) in msg
@@ -234,7 +235,7 @@ def test_version_1_store_migrates_and_keeps_reading(tmp_path: Path) -> None:
     db.commit()
     db.close()
     assert pick(doc(path, (V, "l1")), V, "traffic_volume", "in")["value"] == expected  # read-only, unmigrated
-    with UsageStore(path) as s:
+    with SqliteUsageStore(path) as s:
         assert s.schema_version() == 2
     assert pick(doc(path, (V, "l1")), V, "traffic_volume", "in")["value"] == expected
 
@@ -243,7 +244,7 @@ async def test_writer_sets_a_corrupt_chunk_aside_and_goes_on(tmp_path: Path) -> 
     path = tmp_path / "u.db"
     reg = CollectorRegistry()
     batches = list(poll_link(V, "l1", T0, T0 + 20_000, 60, counter))
-    async with UsageRecorder(UsageStore(path), reg, settings()) as rec:
+    async with UsageRecorder(SqliteUsageStore(path), reg, settings()) as rec:
         for b in batches[:200]:
             rec.submit(b)
         assert await rec.flush()
@@ -286,7 +287,7 @@ def test_usage_command_refuses_a_corrupt_chunk_with_its_location(tmp_path: Path)
 
 def malformed(path: Path) -> None:
     """A real store whose b-tree pages were overwritten: the header still says SQLite."""
-    with UsageStore(path) as s:
+    with SqliteUsageStore(path) as s:
         record(s, poll_link(V, "l1", T0, T0 + 20_000, 60, counter))
         s.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     with open(path, "r+b") as f:
@@ -298,7 +299,7 @@ def malformed(path: Path) -> None:
 async def test_store_that_cannot_be_opened_buffers_and_recovers(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, damage: str
 ) -> None:
-    """Before: UsageStore(...) raised at start (the daemon died with a traceback naming no file)."""
+    """Before: SqliteUsageStore(...) raised at start (the daemon died with a traceback naming no file)."""
     path = tmp_path / "u.db"
     if damage == "garbage":
         path.write_bytes(random.Random(5).randbytes(65536))
@@ -307,7 +308,7 @@ async def test_store_that_cannot_be_opened_buffers_and_recovers(
     reg = CollectorRegistry()
     batches = list(poll_link(G, "g1", T0, T0 + 3000, 60, counter))
     with caplog.at_level(logging.ERROR, logger="sitivmon.usage.recorder"):
-        rec = UsageRecorder(UsageStore(path, connect=False), reg, settings())
+        rec = UsageRecorder(SqliteUsageStore(path, connect=False), reg, settings())
     assert [r for r in caplog.records if str(path) in r.getMessage() and "cannot be opened" in r.getMessage()]
     assert sample(reg, "sitivmon_usage_store_up") == 0
     assert rec.load_baselines() == {}
@@ -331,7 +332,7 @@ async def test_buffer_is_bounded_while_the_store_is_away(tmp_path: Path) -> None
     path.write_bytes(b"not a database" * 100)
     reg = CollectorRegistry()
     s = UsageSettings(flush_interval_s=0.05, retry_initial_s=0.05, retry_max_s=0.2, max_queued_batches=30)
-    async with UsageRecorder(UsageStore(path, connect=False), reg, s) as rec:
+    async with UsageRecorder(SqliteUsageStore(path, connect=False), reg, s) as rec:
         for b in list(poll_link(G, "g1", T0, T0 + 6000, 60, counter)):
             rec.submit(b)
             await rec.flush()  # folded into memory, not committed

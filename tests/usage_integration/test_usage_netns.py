@@ -169,7 +169,7 @@ def test_read_only_database_keeps_polling_and_catches_up(
             m = daemon.metrics()
             assert m.series(rig.WRITE_ERRORS) == errors  # no failure after the file came back
             labels = {dict(k)["error"] for k in errors}
-            assert labels <= {"OperationalError"}, labels
+            assert labels <= {"StoreUnavailable"}, labels
             log = daemon.output()
             assert "usage store write failed" in log
             assert "readonly" in log or "disk I/O error" in log, log[-3000:]
