@@ -32,7 +32,7 @@ import re
 import time
 import urllib.parse
 from collections import defaultdict
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 
 import psycopg
@@ -211,6 +211,59 @@ def describe_dsn(dsn: SecretStr) -> tuple[str, list[str]]:
     return location, [s for s in secrets if s]
 
 
+def scrubber(secrets: Sequence[str]) -> Callable[[str], str]:
+    """A function that masks `secrets` (and any `password=...`) in a text before it leaves in a message."""
+    ordered = sorted(secrets, key=len, reverse=True)  # the whole DSN before the password inside it
+
+    def scrub(text: str) -> str:
+        for s in ordered:
+            text = text.replace(s, "***")
+        return re.sub(r"(password\s*=\s*)\S+", r"\1***", text, flags=re.IGNORECASE)
+
+    return scrub
+
+
+def component_version(conn: psycopg.Connection[TupleRow], component: str) -> int:
+    """The version of `component`'s schema in this database, 0 when it has none."""
+    row = conn.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()
+    if not row or not row[0]:
+        return 0
+    found = conn.execute("SELECT version FROM schema_version WHERE component = %s", (component,)).fetchone()
+    return _int(found[0]) if found else 0
+
+
+def migrate_component(
+    conn: psycopg.Connection[TupleRow],
+    component: str,
+    migrations: Sequence[Callable[[psycopg.Connection[TupleRow]], None]],
+    location: str,
+) -> int:
+    """Bring `component`'s schema to `len(migrations)`: each migration in its own transaction under
+    `MIGRATE_LOCK` (several daemons starting at once migrate once; DDL is transactional, so a failing
+    migration leaves the previous version whole). A newer version is `StoreIncompatible`.
+
+    `conn` must be in autocommit mode (each step is an explicit transaction). Shared by the usage store
+    and the report archive, each with its row in `schema_version`.
+    """
+    while True:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK,))
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version (component text PRIMARY KEY, version integer NOT NULL)"
+            )
+            version = component_version(conn, component)  # under the lock: another daemon may have migrated
+            if version > len(migrations):
+                raise StoreIncompatible(f"{location}: {component} schema version {version} is newer than this sitivmon")
+            if version == len(migrations):
+                return version
+            migrations[version](conn)
+            conn.execute(
+                "INSERT INTO schema_version(component, version) VALUES (%s, %s)"
+                " ON CONFLICT (component) DO UPDATE SET version = excluded.version",
+                (component, version + 1),
+            )
+
+
 class PostgresUsageStore:
     """`UsageStorePort` on a PostgreSQL database; one connection, used by one thread at a time.
 
@@ -231,7 +284,8 @@ class PostgresUsageStore:
         """`connect=False` defers connecting (and its errors) to `open()`. `read_only`: never creates,
         migrates or writes (a database without a usage schema is `StoreMissing`)."""
         self._dsn = dsn
-        self._location, self._secrets = describe_dsn(dsn)
+        self._location, secrets = describe_dsn(dsn)
+        self._scrub = scrubber(secrets)
         self.read_only = read_only
         self._busy_timeout_s = busy_timeout_s
         self._connect_timeout_s = connect_timeout_s
@@ -248,10 +302,6 @@ class PostgresUsageStore:
     def location(self) -> str:
         return self._location
 
-    def _scrub(self, text: str) -> str:
-        for s in self._secrets:
-            text = text.replace(s, "***")
-        return re.sub(r"(password\s*=\s*)\S+", r"\1***", text, flags=re.IGNORECASE)
 
     @contextlib.contextmanager
     def _port_errors(self) -> Iterator[None]:
@@ -347,38 +397,12 @@ class PostgresUsageStore:
     def schema_version(self) -> int:
         """The usage schema's version in this database, 0 when it has none."""
         with self._port_errors():
-            conn = self.conn
-            row = conn.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()
-            if not row or not row[0]:
-                return 0
-            found = conn.execute("SELECT version FROM schema_version WHERE component = %s", (COMPONENT,)).fetchone()
-            return _int(found[0]) if found else 0
+            return component_version(self.conn, COMPONENT)
 
     def migrate(self) -> int:
-        """Apply pending migrations, each in its own transaction under `MIGRATE_LOCK`; refuse a schema
-        newer than this code. Tables of another application in the way are `StoreIncompatible`."""
+        """Apply pending migrations (`migrate_component`); refuse a schema newer than this code."""
         with self._port_errors():
-            conn = self.conn
-            while True:
-                with conn.transaction():
-                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK,))
-                    conn.execute(
-                        "CREATE TABLE IF NOT EXISTS schema_version"
-                        " (component text PRIMARY KEY, version integer NOT NULL)"
-                    )
-                    version = self.schema_version()  # read under the lock: another daemon may have migrated
-                    if version > SCHEMA_VERSION:
-                        raise StoreIncompatible(
-                            f"{self._location}: schema version {version} is newer than this sitivmon"
-                        )
-                    if version == SCHEMA_VERSION:
-                        return version
-                    MIGRATIONS[version](conn)
-                    conn.execute(
-                        "INSERT INTO schema_version(component, version) VALUES (%s, %s)"
-                        " ON CONFLICT (component) DO UPDATE SET version = excluded.version",
-                        (COMPONENT, version + 1),
-                    )
+            return migrate_component(self.conn, COMPONENT, MIGRATIONS, self._location)
 
     # -- series -----------------------------------------------------------------------------------------
 
