@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sitivmon.readings import CounterInterval, Flag, GaugeReading, PollBatch, Quantity, UsageKey
+from sitivmon.usage.port import UsageStorePort
 from sitivmon.usage.recorder import Accumulator
-from sitivmon.usage.store import SqliteUsageStore
 from tests.support.agents import COMMUNES
 
 
@@ -76,7 +76,7 @@ def poll_link(
         last = t
 
 
-def record(store: SqliteUsageStore, batches: Iterator[PollBatch] | Sequence[PollBatch]) -> Accumulator:
+def record(store: UsageStorePort, batches: Iterator[PollBatch] | Sequence[PollBatch]) -> Accumulator:
     """Apply batches and flush once, as the recorder does."""
     acc = Accumulator(store.load_open_buckets())
     for b in batches:

@@ -15,8 +15,8 @@ import yaml
 from sitivmon.cli import main
 from sitivmon.usage.backends import open_usage_store, usage_reader_factory
 from sitivmon.usage.config import UsageSettings
-from sitivmon.usage.service import build_document
 from sitivmon.usage.periods import month_range
+from sitivmon.usage.service import build_document
 from sitivmon.usage.store import SqliteUsageStore
 
 from .support import communes, pick, poll_link, record

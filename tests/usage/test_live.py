@@ -84,7 +84,8 @@ def test_deleted_store_keeps_the_last_figures_instead_of_zeros(tmp_path: Path) -
     reg = CollectorRegistry()
     reg.register(
         UsageLiveCollector(
-            readers(tmp_path), communes(), "Europe/Paris", link_keys("venissieux", "l1"), refresh_s=60, clock=lambda: now[0]
+            readers(tmp_path), communes(), "Europe/Paris", link_keys("venissieux", "l1"), refresh_s=60,
+            clock=lambda: now[0],
         )
     )
     labels = {"commune": "venissieux", "indicator": "traffic_volume", "direction": "in", "unit": "bytes"}
@@ -105,7 +106,8 @@ def test_background_refresh_never_holds_up_a_scrape(tmp_path: Path) -> None:
         record(s, poll_link("venissieux", "l1", M.start + 17, now[0] - 1, 300, lambda t: int(t * 10)))
     reg = CollectorRegistry()
     col = UsageLiveCollector(
-        readers(tmp_path), communes(), "Europe/Paris", link_keys("venissieux", "l1"), refresh_s=60, clock=lambda: now[0],
+        readers(tmp_path), communes(), "Europe/Paris", link_keys("venissieux", "l1"), refresh_s=60,
+        clock=lambda: now[0],
         background=True,
     )  # fmt: skip
     reg.register(col)

@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 
 from sitivmon.readings import Quantity, UsageKey
 from sitivmon.usage import store as store_mod
-from sitivmon.usage.buckets import PRESENT, SLOTS, Bucket, Chunk, column_totals
-from sitivmon.usage.periods import month_range
 from sitivmon.usage.backends import open_usage_store
+from sitivmon.usage.buckets import PRESENT, SLOTS, Bucket, Chunk, column_totals
 from sitivmon.usage.config import UsageSettings
+from sitivmon.usage.periods import month_range
 from sitivmon.usage.port import StoreBusy, StoreIncompatible, StoreMissing
 from sitivmon.usage.store import SCHEMA_VERSION, SqliteUsageStore
 

@@ -20,8 +20,8 @@ from sitivmon.readings import CounterInterval, Flag, GaugeReading, PollBatch, Qu
 from sitivmon.usage.config import UsageSettings
 from sitivmon.usage.indicators import usage_document
 from sitivmon.usage.periods import month_range
-from sitivmon.usage.recorder import UsageRecorder, vet_batch
 from sitivmon.usage.port import CorruptChunk
+from sitivmon.usage.recorder import UsageRecorder, vet_batch
 from sitivmon.usage.store import SqliteUsageStore
 from tests.support import agents
 
