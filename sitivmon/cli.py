@@ -1,4 +1,4 @@
-"""Command line: `sitivmon run|check|poll|demo|usage|allocate|report`."""
+"""Command line: `sitivmon run|check|poll|demo|usage|allocate|report|store`."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from sitivmon.config import ConfigError, SitivmonConfig, load_config
 from sitivmon.demo import cli as demo_cli
 from sitivmon.logs import setup_logging
 from sitivmon.usage import cli as usage_cli
+from sitivmon.usage import migrate as store_cli
 from sitivmon.usage.backends import usage_reader_factory
 
 
@@ -142,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     poll.set_defaults(func=cmd_poll)
 
     usage_cli.register(sub, inputs_for=_usage_inputs)
+    store_cli.register(sub, inputs_for=_usage_inputs)
     allocation_cli.register(sub, service_for=_report_service, communes_for=_communes)
     demo_cli.register(sub)
     return parser

@@ -518,6 +518,73 @@ class PostgresUsageStore:
             )
         return quarantined
 
+    def import_history(
+        self,
+        series: Iterable[UsageKey],
+        chunks: Iterable[tuple[UsageKey, int, bytes, int | None]],
+        corrupt: Iterable[tuple[UsageKey, int, bytes, int | None, float, str]],
+        open_buckets: Mapping[BucketKey, Bucket],
+        baselines: Iterable[tuple[str, str, float]],
+        *,
+        batch: int = 500,
+    ) -> int:
+        """Copy another store's whole history into this one, verbatim and in one transaction
+        (`sitivmon store migrate`): every series (a known series without data is still listed by
+        `month_series`), chunk blobs with their stored CRC (NULL stays NULL, a damaged chunk
+        stays damaged and is refused by readers here as it was there), the quarantined chunks, the
+        open buckets and the baselines with their stamps. `chunks` is consumed in batches, so a large
+        history is streamed, not held. Refuses a store that already holds usage. Returns the chunks
+        copied."""
+        if self.read_only:
+            raise StoreUnavailable(f"{self._location}: opened read-only")
+        copied = 0
+        try:
+            with self._port_errors(), self.conn.transaction():
+                conn = self.conn
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+                row = conn.execute(
+                    "SELECT EXISTS (SELECT 1 FROM series) OR EXISTS (SELECT 1 FROM baseline)"
+                ).fetchone()
+                if row and row[0]:
+                    raise StoreIncompatible(f"{self._location}: already holds usage; migrate into an empty store")
+                conn.execute("UPDATE usage_change SET seq = seq + 1")
+                self._series_ids(series)
+                pending: list[tuple[UsageKey, int, bytes, int | None]] = []
+
+                def flush() -> None:
+                    ids = self._series_ids(k for k, _, _, _ in pending)
+                    with conn.cursor() as cur:
+                        cur.executemany(_UPSERT_CHUNK, [(w, ids[k], b, crc) for k, w, b, crc in pending])
+                    pending.clear()
+
+                for item in chunks:
+                    pending.append(item)
+                    copied += 1
+                    if len(pending) >= batch:
+                        flush()
+                flush()
+                bad = list(corrupt)
+                ids = self._series_ids([k for k, *_ in bad] + [k for k, _ in open_buckets])
+                with conn.cursor() as cur:
+                    cur.executemany(
+                        "INSERT INTO chunk_corrupt(week, series_id, data, crc, found, reason)"
+                        " VALUES (%s, %s, %b, %s, %s, %s)",
+                        [(w, ids[k], d, crc, found, reason) for k, w, d, crc, found, reason in bad],
+                    )
+                    cur.executemany(
+                        "INSERT INTO open_bucket(series_id, start, value, covered_us, readings, expected_milli,"
+                        " flags) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                        [(ids[k], st, b.value, b.covered_us, b.readings, b.expected_milli, b.flags)
+                         for (k, st), b in open_buckets.items()],
+                    )
+                    cur.executemany(
+                        "INSERT INTO baseline(subject, state, updated) VALUES (%s, %s, %s)", list(baselines)
+                    )
+        except BaseException:
+            self._series = {}
+            raise
+        return copied
+
     def import_chunks(self, items: Iterable[tuple[UsageKey, int, Chunk]]) -> None:
         """Bulk load whole weeks of closed buckets (benchmarks, imports), replacing existing ones."""
         if self.read_only:
