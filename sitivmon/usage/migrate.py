@@ -228,7 +228,8 @@ def run(args: argparse.Namespace, inputs_for: InputsFor) -> int:
         print(f"--from: {exc}", file=sys.stderr)
         return 2
     try:
-        dsn = resolve_dsn(parse_endpoint(args.target, "postgresql"))
+        uri = args.target.startswith(("postgresql://", "postgres://"))  # a URI DSN names its scheme itself
+        dsn = resolve_dsn(args.target if uri else parse_endpoint(args.target, "postgresql"))
     except ValueError as exc:  # resolve_secret names the variable or file, never a value
         print(f"--to: {exc}", file=sys.stderr)
         return 2
@@ -262,7 +263,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], *,
     m.add_argument("--from", dest="source", required=True, help="sqlite:PATH of the usage store file")
     m.add_argument(
         "--to", dest="target", required=True,
-        help="postgresql:DSN of an empty database; write postgresql:${ENV_VAR} or postgresql:file:/path",
+        help="postgresql:DSN (or a postgresql:// URI) of an empty database; better postgresql:${ENV_VAR} or"
+        " postgresql:file:/path, which keep the password off the command line",
     )
     m.add_argument("--config", type=Path, help="also compare `sitivmon usage` of every month with this config")
     m.set_defaults(func=lambda a: run(a, inputs_for))
