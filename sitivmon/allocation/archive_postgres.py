@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Hashable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -82,13 +82,13 @@ class PostgresReportArchive:
     """`ReportArchivePort` on a PostgreSQL database (a connection per call: closes are rare)."""
 
     def __init__(self, dsn: SecretStr, *, connect_timeout_s: float = 10.0) -> None:
-        """Creates (migrates) the archive's table; raises the usage port's exceptions."""
+        """Connects on first use (a daemon starts while the server is away), creating and migrating
+        the archive's table then; every call raises the usage port's exceptions."""
         self._dsn = dsn
         self.location, secrets = describe_dsn(dsn)
         self._scrub = scrubber(secrets)
         self._connect_timeout_s = connect_timeout_s
-        with self._connect() as conn:
-            migrate_component(conn, COMPONENT, MIGRATIONS, self.location)
+        self._migrated = False
 
     def __repr__(self) -> str:
         return f"PostgresReportArchive({self.location!r})"
@@ -100,6 +100,9 @@ class PostgresReportArchive:
             with psycopg.connect(
                 self._dsn.get_secret_value(), autocommit=True, connect_timeout=max(1, round(self._connect_timeout_s))
             ) as conn:
+                if not self._migrated:
+                    migrate_component(conn, COMPONENT, MIGRATIONS, self.location)
+                    self._migrated = True
                 yield conn
         except psycopg.Error as exc:
             err = translate(self.location, exc, self._scrub)
@@ -145,8 +148,3 @@ class PostgresReportArchive:
             created=True,
         )
 
-    def change_stamp(self) -> Hashable:
-        """Changes whenever a revision is added (rows are never changed nor removed): the report cache's key."""
-        with self._connect() as conn:
-            row = conn.execute("SELECT count(*) FROM report_revision").fetchone()
-        return ("postgresql", row[0] if row else None)

@@ -678,8 +678,10 @@ class PostgresUsageStore:
 
 def postgres_change_stamp(dsn: SecretStr, *, connect_timeout_s: float = 2.0) -> Hashable:
     """A value that changes whenever the store's content may have changed (the report cache's key):
-    the database's oid (a database dropped and made again is another one) and the write counter that
-    every `write` bumps. One short connection; called off the event loop (`ReportCache.get`).
+    the database's oid (a database dropped and made again is another one), the write counter that
+    every `write` bumps, and the number of closed report revisions (the archive in the same database,
+    `sitivmon.allocation.archive_postgres`: rows are only ever added). One short connection; called
+    off the event loop (`ReportCache.get`).
 
     When the server cannot be asked, a fresh object: equal to no cached key, so the report is built
     (and fails, or not) rather than served stale.
@@ -691,6 +693,12 @@ def postgres_change_stamp(dsn: SecretStr, *, connect_timeout_s: float = 2.0) -> 
             row = conn.execute(
                 "SELECT (SELECT oid FROM pg_database WHERE datname = current_database()), seq FROM usage_change"
             ).fetchone()
+            archive = conn.execute("SELECT to_regclass('report_revision') IS NOT NULL").fetchone()
+            revisions = (
+                conn.execute("SELECT count(*) FROM report_revision").fetchone() if archive and archive[0] else None
+            )
     except psycopg.Error:
         return object()
-    return ("postgresql", _int(row[0]), _int(row[1])) if row else object()
+    if row is None:
+        return object()
+    return ("postgresql", _int(row[0]), _int(row[1]), _int(revisions[0]) if revisions else None)
