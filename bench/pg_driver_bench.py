@@ -27,6 +27,7 @@ import contextlib
 import random
 import statistics
 import sys
+import tempfile
 import time
 import zlib
 from array import array
@@ -39,8 +40,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import asyncpg
 import psycopg
 import psycopg_pool
+from pydantic import SecretStr
 
-from sitivmon.usage.buckets import PRESENT, SLOTS, Chunk
+from sitivmon.readings import Quantity, UsageKey
+from sitivmon.usage.buckets import CHUNK_S, PRESENT, SLOTS, Bucket, Chunk
+from sitivmon.usage.periods import BUCKET_S
+from sitivmon.usage.postgres import PostgresUsageStore
+from sitivmon.usage.store import SqliteUsageStore
 
 SCHEMA = """
 DROP TABLE IF EXISTS chunk;
@@ -241,13 +247,57 @@ def server(dsn: str | None) -> Iterator[str]:
         yield pg.create_database("bench")
 
 
+def bench_stores(dsn: str, data: Data, flushes: int, reads: int) -> None:
+    """The stores themselves, end to end (decode, merge, encode, CRC, open buckets, baselines):
+    `SqliteUsageStore` and `PostgresUsageStore` (this driver choice) on the same data, same run."""
+    qs = (Quantity.TRAFFIC_IN, Quantity.TRAFFIC_OUT, Quantity.LINK_UP)
+    keys = [UsageKey(f"commune-{i % 8}", f"link-{i // 3:05d}", qs[i % 3]) for i in range(data.series)]
+    history = [(k, week, Chunk.decode(blobs[i])) for week, blobs in data.month.items() for i, k in enumerate(keys)]
+    start, end = WEEK0 * CHUNK_S, (WEEK0 + MONTH_WEEKS) * CHUNK_S
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS chunk")  # the driver bench's table: the store makes its own
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        stores: list[SqliteUsageStore | PostgresUsageStore] = [
+            SqliteUsageStore(Path(tmp) / "usage.sqlite3"), PostgresUsageStore(SecretStr(dsn))
+        ]
+        for store in stores:
+            with store:
+                t = time.perf_counter()
+                store.import_chunks(history)
+                load = time.perf_counter() - t
+                times = []
+                for f in range(flushes):  # each flush closes one bucket of every series, opens the next
+                    at = CURRENT * CHUNK_S + f * BUCKET_S
+                    closed = {(k, at): Bucket(123_456 + f, 0, 5, 5000, PRESENT) for k in keys}
+                    open_b = {(k, at + BUCKET_S): Bucket(7, 60_000_000, 1, 5000, PRESENT) for k in keys}
+                    baselines = {k.subject: f"state-{f}" for k in keys}
+                    t = time.perf_counter()
+                    store.write(closed, open_b, baselines)
+                    times.append(time.perf_counter() - t)
+                reads_s = []
+                for _ in range(reads):
+                    t = time.perf_counter()
+                    got = store.month_series(start, end)
+                    reads_s.append(time.perf_counter() - t)
+                    assert len(got) == data.series
+                rows.append((type(store).__name__, len(history) / load, statistics.median(times[1:] or times),
+                             statistics.median(reads_s)))
+    print(f"\nthe stores, end to end ({data.series} series):")
+    print(f"{'store':<22} {'import chunks/s':>16} {'write() ms':>11} {'series/s':>9} {'month_series ms':>16}")
+    for name, load_rate, flush, month in rows:
+        print(f"{name:<22} {load_rate:>16,.0f} {flush * 1000:>11.1f} {data.series / flush:>9,.0f}"
+              f" {month * 1000:>16.1f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--series", type=int, default=2000, help="series (links x quantities) written per flush")
     ap.add_argument("--flushes", type=int, default=6)
     ap.add_argument("--month-reads", type=int, default=3)
     ap.add_argument("--repeat", type=int, default=2, help="rounds, the order of the drivers reversed each round")
-    ap.add_argument("--dsn", help="an existing database to use (its table `chunk` is dropped and recreated)")
+    ap.add_argument("--dsn", help="an existing, empty database to use (the bench creates and drops its tables)")
+    ap.add_argument("--no-stores", action="store_true", help="skip the end-to-end store comparison")
     args = ap.parse_args()
 
     t = time.perf_counter()
@@ -281,18 +331,20 @@ def main() -> None:
                 runners[name](dsn, results[name])
                 with psycopg.connect(dsn, autocommit=True) as conn:
                     conn.execute("VACUUM chunk")  # the next driver starts from the same table state
-    n = args.series
-    print()
-    print(f"{'variant':<22} {'bulk load chunks/s':>18} {'flush chunks/s':>15} {'flush ms':>9} "
-          f"{'month read ms':>14} {'month MB/s':>11}")
-    for r in results.values():
-        load = n * MONTH_WEEKS / statistics.median(r.load_s)
-        # the first flush of a round inserts, the others update: the median is the update case
-        flush = statistics.median(r.flush_s)
-        month = statistics.median(r.month_s)
-        print(f"{r.name:<22} {load:>18,.0f} {n / flush:>15,.0f} {flush * 1000:>9.1f} "
-              f"{month * 1000:>14.1f} {r.month_bytes / month / 1e6:>11.1f}")
-    print("\nmedians over", args.repeat, "rounds;", args.flushes, "flushes and", mr, "month reads per round")
+        n = args.series
+        print()
+        print(f"{'variant':<22} {'bulk load chunks/s':>18} {'flush chunks/s':>15} {'flush ms':>9} "
+              f"{'month read ms':>14} {'month MB/s':>11}")
+        for r in results.values():
+            load = n * MONTH_WEEKS / statistics.median(r.load_s)
+            # the first flush of a round inserts, the others update: the median is the update case
+            flush = statistics.median(r.flush_s)
+            month = statistics.median(r.month_s)
+            print(f"{r.name:<22} {load:>18,.0f} {n / flush:>15,.0f} {flush * 1000:>9.1f} "
+                  f"{month * 1000:>14.1f} {r.month_bytes / month / 1e6:>11.1f}")
+        print("\nmedians over", args.repeat, "rounds;", args.flushes, "flushes and", mr, "month reads per round")
+        if not args.no_stores:
+            bench_stores(dsn, data, args.flushes, mr)
 
 
 if __name__ == "__main__":
