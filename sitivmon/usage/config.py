@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Self
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sitivmon.config.secrets import Secret
@@ -36,9 +38,15 @@ class UsageSettings(BaseModel):
 
     @model_validator(mode="after")
     def _dsn_goes_with_postgresql(self) -> Self:
-        """A DSN without `store: postgresql` would silently record into SQLite: refuse both mistakes."""
+        """A DSN without `store: postgresql` would silently record into SQLite: refuse both mistakes,
+        and a DSN that libpq cannot parse (said without quoting it)."""
         if self.store == "postgresql" and self.dsn is None:
             raise ValueError("dsn is required when store is postgresql")
+        if self.dsn is not None:
+            try:
+                conninfo_to_dict(self.dsn.get_secret_value())
+            except psycopg.Error:  # its message quotes the part it choked on: maybe the password
+                raise ValueError("dsn is not a libpq connection string (URI or key=value pairs)") from None
         if self.store != "postgresql" and self.dsn is not None:
             raise ValueError(f"dsn is set but store is {self.store} (set store: postgresql)")
         return self

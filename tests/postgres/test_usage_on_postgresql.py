@@ -66,6 +66,12 @@ def test_check_and_config_errors_never_show_the_dsn(tmp_path: Path, capsys: pyte
     out = capsys.readouterr()
     assert "flush_interval_s" in out.err + out.out
     assert "Sekr3t" not in out.err + out.out
+    path.write_text(yaml.safe_dump({**base_doc(), "usage": {"store": "postgresql",
+                                                            "dsn": "host=db password=Sekr3t-pw-c99 oops"}}))
+    assert main(["check", "--config", str(path)]) == 2
+    out = capsys.readouterr()
+    assert "dsn is not a libpq connection string" in out.err + out.out
+    assert "Sekr3t" not in out.err + out.out and "oops" not in out.err + out.out
     path.write_text(yaml.safe_dump({**base_doc(), "usage": {"store": "postgresql", "dsn": secret}}))
     assert main(["check", "--config", str(path)]) == 0
     out = capsys.readouterr()
