@@ -24,7 +24,7 @@ from sitivmon.usage.port import StoreError
 from sitivmon.usage.service import build_document
 
 if TYPE_CHECKING:  # config.model imports allocation.config: a runtime import would be a cycle
-    from sitivmon.config.model import Link
+    from sitivmon.config.model import Commune, Link
 
 MonthUsage = Callable[[str], Any]
 """The usage document (JSON-like, numbers as int or Decimal) of a month."""
@@ -40,11 +40,11 @@ class UsageUnavailable(RuntimeError):
 
 def usage_for_month(
     open_store: UsageStoreFactory,
-    communes: Sequence[CommuneLike],
+    communes: Sequence[Commune],
     timezone: str,
     links: Sequence[Link],
     month: str,
-) -> Any:
+) -> dict[str, Any]:
     """The usage store's document of `month` (the JSON of `sitivmon usage`, as Python objects).
 
     The single place where the usage store plugs into `sitivmon report` and the HTTP API: a store
@@ -134,7 +134,7 @@ def service_from_config(
     config_path: Path,
     state_dir: Path,
     timezone: str,
-    communes: Sequence[CommuneLike],
+    communes: Sequence[Commune],
     links: Sequence[Link],
     allocation: Path | None,
     usage_settings: UsageSettings,

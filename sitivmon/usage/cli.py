@@ -17,12 +17,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .backends import UsageStoreFactory
-from .indicators import CommuneLike
 from .port import StoreError
 from .service import build_document
 
 if TYPE_CHECKING:  # config.model imports this package's settings: a runtime import would be a cycle
-    from sitivmon.config.model import Link
+    from sitivmon.config.model import Commune, Link
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +29,7 @@ class UsageInputs:
     """What `sitivmon usage` takes from the root configuration, which the root CLI loads."""
 
     open_store: UsageStoreFactory
-    communes: Sequence[CommuneLike]
+    communes: Sequence[Commune]
     timezone: str
     links: Sequence[Link]
 

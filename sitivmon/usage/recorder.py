@@ -44,11 +44,9 @@ from sitivmon.readings import Anomaly, CounterInterval, Flag, GaugeReading, Poll
 from .buckets import GAPLIKE, SCALE, Bucket, expected_milli, flag_bits
 from .config import UsageSettings
 from .periods import BUCKET_S, bucket_start, split_delta
-from .port import CorruptChunk, StoreBusy, StoreError, StoreUnavailable, UsageStorePort
+from .port import BucketKey, CorruptChunk, StoreBusy, StoreError, StoreUnavailable, UsageStorePort
 
 log = logging.getLogger(__name__)
-
-BucketKey = tuple[UsageKey, int]
 
 MAX_RATE = 2**40
 """Bytes (or joules) per second above which a counter delta is implausible: 8.8 Tbit/s, more than any
@@ -345,7 +343,7 @@ class UsageRecorder:
         )
         self.corrupt_chunks = Counter(
             "sitivmon_usage_corrupt_chunks",
-            "Stored chunks that failed their checksum when a flush merged into them (moved to chunk_corrupt)",
+            "Stored chunks that failed their checksum when a flush merged into them (set aside; SQLite: chunk_corrupt)",
             registry=registry,
         )
         self.pending.set_function(lambda: len(self._queue) + self._acc.batches + self._inflight)

@@ -14,12 +14,12 @@ from zoneinfo import ZoneInfoNotFoundError
 from sitivmon.readings import Quantity, UsageKey
 
 from .backends import UsageStoreFactory
-from .indicators import CommuneLike, usage_document
+from .indicators import usage_document
 from .periods import BUCKET_S, month_range
 from .port import SeriesMonth, StoreMissing, UsageReader
 
 if TYPE_CHECKING:  # config.model imports this package's settings: a runtime import would be a cycle
-    from sitivmon.config.model import Link
+    from sitivmon.config.model import Commune, Link
 
 
 def link_keys(links: Sequence[Link]) -> list[UsageKey]:
@@ -54,7 +54,7 @@ class NoUsageStore:
 
 def build_document(
     open_store: UsageStoreFactory,
-    communes: Sequence[CommuneLike],
+    communes: Sequence[Commune],
     timezone: str,
     links: Sequence[Link],
     month: str,

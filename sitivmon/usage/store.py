@@ -67,8 +67,6 @@ from .port import (
 
 log = logging.getLogger(__name__)
 
-DB_FILENAME = "usage.sqlite3"
-
 
 def _script(db: sqlite3.Connection, sql: str) -> None:
     """Run statements one by one: `executescript` would commit and break the migration's transaction."""
