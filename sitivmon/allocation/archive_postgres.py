@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -148,3 +148,22 @@ class PostgresReportArchive:
             created=True,
         )
 
+
+    def import_revisions(self, revisions: Iterable[Revision]) -> int:
+        """Copy another archive's revisions verbatim, in one transaction (`sitivmon store migrate`):
+        the same months, numbers, bytes, hashes, diffs and closing times. A revision already here
+        (same month and number) refuses the whole copy: history is never overwritten."""
+        rows = [
+            (r.month, r.revision, r.sha256, r.content, json.dumps(r.diff, ensure_ascii=False) if r.diff else None,
+             r.closed_at)
+            for r in revisions
+        ]
+        for r in rows:
+            parse_month_label(r[0])
+        with self._connect() as conn, conn.transaction(), conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO report_revision (month, revision, sha256, content, diff, closed_at)"
+                " VALUES (%s, %s, %s, %b, %s, %s)",
+                rows,
+            )
+        return len(rows)

@@ -8,7 +8,10 @@ changing one figure, and proves it:
    SQLite snapshot and written in one PostgreSQL transaction (all or nothing).
 2. Then both stores are read back and compared: a digest of every chunk (series, week, bytes, CRC),
    the open buckets and the baselines must be equal.
-3. With `--config`, the `sitivmon usage` document of every month holding data is computed from both
+3. The closed months' report archive beside the store (`reports.sqlite` in the same state
+   directory) is copied verbatim too, and every month's revisions read back equal: a closed month's
+   `sitivmon report` is its frozen revision.
+4. With `--config`, the `sitivmon usage` document of every month holding data is computed from both
    stores (the config's communes, links and timezone) and must be equal.
 
 Stop the daemon first (or accept that what it flushes to SQLite after the snapshot is not copied);
@@ -34,6 +37,8 @@ from zoneinfo import ZoneInfo
 
 from pydantic import SecretStr
 
+from sitivmon.allocation.archive import ARCHIVE_FILE, ReportArchive
+from sitivmon.allocation.archive_postgres import PostgresReportArchive
 from sitivmon.config.secrets import resolve_secret
 from sitivmon.readings import Quantity, UsageKey
 
@@ -177,7 +182,8 @@ def months_between(weeks: tuple[int, int], timezone: str) -> list[str]:
 def migrate(
     source: Path, dsn: SecretStr, *, say: Callable[[str], None] = lambda s: None
 ) -> Copied:
-    """Copy and prove (steps 1 and 2 of the module doc); raises MigrationError or the port's errors."""
+    """Copy and prove the usage history (steps 1 and 2 of the module doc); raises MigrationError or the
+    port's errors."""
     history = SqliteHistory(source)
     try:
         with PostgresUsageStore(dsn) as dst:
@@ -196,6 +202,29 @@ def migrate(
             return Copied(len(history.keys), n, history.weeks())
     finally:
         history.close()
+
+
+def migrate_archive(path: Path, dsn: SecretStr, *, say: Callable[[str], None] = lambda s: None) -> int:
+    """Copy the closed months' report revisions of the SQLite archive at `path` (if there is one)
+    verbatim into the PostgreSQL archive, then read both back and require them equal: a closed
+    month's `sitivmon report` is its frozen revision, so equal revisions are equal reports."""
+    if not path.is_file():
+        say(f"no report archive at {path}: no closed month to copy")
+        return 0
+    lite = ReportArchive(path)
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        months = [str(m) for (m,) in db.execute("SELECT DISTINCT month FROM revisions ORDER BY month")]
+    finally:
+        db.close()
+    revisions = [r for m in months for r in lite.revisions(m)]
+    pg = PostgresReportArchive(dsn)
+    n = pg.import_revisions(revisions)
+    differ = [m for m in months if pg.revisions(m) != lite.revisions(m)]
+    if differ:
+        raise MigrationError(f"{pg.location}: the report archive differs from {path} for {', '.join(differ)}")
+    say(f"copied {n} report revisions of {len(months)} closed months from {path}, identical on both stores")
+    return n
 
 
 def compare_documents(
@@ -235,6 +264,7 @@ def run(args: argparse.Namespace, inputs_for: InputsFor) -> int:
         return 2
     try:
         copied = migrate(source, dsn, say=say)
+        migrate_archive(source.parent / ARCHIVE_FILE, dsn, say=say)
         if args.config is not None and copied.weeks is not None:
             months = months_between(copied.weeks, inputs_for(args.config).timezone)
 

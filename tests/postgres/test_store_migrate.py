@@ -10,9 +10,13 @@ from typing import Any
 import psycopg
 import pytest
 import yaml
+from pydantic import SecretStr
 
+from sitivmon.allocation.archive import ReportArchive
+from sitivmon.allocation.archive_postgres import PostgresReportArchive
 from sitivmon.cli import main
 from sitivmon.usage.store import SqliteUsageStore
+from tests.postgres.test_report_archive import NOW, fresh
 from tests.support.postgres import PostgresServer
 from tests.usage.support import communes, poll_link, record
 
@@ -61,6 +65,10 @@ def installation(tmp_path: Path) -> Path:
     raw.execute("INSERT INTO chunk_corrupt SELECT week, series_id, data, crc, 1.5, 'checksum mismatch'"
                 " FROM chunk WHERE rowid = (SELECT max(rowid) FROM chunk)")
     raw.close()
+    archive = ReportArchive(tmp_path / "var" / "reports.sqlite")  # two closed months, one revised
+    archive.close(fresh("2026-09", storage_cents=500), now=NOW)
+    archive.close(fresh("2026-10"), now=NOW)
+    archive.close(fresh("2026-10", storage_cents=700), now=NOW)
     return cfg
 
 
@@ -77,6 +85,7 @@ def test_migrate_moves_the_history_without_changing_one_figure(
     out = capsys.readouterr()
     assert code == 0, out.err
     assert "history digest equal" in out.err
+    assert "copied 3 report revisions of 2 closed months" in out.err
     assert "`sitivmon usage` identical on both stores for 3 months (2026-08..2026-10)" in out.err
     assert postgres_server.password not in out.err + out.out
     pg_cfg = config(tmp_path / "pg.yaml", {"store": "postgresql", "dsn": f"${{{ENV}}}"})
@@ -88,6 +97,11 @@ def test_migrate_moves_the_history_without_changing_one_figure(
     lite = sqlite3.connect(db)
     assert copied == lite.execute("SELECT count(*) FROM chunk").fetchone()
     lite.close()
+    frozen = ReportArchive(tmp_path / "var" / "reports.sqlite")
+    pg_archive = PostgresReportArchive(SecretStr(postgres_dsn))
+    for month in ("2026-09", "2026-10"):
+        assert pg_archive.revisions(month) == frozen.revisions(month)
+    assert [r.revision for r in pg_archive.revisions("2026-10")] == [1, 2]
 
     # A second run refuses to touch a database that already holds usage.
     code = main(["store", "migrate", "--from", f"sqlite:{db}", "--to", f"postgresql:${{{ENV}}}"])
