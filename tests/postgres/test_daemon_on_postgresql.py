@@ -1,12 +1,19 @@
 """The real daemon with `usage.store: postgresql`: polling real snmpd over a veth pair in a network
 namespace (tests/usage_integration/rig.py), the month's traffic_volume printed by the real
 `sitivmon usage` equal, to the byte, to the kernel's counters, through a database outage during which
-the daemon keeps polling, keeps the batches and writes the backlog once the server is back."""
+the daemon keeps polling, keeps the batches and writes the backlog once the server is back; the live
+gauges and the HTTP API read the same store."""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import time
+import urllib.request
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +23,20 @@ from tests.support.postgres import PostgresServer
 from tests.usage_integration import rig
 
 pytestmark = pytest.mark.netns
+TOKEN = "pg-finance-" + os.urandom(8).hex()
+
+
+def volumes(rows: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
+    """The traffic volumes of a usage document (the API writes them as JSON strings, the command as
+    numbers). Volumes only: the daemon goes on polling, and the coverage of everything grows between reads."""
+    return {(r["commune"], r["direction"]): str(r["value"]) for r in rows if r["indicator"] == "traffic_volume"}
+
+
+def get_json(daemon: agents.DaemonProcess, path: str) -> dict[str, Any]:
+    req = urllib.request.Request(daemon.url + path, headers={"Authorization": f"Bearer {TOKEN}"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        doc: dict[str, Any] = json.loads(r.read(), parse_float=Decimal)
+    return doc
 
 
 def test_kernel_bytes_exact_through_a_database_outage(
@@ -25,6 +46,9 @@ def test_kernel_bytes_exact_through_a_database_outage(
     lab, link = netns_snmp.lab, netns_snmp.links["eth1"]
     doc = rig.usage_config(tmp_path / "state", netns_snmp, store="postgresql", dsn=postgres_dsn,
                            retry_initial_s=0.2, retry_max_s=1.0)
+    shutil.copy(agents.REPO / "config" / "allocation.yaml", tmp_path / "allocation.yaml")
+    doc["allocation"] = "allocation.yaml"
+    doc["api"] = {"tokens": [{"name": "finance", "scope": "syndicate", "token": TOKEN}]}
     config = agents.write_config(tmp_path / "sitivmon.yaml", doc)
     since = time.time()
     k0 = lab.kernel_bytes("eth1")
@@ -55,6 +79,12 @@ def test_kernel_bytes_exact_through_a_database_outage(
     m = daemon.metrics()  # the live month-to-date gauges, read from PostgreSQL, say the same
     assert rig.live_volume(m, "givors", "in") == rx and rig.live_volume(m, "grigny", "in") == tx
     assert m.value("sitivmon_usage_store_up") == 1
+    month = rig.month_label(time.time())  # the HTTP API reads the same store: the same figures
+    api, cli = get_json(daemon, f"/api/v1/usage/{month}"), rig.usage_json(config, month)
+    assert volumes(api["indicators"]) == volumes(cli["indicators"])
+    assert volumes(api["indicators"])[("givors", "in")] == str(rx)
+    report = get_json(daemon, f"/api/v1/reports/{month}.json")
+    assert report["header"]["month"] == month and report["header"]["status"] == "provisional"
     assert daemon.stop() == 0
     assert rig.volumes(config, since).values == rig.expected(k0, k1)
     log = daemon.output()
