@@ -37,7 +37,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Seq
 from types import TracebackType
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
 from pydantic import SecretStr
 
@@ -265,6 +265,21 @@ def migrate_component(
             )
 
 
+def _connect_defaults(connect_timeout_s: float, application_name: str) -> dict[str, str | int]:
+    """libpq settings the DSN may override. TCP keepalives: a server that vanishes without a reset (a
+    cut network, a dead host) fails the write in about a minute instead of leaving the writer thread
+    blocked for the system's two hours; the recorder keeps the batches and retries meanwhile."""
+    return {
+        "connect_timeout": max(1, round(connect_timeout_s)),
+        "application_name": application_name,
+        "keepalives": 1,
+        "keepalives_idle": 30,
+        "keepalives_interval": 10,
+        "keepalives_count": 3,
+        "tcp_user_timeout": 60_000,
+    }
+
+
 class PostgresUsageStore:
     """`UsageStorePort` on a PostgreSQL database; one connection, used by one thread at a time.
 
@@ -331,12 +346,11 @@ class PostgresUsageStore:
             # A database that does not exist is `StoreUnavailable`, for readers too: sitivmon never
             # creates databases, so it is an installation to finish, not a store with nothing recorded
             # (and libpq gives no SQLSTATE for it, only a possibly translated text).
-            conn = psycopg.connect(
-                self._dsn.get_secret_value(),
-                autocommit=True,  # transactions are explicit (`conn.transaction()`)
-                connect_timeout=max(1, round(self._connect_timeout_s)),
-                application_name=self._application_name,
-            )
+            raw = self._dsn.get_secret_value()
+            given = conninfo_to_dict(raw)
+            defaults = _connect_defaults(self._connect_timeout_s, self._application_name)
+            conninfo = make_conninfo(raw, **{k: v for k, v in defaults.items() if k not in given})
+            conn = psycopg.connect(conninfo, autocommit=True)  # transactions are explicit (`conn.transaction()`)
             try:
                 lock_ms = max(1, round(self._busy_timeout_s * 1000))  # 0 would mean: wait forever
                 conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{lock_ms}ms",))

@@ -368,3 +368,12 @@ def test_a_password_with_url_escapes_is_scrubbed(postgres_server: PostgresServer
     s = store(f"postgresql://sitivmon:p%40ss%2Fw0rd@127.0.0.1:{postgres_server.port}/x", connect=False)
     assert s._scrub("saw p@ss/w0rd and p%40ss%2Fw0rd") == "saw *** and ***"
     assert "p@ss" not in s.location and "w0rd" not in repr(s)
+
+
+def test_connection_settings_default_and_the_dsn_wins(postgres_dsn: str) -> None:
+    with store(postgres_dsn) as s:
+        assert s.conn.execute("SHOW application_name").fetchone() == ("sitivmon",)
+        assert s.conn.info.get_parameters().get("keepalives_idle") == "30"
+    with store(postgres_dsn + "?application_name=shard-2&keepalives_idle=5") as s:
+        assert s.conn.execute("SHOW application_name").fetchone() == ("shard-2",)
+        assert s.conn.info.get_parameters().get("keepalives_idle") == "5"
