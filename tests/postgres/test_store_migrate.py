@@ -3,6 +3,7 @@ identical before and after, for every month."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -137,3 +138,35 @@ def test_migrate_refuses_bad_endpoints_without_echoing_them(
     assert main(["store", "migrate", "--from", f"sqlite:{db}", "--to", f"postgresql:{nodb}"]) == 1
     err = capsys.readouterr().err
     assert "store migrate: postgresql://127.0.0.1:" in err and postgres_server.password not in err
+
+
+def test_a_schema_1_store_migrates_too(
+    postgres_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A store written by schema 1 (no CRC column, no quarantine table) is read as it is, not upgraded."""
+    cfg = config(tmp_path / "lite.yaml")
+    db = tmp_path / "var" / "usage.sqlite3"
+    with SqliteUsageStore(db) as s:
+        record(s, poll_link("corbas", "c1", T0 + 40 * 86_400, T0 + 50 * 86_400, 300, lambda t: int(t) * 7))
+    raw = sqlite3.connect(db, isolation_level=None)  # back to schema 1, as an old sitivmon left it
+    raw.execute("DROP TABLE chunk_corrupt")
+    raw.execute("ALTER TABLE chunk DROP COLUMN crc")
+    raw.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    raw.close()
+    before = usage_outputs(cfg, capsys)
+    monkeypatch.setenv(ENV, postgres_dsn)
+    code = main(["store", "migrate", "--from", f"sqlite:{db}", "--to", f"postgresql:${{{ENV}}}", "--config", str(cfg)])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "schema v1" in out.err and "no report archive" in out.err
+    pg_cfg = config(tmp_path / "pg.yaml", {"store": "postgresql", "dsn": f"${{{ENV}}}"})
+    assert usage_outputs(pg_cfg, capsys) == before
+    doc = json.loads(before["2026-09.json"])
+    volume = next(i for i in doc["indicators"] if i["commune"] == "corbas" and i["indicator"] == "traffic_volume"
+                  and i["direction"] == "in")
+    assert volume["value"] > 0  # the history was there to move
+    with psycopg.connect(postgres_dsn) as conn:
+        assert conn.execute("SELECT count(*) = count(*) FILTER (WHERE crc IS NULL) FROM chunk").fetchone() == (True,)
+    lite = sqlite3.connect(db)
+    assert lite.execute("SELECT value FROM meta").fetchone() == ("1",)  # the source is left as it was
+    lite.close()
