@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sitivmon.allocation.archive import CloseOutcome, ReportArchivePort, open_report_archive
+from sitivmon.allocation.archive_postgres import PostgresReportArchive
 from sitivmon.allocation.config import parse_allocation, read_allocation_file
 from sitivmon.allocation.engine import UsageDocument, allocate, parse_usage
 from sitivmon.allocation.report import build_report, indicator_rows, period_header, sha256_bytes, substance
@@ -159,5 +160,9 @@ def service_from_config(
         allocation_path=allocation_path,
         config_path=config_path,
         usage_for_month=usage,
-        archive=open_report_archive(state_dir),
+        archive=(
+            PostgresReportArchive(usage_settings.dsn)
+            if usage_settings.store == "postgresql" and usage_settings.dsn is not None
+            else open_report_archive(state_dir)
+        ),
     )

@@ -1,4 +1,4 @@
-"""Command line: `sitivmon run|check|poll|demo|usage|allocate|report`."""
+"""Command line: `sitivmon run|check|poll|demo|usage|allocate|report|store`."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from sitivmon.aio import run
 from sitivmon.allocation import cli as allocation_cli
 from sitivmon.allocation.service import InputError, ReportService, service_from_config
 from sitivmon.app import demo as demo_cli
+from sitivmon.app import migrate as store_cli
 from sitivmon.app.config import ConfigError, SitivmonConfig, load_config
 from sitivmon.app.daemon import run_daemon
 from sitivmon.app.oneshot import poll_once
@@ -138,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     poll.set_defaults(func=cmd_poll)
 
     usage_cli.register(sub, inputs_for=_usage_inputs)
+    store_cli.register(sub, inputs_for=_usage_inputs)
     allocation_cli.register(sub, service_for=_report_service, communes_for=_communes)
     demo_cli.register(sub)
     return parser

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .config import UsageSettings
 from .port import UsageStorePort
+from .postgres import PostgresUsageStore, postgres_change_stamp
 from .store import SqliteUsageStore
 
 UsageStoreFactory = Callable[[], UsageStorePort]
@@ -34,6 +35,11 @@ def open_usage_store(
             read_only=read_only,
             connect=connect,
         )
+    if settings.store == "postgresql":
+        assert settings.dsn is not None  # UsageSettings refuses postgresql without a DSN
+        return PostgresUsageStore(
+            settings.dsn, busy_timeout_s=settings.busy_timeout_s, read_only=read_only, connect=connect
+        )
     raise AssertionError(f"unknown usage store backend {settings.store!r}")  # pragma: no cover (Literal)
 
 
@@ -49,6 +55,9 @@ def usage_change_stamp(settings: UsageSettings, state_dir: Path) -> Hashable:
     if settings.store == "sqlite":
         path = Path(state_dir) / settings.db_filename
         return tuple(_stat(p) for p in (path, path.with_name(path.name + "-wal")))
+    if settings.store == "postgresql":
+        assert settings.dsn is not None
+        return postgres_change_stamp(settings.dsn)
     raise AssertionError(f"unknown usage store backend {settings.store!r}")  # pragma: no cover (Literal)
 
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from sitivmon.readings import Quantity, UsageKey
@@ -29,6 +31,8 @@ from sitivmon.usage.port import (
     StoreUnavailable,
     UsageStorePort,
 )
+from sitivmon.usage.postgres import WRITE_LOCK
+from tests.support.procs import free_port
 
 K = UsageKey("venissieux", "l1", Quantity.TRAFFIC_IN)
 G = UsageKey("givors", "dc-1", Quantity.STORAGE_BYTES)
@@ -51,7 +55,7 @@ class Backend:
     """Damage the stored chunk of a series' week (unix seconds // CHUNK_S), as bad storage would."""
 
 
-def sqlite_backend(tmp_path: Path) -> Backend:
+def sqlite_backend(tmp_path: Path, _request: pytest.FixtureRequest) -> Backend:
     settings = UsageSettings(busy_timeout_s=0.1)
     state = tmp_path / "state"
     path = state / settings.db_filename
@@ -80,13 +84,42 @@ def sqlite_backend(tmp_path: Path) -> Backend:
     return Backend(settings, state, (settings, tmp_path / "a-file" / "state"), held, corrupt)
 
 
-BACKENDS: dict[str, Callable[[Path], Backend]] = {"sqlite": sqlite_backend}
+def postgresql_backend(tmp_path: Path, request: pytest.FixtureRequest) -> Backend:
+    """A fresh database per test on the session's real server (tests/support/postgres.py)."""
+    dsn: str = request.getfixturevalue("postgres_dsn")
+    settings = UsageSettings.model_validate({"store": "postgresql", "dsn": dsn, "busy_timeout_s": 0.1})
+    server = urllib.parse.urlsplit(dsn)
+    refused = dsn.replace(f":{server.port}/", f":{free_port()}/")
+    unreachable = UsageSettings.model_validate({"store": "postgresql", "dsn": refused})
+
+    @contextlib.contextmanager
+    def held() -> Iterator[None]:
+        with psycopg.connect(dsn) as other:  # a transaction is open until the block ends
+            other.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+            yield
+
+    def corrupt(key: UsageKey, week: int) -> None:
+        with psycopg.connect(dsn, autocommit=True) as db:
+            changed = db.execute(
+                "UPDATE chunk SET crc = crc + 1 WHERE week = %s AND series_id ="
+                " (SELECT id FROM series WHERE commune = %s AND subject = %s AND quantity = %s)",
+                (week, key.commune, key.subject, key.quantity.value),
+            ).rowcount
+        assert changed == 1
+
+    return Backend(settings, tmp_path / "state", (unreachable, tmp_path / "state"), held, corrupt)
+
+
+BACKENDS: dict[str, Callable[[Path, pytest.FixtureRequest], Backend]] = {
+    "sqlite": sqlite_backend,
+    "postgresql": postgresql_backend,
+}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    make: Callable[[Path], Backend] = BACKENDS[request.param]
-    return make(tmp_path)
+    make: Callable[[Path, pytest.FixtureRequest], Backend] = BACKENDS[request.param]
+    return make(tmp_path, request)
 
 
 @pytest.fixture
