@@ -5,7 +5,7 @@ Run: .venv/bin/python bench/pg_driver_bench.py [--series 2000] [--flushes 6] [--
 Without `--dsn` it starts a real PostgreSQL server (tests/support/postgres.py, fsync on) for the run.
 Both drivers face the same server, table and data in the same run, in alternating order:
 
-- flush: what `UsageStore.write` does to PostgreSQL every five minutes once a bucket closes, for
+- flush: what `SqliteUsageStore.write` does to PostgreSQL every five minutes once a bucket closes, for
   every series: read the week's chunk of each series (one batched SELECT ... = ANY), then upsert the
   new blob (ON CONFLICT DO UPDATE), all in one transaction. Blobs are real `buckets.Chunk` encodings
   of a partly filled week (a few KB each; their mean size is printed). Reported in chunks per second.

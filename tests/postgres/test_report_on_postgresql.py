@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 from sitivmon.allocation import cli
-from sitivmon.allocation.config import CommuneLike
 from sitivmon.allocation.service import ReportService, service_from_config
-from sitivmon.config import load_config
+from sitivmon.app.config import load_config
+from sitivmon.config.model import Commune
 from sitivmon.usage.backends import open_usage_store, usage_change_stamp
 from sitivmon.usage.periods import month_range
 from tests.support.agents import REPO
@@ -37,7 +37,7 @@ def run(*argv: str | Path) -> int:
             links=config.links, allocation=config.allocation, usage_settings=config.usage,
         )
 
-    def communes_for(path: Path) -> tuple[list[CommuneLike], str]:
+    def communes_for(path: Path) -> tuple[list[Commune], str]:
         config = load_config(path)
         return list(config.communes), config.timezone
 

@@ -12,10 +12,10 @@ import psycopg
 import pytest
 import yaml
 from pydantic import SecretStr
-from sitivmon.cli import main
 
 from sitivmon.allocation.archive import ReportArchive
 from sitivmon.allocation.archive_postgres import PostgresReportArchive
+from sitivmon.app.cli import main
 from sitivmon.usage.store import SqliteUsageStore
 from tests.postgres.test_report_archive import NOW, fresh
 from tests.support.postgres import PostgresServer

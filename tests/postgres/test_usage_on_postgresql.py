@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import yaml
 from prometheus_client import CollectorRegistry
-from sitivmon.cli import main
 
-from sitivmon.config import ConfigError, parse_config
+from sitivmon.app.cli import main
+from sitivmon.app.config import ConfigError, parse_config
 from sitivmon.usage.backends import open_usage_store, usage_change_stamp
 from sitivmon.usage.config import UsageSettings
 from sitivmon.usage.indicators import usage_document
