@@ -15,6 +15,7 @@ from typing import Any
 from sitivmon.portal import fmt
 from sitivmon.portal.charts import Series, bar_chart
 from sitivmon.portal.labels import t
+from sitivmon.usage.registry import INDICATORS
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,18 +51,13 @@ def indicator_value(row: Mapping[str, Any], lang: str) -> str:
 
 
 def _coverage_of(indicators: Sequence[Mapping[str, Any]], commune: str, basis: str) -> Decimal | None:
-    """The commune's coverage for a usage basis, as the engine reads it (volume without direction: the worse)."""
+    """The commune's coverage for a usage basis, as the allocation engine reads it: the rows the indicator
+    registry names for the basis, the worst of them when there are several."""
     kind, _, rest = basis.partition(":")
     if kind != "usage":
         return None
     indicator, _, direction = rest.partition(":")
-    wanted: tuple[str | None, ...]
-    if indicator == "traffic_volume" and not direction:
-        wanted = ("in", "out")
-    elif indicator == "traffic_p95" and not direction:
-        wanted = ("max",)
-    else:
-        wanted = (direction or None,)
+    wanted = INDICATORS.basis_rows(indicator, direction or None)
     found = [
         Decimal(r["coverage"]) for r in indicators
         if r["commune"] == commune and r["indicator"] == indicator and (r.get("direction") or None) in wanted
