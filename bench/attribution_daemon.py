@@ -26,13 +26,15 @@ def main() -> int:
     parser.add_argument("command", choices=["run"])
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--listen")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-format", choices=["plain", "json"])
     args = parser.parse_args([a for a in sys.argv[1:] if a != "--"])
     try:
         config = load_config(args.config)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
-    setup_logging(config.log.format, config.log.level)
+    setup_logging(args.log_format or config.log.format, args.log_level or config.log.level)
     return run(run_daemon(args.config, config, args.listen, composition=Composition(usage=False)))
 
 

@@ -1,7 +1,7 @@
 """CPU per varbind: the sitivmon daemon against Debian's prometheus-snmp-exporter, same agents, same columns.
 
 N network namespaces each hold a real net-snmp snmpd serving about `--interfaces` veth interfaces. The
-real daemon (`python -m sitivmon.app.cli run`) polls them with the `interfaces` profile and has /metrics
+real daemon (`python -m sitivmon run`) polls them with the `interfaces` profile and has /metrics
 scraped once per cycle; then (or at the same time, `--mode together`) the exporter walks the same
 columns (bench/snmp_exporter.yml) with one /snmp scrape per agent per cycle. CPU comes from
 /proc/<pid>/stat (utime + stime, all threads) over a window of whole cycles after a warm-up cycle, so
@@ -253,9 +253,12 @@ class Sitivmon:
         path = workdir / f"{name}.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         self.log = open(workdir / f"{name}.log", "wb")  # noqa: SIM115
-        argv = [sys.executable, *SITIVMON_VARIANTS[variant], "run", "--config", str(path)]
-        argv += ["--listen", f"127.0.0.1:{self.port}", "--log-level", "warning"]
         code = (root or ROOT).resolve()
+        entry = SITIVMON_VARIANTS[variant]
+        if entry == ["-m", "sitivmon"] and not (code / "sitivmon" / "__main__.py").exists():
+            entry = ["-m", "sitivmon.cli"]  # a checkout from before the composition root (sitivmon/app)
+        argv = [sys.executable, *entry, "run", "--config", str(path)]
+        argv += ["--listen", f"127.0.0.1:{self.port}", "--log-level", "warning"]
         env = dict(os.environ, PYTHONPATH=str(code))
         self.proc = subprocess.Popen(
             argv, cwd=code, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
