@@ -1,4 +1,4 @@
-"""The HTTP edge under the two loads of issue 11, against the real daemon (`python -m sitivmon.app.cli run`).
+"""The HTTP edge under the two loads of issue 11, against the real daemon (`python -m sitivmon run`).
 
 1. `/metrics` latency, median and p90, alone and while 12 clients fetch the month's xlsx report in a loop.
 2. `/-/healthy` and `/metrics` latency while 1,100 connections sit idle with half a request head sent,
