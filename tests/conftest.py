@@ -11,7 +11,7 @@ Reuse them from any suite:
   data link `eth1` (IPv6 off), interface cache off so counters are current at every poll.
 * `start_daemon`: factory `start_daemon(config_doc_or_path, env=..., args=...) -> DaemonProcess`;
   every daemon started is stopped after the test (its log is printed when the test fails).
-* `sitivmon_daemon` (session): the real daemon (`python -m sitivmon.app.cli run`) polling `snmp_agent`
+* `sitivmon_daemon` (session): the real daemon (`python -m sitivmon run`) polling `snmp_agent`
   every second, one link per commune on `lo` (see `daemon_config`); `daemon_url` is its base URL and
   `running_daemon` its /metrics URL. Shared: read it, never signal or reload it (use `start_daemon`).
 * `netns_daemon_config` (override it in a test module) -> `netns_daemon`: the daemon polling `netns_snmp`, with

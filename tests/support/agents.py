@@ -465,7 +465,7 @@ def _clean_env(env: Mapping[str, str] | None) -> dict[str, str]:
 
 
 class DaemonProcess:
-    """`python -m sitivmon.app.cli run --config ... --listen 127.0.0.1:<free port>`, stopped by `stop()`."""
+    """`python -m sitivmon run --config ... --listen 127.0.0.1:<free port>`, stopped by `stop()`."""
 
     def __init__(
         self,
