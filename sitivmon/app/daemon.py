@@ -95,6 +95,7 @@ class Daemon:
         self._runner: web.AppRunner | None = None
         self._report_pool: ThreadPoolExecutor | None = None
         self.bound_port: int | None = None
+        self._loops: list[asyncio.Task[None]] = []  # the long-lived loops in the task group
 
     async def __aenter__(self) -> Daemon:
         try:
@@ -102,8 +103,7 @@ class Daemon:
             self._tg = asyncio.TaskGroup()
             await self._tg.__aenter__()
             await self._start_http()
-            self._tg.create_task(self._until_stopped(self.scheduler.run()), name="scheduler")
-            self._tg.create_task(self._stop_waiter(), name="stop-waiter")
+            self._loops.append(self._tg.create_task(self._until_stopped(self.scheduler.run()), name="scheduler"))
         except BaseException:
             await self._shutdown()
             raise
@@ -229,14 +229,9 @@ class Daemon:
         finally:
             self._stop.set()
 
-    async def _stop_waiter(self) -> None:
-        await self._stop.wait()
-        raise _Stopping
-
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._stop.set()
         await self._shutdown()
 
     async def _shutdown(self) -> None:
@@ -254,10 +249,10 @@ class Daemon:
                 if self._tg is not None:
                     tg, self._tg = self._tg, None
                     self._stop.set()
-                    try:
-                        await tg.__aexit__(None, None, None)
-                    except* _Stopping:
-                        pass
+                    # Cancelled loops end the group quietly; a loop that crashed is raised from here.
+                    for task in self._loops:
+                        task.cancel()
+                    await tg.__aexit__(None, None, None)
             finally:
                 await self._stack.aclose()
 
@@ -323,10 +318,6 @@ def _stat(path: Path) -> tuple[int, int, int] | None:
     except OSError:
         return None
     return (st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-class _Stopping(Exception):
-    """Raised inside the TaskGroup to cancel every loop when the daemon stops."""
 
 
 def apply_trap(monitor: Monitor, event: TrapEvent) -> list[str]:
