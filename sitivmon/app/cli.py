@@ -74,7 +74,6 @@ def cmd_check(args: argparse.Namespace) -> int:
     config = _load_or_report(args.config)
     if config is None:
         return 2
-
     print(
         f"{args.config}: OK ({len(config.communes)} communes, {len(config.targets)} targets, {len(config.links)} links)"
     )
@@ -82,7 +81,6 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-
     setup_logging(args.log_format or "plain", args.log_level or "info")
     config = _load_or_report(args.config)
     if config is None:
@@ -97,7 +95,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_poll(args: argparse.Namespace) -> int:
-
     setup_logging("plain", "warning")
     config = _load_or_report(args.config)
     if config is None:
