@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .config import UsageSettings
 from .port import UsageStorePort
-from .store import SqliteUsageStore
+from .store import COMPACT_EVERY, SqliteUsageStore
 
 UsageStoreFactory = Callable[[], UsageStorePort]
 """Opens a fresh read-only store each call (the live gauges open one per refresh, then close it)."""
@@ -33,6 +33,7 @@ def open_usage_store(
             busy_timeout_s=settings.busy_timeout_s,
             read_only=read_only,
             connect=connect,
+            compact_every=COMPACT_EVERY,
         )
     raise AssertionError(f"unknown usage store backend {settings.store!r}")  # pragma: no cover (Literal)
 
