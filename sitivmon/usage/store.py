@@ -221,6 +221,16 @@ def _decode_checked(location: str, key: UsageKey | None, week: int, data: bytes,
     return ch
 
 
+def _place(sm: SeriesMonth, day: int, ch: Chunk, start: int, end: int) -> None:
+    """Put the slice of week `day`'s chunk that falls in [start, end) into the series' segments."""
+    day_start = day * CHUNK_S
+    a = max(0, (start - day_start) // BUCKET_S)
+    b = min(SLOTS, (end - day_start) // BUCKET_S)
+    if a < b:
+        v, r, e, f = ch.slice(a, b)
+        sm.segments[(day_start + a * BUCKET_S - start) // BUCKET_S] = (b - a, v, r, e, f)
+
+
 class SqliteUsageStore:
     """`UsageStorePort` on one SQLite file; the recorder calls `write` from a worker thread, one
     connection per store. Besides the port: `db`, `schema_version`, `migrate`, `series`,
@@ -629,56 +639,62 @@ class SqliteUsageStore:
         return out
 
     def month_series(self, start: int, end: int, keys: Iterable[UsageKey] = ()) -> dict[UsageKey, SeriesMonth]:
+        """See the port. Chunks are decoded one at a time and only their slice in [start, end) is
+        kept: holding every decoded week and its slice at once doubled the month-to-date refresh's
+        peak (issue 15). The pending closed and open buckets are read first (a few rows per series)
+        and merged into each chunk as it is decoded, in the order they always were."""
+        n = (end - start) // BUCKET_S
         with _port_errors(self.location):
-            ids, chunks = self._month_chunks(start, end)
-        out = {k: SeriesMonth(k, start, (end - start) // BUCKET_S) for k in ids.values()}
+            db = self.db
+            db.execute("BEGIN")  # one snapshot for chunks, pending and open buckets
+            try:
+                ids = self.series()
+                out = {k: SeriesMonth(k, start, n) for k in ids.values()}
+                overlays = self._overlays(start, end)
+                version = self.schema_version()
+                has_crc = version >= 2  # a read-only reader may face a store not yet migrated
+                for sid, day, data, crc in db.execute(
+                    f"SELECT series_id, week, data, {'crc' if has_crc else 'NULL'} FROM chunk"
+                    " WHERE week BETWEEN ? AND ?",
+                    (start // CHUNK_S, (end - 1) // CHUNK_S),
+                ):
+                    ch = _decode_checked(self.location, ids.get(sid), day, data, crc)
+                    for slot, value, rec, exp, flags in overlays.pop((sid, day), ()):
+                        ch.merge(slot, value, rec, exp, flags)
+                    _place(out[ids[sid]], day, ch, start, end)
+                for (sid, day), items in overlays.items():  # weeks with no chunk yet
+                    ch = Chunk()
+                    for slot, value, rec, exp, flags in items:
+                        ch.merge(slot, value, rec, exp, flags)
+                    _place(out[ids[sid]], day, ch, start, end)
+            finally:
+                db.execute("COMMIT")
         for k in keys:
-            out.setdefault(k, SeriesMonth(k, start, (end - start) // BUCKET_S))
-        for (sid, day), ch in chunks.items():
-            day_start = day * CHUNK_S
-            a = max(0, (start - day_start) // BUCKET_S)
-            b = min(SLOTS, (end - day_start) // BUCKET_S)
-            if a >= b:
-                continue
-            offset = (day_start + a * BUCKET_S - start) // BUCKET_S
-            v, r, e, f = ch.slice(a, b)
-            out[ids[sid]].segments[offset] = (b - a, v, r, e, f)
+            out.setdefault(k, SeriesMonth(k, start, n))
         return out
 
-    def _month_chunks(self, start: int, end: int) -> tuple[dict[int, UsageKey], dict[tuple[int, int], Chunk]]:
+    def _overlays(self, start: int, end: int) -> dict[tuple[int, int], list[tuple[int, int, int, int, int]]]:
+        """Buckets in [start, end) not in their chunk, by (series, week): the pending closed ones
+        (schema 3), then the open ones, each as (slot, value, received, expected, flags)."""
         db = self.db
-        db.execute("BEGIN")  # one snapshot for chunks and open buckets
-        try:
-            ids = self.series()
-            day_lo, day_hi = start // CHUNK_S, (end - 1) // CHUNK_S
-            chunks: dict[tuple[int, int], Chunk] = {}
-            version = self.schema_version()
-            has_crc = version >= 2  # a read-only reader may face a store not yet migrated
-            for sid, day, data, crc in db.execute(
-                f"SELECT series_id, week, data, {'crc' if has_crc else 'NULL'} FROM chunk"
-                " WHERE week BETWEEN ? AND ?",
-                (day_lo, day_hi),
-            ):
-                chunks[(sid, day)] = _decode_checked(self.location, ids.get(sid), day, data, crc)
-            if version >= 3:  # closed buckets not yet in their chunk: added like the chunk would have them
-                for sid, bstart, value, rec, exp, flags in db.execute(
-                    "SELECT series_id, start, value, received_milli, expected_milli, flags"
-                    " FROM closed_bucket WHERE start >= ? AND start < ?",
-                    (start, end),
-                ):
-                    ch = chunks.setdefault((sid, bstart // CHUNK_S), Chunk())
-                    ch.merge((bstart % CHUNK_S) // BUCKET_S, value, rec, exp, flags)
-            for sid, bstart, value, cov, readings, exp, flags in db.execute(
-                "SELECT series_id, start, value, covered_us, readings, expected_milli, flags"
-                " FROM open_bucket WHERE start >= ? AND start < ?",
+        by: dict[tuple[int, int], list[tuple[int, int, int, int, int]]] = defaultdict(list)
+        if self.schema_version() >= 3:
+            for sid, bstart, value, rec, exp, flags in db.execute(
+                "SELECT series_id, start, value, received_milli, expected_milli, flags"
+                " FROM closed_bucket WHERE start >= ? AND start < ?",
                 (start, end),
             ):
-                ob = Bucket(value, cov, readings, exp, flags)
-                ch = chunks.setdefault((sid, bstart // CHUNK_S), Chunk())
-                ch.merge((bstart % CHUNK_S) // BUCKET_S, ob.value, ob.received_milli, ob.expected_milli, ob.flags)
-        finally:
-            db.execute("COMMIT")
-        return ids, chunks
+                by[(sid, bstart // CHUNK_S)].append(((bstart % CHUNK_S) // BUCKET_S, value, rec, exp, flags))
+        for sid, bstart, value, cov, readings, exp, flags in db.execute(
+            "SELECT series_id, start, value, covered_us, readings, expected_milli, flags"
+            " FROM open_bucket WHERE start >= ? AND start < ?",
+            (start, end),
+        ):
+            ob = Bucket(value, cov, readings, exp, flags)
+            by[(sid, bstart // CHUNK_S)].append(
+                ((bstart % CHUNK_S) // BUCKET_S, ob.value, ob.received_milli, ob.expected_milli, ob.flags)
+            )
+        return by
 
     def size_bytes(self) -> int:
         """Database plus WAL on disk."""
