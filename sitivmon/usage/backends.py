@@ -15,7 +15,7 @@ from sitivmon.filestamp import file_stamp
 from .config import UsageSettings
 from .port import UsageStorePort
 from .postgres import PostgresUsageStore, postgres_change_stamp
-from .store import SqliteUsageStore
+from .store import COMPACT_EVERY, SqliteUsageStore
 
 UsageStoreFactory = Callable[[], UsageStorePort]
 """Opens a fresh read-only store each call (the live gauges open one per refresh, then close it)."""
@@ -36,6 +36,7 @@ def open_usage_store(
             busy_timeout_s=settings.busy_timeout_s,
             read_only=read_only,
             connect=connect,
+            compact_every=COMPACT_EVERY,
         )
     if settings.store == "postgresql":
         assert settings.dsn is not None  # UsageSettings refuses postgresql without a DSN
