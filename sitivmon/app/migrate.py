@@ -29,6 +29,7 @@ import hashlib
 import sqlite3
 import sys
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,12 +42,13 @@ from sitivmon.allocation.archive import ARCHIVE_FILE, ReportArchive
 from sitivmon.allocation.archive_postgres import PostgresReportArchive
 from sitivmon.config.secrets import resolve_secret
 from sitivmon.readings import Quantity, UsageKey
-from sitivmon.usage.buckets import CHUNK_S, Bucket
+from sitivmon.usage.buckets import CHUNK_S, Bucket, Chunk
 from sitivmon.usage.cli import InputsFor
-from sitivmon.usage.port import BucketKey, StoreError, UsageStorePort
+from sitivmon.usage.periods import BUCKET_S
+from sitivmon.usage.port import BucketKey, CorruptChunk, StoreError, UsageStorePort
 from sitivmon.usage.postgres import PostgresUsageStore
 from sitivmon.usage.service import build_document
-from sitivmon.usage.store import SqliteUsageStore
+from sitivmon.usage.store import SqliteUsageStore, checksum, decode_checked
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,10 +99,38 @@ class SqliteHistory:
         self.db.execute("COMMIT")
         self.db.close()
 
+    def _pending(self) -> dict[tuple[int, int], list[tuple[int, int, int, int, int]]]:
+        """Closed buckets not yet merged into their week's chunk (schema 3: the daemon merges a twelfth
+        of the series at each close), by (series, week)."""
+        out: dict[tuple[int, int], list[tuple[int, int, int, int, int]]] = defaultdict(list)
+        if self.version >= 3:
+            rows = self.db.execute(
+                "SELECT series_id, start, value, received_milli, expected_milli, flags FROM closed_bucket"
+            )
+            for sid, start, value, rec, exp, flags in rows:
+                out[(int(sid), int(start) // CHUNK_S)].append((int(start), int(value), int(rec), int(exp), int(flags)))
+        return out
+
     def chunks(self) -> Iterator[tuple[UsageKey, int, bytes, int | None]]:
+        """Every week chunk, with the pending closed buckets merged in as the store would merge them:
+        copied verbatim otherwise, so that nothing recorded stays behind in the SQLite file."""
+        pending = self._pending()
         crc = "crc" if self.version >= 2 else "NULL"
         for sid, week, data, c in self.db.execute(f"SELECT series_id, week, data, {crc} FROM chunk ORDER BY week"):
-            yield self.keys[int(sid)], int(week), bytes(data), None if c is None else int(c)
+            key, items = self.keys[int(sid)], pending.pop((int(sid), int(week)), None)
+            if items is None:
+                yield key, int(week), bytes(data), None if c is None else int(c)
+                continue
+            try:
+                chunk = decode_checked(str(self.path), key, int(week), bytes(data), None if c is None else int(c))
+            except CorruptChunk as bad:
+                raise MigrationError(
+                    f"{bad}: it has closed buckets waiting to be merged; run the daemon once (it sets the chunk"
+                    " aside and keeps the buckets), then migrate"
+                ) from None
+            yield (key, int(week), *_merged(chunk, items))
+        for (sid, week), items in sorted(pending.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+            yield (self.keys[sid], week, *_merged(Chunk(), items))
 
     def corrupt(self) -> list[tuple[UsageKey, int, bytes, int | None, float, str]]:
         if self.version < 2:
@@ -125,8 +155,18 @@ class SqliteHistory:
         return [(str(s), str(v), float(u)) for s, v, u in rows]
 
     def weeks(self) -> tuple[int, int] | None:
+        weeks = [w for _, w in self._pending()]
         lo, hi = self.db.execute("SELECT min(week), max(week) FROM chunk").fetchone()
-        return None if lo is None else (int(lo), int(hi))
+        weeks += [] if lo is None else [int(lo), int(hi)]
+        return (min(weeks), max(weeks)) if weeks else None
+
+
+def _merged(chunk: Chunk, items: list[tuple[int, int, int, int, int]]) -> tuple[bytes, int]:
+    """The chunk with closed buckets added (as `SqliteUsageStore` merges them), encoded, and its CRC."""
+    for start, value, rec, exp, flags in items:
+        chunk.merge((start % CHUNK_S) // BUCKET_S, value, rec, exp, flags)
+    blob = chunk.encode()
+    return blob, checksum(blob)
 
 
 # -- proof ------------------------------------------------------------------------------------------------
@@ -144,8 +184,9 @@ def history_digest(
     )
     for row in rows:
         h.update(repr(row).encode())
-    for (k, start), b in sorted(open_buckets.items(), key=lambda kv: (kv[0][0].commune, kv[0][0].subject,
-                                                                       kv[0][0].quantity.value, kv[0][1])):
+    for (k, start), b in sorted(
+        open_buckets.items(), key=lambda kv: (kv[0][0].commune, kv[0][0].subject, kv[0][0].quantity.value, kv[0][1])
+    ):
         h.update(repr((k.commune, k.subject, k.quantity.value, start, b)).encode())
     for row3 in sorted(baselines):
         h.update(repr(row3).encode())
@@ -178,9 +219,7 @@ def months_between(weeks: tuple[int, int], timezone: str) -> list[str]:
     return out
 
 
-def migrate(
-    source: Path, dsn: SecretStr, *, say: Callable[[str], None] = lambda s: None
-) -> Copied:
+def migrate(source: Path, dsn: SecretStr, *, say: Callable[[str], None] = lambda s: None) -> Copied:
     """Copy and prove the usage history (steps 1 and 2 of the module doc); raises MigrationError or the
     port's errors."""
     history = SqliteHistory(source)
@@ -191,8 +230,10 @@ def migrate(
             open_b = history.open_buckets()
             baselines = history.baselines()
             n = dst.import_history(history.keys.values(), history.chunks(), history.corrupt(), open_b, baselines)
-            say(f"copied {n} chunks, {len(open_b)} open buckets, {len(baselines)} baselines"
-                f" in {time.monotonic() - started:.1f}s")
+            say(
+                f"copied {n} chunks, {len(open_b)} open buckets, {len(baselines)} baselines"
+                f" in {time.monotonic() - started:.1f}s"
+            )
             before = history_digest(history.chunks(), open_b, baselines)
             after = history_digest(postgres_chunks(dst), dst.load_open_buckets(), postgres_baselines(dst))
             if before != after:
@@ -238,9 +279,7 @@ def compare_documents(
     now = time.time()
     differ = []
     for month in months:
-        docs = [
-            build_document(f, inputs.communes, inputs.timezone, inputs.links, month, now=now) for f in (a, b)
-        ]
+        docs = [build_document(f, inputs.communes, inputs.timezone, inputs.links, month, now=now) for f in (a, b)]
         if docs[0] != docs[1]:
             differ.append(month)
     return differ
@@ -291,7 +330,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], *,
     m = sub.add_parser("migrate", help="copy the usage history from SQLite to PostgreSQL, and prove it equal")
     m.add_argument("--from", dest="source", required=True, help="sqlite:PATH of the usage store file")
     m.add_argument(
-        "--to", dest="target", required=True,
+        "--to",
+        dest="target",
+        required=True,
         help="postgresql:DSN (or a postgresql:// URI) of an empty database; better postgresql:${ENV_VAR} or"
         " postgresql:file:/path, which keep the password off the command line",
     )

@@ -58,7 +58,7 @@ from .port import (
     StoreMissing,
     StoreUnavailable,
 )
-from .store import _decode_checked, checksum
+from .store import checksum, decode_checked
 
 COMPONENT = "usage"
 """Row of `schema_version` that this store owns (the report archive keeps its own row)."""
@@ -497,7 +497,7 @@ class PostgresUsageStore:
             if (sid, week) in stored:
                 data, crc = stored[(sid, week)]
                 try:
-                    ch = _decode_checked(self._location, keys.get(sid), week, data, crc)
+                    ch = decode_checked(self._location, keys.get(sid), week, data, crc)
                 except CorruptChunk as bad:
                     conn.execute(
                         "INSERT INTO chunk_corrupt(week, series_id, data, crc, found, reason)"
@@ -666,7 +666,7 @@ class PostgresUsageStore:
                 )
                 for sid_, day_, data, crc in cur:
                     sid, day = _int(sid_), _int(day_)
-                    chunks[(sid, day)] = _decode_checked(
+                    chunks[(sid, day)] = decode_checked(
                         self._location, ids.get(sid), day, _bytes(data), _opt_int(crc)
                     )
             for sid_, bstart_, value, cov, readings, exp, flags in conn.execute(

@@ -207,7 +207,7 @@ def _port_errors(location: str) -> Iterator[None]:
         raise translate(location, exc) from exc
 
 
-def _decode_checked(location: str, key: UsageKey | None, week: int, data: bytes, crc: int | None) -> Chunk:
+def decode_checked(location: str, key: UsageKey | None, week: int, data: bytes, crc: int | None) -> Chunk:
     if crc is not None and checksum(data) != crc:
         raise CorruptChunk(location, key, week, "checksum mismatch")
     try:
@@ -560,7 +560,7 @@ class SqliteUsageStore:
             ch = Chunk()
             if row:
                 try:
-                    ch = _decode_checked(self.location, keys.get(sid) or self._key_of(sid), day, row[0], row[1])
+                    ch = decode_checked(self.location, keys.get(sid) or self._key_of(sid), day, row[0], row[1])
                 except CorruptChunk as bad:
                     db.execute(
                         "INSERT INTO chunk_corrupt(week, series_id, data, crc, found, reason)"
@@ -658,7 +658,7 @@ class SqliteUsageStore:
                     " WHERE week BETWEEN ? AND ?",
                     (start // CHUNK_S, (end - 1) // CHUNK_S),
                 ):
-                    ch = _decode_checked(self.location, ids.get(sid), day, data, crc)
+                    ch = decode_checked(self.location, ids.get(sid), day, data, crc)
                     for slot, value, rec, exp, flags in overlays.pop((sid, day), ()):
                         ch.merge(slot, value, rec, exp, flags)
                     _place(out[ids[sid]], day, ch, start, end)

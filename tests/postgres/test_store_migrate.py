@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from sitivmon.allocation.archive import ReportArchive
 from sitivmon.allocation.archive_postgres import PostgresReportArchive
 from sitivmon.app.cli import main
-from sitivmon.usage.store import SqliteUsageStore
+from sitivmon.usage.store import COMPACT_EVERY, SqliteUsageStore
 from tests.postgres.test_report_archive import NOW, fresh
 from tests.support.postgres import PostgresServer
 from tests.usage.support import communes, poll_link, record
@@ -58,9 +58,17 @@ def installation(tmp_path: Path) -> Path:
     batches += list(poll_link("givors", "g1", T0 + 3 * 86_400, T0 + 70 * 86_400, 60,
                               lambda t: int(t * t) % 2**50, lambda t: int(t) * 3))
     batches.sort(key=lambda b: b.at)
-    with SqliteUsageStore(db) as s:
-        for n in range(0, len(batches), 5000):
-            record(s, batches[n : n + 5000])
+    # As the daemon writes: closed buckets merged into their chunk a twelfth of the series at a time,
+    # so the store holds pending closed buckets that a verbatim copy of the chunks would miss.
+    # The last batches are flushed one by one, as the daemon does every few minutes.
+    head, tail = batches[:-40], batches[-40:]
+    with SqliteUsageStore(db, compact_every=COMPACT_EVERY) as s:
+        for n in range(0, len(head), 5000):
+            record(s, head[n : n + 5000])
+        for batch in tail:
+            record(s, [batch])
+    pending = sqlite3.connect(db).execute("SELECT count(*) FROM closed_bucket").fetchone()[0]
+    assert pending > 0
     raw = sqlite3.connect(db, isolation_level=None)
     raw.execute("UPDATE chunk SET crc = NULL WHERE rowid = (SELECT min(rowid) FROM chunk)")
     raw.execute("INSERT INTO chunk_corrupt SELECT week, series_id, data, crc, 1.5, 'checksum mismatch'"
@@ -151,6 +159,7 @@ def test_a_schema_1_store_migrates_too(
     raw = sqlite3.connect(db, isolation_level=None)  # back to schema 1, as an old sitivmon left it
     raw.execute("DROP TABLE chunk_corrupt")
     raw.execute("ALTER TABLE chunk DROP COLUMN crc")
+    raw.execute("DROP TABLE closed_bucket")
     raw.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     raw.close()
     before = usage_outputs(cfg, capsys)
