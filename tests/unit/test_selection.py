@@ -5,11 +5,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import pytest
+from prometheus_client import CollectorRegistry
 
+from sitivmon.app.cli import build_parser
+from sitivmon.app.config import ConfigError, parse_config
 from sitivmon.config.model import Target
 from sitivmon.engine.selection import ShardSelector, shard_of
+from sitivmon.traps.config import TrapAuth, TrapConfig
+from sitivmon.traps.events import TrapEvent
+from sitivmon.traps.receiver import TrapReceiver
 
 NAMES = [f"sw-{i:05d}.commune-{i % 97}" for i in range(10_000)]
 
@@ -64,3 +71,67 @@ def test_stable_across_processes() -> None:
 def test_index_outside_count_is_refused(index: int, count: int) -> None:
     with pytest.raises(ValueError, match="between 1 and the count"):
         ShardSelector(index, count)
+
+
+def _rejected(registry: CollectorRegistry, reason: str) -> float:
+    return registry.get_sample_value("sitivmon_traps_rejected_total", {"reason": reason}) or 0.0
+
+
+@pytest.mark.parametrize("other_shard", [True, False])
+async def test_traps_from_another_shards_target_are_counted_and_dropped(other_shard: bool) -> None:
+    """A configured target owned by another shard: its traps are `other_shard`, before any decoding
+    and whatever `allowed_sources` admits (without the filter the same datagram is decoded)."""
+    registry = CollectorRegistry()
+    events: list[TrapEvent] = []
+    config = TrapConfig(host="127.0.0.1", port=0, allowed_sources=["127.0.0.0/8"])
+    receiver = TrapReceiver(
+        config, TrapAuth(), events.append, registry=registry,
+        target_hosts=["192.0.2.1"], other_shard_hosts=["127.0.0.1"] if other_shard else [],
+    )
+    async with receiver:
+        receiver.handle_datagram(b"\x30\x03\x02\x01\x01", ("127.0.0.1", 40000), time.monotonic())
+    assert events == []
+    assert _rejected(registry, "other_shard") == (1 if other_shard else 0)
+    assert _rejected(registry, "decode_error") == (0 if other_shard else 1)
+
+
+_DOC = """
+state_dir: state
+communes: []
+credentials: {}
+targets: []
+links: []
+"""
+
+
+@pytest.mark.parametrize(
+    ("section", "error"),
+    [
+        ("shard: {index: 3, count: 2}", "above the count"),
+        ("shard: {index: 0, count: 2}", "shard.index"),
+        ("shard: {index: 1, count: 2}", "need a shared usage store"),
+    ],
+)
+def test_shard_section_is_validated(section: str, error: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        parse_config(_DOC + section)
+    assert error in str(exc.value) + " ".join(map(str, exc.value.issues))
+
+
+def test_shard_section_on_postgresql_gives_the_selector() -> None:
+    doc = _DOC + "usage: {store: postgresql, dsn: 'postgresql://u@localhost/db'}\nshard: {index: 2, count: 3}\n"
+    shard = parse_config(doc).shard
+    assert shard is not None and repr(shard.selector()) == "ShardSelector(2, 3)"
+    assert parse_config(_DOC).shard is None  # no section: one daemon owns every target
+
+
+@pytest.mark.parametrize(("text", "ok"), [("2/3", True), ("1/1", True), ("3/2", False), ("0/2", False),
+                                          ("2", False), ("a/b", False)])
+def test_shard_on_the_command_line(text: str, ok: bool) -> None:
+    parser = build_parser()
+    if ok:
+        shard = parser.parse_args(["run", "--config", "x.yaml", "--shard", text]).shard
+        assert f"{shard.index}/{shard.count}" == text
+    else:
+        with pytest.raises(SystemExit):
+            parser.parse_args(["run", "--config", "x.yaml", "--shard", text])
