@@ -14,6 +14,8 @@ from sitivmon.app.cli import build_parser
 from sitivmon.app.config import ConfigError, parse_config
 from sitivmon.config.model import Target
 from sitivmon.engine.selection import ShardSelector, shard_of
+from sitivmon.mqtt.config import MqttConfig
+from sitivmon.mqtt.publisher import MqttPublisher
 from sitivmon.traps.config import TrapAuth, TrapConfig
 from sitivmon.traps.events import TrapEvent
 from sitivmon.traps.receiver import TrapReceiver
@@ -135,3 +137,12 @@ def test_shard_on_the_command_line(text: str, ok: bool) -> None:
     else:
         with pytest.raises(SystemExit):
             parser.parse_args(["run", "--config", "x.yaml", "--shard", text])
+
+
+@pytest.mark.parametrize(("shard", "topic"), [(None, "sitivmon/givors/summary"),
+                                              ("2", "sitivmon/givors/summary/shard/2")])
+def test_a_shards_commune_summary_goes_to_its_own_topic(shard: str | None, topic: str) -> None:
+    """Each shard sees only its links of a commune: its summary must not overwrite another shard's."""
+    publisher = MqttPublisher(MqttConfig(topic_prefix="sitivmon"), registry=CollectorRegistry(), shard=shard)
+    publisher.publish_summary("givors")
+    assert [(m.kind, m.topic, m.retain) for m in publisher._queue] == [("summary", topic, True)]
