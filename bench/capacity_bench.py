@@ -127,8 +127,12 @@ def run_daemon_window(
     name: str,
     *,
     base: Path | None = None,
+    timezone: str | None = None,
 ) -> dict[str, Any]:
-    """Start the real daemon on these agents, wait one cycle after ready, measure `cycles` intervals."""
+    """Start the real daemon on these agents, wait one cycle after ready, measure `cycles` intervals.
+
+    `timezone`: the daemon's (default: the config's); a zone where the month started long ago makes
+    the month-to-date refresh cover many days whatever the date (issue 15: its peak)."""
     config = poll_bench.sitivmon_config(ags, links_per_agent, interval, 25, workdir / f"state-{name}")
     config["links"] = [
         {"id": f"{a.name}-b{k}", "commune": f"c{i % 8}", "target": a.name, "interface": {"name": f"b{k}"}}
@@ -136,6 +140,8 @@ def run_daemon_window(
         for k in range(links_per_agent)
     ]
     config["communes"] = [{"id": f"c{i}", "name": f"Commune {i}", "insee": f"6900{i}"} for i in range(8)]
+    if timezone:
+        config["timezone"] = timezone
     env_root = base
     sv = poll_bench.Sitivmon("sitivmon", workdir, config, None, None, root=env_root, tag=name)
     try:
@@ -296,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--links-per-agent", type=int, default=100)
     p.add_argument("--interval", type=float, default=60.0)
     p.add_argument("--cycles", type=int, default=5, help="measured intervals (default 5: 300 s at 60 s)")
+    p.add_argument("--timezone", help="the daemon's timezone (the month-to-date period), e.g. Pacific/Pago_Pago")
     # memory
     p.add_argument("--memory-links", default="1000,5000,20000", help="link counts (multiples of --links-per-agent)")
     p.add_argument("--memory-cycles", type=int, default=2)
@@ -350,7 +357,10 @@ def main(argv: list[str] | None = None) -> int:
                 for code in codes:
                     name = "base" if code else "current"
                     print(f"== capacity [{name}]: {len(use) * args.links_per_agent} links ...", flush=True)
-                    r = run_daemon_window(use, args.links_per_agent, args.interval, args.cycles, work, name, base=code)
+                    r = run_daemon_window(
+                        use, args.links_per_agent, args.interval, args.cycles, work, name, base=code,
+                        timezone=args.timezone,
+                    )
                     runs.append(r)
                     for v in print_capacity(r):
                         verdicts.append(f"[{name}] {v}")

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from sitivmon.allocation.formats import render_json
 from sitivmon.allocation.report import REVISION_FIELDS, sha256_bytes, substance
+from sitivmon.filestamp import file_stamp
 from sitivmon.usage.periods import parse_month
 
 ARCHIVE_FILE = "reports.sqlite"
@@ -230,15 +231,8 @@ def archive_change_stamp(state_dir: Path) -> Hashable:
     """A cheap value that changes whenever the archive may have changed, without opening it (the
     report cache's key): the identity, size and mtime of the file (and of a write-ahead log)."""
     path = state_dir / ARCHIVE_FILE
-    return tuple(_stat(p) for p in (path, path.with_name(path.name + "-wal")))
+    return tuple(file_stamp(p) for p in (path, path.with_name(path.name + "-wal")))
 
-
-def _stat(path: Path) -> tuple[int, int, int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _index(rows: list[dict[str, Any]], *fields: str) -> dict[tuple[Any, ...], dict[str, Any]]:

@@ -33,6 +33,7 @@ from sitivmon.config.model import parse_listen
 from sitivmon.datacenter.handler import DatacenterHandler
 from sitivmon.engine.scheduler import Scheduler
 from sitivmon.engine.selection import ALL_TARGETS, ShardSelector, TargetSelector
+from sitivmon.filestamp import file_stamp
 from sitivmon.monitor import Monitor
 from sitivmon.mqtt.publisher import MqttPublisher
 from sitivmon.portal.app import setup_portal
@@ -218,7 +219,7 @@ class Daemon:
             alloc = config.allocation
             files.append(alloc if alloc.is_absolute() else self.config_path.parent / alloc)
         return (
-            id(config), month, tuple(_stat(p) for p in files),
+            id(config), month, tuple(file_stamp(p) for p in files),
             usage_change_stamp(config.usage, config.state_dir), archive_change_stamp(config.state_dir),
         )
 
@@ -319,13 +320,6 @@ class Daemon:
         self._background.add(task)  # keep a reference until done, or the task may be collected
         task.add_done_callback(self._background.discard)
 
-
-def _stat(path: Path) -> tuple[int, int, int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def apply_trap(monitor: Monitor, event: TrapEvent) -> list[str]:

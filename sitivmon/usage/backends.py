@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from pathlib import Path
 
+from sitivmon.filestamp import file_stamp
+
 from .config import UsageSettings
 from .port import UsageStorePort
 from .postgres import PostgresUsageStore, postgres_change_stamp
-from .store import SqliteUsageStore
+from .store import COMPACT_EVERY, SqliteUsageStore
 
 UsageStoreFactory = Callable[[], UsageStorePort]
 """Opens a fresh read-only store each call (the live gauges open one per refresh, then close it)."""
@@ -35,6 +37,7 @@ one PostgreSQL store (SQLite has one writer). Raises the port's exceptions.
             busy_timeout_s=settings.busy_timeout_s,
             read_only=read_only,
             connect=connect,
+            compact_every=COMPACT_EVERY,
         )
     if settings.store == "postgresql":
         assert settings.dsn is not None  # UsageSettings refuses postgresql without a DSN
@@ -55,16 +58,9 @@ def usage_change_stamp(settings: UsageSettings, state_dir: Path) -> Hashable:
     commit goes to the WAL first)."""
     if settings.store == "sqlite":
         path = Path(state_dir) / settings.db_filename
-        return tuple(_stat(p) for p in (path, path.with_name(path.name + "-wal")))
+        return tuple(file_stamp(p) for p in (path, path.with_name(path.name + "-wal")))
     if settings.store == "postgresql":
         assert settings.dsn is not None
         return postgres_change_stamp(settings.dsn)
     raise AssertionError(f"unknown usage store backend {settings.store!r}")  # pragma: no cover (Literal)
 
-
-def _stat(path: Path) -> tuple[int, int, int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns)

@@ -285,6 +285,13 @@ class Chunk:
 
     def _slot_col(self, i: int) -> list[int] | array[int]:
         c = self.cols[i]
+        if i in self.masked and isinstance(c, int) and 0 <= c <= _SLOT_MAX[i]:
+            # A column constant on the written slots, spread as a compact array too: the refresh
+            # overlays an open bucket on every series' week, and lists of 2,016 ints for received and
+            # expected were most of its peak memory (issue 15)
+            arr = self.cols[i] = array(_SLOT_TYPE[i], map(c.__mul__, self._written().translate(_TO_BIT)))
+            self.masked.discard(i)
+            return arr
         if i not in self.masked:
             if isinstance(c, array):
                 return c

@@ -18,7 +18,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "sitivmon"
 
 CORE = {
-    "aio", "config", "contracts", "engine", "exposition", "links", "logs", "logthrottle", "monitor",
+    "aio", "config", "contracts", "engine", "exposition", "filestamp", "links", "logs", "logthrottle", "monitor",
     "normalize", "profiles", "readings", "selfmetrics", "snmp", "units", "yamlread",
 }  # fmt: skip
 FEATURES = {"allocation", "datacenter", "mqtt", "portal", "traps", "usage"}

@@ -27,7 +27,7 @@ K = UsageKey("venissieux", "l1", Quantity.TRAFFIC_IN)
 def test_new_store_is_wal_and_at_the_current_schema(tmp_path: Path) -> None:
     with open_usage_store(UsageSettings(), tmp_path / "state") as s:
         assert isinstance(s, SqliteUsageStore)
-        assert s.schema_version() == SCHEMA_VERSION == 2
+        assert s.schema_version() == SCHEMA_VERSION == 3
         assert s.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert (tmp_path / "state" / "usage.sqlite3").exists()
 
@@ -41,12 +41,13 @@ def test_migrations_run_once_in_order(tmp_path: Path, monkeypatch: pytest.Monkey
         calls.append(2)
         db.execute("ALTER TABLE series ADD COLUMN note TEXT")
 
+    later = SCHEMA_VERSION + 1
     monkeypatch.setattr(store_mod, "MIGRATIONS", [*store_mod.MIGRATIONS, v2])
-    monkeypatch.setattr(store_mod, "SCHEMA_VERSION", 3)
+    monkeypatch.setattr(store_mod, "SCHEMA_VERSION", later)
     with SqliteUsageStore(path) as s:
-        assert s.schema_version() == 3
+        assert s.schema_version() == later
     with SqliteUsageStore(path) as s:
-        assert s.schema_version() == 3
+        assert s.schema_version() == later
     assert calls == [2]
 
 
@@ -59,11 +60,11 @@ def test_a_failing_migration_leaves_the_previous_version(tmp_path: Path, monkeyp
         raise RuntimeError("boom")
 
     monkeypatch.setattr(store_mod, "MIGRATIONS", [*store_mod.MIGRATIONS, broken])
-    monkeypatch.setattr(store_mod, "SCHEMA_VERSION", 3)
+    monkeypatch.setattr(store_mod, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
     with pytest.raises(RuntimeError):
         SqliteUsageStore(path)
     db = sqlite3.connect(path)
-    assert db.execute("SELECT value FROM meta").fetchone()[0] == "2"
+    assert db.execute("SELECT value FROM meta").fetchone()[0] == str(SCHEMA_VERSION)
     assert "note" not in [r[1] for r in db.execute("PRAGMA table_info(series)")]
 
 

@@ -230,13 +230,14 @@ def test_version_1_store_migrates_and_keeps_reading(tmp_path: Path) -> None:
     expected = pick(doc(path, (V, "l1")), V, "traffic_volume", "in")["value"]
     db = sqlite3.connect(path)  # make it a schema 1 file again, as an older sitivmon wrote it
     db.execute("DROP TABLE chunk_corrupt")
+    db.execute("DROP TABLE closed_bucket")
     db.execute("ALTER TABLE chunk DROP COLUMN crc")
     db.execute("UPDATE meta SET value='1'")
     db.commit()
     db.close()
     assert pick(doc(path, (V, "l1")), V, "traffic_volume", "in")["value"] == expected  # read-only, unmigrated
     with SqliteUsageStore(path) as s:
-        assert s.schema_version() == 2
+        assert s.schema_version() == 3
     assert pick(doc(path, (V, "l1")), V, "traffic_volume", "in")["value"] == expected
 
 

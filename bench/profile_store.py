@@ -1,0 +1,203 @@
+"""Profile the usage store at one machine's capacity, in process, without agents (issue 15).
+
+Two measurements on a synthetic store of `--links` links (three series each: traffic in/out, link
+state), written every five minutes from the start of the week up to `--now` (default 2026-11-30
+20:00 UTC, the hour of the capacity run that peaked at 2.5 GiB):
+
+- `flush`: the recorder's `Accumulator` holding every series' open bucket (and all baselines), then
+  one poll per link that closes them: the time of `Accumulator.snapshot` + `store.write`, twice (the
+  closing flush, then an ordinary one where nothing closed), with `--profile` a cProfile top.
+- `refresh`: one month-to-date refresh (`UsageLiveCollector.refresh`, timezone Europe/Paris): wall
+  time and the peak RSS of the process (each measurement runs in a child process of its own, so
+  `ru_maxrss` is that refresh's).
+
+Run: /work/main/.venv/bin/python bench/profile_store.py --links 20000 [--dir /tmp/x] [--what flush,refresh]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from array import array
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sitivmon.config.model import Commune
+from sitivmon.readings import CounterInterval, GaugeReading, PollBatch, Quantity, UsageKey
+from sitivmon.usage.buckets import CHUNK_S, PRESENT, SLOTS, Chunk
+from sitivmon.usage.live import UsageLiveCollector
+from sitivmon.usage.periods import BUCKET_S
+from sitivmon.usage.recorder import Accumulator
+from sitivmon.usage.store import COMPACT_EVERY, SqliteUsageStore
+
+NOW = 1_796_068_800  # 2026-11-30 20:00 UTC
+COMMUNES = 8
+
+
+def keys_of(links: int) -> list[tuple[str, UsageKey, UsageKey, UsageKey]]:
+    out = []
+    for i in range(links):
+        c, s = f"c{i % COMMUNES}", f"link-{i:05d}"
+        out.append(
+            (
+                s,
+                UsageKey(c, s, Quantity.TRAFFIC_IN),
+                UsageKey(c, s, Quantity.TRAFFIC_OUT),
+                UsageKey(c, s, Quantity.LINK_UP),
+            )
+        )
+    return out
+
+
+def build(path: Path, links: int, now: int) -> None:
+    """Closed buckets from the week's start to the bucket before `now` (one chunk per series), and
+    one open bucket per series at `now`'s bucket, and a baseline per link."""
+    rng = random.Random(5)
+    week = now // CHUNK_S
+    upto = (now - week * CHUNK_S) // BUCKET_S  # slots written
+    written = [1] * upto + [0] * (SLOTS - upto)
+    flags = array("B", [PRESENT if w else 0 for w in written])
+    rec = array("I", [5000 if w else 0 for w in written])
+    items = []
+    for _s, kin, kout, kup in keys_of(links):
+        for k in (kin, kout):
+            vals = array("Q", [rng.randrange(10**6, 10**9) if w else 0 for w in written])
+            items.append(
+                (
+                    k,
+                    week,
+                    Chunk([vals, array("I", rec), array("I", [5000 if w else 0 for w in written]), array("B", flags)]),
+                )
+            )
+        items.append(
+            (
+                kup,
+                week,
+                Chunk(
+                    [array("Q", [5 if w else 0 for w in written]), array("I", rec), array("I", rec), array("B", flags)]
+                ),
+            )
+        )
+    with SqliteUsageStore(path) as st:
+        st.import_chunks(items)
+        acc = Accumulator()
+        acc.apply(batch(links, bucket(now) - 30, bucket(now) + 1, 60.0))
+        closed, open_b, baselines, _ = acc.snapshot()
+        st.write(closed, open_b, baselines, now=now)
+
+
+def bucket(t: float) -> int:
+    return int(t) // BUCKET_S * BUCKET_S
+
+
+def batch(links: int, start: float, end: float, interval: float) -> PollBatch:
+    counters = []
+    gauges = []
+    baselines = {}
+    for s, kin, kout, kup in keys_of(links):
+        counters.append(CounterInterval(kin, start, end, 12345))
+        counters.append(CounterInterval(kout, start, end, 54321))
+        gauges.append(GaugeReading(kup, end, 1.0))
+        baselines[s] = f'{{"in":[1,2,3],"out":[4,5,6],"t":{end:f}}}'
+    return PollBatch("t", end, interval, tuple(counters), tuple(gauges), baselines)
+
+
+def measure_flush(path: Path, links: int, now: int, profile: bool, compact_every: int, closes: int) -> None:
+    with SqliteUsageStore(path, compact_every=compact_every) as st:
+        acc = Accumulator(st.load_open_buckets())
+        t = float(bucket(now) + 1)
+        totals = {"ordinary": [], "closing": []}
+        # per bucket: a poll inside the open bucket (nothing closes), then one past its end (all close)
+        for i in range(closes):
+            b0 = bucket(t)
+            for label, end in (("ordinary", t + 60), ("closing", b0 + BUCKET_S + 5.0)):
+                acc.apply(batch(links, t, end, 60.0))
+                t = end
+                prof = cProfile.Profile() if profile and label == "closing" and i == 0 else None
+                started = time.perf_counter()
+                if prof:
+                    prof.enable()
+                closed, open_b, baselines, _ = acc.snapshot()
+                st.write(closed, open_b, baselines, now=end)
+                if prof:
+                    prof.disable()
+                took = time.perf_counter() - started
+                totals[label].append(took)
+                print(
+                    f"flush {label}: {took:.2f} s ({len(closed)} closed buckets, {len(open_b)} open,"
+                    f" {len(baselines)} baselines)",
+                    flush=True,
+                )
+                if prof:
+                    pstats.Stats(prof).sort_stats("tottime").print_stats(12)
+        for label, xs in totals.items():
+            print(f"{label}: {len(xs)} flushes, max {max(xs):.2f} s, total {sum(xs):.2f} s")
+
+
+def vm_hwm_mib() -> float:
+    """Peak RSS of this process (VmHWM: reset by exec, unlike ru_maxrss which a child inherits)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def measure_refresh(path: Path, now: int) -> None:
+    rss0 = vm_hwm_mib()
+    communes = [Commune(id=f"c{i}", name=f"C{i}", insee=f"6900{i}") for i in range(COMMUNES)]
+    col = UsageLiveCollector(
+        lambda: SqliteUsageStore(path, read_only=True), communes, "Europe/Paris", refresh_s=300, clock=lambda: now + 30
+    )
+    started = time.perf_counter()
+    cpu0 = time.process_time()
+    col.refresh()
+    took, cpu = time.perf_counter() - started, time.process_time() - cpu0
+    rss1 = vm_hwm_mib()
+    n = sum(len(f.samples) for f in col.collect())
+    print(f"refresh: {took:.2f} s wall, {cpu:.2f} s CPU, peak RSS {rss1:.0f} MiB (before {rss0:.0f} MiB), {n} samples")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--links", type=int, default=20_000)
+    ap.add_argument("--now", type=int, default=NOW)
+    ap.add_argument("--dir", type=Path)
+    ap.add_argument("--db", type=Path, help="built store to keep and reuse (copied for each measurement)")
+    ap.add_argument("--what", default="flush,refresh")
+    ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--compact-every", type=int, default=COMPACT_EVERY, help="SqliteUsageStore(compact_every=)")
+    ap.add_argument("--closes", type=int, default=1, help="bucket closes measured (each after an ordinary flush)")
+    ap.add_argument("--child", choices=["flush", "refresh"], help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        path = args.dir / "usage.db"
+        if args.child == "flush":
+            measure_flush(path, args.links, args.now, args.profile, args.compact_every, args.closes)
+        else:
+            measure_refresh(path, args.now)
+        return 0
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        d = Path(tmp)
+        built = args.db or d / "built.db"
+        if not built.exists():
+            started = time.perf_counter()
+            build(built, args.links, args.now)
+            print(f"built {args.links} links x 3 series in {time.perf_counter() - started:.1f} s", flush=True)
+        base = [sys.executable, __file__, "--links", str(args.links), "--now", str(args.now), "--dir", str(d)]
+        for what in args.what.split(","):
+            shutil.copyfile(built, d / "usage.db")  # each measurement on the store as built
+            extra = ["--compact-every", str(args.compact_every), "--closes", str(args.closes)]
+            subprocess.run([*base, "--child", what, *extra, *(["--profile"] if args.profile else [])], check=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
