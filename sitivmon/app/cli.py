@@ -14,8 +14,8 @@ from sitivmon.allocation import cli as allocation_cli
 from sitivmon.allocation.service import InputError, ReportService, service_from_config
 from sitivmon.app import demo as demo_cli
 from sitivmon.app import migrate as store_cli
-from sitivmon.app.config import ConfigError, SitivmonConfig, load_config
-from sitivmon.app.daemon import run_daemon
+from sitivmon.app.config import ConfigError, ShardConfig, SitivmonConfig, load_config, shard_problems
+from sitivmon.app.daemon import Composition, run_daemon
 from sitivmon.app.oneshot import poll_once
 from sitivmon.config.model import Commune
 from sitivmon.logs import setup_logging
@@ -87,8 +87,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     # The command line wins; else the config's `log` section (SITIVMON_LOG__LEVEL and __FORMAT included).
     setup_logging(args.log_format or config.log.format, args.log_level or config.log.level)
+    shard = args.shard or config.shard
+    if shard is not None:
+        for _, message in shard_problems(shard, config.usage):
+            print(f"sitivmon: {message}", file=sys.stderr)
+            return 2
+    composition = Composition() if shard is None else Composition(selector=shard.selector())
     try:
-        return run(run_daemon(args.config, config, args.listen))
+        return run(run_daemon(args.config, config, args.listen, composition=composition))
     except OSError as exc:
         print(f"sitivmon: cannot start: {exc}", file=sys.stderr)
         return 1
@@ -108,6 +114,17 @@ def cmd_poll(args: argparse.Namespace) -> int:
     return 0 if report.get("error") is None else 1
 
 
+def parse_shard(text: str) -> ShardConfig:
+    """`I/N` (`--shard 2/3`): shard I of N, 1 <= I <= N."""
+    index, sep, count = text.partition("/")
+    try:
+        if not sep:
+            raise ValueError("expected I/N")
+        return ShardConfig(index=int(index), count=int(count))
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        raise argparse.ArgumentTypeError(f"{text!r}: a shard is I/N with 1 <= I <= N") from exc
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sitivmon", description=__doc__)
     parser.add_argument("--version", action="version", version=f"sitivmon {__version__}")
@@ -122,6 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["debug", "info", "warning", "error"],
         default=None,
         help="overrides the config's log.level (default info)",
+    )
+    run.add_argument(
+        "--shard", type=parse_shard, default=None, metavar="I/N",
+        help="poll shard I of N (overrides the config's shard section; docs/sharding.md)",
     )
     run.set_defaults(func=cmd_run)
 

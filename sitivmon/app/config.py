@@ -9,18 +9,38 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+from pydantic import Field, model_validator
+
 from sitivmon.allocation.checks import allocation_problems
 from sitivmon.allocation.config import ApiConfig
 from sitivmon.config.crossref import Problem, core_problems
 from sitivmon.config.loader import ConfigError, parse_document, read_document
-from sitivmon.config.model import CoreConfig
+from sitivmon.config.model import CoreConfig, Strict
 from sitivmon.datacenter.config import AttributionSettings, attribution_problems
+from sitivmon.engine.selection import ShardSelector
 from sitivmon.mqtt.config import MqttConfig
 from sitivmon.traps.config import TrapConfig, trap_problems
 from sitivmon.usage.checks import interval_problems
 from sitivmon.usage.config import UsageSettings
 
-__all__ = ["ConfigError", "SitivmonConfig", "cross_check", "load_config", "parse_config"]
+__all__ = ["ConfigError", "ShardConfig", "SitivmonConfig", "cross_check", "load_config", "parse_config"]
+
+
+class ShardConfig(Strict):
+    """Static sharding (docs/sharding.md): this daemon is shard `index` of `count` and owns the
+    targets that rendezvous hashing of their names gives it. `sitivmon run --shard I/N` overrides it."""
+
+    index: int = Field(ge=1)
+    count: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _index_within_count(self) -> ShardConfig:
+        if self.index > self.count:
+            raise ValueError(f"shard index {self.index} is above the count {self.count} (1 <= index <= count)")
+        return self
+
+    def selector(self) -> ShardSelector:
+        return ShardSelector(self.index, self.count)
 
 
 class SitivmonConfig(CoreConfig):
@@ -32,6 +52,7 @@ class SitivmonConfig(CoreConfig):
     allocation: Path | None = None  # the allocation file (keys and projects), relative to this file
     api: ApiConfig = ApiConfig()
     attribution: AttributionSettings = AttributionSettings()
+    shard: ShardConfig | None = None  # absent: this daemon owns every target
 
 
 RELATIVE_PATHS = ("state_dir", "allocation")
@@ -44,6 +65,15 @@ def cross_check(config: SitivmonConfig, base_dir: Path | None = None) -> Iterato
     yield from trap_problems(config.traps, config)
     yield from allocation_problems(config.allocation, config.api, config)
     yield from attribution_problems(config.attribution, config)
+    if config.shard is not None:
+        yield from shard_problems(config.shard, config.usage)
+
+
+def shard_problems(shard: ShardConfig, usage: UsageSettings) -> Iterator[Problem]:
+    """Several shards share one store: SQLite is one file on one machine with one writer (each
+    flush replaces the open buckets as a whole), so more than one shard needs PostgreSQL."""
+    if shard.count > 1 and usage.store != "postgresql":
+        yield (("shard",), f"{shard.count} shards need a shared usage store: set usage.store to postgresql")
 
 
 def parse_config(text: str, source: str = "<config>", base_dir: Path | None = None) -> SitivmonConfig:

@@ -32,7 +32,7 @@ from sitivmon.app.http import KEEPALIVE_TIMEOUT_S, ConnectionGuard, GuardedSite,
 from sitivmon.config.model import parse_listen
 from sitivmon.datacenter.handler import DatacenterHandler
 from sitivmon.engine.scheduler import Scheduler
-from sitivmon.engine.selection import ALL_TARGETS, TargetSelector
+from sitivmon.engine.selection import ALL_TARGETS, ShardSelector, TargetSelector
 from sitivmon.filestamp import file_stamp
 from sitivmon.monitor import Monitor
 from sitivmon.mqtt.publisher import MqttPublisher
@@ -115,16 +115,22 @@ class Daemon:
         if self.composition.usage:
             await self._start_usage()
         if config.mqtt.enabled:
-            self.mqtt = await self._stack.enter_async_context(MqttPublisher(config.mqtt, registry=self.registry))
+            selector = self.composition.selector
+            shard = selector.writer if isinstance(selector, ShardSelector) else None
+            self.mqtt = await self._stack.enter_async_context(
+                MqttPublisher(config.mqtt, registry=self.registry, shard=shard)
+            )
             self.monitor.add_event_sink(self.mqtt)
         if config.traps.enabled:
             auth = resolve_trap_auth(config.traps, config.credentials)
+            owned = {t.name for t in self.monitor.owned}
             self.traps = TrapReceiver(
                 config.traps,
                 auth,
                 self._on_trap,
                 registry=self.registry,
                 target_hosts=[t.host for t in self.monitor.owned],
+                other_shard_hosts=[t.host for t in config.targets if t.name not in owned],
             )
             await self._stack.enter_async_context(self.traps)
 
@@ -132,7 +138,9 @@ class Daemon:
         config = self.config
         # Opened by the recorder, which survives a store that cannot be opened (garbage file, full
         # disk...): monitoring, traps and HTTP must not depend on the usage file.
-        store = open_usage_store(config.usage, config.state_dir, connect=False)
+        selector = self.composition.selector
+        writer = selector.writer if isinstance(selector, ShardSelector) else ""
+        store = open_usage_store(config.usage, config.state_dir, connect=False, writer=writer)
         self.usage = await self._stack.enter_async_context(UsageRecorder(store, self.registry, config.usage))
         seeded = self.monitor.seed_baselines(self.usage.load_baselines())
         if seeded:

@@ -91,8 +91,14 @@ class MqttPublisher:
         registry: CollectorRegistry,
         client_factory: Callable[[], aiomqtt.Client] | None = None,
         rng: Callable[[float, float], float] = random.uniform,
+        shard: str | None = None,
     ) -> None:
+        """`shard`: this daemon's shard index when sharded. Each shard knows only its own links, so
+        its commune summaries go to `…/<commune>/summary/shard/<index>` (one retained topic per shard,
+        which `…/+/summary/#` also matches): no shard overwrites another's with its partial view
+        (docs/sharding.md)."""
         self.config = config
+        self.shard = shard
         self.metrics = MqttMetrics(registry)
         self._client_factory = client_factory or self._make_client
         self._rng = rng
@@ -140,7 +146,10 @@ class MqttPublisher:
             self._extra[commune] = dict(payload)
         states = [e for (c, _), e in self._latest.items() if c == commune]
         body = payloads.summary_payload(commune, states, time.time(), self._extra.get(commune))
-        self._put("summary", payloads.summary_topic(self.config.topic_prefix, commune), body, retain=True)
+        topic = payloads.summary_topic(self.config.topic_prefix, commune)
+        if self.shard is not None:
+            topic = f"{topic}/shard/{self.shard}"
+        self._put("summary", topic, body, retain=True)
 
     def _put(self, kind: str, topic: str, payload: bytes, retain: bool, link: tuple[str, str] | None = None) -> None:
         q = self._queue

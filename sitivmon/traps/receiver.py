@@ -60,9 +60,10 @@ class RejectReason:
     DECRYPTION_ERROR = "decryption_error"
     NOT_IN_TIME_WINDOW = "not_in_time_window"
     UNSUPPORTED_SECURITY_LEVEL = "unsupported_security_level"
+    OTHER_SHARD = "other_shard"  # a configured target that another shard owns (docs/sharding.md)
     ALL = (
-        UNKNOWN_SOURCE, UNKNOWN_COMMUNITY, UNKNOWN_USER, DECODE_ERROR, RATE_LIMITED, QUEUE_FULL, AUTH_FAILED,
-        DECRYPTION_ERROR, NOT_IN_TIME_WINDOW, UNSUPPORTED_SECURITY_LEVEL,
+        OTHER_SHARD, UNKNOWN_SOURCE, UNKNOWN_COMMUNITY, UNKNOWN_USER, DECODE_ERROR, RATE_LIMITED, QUEUE_FULL,
+        AUTH_FAILED, DECRYPTION_ERROR, NOT_IN_TIME_WINDOW, UNSUPPORTED_SECURITY_LEVEL,
     )  # fmt: skip
 
 
@@ -177,6 +178,7 @@ class TrapReceiver:
         *,
         registry: CollectorRegistry,
         target_hosts: Iterable[str] = (),
+        other_shard_hosts: Iterable[str] = (),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
@@ -186,7 +188,11 @@ class TrapReceiver:
         self._communities = [(c.community.get_secret_value().encode(), c.name) for c in auth.communities]
         self._networks = list(config.allowed_sources)
         self._target_hosts = list(target_hosts)
+        # Targets of the config that other shards own: their traps are counted (`other_shard`) and
+        # dropped before decoding, whatever `allowed_sources` says (their shard takes them).
+        self._other_hosts = list(other_shard_hosts)
         self._allowed_ips: set[str] = set()
+        self._other_ips: set[str] = set()
         self._allowed_cache: dict[str, bool] = {}
         self._queue: collections.deque[tuple[bytes, Any, float]] = collections.deque()
         self._overflow = 0
@@ -235,6 +241,14 @@ class TrapReceiver:
                 log.warning("trap receiver: cannot resolve target host %s: %s", host, exc)
                 continue
             self._allowed_ips.update(str(info[4][0]) for info in infos)
+        for host in self._other_hosts:
+            try:
+                infos = await loop.getaddrinfo(host, None, type=socket.SOCK_DGRAM)
+            except OSError as exc:
+                log.warning("trap receiver: cannot resolve another shard's target host %s: %s", host, exc)
+                continue
+            self._other_ips.update(str(info[4][0]) for info in infos)
+        self._other_ips -= self._allowed_ips  # a host with targets on this shard too stays ours
         infos = await loop.getaddrinfo(self.config.host, self.config.port, type=socket.SOCK_DGRAM)
         family, _, _, _, sockaddr = infos[0]
         sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -375,6 +389,9 @@ class TrapReceiver:
 
     def handle_datagram(self, data: bytes, addr: Any, monotonic_at: float) -> None:
         ip = str(addr[0])
+        if self._other_ips and ip.split("%", 1)[0].removeprefix("::ffff:") in self._other_ips:
+            self._reject(RejectReason.OTHER_SHARD)
+            return
         if not self.source_allowed(ip):
             self._reject(RejectReason.UNKNOWN_SOURCE)
             return

@@ -22,13 +22,14 @@ UsageStoreFactory = Callable[[], UsageStorePort]
 
 
 def open_usage_store(
-    settings: UsageSettings, state_dir: Path, *, read_only: bool = False, connect: bool = True
+    settings: UsageSettings, state_dir: Path, *, read_only: bool = False, connect: bool = True, writer: str = ""
 ) -> UsageStorePort:
     """The configured usage store.
 
     `read_only`: never creates, migrates or writes (reports, live gauges); a store never created
     raises `StoreMissing`. `connect=False`: nothing is opened before `open()` (the daemon starts
-    without a usable store and the recorder retries). Raises the port's exceptions.
+    without a usable store and the recorder retries). `writer`: this daemon's shard among several writing
+one PostgreSQL store (SQLite has one writer). Raises the port's exceptions.
     """
     if settings.store == "sqlite":
         return SqliteUsageStore(
@@ -41,7 +42,7 @@ def open_usage_store(
     if settings.store == "postgresql":
         assert settings.dsn is not None  # UsageSettings refuses postgresql without a DSN
         return PostgresUsageStore(
-            settings.dsn, busy_timeout_s=settings.busy_timeout_s, read_only=read_only, connect=connect
+            settings.dsn, busy_timeout_s=settings.busy_timeout_s, read_only=read_only, connect=connect, writer=writer
         )
     raise AssertionError(f"unknown usage store backend {settings.store!r}")  # pragma: no cover (Literal)
 

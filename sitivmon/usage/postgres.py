@@ -21,6 +21,16 @@ equivalent of SQLite's `BEGIN IMMEDIATE`: a chunk is read, merged and rewritten 
 and two writers merging into the same week row must not lose each other's buckets. Waiting longer
 than `busy_timeout_s` for it (PostgreSQL's `lock_timeout`) is `StoreBusy`.
 
+Several writers (sharded pollers): each store is opened with its `writer` identity (the shard
+index; '' for a daemon that is not sharded). The open buckets are the one part a flush replaces as a
+set, so they are scoped by writer: a flush deletes and rewrites its own writer's rows only, and
+`load_open_buckets` returns only them. Readers (`month_series`) add up every writer's open buckets
+(a series moved between shards may have one in each: the bytes before and after the move).
+Closed buckets merge additively into the shared chunk, and baselines are shared by link (a link's
+new owner continues from the last committed one). The lock stays database-wide: a moved series
+can have its old and new owner merging into the same chunk row, and per-series advisory locks
+would take one lock per series per flush (tens of thousands, beyond the default lock table).
+
 The DSN is a secret (it may carry a password): it is held as `SecretStr`, never logged, and every
 message this module raises names the store by `location` (`postgresql://host:port/dbname`, no
 credentials); driver messages are passed through `_scrub` and the driver exception is not chained.
@@ -118,7 +128,20 @@ def _v1(conn: psycopg.Connection[TupleRow]) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[psycopg.Connection[TupleRow]], None]] = [_v1]
+def _v2(conn: psycopg.Connection[TupleRow]) -> None:
+    """Open buckets scoped by writer (sharded pollers, docs/sharding.md): each flush replaces only its
+    own writer's set, so shard A's flush no longer deletes shard B's open buckets. Rows written before
+    belong to writer '' (a daemon that is not sharded)."""
+    conn.execute(
+        """
+        ALTER TABLE open_bucket ADD COLUMN writer text NOT NULL DEFAULT '';
+        ALTER TABLE open_bucket DROP CONSTRAINT open_bucket_pkey;
+        ALTER TABLE open_bucket ADD PRIMARY KEY (writer, series_id, start);
+        """
+    )
+
+
+MIGRATIONS: list[Callable[[psycopg.Connection[TupleRow]], None]] = [_v1, _v2]
 """Ordered migrations; migration i brings the schema from version i to i+1. Append, never edit."""
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -296,9 +319,11 @@ class PostgresUsageStore:
         read_only: bool = False,
         connect: bool = True,
         application_name: str = "sitivmon",
+        writer: str = "",
     ) -> None:
         """`connect=False` defers connecting (and its errors) to `open()`. `read_only`: never creates,
-        migrates or writes (a database without a usage schema is `StoreMissing`)."""
+        migrates or writes (a database without a usage schema is `StoreMissing`). `writer`: this
+        daemon's identity among several writing the store (its shard index; see the module doc)."""
         self._dsn = dsn
         self._location, secrets = describe_dsn(dsn)
         self._scrub = scrubber(secrets)
@@ -306,6 +331,7 @@ class PostgresUsageStore:
         self._busy_timeout_s = busy_timeout_s
         self._connect_timeout_s = connect_timeout_s
         self._application_name = application_name
+        self.writer = writer
         self._conn: psycopg.Connection[TupleRow] | None = None
         self._series: dict[UsageKey, int] = {}
         if connect:
@@ -515,13 +541,16 @@ class PostgresUsageStore:
         if blobs:
             with conn.cursor() as cur:
                 cur.executemany(_UPSERT_CHUNK, zip(weeks, sids_out, blobs, crcs, strict=True))
-        conn.execute("DELETE FROM open_bucket")
+        conn.execute("DELETE FROM open_bucket WHERE writer = %s", (self.writer,))
         if open_buckets:
             with conn.cursor() as cur, cur.copy(
-                "COPY open_bucket(series_id, start, value, covered_us, readings, expected_milli, flags) FROM STDIN"
+                "COPY open_bucket(writer, series_id, start, value, covered_us, readings, expected_milli, flags)"
+                " FROM STDIN"
             ) as copy:
                 for (k, s), b in open_buckets.items():
-                    copy.write_row((ids[k], s, b.value, b.covered_us, b.readings, b.expected_milli, b.flags))
+                    copy.write_row(
+                        (self.writer, ids[k], s, b.value, b.covered_us, b.readings, b.expected_milli, b.flags)
+                    )
         if baselines:
             subjects = list(baselines)
             conn.execute(
@@ -586,9 +615,9 @@ class PostgresUsageStore:
                         [(w, ids[k], d, crc, found, reason) for k, w, d, crc, found, reason in bad],
                     )
                     cur.executemany(
-                        "INSERT INTO open_bucket(series_id, start, value, covered_us, readings, expected_milli,"
-                        " flags) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                        [(ids[k], st, b.value, b.covered_us, b.readings, b.expected_milli, b.flags)
+                        "INSERT INTO open_bucket(writer, series_id, start, value, covered_us, readings,"
+                        " expected_milli, flags) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                        [(self.writer, ids[k], st, b.value, b.covered_us, b.readings, b.expected_milli, b.flags)
                          for (k, st), b in open_buckets.items()],
                     )
                     cur.executemany(
@@ -622,11 +651,14 @@ class PostgresUsageStore:
             return {_str(s): _str(v) for s, v in self.conn.execute("SELECT subject, state FROM baseline")}
 
     def load_open_buckets(self) -> dict[BucketKey, Bucket]:
+        """This writer's open buckets (the set its next flush replaces)."""
         with self._port_errors(), self.conn.transaction():
             self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             ids = self.series()
             rows = self.conn.execute(
                 "SELECT series_id, start, value, covered_us, readings, expected_milli, flags FROM open_bucket"
+                " WHERE writer = %s",
+                (self.writer,),
             ).fetchall()
         return {
             (ids[_int(sid)], _int(start)): Bucket(
