@@ -53,7 +53,7 @@ from pydantic import SecretStr
 
 from sitivmon.readings import Quantity, UsageKey
 
-from .buckets import CHUNK_S, SLOTS, Bucket, Chunk
+from .buckets import CHUNK_S, Bucket, Chunk
 from .periods import BUCKET_S
 from .port import (
     BucketKey,
@@ -68,7 +68,7 @@ from .port import (
     StoreMissing,
     StoreUnavailable,
 )
-from .store import checksum, decode_checked
+from .store import checksum, decode_checked, place_chunk
 
 COMPONENT = "usage"
 """Row of `schema_version` that this store owns (the report archive keeps its own row)."""
@@ -674,14 +674,7 @@ class PostgresUsageStore:
         for k in keys:
             out.setdefault(k, SeriesMonth(k, start, (end - start) // BUCKET_S))
         for (sid, day), ch in chunks.items():
-            day_start = day * CHUNK_S
-            a = max(0, (start - day_start) // BUCKET_S)
-            b = min(SLOTS, (end - day_start) // BUCKET_S)
-            if a >= b:
-                continue
-            offset = (day_start + a * BUCKET_S - start) // BUCKET_S
-            v, r, e, f = ch.slice(a, b)
-            out[ids[sid]].segments[offset] = (b - a, v, r, e, f)
+            place_chunk(out[ids[sid]], day, ch, start, end)
         return out
 
     def _month_chunks(self, start: int, end: int) -> tuple[dict[int, UsageKey], dict[tuple[int, int], Chunk]]:

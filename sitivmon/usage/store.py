@@ -221,7 +221,7 @@ def decode_checked(location: str, key: UsageKey | None, week: int, data: bytes, 
     return ch
 
 
-def _place(sm: SeriesMonth, day: int, ch: Chunk, start: int, end: int) -> None:
+def place_chunk(sm: SeriesMonth, day: int, ch: Chunk, start: int, end: int) -> None:
     """Put the slice of week `day`'s chunk that falls in [start, end) into the series' segments."""
     day_start = day * CHUNK_S
     a = max(0, (start - day_start) // BUCKET_S)
@@ -661,12 +661,12 @@ class SqliteUsageStore:
                     ch = decode_checked(self.location, ids.get(sid), day, data, crc)
                     for slot, value, rec, exp, flags in overlays.pop((sid, day), ()):
                         ch.merge(slot, value, rec, exp, flags)
-                    _place(out[ids[sid]], day, ch, start, end)
+                    place_chunk(out[ids[sid]], day, ch, start, end)
                 for (sid, day), items in overlays.items():  # weeks with no chunk yet
                     ch = Chunk()
                     for slot, value, rec, exp, flags in items:
                         ch.merge(slot, value, rec, exp, flags)
-                    _place(out[ids[sid]], day, ch, start, end)
+                    place_chunk(out[ids[sid]], day, ch, start, end)
             finally:
                 db.execute("COMMIT")
         for k in keys:
