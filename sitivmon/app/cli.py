@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,10 +15,18 @@ from sitivmon.allocation import cli as allocation_cli
 from sitivmon.allocation.service import InputError, ReportService, service_from_config
 from sitivmon.app import demo as demo_cli
 from sitivmon.app import migrate as store_cli
-from sitivmon.app.config import ConfigError, ShardConfig, SitivmonConfig, load_config, shard_problems
+from sitivmon.app.config import (
+    ConfigError,
+    ShardConfig,
+    SitivmonConfig,
+    load_config,
+    replica_problems,
+    shard_problems,
+)
 from sitivmon.app.daemon import Composition, run_daemon
 from sitivmon.app.oneshot import poll_once
 from sitivmon.config.model import Commune
+from sitivmon.engine.selection import ALL_TARGETS
 from sitivmon.logs import setup_logging
 from sitivmon.usage import cli as usage_cli
 from sitivmon.usage.backends import usage_reader_factory
@@ -92,7 +101,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         for _, message in shard_problems(shard, config.usage):
             print(f"sitivmon: {message}", file=sys.stderr)
             return 2
-    composition = Composition() if shard is None else Composition(selector=shard.selector())
+    replica = args.replica or config.replica
+    if replica is not None:
+        for _, message in replica_problems(replica, config.usage):
+            print(f"sitivmon: {message}", file=sys.stderr)
+            return 2
+    composition = Composition(selector=ALL_TARGETS if shard is None else shard.selector(), replica=replica or "")
     try:
         return run(run_daemon(args.config, config, args.listen, composition=composition))
     except OSError as exc:
@@ -125,6 +139,13 @@ def parse_shard(text: str) -> ShardConfig:
         raise argparse.ArgumentTypeError(f"{text!r}: a shard is I/N with 1 <= I <= N") from exc
 
 
+def parse_replica(text: str) -> str:
+    """`a`, `b`: a lowercase letter then up to 7 lowercase letters or digits."""
+    if not re.fullmatch(r"[a-z][a-z0-9]{0,7}", text):
+        raise argparse.ArgumentTypeError(f"{text!r}: a replica is a lowercase letter then up to 7 letters or digits")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sitivmon", description=__doc__)
     parser.add_argument("--version", action="version", version=f"sitivmon {__version__}")
@@ -141,8 +162,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="overrides the config's log.level (default info)",
     )
     run.add_argument(
-        "--shard", type=parse_shard, default=None, metavar="I/N",
+        "--shard",
+        type=parse_shard,
+        default=None,
+        metavar="I/N",
         help="poll shard I of N (overrides the config's shard section; docs/sharding.md)",
+    )
+    run.add_argument(
+        "--replica",
+        type=parse_replica,
+        default=None,
+        metavar="NAME",
+        help="this daemon's name in a replica pair, e.g. a or b (overrides the config's replica; docs/scale.md)",
     )
     run.set_defaults(func=cmd_run)
 

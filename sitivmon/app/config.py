@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, model_validator
+from pydantic import Field, StringConstraints, model_validator
 
 from sitivmon.allocation.checks import allocation_problems
 from sitivmon.allocation.config import ApiConfig
@@ -23,7 +24,15 @@ from sitivmon.traps.config import TrapConfig, trap_problems
 from sitivmon.usage.checks import interval_problems
 from sitivmon.usage.config import UsageSettings
 
-__all__ = ["ConfigError", "ShardConfig", "SitivmonConfig", "cross_check", "load_config", "parse_config"]
+__all__ = [
+    "ConfigError",
+    "ShardConfig",
+    "SitivmonConfig",
+    "cross_check",
+    "load_config",
+    "parse_config",
+    "replica_problems",
+]
 
 
 class ShardConfig(Strict):
@@ -43,6 +52,10 @@ class ShardConfig(Strict):
         return ShardSelector(self.index, self.count)
 
 
+Replica = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9]{0,7}$")]
+"""A replica's name: a lowercase letter then up to 7 lowercase letters or digits (`a`, `b`)."""
+
+
 class SitivmonConfig(CoreConfig):
     """The whole configuration: the core's sections, then the features'."""
 
@@ -53,6 +66,10 @@ class SitivmonConfig(CoreConfig):
     api: ApiConfig = ApiConfig()
     attribution: AttributionSettings = AttributionSettings()
     shard: ShardConfig | None = None  # absent: this daemon owns every target
+    replica: Replica | None = None
+    """This daemon's name in a replica pair (docs/scale.md): two daemons polling the same shard, each
+    writing its own buckets to the shared store, which readers merge. `sitivmon run --replica a`
+    overrides it."""
 
 
 RELATIVE_PATHS = ("state_dir", "allocation")
@@ -67,6 +84,8 @@ def cross_check(config: SitivmonConfig, base_dir: Path | None = None) -> Iterato
     yield from attribution_problems(config.attribution, config)
     if config.shard is not None:
         yield from shard_problems(config.shard, config.usage)
+    if config.replica is not None:
+        yield from replica_problems(config.replica, config.usage)
 
 
 def shard_problems(shard: ShardConfig, usage: UsageSettings) -> Iterator[Problem]:
@@ -74,6 +93,13 @@ def shard_problems(shard: ShardConfig, usage: UsageSettings) -> Iterator[Problem
     flush replaces the open buckets as a whole), so more than one shard needs PostgreSQL."""
     if shard.count > 1 and usage.store != "postgresql":
         yield (("shard",), f"{shard.count} shards need a shared usage store: set usage.store to postgresql")
+
+
+def replica_problems(replica: str, usage: UsageSettings) -> Iterator[Problem]:
+    """Replicas merge through the shared store; with SQLite the second daemon would be a second
+    writer of one file."""
+    if usage.store != "postgresql":
+        yield (("replica",), f"replica {replica!r} needs a shared usage store: set usage.store to postgresql")
 
 
 def parse_config(text: str, source: str = "<config>", base_dir: Path | None = None) -> SitivmonConfig:

@@ -60,6 +60,9 @@ class Composition:
 
     usage: bool = True
     selector: TargetSelector = ALL_TARGETS
+    replica: str = ""
+    """This daemon's name in a replica pair ('' alone): its buckets and baselines in the shared store
+    are its own, and readers merge the pair's (docs/scale.md)."""
 
 
 class Daemon:
@@ -140,7 +143,9 @@ class Daemon:
         # disk...): monitoring, traps and HTTP must not depend on the usage file.
         selector = self.composition.selector
         writer = selector.writer if isinstance(selector, ShardSelector) else ""
-        store = open_usage_store(config.usage, config.state_dir, connect=False, writer=writer)
+        store = open_usage_store(
+            config.usage, config.state_dir, connect=False, writer=writer, replica=self.composition.replica
+        )
         self.usage = await self._stack.enter_async_context(UsageRecorder(store, self.registry, config.usage))
         seeded = self.monitor.seed_baselines(self.usage.load_baselines())
         if seeded:
@@ -149,8 +154,12 @@ class Daemon:
             )
         self.monitor.add_usage_sink(self.usage)
         self.live = UsageLiveCollector(
-            usage_reader_factory(config.usage, config.state_dir), config.communes, config.timezone,
-            link_keys(config.links), refresh_s=config.usage.live_refresh_s, background=True,
+            usage_reader_factory(config.usage, config.state_dir),
+            config.communes,
+            config.timezone,
+            link_keys(config.links),
+            refresh_s=config.usage.live_refresh_s,
+            background=True,
         )
         self.registry.register(self.live)
 
@@ -163,8 +172,12 @@ class Daemon:
             def service() -> ReportService:
                 config = self.config
                 return service_from_config(
-                    config_path=self.config_path, state_dir=config.state_dir, timezone=config.timezone,
-                    communes=config.communes, links=config.links, allocation=config.allocation,
+                    config_path=self.config_path,
+                    state_dir=config.state_dir,
+                    timezone=config.timezone,
+                    communes=config.communes,
+                    links=config.links,
+                    allocation=config.allocation,
                     usage_settings=config.usage,
                 )
 
@@ -219,8 +232,11 @@ class Daemon:
             alloc = config.allocation
             files.append(alloc if alloc.is_absolute() else self.config_path.parent / alloc)
         return (
-            id(config), month, tuple(file_stamp(p) for p in files),
-            usage_change_stamp(config.usage, config.state_dir), archive_change_stamp(config.state_dir),
+            id(config),
+            month,
+            tuple(file_stamp(p) for p in files),
+            usage_change_stamp(config.usage, config.state_dir),
+            archive_change_stamp(config.state_dir),
         )
 
     def _on_trap(self, event: TrapEvent) -> None:
@@ -319,7 +335,6 @@ class Daemon:
         task = asyncio.ensure_future(self.reload())
         self._background.add(task)  # keep a reference until done, or the task may be collected
         task.add_done_callback(self._background.discard)
-
 
 
 def apply_trap(monitor: Monitor, event: TrapEvent) -> list[str]:

@@ -22,14 +22,21 @@ UsageStoreFactory = Callable[[], UsageStorePort]
 
 
 def open_usage_store(
-    settings: UsageSettings, state_dir: Path, *, read_only: bool = False, connect: bool = True, writer: str = ""
+    settings: UsageSettings,
+    state_dir: Path,
+    *,
+    read_only: bool = False,
+    connect: bool = True,
+    writer: str = "",
+    replica: str = "",
 ) -> UsageStorePort:
     """The configured usage store.
 
     `read_only`: never creates, migrates or writes (reports, live gauges); a store never created
     raises `StoreMissing`. `connect=False`: nothing is opened before `open()` (the daemon starts
     without a usable store and the recorder retries). `writer`: this daemon's shard among several writing
-one PostgreSQL store (SQLite has one writer). Raises the port's exceptions.
+    one PostgreSQL store (SQLite has one writer); `replica`: this daemon's name in a replica pair of
+    that shard. Raises the port's exceptions.
     """
     if settings.store == "sqlite":
         return SqliteUsageStore(
@@ -42,7 +49,12 @@ one PostgreSQL store (SQLite has one writer). Raises the port's exceptions.
     if settings.store == "postgresql":
         assert settings.dsn is not None  # UsageSettings refuses postgresql without a DSN
         return PostgresUsageStore(
-            settings.dsn, busy_timeout_s=settings.busy_timeout_s, read_only=read_only, connect=connect, writer=writer
+            settings.dsn,
+            busy_timeout_s=settings.busy_timeout_s,
+            read_only=read_only,
+            connect=connect,
+            writer=writer,
+            replica=replica,
         )
     raise AssertionError(f"unknown usage store backend {settings.store!r}")  # pragma: no cover (Literal)
 
@@ -63,4 +75,3 @@ def usage_change_stamp(settings: UsageSettings, state_dir: Path) -> Hashable:
         assert settings.dsn is not None
         return postgres_change_stamp(settings.dsn)
     raise AssertionError(f"unknown usage store backend {settings.store!r}")  # pragma: no cover (Literal)
-

@@ -154,7 +154,6 @@ _UPSERT_CHUNK = (
 `unnest` arrays, whose `bytea[]` psycopg sends as hex text unless told `%b` (bench/pg_driver_bench.py)."""
 
 
-
 def _int(x: object) -> int:
     """A column the schema declares integer (the driver's rows are untyped)."""
     if not isinstance(x, int):
@@ -320,6 +319,7 @@ class PostgresUsageStore:
         connect: bool = True,
         application_name: str = "sitivmon",
         writer: str = "",
+        replica: str = "",
     ) -> None:
         """`connect=False` defers connecting (and its errors) to `open()`. `read_only`: never creates,
         migrates or writes (a database without a usage schema is `StoreMissing`). `writer`: this
@@ -332,6 +332,7 @@ class PostgresUsageStore:
         self._connect_timeout_s = connect_timeout_s
         self._application_name = application_name
         self.writer = writer
+        self.replica = replica  # not used yet: replica-marked buckets are being built (issue 13)
         self._conn: psycopg.Connection[TupleRow] | None = None
         self._series: dict[UsageKey, int] = {}
         if connect:
@@ -427,9 +428,7 @@ class PostgresUsageStore:
     def __enter__(self) -> PostgresUsageStore:
         return self
 
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
 
     # -- schema -----------------------------------------------------------------------------------------
@@ -543,10 +542,13 @@ class PostgresUsageStore:
                 cur.executemany(_UPSERT_CHUNK, zip(weeks, sids_out, blobs, crcs, strict=True))
         conn.execute("DELETE FROM open_bucket WHERE writer = %s", (self.writer,))
         if open_buckets:
-            with conn.cursor() as cur, cur.copy(
-                "COPY open_bucket(writer, series_id, start, value, covered_us, readings, expected_milli, flags)"
-                " FROM STDIN"
-            ) as copy:
+            with (
+                conn.cursor() as cur,
+                cur.copy(
+                    "COPY open_bucket(writer, series_id, start, value, covered_us, readings, expected_milli, flags)"
+                    " FROM STDIN"
+                ) as copy,
+            ):
                 for (k, s), b in open_buckets.items():
                     copy.write_row(
                         (self.writer, ids[k], s, b.value, b.covered_us, b.readings, b.expected_milli, b.flags)
@@ -585,9 +587,7 @@ class PostgresUsageStore:
             with self._port_errors(), self.conn.transaction():
                 conn = self.conn
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
-                row = conn.execute(
-                    "SELECT EXISTS (SELECT 1 FROM series) OR EXISTS (SELECT 1 FROM baseline)"
-                ).fetchone()
+                row = conn.execute("SELECT EXISTS (SELECT 1 FROM series) OR EXISTS (SELECT 1 FROM baseline)").fetchone()
                 if row and row[0]:
                     raise StoreIncompatible(f"{self._location}: already holds usage; migrate into an empty store")
                 conn.execute("UPDATE usage_change SET seq = seq + 1")
@@ -617,8 +617,10 @@ class PostgresUsageStore:
                     cur.executemany(
                         "INSERT INTO open_bucket(writer, series_id, start, value, covered_us, readings,"
                         " expected_milli, flags) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                        [(self.writer, ids[k], st, b.value, b.covered_us, b.readings, b.expected_milli, b.flags)
-                         for (k, st), b in open_buckets.items()],
+                        [
+                            (self.writer, ids[k], st, b.value, b.covered_us, b.readings, b.expected_milli, b.flags)
+                            for (k, st), b in open_buckets.items()
+                        ],
                     )
                     cur.executemany(
                         "INSERT INTO baseline(subject, state, updated) VALUES (%s, %s, %s)", list(baselines)
@@ -661,9 +663,7 @@ class PostgresUsageStore:
                 (self.writer,),
             ).fetchall()
         return {
-            (ids[_int(sid)], _int(start)): Bucket(
-                _int(value), _int(cov), _int(readings), _int(exp), _int(flags)
-            )
+            (ids[_int(sid)], _int(start)): Bucket(_int(value), _int(cov), _int(readings), _int(exp), _int(flags))
             for sid, start, value, cov, readings, exp, flags in rows
         }
 
@@ -691,9 +691,7 @@ class PostgresUsageStore:
                 )
                 for sid_, day_, data, crc in cur:
                     sid, day = _int(sid_), _int(day_)
-                    chunks[(sid, day)] = decode_checked(
-                        self._location, ids.get(sid), day, _bytes(data), _opt_int(crc)
-                    )
+                    chunks[(sid, day)] = decode_checked(self._location, ids.get(sid), day, _bytes(data), _opt_int(crc))
             for sid_, bstart_, value, cov, readings, exp, flags in conn.execute(
                 "SELECT series_id, start, value, covered_us, readings, expected_milli, flags"
                 " FROM open_bucket WHERE start >= %s AND start < %s",
