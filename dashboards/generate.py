@@ -71,9 +71,7 @@ def query_var(name: str, label: str, query: str, *, multi: bool = False) -> Json
 COMMUNE_ONE = query_var("commune", "Commune", "label_values(sitivmon_link_info, commune)")
 COMMUNE_MANY = query_var("commune", "Communes", "label_values(sitivmon_link_info, commune)", multi=True)
 # Datacenter series are attributed to communes, to `shared` or to `unattributed`: offer all of them.
-DC_COMMUNES = query_var(
-    "commune", "Communes", "label_values(sitivmon_commune_storage_used_bytes, commune)", multi=True
-)
+DC_COMMUNES = query_var("commune", "Communes", "label_values(sitivmon_commune_storage_used_bytes, commune)", multi=True)
 LINK_COMMUNE = query_var("commune", "Commune", "label_values(sitivmon_link_info, commune)", multi=True)
 LINK = query_var("link", "Link", 'label_values(sitivmon_link_info{commune=~"$commune"}, link)')
 
@@ -340,6 +338,30 @@ def link_link(field: str = "link") -> Json:
 
 
 RATE = "$__rate_interval"
+
+
+def one(expr: str) -> str:
+    """One replica's value per series, as deploy/prometheus/recording.yml and alerts.yml read raw series.
+
+    Why: a replica pair is scraped under one `instance` with `replica="a"|"b"`; both export the same
+    links, so any sum over raw series would double. `max` (not `sum`, not `avg`) keeps the value of the
+    replica that saw the most, which for counters' rates is the one that did not miss polls. Rates are
+    deduplicated after rate() (`one("rate(x[..])")`): the two replicas' counters restart separately and
+    must not be merged into one series before rate() sees them. Without the label it is a no-op.
+    """
+    return f"max without (replica) ({expr})"
+
+
+def store_wide(expr: str) -> str:
+    """One value of a figure every daemon computes from the whole shared store (month-to-date gauges).
+
+    Why more than `one()`: with sharding, every shard (a different `instance`) exports the month-to-date
+    figures of every commune from the shared store (docs/sharding.md), so they repeat across shards as
+    well as across replicas. With one daemon it is a no-op.
+    """
+    return f"max without (instance, shard, replica) ({expr})"
+
+
 THRESH_COVERAGE: list[Json] = [
     {"color": "red", "value": None},
     {"color": "orange", "value": 0.9},
@@ -368,27 +390,27 @@ def overview() -> Json:
             "Targets down",
             "SNMP targets whose last poll failed (sitivmon_target_up == 0). Zero is normal.",
             "none",
-            "count(sitivmon_target_up == 0) or vector(0)",
+            "count(max without (replica) (sitivmon_target_up) == 0) or vector(0)",
             thresholds=THRESH_BAD_IF_ANY,
         ),
         stat(
             "Links down",
             "Links administratively up but operationally down: a cut, not a planned shutdown.",
             "none",
-            "count((sitivmon_link_up == 0) and on (link, commune, target) (sitivmon_link_admin_up == 1)) or vector(0)",
+            "sum(commune:sitivmon_links_down:count) or vector(0)",
             thresholds=THRESH_BAD_IF_ANY,
         ),
         stat(
             "Syndicate traffic in",
             "Traffic received by all communes together, in bits per second.",
             "bps",
-            f"sum(rate(sitivmon_commune_receive_bytes_total[{RATE}])) * 8",
+            "sum(commune:sitivmon_commune_receive_bits:rate5m)",
         ),
         stat(
             "Syndicate traffic out",
             "Traffic sent by all communes together, in bits per second.",
             "bps",
-            f"sum(rate(sitivmon_commune_transmit_bytes_total[{RATE}])) * 8",
+            "sum(commune:sitivmon_commune_transmit_bits:rate5m)",
         ),
         table(
             "Links at a glance",
@@ -397,17 +419,18 @@ def overview() -> Json:
             "link for its dashboard.",
             "bps",
             [
-                ("sitivmon_link_up", "State", "none"),
-                (f"rate(sitivmon_link_receive_bytes_total[{RATE}]) * 8", "Received", "bps"),
-                (f"rate(sitivmon_link_transmit_bytes_total[{RATE}]) * 8", "Sent", "bps"),
+                (one("sitivmon_link_up"), "State", "none"),
+                (f"max without (replica) (rate(sitivmon_link_receive_bytes_total[{RATE}])) * 8", "Received", "bps"),
+                (f"max without (replica) (rate(sitivmon_link_transmit_bytes_total[{RATE}])) * 8", "Sent", "bps"),
                 (
-                    f"rate(sitivmon_link_receive_bytes_total[{RATE}]) / sitivmon_link_speed_bytes",
+                    f"max without (replica) (rate(sitivmon_link_receive_bytes_total[{RATE}])) / "
+                    + one("sitivmon_link_speed_bytes"),
                     "In / capacity",
                     "percentunit",
                 ),
                 (
-                    f"rate(sitivmon_link_receive_errors_total[{RATE}]) + "
-                    f"rate(sitivmon_link_transmit_errors_total[{RATE}])",
+                    f"max without (replica) (rate(sitivmon_link_receive_errors_total[{RATE}])) + "
+                    f"max without (replica) (rate(sitivmon_link_transmit_errors_total[{RATE}]))",
                     "Errors",
                     "pps",
                 ),
@@ -421,9 +444,12 @@ def overview() -> Json:
             "Traffic per commune",
             "Bits per second per commune: received above the axis, sent below.",
             "bps",
-            (f"sum by (commune) (rate(sitivmon_commune_receive_bytes_total[{RATE}])) * 8", "{{commune}} in"),
             (
-                f"sum by (commune) (rate(sitivmon_commune_transmit_bytes_total[{RATE}])) * 8",
+                f"sum by (commune) (max without (replica) (rate(sitivmon_commune_receive_bytes_total[{RATE}]))) * 8",
+                "{{commune}} in",
+            ),
+            (
+                f"sum by (commune) (max without (replica) (rate(sitivmon_commune_transmit_bytes_total[{RATE}]))) * 8",
                 "{{commune}} out",
             ),
             overrides=NEG_Y_TRANSMIT,
@@ -433,13 +459,13 @@ def overview() -> Json:
             "Packets per second lost to interface errors or discards on the commune's links, both directions.",
             "pps",
             (
-                f"sum by (commune) (rate(sitivmon_link_receive_errors_total[{RATE}]) "
-                f"+ rate(sitivmon_link_transmit_errors_total[{RATE}]))",
+                f"sum by (commune) (max without (replica) (rate(sitivmon_link_receive_errors_total[{RATE}])) "
+                f"+ max without (replica) (rate(sitivmon_link_transmit_errors_total[{RATE}])))",
                 "{{commune}} errors",
             ),
             (
-                f"sum by (commune) (rate(sitivmon_link_receive_discards_total[{RATE}]) "
-                f"+ rate(sitivmon_link_transmit_discards_total[{RATE}]))",
+                f"sum by (commune) (max without (replica) (rate(sitivmon_link_receive_discards_total[{RATE}])) "
+                f"+ max without (replica) (rate(sitivmon_link_transmit_discards_total[{RATE}])))",
                 "{{commune}} discards",
             ),
         ),
@@ -451,10 +477,10 @@ def overview() -> Json:
             "and the configured interval.",
             "s",
             [
-                ("sitivmon_target_up", "State", "none"),
-                ("sitivmon_target_poll_duration_seconds", "Poll duration", "s"),
-                ("time() - sitivmon_target_last_success_timestamp_seconds", "Since last success", "s"),
-                ("sitivmon_target_poll_interval_seconds", "Interval", "s"),
+                (one("sitivmon_target_up"), "State", "none"),
+                (one("sitivmon_target_poll_duration_seconds"), "Poll duration", "s"),
+                ("time() - " + one("sitivmon_target_last_success_timestamp_seconds"), "Since last success", "s"),
+                (one("sitivmon_target_poll_interval_seconds"), "Interval", "s"),
             ],
             w=12,
             mappings=UP_DOWN_MAPPINGS,
@@ -465,8 +491,8 @@ def overview() -> Json:
             "polls succeed.",
             "cps",
             (
-                f"sum by (target) (rate(sitivmon_poll_errors_total[{RATE}])) or sum by (target) (0 * "
-                f"sitivmon_target_up)",
+                f"sum by (target) ({one(f'rate(sitivmon_poll_errors_total[{RATE}])')}) "
+                f"or sum by (target) (0 * {one('sitivmon_target_up')})",
                 "{{target}}",
             ),
         ),
@@ -504,19 +530,19 @@ def commune() -> Json:
             "Received",
             "Traffic received by the commune over all its links, in bits per second.",
             "bps",
-            f"sum(rate(sitivmon_commune_receive_bytes_total{C}[{RATE}])) * 8",
+            f"sum(commune:sitivmon_commune_receive_bits:rate5m{C})",
         ),
         stat(
             "Sent",
             "Traffic sent by the commune over all its links, in bits per second.",
             "bps",
-            f"sum(rate(sitivmon_commune_transmit_bytes_total{C}[{RATE}])) * 8",
+            f"sum(commune:sitivmon_commune_transmit_bits:rate5m{C})",
         ),
         stat(
             "Links up",
             "Share of the commune's links that are operationally up.",
             "percentunit",
-            f"sum(sitivmon_link_up{C}) / count(sitivmon_link_up{C})",
+            f"sum({one('sitivmon_link_up' + C)}) / count({one('sitivmon_link_up' + C)})",
             thresholds=[{"color": "red", "value": None}, {"color": "green", "value": 1}],
         ),
         stat(
@@ -525,7 +551,7 @@ def commune() -> Json:
             "which "
             "sitivmon has samples. Below 100 %, figures are estimated on partial data.",
             "percentunit",
-            f"min(sitivmon_usage_month_to_date_coverage_ratio{C})",
+            f"min({store_wide('sitivmon_usage_month_to_date_coverage_ratio' + C)})",
             thresholds=THRESH_COVERAGE,
         ),
         table(
@@ -533,11 +559,11 @@ def commune() -> Json:
             "Each link: interface, alias, state, capacity, and current traffic in bits per second.",
             "bps",
             [
-                (f"sitivmon_link_info{C}", "Info", "none"),
-                (f"sitivmon_link_up{C}", "State", "none"),
-                (f"sitivmon_link_speed_bytes{C} * 8", "Capacity", "bps"),
-                (f"rate(sitivmon_link_receive_bytes_total{C}[{RATE}]) * 8", "Received", "bps"),
-                (f"rate(sitivmon_link_transmit_bytes_total{C}[{RATE}]) * 8", "Sent", "bps"),
+                (one(f"sitivmon_link_info{C}"), "Info", "none"),
+                (one(f"sitivmon_link_up{C}"), "State", "none"),
+                (one(f"sitivmon_link_speed_bytes{C}") + " * 8", "Capacity", "bps"),
+                (f"max without (replica) (rate(sitivmon_link_receive_bytes_total{C}[{RATE}])) * 8", "Received", "bps"),
+                (f"max without (replica) (rate(sitivmon_link_transmit_bytes_total{C}[{RATE}])) * 8", "Sent", "bps"),
             ],
             hide=("Time", "job", "instance", "__name__", "Value #A"),
             mappings=UP_DOWN_MAPPINGS,
@@ -547,8 +573,14 @@ def commune() -> Json:
             "Traffic per link",
             "Bits per second on each of the commune's links: received above the axis, sent below.",
             "bps",
-            (f"sum by (link) (rate(sitivmon_link_receive_bytes_total{C}[{RATE}])) * 8", "{{link}} in"),
-            (f"sum by (link) (rate(sitivmon_link_transmit_bytes_total{C}[{RATE}])) * 8", "{{link}} out"),
+            (
+                f"sum by (link) (max without (replica) (rate(sitivmon_link_receive_bytes_total{C}[{RATE}]))) * 8",
+                "{{link}} in",
+            ),
+            (
+                f"sum by (link) (max without (replica) (rate(sitivmon_link_transmit_bytes_total{C}[{RATE}]))) * 8",
+                "{{link}} out",
+            ),
             overrides=NEG_Y_TRANSMIT,
             w=24,
         ),
@@ -557,14 +589,14 @@ def commune() -> Json:
             "Month-to-date usage",
             "Usage indicators of the commune since the first day of the month (the unit is in the unit column).",
             "none",
-            [(f"sitivmon_usage_month_to_date{C}", "Month to date", "none")],
+            [(store_wide(f"sitivmon_usage_month_to_date{C}"), "Month to date", "none")],
             w=12,
         ),
         table(
             "Month-to-date coverage",
             "Share of the month covered by samples, per indicator and direction.",
             "percentunit",
-            [(f"sitivmon_usage_month_to_date_coverage_ratio{C}", "Coverage", "percentunit")],
+            [(store_wide(f"sitivmon_usage_month_to_date_coverage_ratio{C}"), "Coverage", "percentunit")],
             w=12,
         ),
         row("Datacenter share"),
@@ -572,42 +604,43 @@ def commune() -> Json:
             "Storage share",
             "The commune's share of the storage used in the syndicate's datacenter.",
             "percentunit",
-            f"sum(sitivmon_commune_storage_used_bytes{C}) / sum(sitivmon_commune_storage_used_bytes)",
+            f"sum({one('sitivmon_commune_storage_used_bytes' + C)}) "
+            f"/ sum({one('sitivmon_commune_storage_used_bytes')})",
             w=8,
         ),
         stat(
             "Power share",
             "The commune's share of the power drawn in the datacenter.",
             "percentunit",
-            f"sum(sitivmon_commune_power_watts{C}) / sum(sitivmon_commune_power_watts)",
+            f"sum({one('sitivmon_commune_power_watts' + C)}) / sum({one('sitivmon_commune_power_watts')})",
             w=8,
         ),
         stat(
             "vCPU share",
             "The commune's share of the virtual CPUs allocated in the datacenter.",
             "percentunit",
-            f"sum(sitivmon_commune_vcpus{C}) / sum(sitivmon_commune_vcpus)",
+            f"sum({one('sitivmon_commune_vcpus' + C)}) / sum({one('sitivmon_commune_vcpus')})",
             w=8,
         ),
         timeseries(
             "Storage used",
             "Bytes of datacenter storage attributed to the commune.",
             "bytes",
-            (f"sum(sitivmon_commune_storage_used_bytes{C})", "storage"),
+            (f"sum({one('sitivmon_commune_storage_used_bytes' + C)})", "storage"),
             w=8,
         ),
         timeseries(
             "Power",
             "Watts drawn by the datacenter outlets attributed to the commune.",
             "watt",
-            (f"sum(sitivmon_commune_power_watts{C})", "power"),
+            (f"sum({one('sitivmon_commune_power_watts' + C)})", "power"),
             w=8,
         ),
         timeseries(
             "vCPUs",
             "Virtual CPUs of the commune's virtual machines.",
             "none",
-            (f"sum(sitivmon_commune_vcpus{C})", "vCPUs"),
+            (f"sum({one('sitivmon_commune_vcpus' + C)})", "vCPUs"),
             w=8,
         ),
     ]
@@ -631,7 +664,7 @@ def link_detail() -> Json:
             "State",
             "Operational state of the link (ifOperStatus).",
             "none",
-            f"max(sitivmon_link_up{L})",
+            f"max({one('sitivmon_link_up' + L)})",
             mappings=UP_DOWN_MAPPINGS,
             thresholds=[{"color": "red", "value": None}, {"color": "green", "value": 1}],
         ),
@@ -639,7 +672,7 @@ def link_detail() -> Json:
             "Capacity",
             "Capacity of the link (ifHighSpeed), in bits per second.",
             "bps",
-            f"max(sitivmon_link_speed_bytes{L}) * 8",
+            f"max({one('sitivmon_link_speed_bytes' + L)}) * 8",
         ),
         panel(
             "stat",
@@ -648,11 +681,13 @@ def link_detail() -> Json:
             "percentunit",
             targets(
                 (
-                    f"max(rate(sitivmon_link_receive_bytes_total{L}[{RATE}]) / sitivmon_link_speed_bytes{L})",
+                    f"max({one(f'rate(sitivmon_link_receive_bytes_total{L}[{RATE}])')} "
+                    f"/ {one('sitivmon_link_speed_bytes' + L)})",
                     "in",
                 ),
                 (
-                    f"max(rate(sitivmon_link_transmit_bytes_total{L}[{RATE}]) / sitivmon_link_speed_bytes{L})",
+                    f"max({one(f'rate(sitivmon_link_transmit_bytes_total{L}[{RATE}])')} "
+                    f"/ {one('sitivmon_link_speed_bytes' + L)})",
                     "out",
                 ),
             ),
@@ -670,15 +705,15 @@ def link_detail() -> Json:
             "Last state change",
             "When the link last changed state (ifLastChange, as a wall-clock time).",
             "dateTimeFromNow",
-            f"max(sitivmon_link_last_change_timestamp_seconds{L}) * 1000",
+            f"max({one('sitivmon_link_last_change_timestamp_seconds' + L)}) * 1000",
         ),
         timeseries(
             "Traffic against capacity",
             "Bits per second received and sent by the commune on this link, with the link's capacity.",
             "bps",
-            (f"sum(rate(sitivmon_link_receive_bytes_total{L}[{RATE}])) * 8", "received"),
-            (f"sum(rate(sitivmon_link_transmit_bytes_total{L}[{RATE}])) * 8", "sent"),
-            (f"max(sitivmon_link_speed_bytes{L}) * 8", "capacity"),
+            (f"sum(max without (replica) (rate(sitivmon_link_receive_bytes_total{L}[{RATE}]))) * 8", "received"),
+            (f"sum(max without (replica) (rate(sitivmon_link_transmit_bytes_total{L}[{RATE}]))) * 8", "sent"),
+            (f"max({one('sitivmon_link_speed_bytes' + L)}) * 8", "capacity"),
             overrides=[
                 {
                     "matcher": {"id": "byName", "options": "capacity"},
@@ -696,24 +731,24 @@ def link_detail() -> Json:
             "Packets",
             "Packets per second received and sent on the link.",
             "pps",
-            (f"sum(rate(sitivmon_link_receive_packets_total{L}[{RATE}]))", "received"),
-            (f"sum(rate(sitivmon_link_transmit_packets_total{L}[{RATE}]))", "sent"),
+            (f"sum(max without (replica) (rate(sitivmon_link_receive_packets_total{L}[{RATE}])))", "received"),
+            (f"sum(max without (replica) (rate(sitivmon_link_transmit_packets_total{L}[{RATE}])))", "sent"),
             w=8,
         ),
         timeseries(
             "Errors",
             "Packets per second with errors (ifInErrors / ifOutErrors).",
             "pps",
-            (f"sum(rate(sitivmon_link_receive_errors_total{L}[{RATE}]))", "received"),
-            (f"sum(rate(sitivmon_link_transmit_errors_total{L}[{RATE}]))", "sent"),
+            (f"sum(max without (replica) (rate(sitivmon_link_receive_errors_total{L}[{RATE}])))", "received"),
+            (f"sum(max without (replica) (rate(sitivmon_link_transmit_errors_total{L}[{RATE}])))", "sent"),
             w=8,
         ),
         timeseries(
             "Discards",
             "Packets per second discarded without error, usually for lack of buffers (ifInDiscards / ifOutDiscards).",
             "pps",
-            (f"sum(rate(sitivmon_link_receive_discards_total{L}[{RATE}]))", "received"),
-            (f"sum(rate(sitivmon_link_transmit_discards_total{L}[{RATE}]))", "sent"),
+            (f"sum(max without (replica) (rate(sitivmon_link_receive_discards_total{L}[{RATE}])))", "received"),
+            (f"sum(max without (replica) (rate(sitivmon_link_transmit_discards_total{L}[{RATE}])))", "sent"),
             w=8,
         ),
         panel(
@@ -722,8 +757,8 @@ def link_detail() -> Json:
             "Operational and administrative state over time.",
             "none",
             targets(
-                (f"max(sitivmon_link_up{L})", "operational"),
-                (f"max(sitivmon_link_admin_up{L})", "administrative"),
+                (f"max({one('sitivmon_link_up' + L)})", "operational"),
+                (f"max({one('sitivmon_link_admin_up' + L)})", "administrative"),
             ),
             mappings=UP_DOWN_MAPPINGS,
             w=12,
@@ -734,9 +769,9 @@ def link_detail() -> Json:
             "State changes seen on the link per interval, and counter discontinuities "
             "(device reboots or counter resets, which sitivmon does not count as traffic).",
             "none",
-            (f"sum(increase(sitivmon_link_state_changes_total{L}[{RATE}]))", "state changes"),
+            (f"sum(max without (replica) (increase(sitivmon_link_state_changes_total{L}[{RATE}])))", "state changes"),
             (
-                f"sum(increase(sitivmon_counter_discontinuities_total{L}[{RATE}])) or vector(0)",
+                f"sum({one(f'increase(sitivmon_counter_discontinuities_total{L}[{RATE}])')}) or vector(0)",
                 "discontinuities",
             ),
             custom={"drawStyle": "bars", "fillOpacity": 60, "lineWidth": 1, "showPoints": "never"},
@@ -764,21 +799,21 @@ def datacenter() -> Json:
             "Storage used per commune",
             "Bytes of datacenter storage attributed to each commune.",
             "bytes",
-            (f"sum by (commune) (sitivmon_commune_storage_used_bytes{M})", "{{commune}}"),
+            (f"sum by (commune) ({one('sitivmon_commune_storage_used_bytes' + M)})", "{{commune}}"),
             w=8,
         ),
         timeseries(
             "Power per commune",
             "Watts drawn by the outlets attributed to each commune.",
             "watt",
-            (f"sum by (commune) (sitivmon_commune_power_watts{M})", "{{commune}}"),
+            (f"sum by (commune) ({one('sitivmon_commune_power_watts' + M)})", "{{commune}}"),
             w=8,
         ),
         timeseries(
             "vCPUs per commune",
             "Virtual CPUs of each commune's virtual machines.",
             "none",
-            (f"sum by (commune) (sitivmon_commune_vcpus{M})", "{{commune}}"),
+            (f"sum by (commune) ({one('sitivmon_commune_vcpus' + M)})", "{{commune}}"),
             w=8,
         ),
         row("Hosts and storage"),
@@ -787,8 +822,8 @@ def datacenter() -> Json:
             "Each host: CPU load and memory used.",
             "percentunit",
             [
-                (f"sitivmon_host_cpu_load_ratio{M}", "CPU load", "percentunit"),
-                (f"sitivmon_host_memory_used_bytes{M}", "Memory used", "bytes"),
+                (one(f"sitivmon_host_cpu_load_ratio{M}"), "CPU load", "percentunit"),
+                (one(f"sitivmon_host_memory_used_bytes{M}"), "Memory used", "bytes"),
             ],
             w=12,
         ),
@@ -797,10 +832,10 @@ def datacenter() -> Json:
             "Each storage area of each host: used bytes, size and fill ratio.",
             "bytes",
             [
-                (f"sitivmon_host_storage_used_bytes{M}", "Used", "bytes"),
-                (f"sitivmon_host_storage_size_bytes{M}", "Size", "bytes"),
+                (one(f"sitivmon_host_storage_used_bytes{M}"), "Used", "bytes"),
+                (one(f"sitivmon_host_storage_size_bytes{M}"), "Size", "bytes"),
                 (
-                    f"sitivmon_host_storage_used_bytes{M} / sitivmon_host_storage_size_bytes{M}",
+                    one(f"sitivmon_host_storage_used_bytes{M}") + " / " + one(f"sitivmon_host_storage_size_bytes{M}"),
                     "Fill",
                     "percentunit",
                 ),
@@ -812,14 +847,14 @@ def datacenter() -> Json:
             "Power per outlet",
             "Watts drawn on each PDU outlet.",
             "watt",
-            (f"sitivmon_power_watts{M}", "{{target}} {{outlet}}"),
+            (one(f"sitivmon_power_watts{M}"), "{{target}} {{outlet}}"),
         ),
         timeseries(
             "Energy per interval",
             "Energy consumed per outlet per interval, in joules.",
             "joule",
             (
-                f"sum by (target, outlet) (increase(sitivmon_energy_joules_total{M}[{RATE}]))",
+                f"sum by (target, outlet) (max without (replica) (increase(sitivmon_energy_joules_total{M}[{RATE}])))",
                 "{{target}} {{outlet}}",
             ),
         ),
@@ -829,8 +864,8 @@ def datacenter() -> Json:
             "Each VM: the commune it is attributed to, its vCPUs and memory.",
             "none",
             [
-                (f"sitivmon_vm_vcpus{M}", "vCPUs", "none"),
-                (f"sitivmon_vm_memory_bytes{M}", "Memory", "bytes"),
+                (one(f"sitivmon_vm_vcpus{M}"), "vCPUs", "none"),
+                (one(f"sitivmon_vm_memory_bytes{M}"), "Memory", "bytes"),
             ],
             w=16,
         ),
@@ -839,7 +874,7 @@ def datacenter() -> Json:
             "Storage areas, outlets or VMs that no commune is attributed to: their usage is not allocated "
             "to any commune until the configuration names one.",
             "none",
-            "sum(sitivmon_unattributed_series) or vector(0)",
+            "sum(max without (replica) (sitivmon_unattributed_series)) or vector(0)",
             thresholds=[{"color": "green", "value": None}, {"color": "orange", "value": 1}],
             w=8,
             h=5,
@@ -848,7 +883,7 @@ def datacenter() -> Json:
             "Unattributed usage by kind",
             "Count of unattributed series by target and kind (storage, outlet, vm).",
             "none",
-            [("sum by (target, kind) (sitivmon_unattributed_series)", "Series", "none")],
+            [("sum by (target, kind) (max without (replica) (sitivmon_unattributed_series))", "Series", "none")],
             w=8,
             h=5,
         ),
@@ -876,7 +911,7 @@ def usage() -> Json:
             "percentunit",
             [
                 target(
-                    f"min by (commune) (sitivmon_usage_month_to_date_coverage_ratio{M})",
+                    f"min by (commune) ({store_wide('sitivmon_usage_month_to_date_coverage_ratio' + M)})",
                     "{{commune}}",
                     instant=True,
                 )
@@ -896,7 +931,7 @@ def usage() -> Json:
             "Month-to-date indicators",
             "Every usage indicator of every commune since the first day of the month; the unit is in the unit column.",
             "none",
-            [(f"sitivmon_usage_month_to_date{M}", "Month to date", "none")],
+            [(store_wide(f"sitivmon_usage_month_to_date{M}"), "Month to date", "none")],
             w=16,
             h=10,
             links=[commune_link()],
@@ -907,8 +942,10 @@ def usage() -> Json:
             "percentunit",
             [
                 (
-                    f"sitivmon_usage_month_to_date{M} / ignoring (commune) group_left "
-                    "sum without (commune) (sitivmon_usage_month_to_date)",
+                    store_wide(f"sitivmon_usage_month_to_date{M}")
+                    + " / ignoring (commune) group_left sum without (commune) ("
+                    + store_wide("sitivmon_usage_month_to_date")
+                    + ")",
                     "Share",
                     "percentunit",
                 )
@@ -919,7 +956,7 @@ def usage() -> Json:
             "Coverage per indicator",
             "Month-to-date coverage per commune, indicator and direction.",
             "percentunit",
-            [(f"sitivmon_usage_month_to_date_coverage_ratio{M}", "Coverage", "percentunit")],
+            [(store_wide(f"sitivmon_usage_month_to_date_coverage_ratio{M}"), "Coverage", "percentunit")],
             w=12,
         ),
         timeseries(
@@ -927,7 +964,7 @@ def usage() -> Json:
             "How each indicator accumulates through the month (in its own unit, see the table above).",
             "none",
             (
-                f"sum by (commune, indicator, direction) (sitivmon_usage_month_to_date{M})",
+                f"sum by (commune, indicator, direction) ({store_wide('sitivmon_usage_month_to_date' + M)})",
                 "{{commune}} {{indicator}} {{direction}}",
             ),
             w=24,

@@ -36,9 +36,7 @@ def running_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     broker.start()
     port = free_udp_port()
     tables = demo_tables(work)
-    agent = Snmpd(
-        SnmpdSpec(port=port, communities=(agents.COMMUNITY,), pass_persist=registrations(tables)), work
-    )
+    agent = Snmpd(SnmpdSpec(port=port, communities=(agents.COMMUNITY,), pass_persist=registrations(tables)), work)
     daemon = None
     try:
         doc = agents.base_config(

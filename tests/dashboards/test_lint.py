@@ -23,12 +23,14 @@ import yaml
 from tests.dashboards.promql import (
     DASHBOARD_DIR,
     ROOT,
+    RULE_FILES,
     PanelQuery,
     all_panel_queries,
     iter_panels,
     load_dashboards,
     metric_names,
     parse_label_values,
+    recorded_names,
     substitute_variables,
     template_variables,
     variable_query,
@@ -290,11 +292,69 @@ def test_target_variables_are_defined(q: PanelQuery) -> None:
     substituted(q)  # raises KeyError on an undefined variable
 
 
+RECORDED = set().union(*(recorded_names(p) for p in RULE_FILES))
+
+
 @pytest.mark.parametrize("q", QUERIES, ids=qid)
 def test_target_reads_only_contract_metrics(q: PanelQuery) -> None:
+    """sitivmon's own metrics, or what deploy/prometheus's rules record from them."""
     names = metric_names(q.expr)
     assert names, f"{q.where}: reads no metric"
-    assert names <= CONTRACT_METRICS, f"{q.where}: unknown metrics {names - CONTRACT_METRICS}"
+    assert names <= CONTRACT_METRICS | RECORDED, f"{q.where}: unknown metrics {names - CONTRACT_METRICS - RECORDED}"
+
+
+# --- Replica pairs: every raw series read through `max without (replica)`, as the rules do -------------
+
+# Per-process facts, one per daemon on purpose (two replicas may run two versions during an upgrade).
+PER_REPLICA = {"sitivmon_build_info": "the version of each running daemon, both shown during an upgrade"}
+_DEDUP = re.compile(r"max without \((?P<labels>[^)]*)\) \(")
+
+
+def _dedup_spans(expr: str) -> list[tuple[int, int]]:
+    """Character spans of the arguments of every `max without (..., replica, ...) (...)` in expr."""
+    spans = []
+    for m in _DEDUP.finditer(expr):
+        if "replica" not in (label.strip() for label in m.group("labels").split(",")):
+            continue
+        depth, i = 1, m.end()
+        while depth:
+            depth += {"(": 1, ")": -1}.get(expr[i], 0)
+            i += 1
+        spans.append((m.end(), i - 1))
+    return spans
+
+
+def raw_reads_outside_dedup(expr: str) -> list[str]:
+    """Raw sitivmon series an expression reads outside a replica deduplication (recorded ones are deduplicated)."""
+    spans = _dedup_spans(expr)
+    bad = []
+    for name in sorted(metric_names(expr) - RECORDED - PER_REPLICA.keys()):
+        for m in re.finditer(rf"(?<![\w:]){re.escape(name)}(?![\w:])", expr):
+            if not any(a <= m.start() < b for a, b in spans):
+                bad.append(name)
+    return bad
+
+
+@pytest.mark.parametrize("q", QUERIES, ids=qid)
+def test_target_deduplicates_replicas(q: PanelQuery) -> None:
+    """With a replica pair, a raw series appears twice (replica="a"|"b"): a sum over it would double.
+
+    Every raw read sits inside `max without (replica)`, and a counter's rate() is taken inside it
+    (the counter rule above keeps counters directly in rate(); a subquery would break the interval rule).
+    Exact figures with two replicas, one and none: tests/dashboards/test_replicas.py.
+    """
+    assert not raw_reads_outside_dedup(q.expr), f"{q.where}: {raw_reads_outside_dedup(q.expr)} read raw: {q.expr}"
+    assert not re.search(r"\b(?:rate|irate|increase)\(\s*max\b", q.expr), f"{q.where}: dedupe after rate()"
+
+
+def test_dedup_rule_has_teeth() -> None:
+    assert raw_reads_outside_dedup("sum by (commune) (rate(sitivmon_commune_receive_bytes_total[5m]))")
+    assert raw_reads_outside_dedup("max without (instance) (sitivmon_link_up)")
+    assert raw_reads_outside_dedup("max without (replica) (sitivmon_link_up) / sitivmon_link_speed_bytes")
+    assert not raw_reads_outside_dedup("sum(max without (replica) (rate(sitivmon_link_up[5m]))) * 8")
+    assert not raw_reads_outside_dedup("max without (instance, shard, replica) (sitivmon_usage_month_to_date)")
+    assert not raw_reads_outside_dedup("sum(commune:sitivmon_commune_receive_bits:rate5m)")
+    assert PER_REPLICA and all(PER_REPLICA.values())
 
 
 # --- target-promql-rule and template-label-promql-rule, with Prometheus' own parser ---------------

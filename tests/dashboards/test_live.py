@@ -49,6 +49,7 @@ SCRAPE_INTERVAL_S = 1
 BUILTINS = {"__rate_interval": "15s", "__interval": "1s", "__range": "1m"}
 QUERIES = all_panel_queries()
 DASHBOARDS = load_dashboards()
+READ_RECORDED = sorted({n for q in QUERIES for n in metric_names(q.expr) if ":" in n})
 
 
 def http_get(url: str, params: dict[str, str] | list[tuple[str, str]] | None = None) -> Any:
@@ -148,6 +149,15 @@ def prometheus(running_daemon: str, tmp_path_factory: pytest.TempPathFactory) ->
             time.sleep(1)
         else:
             pytest.fail(f"Prometheus did not scrape sitivmon successfully:\n{proc.output()}")
+        # Panels read recorded series too; recording.yml's groups run once a minute, the first run at
+        # an offset Prometheus picks within that minute.
+        deadline = time.monotonic() + 130
+        while time.monotonic() < deadline:
+            if all(http_get(f"{base}/api/v1/query", {"query": name})["data"]["result"] for name in READ_RECORDED):
+                break
+            time.sleep(2)
+        else:
+            pytest.fail(f"recording rules produced no {READ_RECORDED}:\n{proc.output()}")
         yield base
 
 
