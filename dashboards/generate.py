@@ -6,6 +6,14 @@ metrics. Writing them once in Python keeps those conventions in one place; the J
 what Grafana provisions and what is committed. `tests/dashboards/test_lint.py` fails when the
 committed JSON differs from this script's output.
 
+Replica pairs (docs/scale.md): a shard's two daemons are scraped under one `instance` with
+`replica="a"|"b"`, so every raw series exists twice. Every query reads raw series through `one()`
+(`max without (replica)`, rates deduplicated after rate()) exactly as deploy/prometheus's rules do,
+and month-to-date figures, which every daemon computes from the shared store, through `store_wide()`.
+Current totals (stat panels) read the recording rules; graphs read raw series with $__rate_interval
+so that they follow the zoom. tests/dashboards/test_replicas.py proves the figures with two
+replicas, one and none.
+
 Usage: python dashboards/generate.py            (rewrites dashboards/*.json)
        python dashboards/generate.py --check    (exit 1 when a JSON file is stale)
 """
