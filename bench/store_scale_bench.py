@@ -176,6 +176,7 @@ def main() -> int:
     ap.add_argument("--buckets", type=int, default=3, help="5-minute bucket cycles of flushes per store")
     ap.add_argument("--reads", type=int, default=3, help="month documents per store")
     ap.add_argument("--dsn", help="an existing, empty PostgreSQL database (else a server is started)")
+    ap.add_argument("--stores", default="sqlite,postgresql", help="which stores, in this order")
     ap.add_argument("--dir", type=Path, help="where the SQLite store goes (default: a temporary directory)")
     args = ap.parse_args()
     series = args.links * 3
@@ -183,10 +184,9 @@ def main() -> int:
     print(f"machine: {os.cpu_count()} CPUs, load average before {os.getloadavg()[0]:.2f}", flush=True)
     results: list[Figures] = []
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp, server(args.dsn) as dsn:
-        for kind, dsn_or_none in (("sqlite", None), ("postgresql", dsn)):
-            results.append(
-                measure(kind, settings(kind, dsn_or_none), Path(tmp), args.links, args.now, args.buckets, args.reads)
-            )
+        for kind in args.stores.split(","):
+            cfg = settings(kind, dsn if kind == "postgresql" else None)
+            results.append(measure(kind, cfg, Path(tmp), args.links, args.now, args.buckets, args.reads))
     print(f"load average after {os.getloadavg()[0]:.2f}")
     print()
     print("seconds, median (min-max); throughput = series written per second of a flush")
