@@ -99,7 +99,7 @@ def replica_problems(replica: str, usage: UsageSettings) -> Iterator[Problem]:
     """Replicas merge through the shared store; with SQLite the second daemon would be a second
     writer of one file."""
     if usage.store != "postgresql":
-        yield (("replica",), f"replica {replica!r} needs a shared usage store: set usage.store to postgresql")
+        yield (("replica",), "replicas write to one shared usage store: set usage.store to postgresql")
 
 
 def parse_config(text: str, source: str = "<config>", base_dir: Path | None = None) -> SitivmonConfig:
