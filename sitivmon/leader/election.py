@@ -27,6 +27,7 @@ from typing import Protocol
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 log = logging.getLogger("sitivmon.leader")
+STOPPING = "this daemon is stopping"
 
 
 class Role(enum.Enum):
@@ -181,7 +182,8 @@ class Elector:
             if role in held:
                 log.info("%s is now the %s leader", self.name, role.value)
             else:
-                log.warning("%s is no longer the %s leader%s", self.name, role.value, f": {reason}" if reason else "")
+                level = logging.INFO if reason == STOPPING else logging.WARNING
+                log.log(level, "%s is no longer the %s leader: %s", self.name, role.value, reason or "another holds it")
         self.held = held
         self.changed_at = self._clock()
         self.on_change()
@@ -200,7 +202,7 @@ class Elector:
         session, executor = self._session, self._executor
         self._session = self._executor = None
         self.on_change = lambda: None  # the services it drives are closed by now
-        self._set(frozenset(), "stopping")
+        self._set(frozenset(), STOPPING)
         if session is None or executor is None:
             return
         with contextlib.suppress(TimeoutError):
