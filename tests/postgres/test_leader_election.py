@@ -26,7 +26,8 @@ def elector(dsn: str, shard: int = 1, **kw: float) -> Elector:
 def advisory_locks(pg: PostgresServer, dbname: str) -> list[tuple[int, int, str]]:
     out = pg.psql(
         "SELECT l.classid, l.objid, a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
-        f"WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = '{dbname}') "
+        "WHERE l.locktype = 'advisory' AND l.granted "
+        f"AND l.database = (SELECT oid FROM pg_database WHERE datname = '{dbname}') "
         "ORDER BY 2",
     )
     return [(int(c), int(o), app) for c, o, app in (line.split("|") for line in out.splitlines() if line)]
