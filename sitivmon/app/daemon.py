@@ -17,6 +17,7 @@ import time
 from collections.abc import Coroutine, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -200,7 +201,7 @@ class Daemon:
         )
         if service.archive.latest(previous) is not None:
             return None
-        outcome = service.close(previous)
+        outcome = service.close(previous, now=datetime.fromtimestamp(now, UTC))
         log.info("closed the report of %s as revision %d", previous, outcome.revision.revision)
         return previous
 

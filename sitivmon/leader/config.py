@@ -57,6 +57,6 @@ class LeaderSettings(BaseModel):
 
 def leader_problems(settings: LeaderSettings, usage: UsageSettings, *, allocation: bool) -> Iterator[Problem]:
     if settings.election == "postgresql" and usage.store != "postgresql":
-        yield (("leader", "election"), "election through postgresql needs usage.store: postgresql")
+        yield (("leader", "election"), "elections through the database need the PostgreSQL usage store (usage.store)")
     if settings.close_reports and not allocation:
         yield (("leader", "close_reports"), "closing reports needs an allocation file (allocation: ...)")
