@@ -197,3 +197,21 @@ def test_postgresql_stopped_both_step_down_keep_polling_and_one_leads_again(
     log = a.output() + b.output()
     assert "no longer the shard leader" in log and "holds no role until it answers" in log
     assert postgres_server.password not in log
+
+
+def test_two_shards_each_lead_their_shard_and_one_exposes_the_month_to_date_gauges(
+    postgres_dsn: str, snmp_agent: agents.Agent, start_daemon: StartDaemon, broker: Broker, tmp_path: Path
+) -> None:
+    config = pair_config(tmp_path, snmp_agent, postgres_dsn, broker)
+    shards = [start_daemon(config, args=("--shard", f"{i}/2")) for i in (1, 2)]
+    pages = [d.wait_for(lambda m: roles(m)[0] == 1, "its shard's role", timeout=10) for d in shards]
+    globals_ = [roles(m)[1] for m in pages]
+    assert sorted(globals_) == [0, 1], globals_  # one global leader for the installation
+    owner = shards[globals_.index(1)]
+    other = shards[globals_.index(0)]
+    owner.wait_for(lambda m: MTD in m.families, "month-to-date gauges on the global leader", timeout=15)
+    time.sleep(2)
+    assert MTD not in other.metrics().families  # not once per shard
+    owner.signal(signal.SIGKILL)
+    other.wait_for(lambda m: roles(m) == (1, 1), "the global role", timeout=INTERVAL_S + TIMEOUT_S + 3)
+    other.wait_for(lambda m: MTD in m.families, "month-to-date gauges on the new global leader", timeout=15)
