@@ -188,8 +188,8 @@ class MqttPublisher:
         """Leadership changed (sitivmon.leader). Taking over: connect, publish every known link's
         retained state and every commune's summary at once (what the former leader last said may be
         stale). Stepping down: disconnect and forget what was queued (the new leader republishes the
-        states; events of the handover are the new leader's to send), so that two daemons never
-        publish for the same shard."""
+        states; events of the handover are not replayed), so that two daemons never publish for the
+        same shard."""
         if active == self._active:
             return
         self._active = active
