@@ -21,9 +21,7 @@ from tests.support.procs import ManagedProcess
 
 pytestmark = pytest.mark.netns
 
-INTERVAL_S, TIMEOUT_S, SERVER_TIMEOUT_S = 1.0, 1.0, 6
-
-ELECTOR = f"""
+ELECTOR = """
 import asyncio, sys, time
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
@@ -31,10 +29,11 @@ from sitivmon.leader.election import Elector
 from sitivmon.leader.postgres import PostgresElection, role_locks
 
 async def main() -> None:
-    store = PostgresElection(SecretStr(sys.argv[1]), timeout_s={TIMEOUT_S}, server_timeout_s={SERVER_TIMEOUT_S})
+    interval_s, timeout_s, server_timeout_s = float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+    store = PostgresElection(SecretStr(sys.argv[1]), timeout_s=timeout_s, server_timeout_s=server_timeout_s)
     e: Elector
-    e = Elector(store, role_locks(1), interval_s={INTERVAL_S}, timeout_s={TIMEOUT_S}, registry=CollectorRegistry(),
-                on_change=lambda: print(f"{{time.time():.3f}} {{len(e.held)}}", flush=True))
+    e = Elector(store, role_locks(1), interval_s=interval_s, timeout_s=timeout_s, registry=CollectorRegistry(),
+                on_change=lambda: print(f"{time.time():.3f} {len(e.held)}", flush=True))
     print("started", flush=True)
     await e.step()
     await e.run()
@@ -75,34 +74,43 @@ def wait_line(proc: ManagedProcess, check: object, timeout: float) -> list[tuple
     raise AssertionError(f"timed out: {proc.output()[-2000:]}")
 
 
+@pytest.mark.parametrize(
+    ("interval_s", "timeout_s", "server_timeout_s"), [(1.0, 1.0, 6), (2.0, 2.0, 10)], ids=["fast", "defaults"]
+)
 def test_a_leader_cut_off_from_the_database_steps_down_before_the_other_takes_over(
-    pg_on_veth: tuple[Lab, postgres.PostgresServer], tmp_path: Path
+    pg_on_veth: tuple[Lab, postgres.PostgresServer],
+    tmp_path: Path,
+    interval_s: float,
+    timeout_s: float,
+    server_timeout_s: int,
 ) -> None:
     lab, pg = pg_on_veth
     dsn = pg.create_database("leaders")
+    timings = [str(interval_s), str(timeout_s), str(server_timeout_s)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     cut_off = ManagedProcess(
-        ["ip", "netns", "exec", lab.agent_ns, sys.executable, "-c", ELECTOR, dsn], tmp_path / "a.log", env
+        ["ip", "netns", "exec", lab.agent_ns, sys.executable, "-c", ELECTOR, dsn, *timings], tmp_path / "a.log", env
     )
     try:
         wait_line(cut_off, lambda seen: seen == [(seen[0][0], 2)] if seen else False, 20)
-        other = ManagedProcess([sys.executable, "-c", ELECTOR, dsn], tmp_path / "b.log", env)
+        other = ManagedProcess([sys.executable, "-c", ELECTOR, dsn, *timings], tmp_path / "b.log", env)
         try:
-            time.sleep(3 * INTERVAL_S)
+            time.sleep(3 * interval_s)
             assert transitions(other) == [] and "started" in other.output()  # a follower while a leads
             run("ip", "link", "set", "mgmt0", "down", netns=lab.agent_ns)
             partitioned = time.time()
-            a = wait_line(cut_off, lambda seen: len(seen) == 2, INTERVAL_S + 2 * TIMEOUT_S + 2)
-            b = wait_line(other, lambda seen: len(seen) == 1, SERVER_TIMEOUT_S + INTERVAL_S + TIMEOUT_S + 3)
+            a = wait_line(cut_off, lambda seen: len(seen) == 2, interval_s + 2 * timeout_s + 2)
+            b = wait_line(other, lambda seen: len(seen) == 1, server_timeout_s + interval_s + timeout_s + 3)
         finally:
             other.stop()
     finally:
         cut_off.stop()
     stepped_down, took_over = a[1][0] - partitioned, b[0][0] - partitioned
-    print(f"partition: the cut-off leader stepped down after {stepped_down:.2f} s, "
+    print(f"partition ({interval_s:g}/{timeout_s:g}/{server_timeout_s} s): the cut-off leader stepped down "
+          f"after {stepped_down:.2f} s, "
           f"the other took over after {took_over:.2f} s")  # fmt: skip
     assert a[1][1] == 0 and b[0][1] == 2
-    assert stepped_down <= INTERVAL_S + 2 * TIMEOUT_S + 0.5
+    assert stepped_down <= interval_s + 2 * timeout_s + 0.5
     assert stepped_down < took_over  # never two leaders
-    assert SERVER_TIMEOUT_S - 2 <= took_over <= SERVER_TIMEOUT_S + INTERVAL_S + TIMEOUT_S + 1
+    assert server_timeout_s - 2 <= took_over <= server_timeout_s + interval_s + timeout_s + 1
     assert pg.password not in (tmp_path / "a.log").read_text() + (tmp_path / "b.log").read_text()
