@@ -38,6 +38,7 @@ from sitivmon.filestamp import file_stamp
 from sitivmon.leader.election import AlwaysLeader, ElectionStore, Elector, Role
 from sitivmon.leader.postgres import PostgresElection, role_locks
 from sitivmon.monitor import Monitor
+from sitivmon.mqtt.config import MqttConfig
 from sitivmon.mqtt.publisher import MqttPublisher
 from sitivmon.portal.app import setup_portal
 from sitivmon.portal.backend import daemon_backend
@@ -67,6 +68,16 @@ class Composition:
     replica: str = ""
     """This daemon's name in a replica pair ('' alone): its buckets and baselines in the shared store
     are its own, and readers merge the pair's (docs/scale.md)."""
+
+
+def per_daemon_client_id(mqtt: MqttConfig, shard: str | None, replica: str) -> MqttConfig:
+    """The default client id `sitivmon-<host>` is one per host: two shards (or a pair handing over)
+    on one host would keep kicking each other off the broker, so it gets `-<shard><replica>`. An id
+    set in the config is the operator's and is kept."""
+    if "client_id" in mqtt.model_fields_set or not (shard or replica):
+        return mqtt
+    suffix = f"-{shard or ''}{replica}"
+    return mqtt.model_copy(update={"client_id": mqtt.client_id[: 64 - len(suffix)] + suffix})
 
 
 class Daemon:
@@ -215,8 +226,9 @@ class Daemon:
         if config.mqtt.enabled:
             selector = self.composition.selector
             shard = selector.writer if isinstance(selector, ShardSelector) else None
+            mqtt_config = per_daemon_client_id(config.mqtt, shard, self.composition.replica)
             self.mqtt = await self._stack.enter_async_context(
-                MqttPublisher(config.mqtt, registry=self.registry, shard=shard, active=self.elector.holds(Role.SHARD))
+                MqttPublisher(mqtt_config, registry=self.registry, shard=shard, active=self.elector.holds(Role.SHARD))
             )
             self.monitor.add_event_sink(self.mqtt)
         if config.traps.enabled:

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from sitivmon.app.cli import build_parser
 from sitivmon.app.config import ConfigError, parse_config
+from sitivmon.app.daemon import per_daemon_client_id
 from sitivmon.config.model import Target
 from sitivmon.engine.selection import ShardSelector, shard_of
 from sitivmon.mqtt.config import MqttConfig
@@ -203,3 +204,15 @@ def test_run_refuses_a_replica_on_sqlite(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert "replicas write to one shared usage store" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("shard", "replica", "suffix"), [(None, "", ""), ("2", "", "-2"), (None, "b", "-b"), ("3", "a", "-3a")]
+)
+def test_default_mqtt_client_id_is_one_per_daemon(shard: str | None, replica: str, suffix: str) -> None:
+    default = MqttConfig()
+    assert per_daemon_client_id(default, shard, replica).client_id == default.client_id + suffix
+    long = MqttConfig.model_validate({}).model_copy(update={"client_id": "x" * 64})
+    assert len(per_daemon_client_id(long, shard, replica).client_id) == 64
+    chosen = MqttConfig(client_id="ops-broker-id")  # set by the operator: kept as it is
+    assert per_daemon_client_id(chosen, shard, replica).client_id == "ops-broker-id"
