@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import json
 import pstats
 import random
 import shutil
@@ -150,7 +151,7 @@ def vm_hwm_mib() -> float:
     return float("nan")
 
 
-def measure_refresh(path: Path, now: int) -> None:
+def measure_refresh(path: Path, now: int, dump: Path | None = None) -> None:
     rss0 = vm_hwm_mib()
     communes = [Commune(id=f"c{i}", name=f"C{i}", insee=f"6900{i}") for i in range(COMMUNES)]
     col = UsageLiveCollector(
@@ -161,8 +162,14 @@ def measure_refresh(path: Path, now: int) -> None:
     col.refresh()
     took, cpu = time.perf_counter() - started, time.process_time() - cpu0
     rss1 = vm_hwm_mib()
-    n = sum(len(f.samples) for f in col.collect())
-    print(f"refresh: {took:.2f} s wall, {cpu:.2f} s CPU, peak RSS {rss1:.0f} MiB (before {rss0:.0f} MiB), {n} samples")
+    samples = [(s.name, sorted(s.labels.items()), s.value) for f in col.collect() for s in f.samples]
+    print(
+        f"refresh: {took:.2f} s wall, {cpu:.2f} s CPU, peak RSS {rss1:.0f} MiB (before {rss0:.0f} MiB),"
+        f" {len(samples)} samples",
+        flush=True,
+    )
+    if dump:  # the gauges, to compare two versions of the code on the same store
+        dump.write_text(json.dumps(sorted(samples), indent=0) + "\n")
 
 
 def main() -> int:
@@ -173,6 +180,7 @@ def main() -> int:
     ap.add_argument("--db", type=Path, help="built store to keep and reuse (copied for each measurement)")
     ap.add_argument("--what", default="flush,refresh")
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--dump", type=Path, help="refresh: write the gauges' samples there (JSON) to compare versions")
     ap.add_argument("--compact-every", type=int, default=COMPACT_EVERY, help="SqliteUsageStore(compact_every=)")
     ap.add_argument("--closes", type=int, default=1, help="bucket closes measured (each after an ordinary flush)")
     ap.add_argument("--child", choices=["flush", "refresh"], help=argparse.SUPPRESS)
@@ -182,7 +190,7 @@ def main() -> int:
         if args.child == "flush":
             measure_flush(path, args.links, args.now, args.profile, args.compact_every, args.closes)
         else:
-            measure_refresh(path, args.now)
+            measure_refresh(path, args.now, args.dump)
         return 0
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         d = Path(tmp)
@@ -195,6 +203,8 @@ def main() -> int:
         for what in args.what.split(","):
             shutil.copyfile(built, d / "usage.db")  # each measurement on the store as built
             extra = ["--compact-every", str(args.compact_every), "--closes", str(args.closes)]
+            if args.dump:
+                extra += ["--dump", str(args.dump)]
             subprocess.run([*base, "--child", what, *extra, *(["--profile"] if args.profile else [])], check=True)
     return 0
 
