@@ -313,7 +313,7 @@ def scan_gauge(sm: SeriesMonth, held: Held | None = None) -> GaugeScan:
             for (vb, rb, eb, fb), run in itertools.groupby(
                 zip(_it(v, length), _it(r, length), _it(e, length), _it(f, length), strict=True)
             ):
-                k = sum(1 for _ in run)
+                k = len(list(run))
                 alike(i, k, vb, rb, eb, fb)
                 i += k
         pos = off + length
