@@ -141,6 +141,7 @@ def measure_flush(path: Path, links: int, now: int, profile: bool, compact_every
                     pstats.Stats(prof).sort_stats("tottime").print_stats(12)
         for label, xs in totals.items():
             print(f"{label}: {len(xs)} flushes, max {max(xs):.2f} s, total {sum(xs):.2f} s")
+        print(f"flush: peak RSS {vm_hwm_mib():.0f} MiB (the accumulator of every link's open buckets, and a flush)")
 
 
 def vm_hwm_mib() -> float:
