@@ -15,9 +15,10 @@ from sitivmon.usage.buckets import COUNTERS, FLAG_BITS, PRESENT, Bucket
 from sitivmon.usage.indicators import compute_indicators, compute_indicators_folded, lead_in, lead_in_of
 from sitivmon.usage.live import UsageLiveCollector
 from sitivmon.usage.periods import BUCKET_S, month_range
-from sitivmon.usage.port import SeriesMonth
+from sitivmon.usage.port import SeriesMonth, UsageStorePort
 from sitivmon.usage.scans import scan_gauge
 from sitivmon.usage.store import SqliteUsageStore
+from tests.usage.test_store_contract import backend, usage_store  # noqa: F401 (fixtures: both backends)
 
 M = month_range("2026-10", "UTC")
 COMMUNES = ["givors", "venissieux", "corbas"]
@@ -161,3 +162,22 @@ def test_gauge_scan_by_runs_is_the_scan_bucket_by_bucket() -> None:
         )
         held = scan_gauge(SeriesMonth(key, 0, 1, {0: (1, 5, 1000, 1000, PRESENT)})).held
         assert scan_gauge(runs, held) == scan_gauge(one_by_one, held)
+
+
+def test_pieces_hold_every_series_once_on_every_backend(usage_store: UsageStorePort) -> None:  # noqa: F811
+    """The port's `month_series_batches` on SQLite and PostgreSQL: `month_series` in pieces."""
+    keys = [UsageKey(c, f"l{i}", q) for c in COMMUNES for i in range(3) for q in Quantity]
+    t = M.start + 86400
+    usage_store.write(
+        {(k, t + j * BUCKET_S): Bucket(j + 1, 60_000_000, 1, 1000, PRESENT) for j in range(3) for k in keys[::2]},
+        {(k, t + 9 * BUCKET_S): Bucket(5, 30_000_000, 1, 1000, PRESENT) for k in keys[1::3]},
+        {},
+    )
+    silent = [UsageKey("givors", "silent", Quantity.TRAFFIC_IN)]
+    whole = usage_store.month_series(M.start, M.end, silent)
+    merged: dict[UsageKey, SeriesMonth] = {}
+    for piece in usage_store.month_series_batches(M.start, M.end, silent, batch=4):
+        assert not piece.keys() & merged.keys()
+        merged.update(piece)
+    assert merged == whole and len(whole) == len({*keys[::2], *keys[1::3]}) + 1
+    assert any(sm.segments for sm in whole.values())
