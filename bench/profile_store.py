@@ -58,26 +58,30 @@ def keys_of(links: int) -> list[tuple[str, UsageKey, UsageKey, UsageKey]]:
     return out
 
 
-def build(path: Path, links: int, now: int) -> None:
+def build(path: Path, links: int, now: int, weeks: int = 1) -> None:
     """Closed buckets from the week's start to the bucket before `now` (one chunk per series), and
-    one open bucket per series at `now`'s bucket, and a baseline per link."""
+    one open bucket per series at `now`'s bucket, and a baseline per link. `weeks` > 1: as many
+    weeks before, every slot written (a store late in the month)."""
     rng = random.Random(5)
     week = now // CHUNK_S
-    upto = (now - week * CHUNK_S) // BUCKET_S  # slots written
-    written = [1] * upto + [0] * (SLOTS - upto)
+    with SqliteUsageStore(path) as st:
+        for day in range(week - weeks + 1, week + 1):
+            upto = (now - week * CHUNK_S) // BUCKET_S if day == week else SLOTS  # slots written
+            st.import_chunks(week_chunks(rng, links, day, [1] * upto + [0] * (SLOTS - upto)))
+        acc = Accumulator()
+        acc.apply(batch(links, bucket(now) - 30, bucket(now) + 1, 60.0))
+        closed, open_b, baselines, _ = acc.snapshot()
+        st.write(closed, open_b, baselines, now=now)
+
+
+def week_chunks(rng: random.Random, links: int, week: int, written: list[int]) -> list[tuple[UsageKey, int, Chunk]]:
     flags = array("B", [PRESENT if w else 0 for w in written])
     rec = array("I", [5000 if w else 0 for w in written])
     items = []
     for _s, kin, kout, kup in keys_of(links):
         for k in (kin, kout):
             vals = array("Q", [rng.randrange(10**6, 10**9) if w else 0 for w in written])
-            items.append(
-                (
-                    k,
-                    week,
-                    Chunk([vals, array("I", rec), array("I", [5000 if w else 0 for w in written]), array("B", flags)]),
-                )
-            )
+            items.append((k, week, Chunk([vals, array("I", rec), array("I", rec), array("B", flags)])))
         items.append(
             (
                 kup,
@@ -87,12 +91,7 @@ def build(path: Path, links: int, now: int) -> None:
                 ),
             )
         )
-    with SqliteUsageStore(path) as st:
-        st.import_chunks(items)
-        acc = Accumulator()
-        acc.apply(batch(links, bucket(now) - 30, bucket(now) + 1, 60.0))
-        closed, open_b, baselines, _ = acc.snapshot()
-        st.write(closed, open_b, baselines, now=now)
+    return items
 
 
 def bucket(t: float) -> int:
@@ -177,6 +176,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--links", type=int, default=20_000)
     ap.add_argument("--now", type=int, default=NOW)
+    ap.add_argument("--weeks", type=int, default=1, help="weeks written up to --now (1: the current one)")
     ap.add_argument("--dir", type=Path)
     ap.add_argument("--db", type=Path, help="built store to keep and reuse (copied for each measurement)")
     ap.add_argument("--what", default="flush,refresh")
@@ -198,8 +198,11 @@ def main() -> int:
         built = args.db or d / "built.db"
         if not built.exists():
             started = time.perf_counter()
-            build(built, args.links, args.now)
-            print(f"built {args.links} links x 3 series in {time.perf_counter() - started:.1f} s", flush=True)
+            build(built, args.links, args.now, args.weeks)
+            print(
+                f"built {args.links} links x 3 series x {args.weeks} weeks in {time.perf_counter() - started:.1f} s",
+                flush=True,
+            )
         base = [sys.executable, __file__, "--links", str(args.links), "--now", str(args.now), "--dir", str(d)]
         for what in args.what.split(","):
             shutil.copyfile(built, d / "usage.db")  # each measurement on the store as built
