@@ -94,15 +94,8 @@ def compute_indicators_folded(
     quantities = registry.quantities()
     groups: dict[tuple[str, Quantity], Group] = {}
     for piece in pieces:
-        by: dict[tuple[str, Quantity], list[SeriesMonth]] = {}
-        for key, sm in piece.items():
-            if key.commune in wanted and key.quantity in quantities:
-                by.setdefault((key.commune, key.quantity), []).append(sm)
-        for (commune, q), sms in by.items():
-            g = groups.get((commune, q))
-            if g is None:
-                g = groups[(commune, q)] = Group.folding(start, n, q not in COUNTERS)
-            g.fold(sms, held)
+        _fold_piece(groups, piece, wanted, quantities, start, n, held)
+        del piece  # before the next piece is read: one piece's buckets in memory, not two
     for g in groups.values():
         g.finish()
     out: list[Indicator] = []
@@ -116,6 +109,27 @@ def compute_indicators_folded(
 
         out.extend(_rows(commune, group, registry))
     return out
+
+
+def _fold_piece(
+    groups: dict[tuple[str, Quantity], Group],
+    piece: Mapping[UsageKey, SeriesMonth],
+    wanted: set[str],
+    quantities: frozenset[Quantity],
+    start: int,
+    n: int,
+    held: Mapping[UsageKey, Held] | None,
+) -> None:
+    """Fold one piece into the communes' groups (a function: its references to the piece end with it)."""
+    by: dict[tuple[str, Quantity], list[SeriesMonth]] = {}
+    for key, sm in piece.items():
+        if key.commune in wanted and key.quantity in quantities:
+            by.setdefault((key.commune, key.quantity), []).append(sm)
+    for (commune, q), sms in by.items():
+        g = groups.get((commune, q))
+        if g is None:
+            g = groups[(commune, q)] = Group.folding(start, n, q not in COUNTERS)
+        g.fold(sms, held)
 
 
 def _rows(commune: str, group: Callable[[Quantity], Group], registry: IndicatorRegistry) -> Iterator[Indicator]:
