@@ -1,0 +1,297 @@
+"""The replica merge rule (`sitivmon.usage.replicas`), table by table, and its exactness measured.
+
+The rule: per bucket, one replica's bucket (never a sum): written beats absent, observed beats a gap,
+more coverage (capped at whole) beats less, a tie keeps the previous bucket's replica. The exactness
+tests build each replica's buckets with the recorder's own arithmetic (`Accumulator`, which splits
+counter intervals with `periods.split_delta`) from synthetic counters polled at two different phases,
+then measure how far the merged total is from the counter's true increase.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+
+from sitivmon.readings import CounterInterval, Flag, PollBatch, Quantity, UsageKey
+from sitivmon.usage.buckets import CHUNK_S, FLAG_BITS, PRESENT, SLOTS, Chunk, col_sum
+from sitivmon.usage.periods import BUCKET_S
+from sitivmon.usage.recorder import Accumulator
+from sitivmon.usage.replicas import PPM, Columns, choose, merge_chunks, rank, switches, take
+
+GAP = FLAG_BITS[Flag.GAP]
+UNKNOWN = FLAG_BITS[Flag.UNKNOWN]
+RESET = FLAG_BITS[Flag.RESET]
+P = PRESENT
+E = 3333  # expected_milli of a 90 s poll
+W = 10_000  # expected_milli of a 30 s poll
+
+
+def cols(*slots: tuple[int, int, int, int]) -> Columns:
+    """Columns from (value, received, expected, flags) per slot."""
+    v, r, e, f = zip(*slots, strict=True)
+    return list(v), list(r), list(e), list(f)
+
+
+# -- rank ----------------------------------------------------------------------------------------------------
+
+RANK_ORDER = [
+    # (label, received, expected, flags), from worst to best
+    ("never written", 0, 0, 0),
+    ("gap, nothing received", 0, W, P | GAP),
+    ("unknown, half received", W // 2, W, P | UNKNOWN),
+    ("gap, almost all received", W - 1, W, P | GAP),
+    ("observed, nothing received", 0, W, P),
+    ("observed, a tenth", W // 10, W, P),
+    ("observed, whole", W, W, P),
+]
+
+
+def test_rank_orders_written_then_observed_then_coverage() -> None:
+    ranks = [rank(r, e, f) for _, r, e, f in RANK_ORDER]
+    assert ranks == sorted(ranks) and len(set(ranks)) == len(ranks), list(zip(RANK_ORDER, ranks, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ((E, E, P), (4000, E, P)),  # a gauge with 4 readings where 3.333 were expected: whole, like 3.333
+        ((W, W, P), (W, W, P | RESET)),  # a reset is observed time (not a gap)
+        ((W, W, P), (W + 500, W, P)),  # two writers' open buckets overlapping: still just whole
+    ],
+)
+def test_whole_is_whole(a: tuple[int, int, int], b: tuple[int, int, int]) -> None:
+    assert rank(*a) == rank(*b) == (2 * (PPM + 1)) + PPM
+
+
+# -- choose: one table per situation -------------------------------------------------------------------------
+
+A_WHOLE = (100, W, W, P)
+B_WHOLE = (101, W, W, P)
+A_GAP = (70, 0, W, P | GAP)
+B_GAP = (90, 0, W, P | GAP)
+ABSENT = (0, 0, 0, 0)
+
+CHOOSE_TABLE = [
+    # (name, a's slots, b's slots, expected choice, expected merged values)
+    ("both whole: a all along", [A_WHOLE] * 3, [B_WHOLE] * 3, [0, 0, 0], [100, 100, 100]),
+    ("hole in a: b there, then b kept", [A_WHOLE, A_GAP, A_WHOLE], [B_WHOLE] * 3, [0, 1, 1], [100, 101, 101]),
+    ("hole in b: a all along", [A_WHOLE] * 3, [B_WHOLE, B_GAP, B_WHOLE], [0, 0, 0], [100, 100, 100]),
+    (
+        "holes in both, at different buckets",
+        [A_WHOLE, A_GAP, A_WHOLE, A_WHOLE],
+        [B_WHOLE, B_WHOLE, B_GAP, B_WHOLE],
+        [0, 1, 0, 0],
+        [100, 101, 100, 100],
+    ),
+    ("holes in both at once: one gap bucket, a's", [A_WHOLE, A_GAP], [B_WHOLE, B_GAP], [0, 0], [100, 70]),
+    ("b never wrote (one daemon's view)", [A_WHOLE, A_GAP], [ABSENT, ABSENT], [0, 0], [100, 70]),
+    ("a not started yet", [ABSENT, A_WHOLE, A_WHOLE], [B_WHOLE] * 3, [1, 1, 1], [101, 101, 101]),
+    ("nobody wrote", [ABSENT], [ABSENT], [0], [0]),
+    (
+        "partial buckets: the larger coverage",
+        [(10, W // 10, W, P), A_WHOLE],
+        [(60, W // 2, W, P), B_WHOLE],
+        [1, 1],
+        [60, 101],
+    ),
+    (
+        "observed partial beats a gap with more samples",
+        [(10, W // 10, W, P)],
+        [(90, W - 1, W, P | GAP)],
+        [0],
+        [10],
+    ),
+    (
+        "both gaps: the one with more samples",
+        [(10, W // 10, W, P | GAP)],
+        [(90, W // 2, W, P | GAP)],
+        [1],
+        [90],
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "a", "b", "want", "values"), CHOOSE_TABLE, ids=[t[0] for t in CHOOSE_TABLE])
+def test_choose(
+    name: str,
+    a: list[tuple[int, int, int, int]],
+    b: list[tuple[int, int, int, int]],
+    want: list[int],
+    values: list[int],
+) -> None:
+    reps = [cols(*a), cols(*b)]
+    got = choose(reps)
+    assert got == want, name
+    merged = take(reps, got)
+    assert merged[0] == values
+    for i, j in enumerate(got):  # every slot is one replica's whole bucket, never a sum
+        assert (merged[0][i], merged[1][i], merged[2][i], merged[3][i]) == (a, b)[j][i]
+
+
+def test_choose_with_three_replicas_takes_the_lowest_of_the_best() -> None:
+    a, b, c = cols(A_GAP, A_GAP), cols(B_WHOLE, B_WHOLE), cols(B_WHOLE, B_WHOLE)
+    assert choose([a, b, c]) == [1, 1]
+    assert choose([a, c, b], first=2) == [2, 2]  # a tie keeps the current one
+
+
+def test_switches_count_changes_between_written_slots() -> None:
+    assert switches([0, 1, 1, 0]) == 2
+    assert switches([0, 1, 0], flags=[P, 0, P]) == 0
+
+
+# -- merge_chunks --------------------------------------------------------------------------------------------
+
+
+def chunk(slots: dict[int, tuple[int, int, int, int]]) -> Chunk:
+    ch = Chunk()
+    for i, (v, r, e, f) in slots.items():
+        ch.merge(i, v, r, e, f)
+    return ch
+
+
+def test_one_replica_is_returned_as_it_is() -> None:
+    ch = chunk({0: A_WHOLE})
+    assert merge_chunks([ch]) is ch
+
+
+def test_a_dominant_first_replica_is_returned_as_it_is() -> None:
+    a = chunk({i: A_WHOLE for i in range(10)})
+    b = chunk({i: B_WHOLE for i in range(2, 10)})
+    assert merge_chunks([a, b]) is a
+
+
+def test_merge_chunks_takes_b_where_a_has_a_hole_and_a_where_b_started_late() -> None:
+    a = chunk({0: A_WHOLE, 1: A_GAP, 2: A_WHOLE})
+    b = chunk({1: B_WHOLE, 2: B_WHOLE, 3: B_WHOLE})
+    v, r, _e, f = merge_chunks([a, b]).slice(0, SLOTS)
+    assert not isinstance(v, int) and not isinstance(f, int) and not isinstance(r, int)
+    assert list(v[:5]) == [100, 101, 101, 101, 0]
+    assert [x & GAP for x in f[:4]] == [0, 0, 0, 0] and f[4] == 0
+    assert list(r[:4]) == [W] * 4
+
+
+# -- exactness, measured -------------------------------------------------------------------------------------
+
+K = UsageKey("givors", "link-a", Quantity.TRAFFIC_IN)
+T0 = 2_000 * CHUNK_S  # a week start: the run stays inside one chunk
+INTERVAL = 60
+
+
+@dataclass(frozen=True)
+class Run:
+    chunk: Chunk
+    first: int
+    last: int
+
+
+def replica_run(counter: Callable[[int], int], polls: list[int]) -> Run:
+    """A replica's buckets for polls at `polls` (seconds), with the recorder's arithmetic; an interval
+    longer than 2.5 poll intervals is a GAP, as the normaliser flags it."""
+    acc = Accumulator()
+    for p, q in itertools.pairwise(polls):
+        flags = frozenset({Flag.GAP}) if q - p > 2.5 * INTERVAL else frozenset()
+        iv = CounterInterval(K, float(T0 + p), float(T0 + q), counter(q) - counter(p), flags)
+        acc.apply(PollBatch("t", float(T0 + q), INTERVAL, counters=(iv,)))
+    closed, open_b, _, _ = acc.snapshot()
+    ch = Chunk()
+    for (_, start), b in {**closed, **open_b}.items():
+        ch.merge((start - T0) // BUCKET_S, b.value, b.received_milli, b.expected_milli, b.flags)
+    return Run(ch, polls[0], polls[-1])
+
+
+def polls(phase: int, end: int, down: tuple[int, int] | None = None) -> list[int]:
+    return [t for t in range(phase, end, INTERVAL) if down is None or not down[0] < t < down[1]]
+
+
+def steady(rate_milli: int) -> Callable[[int], int]:
+    return lambda t: t * rate_milli // 1000
+
+
+def bursty(seed: int, end: int) -> Callable[[int], int]:
+    """Quiet most of the time, bursts of up to 1 GB within one second at random instants."""
+    rng = random.Random(seed)
+    per_s = [rng.randrange(1_000) for _ in range(end + 1)]
+    for _ in range(end // 200):
+        per_s[rng.randrange(end)] += rng.randrange(1, 1_000_000_000)
+    cum = [0]
+    for x in per_s:
+        cum.append(cum[-1] + x)
+    return lambda t: cum[t]
+
+
+@dataclass(frozen=True)
+class Measured:
+    error: int
+    switches: int
+    bound: int
+
+
+def measure(counter: Callable[[int], int], a: Run, b: Run) -> Measured:
+    """Merged total minus the true increase over the same span. The merge starts and ends on a (a
+    polls first and last), so the true increase is a's: counter(a.last) - counter(a.first)."""
+    merged = merge_chunks([a.chunk, b.chunk])
+    total = col_sum(merged.slice(0, SLOTS)[0], SLOTS)
+    reps: list[Columns] = []
+    for ch in (a.chunk, b.chunk):
+        v, r, e, f = ch.slice(0, SLOTS)
+        reps.append(tuple([x] * SLOTS if isinstance(x, int) else x for x in (v, r, e, f)))  # type: ignore[arg-type]
+    choice = choose(reps)
+    assert take(reps, choice)[0] == list(merged.slice(0, SLOTS)[0]) or merged is a.chunk
+    flags = reps[0][3]
+    bound = 0
+    for i in range(1, SLOTS):
+        if choice[i] != choice[i - 1] and (flags[i] or reps[1][3][i]):
+            t = i * BUCKET_S  # the switch's boundary: both interpolations lie within one interval of it
+            bound += counter(min(t + INTERVAL, a.last)) - counter(max(t - INTERVAL, 0))
+    return Measured(total - (counter(a.last) - counter(a.first)), switches(choice), bound)
+
+
+SCENARIOS = {
+    "both up": None,
+    "a killed 2 min": (3_600, 3_720),
+    "a killed 1 h": (3_600, 7_200),
+}
+
+
+@pytest.mark.parametrize("down", list(SCENARIOS.values()), ids=list(SCENARIOS))
+def test_steady_traffic_switches_cost_at_most_a_byte_of_rounding(down: tuple[int, int] | None) -> None:
+    counter = steady(1_234_567_891)  # ~1.2 MB/s, not a whole number of bytes per second
+    end = 4 * 3_600
+    a = replica_run(counter, polls(7, end + 30, down))
+    b = replica_run(counter, polls(41, end))
+    m = measure(counter, a, b)
+    assert abs(m.error) <= m.switches, m
+    if down is None:
+        assert m.switches == 0 and m.error == 0
+    else:
+        assert m.switches >= 1
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("down", list(SCENARIOS.values()), ids=list(SCENARIOS))
+def test_bursty_traffic_stays_within_the_straddling_intervals(down: tuple[int, int] | None, seed: int) -> None:
+    end = 4 * 3_600
+    counter = bursty(seed, end + 60)
+    a = replica_run(counter, polls(7, end + 30, down))
+    b = replica_run(counter, polls(41, end))
+    m = measure(counter, a, b)
+    assert abs(m.error) <= m.bound, m
+    if down is None:
+        assert m.error == 0
+
+
+def test_no_double_count_and_no_gap_when_one_replica_is_down() -> None:
+    counter = steady(1_000_000_000)
+    end = 4 * 3_600
+    a = replica_run(counter, polls(7, end + 30, (3_600, 3_720)))
+    b = replica_run(counter, polls(41, end))
+    _, r, e, f = merge_chunks([a.chunk, b.chunk]).slice(0, SLOTS)
+    assert not isinstance(f, int) and not isinstance(r, int) and not isinstance(e, int)
+    written = [i for i in range(SLOTS) if f[i]]
+    assert not [i for i in written if f[i] & GAP]  # b observed a's hole: no gap left
+    inner = written[1:-1]
+    assert all(r[i] == e[i] for i in inner)  # every inner bucket whole, none counted twice
