@@ -63,7 +63,7 @@ from pydantic import SecretStr
 
 from sitivmon.readings import Quantity, UsageKey
 
-from .buckets import CHUNK_S, Bucket, Chunk
+from .buckets import CHUNK_S, SLOTS, Bucket, Chunk
 from .periods import BUCKET_S
 from .port import (
     BucketKey,
@@ -755,7 +755,18 @@ class PostgresUsageStore:
                 ob = Bucket(_int(value), _int(cov), _int(readings), _int(exp), _int(flags))
                 ch = by_replica[(_int(sid_), bstart // CHUNK_S)].setdefault(_str(rep_), Chunk())
                 ch.merge((bstart % CHUNK_S) // BUCKET_S, ob.value, ob.received_milli, ob.expected_milli, ob.flags)
-        chunks = {where: merge_chunks([found[r] for r in sorted(found)]) for where, found in by_replica.items()}
+        chunks: dict[tuple[int, int], Chunk] = {}
+        for (sid, day), found in by_replica.items():
+            if len(found) == 1:  # one daemon, or one replica only this week
+                (chunks[(sid, day)],) = found.values()
+                continue
+            key = ids.get(sid)
+            bounds = ((t - day * CHUNK_S) // BUCKET_S for t in (start, end))  # no run straddles the read's bounds
+            chunks[(sid, day)] = merge_chunks(
+                [found[r] for r in sorted(found)],
+                counter=key is not None and key.quantity.counter,
+                cuts=[b for b in bounds if 0 < b < SLOTS],
+            )
         return ids, chunks
 
     def size_bytes(self) -> int:

@@ -20,7 +20,18 @@ from sitivmon.readings import CounterInterval, Flag, PollBatch, Quantity, UsageK
 from sitivmon.usage.buckets import CHUNK_S, FLAG_BITS, PRESENT, SLOTS, Chunk, col_sum
 from sitivmon.usage.periods import BUCKET_S
 from sitivmon.usage.recorder import Accumulator
-from sitivmon.usage.replicas import PPM, Columns, choose, merge_chunks, rank, switches, take
+from sitivmon.usage.replicas import (
+    PPM,
+    Columns,
+    apportion,
+    base_replica,
+    choose,
+    exact_runs,
+    merge_chunks,
+    rank,
+    switches,
+    take,
+)
 
 GAP = FLAG_BITS[Flag.GAP]
 UNKNOWN = FLAG_BITS[Flag.UNKNOWN]
@@ -179,6 +190,7 @@ def test_merge_chunks_takes_b_where_a_has_a_hole_and_a_where_b_started_late() ->
 K = UsageKey("givors", "link-a", Quantity.TRAFFIC_IN)
 T0 = 2_000 * CHUNK_S  # a week start: the run stays inside one chunk
 INTERVAL = 60
+END = 4 * 3_600
 
 
 @dataclass(frozen=True)
@@ -190,7 +202,8 @@ class Run:
 
 def replica_run(counter: Callable[[int], int], polls: list[int]) -> Run:
     """A replica's buckets for polls at `polls` (seconds), with the recorder's arithmetic; an interval
-    longer than 2.5 poll intervals is a GAP, as the normaliser flags it."""
+    longer than 2.5 poll intervals is a GAP, as the normaliser flags it (a replica restarting from its
+    committed baseline: the interval spanning its outage carries every byte)."""
     acc = Accumulator()
     for p, q in itertools.pairwise(polls):
         flags = frozenset({Flag.GAP}) if q - p > 2.5 * INTERVAL else frozenset()
@@ -212,7 +225,8 @@ def steady(rate_milli: int) -> Callable[[int], int]:
 
 
 def bursty(seed: int, end: int) -> Callable[[int], int]:
-    """Quiet most of the time, bursts of up to 1 GB within one second at random instants."""
+    """Quiet most of the time (under 1 kB/s), with bursts of up to 1 GB within one second, one every
+    200 s on average, at random instants."""
     rng = random.Random(seed)
     per_s = [rng.randrange(1_000) for _ in range(end + 1)]
     for _ in range(end // 200):
@@ -226,70 +240,117 @@ def bursty(seed: int, end: int) -> Callable[[int], int]:
 @dataclass(frozen=True)
 class Measured:
     error: int
+    """Merged total minus the counter's true increase over the same span, in bytes."""
     switches: int
     bound: int
+    """Traffic within one poll interval either side of every switch: the most a plain switch can be off."""
+    truth: int
 
 
-def measure(counter: Callable[[int], int], a: Run, b: Run) -> Measured:
-    """Merged total minus the true increase over the same span. The merge starts and ends on a (a
-    polls first and last), so the true increase is a's: counter(a.last) - counter(a.first)."""
-    merged = merge_chunks([a.chunk, b.chunk])
-    total = col_sum(merged.slice(0, SLOTS)[0], SLOTS)
+def measure(counter: Callable[[int], int], a: Run, b: Run, *, exact: bool) -> Measured:
+    """The merged series against the counter. The merged span runs from the first poll of the replica
+    that holds the first bucket to the last poll of the one that holds the last bucket: the counter's
+    increase over that span is what the merge must add up to."""
+    merged = merge_chunks([a.chunk, b.chunk], counter=exact)
+    got = col_sum(merged.slice(0, SLOTS)[0], SLOTS)
     reps: list[Columns] = []
     for ch in (a.chunk, b.chunk):
         v, r, e, f = ch.slice(0, SLOTS)
-        reps.append(tuple([x] * SLOTS if isinstance(x, int) else x for x in (v, r, e, f)))  # type: ignore[arg-type]
-    choice = choose(reps)
-    assert take(reps, choice)[0] == list(merged.slice(0, SLOTS)[0]) or merged is a.chunk
-    flags = reps[0][3]
+        reps.append(
+            (
+                [v] * SLOTS if isinstance(v, int) else v,
+                [r] * SLOTS if isinstance(r, int) else r,
+                [e] * SLOTS if isinstance(e, int) else e,
+                [f] * SLOTS if isinstance(f, int) else f,
+            )
+        )
+    choice = choose(reps, first=base_replica(reps))
+    written = [i for i in range(SLOTS) if reps[0][3][i] or reps[1][3][i]]
+    runs = (a, b)
+    truth = counter(runs[choice[written[-1]]].last) - counter(runs[choice[written[0]]].first)
     bound = 0
-    for i in range(1, SLOTS):
-        if choice[i] != choice[i - 1] and (flags[i] or reps[1][3][i]):
-            t = i * BUCKET_S  # the switch's boundary: both interpolations lie within one interval of it
-            bound += counter(min(t + INTERVAL, a.last)) - counter(max(t - INTERVAL, 0))
-    return Measured(total - (counter(a.last) - counter(a.first)), switches(choice), bound)
+    for i in written[1:]:
+        if choice[i] != choice[i - 1]:
+            t = i * BUCKET_S  # both replicas' interpolations at t lie within one poll interval of t
+            bound += counter(min(t + INTERVAL, max(a.last, b.last))) - counter(max(t - INTERVAL, 0))
+    return Measured(got - truth, switches(choice, reps[0][3]), bound, truth)
 
 
-SCENARIOS = {
-    "both up": None,
-    "a killed 2 min": (3_600, 3_720),
-    "a killed 1 h": (3_600, 7_200),
-}
+RESTARTS = {"a killed 2 min": (3_600, 3_720), "a killed 1 h": (3_600, 7_200)}
 
 
-@pytest.mark.parametrize("down", list(SCENARIOS.values()), ids=list(SCENARIOS))
-def test_steady_traffic_switches_cost_at_most_a_byte_of_rounding(down: tuple[int, int] | None) -> None:
-    counter = steady(1_234_567_891)  # ~1.2 MB/s, not a whole number of bytes per second
-    end = 4 * 3_600
-    a = replica_run(counter, polls(7, end + 30, down))
-    b = replica_run(counter, polls(41, end))
-    m = measure(counter, a, b)
-    assert abs(m.error) <= m.switches, m
-    if down is None:
-        assert m.switches == 0 and m.error == 0
+def scenario(counter: Callable[[int], int], name: str) -> tuple[Run, Run]:
+    """Replica a polls at second 7 of each minute, b at second 41; a is down as `name` says."""
+    if name == "both up":
+        a_polls = polls(7, END + 30)
+    elif name == "a dies for good":
+        a_polls = polls(7, 3_600)
     else:
-        assert m.switches >= 1
+        a_polls = polls(7, END + 30, RESTARTS[name])
+    return replica_run(counter, a_polls), replica_run(counter, polls(41, END))
+
+
+NAMES = ["both up", *RESTARTS, "a dies for good"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_steady_traffic_switches_cost_at_most_a_byte_of_rounding(name: str) -> None:
+    counter = steady(1_234_567_891)  # ~1.2 MB/s, not a whole number of bytes per second
+    a, b = scenario(counter, name)
+    for exact in (False, True):
+        m = measure(counter, a, b, exact=exact)
+        assert abs(m.error) <= m.switches, m
+        assert (m.switches == 0) == (name == "both up"), m
 
 
 @pytest.mark.parametrize("seed", range(5))
-@pytest.mark.parametrize("down", list(SCENARIOS.values()), ids=list(SCENARIOS))
-def test_bursty_traffic_stays_within_the_straddling_intervals(down: tuple[int, int] | None, seed: int) -> None:
-    end = 4 * 3_600
-    counter = bursty(seed, end + 60)
-    a = replica_run(counter, polls(7, end + 30, down))
-    b = replica_run(counter, polls(41, end))
-    m = measure(counter, a, b)
+@pytest.mark.parametrize("name", NAMES)
+def test_bursty_traffic_plain_switches_stay_within_the_straddling_intervals(name: str, seed: int) -> None:
+    counter = bursty(seed, END + 60)
+    a, b = scenario(counter, name)
+    m = measure(counter, a, b, exact=False)
     assert abs(m.error) <= m.bound, m
-    if down is None:
+    if name == "both up":
         assert m.error == 0
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("name", NAMES)
+def test_bursty_traffic_exact_runs_are_exact_when_the_base_replica_comes_back(name: str, seed: int) -> None:
+    counter = bursty(seed, END + 60)
+    a, b = scenario(counter, name)
+    m = measure(counter, a, b, exact=True)
+    if name == "a dies for good":  # a's counter stops: the switch to b cannot be made exact
+        assert abs(m.error) <= m.bound, m
+    else:
+        assert m.error == 0, m
+
+
+def test_plain_switches_are_not_exact_under_bursts() -> None:
+    """The measurement can fail: without `exact_runs`, a killed replica's switches cost bytes."""
+    errors = []
+    for seed in range(5):
+        counter = bursty(seed, END + 60)
+        a, b = scenario(counter, "a killed 2 min")
+        errors.append(measure(counter, a, b, exact=False).error)
+    assert any(errors), errors
+
+
+def test_exact_runs_keep_the_observed_shape_and_the_base_total() -> None:
+    base = cols((100, W, W, P), (60, 0, W, P | GAP), (60, 0, W, P | GAP), (100, W, W, P))
+    other = cols((0, 0, 0, 0), (10, W, W, P), (100, W, W, P), (0, 0, 0, 0))
+    choice = [0, 1, 1, 0]
+    assert exact_runs([base, other], choice, 0) == [100, 11, 109, 100]  # 120 split 10:100
+    assert exact_runs([base, other], choice, 0, cuts=[2]) == [100, 60, 60, 100]  # runs cut at the read's bound
+    untrusted = cols((100, W, W, P), (60, 0, W, P | UNKNOWN), (60, 0, W, P | GAP), (100, W, W, P))
+    assert exact_runs([untrusted, other], choice, 0) == [100, 10, 100, 100]  # a's count is unsure: b's kept
+    assert apportion(7, [0, 0]) == [4, 3] and apportion(10, [1, 2, 2]) == [2, 4, 4]
 
 
 def test_no_double_count_and_no_gap_when_one_replica_is_down() -> None:
     counter = steady(1_000_000_000)
-    end = 4 * 3_600
-    a = replica_run(counter, polls(7, end + 30, (3_600, 3_720)))
-    b = replica_run(counter, polls(41, end))
-    _, r, e, f = merge_chunks([a.chunk, b.chunk]).slice(0, SLOTS)
+    a, b = scenario(counter, "a killed 2 min")
+    _, r, e, f = merge_chunks([a.chunk, b.chunk], counter=True).slice(0, SLOTS)
     assert not isinstance(f, int) and not isinstance(r, int) and not isinstance(e, int)
     written = [i for i in range(SLOTS) if f[i]]
     assert not [i for i in written if f[i] & GAP]  # b observed a's hole: no gap left
