@@ -44,7 +44,10 @@ Pure: columns in, columns and choices out; `sitivmon.usage.postgres` reads the r
 
 from __future__ import annotations
 
+import itertools
+import operator
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from sitivmon.readings import Flag
 
@@ -64,26 +67,35 @@ Columns = tuple[Sequence[int], Sequence[int], Sequence[int], Sequence[int]]
 """One replica's value, received_milli, expected_milli and flags over the same run of slots."""
 
 
-def rank(received: int, expected: int, flags: int) -> int:
+def whole_samples(expected: int, counter: bool) -> int:
+    """Samples (thousandths) that make a bucket whole. Counters count observed time, so a bucket
+    observed end to end has exactly `expected`; gauges count readings, and a bucket holds either of
+    the two whole numbers around `expected` by phase alone (3 or 4 at 90 s): the lower one is whole."""
+    return expected if counter else max(expected // 1000, 1) * 1000
+
+
+def rank(received: int, expected: int, flags: int, counter: bool = True) -> int:
     """How well one replica observed one bucket, as one integer (larger is better; rules 1-3 of the
     module doc): 0 never written; a gap bucket below every observed one; coverage within each."""
     if not flags:
         return 0
-    coverage = min(received * PPM // expected, PPM) if expected > 0 else 0
+    whole = whole_samples(expected, counter)
+    coverage = min(received * PPM // whole, PPM) if whole > 0 else 0
     return (_GAP_RANK if flags & GAPLIKE else _OBSERVED_RANK) + coverage
 
 
-def choose(replicas: Sequence[Columns], first: int = 0) -> list[int]:
+def choose(replicas: Sequence[Columns], first: int = 0, *, counter: bool = True) -> list[int]:
     """For each slot, the index (in `replicas`) of the replica whose bucket the merge takes.
 
     `replicas` in their stable order (by replica name); `first` is the replica preferred before the
     first slot. A tie keeps the replica of the previous slot; a slot better observed by another
-    replica switches to the lowest-ordered of the best.
+    replica switches to the lowest-ordered of the best. The reference, slot by slot:
+    `merge_chunks` computes the same choice on whole columns at once.
     """
     if not replicas:
         return []
     n = len(replicas[0][0])
-    ranks = [list(map(rank, r, e, f)) for _, r, e, f in replicas]
+    ranks = [[rank(x, y, z, counter) for x, y, z in zip(r, e, f, strict=True)] for _, r, e, f in replicas]
     out: list[int] = []
     cur = first
     for i in range(n):
@@ -119,9 +131,11 @@ def apportion(total: int, weights: Sequence[int]) -> list[int]:
     s = sum(w)
     parts = [total * x // s for x in w]
     rest = total - sum(parts)
-    order = sorted(range(len(w)), key=lambda i: (-(total * w[i] % s), i))
-    for i in order[:rest]:
-        parts[i] += 1
+    if rest:
+        remainders = [total * x % s for x in w]
+        order = sorted(range(len(w)), key=remainders.__getitem__, reverse=True)  # stable: ties stay in order
+        for i in order[:rest]:
+            parts[i] += 1
     return parts
 
 
@@ -169,44 +183,211 @@ def _full(col: Col) -> Sequence[int]:
     return [col] * SLOTS if isinstance(col, int) else col
 
 
-def _dominates(cols: tuple[Col, Col, Col, Col], others: Sequence[tuple[Col, Col, Col, Col]]) -> bool:
-    """Cheap test that the first replica's chunk is best on every slot (the common case: it observed
-    the whole week, or every slot any replica wrote): then the merge is that chunk, unchanged."""
-    _, r, e, f = cols
+# -- the same merge on whole columns (what readers run) -------------------------------------------------------
+#
+# Slot by slot in Python, a week of a pair costs milliseconds (ranks, choice, columns), and a month
+# read of 20,000 links holds 100,000 series-weeks, most of them gauges (link state). So the columns
+# are turned into masks of 0/1 bytes with C-level operations (bytes.translate, map with operator
+# functions, big-integer bit operations), and only the slots where the replica in use is not known
+# to stay are ranked one by one: in a week both replicas observed whole, none.
+
+_TO_BIT = bytes([0] + [1] * 255)
+_GAPLIKE_BIT = bytes(1 if x & GAPLIKE else 0 for x in range(256))
+_UNTRUSTED_BIT = bytes(1 if x & UNTRUSTED else 0 for x in range(256))
+_GAP_BIT = bytes(1 if x & _GAP else 0 for x in range(256))
+
+
+def _flag_bytes(f: Col, n: int) -> bytes | None:
+    """The flags column as one byte per slot; None when a value does not fit (not written by this code)."""
     if isinstance(f, int):
-        if f & GAPLIKE or not f & PRESENT:
-            return False
-    else:
-        if any(x & GAPLIKE for x in f):
-            return False
-        written = bytes(1 if x else 0 for x in f)
-        for o in others:
-            of = o[3]
-            if isinstance(of, int):
-                if of and written.count(0):
-                    return False
-            elif any(x and not w for x, w in zip(of, written, strict=True)):
-                return False
+        return bytes([f]) * n if 0 <= f <= 255 else None
+    try:
+        return bytes(f)
+    except ValueError:
+        return None
+
+
+def _mask(b: bytes) -> int:
+    return int.from_bytes(b, "big")
+
+
+def _unmask(m: int, n: int) -> bytes:
+    return m.to_bytes(n, "big")
+
+
+@dataclass(frozen=True, slots=True)
+class _Masks:
+    """One replica's week as 0/1 byte masks, as big integers (one byte per slot)."""
+
+    written: int
+    whole: int  # written, no GAP/UNKNOWN, samples at least whole_samples
+    continuous: int  # written, no RESET/CLAMP/UNKNOWN, whole or GAP (exact_runs' base condition)
+
+
+def _masks(cols: tuple[Col, Col, Col, Col], n: int, counter: bool) -> _Masks | None:
+    _, r, e, f = cols
+    fb = _flag_bytes(f, n)
+    if fb is None:
+        return None
+    written = _mask(fb.translate(_TO_BIT))
     if isinstance(r, int) and isinstance(e, int):
-        return r >= e
-    flags = _full(f)
-    return all(x >= y for x, y, z in zip(_full(r), _full(e), flags, strict=True) if z)
+        enough = _mask(bytes([1 if r >= whole_samples(e, counter) else 0]) * n)
+    else:
+        wholes: Iterable[int]
+        if isinstance(e, int):
+            wholes = itertools.repeat(whole_samples(e, counter))
+        else:
+            wholes = e if counter else map(whole_samples, e, itertools.repeat(False))
+        enough = _mask(bytes(map(operator.ge, _full(r), wholes)))
+    gaplike = _mask(fb.translate(_GAPLIKE_BIT))
+    untrusted = _mask(fb.translate(_UNTRUSTED_BIT))
+    gap = _mask(fb.translate(_GAP_BIT))
+    whole = written & enough & ~gaplike
+    return _Masks(written, whole, written & ~untrusted & (enough | gap))
+
+
+_RANK_ONE_BY_ONE = 64
+"""Slots ranked one at a time before ranking the whole week at once (a hole: a few; gauges whose
+replicas see a different number of readings in many buckets: most)."""
+
+
+def _at(col: Col, k: int) -> int:
+    return col if isinstance(col, int) else col[k]
+
+
+def _runs(choice: bytes) -> list[tuple[int, int, int]]:
+    """(first slot, end slot, replica) of each run of equal choices (`bytes.find`: C-level scans)."""
+    out: list[tuple[int, int, int]] = []
+    n, i = len(choice), 0
+    present = set(choice)
+    while i < n:
+        j = choice[i]
+        ends = [k for k in (choice.find(x, i) for x in present if x != j) if k >= 0]
+        k = min(ends) if ends else n
+        out.append((i, k, j))
+        i = k
+    return out
 
 
 def merge_chunks(chunks: Sequence[Chunk], *, counter: bool = False, cuts: Iterable[int] = ()) -> Chunk:
     """One week of one series from several replicas' chunks (in replica name order), merged by the
-    module doc's rule; `counter`: the series is a counter (its runs are made exact, `exact_runs`, cut
-    at `cuts`). A single chunk is returned as it is (a daemon without replicas), and so is the first
-    when it is best on every slot (the usual week of a pair)."""
+    module doc's rule (`choose`, then `exact_runs` for a counter, cut at `cuts`), on whole columns.
+    A single chunk is returned as it is (a daemon without replicas), and so is the base's when it is
+    best on every slot (the usual week of a pair)."""
     if len(chunks) == 1:
         return chunks[0]
-    cols = [ch.slice(0, SLOTS) for ch in chunks]
-    if _dominates(cols[0], cols[1:]):
-        return chunks[0]
-    full: list[Columns] = [(_full(v), _full(r), _full(e), _full(f)) for v, r, e, f in cols]
-    base = base_replica(full)
-    choice = choose(full, first=base)
-    v, r, e, f = take(full, choice)
+    n = SLOTS
+    cols = [ch.slice(0, n) for ch in chunks]
+    _, r0, e0, f0 = cols[0]
+    if (
+        isinstance(r0, int)
+        and isinstance(e0, int)
+        and isinstance(f0, int)
+        and f0 & PRESENT
+        and not f0 & GAPLIKE
+        and r0 >= whole_samples(e0, counter)
+    ):
+        return chunks[0]  # the first replica observed every slot of the week whole: nobody does better
+    masks = [_masks(c, n, counter) for c in cols]
+    if any(m is None for m in masks):  # flags beyond a byte: the reference, slot by slot
+        full = [(_full(v), _full(r), _full(e), _full(f)) for v, r, e, f in cols]
+        base = base_replica(full)
+        choice = choose(full, first=base, counter=counter)
+        v, r, e, f = take(full, choice)
+        if counter:
+            v = exact_runs(full, choice, base, cuts)
+        return Chunk([v, r, e, f])
+    ms = [m for m in masks if m is not None]
+    all_ones = _mask(b"\x01" * n)
+    written = [m.written for m in ms]
+    counts = [w.bit_count() for w in written]
+    base = max(range(len(ms)), key=lambda j: (counts[j], -j))
+    stay: list[bytes] = []  # where replica j, once in use, certainly stays: whole, or alone to have written
+    for j, m in enumerate(ms):
+        others = 0
+        for k, w in enumerate(written):
+            if k != j:
+                others |= w
+        stay.append(_unmask((m.whole | (all_ones & ~others)) & all_ones, n))
+    picks = bytearray([base]) * n
+    ranks: list[list[int]] = []  # every slot's rank, once more than a few slots had to be ranked
+    evaluated = 0
+    cur, i = base, 0
+    while i < n:
+        k = stay[cur].find(0, i)
+        if k < 0:
+            picks[i:] = bytes([cur]) * (n - i)
+            break
+        picks[i:k] = bytes([cur]) * (k - i)
+        if not ranks and evaluated < _RANK_ONE_BY_ONE:
+            evaluated += 1
+            best = rank(_at(cols[cur][1], k), _at(cols[cur][2], k), _at(cols[cur][3], k), counter)
+            pick = cur
+            for other, oc in enumerate(cols):
+                rk = rank(_at(oc[1], k), _at(oc[2], k), _at(oc[3], k), counter)
+                if rk > best:
+                    best, pick = rk, other
+            picks[k] = pick
+            cur, i = pick, k + 1
+            continue
+        if not ranks:
+            ranks = [
+                [rank(x, y, z, counter) for x, y, z in zip(_full(rc), _full(ec), _full(fc), strict=True)]
+                for _, rc, ec, fc in cols
+            ]
+        best, pick = ranks[cur][k], cur
+        for other, row in enumerate(ranks):
+            if row[k] > best:
+                best, pick = row[k], other
+        picks[k] = pick
+        cur, i = pick, k + 1
+    runs = _runs(bytes(picks))
+    if len(runs) == 1 and (runs[0][2] == base or not counter):
+        return chunks[runs[0][2]]
+    merged: list[list[int]] = [[], [], [], []]
+    for a, b, who in runs:
+        for c in range(4):
+            col = cols[who][c]
+            merged[c].extend([col] * (b - a) if isinstance(col, int) else col[a:b])
     if counter:
-        v = exact_runs(full, choice, base, cuts)
-    return Chunk([v, r, e, f])
+        from_base = [(a, b, who == base) for a, b, who in runs]
+        _exact(merged[0], merged[3], from_base, ms[base].continuous, cols[base][0], set(cuts))
+    return Chunk([merged[0], merged[1], merged[2], merged[3]])
+
+
+def _exact(
+    values: list[int],
+    flags: list[int],
+    runs: list[tuple[int, int, bool]],
+    base_continuous: int,
+    base_values: Col,
+    cuts: set[int],
+) -> None:
+    """`exact_runs` on whole columns, in place: each run of slots not taken from the base (`runs`:
+    first slot, end, taken from the base), cut at `cuts`, gets the base's total when the base's
+    counter was continuous wherever the run was written."""
+    n = len(values)
+    written = bytes(flags).translate(_TO_BIT)
+    bad = _unmask(_mask(written) & ~base_continuous & _mask(b"\x01" * n), n)
+    spans: list[tuple[int, int]] = []
+    for a, b, is_base in runs:
+        if is_base:
+            continue
+        if spans and spans[-1][1] == a:
+            spans[-1] = (spans[-1][0], b)
+        else:
+            spans.append((a, b))
+    for a0, b0 in spans:
+        points = [a0, *sorted(c for c in cuts if a0 < c < b0), b0]
+        for a, b in itertools.pairwise(points):
+            if bad.find(1, a, b) >= 0:
+                continue
+            slots = [k for k in range(a, b) if written[k]]
+            if not slots:
+                continue
+            target = base_values * len(slots) if isinstance(base_values, int) else sum(base_values[k] for k in slots)
+            weights = [values[k] for k in slots]
+            if target < 0 or min(weights) < 0:
+                continue
+            for k, x in zip(slots, apportion(target, weights), strict=True):
+                values[k] = x

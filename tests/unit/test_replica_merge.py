@@ -356,3 +356,54 @@ def test_no_double_count_and_no_gap_when_one_replica_is_down() -> None:
     assert not [i for i in written if f[i] & GAP]  # b observed a's hole: no gap left
     inner = written[1:-1]
     assert all(r[i] == e[i] for i in inner)  # every inner bucket whole, none counted twice
+
+
+# -- the whole-column merge equals the slot-by-slot reference ------------------------------------------------
+
+
+def random_replica(rng: random.Random, counter: bool) -> Chunk:
+    """A week in runs of one kind of bucket: never written, whole, partial, gap, reset, unknown."""
+    exp = rng.choice([W, E])
+    ch = Chunk()
+    slot = 0
+    while slot < SLOTS:
+        kind = rng.choice(["absent", "whole", "whole", "whole", "partial", "gap", "reset", "unknown"])
+        length = rng.choice([1, 1, 2, 5, 30, 300])
+        for i in range(slot, min(SLOTS, slot + length)):
+            v = rng.randrange(10**9)
+            if counter:
+                got = {"whole": exp, "partial": rng.randrange(exp), "gap": rng.randrange(exp)}.get(kind, exp)
+            else:
+                got = 1000 * rng.choice([exp // 1000, exp // 1000 + 1, max(exp // 1000 - 1, 0)])
+            flags = {"gap": P | GAP, "reset": P | RESET, "unknown": P | UNKNOWN}.get(kind, P)
+            if kind != "absent":
+                ch.merge(i, v, got, exp, flags)
+        slot += length
+    return Chunk.decode(ch.encode())
+
+
+def reference(chunks: list[Chunk], counter: bool, cuts: list[int]) -> list[list[int]]:
+    full: list[Columns] = []
+    for ch in chunks:
+        v, r, e, f = ch.slice(0, SLOTS)
+        full.append(tuple([x] * SLOTS if isinstance(x, int) else list(x) for x in (v, r, e, f)))  # type: ignore[arg-type]
+    base = base_replica(full)
+    choice = choose(full, first=base, counter=counter)
+    v, r, e, f = take(full, choice)
+    if counter:
+        v = exact_runs(full, choice, base, cuts)
+    return [v, r, e, f]
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_merge_chunks_equals_the_slot_by_slot_reference(seed: int) -> None:
+    rng = random.Random(seed)
+    counter = seed % 3 != 0
+    n = 2 + (seed % 5 == 0)
+    chunks = [random_replica(rng, counter) for _ in range(n)]
+    if seed % 4 == 0:  # a replica that observed the whole week, the others with holes
+        chunks[rng.randrange(n)] = Chunk.decode(chunk({i: (7, W, W, P) for i in range(SLOTS)}).encode())
+    cuts = sorted(rng.sample(range(1, SLOTS), rng.choice([0, 1, 2])))
+    want = reference([Chunk.decode(c.encode()) for c in chunks], counter, cuts)
+    got = merge_chunks(chunks, counter=counter, cuts=cuts).slice(0, SLOTS)
+    assert [[x] * SLOTS if isinstance(x, int) else list(x) for x in got] == want
