@@ -40,7 +40,7 @@ poll), and slots after it are left as the other replica recorded them (bytes the
 yet), so that the month-to-date figure is exact as soon as the base has polled past the switch.
 Runs are cut at the bounds of the read (the month's first and last bucket), so that a month's total
 never borrows from its neighbour's. Elsewhere (the base died and did not come back, a replica was
-added, a bucket still open) the switch error above remains.
+added) the switch error above remains.
 
 Pure: columns in, columns and choices out; `sitivmon.usage.postgres` reads the rows and calls it.
 """
