@@ -12,13 +12,14 @@ import itertools
 import random
 
 import psycopg
+import pytest
 from pydantic import SecretStr
 
 from sitivmon.readings import CounterInterval, Flag, PollBatch, Quantity, UsageKey
 from sitivmon.usage import postgres as pg_mod
 from sitivmon.usage.buckets import FLAG_BITS, PRESENT, Bucket
 from sitivmon.usage.periods import BUCKET_S, month_range
-from sitivmon.usage.port import SeriesMonth
+from sitivmon.usage.port import CorruptChunk, SeriesMonth
 from sitivmon.usage.postgres import PostgresUsageStore
 from sitivmon.usage.recorder import Accumulator
 
@@ -217,3 +218,17 @@ def test_a_replica_killed_across_the_month_start_leaves_both_months_exact(postgr
     assert total(nov[A]) == total(nov[SOLO]) and total(octo[A]) == total(octo[SOLO])
     assert not [f for _, _, _, f in slots(nov[A]).values() if f & GAP]
     assert [f for _, _, _, f in slots(nov[SOLO]).values() if f & GAP]  # one daemon alone has the hole
+
+
+def test_a_corrupt_chunk_of_either_replica_is_refused_by_readers(postgres_dsn: str) -> None:
+    """The other replica's chunk is not silently read instead: a damaged chunk is an incident to see."""
+    with store(postgres_dsn, "a") as a, store(postgres_dsn, "b") as b:
+        write_closed(a, A, [whole(100)])
+        write_closed(b, A, [whole(101)])
+        b.conn.execute("UPDATE chunk SET crc = crc + 1 WHERE replica = 'b'")
+        with pytest.raises(CorruptChunk):
+            a.month_series(START, END)
+        assert a.write({(A, T0 + BUCKET_S): whole(5)}, {}, {}) == []  # a's own chunk is sound
+        found = b.write({(A, T0 + BUCKET_S): whole(6)}, {}, {})  # b's writer sets its damaged one aside
+        assert [c.key for c in found] == [A]
+        assert slots(a.month_series(START, END)[A])[11][0] == 5  # b's week restarted from its bucket: a's base
