@@ -225,13 +225,18 @@ class _Columns:
         """The row of one interface; `statics` (idx -> raw values, decoded) is read and updated."""
         counters: dict[str, RawCounter] = {}
         for raw, hc, low in self.counters:
-            hc_value = _cell_counter(hc, idx, _LIMIT64, 64) if hc is not None else None
-            if hc_value is not None:
-                counters[raw] = RawCounter(hc_value, 64)
-            else:
-                low_value = _cell_counter(low, idx, _LIMIT32, 32)
-                if low_value is not None:
-                    counters[raw] = RawCounter(low_value, 32)
+            if hc is not None:
+                value = hc.get(idx)  # `_cell_counter`, inline for the plain int agents serve
+                if type(value) is int:
+                    if 0 <= value < _LIMIT64:
+                        counters[raw] = RawCounter(value, 64)
+                        continue
+                elif value is not None and (hc_value := _counter(value, 64)) is not None:
+                    counters[raw] = RawCounter(hc_value, 64)
+                    continue
+            low_value = _cell_counter(low, idx, _LIMIT32, 32)
+            if low_value is not None:
+                counters[raw] = RawCounter(low_value, 32)
         for mc_name, bc_name, nu_name, mc_col, bc_col, nu_col in self.nucast:
             mc, bc = _cell_counter(mc_col, idx, _LIMIT64, 64), _cell_counter(bc_col, idx, _LIMIT64, 64)
             if mc is not None and bc is not None:
