@@ -72,9 +72,7 @@ _ADMIN_STATUSES = range(1, 4)
 _OPER_STATUSES = range(1, 8)
 
 
-def trap_link_status(
-    up: bool, admin_status: int | None, oper_status: int | None
-) -> tuple[LinkState, bool | None]:
+def trap_link_status(up: bool, admin_status: int | None, oper_status: int | None) -> tuple[LinkState, bool | None]:
     """(operational state, admin up or None when the trap does not say) from a link trap.
 
     The trap's own ifOperStatus/ifAdminStatus varbinds are the device's word at the moment of the
@@ -178,8 +176,9 @@ class Monitor:
             target = targets.get(rt.link.target)
             if target is None or origin != link_origin(target.address, rt.link):
                 log.warning(
-                    "link %s: its saved counters were read from another device or interface (%s); "
-                    "starting afresh", subject, origin.partition("|")[2] or "unknown",
+                    "link %s: its saved counters were read from another device or interface (%s); starting afresh",
+                    subject,
+                    origin.partition("|")[2] or "unknown",
                 )
                 continue
             rt.snapshot = snapshot
@@ -259,8 +258,13 @@ class Monitor:
                     continue
                 published = (rt.admin_up, rt.interface)
                 outcome = apply_row(
-                    rt, row, at=poll.at, uptime_ticks=uptime_ticks, interval_s=status.interval_s,
-                    target=target.name, origin=origin_of(rt, target.address),
+                    rt,
+                    row,
+                    at=poll.at,
+                    uptime_ticks=uptime_ticks,
+                    interval_s=status.interval_s,
+                    target=target.name,
+                    origin=origin_of(rt, target.address),
                 )
                 self._emit(outcome.event)
                 if outcome.event is None and (rt.admin_up, rt.interface) != published:
@@ -389,8 +393,13 @@ class Monitor:
             return
         level = logging.DEBUG if LinkState.UNKNOWN in (event.previous, event.state) else logging.INFO
         log.log(
-            level, "link %s (%s) %s -> %s via %s", event.link, event.commune, event.previous.value,
-            event.state.value, event.source.value,
+            level,
+            "link %s (%s) %s -> %s via %s",
+            event.link,
+            event.commune,
+            event.previous.value,
+            event.state.value,
+            event.source.value,
         )
         for sink in self.event_sinks:
             sink.publish_link_event(event)

@@ -104,7 +104,8 @@ def port_speed(if_speed: Value, if_high_speed: Value, subject: str = "") -> Port
         if high > MAX_PLAUSIBLE_MBIT or (high == low and high >= _MBIT):
             anomalies.append(
                 Anomaly(
-                    "if_high_speed_implausible", subject,
+                    "if_high_speed_implausible",
+                    subject,
                     f"ifHighSpeed {high} Mbit/s is not a port speed (ifSpeed {low} bit/s): ignored",
                 )
             )
@@ -130,7 +131,8 @@ def port_speed(if_speed: Value, if_high_speed: Value, subject: str = "") -> Port
     if low == IF_SPEED_SATURATED:
         anomalies.append(
             Anomaly(
-                "speed_lower_bound", subject,
+                "speed_lower_bound",
+                subject,
                 "ifSpeed 4294967295 (saturated) and no usable ifHighSpeed: the capacity is unknown",
             )
         )
@@ -206,7 +208,7 @@ class _Columns:
     """One poll's columns, each looked up once rather than once per row and cell (a row reads 26 cells:
     two dict look-ups each were a fifth of the fold's CPU at 500 links per target)."""
 
-    __slots__ = ("counters", "nucast", "name", "alias", "descr", "speed", "high", "admin", "oper", "change", "disc")
+    __slots__ = ("admin", "alias", "change", "counters", "descr", "disc", "high", "name", "nucast", "oper", "speed")
 
     def __init__(self, tables: Tables) -> None:
         get = tables.get
@@ -293,7 +295,7 @@ class RowMemo:
     quarter of the fold at 500 links per target. Equality of the raw values decides, so a change on
     the device is seen on the poll that brings it. Bounded by the device's interfaces."""
 
-    __slots__ = ("statics", "by_key")
+    __slots__ = ("by_key", "statics")
 
     def __init__(self) -> None:
         self.statics: dict[str, tuple[_StaticRaw, _Static]] = {}

@@ -16,7 +16,13 @@ from sitivmon.usage.recorder import Accumulator
 KEYS = [UsageKey("c", f"l{i}", q) for i in range(3) for q in (Quantity.TRAFFIC_IN, Quantity.TRAFFIC_OUT)]
 UP = [UsageKey("c", f"l{i}", Quantity.LINK_UP) for i in range(3)]
 T0 = 1_790_000_100.0  # bucket aligned
-FLAGS = [frozenset(), frozenset(), frozenset({Flag.GAP}), frozenset({Flag.RESET}), frozenset({Flag.UNKNOWN, Flag.CLAMP})]
+FLAGS = [
+    frozenset(),
+    frozenset(),
+    frozenset({Flag.GAP}),
+    frozenset({Flag.RESET}),
+    frozenset({Flag.UNKNOWN, Flag.CLAMP}),
+]
 
 
 def reference_apply(acc: Accumulator, batch: PollBatch) -> None:
