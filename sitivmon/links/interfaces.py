@@ -173,6 +173,9 @@ def interface_indexes(tables: Tables) -> set[str]:
 
 _EMPTY: Mapping[str, Value] = {}
 _LIMIT64, _LIMIT32 = 1 << 64, 1 << 32
+# `RawCounter(value, 64)` without the named tuple's Python-level `__new__` (the HC counters of every
+# linked row on every poll); `RawCounter._make` would be the same, with a length check.
+_raw_counter = tuple.__new__
 _NUCAST_NAMES = {d: (f"{d}_mcast", f"{d}_bcast", f"{d}_nucast") for d in ("in", "out")}
 
 
@@ -231,7 +234,7 @@ class _Columns:
                 value = hc.get(idx)  # `_cell_counter`, inline for the plain int agents serve
                 if type(value) is int:
                     if 0 <= value < _LIMIT64:
-                        counters[raw] = RawCounter(value, 64)
+                        counters[raw] = _raw_counter(RawCounter, (value, 64, None))
                         continue
                 elif value is not None and (hc_value := _counter(value, 64)) is not None:
                     counters[raw] = RawCounter(hc_value, 64)
