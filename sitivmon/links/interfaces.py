@@ -173,7 +173,7 @@ def interface_indexes(tables: Tables) -> set[str]:
 
 _EMPTY: Mapping[str, Value] = {}
 _LIMIT64, _LIMIT32 = 1 << 64, 1 << 32
-# `RawCounter(value, 64)` without the named tuple's Python-level `__new__` (the HC counters of every
+# `RawCounter(value, bits)` without the named tuple's Python-level `__new__` (a dozen counters of every
 # linked row on every poll); `RawCounter._make` would be the same, with a length check.
 _raw_counter = tuple.__new__
 _NUCAST_NAMES = {d: (f"{d}_mcast", f"{d}_bcast", f"{d}_nucast") for d in ("in", "out")}
@@ -237,20 +237,20 @@ class _Columns:
                         counters[raw] = _raw_counter(RawCounter, (value, 64, None))
                         continue
                 elif value is not None and (hc_value := _counter(value, 64)) is not None:
-                    counters[raw] = RawCounter(hc_value, 64)
+                    counters[raw] = _raw_counter(RawCounter, (hc_value, 64, None))
                     continue
             low_value = _cell_counter(low, idx, _LIMIT32, 32)
             if low_value is not None:
-                counters[raw] = RawCounter(low_value, 32)
+                counters[raw] = _raw_counter(RawCounter, (low_value, 32, None))
         for mc_name, bc_name, nu_name, mc_col, bc_col, nu_col in self.nucast:
             mc, bc = _cell_counter(mc_col, idx, _LIMIT64, 64), _cell_counter(bc_col, idx, _LIMIT64, 64)
             if mc is not None and bc is not None:
-                counters[mc_name] = RawCounter(mc, 64)
-                counters[bc_name] = RawCounter(bc, 64)
+                counters[mc_name] = _raw_counter(RawCounter, (mc, 64, None))
+                counters[bc_name] = _raw_counter(RawCounter, (bc, 64, None))
             else:
                 nu = _cell_counter(nu_col, idx, _LIMIT32, 32)
                 if nu is not None:
-                    counters[nu_name] = RawCounter(nu, 32)
+                    counters[nu_name] = _raw_counter(RawCounter, (nu, 32, None))
         raw_static = (
             self.name.get(idx), self.alias.get(idx), self.descr.get(idx), self.speed.get(idx), self.high.get(idx)
         )  # fmt: skip
