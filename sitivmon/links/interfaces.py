@@ -286,8 +286,11 @@ def interface_row(tables: Tables, idx: str) -> InterfaceRow:
 def interface_rows(tables: Tables, memo: RowMemo | None = None) -> dict[int, InterfaceRow]:
     """Every interface that has at least an ifDescr, ifName or a counter, keyed by ifIndex."""
     columns = _Columns(tables)
+    indexes = interface_indexes(tables)
+    if memo is not None:
+        memo.trim(indexes)
     statics = memo.statics if memo is not None else None
-    return {int(idx): columns.row(idx, statics) for idx in interface_indexes(tables)}
+    return {int(idx): columns.row(idx, statics) for idx in indexes}
 
 
 class RowMemo:
@@ -304,6 +307,12 @@ class RowMemo:
         self.statics: dict[str, tuple[_StaticRaw, _Static]] = {}
         # key -> (the column as walked, the interfaces, decoded text -> idxs)
         self.by_key: dict[str, tuple[Mapping[str, Value], set[str], dict[str, list[str]]]] = {}
+
+    def trim(self, indexes: set[str]) -> None:
+        """Forget interfaces the device no longer has once they outnumber the ones it has: a device
+        that keeps renumbering (dynamic interfaces, PPP sessions) would otherwise grow this forever."""
+        if len(self.statics) > 2 * len(indexes) + 64:
+            self.statics = {idx: v for idx, v in self.statics.items() if idx in indexes}
 
 
 class ResolveError(Exception):
@@ -330,6 +339,8 @@ class InterfaceIndex:
         self._rows: dict[str, InterfaceRow] = {str(k): v for k, v in (rows or {}).items()}
         self._columns: _Columns | None = None
         self._memo = memo
+        if memo is not None:
+            memo.trim(self.indexes)
 
     def row(self, idx: str) -> InterfaceRow:
         row = self._rows.get(idx)
