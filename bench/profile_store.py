@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import json
 import pstats
 import random
 import shutil
@@ -57,26 +58,30 @@ def keys_of(links: int) -> list[tuple[str, UsageKey, UsageKey, UsageKey]]:
     return out
 
 
-def build(path: Path, links: int, now: int) -> None:
+def build(path: Path, links: int, now: int, weeks: int = 1) -> None:
     """Closed buckets from the week's start to the bucket before `now` (one chunk per series), and
-    one open bucket per series at `now`'s bucket, and a baseline per link."""
+    one open bucket per series at `now`'s bucket, and a baseline per link. `weeks` > 1: as many
+    weeks before, every slot written (a store late in the month)."""
     rng = random.Random(5)
     week = now // CHUNK_S
-    upto = (now - week * CHUNK_S) // BUCKET_S  # slots written
-    written = [1] * upto + [0] * (SLOTS - upto)
+    with SqliteUsageStore(path) as st:
+        for day in range(week - weeks + 1, week + 1):
+            upto = (now - week * CHUNK_S) // BUCKET_S if day == week else SLOTS  # slots written
+            st.import_chunks(week_chunks(rng, links, day, [1] * upto + [0] * (SLOTS - upto)))
+        acc = Accumulator()
+        acc.apply(batch(links, bucket(now) - 30, bucket(now) + 1, 60.0))
+        closed, open_b, baselines, _ = acc.snapshot()
+        st.write(closed, open_b, baselines, now=now)
+
+
+def week_chunks(rng: random.Random, links: int, week: int, written: list[int]) -> list[tuple[UsageKey, int, Chunk]]:
     flags = array("B", [PRESENT if w else 0 for w in written])
     rec = array("I", [5000 if w else 0 for w in written])
     items = []
     for _s, kin, kout, kup in keys_of(links):
         for k in (kin, kout):
             vals = array("Q", [rng.randrange(10**6, 10**9) if w else 0 for w in written])
-            items.append(
-                (
-                    k,
-                    week,
-                    Chunk([vals, array("I", rec), array("I", [5000 if w else 0 for w in written]), array("B", flags)]),
-                )
-            )
+            items.append((k, week, Chunk([vals, array("I", rec), array("I", rec), array("B", flags)])))
         items.append(
             (
                 kup,
@@ -86,12 +91,7 @@ def build(path: Path, links: int, now: int) -> None:
                 ),
             )
         )
-    with SqliteUsageStore(path) as st:
-        st.import_chunks(items)
-        acc = Accumulator()
-        acc.apply(batch(links, bucket(now) - 30, bucket(now) + 1, 60.0))
-        closed, open_b, baselines, _ = acc.snapshot()
-        st.write(closed, open_b, baselines, now=now)
+    return items
 
 
 def bucket(t: float) -> int:
@@ -140,6 +140,7 @@ def measure_flush(path: Path, links: int, now: int, profile: bool, compact_every
                     pstats.Stats(prof).sort_stats("tottime").print_stats(12)
         for label, xs in totals.items():
             print(f"{label}: {len(xs)} flushes, max {max(xs):.2f} s, total {sum(xs):.2f} s")
+        print(f"flush: peak RSS {vm_hwm_mib():.0f} MiB (the accumulator of every link's open buckets, and a flush)")
 
 
 def vm_hwm_mib() -> float:
@@ -150,7 +151,7 @@ def vm_hwm_mib() -> float:
     return float("nan")
 
 
-def measure_refresh(path: Path, now: int) -> None:
+def measure_refresh(path: Path, now: int, dump: Path | None = None) -> None:
     rss0 = vm_hwm_mib()
     communes = [Commune(id=f"c{i}", name=f"C{i}", insee=f"6900{i}") for i in range(COMMUNES)]
     col = UsageLiveCollector(
@@ -161,18 +162,26 @@ def measure_refresh(path: Path, now: int) -> None:
     col.refresh()
     took, cpu = time.perf_counter() - started, time.process_time() - cpu0
     rss1 = vm_hwm_mib()
-    n = sum(len(f.samples) for f in col.collect())
-    print(f"refresh: {took:.2f} s wall, {cpu:.2f} s CPU, peak RSS {rss1:.0f} MiB (before {rss0:.0f} MiB), {n} samples")
+    samples = [(s.name, sorted(s.labels.items()), s.value) for f in col.collect() for s in f.samples]
+    print(
+        f"refresh: {took:.2f} s wall, {cpu:.2f} s CPU, peak RSS {rss1:.0f} MiB (before {rss0:.0f} MiB),"
+        f" {len(samples)} samples",
+        flush=True,
+    )
+    if dump:  # the gauges, to compare two versions of the code on the same store
+        dump.write_text(json.dumps(sorted(samples), indent=0) + "\n")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--links", type=int, default=20_000)
     ap.add_argument("--now", type=int, default=NOW)
+    ap.add_argument("--weeks", type=int, default=1, help="weeks written up to --now (1: the current one)")
     ap.add_argument("--dir", type=Path)
     ap.add_argument("--db", type=Path, help="built store to keep and reuse (copied for each measurement)")
     ap.add_argument("--what", default="flush,refresh")
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--dump", type=Path, help="refresh: write the gauges' samples there (JSON) to compare versions")
     ap.add_argument("--compact-every", type=int, default=COMPACT_EVERY, help="SqliteUsageStore(compact_every=)")
     ap.add_argument("--closes", type=int, default=1, help="bucket closes measured (each after an ordinary flush)")
     ap.add_argument("--child", choices=["flush", "refresh"], help=argparse.SUPPRESS)
@@ -182,19 +191,24 @@ def main() -> int:
         if args.child == "flush":
             measure_flush(path, args.links, args.now, args.profile, args.compact_every, args.closes)
         else:
-            measure_refresh(path, args.now)
+            measure_refresh(path, args.now, args.dump)
         return 0
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         d = Path(tmp)
         built = args.db or d / "built.db"
         if not built.exists():
             started = time.perf_counter()
-            build(built, args.links, args.now)
-            print(f"built {args.links} links x 3 series in {time.perf_counter() - started:.1f} s", flush=True)
+            build(built, args.links, args.now, args.weeks)
+            print(
+                f"built {args.links} links x 3 series x {args.weeks} weeks in {time.perf_counter() - started:.1f} s",
+                flush=True,
+            )
         base = [sys.executable, __file__, "--links", str(args.links), "--now", str(args.now), "--dir", str(d)]
         for what in args.what.split(","):
             shutil.copyfile(built, d / "usage.db")  # each measurement on the store as built
             extra = ["--compact-every", str(args.compact_every), "--closes", str(args.closes)]
+            if args.dump:
+                extra += ["--dump", str(args.dump)]
             subprocess.run([*base, "--child", what, *extra, *(["--profile"] if args.profile else [])], check=True)
     return 0
 

@@ -13,7 +13,7 @@ emitted in JSON as a decimal *string*, so that no JSON parser turns it into a bi
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -65,36 +65,99 @@ def compute_indicators(
     out: list[Indicator] = []
     for commune in communes:
         groups: dict[Quantity, Group] = {}
-        for spec in registry:
-            for q in spec.quantities:
-                if q not in groups:
-                    groups[q] = Group(by_commune.get((commune, q), []), start, n, q not in COUNTERS, held)
-            figures = spec.aggregate({q: groups[q] for q in spec.quantities})
-            if figures.keys() != set(spec.directions):
-                raise ValueError(
-                    f"indicator {spec.name!r} gave rows {sorted(map(str, figures))},"
-                    f" not its directions {sorted(map(str, spec.directions))}"
-                )
-            for direction in spec.directions:
-                fig = figures[direction]
-                seen = fig.observed
-                detail: dict[str, DetailValue] = dict(fig.detail)
-                if seen.flags:
-                    detail.setdefault("flagged_buckets", seen.flags)
-                out.append(
-                    Indicator(
-                        commune,
-                        spec.name,
-                        direction,
-                        fig.value,
-                        spec.unit,
-                        seen.coverage,
-                        seen.gaps,
-                        seen.series,
-                        detail,
-                    )
-                )
+
+        def group(q: Quantity, commune: str = commune, groups: dict[Quantity, Group] = groups) -> Group:
+            if q not in groups:
+                groups[q] = Group(by_commune.get((commune, q), []), start, n, q not in COUNTERS, held)
+            return groups[q]
+
+        out.extend(_rows(commune, group, registry))
     return out
+
+
+def compute_indicators_folded(
+    pieces: Iterable[Mapping[UsageKey, SeriesMonth]],
+    communes: Sequence[str],
+    start: int,
+    n: int,
+    held: Mapping[UsageKey, Held] | None = None,
+    registry: IndicatorRegistry = INDICATORS,
+) -> list[Indicator]:
+    """`compute_indicators` over series given in pieces (`UsageStorePort.month_series_batches`): each
+    piece is scanned into its communes' folding groups (`Group.folding`) and can be dropped, so the
+    buckets of one piece are held at a time, not the month's. Same rows, same figures, same gaps.
+
+    The registry's aggregation functions must read a group through its methods and scans (the
+    built-in ones do): a folded group's `series` carry no segments.
+    """
+    wanted = set(communes)
+    quantities = registry.quantities()
+    groups: dict[tuple[str, Quantity], Group] = {}
+    for piece in pieces:
+        _fold_piece(groups, piece, wanted, quantities, start, n, held)
+        del piece  # before the next piece is read: one piece's buckets in memory, not two
+    for g in groups.values():
+        g.finish()
+    out: list[Indicator] = []
+    for commune in communes:
+
+        def group(q: Quantity, commune: str = commune) -> Group:
+            g = groups.get((commune, q))
+            if g is None:
+                g = groups[(commune, q)] = Group([], start, n, q not in COUNTERS, held)
+            return g
+
+        out.extend(_rows(commune, group, registry))
+    return out
+
+
+def _fold_piece(
+    groups: dict[tuple[str, Quantity], Group],
+    piece: Mapping[UsageKey, SeriesMonth],
+    wanted: set[str],
+    quantities: frozenset[Quantity],
+    start: int,
+    n: int,
+    held: Mapping[UsageKey, Held] | None,
+) -> None:
+    """Fold one piece into the communes' groups (a function: its references to the piece end with it)."""
+    by: dict[tuple[str, Quantity], list[SeriesMonth]] = {}
+    for key, sm in piece.items():
+        if key.commune in wanted and key.quantity in quantities:
+            by.setdefault((key.commune, key.quantity), []).append(sm)
+    for (commune, q), sms in by.items():
+        g = groups.get((commune, q))
+        if g is None:
+            g = groups[(commune, q)] = Group.folding(start, n, q not in COUNTERS)
+        g.fold(sms, held)
+
+
+def _rows(commune: str, group: Callable[[Quantity], Group], registry: IndicatorRegistry) -> Iterator[Indicator]:
+    """Every indicator row of `registry` for one commune, from its group for each quantity."""
+    for spec in registry:
+        figures = spec.aggregate({q: group(q) for q in spec.quantities})
+        if figures.keys() != set(spec.directions):
+            raise ValueError(
+                f"indicator {spec.name!r} gave rows {sorted(map(str, figures))},"
+                f" not its directions {sorted(map(str, spec.directions))}"
+            )
+        for direction in spec.directions:
+            fig = figures[direction]
+            seen = fig.observed
+            detail: dict[str, DetailValue] = dict(fig.detail)
+            if seen.flags:
+                detail.setdefault("flagged_buckets", seen.flags)
+            yield Indicator(
+                commune,
+                spec.name,
+                direction,
+                fig.value,
+                spec.unit,
+                seen.coverage,
+                seen.gaps,
+                seen.series,
+                detail,
+            )
 
 
 # -- the document ------------------------------------------------------------------------------------
@@ -140,7 +203,11 @@ def lead_in(store: UsageReader, start: int) -> dict[UsageKey, Held]:
     Without it, a month whose first reading came a second early (in the previous month) would
     start with a bucket observed for four minutes of five.
     """
-    before = store.month_series(start - LEAD_IN_BUCKETS * BUCKET_S, start)
+    return lead_in_of(store.month_series(start - LEAD_IN_BUCKETS * BUCKET_S, start))
+
+
+def lead_in_of(before: Mapping[UsageKey, SeriesMonth]) -> dict[UsageKey, Held]:
+    """`lead_in` from series read over the `LEAD_IN_BUCKETS` before the period (all, or a piece of them)."""
     return {k: scan_gauge(sm).held for k, sm in before.items() if k.quantity not in COUNTERS and sm.segments}
 
 

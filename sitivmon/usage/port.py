@@ -27,7 +27,7 @@ What a backend must guarantee (the contract tests in `tests/usage/test_store_con
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Protocol, Self
@@ -141,9 +141,7 @@ class UsageReader(Protocol):
 
     def __enter__(self) -> Self: ...
 
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None: ...
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None: ...
 
 
 class UsageStorePort(UsageReader, Protocol):
@@ -191,6 +189,17 @@ class UsageStorePort(UsageReader, Protocol):
         Raises `StoreBusy`/`StoreUnavailable`/... with nothing written: the caller keeps its data
         and retries.
         """
+        ...
+
+    def month_series_batches(
+        self, start: int, end: int, keys: Iterable[UsageKey] = (), *, batch: int = 1000
+    ) -> Generator[dict[UsageKey, SeriesMonth], None, None]:
+        """What `month_series` returns, in pieces of about `batch` series read in one snapshot: every
+        series (and every key of `keys` not in the store) in exactly one piece. Why: a caller that
+        folds the month series by series (the month-to-date gauges, issue 15) then holds one piece of
+        decoded weeks at a time instead of every series of the month. A backend may yield fewer,
+        larger pieces (all of it in one: correct, only not bounded in memory). The caller exhausts
+        or closes the iterator before closing the store."""
         ...
 
     def load_baselines(self) -> dict[str, str]:

@@ -23,7 +23,7 @@ from fractions import Fraction
 from sitivmon.readings import Quantity
 
 from .periods import BUCKET_S
-from .scans import Q3, Group, Observed, merge_gaps, nearest_rank_p95, series_sum, to_decimal
+from .scans import Q3, Group, Observed, merge_gaps, nearest_rank_p95, to_decimal
 
 GIB = 1 << 30
 J_PER_KWH = 3_600_000
@@ -229,7 +229,7 @@ def storage(g: Mapping[Quantity, Group]) -> dict[str | None, Figure]:
 def energy(g: Mapping[Quantity, Group]) -> dict[str | None, Figure]:
     """Energy attributed to the commune over the period, in kWh (the joules in the detail)."""
     en = g[Quantity.ENERGY_JOULES]
-    joules = sum(series_sum(s) for s in en.series)
+    joules = sum(en.bucket_totals()[0])  # the series' sums, also when the group was folded (Group.folding)
     return {None: Figure(to_decimal(Fraction(joules, J_PER_KWH)), en.observed(), {"joules": joules})}
 
 

@@ -51,10 +51,11 @@ import logging
 import os
 import sqlite3
 import struct
+import sys
 import time
 import zlib
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -394,9 +395,7 @@ class SqliteUsageStore:
     def __enter__(self) -> SqliteUsageStore:
         return self
 
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
 
     # -- schema -----------------------------------------------------------------------------------------
@@ -604,8 +603,10 @@ class SqliteUsageStore:
             db = self.db
             db.execute("BEGIN IMMEDIATE")
             try:
-                rows = [(day, self._series_id(key), blob, checksum(blob)) for key, day, blob in
-                        ((k, d, ch.encode()) for k, d, ch in items)]
+                rows = [
+                    (day, self._series_id(key), blob, checksum(blob))
+                    for key, day, blob in ((k, d, ch.encode()) for k, d, ch in items)
+                ]
                 db.executemany(
                     "INSERT INTO chunk(week, series_id, data, crc) VALUES (?, ?, ?, ?) "
                     "ON CONFLICT(week, series_id) DO UPDATE SET data=excluded.data, crc=excluded.crc",
@@ -639,56 +640,79 @@ class SqliteUsageStore:
         return out
 
     def month_series(self, start: int, end: int, keys: Iterable[UsageKey] = ()) -> dict[UsageKey, SeriesMonth]:
-        """See the port. Chunks are decoded one at a time and only their slice in [start, end) is
-        kept: holding every decoded week and its slice at once doubled the month-to-date refresh's
-        peak (issue 15). The pending closed and open buckets are read first (a few rows per series)
-        and merged into each chunk as it is decoded, in the order they always were."""
-        n = (end - start) // BUCKET_S
-        with _port_errors(self.location):
-            db = self.db
-            db.execute("BEGIN")  # one snapshot for chunks, pending and open buckets
-            try:
-                ids = self.series()
-                out = {k: SeriesMonth(k, start, n) for k in ids.values()}
-                overlays = self._overlays(start, end)
-                version = self.schema_version()
-                has_crc = version >= 2  # a read-only reader may face a store not yet migrated
-                for sid, day, data, crc in db.execute(
-                    f"SELECT series_id, week, data, {'crc' if has_crc else 'NULL'} FROM chunk"
-                    " WHERE week BETWEEN ? AND ?",
-                    (start // CHUNK_S, (end - 1) // CHUNK_S),
-                ):
-                    ch = decode_checked(self.location, ids.get(sid), day, data, crc)
-                    for slot, value, rec, exp, flags in overlays.pop((sid, day), ()):
-                        ch.merge(slot, value, rec, exp, flags)
-                    place_chunk(out[ids[sid]], day, ch, start, end)
-                for (sid, day), items in overlays.items():  # weeks with no chunk yet
-                    ch = Chunk()
-                    for slot, value, rec, exp, flags in items:
-                        ch.merge(slot, value, rec, exp, flags)
-                    place_chunk(out[ids[sid]], day, ch, start, end)
-            finally:
-                db.execute("COMMIT")
-        for k in keys:
-            out.setdefault(k, SeriesMonth(k, start, n))
+        """See the port: `month_series_batches` in one piece."""
+        out: dict[UsageKey, SeriesMonth] = {}
+        for piece in self.month_series_batches(start, end, keys, batch=sys.maxsize):
+            out.update(piece)
         return out
 
-    def _overlays(self, start: int, end: int) -> dict[tuple[int, int], list[tuple[int, int, int, int, int]]]:
-        """Buckets in [start, end) not in their chunk, by (series, week): the pending closed ones
-        (schema 3), then the open ones, each as (slot, value, received, expected, flags)."""
+    def month_series_batches(
+        self, start: int, end: int, keys: Iterable[UsageKey] = (), *, batch: int = 1000
+    ) -> Generator[dict[UsageKey, SeriesMonth], None, None]:
+        """See the port. Pieces are runs of `batch` series ids, read in one transaction (one snapshot)
+        held until the last piece: each piece reads its chunks (index `chunk_week_series`) and its
+        pending and open buckets (primary keys by series) by id range. Chunks are decoded one at a
+        time and only their slice in [start, end) is kept: holding every decoded week and its slice at
+        once doubled the month-to-date refresh's peak (issue 15). The pending closed and open buckets
+        are merged into each chunk as it is decoded, in the order they always were."""
+        if batch < 1:
+            raise ValueError(f"batch must be at least 1, got {batch}")
+        n = (end - start) // BUCKET_S
+        known: set[UsageKey] = set()
+        with _port_errors(self.location):
+            db = self.db
+            db.execute("BEGIN")  # one snapshot for chunks, pending and open buckets of every piece
+            try:
+                ids = self.series()
+                known.update(ids.values())
+                sids = sorted(ids)
+                version = self.schema_version()
+                has_crc = version >= 2  # a read-only reader may face a store not yet migrated
+                for i in range(0, len(sids), batch):
+                    part = sids[i : i + batch]
+                    lo, hi = part[0], part[-1]
+                    out = {ids[sid]: SeriesMonth(ids[sid], start, n) for sid in part}
+                    overlays = self._overlays(start, end, version, lo, hi)
+                    for sid, day, data, crc in db.execute(
+                        f"SELECT series_id, week, data, {'crc' if has_crc else 'NULL'} FROM chunk"
+                        " WHERE week BETWEEN ? AND ? AND series_id BETWEEN ? AND ?",
+                        (start // CHUNK_S, (end - 1) // CHUNK_S, lo, hi),
+                    ):
+                        ch = decode_checked(self.location, ids.get(sid), day, data, crc)
+                        for slot, value, rec, exp, flags in overlays.pop((sid, day), ()):
+                            ch.merge(slot, value, rec, exp, flags)
+                        place_chunk(out[ids[sid]], day, ch, start, end)
+                    for (sid, day), items in overlays.items():  # weeks with no chunk yet
+                        ch = Chunk()
+                        for slot, value, rec, exp, flags in items:
+                            ch.merge(slot, value, rec, exp, flags)
+                        place_chunk(out[ids[sid]], day, ch, start, end)
+                    del overlays
+                    yield out
+            finally:
+                db.execute("COMMIT")
+        extra = [k for k in dict.fromkeys(keys) if k not in known]
+        for i in range(0, len(extra), batch):
+            yield {k: SeriesMonth(k, start, n) for k in extra[i : i + batch]}
+
+    def _overlays(
+        self, start: int, end: int, version: int, lo: int, hi: int
+    ) -> dict[tuple[int, int], list[tuple[int, int, int, int, int]]]:
+        """Buckets in [start, end) of series ids [lo, hi] not in their chunk, by (series, week): the
+        pending closed ones (schema 3), then the open ones, each as (slot, value, received, expected, flags)."""
         db = self.db
         by: dict[tuple[int, int], list[tuple[int, int, int, int, int]]] = defaultdict(list)
-        if self.schema_version() >= 3:
+        if version >= 3:
             for sid, bstart, value, rec, exp, flags in db.execute(
                 "SELECT series_id, start, value, received_milli, expected_milli, flags"
-                " FROM closed_bucket WHERE start >= ? AND start < ?",
-                (start, end),
+                " FROM closed_bucket WHERE series_id BETWEEN ? AND ? AND start >= ? AND start < ?",
+                (lo, hi, start, end),
             ):
                 by[(sid, bstart // CHUNK_S)].append(((bstart % CHUNK_S) // BUCKET_S, value, rec, exp, flags))
         for sid, bstart, value, cov, readings, exp, flags in db.execute(
             "SELECT series_id, start, value, covered_us, readings, expected_milli, flags"
-            " FROM open_bucket WHERE start >= ? AND start < ?",
-            (start, end),
+            " FROM open_bucket WHERE series_id BETWEEN ? AND ? AND start >= ? AND start < ?",
+            (lo, hi, start, end),
         ):
             ob = Bucket(value, cov, readings, exp, flags)
             by[(sid, bstart // CHUNK_S)].append(
