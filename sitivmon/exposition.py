@@ -54,6 +54,18 @@ class LabelCache:
 
     def __init__(self) -> None:
         self._cache: dict[tuple[str, ...], str] = {}
+        self._info: dict[tuple[str, str, str], str] = {}
+
+    def info(self, lab: str, interface: str, alias: str) -> str:
+        """A link's `sitivmon_link_info` line: its interface and alias escaped once, not on every scrape."""
+        key = (lab, interface, alias)
+        line = self._info.get(key)
+        if line is None:
+            line = f'sitivmon_link_info{{{lab},interface="{escape(interface)}",alias="{escape(alias)}"}} 1\n'
+            if len(self._info) > 100_000:
+                self._info.clear()
+            self._info[key] = line
+        return line
 
     def get(self, *values: str) -> str:
         key = values
@@ -113,8 +125,7 @@ def render_links(monitor: Monitor, cache: LabelCache, out: list[str]) -> None:
     )
     out.extend(f"sitivmon_counter_discontinuities_total{{{lab}}} {rt.discontinuities}\n" for rt, lab in keyed)
     _family(out, "sitivmon_link_info", "gauge", "Link identity: the interface it resolved to on its target.")
-    for rt, lab in keyed:
-        out.append(f'sitivmon_link_info{{{lab},interface="{escape(rt.interface)}",alias="{escape(rt.alias)}"}} 1\n')
+    out.extend(cache.info(lab, rt.interface, rt.alias) for rt, lab in keyed)
 
     per_commune: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for commune in monitor.config.communes:
@@ -162,7 +173,9 @@ def render_targets(monitor: Monitor, out: list[str]) -> None:
             for reason in reasons
         )
     _family(
-        out, "sitivmon_device_anomalies_total", "counter",
+        out,
+        "sitivmon_device_anomalies_total",
+        "counter",
         "Values read from a device that were set aside as implausible, by reason.",
     )
     for s in statuses:

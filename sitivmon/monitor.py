@@ -18,8 +18,15 @@ from sitivmon.contracts import EventSink, LinkStateSink, PollHandler, UsageSink
 from sitivmon.engine.poll import TargetPoll
 from sitivmon.engine.selection import ALL_TARGETS, TargetSelector
 from sitivmon.links.ifalias import links_from_aliases
-from sitivmon.links.interfaces import STATUS_UP, InterfaceIndex, InterfaceRow, ResolveError, interface_rows
-from sitivmon.links.state import LinkRuntime, apply_row, decode_baseline, link_origin, origin_of
+from sitivmon.links.interfaces import (
+    STATUS_UP,
+    InterfaceIndex,
+    InterfaceRow,
+    ResolveError,
+    RowMemo,
+    interface_rows,
+)
+from sitivmon.links.state import LinkRuntime, apply_row, decode_baseline, link_origin, origin_of, selector_of
 from sitivmon.readings import (
     Anomaly,
     CounterInterval,
@@ -65,9 +72,7 @@ _ADMIN_STATUSES = range(1, 4)
 _OPER_STATUSES = range(1, 8)
 
 
-def trap_link_status(
-    up: bool, admin_status: int | None, oper_status: int | None
-) -> tuple[LinkState, bool | None]:
+def trap_link_status(up: bool, admin_status: int | None, oper_status: int | None) -> tuple[LinkState, bool | None]:
     """(operational state, admin up or None when the trap does not say) from a link trap.
 
     The trap's own ifOperStatus/ifAdminStatus varbinds are the device's word at the moment of the
@@ -106,6 +111,7 @@ class Monitor:
         self.links: dict[str, LinkRuntime] = {}
         self._by_target: dict[str, list[LinkRuntime]] | None = None  # links_of's index, rebuilt lazily
         self.targets: dict[str, TargetStatus] = {}
+        self._memos: dict[str, RowMemo] = {}  # per target: what its next poll reuses (`RowMemo`)
         self.config = config
         self.reconfigure(config)
 
@@ -149,6 +155,7 @@ class Monitor:
             status = old_targets.get(target.name) or TargetStatus(target.name, 0.0)
             status.interval_s = config.poll_settings(target).interval
             self.targets[target.name] = status
+        self._memos = {name: memo for name, memo in self._memos.items() if name in self.targets}
         for handler in self.handlers:
             handler.reconfigure(config)
 
@@ -169,8 +176,9 @@ class Monitor:
             target = targets.get(rt.link.target)
             if target is None or origin != link_origin(target.address, rt.link):
                 log.warning(
-                    "link %s: its saved counters were read from another device or interface (%s); "
-                    "starting afresh", subject, origin.partition("|")[2] or "unknown",
+                    "link %s: its saved counters were read from another device or interface (%s); starting afresh",
+                    subject,
+                    origin.partition("|")[2] or "unknown",
                 )
                 continue
             rt.snapshot = snapshot
@@ -224,18 +232,21 @@ class Monitor:
         baselines: dict[str, str] = {}
         tables = poll.tables if poll.tables.get("ifDescr") or poll.tables.get("ifName") else {}
         rows: Mapping[int, InterfaceRow] = {}
+        memo = self._memos.get(target.name)
+        if memo is None:
+            memo = self._memos[target.name] = RowMemo()
         if target.ifalias_parser and tables:
-            rows = interface_rows(tables)  # discovery reads every interface's alias
+            rows = interface_rows(tables, memo)  # discovery reads every interface's alias
             if rows:
                 self._discover(target, rows)
         links = self.links_of(target.name)
         if links:
-            interfaces = InterfaceIndex(tables, rows)  # builds only the rows that links resolve to
+            interfaces = InterfaceIndex(tables, rows, memo)  # builds only the rows that links resolve to
             uptime = poll.scalars.get("sysUpTime")
             uptime_ticks = uptime if isinstance(uptime, int) else None
             for rt in links:
                 try:
-                    row = interfaces.resolve(rt.link.interface)
+                    row = interfaces.resolve_parts(*selector_of(rt, target.address))
                 except ResolveError as exc:
                     # Counted on every poll the link stays unresolved (the metric's rate shows it is
                     # still so); logged once per distinct error.
@@ -247,8 +258,13 @@ class Monitor:
                     continue
                 published = (rt.admin_up, rt.interface)
                 outcome = apply_row(
-                    rt, row, at=poll.at, uptime_ticks=uptime_ticks, interval_s=status.interval_s,
-                    target=target.name, origin=origin_of(rt, target.address),
+                    rt,
+                    row,
+                    at=poll.at,
+                    uptime_ticks=uptime_ticks,
+                    interval_s=status.interval_s,
+                    target=target.name,
+                    origin=origin_of(rt, target.address),
                 )
                 self._emit(outcome.event)
                 if outcome.event is None and (rt.admin_up, rt.interface) != published:
@@ -377,8 +393,13 @@ class Monitor:
             return
         level = logging.DEBUG if LinkState.UNKNOWN in (event.previous, event.state) else logging.INFO
         log.log(
-            level, "link %s (%s) %s -> %s via %s", event.link, event.commune, event.previous.value,
-            event.state.value, event.source.value,
+            level,
+            "link %s (%s) %s -> %s via %s",
+            event.link,
+            event.commune,
+            event.previous.value,
+            event.state.value,
+            event.source.value,
         )
         for sink in self.event_sinks:
             sink.publish_link_event(event)

@@ -86,6 +86,7 @@ class _Derived:
     origin: str
     keys: tuple[tuple[str, str, UsageKey], ...]  # (series, raw counter, key) per byte direction
     up: UsageKey
+    selector: tuple[int | None, str, str]  # the interface selector taken apart (`InterfaceIndex.resolve_parts`)
 
 
 def _derived(rt: LinkRuntime, address: str | None) -> _Derived:
@@ -100,13 +101,22 @@ def _derived(rt: LinkRuntime, address: str | None) -> _Derived:
         for name, raw, quantity in _USAGE
     )
     origin = link_origin(address, link) if address is not None else ""
-    d = rt.derived = _Derived(link, address, origin, keys, UsageKey(link.commune, link.id, Quantity.LINK_UP))
+    sel = link.interface
+    selector = (sel.index, "index", "") if sel.index is not None else (None, sel.key, sel.wanted)
+    up = UsageKey(link.commune, link.id, Quantity.LINK_UP)
+    d = rt.derived = _Derived(link, address, origin, keys, up, selector)
     return d
 
 
 def origin_of(rt: LinkRuntime, address: str) -> str:
     """`link_origin(address, rt.link)`, computed once per link config and address."""
     return _derived(rt, address).origin
+
+
+def selector_of(rt: LinkRuntime, address: str) -> tuple[int | None, str, str]:
+    """The link's interface selector taken apart, for `InterfaceIndex.resolve_parts` (once per link
+    config, not on every poll: the selector's `key` and `wanted` are properties that search)."""
+    return _derived(rt, address).selector
 
 
 @dataclass(frozen=True, slots=True)

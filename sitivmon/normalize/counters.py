@@ -61,6 +61,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 from sitivmon.readings import Anomaly, Flag
 
@@ -72,8 +73,11 @@ MAX_DELTA = 2**53
 MAX_CLOCK_STEP_S = 3600.0  # the agent's uptime may lengthen an interval by this much, no more
 
 
-@dataclass(frozen=True, slots=True)
-class RawCounter:
+class RawCounter(NamedTuple):
+    """One counter as read. A named tuple rather than a frozen dataclass: a dozen are made per link
+    per poll, and a frozen dataclass's `__init__` (one `object.__setattr__` per field) cost twice as
+    much as building a tuple."""
+
     value: int
     bits: int  # 32 or 64
     # Seconds this value had been held at its snapshot's time (the readings since lacked it), measured
@@ -167,8 +171,32 @@ def _plain_name(name: object) -> bool:
     return False
 
 
+# Counter names as iterated -> the text around their values, sorted by name ('"a":[%d,%d]' each):
+# one `%` formatting per snapshot instead of a string per counter. A handful of layouts in practice.
+_LAYOUTS: dict[tuple[str, ...], tuple[tuple[str, ...], str]] = {}
+
+
+def _layout(names: tuple[str, ...]) -> tuple[tuple[str, ...], str] | None:
+    """The sorted names and the `%` template of a snapshot's counters, or None for a name json.dumps
+    would escape."""
+    known = _LAYOUTS.get(names)
+    if known is not None:
+        return known
+    if not all(_plain_name(n) for n in names):
+        return None
+    ordered = tuple(sorted(names))
+    template = ",".join(f'"{n}":[%d,%d]' for n in ordered)  # plain names hold no "%"
+    layout = (ordered, '{"at":%s,"c":{' + template + '},"disc":%s,"up":%s')
+    if len(_LAYOUTS) < 256:
+        _LAYOUTS[names] = layout
+    return layout
+
+
 def _fast_json(snap: CounterSnapshot) -> str | None:
-    """`to_json` without the json module for the usual snapshot, or None to take the general path."""
+    """`to_json` without the json module for the usual snapshot, or None to take the general path.
+
+    Written for every link on every poll: the usual snapshot (no held value) is one `%` formatting of
+    a template per counter layout; `%d` of an int is its repr, as json.dumps writes it."""
     at = _json_num(snap.at)
     if at is None:
         return None
@@ -176,6 +204,25 @@ def _fast_json(snap: CounterSnapshot) -> str | None:
     disc = "null" if snap.discontinuity_ticks is None else _json_num(snap.discontinuity_ticks)
     if up is None or disc is None:
         return None
+    counters = snap.counters
+    layout = _layout(tuple(counters))
+    if layout is None:
+        return None
+    args: list[object] = [at]
+    for name in layout[0]:
+        raw = counters[name]
+        value, bits = raw.value, raw.bits
+        if raw.held_s is not None or type(value) is not int or type(bits) is not int:
+            return _fast_json_each(snap, at, up, disc)
+        args.append(value)
+        args.append(bits)
+    args.append(disc)
+    args.append(up)
+    return _with_wrap32(snap, layout[1] % tuple(args))
+
+
+def _fast_json_each(snap: CounterSnapshot, at: str, up: str, disc: str) -> str | None:
+    """`_fast_json` formatting each counter on its own (a held value carries a third number)."""
     parts: list[str] = []
     for name in sorted(snap.counters):
         raw = snap.counters[name]
@@ -188,7 +235,10 @@ def _fast_json(snap: CounterSnapshot) -> str | None:
             if held is None:
                 return None
             parts.append(f'"{name}":[{int.__repr__(raw.value)},{int.__repr__(raw.bits)},{held}]')
-    text = f'{{"at":{at},"c":{{{",".join(parts)}}},"disc":{disc},"up":{up}'
+    return _with_wrap32(snap, f'{{"at":{at},"c":{{{",".join(parts)}}},"disc":{disc},"up":{up}')
+
+
+def _with_wrap32(snap: CounterSnapshot, text: str) -> str | None:
     if snap.wrap32:
         names = sorted(snap.wrap32)
         if not all(_plain_name(n) for n in names):
@@ -346,7 +396,7 @@ def step(
     anomalies: list[Anomaly] = []
     present: dict[str, RawCounter] = {}
     for name, raw in cur.counters.items():
-        if raw.bits == 64 and raw.value == UNAVAILABLE64:
+        if raw.value == UNAVAILABLE64 and raw.bits == 64:
             anomalies.append(Anomaly("counter_unavailable", name, "HC value 2**64-1: the agent's 'no value'"))
         else:
             present[name] = raw if raw.held_s is None else RawCounter(raw.value, raw.bits)
@@ -368,6 +418,8 @@ def step(
     wrap32 = set(prev.wrap32)
     earlier = prev.counters
     slack = span * 1.05 + 1.0  # max_plausible's, hoisted out of the loop: the fold runs for every link
+    # The limit of a counter without a capacity (packets, errors...), the same for all of them.
+    plain_limit = min(int(MAX_BYTES_PER_S * slack), MAX_DELTA)
     for name, now in present.items():
         kept[name] = now
         before = earlier.get(name)
@@ -377,16 +429,17 @@ def step(
             continue
         flags = common
         own_span = span
-        own_slack = slack
+        cap = caps.get(name)
         if before.held_s is not None:
             since[name] = prev.at - before.held_s
             own_span = span + before.held_s
-            own_slack = own_span * 1.05 + 1.0
+            # = max_plausible(cap or MAX_BYTES_PER_S, own_span)
+            limit = min(int((cap or MAX_BYTES_PER_S) * (own_span * 1.05 + 1.0)), MAX_DELTA)
             flags = flags | _GAP
-        cap = caps.get(name)
-        limit = int((cap or MAX_BYTES_PER_S) * own_slack)  # = max_plausible(cap or MAX_BYTES_PER_S, own_span)
-        if limit > MAX_DELTA:
-            limit = MAX_DELTA
+        elif cap:
+            limit = min(int(cap * slack), MAX_DELTA)
+        else:
+            limit = plain_limit
         if (
             before.value <= now.value
             and now.bits == before.bits
@@ -408,7 +461,7 @@ def step(
             if before.held_s is None and not reboot:
                 # A passing spike: the next reading is counted from the last good value. A second
                 # implausible one in a row makes the new level the baseline (the counter did jump).
-                kept[name] = replace(before, held_s=span)
+                kept[name] = before._replace(held_s=span)
         else:
             if one.wraps32:
                 wrap32.add(name)
@@ -420,7 +473,7 @@ def step(
     if not reboot:  # a value read before a reboot is never subtracted from
         for name, before in prev.counters.items():
             if name not in present:
-                kept[name] = replace(before, held_s=(before.held_s or 0.0) + span)
+                kept[name] = before._replace(held_s=(before.held_s or 0.0) + span)
     union = common.union(*counter_flags.values())
     return Step(
         Deltas(prev.at, cur.at, values, union, counter_flags, since),

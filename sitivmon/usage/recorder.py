@@ -41,7 +41,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from sitivmon.aio import wait_event
 from sitivmon.readings import Anomaly, CounterInterval, Flag, GaugeReading, PollBatch, UsageKey
 
-from .buckets import GAPLIKE, SCALE, Bucket, expected_milli, flag_bits
+from .buckets import BUCKET_US, GAPLIKE, SCALE, Bucket, expected_milli, flag_bits
 from .config import UsageSettings
 from .periods import BUCKET_S, bucket_start, split_delta
 from .port import BucketKey, CorruptChunk, StoreBusy, StoreError, StoreUnavailable, UsageStorePort
@@ -190,23 +190,51 @@ class Accumulator:
                 prev.merge(b)
 
     def apply(self, batch: PollBatch) -> None:
+        """Fold a batch into the buckets. Runs for every link on every poll: an interval inside one
+        bucket (all but one poll in 300 / interval) skips `split_delta` and looks its series and
+        watermark up once (each look-up hashes the key); the result is the general path's."""
         exp = expected_milli(batch.interval_s)
+        opened, watermark = self.open, self._watermark
         for c in batch.counters:
-            bits = flag_bits(c.flags)
+            key = c.key
+            bits = flag_bits(c.flags) if c.flags else 0
             observed = not bits & GAPLIKE
             s_us, e_us = round(c.start * 1e6), round(c.end * 1e6)
-            for start, part in split_delta(c.start, c.end, c.delta):
-                b = self._bucket(c.key, start, exp)
-                b.value += part
+            if s_us < e_us and s_us // BUCKET_US == (e_us - 1) // BUCKET_US:
+                # `split_delta` gives the one part [(start, delta)], covering e_us - s_us of the bucket.
+                start = s_us // BUCKET_US * BUCKET_S
+                b = opened[key].get(start)
+                if b is None:
+                    b = self._bucket(key, start, exp)
+                elif exp > b.expected_milli:
+                    b.expected_milli = exp
+                b.value += c.delta
                 b.flags |= bits
                 if observed:
-                    b.covered_us += min(e_us, (start + BUCKET_S) * 1_000_000) - max(s_us, start * 1_000_000)
-            self._advance(c.key, c.end)
+                    b.covered_us += e_us - s_us
+            else:
+                for start, part in split_delta(c.start, c.end, c.delta):
+                    b = self._bucket(key, start, exp)
+                    b.value += part
+                    b.flags |= bits
+                    if observed:
+                        b.covered_us += min(e_us, (start + BUCKET_S) * 1_000_000) - max(s_us, start * 1_000_000)
+            mark = watermark.get(key)
+            if mark is None or bucket_start(c.end) > mark:
+                self._advance(key, c.end)
         for g in batch.gauges:
-            b = self._bucket(g.key, bucket_start(g.at), exp)
-            b.value += round(g.value * SCALE.get(g.key.quantity, 1))
+            key = g.key
+            start = bucket_start(g.at)
+            b = opened[key].get(start)
+            if b is None:
+                b = self._bucket(key, start, exp)
+            elif exp > b.expected_milli:
+                b.expected_milli = exp
+            b.value += round(g.value * SCALE.get(key.quantity, 1))
             b.readings += 1
-            self._advance(g.key, g.at)
+            mark = watermark.get(key)
+            if mark is None or start > mark:
+                self._advance(key, g.at)
         self.baselines.update(batch.baselines)
         self.batches += 1
 

@@ -308,10 +308,16 @@ def test_resolve_ignores_cells_of_no_interface() -> None:
 def test_resolve_follows_a_renumbering() -> None:
     """Resolved again on every poll: after a reboot renumbers the ports, a name, alias or descr
     selector finds its interface at its new ifIndex, while an index selector stays on the number."""
-    before = {"ifName": {"2": b"xe-0/0/1", "3": b"xe-0/0/2"}, "ifAlias": {"2": b"GIVORS", "3": b"CORBAS"},
-              "ifDescr": {"2": b"port 1", "3": b"port 2"}}
-    after = {"ifName": {"12": b"xe-0/0/1", "2": b"xe-0/0/2"}, "ifAlias": {"12": b"GIVORS", "2": b"CORBAS"},
-             "ifDescr": {"12": b"port 1", "2": b"port 2"}}
+    before = {
+        "ifName": {"2": b"xe-0/0/1", "3": b"xe-0/0/2"},
+        "ifAlias": {"2": b"GIVORS", "3": b"CORBAS"},
+        "ifDescr": {"2": b"port 1", "3": b"port 2"},
+    }
+    after = {
+        "ifName": {"12": b"xe-0/0/1", "2": b"xe-0/0/2"},
+        "ifAlias": {"12": b"GIVORS", "2": b"CORBAS"},
+        "ifDescr": {"12": b"port 1", "2": b"port 2"},
+    }
     for sel in ({"name": "xe-0/0/1"}, {"alias": "GIVORS"}, {"descr": "port 1"}):
         assert InterfaceIndex(before).resolve(InterfaceSelector(**sel)).index == 2
         assert InterfaceIndex(after).resolve(InterfaceSelector(**sel)).index == 12
@@ -322,8 +328,10 @@ def test_resolve_follows_a_renumbering() -> None:
 
 def test_resolve_builds_only_the_rows_it_returns() -> None:
     """Why InterfaceIndex exists: a switch of 500 ports polled for a few links builds a few rows."""
-    tables = {"ifName": {str(i): f"ge-{i}".encode() for i in range(1, 501)},
-              "ifHCInOctets": {str(i): i for i in range(1, 501)}}
+    tables = {
+        "ifName": {str(i): f"ge-{i}".encode() for i in range(1, 501)},
+        "ifHCInOctets": {str(i): i for i in range(1, 501)},
+    }
     interfaces = InterfaceIndex(tables)
     assert interfaces.resolve(InterfaceSelector(name="ge-7")).counters["in_octets"] == RawCounter(7, 64)
     assert interfaces.resolve(InterfaceSelector(index=9)).name == "ge-9"
@@ -354,3 +362,25 @@ def test_latin1_alias_becomes_a_link_and_ignored_aliases_are_logged_once(caplog:
     ]
     said = [r.getMessage() for r in caplog.records]
     assert len(said) == 1 and "ifIndex 2" in said[0] and "'Lyon'" in said[0]
+
+
+def test_row_memo_gives_the_rows_of_no_memo_and_stays_bounded() -> None:
+    """The memo reuses decoded texts and speeds while the raw values are equal and of the same type;
+    a device renumbering on every poll does not grow it past about twice its interfaces."""
+    from sitivmon.links.interfaces import RowMemo
+
+    memo = RowMemo()
+    for poll in range(300):
+        base = 1 + (poll % 50) * 1000  # the same 3 interfaces, renumbered on every poll
+        speed: Any = 10.0 if poll % 7 == 0 else 10  # equal values of another type read differently
+        tables = {
+            "ifName": {str(base + i): f"ge-{i}".encode() for i in range(3)},
+            "ifAlias": {str(base + i): b"V\xe9nissieux" if poll % 3 else b"x" for i in range(3)},
+            "ifSpeed": {str(base + i): speed for i in range(3)},
+            "ifHCInOctets": {str(base + i): poll for i in range(3)},
+        }
+        with_memo, without = InterfaceIndex(tables, memo=memo), InterfaceIndex(tables)
+        for i in range(3):
+            sel = InterfaceSelector(name=f"ge-{i}")
+            assert with_memo.resolve(sel) == without.resolve(sel)
+        assert len(memo.statics) <= 3 * 3 + 64  # trimmed to 2n + 64 before each poll adds its n
