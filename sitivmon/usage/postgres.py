@@ -26,10 +26,20 @@ index; '' for a daemon that is not sharded). The open buckets are the one part a
 set, so they are scoped by writer: a flush deletes and rewrites its own writer's rows only, and
 `load_open_buckets` returns only them. Readers (`month_series`) add up every writer's open buckets
 (a series moved between shards may have one in each: the bytes before and after the move).
-Closed buckets merge additively into the shared chunk, and baselines are shared by link (a link's
-new owner continues from the last committed one). The lock stays database-wide: a moved series
-can have its old and new owner merging into the same chunk row, and per-series advisory locks
-would take one lock per series per flush (tens of thousands, beyond the default lock table).
+Closed buckets merge additively into the shared chunk (of the writer's replica), and baselines are
+shared by link within a replica (a link's new owner continues from the last committed one). The
+lock stays database-wide: a moved series can have its old and new owner merging into the same chunk
+row, and per-series advisory locks would take one lock per series per flush (tens of thousands,
+beyond the default lock table).
+
+Replica pairs (two daemons polling the same shard, schema v3): every row a daemon writes is marked
+with its `replica` ('' without a pair). Each replica merges closed buckets into its own week chunk
+rows, replaces its own (writer, replica) open buckets and upserts its own baselines (both replicas
+read the same counters, but each from its own poll instants: a baseline only makes sense with the
+buckets it produced). Readers merge per series and per 5-minute bucket by taking ONE replica's bucket,
+the one that observed it best, never the sum (`sitivmon.usage.replicas`, which states the rule and
+the exactness bound); within one replica, its shards' open buckets add up as above. The write lock
+stays database-wide: the replicas of a pair write disjoint rows, but a shard's writers may not.
 
 The DSN is a secret (it may carry a password): it is held as `SecretStr`, never logged, and every
 message this module raises names the store by `location` (`postgresql://host:port/dbname`, no
@@ -53,7 +63,7 @@ from pydantic import SecretStr
 
 from sitivmon.readings import Quantity, UsageKey
 
-from .buckets import CHUNK_S, Bucket, Chunk
+from .buckets import CHUNK_S, SLOTS, Bucket, Chunk
 from .periods import BUCKET_S
 from .port import (
     BucketKey,
@@ -68,6 +78,7 @@ from .port import (
     StoreMissing,
     StoreUnavailable,
 )
+from .replicas import merge_chunks
 from .store import checksum, decode_checked, place_chunk
 
 COMPONENT = "usage"
@@ -141,14 +152,34 @@ def _v2(conn: psycopg.Connection[TupleRow]) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[psycopg.Connection[TupleRow]], None]] = [_v1, _v2]
+def _v3(conn: psycopg.Connection[TupleRow]) -> None:
+    """Rows marked by replica (replica pairs, module doc): each replica of a pair keeps its own week
+    chunks, open buckets and counter baselines, and readers merge the replicas bucket by bucket
+    (`sitivmon.usage.replicas`). Rows written before belong to replica '' (a daemon without a pair)."""
+    conn.execute(
+        """
+        ALTER TABLE chunk ADD COLUMN replica text NOT NULL DEFAULT '';
+        ALTER TABLE chunk DROP CONSTRAINT chunk_pkey;
+        ALTER TABLE chunk ADD PRIMARY KEY (week, series_id, replica);
+        ALTER TABLE chunk_corrupt ADD COLUMN replica text NOT NULL DEFAULT '';
+        ALTER TABLE open_bucket ADD COLUMN replica text NOT NULL DEFAULT '';
+        ALTER TABLE open_bucket DROP CONSTRAINT open_bucket_pkey;
+        ALTER TABLE open_bucket ADD PRIMARY KEY (writer, replica, series_id, start);
+        ALTER TABLE baseline ADD COLUMN replica text NOT NULL DEFAULT '';
+        ALTER TABLE baseline DROP CONSTRAINT baseline_pkey;
+        ALTER TABLE baseline ADD PRIMARY KEY (replica, subject);
+        """
+    )
+
+
+MIGRATIONS: list[Callable[[psycopg.Connection[TupleRow]], None]] = [_v1, _v2, _v3]
 """Ordered migrations; migration i brings the schema from version i to i+1. Append, never edit."""
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _UPSERT_CHUNK = (
-    "INSERT INTO chunk(week, series_id, data, crc) VALUES (%s, %s, %b, %s)"
-    " ON CONFLICT (week, series_id) DO UPDATE SET data = excluded.data, crc = excluded.crc"
+    "INSERT INTO chunk(week, series_id, replica, data, crc) VALUES (%s, %s, %s, %b, %s)"
+    " ON CONFLICT (week, series_id, replica) DO UPDATE SET data = excluded.data, crc = excluded.crc"
 )
 """One row per statement, sent with `executemany` (pipelined): measured faster than one statement over
 `unnest` arrays, whose `bytea[]` psycopg sends as hex text unless told `%b` (bench/pg_driver_bench.py)."""
@@ -323,7 +354,8 @@ class PostgresUsageStore:
     ) -> None:
         """`connect=False` defers connecting (and its errors) to `open()`. `read_only`: never creates,
         migrates or writes (a database without a usage schema is `StoreMissing`). `writer`: this
-        daemon's identity among several writing the store (its shard index; see the module doc)."""
+        daemon's identity among several writing the store (its shard index; see the module doc).
+        `replica`: this daemon's name in a replica pair of its shard ('' without a pair)."""
         self._dsn = dsn
         self._location, secrets = describe_dsn(dsn)
         self._scrub = scrubber(secrets)
@@ -332,7 +364,7 @@ class PostgresUsageStore:
         self._connect_timeout_s = connect_timeout_s
         self._application_name = application_name
         self.writer = writer
-        self.replica = replica  # not used yet: replica-marked buckets are being built (issue 13)
+        self.replica = replica
         self._conn: psycopg.Connection[TupleRow] | None = None
         self._series: dict[UsageKey, int] = {}
         if connect:
@@ -508,7 +540,8 @@ class PostgresUsageStore:
         with conn.cursor(binary=True) as cur:  # bytea in binary: no hex decoding (bench/pg_driver_bench.py)
             for week, sids in by_week.items():
                 cur.execute(
-                    "SELECT series_id, data, crc FROM chunk WHERE week = %s AND series_id = ANY(%s)", (week, sids)
+                    "SELECT series_id, data, crc FROM chunk WHERE week = %s AND series_id = ANY(%s) AND replica = %s",
+                    (week, sids, self.replica),
                 )
                 for sid, data, crc in cur:
                     stored[(_int(sid), week)] = (_bytes(data), _opt_int(crc))
@@ -525,9 +558,9 @@ class PostgresUsageStore:
                     ch = decode_checked(self._location, keys.get(sid), week, data, crc)
                 except CorruptChunk as bad:
                     conn.execute(
-                        "INSERT INTO chunk_corrupt(week, series_id, data, crc, found, reason)"
-                        " VALUES (%s, %s, %s, %s, %s, %s)",
-                        (week, sid, data, crc, stamp, bad.reason),
+                        "INSERT INTO chunk_corrupt(week, series_id, replica, data, crc, found, reason)"
+                        " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                        (week, sid, self.replica, data, crc, stamp, bad.reason),
                     )
                     quarantined.append(bad)
             for start, b in items:
@@ -539,27 +572,29 @@ class PostgresUsageStore:
             crcs.append(checksum(blob))
         if blobs:
             with conn.cursor() as cur:
-                cur.executemany(_UPSERT_CHUNK, zip(weeks, sids_out, blobs, crcs, strict=True))
-        conn.execute("DELETE FROM open_bucket WHERE writer = %s", (self.writer,))
+                cur.executemany(
+                    _UPSERT_CHUNK,
+                    zip(weeks, sids_out, [self.replica] * len(blobs), blobs, crcs, strict=True),
+                )
+        conn.execute("DELETE FROM open_bucket WHERE writer = %s AND replica = %s", (self.writer, self.replica))
         if open_buckets:
             with (
                 conn.cursor() as cur,
                 cur.copy(
-                    "COPY open_bucket(writer, series_id, start, value, covered_us, readings, expected_milli, flags)"
-                    " FROM STDIN"
+                    "COPY open_bucket(writer, replica, series_id, start, value, covered_us, readings,"
+                    " expected_milli, flags) FROM STDIN"
                 ) as copy,
             ):
+                w, r = self.writer, self.replica
                 for (k, s), b in open_buckets.items():
-                    copy.write_row(
-                        (self.writer, ids[k], s, b.value, b.covered_us, b.readings, b.expected_milli, b.flags)
-                    )
+                    copy.write_row((w, r, ids[k], s, b.value, b.covered_us, b.readings, b.expected_milli, b.flags))
         if baselines:
             subjects = list(baselines)
             conn.execute(
-                "INSERT INTO baseline(subject, state, updated)"
-                " SELECT s, v, %s FROM unnest(%s::text[], %s::text[]) AS b(s, v)"
-                " ON CONFLICT (subject) DO UPDATE SET state = excluded.state, updated = excluded.updated",
-                (stamp, subjects, [baselines[s] for s in subjects]),
+                "INSERT INTO baseline(replica, subject, state, updated)"
+                " SELECT %s, s, v, %s FROM unnest(%s::text[], %s::text[]) AS b(s, v)"
+                " ON CONFLICT (replica, subject) DO UPDATE SET state = excluded.state, updated = excluded.updated",
+                (self.replica, stamp, subjects, [baselines[s] for s in subjects]),
             )
         return quarantined
 
@@ -597,7 +632,7 @@ class PostgresUsageStore:
                 def flush() -> None:
                     ids = self._series_ids(k for k, _, _, _ in pending)
                     with conn.cursor() as cur:
-                        cur.executemany(_UPSERT_CHUNK, [(w, ids[k], b, crc) for k, w, b, crc in pending])
+                        cur.executemany(_UPSERT_CHUNK, [(w, ids[k], self.replica, b, crc) for k, w, b, crc in pending])
                     pending.clear()
 
                 for item in chunks:
@@ -609,21 +644,23 @@ class PostgresUsageStore:
                 bad = list(corrupt)
                 ids = self._series_ids([k for k, *_ in bad] + [k for k, _ in open_buckets])
                 with conn.cursor() as cur:
+                    r = self.replica
                     cur.executemany(
-                        "INSERT INTO chunk_corrupt(week, series_id, data, crc, found, reason)"
-                        " VALUES (%s, %s, %b, %s, %s, %s)",
-                        [(w, ids[k], d, crc, found, reason) for k, w, d, crc, found, reason in bad],
+                        "INSERT INTO chunk_corrupt(week, series_id, replica, data, crc, found, reason)"
+                        " VALUES (%s, %s, %s, %b, %s, %s, %s)",
+                        [(w, ids[k], r, d, crc, found, reason) for k, w, d, crc, found, reason in bad],
                     )
                     cur.executemany(
-                        "INSERT INTO open_bucket(writer, series_id, start, value, covered_us, readings,"
-                        " expected_milli, flags) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                        "INSERT INTO open_bucket(writer, replica, series_id, start, value, covered_us, readings,"
+                        " expected_milli, flags) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
                         [
-                            (self.writer, ids[k], st, b.value, b.covered_us, b.readings, b.expected_milli, b.flags)
+                            (self.writer, r, ids[k], st, b.value, b.covered_us, b.readings, b.expected_milli, b.flags)
                             for (k, st), b in open_buckets.items()
                         ],
                     )
                     cur.executemany(
-                        "INSERT INTO baseline(subject, state, updated) VALUES (%s, %s, %s)", list(baselines)
+                        "INSERT INTO baseline(replica, subject, state, updated) VALUES (%s, %s, %s, %s)",
+                        [(r, s, v, u) for s, v, u in baselines],
                     )
         except BaseException:
             self._series = {}
@@ -641,7 +678,7 @@ class PostgresUsageStore:
                 self.conn.execute("UPDATE usage_change SET seq = seq + 1")
                 ids = self._series_ids(k for k, _, _ in rows)
                 with self.conn.cursor() as cur:
-                    cur.executemany(_UPSERT_CHUNK, ((w, ids[k], b, checksum(b)) for k, w, b in rows))
+                    cur.executemany(_UPSERT_CHUNK, ((w, ids[k], self.replica, b, checksum(b)) for k, w, b in rows))
         except BaseException:
             self._series = {}
             raise
@@ -649,18 +686,28 @@ class PostgresUsageStore:
     # -- read -------------------------------------------------------------------------------------------
 
     def load_baselines(self) -> dict[str, str]:
+        """This replica's baselines (shared by its shards: a moved link continues from the last one).
+
+        A replica without a baseline of its own for a subject gets the one of replica '' (the daemon
+        without a pair that it replaces): turning one daemon into a pair continues every counter from
+        where that daemon stopped instead of losing the bytes until each replica's first poll."""
         with self._port_errors():
-            return {_str(s): _str(v) for s, v in self.conn.execute("SELECT subject, state FROM baseline")}
+            rows = self.conn.execute(
+                "SELECT DISTINCT ON (subject) subject, state FROM baseline WHERE replica = %s OR replica = ''"
+                " ORDER BY subject, replica = %s DESC",
+                (self.replica, self.replica),
+            )
+            return {_str(s): _str(v) for s, v in rows}
 
     def load_open_buckets(self) -> dict[BucketKey, Bucket]:
-        """This writer's open buckets (the set its next flush replaces)."""
+        """This writer's and replica's open buckets (the set its next flush replaces)."""
         with self._port_errors(), self.conn.transaction():
             self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             ids = self.series()
             rows = self.conn.execute(
                 "SELECT series_id, start, value, covered_us, readings, expected_milli, flags FROM open_bucket"
-                " WHERE writer = %s",
-                (self.writer,),
+                " WHERE writer = %s AND replica = %s",
+                (self.writer, self.replica),
             ).fetchall()
         return {
             (ids[_int(sid)], _int(start)): Bucket(_int(value), _int(cov), _int(readings), _int(exp), _int(flags))
@@ -668,6 +715,8 @@ class PostgresUsageStore:
         }
 
     def month_series(self, start: int, end: int, keys: Iterable[UsageKey] = ()) -> dict[UsageKey, SeriesMonth]:
+        """The port's read, replicas merged bucket by bucket (`sitivmon.usage.replicas`): each week of
+        each series is one replica's bucket per slot, that replica's shards' open buckets added in."""
         with self._port_errors():
             ids, chunks = self._month_chunks(start, end)
         out = {k: SeriesMonth(k, start, (end - start) // BUCKET_S) for k in ids.values()}
@@ -678,8 +727,9 @@ class PostgresUsageStore:
         return out
 
     def _month_chunks(self, start: int, end: int) -> tuple[dict[int, UsageKey], dict[tuple[int, int], Chunk]]:
+        """Every (series, week) chunk overlapping [start, end) with open buckets overlaid, replicas merged."""
         conn = self.conn
-        chunks: dict[tuple[int, int], Chunk] = {}
+        by_replica: dict[tuple[int, int], dict[str, Chunk]] = defaultdict(dict)
         with conn.transaction():
             # One snapshot for series, chunks and open buckets (a flush may commit between the reads).
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -687,20 +737,36 @@ class PostgresUsageStore:
             day_lo, day_hi = start // CHUNK_S, (end - 1) // CHUNK_S
             with conn.cursor(binary=True) as cur:
                 cur.execute(
-                    "SELECT series_id, week, data, crc FROM chunk WHERE week BETWEEN %s AND %s", (day_lo, day_hi)
+                    "SELECT series_id, week, replica, data, crc FROM chunk WHERE week BETWEEN %s AND %s",
+                    (day_lo, day_hi),
                 )
-                for sid_, day_, data, crc in cur:
+                for sid_, day_, rep_, data, crc in cur:
                     sid, day = _int(sid_), _int(day_)
-                    chunks[(sid, day)] = decode_checked(self._location, ids.get(sid), day, _bytes(data), _opt_int(crc))
-            for sid_, bstart_, value, cov, readings, exp, flags in conn.execute(
-                "SELECT series_id, start, value, covered_us, readings, expected_milli, flags"
+                    by_replica[(sid, day)][_str(rep_)] = decode_checked(
+                        self._location, ids.get(sid), day, _bytes(data), _opt_int(crc)
+                    )
+            for sid_, rep_, bstart_, value, cov, readings, exp, flags in conn.execute(
+                "SELECT series_id, replica, start, value, covered_us, readings, expected_milli, flags"
                 " FROM open_bucket WHERE start >= %s AND start < %s",
                 (start, end),
             ):
+                # Shards of one replica add up (a moved series: the bytes before and after the move)
                 bstart = _int(bstart_)
                 ob = Bucket(_int(value), _int(cov), _int(readings), _int(exp), _int(flags))
-                ch = chunks.setdefault((_int(sid_), bstart // CHUNK_S), Chunk())
+                ch = by_replica[(_int(sid_), bstart // CHUNK_S)].setdefault(_str(rep_), Chunk())
                 ch.merge((bstart % CHUNK_S) // BUCKET_S, ob.value, ob.received_milli, ob.expected_milli, ob.flags)
+        chunks: dict[tuple[int, int], Chunk] = {}
+        for (sid, day), found in by_replica.items():
+            if len(found) == 1:  # one daemon, or one replica only this week
+                (chunks[(sid, day)],) = found.values()
+                continue
+            key = ids.get(sid)
+            bounds = ((t - day * CHUNK_S) // BUCKET_S for t in (start, end))  # no run straddles the read's bounds
+            chunks[(sid, day)] = merge_chunks(
+                [found[r] for r in sorted(found)],
+                counter=key is not None and key.quantity.counter,
+                cuts=[b for b in bounds if 0 < b < SLOTS],
+            )
         return ids, chunks
 
     def size_bytes(self) -> int:

@@ -69,7 +69,7 @@ def same_months(a: dict[UsageKey, SeriesMonth], b: dict[UsageKey, SeriesMonth]) 
 
 def test_a_new_database_gets_the_current_schema_once(postgres_dsn: str) -> None:
     with store(postgres_dsn) as s:
-        assert s.schema_version() == SCHEMA_VERSION == 2
+        assert s.schema_version() == SCHEMA_VERSION == 3
         tables = {r[0] for r in s.conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
         assert {"schema_version", "series", "chunk", "chunk_corrupt", "open_bucket", "baseline"} <= tables
     with store(postgres_dsn) as s:  # reopening migrates nothing
@@ -113,14 +113,15 @@ def test_a_later_migration_runs_once_and_a_failing_one_leaves_the_version(
         conn.execute("ALTER TABLE series ADD COLUMN note text")
         raise RuntimeError("boom")
 
+    current = len(pg_mod.MIGRATIONS)
     monkeypatch.setattr(pg_mod, "MIGRATIONS", [*pg_mod.MIGRATIONS, broken])
-    monkeypatch.setattr(pg_mod, "SCHEMA_VERSION", 3)
+    monkeypatch.setattr(pg_mod, "SCHEMA_VERSION", current + 1)
     with pytest.raises(RuntimeError, match="boom"):
         store(postgres_dsn)
-    monkeypatch.setattr(pg_mod, "MIGRATIONS", pg_mod.MIGRATIONS[:2])
-    monkeypatch.setattr(pg_mod, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(pg_mod, "MIGRATIONS", pg_mod.MIGRATIONS[:current])
+    monkeypatch.setattr(pg_mod, "SCHEMA_VERSION", current)
     with store(postgres_dsn) as s:
-        assert s.schema_version() == 2
+        assert s.schema_version() == current
         cols = {r[0] for r in s.conn.execute("SELECT column_name FROM information_schema.columns"
                                              " WHERE table_name = 'series'")}
         assert "note" not in cols  # rolled back with the version

@@ -70,7 +70,7 @@ def test_open_buckets_of_schema_v1_belong_to_the_unsharded_writer(postgres_dsn: 
             (T0,),
         )
     with shard(postgres_dsn, "") as unsharded, shard(postgres_dsn, "1") as one:
-        assert unsharded.schema_version() == 2
+        assert unsharded.schema_version() == pg_mod.SCHEMA_VERSION
         assert unsharded.load_open_buckets() == {(A, T0): Bucket(42, 1, 1, 300_000, 1)}
         assert one.load_open_buckets() == {}
         assert value(one, A, T0) == 42
