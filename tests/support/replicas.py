@@ -164,6 +164,7 @@ class KernelSampler:
             before = time.time()
             rx, tx = self.lab.kernel_bytes(self.link)
             self.samples.append((before, time.time(), rx, tx))  # read somewhere between the two times
+            self._stop.wait(0.05)  # two process spawns per sample: leave the daemons some CPU
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
