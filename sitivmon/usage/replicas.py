@@ -34,7 +34,10 @@ values (counters only) are re-apportioned to sum to the base's total over the ru
 the other replica's values (integer largest remainder): the run keeps the shape the other replica
 observed and the month keeps the base's exact total (measured: 0 bytes off in every burst scenario
 where the killed replica came back). A base bucket observed only in part without a gap is where the
-base started or stopped counting: the other replica's bytes there are not the base's to replace.
+base started or stopped counting: the other replica's bytes there are not the base's to replace;
+except the base's latest bucket (still open at the live edge: its count is exact up to its latest
+poll), and slots after it are left as the other replica recorded them (bytes the base has not polled
+yet), so that the month-to-date figure is exact as soon as the base has polled past the switch.
 Runs are cut at the bounds of the read (the month's first and last bucket), so that a month's total
 never borrows from its neighbour's. Elsewhere (the base died and did not come back, a replica was
 added, a bucket still open) the switch error above remains.
@@ -51,7 +54,7 @@ from dataclasses import dataclass
 
 from sitivmon.readings import Flag
 
-from .buckets import FLAG_BITS, GAPLIKE, PRESENT, SLOTS, Chunk, Col
+from .buckets import FLAG_BITS, GAPLIKE, SLOTS, Chunk, Col
 
 PPM = 1_000_000
 """Coverage is compared in millionths of the samples expected."""
@@ -147,6 +150,7 @@ def exact_runs(replicas: Sequence[Columns], choice: Sequence[int], base: int, cu
     bv, br, be, bf = replicas[base]
     cut = set(cuts)
     n = len(choice)
+    last = max((k for k in range(n) if bf[k]), default=-1)
     i = 0
     while i < n:
         if choice[i] == base:
@@ -155,8 +159,8 @@ def exact_runs(replicas: Sequence[Columns], choice: Sequence[int], base: int, cu
         j = i + 1
         while j < n and choice[j] != base and j not in cut:
             j += 1
-        run = [k for k in range(i, j) if replicas[choice[k]][3][k]]
-        if run and all(bf[k] and not bf[k] & UNTRUSTED and (bf[k] & _GAP or br[k] >= be[k]) for k in run):
+        run = [k for k in range(i, min(j, last + 1)) if replicas[choice[k]][3][k]]
+        if run and all(bf[k] and not bf[k] & UNTRUSTED and (bf[k] & _GAP or br[k] >= be[k] or k == last) for k in run):
             target = sum(bv[k] for k in run)
             if target >= 0 and all(values[k] >= 0 for k in run):
                 for k, x in zip(run, apportion(target, [values[k] for k in run]), strict=True):
@@ -222,28 +226,38 @@ class _Masks:
     written: int
     whole: int  # written, no GAP/UNKNOWN, samples at least whole_samples
     continuous: int  # written, no RESET/CLAMP/UNKNOWN, whole or GAP (exact_runs' base condition)
+    untrusted: int  # RESET/CLAMP/UNKNOWN
 
 
-def _masks(cols: tuple[Col, Col, Col, Col], n: int, counter: bool) -> _Masks | None:
-    _, r, e, f = cols
+def _masks(ch: Chunk, n: int, counter: bool) -> _Masks | None:
+    """The masks of one replica's chunk, from its columns as decoded when they allow it: a column
+    constant on the written slots (most received and expected columns) is not spread slot by slot
+    (what is never written does not matter to any mask), so a week the merge returns untouched is
+    spread once, by the reader, as for a daemon without a pair. None: flags beyond a byte."""
+    f = ch.cols[3] if 3 not in ch.masked else ch.slice(0, n)[3]
     fb = _flag_bytes(f, n)
     if fb is None:
         return None
     written = _mask(fb.translate(_TO_BIT))
+    r, e = ch.cols[1], ch.cols[2]
     if isinstance(r, int) and isinstance(e, int):
-        enough = _mask(bytes([1 if r >= whole_samples(e, counter) else 0]) * n)
+        enough = _mask(b"\x01" * n) if r >= whole_samples(e, counter) else 0
     else:
+        _, r, e, _ = ch.slice(0, n)
         wholes: Iterable[int]
         if isinstance(e, int):
             wholes = itertools.repeat(whole_samples(e, counter))
+        elif counter:
+            wholes = e
         else:
-            wholes = e if counter else map(whole_samples, e, itertools.repeat(False))
+            table = {x: whole_samples(x, counter) for x in set(e)}
+            wholes = map(table.__getitem__, e)
         enough = _mask(bytes(map(operator.ge, _full(r), wholes)))
     gaplike = _mask(fb.translate(_GAPLIKE_BIT))
     untrusted = _mask(fb.translate(_UNTRUSTED_BIT))
     gap = _mask(fb.translate(_GAP_BIT))
     whole = written & enough & ~gaplike
-    return _Masks(written, whole, written & ~untrusted & (enough | gap))
+    return _Masks(written, whole, written & ~untrusted & (enough | gap), untrusted)
 
 
 _RANK_ONE_BY_ONE = 64
@@ -277,20 +291,9 @@ def merge_chunks(chunks: Sequence[Chunk], *, counter: bool = False, cuts: Iterab
     if len(chunks) == 1:
         return chunks[0]
     n = SLOTS
-    cols = [ch.slice(0, n) for ch in chunks]
-    _, r0, e0, f0 = cols[0]
-    if (
-        isinstance(r0, int)
-        and isinstance(e0, int)
-        and isinstance(f0, int)
-        and f0 & PRESENT
-        and not f0 & GAPLIKE
-        and r0 >= whole_samples(e0, counter)
-    ):
-        return chunks[0]  # the first replica observed every slot of the week whole: nobody does better
-    masks = [_masks(c, n, counter) for c in cols]
+    masks = [_masks(ch, n, counter) for ch in chunks]
     if any(m is None for m in masks):  # flags beyond a byte: the reference, slot by slot
-        full = [(_full(v), _full(r), _full(e), _full(f)) for v, r, e, f in cols]
+        full = [(_full(v), _full(r), _full(e), _full(f)) for v, r, e, f in (ch.slice(0, n) for ch in chunks)]
         base = base_replica(full)
         choice = choose(full, first=base, counter=counter)
         v, r, e, f = take(full, choice)
@@ -309,6 +312,9 @@ def merge_chunks(chunks: Sequence[Chunk], *, counter: bool = False, cuts: Iterab
             if k != j:
                 others |= w
         stay.append(_unmask((m.whole | (all_ones & ~others)) & all_ones, n))
+    if stay[base].find(0) < 0:
+        return chunks[base]  # the base observed whole wherever anyone wrote: the usual week of a pair
+    cols = [ch.slice(0, n) for ch in chunks]
     picks = bytearray([base]) * n
     ranks: list[list[int]] = []  # every slot's rank, once more than a few slots had to be ranked
     evaluated = 0
@@ -351,7 +357,8 @@ def merge_chunks(chunks: Sequence[Chunk], *, counter: bool = False, cuts: Iterab
             merged[c].extend([col] * (b - a) if isinstance(col, int) else col[a:b])
     if counter:
         from_base = [(a, b, who == base) for a, b, who in runs]
-        _exact(merged[0], merged[3], from_base, ms[base].continuous, cols[base][0], set(cuts))
+        mb = ms[base]
+        _exact(merged[0], merged[3], from_base, mb.written, mb.untrusted, mb.continuous, cols[base][0], set(cuts))
     return Chunk([merged[0], merged[1], merged[2], merged[3]])
 
 
@@ -359,15 +366,20 @@ def _exact(
     values: list[int],
     flags: list[int],
     runs: list[tuple[int, int, bool]],
+    base_written: int,
+    base_untrusted: int,
     base_continuous: int,
     base_values: Col,
     cuts: set[int],
 ) -> None:
     """`exact_runs` on whole columns, in place: each run of slots not taken from the base (`runs`:
-    first slot, end, taken from the base), cut at `cuts`, gets the base's total when the base's
-    counter was continuous wherever the run was written."""
+    first slot, end, taken from the base), cut at `cuts` and ending at the base's last written slot,
+    gets the base's total when the base's counter was continuous wherever the run was written."""
     n = len(values)
     written = bytes(flags).translate(_TO_BIT)
+    last = _unmask(base_written, n).rfind(1)
+    if last >= 0:  # the base's latest bucket: its count is exact up to its latest poll
+        base_continuous |= (base_written & ~base_untrusted) & (1 << (8 * (n - 1 - last)))
     bad = _unmask(_mask(written) & ~base_continuous & _mask(b"\x01" * n), n)
     spans: list[tuple[int, int]] = []
     for a, b, is_base in runs:
@@ -377,7 +389,10 @@ def _exact(
             spans[-1] = (spans[-1][0], b)
         else:
             spans.append((a, b))
-    for a0, b0 in spans:
+    for a0, end in spans:
+        b0 = min(end, last + 1)  # slots after the base's latest bucket: bytes it has not counted yet
+        if b0 <= a0:
+            continue
         points = [a0, *sorted(c for c in cuts if a0 < c < b0), b0]
         for a, b in itertools.pairwise(points):
             if bad.find(1, a, b) >= 0:

@@ -78,6 +78,14 @@ def test_whole_is_whole(a: tuple[int, int, int], b: tuple[int, int, int]) -> Non
     assert rank(*a) == rank(*b) == (2 * (PPM + 1)) + PPM
 
 
+def test_a_gauge_bucket_is_whole_at_the_lower_whole_number_of_readings() -> None:
+    top = 2 * (PPM + 1) + PPM
+    assert rank(3000, E, P, counter=False) == rank(4000, E, P, counter=False) == top  # 90 s: 3 or 4
+    assert rank(2000, E, P, counter=False) < top  # a reading missed
+    assert rank(3000, E, P, counter=True) < top  # a counter observed 90 % of the bucket is not whole
+    assert rank(1000, 500, P, counter=False) == top  # 10 min polls: one reading in a bucket is whole
+
+
 # -- choose: one table per situation -------------------------------------------------------------------------
 
 A_WHOLE = (100, W, W, P)
@@ -407,3 +415,16 @@ def test_merge_chunks_equals_the_slot_by_slot_reference(seed: int) -> None:
     want = reference([Chunk.decode(c.encode()) for c in chunks], counter, cuts)
     got = merge_chunks(chunks, counter=counter, cuts=cuts).slice(0, SLOTS)
     assert [[x] * SLOTS if isinstance(x, int) else list(x) for x in got] == want
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_month_to_date_is_the_base_count_up_to_its_latest_poll(seed: int) -> None:
+    """The live edge: a came back from a kill, b kept the series since (rule 4) and polled last, into
+    the bucket a polled last too. The merged month-to-date total is a's exact count up to a's latest
+    poll (b's newer bytes come with a's next poll), not off by the switch."""
+    counter = bursty(seed, END + 120)
+    a = replica_run(counter, polls(7, END + 30, RESTARTS["a killed 2 min"]))
+    b = replica_run(counter, polls(41, END + 60))
+    assert a.last // BUCKET_S == b.last // BUCKET_S and b.last > a.last
+    merged = merge_chunks([a.chunk, b.chunk], counter=True)
+    assert col_sum(merged.slice(0, SLOTS)[0], SLOTS) == counter(a.last) - counter(a.first)
