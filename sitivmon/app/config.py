@@ -19,6 +19,7 @@ from sitivmon.config.loader import ConfigError, parse_document, read_document
 from sitivmon.config.model import CoreConfig, Strict
 from sitivmon.datacenter.config import AttributionSettings, attribution_problems
 from sitivmon.engine.selection import ShardSelector
+from sitivmon.leader.config import LeaderSettings, leader_problems
 from sitivmon.mqtt.config import MqttConfig
 from sitivmon.traps.config import TrapConfig, trap_problems
 from sitivmon.usage.checks import interval_problems
@@ -65,6 +66,8 @@ class SitivmonConfig(CoreConfig):
     allocation: Path | None = None  # the allocation file (keys and projects), relative to this file
     api: ApiConfig = ApiConfig()
     attribution: AttributionSettings = AttributionSettings()
+    leader: LeaderSettings = LeaderSettings()
+    """Leader election among daemons sharing a PostgreSQL store (docs/leader.md)."""
     shard: ShardConfig | None = None  # absent: this daemon owns every target
     replica: Replica | None = None
     """This daemon's name in a replica pair (docs/scale.md): two daemons polling the same shard, each
@@ -82,6 +85,7 @@ def cross_check(config: SitivmonConfig, base_dir: Path | None = None) -> Iterato
     yield from trap_problems(config.traps, config)
     yield from allocation_problems(config.allocation, config.api, config)
     yield from attribution_problems(config.attribution, config)
+    yield from leader_problems(config.leader, config.usage, allocation=config.allocation is not None)
     if config.shard is not None:
         yield from shard_problems(config.shard, config.usage)
     if config.replica is not None:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Coroutine, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -34,6 +35,8 @@ from sitivmon.datacenter.handler import DatacenterHandler
 from sitivmon.engine.scheduler import Scheduler
 from sitivmon.engine.selection import ALL_TARGETS, ShardSelector, TargetSelector
 from sitivmon.filestamp import file_stamp
+from sitivmon.leader.election import AlwaysLeader, ElectionStore, Elector, Role
+from sitivmon.leader.postgres import PostgresElection, role_locks
 from sitivmon.monitor import Monitor
 from sitivmon.mqtt.publisher import MqttPublisher
 from sitivmon.portal.app import setup_portal
@@ -47,6 +50,7 @@ from sitivmon.traps.receiver import TrapReceiver
 from sitivmon.usage import UsageRecorder, open_usage_store
 from sitivmon.usage.backends import usage_change_stamp, usage_reader_factory
 from sitivmon.usage.live import UsageLiveCollector
+from sitivmon.usage.periods import month_of
 from sitivmon.usage.service import link_keys
 
 log = logging.getLogger("sitivmon.daemon")
@@ -91,6 +95,15 @@ class Daemon:
         self.mqtt: MqttPublisher | None = None
         self.usage: UsageRecorder | None = None
         self.live: UsageLiveCollector | None = None
+        self.elector = Elector(
+            self._election_store(),
+            role_locks(composition.selector.index if isinstance(composition.selector, ShardSelector) else 1),
+            interval_s=config.leader.interval_s,
+            timeout_s=config.leader.timeout_s,
+            registry=self.registry,
+            on_change=self._apply_leadership,
+            name=self._describe(),
+        )
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
         self._background: set[asyncio.Future[tuple[bool, list[str]]]] = set()
@@ -108,20 +121,102 @@ class Daemon:
             await self._tg.__aenter__()
             await self._start_http()
             self._loops.append(self._tg.create_task(self._until_stopped(self.scheduler.run()), name="scheduler"))
+            if not self.elector.store.always:
+                self._loops.append(self._tg.create_task(self._until_stopped(self.elector.run()), name="leader"))
+            if self.config.leader.close_reports:
+                self._loops.append(self._tg.create_task(self._until_stopped(self._close_reports()), name="reports"))
         except BaseException:
             await self._shutdown()
             raise
         return self
 
+    def _election_store(self) -> ElectionStore:
+        """Who arbitrates leadership: the usage store's PostgreSQL database when several daemons share
+        it (shards, replicas), else nobody (this daemon holds every role, as before elections)."""
+        config = self.config
+        sharded = isinstance(self.composition.selector, ShardSelector)
+        if config.usage.dsn is not None and config.leader.elects_through_postgresql(
+            config.usage, sharded=sharded, replica=bool(self.composition.replica)
+        ):
+            return PostgresElection(  # no I/O here; a DSN libpq cannot parse is refused by the config check
+                config.usage.dsn, timeout_s=config.leader.timeout_s, server_timeout_s=config.leader.server_timeout_s
+            )
+        return AlwaysLeader()
+
+    def _describe(self) -> str:
+        selector = self.composition.selector
+        shard = f"shard {selector.index}/{selector.count}" if isinstance(selector, ShardSelector) else "the daemon"
+        return f"{shard}, replica {self.composition.replica}" if self.composition.replica else shard
+
+    def _apply_leadership(self) -> None:
+        """Start or stop what only a leader runs, to match the roles held now: the shard's MQTT
+        publishing, the month-to-date gauges (a fresh collector each time: a former leader's figures
+        are never served). Followers keep polling, exposing their targets, taking traps, recording."""
+        if self.mqtt is not None:
+            self.mqtt.set_active(self.elector.holds(Role.SHARD))
+        if not self.composition.usage or self.usage is None:
+            return
+        if self.elector.holds(Role.GLOBAL) and self.live is None:
+            config = self.config
+            self.live = UsageLiveCollector(
+                usage_reader_factory(config.usage, config.state_dir),
+                config.communes,
+                config.timezone,
+                link_keys(config.links),
+                refresh_s=config.usage.live_refresh_s,
+                background=True,
+            )
+            self.registry.register(self.live)
+        elif not self.elector.holds(Role.GLOBAL) and self.live is not None:
+            live, self.live = self.live, None
+            self.registry.unregister(live)
+
+    async def _close_reports(self) -> None:
+        """The global leader closes last month's report once the month is over (plus the grace for
+        the last flushes), unless it was ever closed: later revisions stay a human decision."""
+        while True:
+            await asyncio.sleep(min(60.0, max(1.0, self.config.leader.close_grace_s / 10)))
+            if self.elector.holds(Role.GLOBAL):
+                try:
+                    await asyncio.to_thread(self._close_last_month, time.time())
+                except Exception as exc:  # a report that cannot be built now is tried again next time
+                    log.warning("automatic report closing failed, will retry: %s", exc)
+
+    def _close_last_month(self, now: float) -> str | None:
+        config = self.config
+        if config.allocation is None:
+            return None
+        current = month_of(now, config.timezone)
+        if now < current.start + config.leader.close_grace_s:
+            return None
+        previous = month_of(current.start - 1, config.timezone).label
+        service = service_from_config(
+            config_path=self.config_path,
+            state_dir=config.state_dir,
+            timezone=config.timezone,
+            communes=config.communes,
+            links=config.links,
+            allocation=config.allocation,
+            usage_settings=config.usage,
+        )
+        if service.archive.latest(previous) is not None:
+            return None
+        outcome = service.close(previous, now=datetime.fromtimestamp(now, UTC))
+        log.info("closed the report of %s as revision %d", previous, outcome.revision.revision)
+        return previous
+
     async def _start_services(self) -> None:
         config = self.config
+        # The first answer before the services start: a leader publishes from its first event on.
+        await self.elector.step()
+        self._stack.push_async_callback(self.elector.close)  # closed after MQTT has drained
         if self.composition.usage:
             await self._start_usage()
         if config.mqtt.enabled:
             selector = self.composition.selector
             shard = selector.writer if isinstance(selector, ShardSelector) else None
             self.mqtt = await self._stack.enter_async_context(
-                MqttPublisher(config.mqtt, registry=self.registry, shard=shard)
+                MqttPublisher(config.mqtt, registry=self.registry, shard=shard, active=self.elector.holds(Role.SHARD))
             )
             self.monitor.add_event_sink(self.mqtt)
         if config.traps.enabled:
@@ -153,15 +248,7 @@ class Daemon:
                 "restored %d counter baselines from %s: the first polls count the downtime", seeded, store.location
             )
         self.monitor.add_usage_sink(self.usage)
-        self.live = UsageLiveCollector(
-            usage_reader_factory(config.usage, config.state_dir),
-            config.communes,
-            config.timezone,
-            link_keys(config.links),
-            refresh_s=config.usage.live_refresh_s,
-            background=True,
-        )
-        self.registry.register(self.live)
+        self._apply_leadership()  # the global leader's month-to-date gauges
 
     async def _start_http(self) -> None:
         authority = TokenAuthority(lambda: self.config.api.tokens, rejected=self.metrics.http_errors)
@@ -310,7 +397,7 @@ class Daemon:
                 return False, errors
             if {t.host for t in new.targets} != {t.host for t in self.config.targets}:
                 log.warning("reload: target addresses changed; the trap receiver's allowed sources follow at restart")
-            for section in ("listen", "traps", "mqtt", "state_dir", "usage"):
+            for section in ("listen", "traps", "mqtt", "state_dir", "usage", "leader"):
                 if getattr(new, section) != getattr(self.config, section):
                     log.warning("reload: '%s' changed; it takes effect at the next restart", section)
             self.config = new

@@ -92,13 +92,19 @@ class MqttPublisher:
         client_factory: Callable[[], aiomqtt.Client] | None = None,
         rng: Callable[[float, float], float] = random.uniform,
         shard: str | None = None,
+        active: bool = True,
     ) -> None:
         """`shard`: this daemon's shard index when sharded. Each shard knows only its own links, so
         its commune summaries go to `…/<commune>/summary/shard/<index>` (one retained topic per shard,
         which `…/+/summary/#` also matches): no shard overwrites another's with its partial view
-        (docs/sharding.md)."""
+        (docs/sharding.md).
+
+        `active=False`: standby (a replica that is not its shard's leader, docs/leader.md) until
+        `set_active(True)`: it keeps each link's latest state but neither connects nor queues."""
         self.config = config
         self.shard = shard
+        self._active = active
+        self._connection: asyncio.Task[None] | None = None
         self.metrics = MqttMetrics(registry)
         self._client_factory = client_factory or self._make_client
         self._rng = rng
@@ -152,6 +158,8 @@ class MqttPublisher:
         self._put("summary", topic, body, retain=True)
 
     def _put(self, kind: str, topic: str, payload: bytes, retain: bool, link: tuple[str, str] | None = None) -> None:
+        if not self._active:
+            return  # standby: the leader publishes; `_latest` is kept for the day this daemon takes over
         q = self._queue
         while len(q) >= self.config.queue_size:
             # never drop the message being published: its fate is decided by the broker
@@ -172,22 +180,55 @@ class MqttPublisher:
     def queue_depth(self) -> int:
         return len(self._queue)
 
+    @property
+    def active(self) -> bool:
+        return self._active
+
+    def set_active(self, active: bool) -> None:
+        """Leadership changed (sitivmon.leader). Taking over: connect, publish every known link's
+        retained state and every commune's summary at once (what the former leader last said may be
+        stale). Stepping down: disconnect and forget what was queued (the new leader republishes the
+        states; events of the handover are not replayed), so that two daemons never publish for the
+        same shard."""
+        if active == self._active:
+            return
+        self._active = active
+        if active:
+            for key in sorted(self._latest):
+                event = self._latest[key]
+                self._put("state", payloads.state_topic(self.config.topic_prefix, *key),
+                          payloads.state_payload(event), retain=True, link=key)  # fmt: skip
+            self._publish_summaries()
+            self._connect()
+            return
+        if self._connection is not None:
+            self._connection.cancel()
+            self._connection = None
+        self._queue.clear()
+        self._resync.clear()
+        self._inflight = None
+        self.metrics.queue_depth.set(0)
+        self._drained.set()
+
     # ----- lifecycle ---------------------------------------------------------------------------
 
     async def __aenter__(self) -> MqttPublisher:
         self._tg = asyncio.TaskGroup()
         await self._tg.__aenter__()
-        self._tasks = [
-            self._tg.create_task(self._run(), name="sitivmon-mqtt-publisher"),
-            self._tg.create_task(self._summaries(), name="sitivmon-mqtt-summaries"),
-        ]
+        self._tasks = [self._tg.create_task(self._summaries(), name="sitivmon-mqtt-summaries")]
+        if self._active:
+            self._connect()
         return self
 
+    def _connect(self) -> None:
+        assert self._tg is not None
+        self._connection = self._tg.create_task(self._run(), name="sitivmon-mqtt-publisher")
+
     async def __aexit__(self, *exc: object) -> None:
-        if self.config.drain_timeout_s > 0 and self._queue and self.connected.is_set():
+        if self._active and self.config.drain_timeout_s > 0 and self._queue and self.connected.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._drained.wait(), self.config.drain_timeout_s)
-        for t in self._tasks:
+        for t in [*self._tasks, *([self._connection] if self._connection is not None else [])]:
             t.cancel()
         assert self._tg is not None
         await self._tg.__aexit__(None, None, None)
@@ -225,9 +266,10 @@ class MqttPublisher:
                 log.warning("MQTT connection to %s:%s lost or refused: %s", self.config.host,
                             self.config.port, group.exceptions[0])  # fmt: skip
             finally:
-                self.connected.clear()
-                self.metrics.connected.set(0)
-                self._inflight = None
+                if self._connection in (None, asyncio.current_task()):  # not a successor's state
+                    self.connected.clear()
+                    self.metrics.connected.set(0)
+                    self._inflight = None
             delay = backoff_delay(attempt, self.config.backoff_min_s, self.config.backoff_max_s, self._rng)
             attempt += 1
             await asyncio.sleep(delay)
@@ -268,5 +310,8 @@ class MqttPublisher:
     async def _summaries(self) -> None:
         while True:
             await asyncio.sleep(self.config.summary_interval_s)
-            for commune in sorted({c for c, _ in self._latest} | set(self._extra)):
-                self.publish_summary(commune)
+            self._publish_summaries()
+
+    def _publish_summaries(self) -> None:
+        for commune in sorted({c for c, _ in self._latest} | set(self._extra)):
+            self.publish_summary(commune)

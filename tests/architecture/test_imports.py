@@ -21,7 +21,7 @@ CORE = {
     "aio", "config", "contracts", "engine", "exposition", "filestamp", "links", "logs", "logthrottle", "monitor",
     "normalize", "profiles", "readings", "selfmetrics", "snmp", "units", "yamlread",
 }  # fmt: skip
-FEATURES = {"allocation", "datacenter", "mqtt", "portal", "traps", "usage"}
+FEATURES = {"allocation", "datacenter", "leader", "mqtt", "portal", "traps", "usage"}
 TOOLS = {"agents"}  # local SNMP agents for the demo and the tests: import nothing of the daemon
 ROOT = "app"  # the composition root
 ENTRY = "__main__"
