@@ -12,16 +12,22 @@ never the sum, so that the month's traffic_volume per commune equals the kernel'
 * (b) the database stopped for a minute: all four daemons keep polling, buffer, and write the backlog
   when it returns: exact, nothing flagged;
 * (c) a third shard added by a rolling restart (replicas a first, then b): the two targets that move
-  continue from their replica's committed baselines: exact;
+  continue from their replica's committed baselines: exact. Flags are printed, not asserted: when both
+  replicas restart within the same 5-minute bucket, each observed only part of it, and the merge works
+  per bucket, so that bucket is a `gap` although one replica polled at every instant (measured: every
+  commune flagged `gap` on 2 buckets; restart the replicas more than 5 minutes apart to avoid it);
 * both replicas of shard 3 SIGKILLed: its communes' buckets are flagged `gap` and their coverage drops by
   the downtime, exactly as with one daemon; the volume stays exact (the restart delta spans the outage).
 
-The one place where exactness is not promised: a reader switching from replica a's buckets to b's at a
-boundary that traffic was crossing. Each replica split its poll interval that straddles the boundary
-at its own poll phase, so the two sides do not add up to the traffic to the byte. The test provokes that
-switch on shard 2 (b restarted just before boundary B, a killed just after it, traffic flowing across
-B), measures the error and asserts the bound: no more than the bytes that crossed the link within one
-poll interval and timeout of B. Everywhere else traffic is kept clear of bucket boundaries.
+The one place where exactness is not promised by construction: a reader switching from replica a's
+buckets to b's at a boundary that traffic was crossing. Each replica split its poll interval that
+straddles the boundary at its own poll phase, so the two sides need not add up to the traffic to the
+byte (sitivmon/usage/replicas.py re-apportions runs to the base replica's exact total where the base
+came back, which removes it there). The test provokes that switch on shard 2 (b restarted just before
+boundary B, a killed just after it, traffic flowing across B), measures the error while bucket B is
+still open and asserts the bound: no more than the bytes that crossed the link within one poll
+interval and timeout of B; once B has closed, it expects the month exact again. Everywhere else
+traffic is kept clear of bucket boundaries, so exactness is asserted to the byte.
 """
 
 from __future__ import annotations
@@ -111,6 +117,7 @@ def row(v: rig.Volumes, commune: str, indicator: str, direction: str) -> dict[st
         i for i in doc["indicators"]
         if i["commune"] == commune and i["indicator"] == indicator and i["direction"] == direction
     ]  # fmt: skip
+    assert isinstance(out, dict)
     return out
 
 
@@ -118,7 +125,9 @@ def observed_buckets(v: rig.Volumes, commune: str) -> Decimal:
     """Buckets the commune's `in` traffic was observed for: coverage × buckets of the month (the coverage
     is rounded down to 6 decimals, so this is low by less than 1e-6 × buckets)."""
     [doc] = v.docs
-    return Decimal(row(v, commune, "traffic_volume", "in")["coverage"]) * doc["period"]["buckets"]
+    buckets = doc["period"]["buckets"]
+    assert type(buckets) is int
+    return Decimal(row(v, commune, "traffic_volume", "in")["coverage"]) * buckets
 
 
 def month_buckets(t: float) -> int:
