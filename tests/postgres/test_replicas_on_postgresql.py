@@ -317,11 +317,14 @@ def test_replica_pairs_count_every_kernel_byte_once(
     assert moved and all(shard_of(t, 3) == 3 for t in moved)
     for rep in "ab":
         clear_of_boundary(margin_s=6, within_s=20)
+        t_roll = time.time()
         for s in (1, 2):
             assert r.stop((s, 2, rep)) == 0
         for s in (1, 2, 3):
             r.launch((s, 3, rep))
         r.wait_polls(2)
+        log.append(f"rolling restart of replicas {rep}: {time.strftime('%H:%M:%S', time.localtime(t_roll))}"
+                   f" to {time.strftime('%H:%M:%S')}")  # fmt: skip
     for key in r.daemons:
         assert r.polled(key) == set(r.own(key)), key
     burst(lab, link, 3)
@@ -334,6 +337,7 @@ def test_replica_pairs_count_every_kernel_byte_once(
     )
     flags_c = {c: vol.flagged(c) for c in COMMUNES}
     log.append(f"flags after the rolling move to 3 shards: {flags_c}")
+    log.append(f"gaps of {COMMUNES[0]} then: {vol.gaps(COMMUNES[0])}")
     timings["third_shard"] = time.monotonic() - t0
 
     # Both replicas of shard 3 down: a gap, flagged, and the coverage of its communes drops by the
