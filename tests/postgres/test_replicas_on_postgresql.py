@@ -13,9 +13,10 @@ never the sum, so that the month's traffic_volume per commune equals the kernel'
   when it returns: exact, nothing flagged;
 * (c) a third shard added by a rolling restart (replicas a first, then b): the two targets that move
   continue from their replica's committed baselines: exact. Flags are printed, not asserted: when both
-  replicas restart within the same 5-minute bucket, each observed only part of it, and the merge works
-  per bucket, so that bucket is a `gap` although one replica polled at every instant (measured: every
-  commune flagged `gap` on 2 buckets; restart the replicas more than 5 minutes apart to avoid it);
+  replicas of a shard missed part of the same 5-minute bucket (here the restart after (a) or the kill
+  of the switch measurement, then the rolling restart of the other replica), the merge works per
+  bucket, so that bucket is a `gap` although one replica polled at every instant (measured: the
+  communes concerned flagged `gap` on 2 buckets; restarts more than 5 minutes apart avoid it);
 * both replicas of shard 3 SIGKILLed: its communes' buckets are flagged `gap` and their coverage drops by
   the downtime, exactly as with one daemon; the volume stays exact (the restart delta spans the outage).
 
