@@ -51,8 +51,9 @@ GIB = 2**30
 
 
 @contextlib.contextmanager
-def shared_agents(count: int, interfaces: int) -> Iterator[list[Agent]]:
-    """`count` snmpd in one namespace of `interfaces` veth interfaces, each on its own address."""
+def shared_agents(count: int, interfaces: int, net: str = MGMT_NET) -> Iterator[list[Agent]]:
+    """`count` snmpd in one namespace of `interfaces` veth interfaces, each on its own address of
+    `net`.0/24 (another /24 lets a second bench, e.g. pair_bench.py, run beside this one)."""
     from sitivmon.agents.netns import lab, run
     from sitivmon.agents.snmpd import Snmpd, SnmpdSpec
 
@@ -61,12 +62,12 @@ def shared_agents(count: int, interfaces: int) -> Iterator[list[Agent]]:
     with contextlib.ExitStack() as stack:
         made = stack.enter_context(lab())
         made.add_bulk(interfaces)
-        run("ip", "addr", "add", f"{MGMT_NET}.1/24", "dev", made.mgmt_host_if)
-        batch = "".join(f"addr add {MGMT_NET}.{k + 2}/24 dev mgmt0\n" for k in range(count))
+        run("ip", "addr", "add", f"{net}.1/24", "dev", made.mgmt_host_if)
+        batch = "".join(f"addr add {net}.{k + 2}/24 dev mgmt0\n" for k in range(count))
         subprocess.run(["ip", "-n", made.agent_ns, "-batch", "-"], input=batch, text=True, check=True)
         out = []
         for k in range(count):
-            addr = f"{MGMT_NET}.{k + 2}"
+            addr = f"{net}.{k + 2}"
             spec = SnmpdSpec(port=161, address=addr, communities=(COMMUNITY,), netns=made.agent_ns)
             agent = stack.enter_context(Snmpd(spec))
             out.append(Agent(f"agent{k}", addr, agent.proc.pid))
@@ -358,7 +359,13 @@ def main(argv: list[str] | None = None) -> int:
                     name = "base" if code else "current"
                     print(f"== capacity [{name}]: {len(use) * args.links_per_agent} links ...", flush=True)
                     r = run_daemon_window(
-                        use, args.links_per_agent, args.interval, args.cycles, work, name, base=code,
+                        use,
+                        args.links_per_agent,
+                        args.interval,
+                        args.cycles,
+                        work,
+                        name,
+                        base=code,
                         timezone=args.timezone,
                     )
                     runs.append(r)
