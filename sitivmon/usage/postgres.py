@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import sys
 import time
 import urllib.parse
 from collections import defaultdict
@@ -197,7 +198,7 @@ def _v4(conn: psycopg.Connection[TupleRow]) -> None:
             received_milli bigint NOT NULL,
             expected_milli bigint NOT NULL,
             flags integer NOT NULL,
-            PRIMARY KEY (replica, series_id, start)
+            PRIMARY KEY (series_id, start, replica)  -- readers and compaction go by series
         );
         """
     )
@@ -817,64 +818,81 @@ class PostgresUsageStore:
 
     def month_series(self, start: int, end: int, keys: Iterable[UsageKey] = ()) -> dict[UsageKey, SeriesMonth]:
         """The port's read, replicas merged bucket by bucket (`sitivmon.usage.replicas`): each week of
-        each series is one replica's bucket per slot, that replica's shards' open buckets added in."""
-        with self._port_errors():
-            ids, chunks = self._month_chunks(start, end)
-        out = {k: SeriesMonth(k, start, (end - start) // BUCKET_S) for k in ids.values()}
-        for k in keys:
-            out.setdefault(k, SeriesMonth(k, start, (end - start) // BUCKET_S))
-        for (sid, day), ch in chunks.items():
-            place_chunk(out[ids[sid]], day, ch, start, end)
+        each series is one replica's bucket per slot, that replica's pending closed buckets and its
+        shards' open buckets added in. `month_series_batches` in one piece."""
+        out: dict[UsageKey, SeriesMonth] = {}
+        for piece in self.month_series_batches(start, end, keys, batch=sys.maxsize):
+            out.update(piece)
         return out
 
     def month_series_batches(
         self, start: int, end: int, keys: Iterable[UsageKey] = (), *, batch: int = 1000
     ) -> Generator[dict[UsageKey, SeriesMonth], None, None]:
-        """The port's pieces, as one piece: `month_series` (one snapshot). Correct, but not bounded in
-        memory like the SQLite store's pieces: reading by series range here is left to do (issue 15)."""
+        """See the port. Pieces are runs of `batch` series ids, read in one REPEATABLE READ transaction
+        (one snapshot: a flush may commit between the pieces) held until the last piece; each piece
+        reads its chunks, pending closed and open buckets by series id range, so memory is bounded by
+        the piece, not the month (issue 15)."""
         if batch < 1:
             raise ValueError(f"batch must be at least 1, got {batch}")
-        yield self.month_series(start, end, keys)
+        n = (end - start) // BUCKET_S
+        known: set[UsageKey] = set()
+        with self._port_errors():
+            conn = self.conn
+            with conn.transaction():
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                ids = self.series()
+                known.update(ids.values())
+                pending = component_version(conn, COMPONENT) >= 4  # a read-only reader may face a v3 store
+                sids = sorted(ids)
+                for i in range(0, len(sids), batch):
+                    part = sids[i : i + batch]
+                    out = {ids[sid]: SeriesMonth(ids[sid], start, n) for sid in part}
+                    for (sid, day), ch in self._month_chunks(ids, start, end, part[0], part[-1], pending).items():
+                        place_chunk(out[ids[sid]], day, ch, start, end)
+                    yield out
+        extra = [k for k in dict.fromkeys(keys) if k not in known]
+        for i in range(0, len(extra), batch):
+            yield {k: SeriesMonth(k, start, n) for k in extra[i : i + batch]}
 
-    def _month_chunks(self, start: int, end: int) -> tuple[dict[int, UsageKey], dict[tuple[int, int], Chunk]]:
-        """Every (series, week) chunk overlapping [start, end) with open buckets overlaid, replicas merged."""
+    def _month_chunks(
+        self, ids: Mapping[int, UsageKey], start: int, end: int, lo: int, hi: int, pending: bool
+    ) -> dict[tuple[int, int], Chunk]:
+        """Every (series, week) chunk of series ids [lo, hi] overlapping [start, end), pending closed
+        and open buckets overlaid per replica, replicas merged; inside the caller's snapshot."""
         conn = self.conn
         by_replica: dict[tuple[int, int], dict[str, Chunk]] = defaultdict(dict)
-        with conn.transaction():
-            # One snapshot for series, chunks and open buckets (a flush may commit between the reads).
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            ids = self.series()
-            day_lo, day_hi = start // CHUNK_S, (end - 1) // CHUNK_S
-            with conn.cursor(binary=True) as cur:
-                cur.execute(
-                    "SELECT series_id, week, replica, data, crc FROM chunk WHERE week BETWEEN %s AND %s",
-                    (day_lo, day_hi),
+        day_lo, day_hi = start // CHUNK_S, (end - 1) // CHUNK_S
+        with conn.cursor(binary=True) as cur:
+            cur.execute(
+                "SELECT series_id, week, replica, data, crc FROM chunk"
+                " WHERE week BETWEEN %s AND %s AND series_id BETWEEN %s AND %s",
+                (day_lo, day_hi, lo, hi),
+            )
+            for sid_, day_, rep_, data, crc in cur:
+                sid, day = _int(sid_), _int(day_)
+                by_replica[(sid, day)][_str(rep_)] = decode_checked(
+                    self._location, ids.get(sid), day, _bytes(data), _opt_int(crc)
                 )
-                for sid_, day_, rep_, data, crc in cur:
-                    sid, day = _int(sid_), _int(day_)
-                    by_replica[(sid, day)][_str(rep_)] = decode_checked(
-                        self._location, ids.get(sid), day, _bytes(data), _opt_int(crc)
-                    )
-            if component_version(conn, COMPONENT) >= 4:  # a read-only reader may face a store not yet migrated
-                for sid_, rep_, bstart_, value, rec, exp, flags in conn.execute(
-                    "SELECT series_id, replica, start, value, received_milli, expected_milli, flags"
-                    " FROM closed_bucket WHERE start >= %s AND start < %s",
-                    (start, end),
-                ):
-                    # Pending closed buckets: the part of the replica's chunk not merged yet (`compact_every`)
-                    bstart = _int(bstart_)
-                    ch = by_replica[(_int(sid_), bstart // CHUNK_S)].setdefault(_str(rep_), Chunk())
-                    merge_buckets(ch, [(bstart, _int(value), _int(rec), _int(exp), _int(flags))])
-            for sid_, rep_, bstart_, value, cov, readings, exp, flags in conn.execute(
-                "SELECT series_id, replica, start, value, covered_us, readings, expected_milli, flags"
-                " FROM open_bucket WHERE start >= %s AND start < %s",
-                (start, end),
+        if pending:
+            for sid_, rep_, bstart_, value, rec, exp, flags in conn.execute(
+                "SELECT series_id, replica, start, value, received_milli, expected_milli, flags"
+                " FROM closed_bucket WHERE series_id BETWEEN %s AND %s AND start >= %s AND start < %s",
+                (lo, hi, start, end),
             ):
-                # Shards of one replica add up (a moved series: the bytes before and after the move)
+                # Pending closed buckets: the part of the replica's chunk not merged yet (`compact_every`)
                 bstart = _int(bstart_)
-                ob = Bucket(_int(value), _int(cov), _int(readings), _int(exp), _int(flags))
                 ch = by_replica[(_int(sid_), bstart // CHUNK_S)].setdefault(_str(rep_), Chunk())
-                merge_buckets(ch, [(bstart, ob.value, ob.received_milli, ob.expected_milli, ob.flags)])
+                merge_buckets(ch, [(bstart, _int(value), _int(rec), _int(exp), _int(flags))])
+        for sid_, rep_, bstart_, value, cov, readings, exp, flags in conn.execute(
+            "SELECT series_id, replica, start, value, covered_us, readings, expected_milli, flags"
+            " FROM open_bucket WHERE series_id BETWEEN %s AND %s AND start >= %s AND start < %s",
+            (lo, hi, start, end),
+        ):
+            # Shards of one replica add up (a moved series: the bytes before and after the move)
+            bstart = _int(bstart_)
+            ob = Bucket(_int(value), _int(cov), _int(readings), _int(exp), _int(flags))
+            ch = by_replica[(_int(sid_), bstart // CHUNK_S)].setdefault(_str(rep_), Chunk())
+            merge_buckets(ch, [(bstart, ob.value, ob.received_milli, ob.expected_milli, ob.flags)])
         chunks: dict[tuple[int, int], Chunk] = {}
         for (sid, day), found in by_replica.items():
             if len(found) == 1:  # one daemon, or one replica only this week
@@ -887,7 +905,7 @@ class PostgresUsageStore:
                 counter=key is not None and key.quantity.counter,
                 cuts=[b for b in bounds if 0 < b < SLOTS],
             )
-        return ids, chunks
+        return chunks
 
     def size_bytes(self) -> int:
         """The usage tables and their indexes and TOAST on disk."""
