@@ -19,7 +19,7 @@ from sitivmon.usage.periods import BUCKET_S
 from sitivmon.usage.postgres import PostgresUsageStore
 from sitivmon.usage.store import compaction_due
 from tests.support.postgres import PostgresServer
-from tests.usage.test_store_compaction import KEYS, WEEK_END, dense, snapshot
+from tests.usage.test_store_compaction import KEYS, WEEK_END, M, dense, snapshot
 
 BucketMap = dict[tuple[UsageKey, int], Bucket]
 
@@ -69,6 +69,10 @@ def test_deferred_merging_reads_exactly_as_immediate(
                 t += BUCKET_S
             if flush % 7 == 0 or flush > 85:
                 assert snapshot(later[0]) == snapshot(now[0])
+        whole = {key: dense(sm) for key, sm in later[0].month_series(M.start, M.end).items()}
+        pieces = list(later[0].month_series_batches(M.start, M.end, batch=5))  # by series id ranges
+        assert len(pieces) == -(-len(KEYS) // 5)
+        assert {key: dense(sm) for piece in pieces for key, sm in piece.items()} == whole
         for n, lt in zip(now, later, strict=True):
             assert 0 < pending(lt) <= len(KEYS) * (k + 5)  # bounded: each series merged about every k closes
             assert pending(n) == 0
