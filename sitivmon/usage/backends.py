@@ -55,6 +55,7 @@ def open_usage_store(
             connect=connect,
             writer=writer,
             replica=replica,
+            compact_every=COMPACT_EVERY,
         )
     raise AssertionError(f"unknown usage store backend {settings.store!r}")  # pragma: no cover (Literal)
 

@@ -41,6 +41,16 @@ the one that observed it best, never the sum (`sitivmon.usage.replicas`, which s
 the exactness bound); within one replica, its shards' open buckets add up as above. The write lock
 stays database-wide: the replicas of a pair write disjoint rows, but a shard's writers may not.
 
+Pending closed buckets (schema v4), as on SQLite (`sitivmon.usage.store`'s module doc, schema 3):
+merging a closed bucket into its week chunk reads, decodes, merges, re-encodes and rewrites the whole
+week row, and at 20,000 links each five-minute close did it 60,000 times (99-224 s, bench/README.md).
+With `compact_every=k` (the daemon's store uses `COMPACT_EVERY`, 12) a closed bucket is added into its
+`closed_bucket` row (one upsert statement for the whole flush), and a series' pending rows are merged
+into its chunks when one of its closed buckets falls on its turn (`store.compaction_due`): a k-th of
+the series per close. Pending rows belong to a replica, like the chunks they are the unmerged part of,
+not to a writer (`_v4`). Readers add each replica's pending rows and open buckets into that replica's
+chunk before the replicas are merged, so every figure is the same whatever is still pending.
+
 The DSN is a secret (it may carry a password): it is held as `SecretStr`, never logged, and every
 message this module raises names the store by `location` (`postgresql://host:port/dbname`, no
 credentials); driver messages are passed through `_scrub` and the driver exception is not chained.
@@ -50,6 +60,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import sys
 import time
 import urllib.parse
 from collections import defaultdict
@@ -79,7 +90,7 @@ from .port import (
     StoreUnavailable,
 )
 from .replicas import merge_chunks
-from .store import checksum, decode_checked, place_chunk
+from .store import checksum, compaction_due, decode_checked, merge_buckets, pending_row, place_chunk
 
 COMPONENT = "usage"
 """Row of `schema_version` that this store owns (the report archive keeps its own row)."""
@@ -172,7 +183,28 @@ def _v3(conn: psycopg.Connection[TupleRow]) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[psycopg.Connection[TupleRow]], None]] = [_v1, _v2, _v3]
+def _v4(conn: psycopg.Connection[TupleRow]) -> None:
+    """Closed buckets not yet merged into their week's chunk (`compact_every`, module doc), per replica
+    like the chunks they are the unmerged part of. Not per writer: a series moved to another shard is
+    merged by its new owner, pending rows of the old one included (per writer, they would wait for a
+    writer that no longer closes the series' buckets)."""
+    conn.execute(
+        """
+        CREATE TABLE closed_bucket (
+            replica text NOT NULL,
+            series_id integer NOT NULL REFERENCES series(id),
+            start bigint NOT NULL,
+            value bigint NOT NULL,
+            received_milli bigint NOT NULL,
+            expected_milli bigint NOT NULL,
+            flags integer NOT NULL,
+            PRIMARY KEY (series_id, start, replica)  -- readers and compaction go by series
+        );
+        """
+    )
+
+
+MIGRATIONS: list[Callable[[psycopg.Connection[TupleRow]], None]] = [_v1, _v2, _v3, _v4]
 """Ordered migrations; migration i brings the schema from version i to i+1. Append, never edit."""
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -351,11 +383,16 @@ class PostgresUsageStore:
         application_name: str = "sitivmon",
         writer: str = "",
         replica: str = "",
+        compact_every: int = 1,
     ) -> None:
         """`connect=False` defers connecting (and its errors) to `open()`. `read_only`: never creates,
         migrates or writes (a database without a usage schema is `StoreMissing`). `writer`: this
         daemon's identity among several writing the store (its shard index; see the module doc).
-        `replica`: this daemon's name in a replica pair of its shard ('' without a pair)."""
+        `replica`: this daemon's name in a replica pair of its shard ('' without a pair).
+        `compact_every`: see the module doc (1: every closed bucket goes into its chunk at once)."""
+        if compact_every < 1:
+            raise ValueError(f"compact_every must be at least 1, got {compact_every}")
+        self.compact_every = compact_every
         self._dsn = dsn
         self._location, secrets = describe_dsn(dsn)
         self._scrub = scrubber(secrets)
@@ -530,9 +567,83 @@ class PostgresUsageStore:
         conn.execute("UPDATE usage_change SET seq = seq + 1")
         ids = self._series_ids({k for k, _ in closed} | {k for k, _ in open_buckets})
         keys = {sid: k for k, sid in ids.items()}
-        by_chunk: dict[tuple[int, int], list[tuple[int, Bucket]]] = defaultdict(list)
-        for (key, start), b in closed.items():
-            by_chunk[(ids[key], start // CHUNK_S)].append((start, b))
+        by_chunk: dict[tuple[int, int], list[tuple[int, int, int, int, int]]] = defaultdict(list)
+        k = self.compact_every
+        if k == 1:
+            for (key, start), b in closed.items():
+                by_chunk[(ids[key], start // CHUNK_S)].append(
+                    (start, b.value, b.received_milli, b.expected_milli, b.flags)
+                )
+        elif closed:
+            cols: tuple[list[int], ...] = ([], [], [], [], [], [])
+            due: set[int] = set()
+            for (key, start), b in closed.items():
+                sid = ids[key]
+                for col, x in zip(cols, (sid, start, *pending_row(b)), strict=True):
+                    col.append(x)
+                if compaction_due(start, sid, k):
+                    due.add(sid)
+            conn.execute(  # one statement (arrays), not one per bucket: 60,000 rows at 20,000 links
+                "INSERT INTO closed_bucket(replica, series_id, start, value, received_milli, expected_milli, flags)"
+                " SELECT %s, * FROM unnest(%s::integer[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[],"
+                " %s::integer[]) ON CONFLICT (replica, series_id, start) DO UPDATE SET"
+                " value = closed_bucket.value + excluded.value,"
+                " received_milli = closed_bucket.received_milli + excluded.received_milli,"
+                " expected_milli = greatest(closed_bucket.expected_milli, excluded.expected_milli),"
+                " flags = closed_bucket.flags | excluded.flags",
+                (self.replica, *cols),
+            )
+            self._take_pending(sorted(due), by_chunk)
+        quarantined = self._merge_chunks(by_chunk, keys, stamp)
+        conn.execute("DELETE FROM open_bucket WHERE writer = %s AND replica = %s", (self.writer, self.replica))
+        if open_buckets:
+            with (
+                conn.cursor() as cur,
+                cur.copy(
+                    "COPY open_bucket(writer, replica, series_id, start, value, covered_us, readings,"
+                    " expected_milli, flags) FROM STDIN"
+                ) as copy,
+            ):
+                w, r = self.writer, self.replica
+                for (okey, s), b in open_buckets.items():
+                    copy.write_row((w, r, ids[okey], s, b.value, b.covered_us, b.readings, b.expected_milli, b.flags))
+        if baselines:
+            subjects = list(baselines)
+            conn.execute(
+                "INSERT INTO baseline(replica, subject, state, updated)"
+                " SELECT %s, s, v, %s FROM unnest(%s::text[], %s::text[]) AS b(s, v)"
+                " ON CONFLICT (replica, subject) DO UPDATE SET state = excluded.state, updated = excluded.updated",
+                (self.replica, stamp, subjects, [baselines[s] for s in subjects]),
+            )
+        return quarantined
+
+    def _take_pending(
+        self, sids: Sequence[int] | None, by_chunk: dict[tuple[int, int], list[tuple[int, int, int, int, int]]]
+    ) -> None:
+        """Move this replica's pending closed buckets of `sids` (None: of every series) into `by_chunk`,
+        to be merged into their chunks in the same transaction (every writer's: see `_v4`)."""
+        if sids is not None and not sids:
+            return
+        where = "" if sids is None else " AND series_id = ANY(%s)"
+        params: tuple[object, ...] = (self.replica,) if sids is None else (self.replica, list(sids))
+        rows = self.conn.execute(
+            f"DELETE FROM closed_bucket WHERE replica = %s{where}"
+            " RETURNING series_id, start, value, received_milli, expected_milli, flags",
+            params,
+        )
+        for sid_, start_, value, rec, exp, flags in rows:
+            start = _int(start_)
+            by_chunk[(_int(sid_), start // CHUNK_S)].append((start, _int(value), _int(rec), _int(exp), _int(flags)))
+
+    def _merge_chunks(
+        self,
+        by_chunk: Mapping[tuple[int, int], list[tuple[int, int, int, int, int]]],
+        keys: Mapping[int, UsageKey],
+        stamp: float,
+    ) -> list[CorruptChunk]:
+        """Merge buckets into this replica's week chunks (read, decode, merge, encode, upsert); a chunk
+        that fails its checksum is moved to `chunk_corrupt` and its week restarts from these buckets."""
+        conn = self.conn
         by_week: dict[int, list[int]] = defaultdict(list)
         for sid, week in by_chunk:
             by_week[week].append(sid)
@@ -546,10 +657,7 @@ class PostgresUsageStore:
                 for sid, data, crc in cur:
                     stored[(_int(sid), week)] = (_bytes(data), _opt_int(crc))
         quarantined: list[CorruptChunk] = []
-        weeks: list[int] = []
-        sids_out: list[int] = []
-        blobs: list[bytes] = []
-        crcs: list[int] = []
+        rows: list[tuple[int, int, str, bytes, int]] = []
         for (sid, week), items in by_chunk.items():
             ch = Chunk()
             if (sid, week) in stored:
@@ -563,40 +671,28 @@ class PostgresUsageStore:
                         (week, sid, self.replica, data, crc, stamp, bad.reason),
                     )
                     quarantined.append(bad)
-            for start, b in items:
-                ch.merge((start % CHUNK_S) // BUCKET_S, b.value, b.received_milli, b.expected_milli, b.flags)
-            blob = ch.encode()
-            weeks.append(week)
-            sids_out.append(sid)
-            blobs.append(blob)
-            crcs.append(checksum(blob))
-        if blobs:
+            blob = merge_buckets(ch, items).encode()
+            rows.append((week, sid, self.replica, blob, checksum(blob)))
+        if rows:
             with conn.cursor() as cur:
-                cur.executemany(
-                    _UPSERT_CHUNK,
-                    zip(weeks, sids_out, [self.replica] * len(blobs), blobs, crcs, strict=True),
-                )
-        conn.execute("DELETE FROM open_bucket WHERE writer = %s AND replica = %s", (self.writer, self.replica))
-        if open_buckets:
-            with (
-                conn.cursor() as cur,
-                cur.copy(
-                    "COPY open_bucket(writer, replica, series_id, start, value, covered_us, readings,"
-                    " expected_milli, flags) FROM STDIN"
-                ) as copy,
-            ):
-                w, r = self.writer, self.replica
-                for (k, s), b in open_buckets.items():
-                    copy.write_row((w, r, ids[k], s, b.value, b.covered_us, b.readings, b.expected_milli, b.flags))
-        if baselines:
-            subjects = list(baselines)
-            conn.execute(
-                "INSERT INTO baseline(replica, subject, state, updated)"
-                " SELECT %s, s, v, %s FROM unnest(%s::text[], %s::text[]) AS b(s, v)"
-                " ON CONFLICT (replica, subject) DO UPDATE SET state = excluded.state, updated = excluded.updated",
-                (self.replica, stamp, subjects, [baselines[s] for s in subjects]),
-            )
+                cur.executemany(_UPSERT_CHUNK, rows)
         return quarantined
+
+    def compact(self) -> list[CorruptChunk]:
+        """Merge every pending closed bucket of this replica into its chunk now (maintenance, tests);
+        what `write` does a k-th of the series at a time. Returns the chunks set aside as corrupt."""
+        if self.read_only:
+            raise StoreUnavailable(f"{self._location}: opened read-only")
+        try:
+            with self._port_errors(), self.conn.transaction():
+                self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+                self.conn.execute("UPDATE usage_change SET seq = seq + 1")
+                by_chunk: dict[tuple[int, int], list[tuple[int, int, int, int, int]]] = defaultdict(list)
+                self._take_pending(None, by_chunk)
+                return self._merge_chunks(by_chunk, self.series(), time.time())
+        except BaseException:
+            self._series = {}
+            raise
 
     def import_history(
         self,
@@ -679,6 +775,12 @@ class PostgresUsageStore:
                 ids = self._series_ids(k for k, _, _ in rows)
                 with self.conn.cursor() as cur:
                     cur.executemany(_UPSERT_CHUNK, ((w, ids[k], self.replica, b, checksum(b)) for k, w, b in rows))
+                self.conn.execute(  # the replaced weeks' pending buckets go with them
+                    "DELETE FROM closed_bucket c USING unnest(%s::integer[], %s::bigint[]) AS r(sid, week)"
+                    " WHERE c.replica = %s AND c.series_id = r.sid AND c.start >= r.week * %s"
+                    " AND c.start < (r.week + 1) * %s",
+                    ([ids[k] for k, _w, _b in rows], [w for _k, w, _b in rows], self.replica, CHUNK_S, CHUNK_S),
+                )
         except BaseException:
             self._series = {}
             raise
@@ -716,54 +818,81 @@ class PostgresUsageStore:
 
     def month_series(self, start: int, end: int, keys: Iterable[UsageKey] = ()) -> dict[UsageKey, SeriesMonth]:
         """The port's read, replicas merged bucket by bucket (`sitivmon.usage.replicas`): each week of
-        each series is one replica's bucket per slot, that replica's shards' open buckets added in."""
-        with self._port_errors():
-            ids, chunks = self._month_chunks(start, end)
-        out = {k: SeriesMonth(k, start, (end - start) // BUCKET_S) for k in ids.values()}
-        for k in keys:
-            out.setdefault(k, SeriesMonth(k, start, (end - start) // BUCKET_S))
-        for (sid, day), ch in chunks.items():
-            place_chunk(out[ids[sid]], day, ch, start, end)
+        each series is one replica's bucket per slot, that replica's pending closed buckets and its
+        shards' open buckets added in. `month_series_batches` in one piece."""
+        out: dict[UsageKey, SeriesMonth] = {}
+        for piece in self.month_series_batches(start, end, keys, batch=sys.maxsize):
+            out.update(piece)
         return out
 
     def month_series_batches(
         self, start: int, end: int, keys: Iterable[UsageKey] = (), *, batch: int = 1000
     ) -> Generator[dict[UsageKey, SeriesMonth], None, None]:
-        """The port's pieces, as one piece: `month_series` (one snapshot). Correct, but not bounded in
-        memory like the SQLite store's pieces: reading by series range here is left to do (issue 15)."""
+        """See the port. Pieces are runs of `batch` series ids, read in one REPEATABLE READ transaction
+        (one snapshot: a flush may commit between the pieces) held until the last piece; each piece
+        reads its chunks, pending closed and open buckets by series id range, so memory is bounded by
+        the piece, not the month (issue 15)."""
         if batch < 1:
             raise ValueError(f"batch must be at least 1, got {batch}")
-        yield self.month_series(start, end, keys)
+        n = (end - start) // BUCKET_S
+        known: set[UsageKey] = set()
+        with self._port_errors():
+            conn = self.conn
+            with conn.transaction():
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                ids = self.series()
+                known.update(ids.values())
+                pending = component_version(conn, COMPONENT) >= 4  # a read-only reader may face a v3 store
+                sids = sorted(ids)
+                for i in range(0, len(sids), batch):
+                    part = sids[i : i + batch]
+                    out = {ids[sid]: SeriesMonth(ids[sid], start, n) for sid in part}
+                    for (sid, day), ch in self._month_chunks(ids, start, end, part[0], part[-1], pending).items():
+                        place_chunk(out[ids[sid]], day, ch, start, end)
+                    yield out
+        extra = [k for k in dict.fromkeys(keys) if k not in known]
+        for i in range(0, len(extra), batch):
+            yield {k: SeriesMonth(k, start, n) for k in extra[i : i + batch]}
 
-    def _month_chunks(self, start: int, end: int) -> tuple[dict[int, UsageKey], dict[tuple[int, int], Chunk]]:
-        """Every (series, week) chunk overlapping [start, end) with open buckets overlaid, replicas merged."""
+    def _month_chunks(
+        self, ids: Mapping[int, UsageKey], start: int, end: int, lo: int, hi: int, pending: bool
+    ) -> dict[tuple[int, int], Chunk]:
+        """Every (series, week) chunk of series ids [lo, hi] overlapping [start, end), pending closed
+        and open buckets overlaid per replica, replicas merged; inside the caller's snapshot."""
         conn = self.conn
         by_replica: dict[tuple[int, int], dict[str, Chunk]] = defaultdict(dict)
-        with conn.transaction():
-            # One snapshot for series, chunks and open buckets (a flush may commit between the reads).
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            ids = self.series()
-            day_lo, day_hi = start // CHUNK_S, (end - 1) // CHUNK_S
-            with conn.cursor(binary=True) as cur:
-                cur.execute(
-                    "SELECT series_id, week, replica, data, crc FROM chunk WHERE week BETWEEN %s AND %s",
-                    (day_lo, day_hi),
+        day_lo, day_hi = start // CHUNK_S, (end - 1) // CHUNK_S
+        with conn.cursor(binary=True) as cur:
+            cur.execute(
+                "SELECT series_id, week, replica, data, crc FROM chunk"
+                " WHERE week BETWEEN %s AND %s AND series_id BETWEEN %s AND %s",
+                (day_lo, day_hi, lo, hi),
+            )
+            for sid_, day_, rep_, data, crc in cur:
+                sid, day = _int(sid_), _int(day_)
+                by_replica[(sid, day)][_str(rep_)] = decode_checked(
+                    self._location, ids.get(sid), day, _bytes(data), _opt_int(crc)
                 )
-                for sid_, day_, rep_, data, crc in cur:
-                    sid, day = _int(sid_), _int(day_)
-                    by_replica[(sid, day)][_str(rep_)] = decode_checked(
-                        self._location, ids.get(sid), day, _bytes(data), _opt_int(crc)
-                    )
-            for sid_, rep_, bstart_, value, cov, readings, exp, flags in conn.execute(
-                "SELECT series_id, replica, start, value, covered_us, readings, expected_milli, flags"
-                " FROM open_bucket WHERE start >= %s AND start < %s",
-                (start, end),
+        if pending:
+            for sid_, rep_, bstart_, value, rec, exp, flags in conn.execute(
+                "SELECT series_id, replica, start, value, received_milli, expected_milli, flags"
+                " FROM closed_bucket WHERE series_id BETWEEN %s AND %s AND start >= %s AND start < %s",
+                (lo, hi, start, end),
             ):
-                # Shards of one replica add up (a moved series: the bytes before and after the move)
+                # Pending closed buckets: the part of the replica's chunk not merged yet (`compact_every`)
                 bstart = _int(bstart_)
-                ob = Bucket(_int(value), _int(cov), _int(readings), _int(exp), _int(flags))
                 ch = by_replica[(_int(sid_), bstart // CHUNK_S)].setdefault(_str(rep_), Chunk())
-                ch.merge((bstart % CHUNK_S) // BUCKET_S, ob.value, ob.received_milli, ob.expected_milli, ob.flags)
+                merge_buckets(ch, [(bstart, _int(value), _int(rec), _int(exp), _int(flags))])
+        for sid_, rep_, bstart_, value, cov, readings, exp, flags in conn.execute(
+            "SELECT series_id, replica, start, value, covered_us, readings, expected_milli, flags"
+            " FROM open_bucket WHERE series_id BETWEEN %s AND %s AND start >= %s AND start < %s",
+            (lo, hi, start, end),
+        ):
+            # Shards of one replica add up (a moved series: the bytes before and after the move)
+            bstart = _int(bstart_)
+            ob = Bucket(_int(value), _int(cov), _int(readings), _int(exp), _int(flags))
+            ch = by_replica[(_int(sid_), bstart // CHUNK_S)].setdefault(_str(rep_), Chunk())
+            merge_buckets(ch, [(bstart, ob.value, ob.received_milli, ob.expected_milli, ob.flags)])
         chunks: dict[tuple[int, int], Chunk] = {}
         for (sid, day), found in by_replica.items():
             if len(found) == 1:  # one daemon, or one replica only this week
@@ -776,14 +905,15 @@ class PostgresUsageStore:
                 counter=key is not None and key.quantity.counter,
                 cuts=[b for b in bounds if 0 < b < SLOTS],
             )
-        return ids, chunks
+        return chunks
 
     def size_bytes(self) -> int:
         """The usage tables and their indexes and TOAST on disk."""
         with self._port_errors():
             row = self.conn.execute(
-                "SELECT sum(pg_total_relation_size(c))::bigint FROM unnest(ARRAY["
-                "'series', 'chunk', 'chunk_corrupt', 'open_bucket', 'baseline', 'usage_change']::regclass[]) AS c"
+                "SELECT sum(pg_total_relation_size(c))::bigint FROM unnest(ARRAY['series', 'chunk', 'chunk_corrupt',"
+                " 'open_bucket', 'closed_bucket', 'baseline', 'usage_change']) AS t, to_regclass(t) AS c"
+                " WHERE c IS NOT NULL"
             ).fetchone()
         return _int(row[0]) if row and row[0] is not None else 0
 

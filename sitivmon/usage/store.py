@@ -169,6 +169,28 @@ COMPACT_EVERY = 12
 go into their week's chunk about once an hour (see the module doc)."""
 
 
+def compaction_due(start: int, sid: int, every: int) -> bool:
+    """Whether a closed bucket starting at `start` makes series `sid` merge its pending closed buckets
+    into their chunks now (see the module doc): each close, a `every`-th of the series, by id, so that
+    every series is merged about once per `every` closes. Shared by both stores."""
+    return (start // BUCKET_S + sid) % every == 0
+
+
+def pending_row(b: Bucket) -> tuple[int, int, int, int]:
+    """(value, received_milli, expected_milli, flags) of a closed bucket as it waits, not yet merged,
+    in `closed_bucket`: flagged PRESENT (written), as `Chunk.merge` would. Pending rows of one bucket
+    add up as merging does: values and received add, expected takes the max, flags OR."""
+    return (b.value, b.received_milli, b.expected_milli, b.flags | PRESENT)
+
+
+def merge_buckets(ch: Chunk, items: Iterable[tuple[int, int, int, int, int]]) -> Chunk:
+    """Merge (start, value, received_milli, expected_milli, flags) buckets into their week's chunk `ch`
+    (the slot is the bucket's place in the week); returns `ch`. Shared by both stores' writers and readers."""
+    for start, value, rec, exp, flags in items:
+        ch.merge((start % CHUNK_S) // BUCKET_S, value, rec, exp, flags)
+    return ch
+
+
 def checksum(blob: bytes) -> int:
     """What `chunk.crc` holds for a blob (CRC-32: catches random and burst corruption of a row)."""
     return zlib.crc32(blob)
@@ -497,8 +519,8 @@ class SqliteUsageStore:
                 for (key, start), b in closed.items():
                     sid = self._series_id(key)
                     keys[sid] = key
-                    pending.append((sid, start, b.value, b.received_milli, b.expected_milli, b.flags | PRESENT))
-                    if (start // BUCKET_S + sid) % k == 0:
+                    pending.append((sid, start, *pending_row(b)))
+                    if compaction_due(start, sid, k):
                         due.add(sid)
                 db.executemany(
                     "INSERT INTO closed_bucket(series_id, start, value, received_milli, expected_milli, flags)"
@@ -567,9 +589,7 @@ class SqliteUsageStore:
                         (day, sid, row[0], row[1], stamp, bad.reason),
                     )
                     quarantined.append(bad)
-            for start, value, rec, exp, flags in items:
-                ch.merge((start % CHUNK_S) // BUCKET_S, value, rec, exp, flags)
-            blob = ch.encode()
+            blob = merge_buckets(ch, items).encode()
             db.execute(
                 "INSERT INTO chunk(week, series_id, data, crc) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT(week, series_id) DO UPDATE SET data=excluded.data, crc=excluded.crc",

@@ -69,9 +69,17 @@ def same_months(a: dict[UsageKey, SeriesMonth], b: dict[UsageKey, SeriesMonth]) 
 
 def test_a_new_database_gets_the_current_schema_once(postgres_dsn: str) -> None:
     with store(postgres_dsn) as s:
-        assert s.schema_version() == SCHEMA_VERSION == 3
+        assert s.schema_version() == SCHEMA_VERSION == 4
         tables = {r[0] for r in s.conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
-        assert {"schema_version", "series", "chunk", "chunk_corrupt", "open_bucket", "baseline"} <= tables
+        assert {
+            "schema_version",
+            "series",
+            "chunk",
+            "chunk_corrupt",
+            "open_bucket",
+            "closed_bucket",
+            "baseline",
+        } <= tables
     with store(postgres_dsn) as s:  # reopening migrates nothing
         assert s.schema_version() == SCHEMA_VERSION
 
@@ -122,8 +130,10 @@ def test_a_later_migration_runs_once_and_a_failing_one_leaves_the_version(
     monkeypatch.setattr(pg_mod, "SCHEMA_VERSION", current)
     with store(postgres_dsn) as s:
         assert s.schema_version() == current
-        cols = {r[0] for r in s.conn.execute("SELECT column_name FROM information_schema.columns"
-                                             " WHERE table_name = 'series'")}
+        cols = {
+            r[0]
+            for r in s.conn.execute("SELECT column_name FROM information_schema.columns WHERE table_name = 'series'")
+        }
         assert "note" not in cols  # rolled back with the version
 
 
@@ -187,8 +197,12 @@ Flush = tuple[dict[tuple[UsageKey, int], Bucket], dict[tuple[UsageKey, int], Buc
 
 def random_flushes(seed: int, n: int) -> list[Flush]:
     rng = random.Random(seed)
-    keys = [UsageKey(c, f"l{i}", q) for c in ("givors", "corbas") for i in range(3)
-            for q in (Quantity.TRAFFIC_IN, Quantity.LINK_UP, Quantity.VCPUS)]
+    keys = [
+        UsageKey(c, f"l{i}", q)
+        for c in ("givors", "corbas")
+        for i in range(3)
+        for q in (Quantity.TRAFFIC_IN, Quantity.LINK_UP, Quantity.VCPUS)
+    ]
     start, end = MONTH
     out = []
     for _ in range(n):
@@ -196,11 +210,18 @@ def random_flushes(seed: int, n: int) -> list[Flush]:
         for _ in range(rng.randrange(1, 40)):
             t = start - CHUNK_S + rng.randrange((end - start + 2 * CHUNK_S) // BUCKET_S) * BUCKET_S  # weeks around
             closed[(rng.choice(keys), t)] = Bucket(
-                rng.choice([0, 1, rng.randrange(2**33), rng.randrange(2**62)]), 0, rng.randrange(3),
-                rng.choice([0, 5000, 3333]), PRESENT | rng.randrange(16))
-        open_b = {(rng.choice(keys), end - BUCKET_S * rng.randrange(1, 4)): Bucket(
-            rng.randrange(10**9), rng.randrange(300_000_000), rng.randrange(5), 5000, PRESENT | rng.randrange(16))
-            for _ in range(rng.randrange(5))}
+                rng.choice([0, 1, rng.randrange(2**33), rng.randrange(2**62)]),
+                0,
+                rng.randrange(3),
+                rng.choice([0, 5000, 3333]),
+                PRESENT | rng.randrange(16),
+            )
+        open_b = {
+            (rng.choice(keys), end - BUCKET_S * rng.randrange(1, 4)): Bucket(
+                rng.randrange(10**9), rng.randrange(300_000_000), rng.randrange(5), 5000, PRESENT | rng.randrange(16)
+            )
+            for _ in range(rng.randrange(5))
+        }
         out.append((closed, open_b, {f"t/{rng.randrange(5)}": str(rng.random())}))
     return out
 
@@ -285,9 +306,7 @@ def test_a_failed_write_commits_nothing(pgs: PostgresUsageStore) -> None:
     assert set(pgs.month_series(*MONTH)) == {K, K2}
 
 
-def test_server_down_is_unavailable_then_the_store_recovers(
-    postgres_server: PostgresServer, postgres_dsn: str
-) -> None:
+def test_server_down_is_unavailable_then_the_store_recovers(postgres_server: PostgresServer, postgres_dsn: str) -> None:
     start, _ = MONTH
     s = store(postgres_dsn)
     s.write({(K, start): Bucket(1, 0, 0, 5000, PRESENT)}, {}, {"a": "1"})

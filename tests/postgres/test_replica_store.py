@@ -160,7 +160,7 @@ def test_rows_of_schema_v2_belong_to_replica_empty(postgres_dsn: str) -> None:
         )
         conn.execute("INSERT INTO baseline(subject, state, updated) VALUES ('link-a', 'old', 1)")
     with store(postgres_dsn, "") as v3, store(postgres_dsn, "a") as a:
-        assert v3.schema_version() == pg_mod.SCHEMA_VERSION == 3
+        assert v3.schema_version() == pg_mod.SCHEMA_VERSION == 4
         assert v3.load_open_buckets() == {(A, T0): Bucket(42, FULL_US, 0, EXP, PRESENT)}
         assert v3.load_baselines() == {"link-a": "old"}
         assert a.load_open_buckets() == {}

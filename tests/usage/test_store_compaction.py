@@ -12,7 +12,7 @@ from sitivmon.readings import Quantity, UsageKey
 from sitivmon.usage.buckets import CHUNK_S, Bucket
 from sitivmon.usage.indicators import compute_indicators, lead_in
 from sitivmon.usage.periods import BUCKET_S, month_range
-from sitivmon.usage.port import SeriesMonth
+from sitivmon.usage.port import SeriesMonth, UsageStorePort
 from sitivmon.usage.store import SqliteUsageStore
 
 M = month_range("2026-10", "UTC")
@@ -34,7 +34,7 @@ def dense(sm: SeriesMonth) -> list[tuple[int, ...]]:
     return out
 
 
-def snapshot(store: SqliteUsageStore) -> tuple[dict[UsageKey, list[tuple[int, ...]]], list[object]]:
+def snapshot(store: UsageStorePort) -> tuple[dict[UsageKey, list[tuple[int, ...]]], list[object]]:
     data = store.month_series(M.start, M.end)
     n = (M.end - M.start) // BUCKET_S
     inds = compute_indicators(data, ["givors", "venissieux"], M.start, n, lead_in(store, M.start))

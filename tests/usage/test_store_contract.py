@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from pydantic import SecretStr
 
 from sitivmon.readings import Quantity, UsageKey
 from sitivmon.usage.backends import open_usage_store
@@ -31,7 +32,7 @@ from sitivmon.usage.port import (
     StoreUnavailable,
     UsageStorePort,
 )
-from sitivmon.usage.postgres import WRITE_LOCK
+from sitivmon.usage.postgres import WRITE_LOCK, PostgresUsageStore
 from sitivmon.usage.store import SqliteUsageStore
 from tests.support.procs import free_port
 
@@ -102,6 +103,8 @@ def postgresql_backend(tmp_path: Path, request: pytest.FixtureRequest) -> Backen
             yield
 
     def corrupt(key: UsageKey, week: int) -> None:
+        with PostgresUsageStore(SecretStr(dsn)) as store:
+            store.compact()  # closed buckets still pending (`compact_every`) into their chunk first
         with psycopg.connect(dsn, autocommit=True) as db:
             changed = db.execute(
                 "UPDATE chunk SET crc = crc + 1 WHERE week = %s AND series_id ="
@@ -186,9 +189,7 @@ def test_open_buckets_are_replaced_as_a_set_and_survive_a_restart(
         }
 
 
-def test_baselines_are_upserted_by_subject_and_survive_a_restart(
-    backend: Backend, usage_store: UsageStorePort
-) -> None:
+def test_baselines_are_upserted_by_subject_and_survive_a_restart(backend: Backend, usage_store: UsageStorePort) -> None:
     assert usage_store.load_baselines() == {}
     usage_store.write({}, {}, {"l1": "a", "l2": "b"})
     usage_store.write({}, {}, {"l1": "c"})
