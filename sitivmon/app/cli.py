@@ -12,7 +12,7 @@ from pathlib import Path
 from sitivmon import __version__
 from sitivmon.aio import run
 from sitivmon.allocation import cli as allocation_cli
-from sitivmon.allocation.service import InputError, ReportService, service_from_config
+from sitivmon.allocation.service import InputError, ReportService
 from sitivmon.app import demo as demo_cli
 from sitivmon.app import migrate as store_cli
 from sitivmon.app.config import (
@@ -23,7 +23,7 @@ from sitivmon.app.config import (
     replica_problems,
     shard_problems,
 )
-from sitivmon.app.daemon import Composition, run_daemon
+from sitivmon.app.daemon import Composition, report_service, run_daemon
 from sitivmon.app.oneshot import poll_once
 from sitivmon.config.model import Commune
 from sitivmon.engine.selection import ALL_TARGETS
@@ -62,16 +62,7 @@ def _usage_inputs(path: Path) -> usage_cli.UsageInputs:
 
 
 def _report_service(path: Path) -> ReportService:
-    config = _config_for(path)
-    return service_from_config(
-        config_path=path,
-        state_dir=config.state_dir,
-        timezone=config.timezone,
-        communes=config.communes,
-        links=config.links,
-        allocation=config.allocation,
-        usage_settings=config.usage,
-    )
+    return report_service(path, _config_for(path))
 
 
 def _communes(path: Path) -> tuple[Sequence[Commune], str]:

@@ -70,6 +70,20 @@ class Composition:
     are its own, and readers merge the pair's (docs/scale.md)."""
 
 
+def report_service(config_path: Path, config: SitivmonConfig) -> ReportService:
+    """The allocation service over this configuration's pieces (the daemon's API and report closing,
+    and the CLI's verbs, build it the same way)."""
+    return service_from_config(
+        config_path=config_path,
+        state_dir=config.state_dir,
+        timezone=config.timezone,
+        communes=config.communes,
+        links=config.links,
+        allocation=config.allocation,
+        usage_settings=config.usage,
+    )
+
+
 def per_daemon_client_id(mqtt: MqttConfig, shard: str | None, replica: str) -> MqttConfig:
     """The default client id `sitivmon-<host>` is one per host: two shards (or a pair handing over)
     on one host would keep kicking each other off the broker, so it gets `-<shard><replica>`. An id
@@ -201,15 +215,7 @@ class Daemon:
         if now < current.start + config.leader.close_grace_s:
             return None
         previous = month_of(current.start - 1, config.timezone).label
-        service = service_from_config(
-            config_path=self.config_path,
-            state_dir=config.state_dir,
-            timezone=config.timezone,
-            communes=config.communes,
-            links=config.links,
-            allocation=config.allocation,
-            usage_settings=config.usage,
-        )
+        service = report_service(self.config_path, config)
         if service.archive.latest(previous) is not None:
             return None
         outcome = service.close(previous, now=datetime.fromtimestamp(now, UTC))
@@ -269,16 +275,7 @@ class Daemon:
         if self.config.allocation is not None:
             # Built per request from the running config, so a reload's new allocation file is used.
             def service() -> ReportService:
-                config = self.config
-                return service_from_config(
-                    config_path=self.config_path,
-                    state_dir=config.state_dir,
-                    timezone=config.timezone,
-                    communes=config.communes,
-                    links=config.links,
-                    allocation=config.allocation,
-                    usage_settings=config.usage,
-                )
+                return report_service(self.config_path, self.config)
 
             def report(month: str) -> dict[str, Any]:
                 """The closed revision as stored, else today's computation (what `current` gives, without
