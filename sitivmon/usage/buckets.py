@@ -212,8 +212,9 @@ def _enc(vals: list[int], written: bytes | None = None) -> bytes:
     first = vals[0]
     if vals.count(first) == len(vals) and _INT64_MIN <= first <= _INT64_MAX:
         return b"=" + first.to_bytes(8, "little", signed=True)
+    hi = None
     if written is not None:
-        c = max(vals)
+        c = hi = max(vals)
         n = written.count(1)
         # Counts first (C-level, and they fail at once for a varying column), then the positions.
         if (
@@ -223,7 +224,9 @@ def _enc(vals: list[int], written: bytes | None = None) -> bytes:
             and bytes(map(bool, vals)) == written
         ):
             return b"~" + c.to_bytes(8, "little", signed=True)
-    lo, hi = min(vals), max(vals)
+    lo = min(vals)
+    if hi is None:
+        hi = max(vals)
     tc = "q"
     if lo >= 0:
         tc = next(t for t, lim in _WIDTHS if hi <= lim)

@@ -28,6 +28,12 @@ overlay the pending rows on the chunks (like open buckets); merging is additive 
 received samples add, expected takes the max, flags OR), so the figures are the same whatever is
 still pending. `compact_every=1` (the default) merges at once, as before.
 
+Spans (`buckets.Span`, a long GAP/UNKNOWN interval kept whole by the recorder, issue 15) need no
+table: `write` merges each straight into its week chunks, run by run (`merge_runs`), and counts it
+for compaction as its buckets would have (a span of `compact_every` buckets or more always makes its
+series compact; a shorter one is written as its buckets' pending rows). The rows stored are then
+those the buckets would have left, byte for byte (tests/usage/test_gap_spans.py).
+
 Schema version 2 adds `chunk.crc` (CRC-32 of the blob) and `chunk_corrupt`. Every chunk written since
 carries its checksum; rows written by version 1 have NULL and are read as before. A blob whose
 checksum fails, or that does not decode, is never turned into figures: readers raise `CorruptChunk`

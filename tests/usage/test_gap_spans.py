@@ -21,18 +21,20 @@ from typing import Any
 
 import psycopg
 import pytest
+from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
 from sitivmon.readings import CounterInterval, Flag, GaugeReading, PollBatch, Quantity, UsageKey
 from sitivmon.usage.buckets import CHUNK_S, PRESENT, SLOTS, Bucket, Chunk, Span
+from sitivmon.usage.config import UsageSettings
 from sitivmon.usage.indicators import usage_document
 from sitivmon.usage.periods import BUCKET_S, bucket_start, month_range
 from sitivmon.usage.port import StoreBusy, UsageStorePort
 from sitivmon.usage.postgres import WRITE_LOCK, PostgresUsageStore
-from sitivmon.usage.recorder import SPAN_BUCKETS, Accumulator
+from sitivmon.usage.recorder import SPAN_BUCKETS, Accumulator, UsageRecorder
 from sitivmon.usage.store import SqliteUsageStore
 from tests.support.postgres import PostgresServer
-from tests.usage.support import communes
+from tests.usage.support import communes, link_keys, pick, poll_link
 
 LINKS = ("l1", "l2", "l3")
 KEYS = [UsageKey("venissieux", link, q) for link in LINKS for q in (Quantity.TRAFFIC_IN, Quantity.TRAFFIC_OUT)]
@@ -40,6 +42,7 @@ UP = {link: UsageKey("venissieux", link, Quantity.LINK_UP) for link in LINKS}
 MONTHS = [month_range(m) for m in ("2026-10", "2026-11", "2026-12")]
 T0 = MONTHS[0].end - 6 * 86400 + 123.4567  # six days before November (Paris): gaps cross weeks and months
 STAMP = 1_800_000_000.0
+FAST = UsageSettings(flush_interval_s=60, busy_timeout_s=0.05, retry_initial_s=0.05, retry_max_s=0.2)
 GAPS = [frozenset({Flag.GAP}), frozenset({Flag.UNKNOWN}), frozenset({Flag.GAP, Flag.RESET})]
 
 
@@ -362,3 +365,50 @@ def test_add_run_is_merge_slot_by_slot(seed: int) -> None:
     for slot in range(a, b):
         two.merge(slot, value, 0, exp, flags)
     assert one.encode() == two.encode()
+
+
+# -- the recorder ------------------------------------------------------------------------------------------
+
+
+def _counter(t: float) -> int:
+    return int((t - T0) * 1000) + int((t - T0) ** 2) // 7
+
+
+async def test_the_recorder_writes_a_restart_gap_as_spans_and_retries_them_after_a_failed_write(
+    tmp_path: Path,
+) -> None:
+    """Two days down across a month's end, the store locked at the first flush after it: the spans
+    are kept (`restore_spans`), written at the retry, and the months read as the per-bucket path's."""
+    down = (MONTHS[0].end - 86400 + 17.0, MONTHS[0].end + 86400 + 29.0)
+    batches = list(poll_link("venissieux", "l1", T0, down[1] + 3 * 3600, 60, _counter, down=[down]))
+    cut = next(i for i, b in enumerate(batches) if b.at > down[0])
+    reg = CollectorRegistry()
+    path = tmp_path / "rec.db"
+    async with UsageRecorder(SqliteUsageStore(path, busy_timeout_s=0.05), reg, FAST) as rec:
+        for b in batches[: cut + 1]:  # up to the first poll after the downtime
+            rec.submit(b)
+        locker = sqlite3.connect(path, isolation_level=None)
+        locker.execute("BEGIN EXCLUSIVE")
+        assert not await rec.flush()
+        assert reg.get_sample_value("sitivmon_usage_write_errors_total", {"error": "StoreBusy"}) == 1
+        assert len(rec._acc.spans) == 2  # in and out, kept for the retry
+        locker.execute("ROLLBACK")
+        locker.close()
+        for b in batches[cut + 1 :]:
+            rec.submit(b)
+        assert await rec.flush()
+        assert not rec._acc.spans
+    reference = SqliteUsageStore(tmp_path / "ref.db")
+    acc = Accumulator()  # the per-bucket path, one flush
+    for b in batches:
+        acc.apply(b)
+    closed, open_b, baselines, _ = acc.snapshot()
+    reference.write(closed, open_b, baselines)
+    with SqliteUsageStore(path, read_only=True) as got, reference:
+        assert figures(got) == figures(reference)
+        total = sum(
+            pick(usage_document(got, communes(), m, link_keys("venissieux", "l1"), now=STAMP), "venissieux",
+                 "traffic_volume", "in")["value"]
+            for m in MONTHS
+        )  # fmt: skip
+    assert total == _counter(batches[-1].at) - _counter(T0)
