@@ -126,7 +126,7 @@ class Rig:
         from sitivmon.usage.backends import usage_reader_factory
         from sitivmon.usage.config import UsageSettings
         from sitivmon.usage.live import UsageLiveCollector
-        from sitivmon.usage.recorder import Accumulator
+        from sitivmon.usage.recorder import SPAN_BUCKETS, Accumulator
         from sitivmon.usage.service import link_keys
         from sitivmon.usage.store import SqliteUsageStore
 
@@ -134,7 +134,7 @@ class Rig:
         self.config = make_config(args.targets, args.links, state_dir, args.interval)
         self.settings = UsageSettings()
         self.store = SqliteUsageStore(state_dir / "usage.sqlite3")
-        self.acc = Accumulator(self.store.load_open_buckets())
+        self.acc = Accumulator(self.store.load_open_buckets(), span_buckets=SPAN_BUCKETS)  # as the recorder
         self.batches: list[Any] = []
 
         class Sink:
@@ -204,7 +204,8 @@ class Rig:
 
     def flush(self) -> None:
         closed, open_b, baselines, _ = self.acc.snapshot()
-        self.store.write(closed, open_b, baselines, now=self.now)
+        spans = self.acc.take_spans(closed)
+        self.store.write(closed, open_b, baselines, now=self.now, spans=spans)
 
     def render(self) -> None:
         from sitivmon.exposition import render
@@ -235,8 +236,11 @@ def top(prof: cProfile.Profile, n: int = 12) -> list[dict[str, Any]]:
     ]
 
 
-def gap_case(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    """One poll after a long downtime for every link: the recorder's apply + flush, CPU and memory."""
+def gap_case(args: argparse.Namespace, tmp: Path, *, trace: bool = True) -> dict[str, Any]:
+    """One poll after a long downtime for every link: the recorder's apply + flush, CPU and memory.
+
+    `trace`: peak Python allocation by tracemalloc, which also slows the CPU figure several-fold (it
+    records every allocation); without it, the CPU alone (`--gap-only` measures both, in turn)."""
     gargs = argparse.Namespace(**{**vars(args), "targets": max(1, args.gap_links // args.interfaces)})
     gargs.links = min(args.interfaces, args.gap_links)
     rig = Rig(gargs, tmp / "gap")
@@ -248,20 +252,23 @@ def gap_case(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     for target, poll in rig.polls(rig.now + args.interval):
         rig.monitor.on_poll(target, poll)
     batches, rig.batches = rig.batches, []
-    tracemalloc.start()
+    if trace:
+        tracemalloc.start()
     t = time.process_time()
     for b in batches:
         rig.acc.apply(b)
     rig.flush()
     cpu = time.process_time() - t
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    return {
-        "links": gargs.targets * gargs.links,
-        "gap_hours": args.gap_hours,
-        "cpu_s": round(cpu, 3),
-        "peak_alloc_mb": round(peak / 2**20, 1),
-    }
+    out = {"links": gargs.targets * gargs.links, "gap_hours": args.gap_hours, "traced": trace, "cpu_s": round(cpu, 3)}
+    if trace:
+        out["peak_alloc_mb"] = round(tracemalloc.get_traced_memory()[1] / 2**20, 1)
+        tracemalloc.stop()
+    return out
+
+
+def print_gap(gap: dict[str, Any]) -> None:
+    what = f"peak Python allocation {gap['peak_alloc_mb']} MB (traced)" if gap["traced"] else "untraced"
+    print(f"long gap: {gap['links']} links after {gap['gap_hours']:g} h: apply+flush {gap['cpu_s']} CPU-s, {what}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -276,7 +283,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gap-links", type=int, default=1000)
     p.add_argument("--no-cprofile", action="store_true")
     p.add_argument("--no-gap", action="store_true")
+    p.add_argument("--gap-only", action="store_true", help="only the long gap: CPU untraced, then traced")
     args = p.parse_args(argv)
+    if args.gap_only:
+        with tempfile.TemporaryDirectory(prefix="sitivmon-gap-") as tmp:
+            gaps = [gap_case(args, Path(tmp) / "plain", trace=False), gap_case(args, Path(tmp) / "traced")]
+        for g in gaps:
+            print_gap(g)
+        return 0
     if args.links > args.interfaces:
         print("profile_fold: --links cannot exceed --interfaces", file=sys.stderr)
         return 2
@@ -314,10 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         for row in rows[:10]:
             print(f"    {row['share'] * 100:5.1f}%  {row['calls']:>8}  {row['function']}")
     if gap:
-        print(
-            f"long gap: {gap['links']} links after {gap['gap_hours']:g} h: apply+flush {gap['cpu_s']} CPU-s, "
-            f"peak Python allocation {gap['peak_alloc_mb']} MB"
-        )
+        print_gap(gap)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"profile_fold-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from sitivmon.config.model import MAX_POLL_INTERVAL_S
-from sitivmon.readings import Flag, Quantity
+from sitivmon.readings import Flag, Quantity, UsageKey
 
 from .periods import BUCKET_S
 
@@ -150,6 +150,52 @@ class Bucket:
         self.flags |= other.flags
 
 
+Run = tuple[int, int, int]
+"""(first bucket start, number of buckets, part added to each): `periods.split_runs`' runs."""
+
+
+@dataclass(slots=True)
+class Span:
+    """A long unobserved interval (GAP or UNKNOWN) of one series, kept whole instead of as buckets.
+
+    Why: a restart after two days down spreads every counter's first interval over 576 buckets, one
+    `Bucket` each per series, gigabytes at 20,000 links (issue 15). The buckets fully inside such an
+    interval all receive the same thing but their share of bytes (no observed time, the same flags
+    and expected samples), and their shares are `split_delta`'s exact parts in at most two runs
+    (`periods.split_runs`). The store merges a span into its week chunks run by run
+    (`Chunk.add_run`), so what is stored is what the buckets would have written, bucket for bucket.
+    """
+
+    key: UsageKey
+    runs: tuple[Run, ...]  # whole buckets, in order, contiguous
+    expected_milli: int
+    flags: int  # flag bits, PRESENT included
+
+    @property
+    def start(self) -> int:
+        return self.runs[0][0]
+
+    @property
+    def end(self) -> int:
+        b, n, _ = self.runs[-1]
+        return b + n * BUCKET_S
+
+    def value(self) -> int:
+        return sum(n * p for _, n, p in self.runs)
+
+    def weeks(self) -> dict[int, list[tuple[int, int, int]]]:
+        """Its runs cut at week (chunk) boundaries: {week: [(first slot, end slot, part)]}."""
+        out: dict[int, list[tuple[int, int, int]]] = {}
+        for b, n, part in self.runs:
+            a, end = b, b + n * BUCKET_S
+            while a < end:
+                week = a // CHUNK_S
+                stop = min(end, (week + 1) * CHUNK_S)
+                out.setdefault(week, []).append(((a % CHUNK_S) // BUCKET_S, (stop - week * CHUNK_S) // BUCKET_S, part))
+                a = stop
+        return out
+
+
 Col = int | Sequence[int]
 """A column over a run of slots: an int when constant, else one int per slot."""
 
@@ -166,8 +212,9 @@ def _enc(vals: list[int], written: bytes | None = None) -> bytes:
     first = vals[0]
     if vals.count(first) == len(vals) and _INT64_MIN <= first <= _INT64_MAX:
         return b"=" + first.to_bytes(8, "little", signed=True)
+    hi = None
     if written is not None:
-        c = max(vals)
+        c = hi = max(vals)
         n = written.count(1)
         # Counts first (C-level, and they fail at once for a varying column), then the positions.
         if (
@@ -177,7 +224,9 @@ def _enc(vals: list[int], written: bytes | None = None) -> bytes:
             and bytes(map(bool, vals)) == written
         ):
             return b"~" + c.to_bytes(8, "little", signed=True)
-    lo, hi = min(vals), max(vals)
+    lo = min(vals)
+    if hi is None:
+        hi = max(vals)
     tc = "q"
     if lo >= 0:
         tc = next(t for t, lim in _WIDTHS if hi <= lim)
@@ -284,6 +333,29 @@ class Chunk:
                 col[slot] = x
             except OverflowError:  # past the array's item size: the array is left as it was
                 self._list(i)[slot] = x
+
+    def add_run(self, a: int, b: int, value: int, received_milli: int, expected: int, flags: int) -> None:
+        """`merge` of the same bucket into every slot of [a, b), column by column (a span's run).
+
+        Same values as `merge` slot by slot; a column that outgrows its array becomes a list."""
+        for i, x in enumerate((value, received_milli, expected, flags | PRESENT)):
+            if i < 2 and x == 0:
+                continue  # adding nothing
+            col = self._slot_col(i)
+            seg = col[a:b]
+            if i < 2:
+                new = list(map(x.__add__, seg))
+            elif i == 2:
+                new = [y if y > x else x for y in seg]
+            else:
+                new = list(map(x.__or__, seg))
+            if isinstance(col, array):
+                try:
+                    col[a:b] = array(col.typecode, new)
+                    continue
+                except OverflowError:  # past the array's item size: the array is left as it was
+                    pass
+            self._list(i)[a:b] = new
 
     def _slot_col(self, i: int) -> list[int] | array[int]:
         c = self.cols[i]

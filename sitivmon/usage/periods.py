@@ -120,5 +120,53 @@ def split_delta(start: float, end: float, delta: int) -> list[tuple[int, int]]:
     return [(bs, sign * p) for (bs, _), p in zip(overlaps, parts, strict=True)]
 
 
+def split_runs(start: float, end: float, delta: int) -> list[tuple[int, int, int]]:
+    """`split_delta` run-length encoded: (first bucket start, buckets, part of each), in bucket order.
+
+    Why: a restart after two days spreads one interval over 576 buckets per series, and listing them
+    (`split_delta`) for every series of a large site cost gigabytes (issue 15). Every bucket fully
+    inside the interval overlaps it by the same width, so they share one quotient and one remainder
+    in the largest-remainder apportionment; with ties going to the earlier bucket, the first `m` of
+    them get one more unit. Only the (at most two) partial buckets at the ends differ. So the same
+    exact parts come in at most four runs, computed in constant time whatever the interval's length;
+    expanding the runs gives `split_delta`'s list exactly (tests/usage/test_periods.py).
+    """
+    s, e = _micros(start), _micros(end)
+    if e <= s:
+        return [(bucket_start(end), 1, delta)]
+    width = BUCKET_S * 1_000_000
+    first, last = s // width, (e - 1) // width  # bucket numbers
+    if first == last:
+        return [(first * BUCKET_S, 1, delta)]
+    total = e - s
+    sign = -1 if delta < 0 else 1
+    mag = abs(delta)
+    inner = last - first - 1  # buckets between the first and the last, fully covered
+    o_first, o_last = (first + 1) * width - s, e - last * width
+    p_first, p_inner, p_last = mag * o_first // total, mag * width // total, mag * o_last // total
+    rest = mag - p_first - p_inner * inner - p_last
+    # Groups in the order `split_delta` hands out the rest: larger remainder first, then lower index
+    # (the first bucket is index 0, the inner run starts at 1, the last is index inner + 1).
+    groups = sorted(
+        [
+            (-(mag * o_first % total), 0, 1, 0),
+            (-(mag * width % total), 1, inner, 1),
+            (-(mag * o_last % total), inner + 1, 1, 2),
+        ]
+    )
+    extra = [0, 0, 0]  # units of the rest for the first bucket, the inner run, the last bucket
+    for _, _, count, group in groups:
+        extra[group] = min(count, rest)
+        rest -= extra[group]
+    m = extra[1]  # the first m inner buckets get one more
+    runs = [(first * BUCKET_S, 1, p_first + extra[0])]
+    if m:
+        runs.append(((first + 1) * BUCKET_S, m, p_inner + 1))
+    if inner - m:
+        runs.append(((first + 1 + m) * BUCKET_S, inner - m, p_inner))
+    runs.append((last * BUCKET_S, 1, p_last + extra[2]))
+    return [(b, n, sign * p) for b, n, p in runs]
+
+
 def utc_iso(t: int) -> str:
     return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=t)).isoformat()

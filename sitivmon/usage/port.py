@@ -11,7 +11,8 @@ What a backend must guarantee (the contract tests in `tests/usage/test_store_con
 - `write` is atomic: the closed buckets, the open buckets and the counter baselines of one flush are
   all committed or none is. This is what makes a restart exact (module doc of `sitivmon.usage.store`).
 - Closed buckets are *added* into what is stored (a late correction adds to a bucket, never replaces
-  it); open buckets are *replaced* as a set at each flush; baselines are upserted by subject.
+  it), and so are spans, bucket for bucket as if they were closed buckets; open buckets are
+  *replaced* as a set at each flush; baselines are upserted by subject.
 - `month_series` reads one consistent snapshot (closed and open buckets together) and returns every
   known series plus the requested keys, with no segments where there is no data.
 - A stored chunk that fails its checksum or does not decode is never turned into figures: readers
@@ -27,14 +28,14 @@ What a backend must guarantee (the contract tests in `tests/usage/test_store_con
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterable, Mapping
+from collections.abc import Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Protocol, Self
 
 from sitivmon.readings import UsageKey
 
-from .buckets import CHUNK_S, Bucket, Col
+from .buckets import CHUNK_S, Bucket, Col, Span
 from .periods import utc_iso
 
 BucketKey = tuple[UsageKey, int]
@@ -180,10 +181,15 @@ class UsageStorePort(UsageReader, Protocol):
         baselines: Mapping[str, str],
         *,
         now: float | None = None,
+        spans: Sequence[Span] = (),
     ) -> list[CorruptChunk]:
         """Persist one flush atomically: `closed` buckets added into what is stored, the complete
         current set of `open_buckets` (replacing the previous set) and the counter `baselines`
         (opaque states by subject, stamped `now`, default the clock).
+
+        `spans` (long unobserved intervals, `buckets.Span`) are added like the closed buckets they
+        stand for, run by run into their week chunks, never expanded into buckets all at once: what
+        is stored and read is what writing each of their buckets in `closed` would give.
 
         Returns the stored chunks found corrupt and set aside (the week restarts from `closed`).
         Raises `StoreBusy`/`StoreUnavailable`/... with nothing written: the caller keeps its data

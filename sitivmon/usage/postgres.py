@@ -74,7 +74,7 @@ from pydantic import SecretStr
 
 from sitivmon.readings import Quantity, UsageKey
 
-from .buckets import CHUNK_S, SLOTS, Bucket, Chunk
+from .buckets import CHUNK_S, SLOTS, Bucket, Chunk, Span
 from .periods import BUCKET_S
 from .port import (
     BucketKey,
@@ -90,7 +90,19 @@ from .port import (
     StoreUnavailable,
 )
 from .replicas import merge_chunks
-from .store import checksum, compaction_due, decode_checked, merge_buckets, pending_row, place_chunk
+from .store import (
+    Runs,
+    add_span_runs,
+    checksum,
+    compaction_due,
+    decode_checked,
+    merge_buckets,
+    merge_runs,
+    pending_row,
+    place_chunk,
+    span_bucket_rows,
+    span_due,
+)
 
 COMPONENT = "usage"
 """Row of `schema_version` that this store owns (the report archive keeps its own row)."""
@@ -546,6 +558,7 @@ class PostgresUsageStore:
         baselines: Mapping[str, str],
         *,
         now: float | None = None,
+        spans: Sequence[Span] = (),
     ) -> list[CorruptChunk]:
         """Persist one flush in one transaction under `WRITE_LOCK` (see the port); a chunk that fails
         its checksum is moved to `chunk_corrupt` and returned."""
@@ -554,27 +567,37 @@ class PostgresUsageStore:
         stamp = time.time() if now is None else now
         try:
             with self._port_errors(), self.conn.transaction():
-                return self._write(closed, open_buckets, baselines, stamp)
+                return self._write(closed, open_buckets, baselines, stamp, spans)
         except BaseException:
             self._series = {}  # ids inserted in the rolled back transaction are gone
             raise
 
     def _write(
-        self, closed: BucketMap, open_buckets: BucketMap, baselines: Mapping[str, str], stamp: float
+        self,
+        closed: BucketMap,
+        open_buckets: BucketMap,
+        baselines: Mapping[str, str],
+        stamp: float,
+        spans: Sequence[Span] = (),
     ) -> list[CorruptChunk]:
+        """Spans as on SQLite (`SqliteUsageStore._write`): into this replica's chunks run by run, their
+        series compacted as their buckets would have made it; a short span as pending rows."""
         conn = self.conn
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
         conn.execute("UPDATE usage_change SET seq = seq + 1")
-        ids = self._series_ids({k for k, _ in closed} | {k for k, _ in open_buckets})
+        ids = self._series_ids({k for k, _ in closed} | {k for k, _ in open_buckets} | {sp.key for sp in spans})
         keys = {sid: k for k, sid in ids.items()}
         by_chunk: dict[tuple[int, int], list[tuple[int, int, int, int, int]]] = defaultdict(list)
+        runs: Runs = defaultdict(list)
         k = self.compact_every
         if k == 1:
             for (key, start), b in closed.items():
                 by_chunk[(ids[key], start // CHUNK_S)].append(
                     (start, b.value, b.received_milli, b.expected_milli, b.flags)
                 )
-        elif closed:
+            for sp in spans:
+                add_span_runs(runs, ids[sp.key], sp)
+        elif closed or spans:
             cols: tuple[list[int], ...] = ([], [], [], [], [], [])
             due: set[int] = set()
             for (key, start), b in closed.items():
@@ -583,18 +606,36 @@ class PostgresUsageStore:
                     col.append(x)
                 if compaction_due(start, sid, k):
                     due.add(sid)
-            conn.execute(  # one statement (arrays), not one per bucket: 60,000 rows at 20,000 links
-                "INSERT INTO closed_bucket(replica, series_id, start, value, received_milli, expected_milli, flags)"
-                " SELECT %s, * FROM unnest(%s::integer[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[],"
-                " %s::integer[]) ON CONFLICT (replica, series_id, start) DO UPDATE SET"
-                " value = closed_bucket.value + excluded.value,"
-                " received_milli = closed_bucket.received_milli + excluded.received_milli,"
-                " expected_milli = greatest(closed_bucket.expected_milli, excluded.expected_milli),"
-                " flags = closed_bucket.flags | excluded.flags",
-                (self.replica, *cols),
-            )
+            short: dict[tuple[int, int], list[int]] = {}  # short spans' buckets, merged: one row each
+            for sp in spans:
+                sid = ids[sp.key]
+                if span_due(sp, sid, k):
+                    add_span_runs(runs, sid, sp)
+                    due.add(sid)
+                    continue
+                for start, value, rec, exp, flags in span_bucket_rows(sp):
+                    row = short.setdefault((sid, start), [0, 0, 0, 0])
+                    row[0] += value
+                    row[1] += rec
+                    row[2] = max(row[2], exp)
+                    row[3] |= flags
+            # one statement (arrays), not one per bucket: 60,000 rows at 20,000 links; a second one for
+            # short spans, whose buckets may be some of the first's (a statement updates a row once)
+            for rows in (cols, tuple(map(list, zip(*((*sk, *v) for sk, v in short.items()), strict=True)))):
+                if rows and rows[0]:
+                    conn.execute(
+                        "INSERT INTO closed_bucket(replica, series_id, start, value, received_milli,"
+                        " expected_milli, flags) SELECT %s, * FROM unnest(%s::integer[], %s::bigint[],"
+                        " %s::bigint[], %s::bigint[], %s::bigint[], %s::integer[])"
+                        " ON CONFLICT (replica, series_id, start) DO UPDATE SET"
+                        " value = closed_bucket.value + excluded.value,"
+                        " received_milli = closed_bucket.received_milli + excluded.received_milli,"
+                        " expected_milli = greatest(closed_bucket.expected_milli, excluded.expected_milli),"
+                        " flags = closed_bucket.flags | excluded.flags",
+                        (self.replica, *rows),
+                    )
             self._take_pending(sorted(due), by_chunk)
-        quarantined = self._merge_chunks(by_chunk, keys, stamp)
+        quarantined = self._merge_chunks(by_chunk, keys, stamp, runs)
         conn.execute("DELETE FROM open_bucket WHERE writer = %s AND replica = %s", (self.writer, self.replica))
         if open_buckets:
             with (
@@ -640,12 +681,32 @@ class PostgresUsageStore:
         by_chunk: Mapping[tuple[int, int], list[tuple[int, int, int, int, int]]],
         keys: Mapping[int, UsageKey],
         stamp: float,
+        runs: Runs | None = None,
+        *,
+        batch: int = 2000,
     ) -> list[CorruptChunk]:
-        """Merge buckets into this replica's week chunks (read, decode, merge, encode, upsert); a chunk
-        that fails its checksum is moved to `chunk_corrupt` and its week restarts from these buckets."""
+        """Merge buckets and span runs into this replica's week chunks (read, decode, merge, encode,
+        upsert), `batch` chunks at a time: after a long gap every series has a chunk or two to
+        rewrite, and holding all their blobs at once grew with the site (issue 15). A chunk that fails
+        its checksum is moved to `chunk_corrupt` and its week restarts from these buckets."""
+        runs = runs or {}
+        targets = list(dict.fromkeys([*by_chunk, *runs]))
+        quarantined: list[CorruptChunk] = []
+        for i in range(0, len(targets), batch):
+            quarantined += self._merge_chunk_batch(targets[i : i + batch], by_chunk, runs, keys, stamp)
+        return quarantined
+
+    def _merge_chunk_batch(
+        self,
+        targets: Sequence[tuple[int, int]],
+        by_chunk: Mapping[tuple[int, int], list[tuple[int, int, int, int, int]]],
+        runs: Runs,
+        keys: Mapping[int, UsageKey],
+        stamp: float,
+    ) -> list[CorruptChunk]:
         conn = self.conn
         by_week: dict[int, list[int]] = defaultdict(list)
-        for sid, week in by_chunk:
+        for sid, week in targets:
             by_week[week].append(sid)
         stored: dict[tuple[int, int], tuple[bytes, int | None]] = {}
         with conn.cursor(binary=True) as cur:  # bytea in binary: no hex decoding (bench/pg_driver_bench.py)
@@ -658,7 +719,7 @@ class PostgresUsageStore:
                     stored[(_int(sid), week)] = (_bytes(data), _opt_int(crc))
         quarantined: list[CorruptChunk] = []
         rows: list[tuple[int, int, str, bytes, int]] = []
-        for (sid, week), items in by_chunk.items():
+        for sid, week in targets:
             ch = Chunk()
             if (sid, week) in stored:
                 data, crc = stored[(sid, week)]
@@ -671,7 +732,8 @@ class PostgresUsageStore:
                         (week, sid, self.replica, data, crc, stamp, bad.reason),
                     )
                     quarantined.append(bad)
-            blob = merge_buckets(ch, items).encode()
+            merge_buckets(ch, by_chunk.get((sid, week), ()))
+            blob = merge_runs(ch, runs.get((sid, week), ())).encode()
             rows.append((week, sid, self.replica, blob, checksum(blob)))
         if rows:
             with conn.cursor() as cur:

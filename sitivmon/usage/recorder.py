@@ -41,9 +41,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from sitivmon.aio import wait_event
 from sitivmon.readings import Anomaly, CounterInterval, Flag, GaugeReading, PollBatch, UsageKey
 
-from .buckets import BUCKET_US, GAPLIKE, SCALE, Bucket, expected_milli, flag_bits
+from .buckets import BUCKET_US, GAPLIKE, PRESENT, SCALE, Bucket, Span, expected_milli, flag_bits
 from .config import UsageSettings
-from .periods import BUCKET_S, bucket_start, split_delta
+from .periods import BUCKET_S, bucket_start, split_delta, split_runs
 from .port import BucketKey, CorruptChunk, StoreBusy, StoreError, StoreUnavailable, UsageStorePort
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,9 @@ MAX_GAUGE = 2**52
 """Largest gauge reading kept (after scaling): exact in a double, and sums stay in 64 bits."""
 MIN_TIME, MAX_TIME = 946_684_800.0, 2**33  # 2000-01-01 .. year 2242: anything else is a broken clock
 UNKNOWN_ONLY = frozenset({Flag.UNKNOWN})
+SPAN_BUCKETS = 12
+"""A GAP or UNKNOWN interval covering more than this many whole buckets (an hour) is kept as a `Span`
+by the recorder's accumulator (see `Accumulator`): below it, buckets cost less than the bookkeeping."""
 
 
 def _bad_time(t: float) -> bool:
@@ -149,13 +152,24 @@ class Accumulator:
     A bucket of a series closes when a later reading of the same series arrives past its end (data
     driven, not wall-clock driven, so a link that stops answering keeps its partial bucket open until
     the interval spanning the outage arrives and completes it).
+
+    That interval, after a restart or a long outage, is flagged GAP (or UNKNOWN): with `span_buckets`
+    set (the recorder: `SPAN_BUCKETS`), its whole buckets are kept as one `Span` (exact parts of
+    `split_delta` in runs, `periods.split_runs`) instead of a `Bucket` each: two days were 576 objects
+    per series, gigabytes at 20,000 links (issue 15). The store writes a span into its week chunks as
+    those buckets would have been written (`UsageStorePort.write(spans=...)`), so nothing read changes.
     """
 
-    def __init__(self, open_buckets: dict[BucketKey, Bucket] | None = None) -> None:
+    def __init__(self, open_buckets: dict[BucketKey, Bucket] | None = None, *, span_buckets: int = 0) -> None:
+        """`span_buckets` > 0: a GAP/UNKNOWN interval covering more whole buckets than that is kept as a
+        `Span` (the recorder uses `SPAN_BUCKETS`); the caller then writes `take_spans()` with each
+        snapshot. 0: every interval is spread over its buckets (what callers that never take spans get)."""
         self.open: dict[UsageKey, dict[int, Bucket]] = collections.defaultdict(dict)
         for (key, start), b in (open_buckets or {}).items():
             self.open[key][start] = b
         self.closed: dict[BucketKey, Bucket] = {}
+        self.spans: list[Span] = []
+        self.span_buckets = span_buckets
         self.baselines: dict[str, str] = {}
         self.batches = 0  # applied since the last successful flush
         self._watermark: dict[UsageKey, int] = {k: min(starts) for k, starts in self.open.items() if starts}
@@ -212,6 +226,8 @@ class Accumulator:
                 b.flags |= bits
                 if observed:
                     b.covered_us += e_us - s_us
+            elif self.span_buckets and bits & GAPLIKE and e_us - s_us > (self.span_buckets + 1) * BUCKET_US:
+                self._apply_span(c.key, c.start, c.end, c.delta, bits, exp)
             else:
                 for start, part in split_delta(c.start, c.end, c.delta):
                     b = self._bucket(key, start, exp)
@@ -237,6 +253,57 @@ class Accumulator:
                 self._advance(key, g.at)
         self.baselines.update(batch.baselines)
         self.batches += 1
+
+    def _apply_span(self, key: UsageKey, start: float, end: float, delta: int, bits: int, exp: int) -> None:
+        """A GAP/UNKNOWN interval over many buckets (not observed: no covered time): its whole buckets
+        become one `Span`, the rest goes through `_bucket` as in `apply`'s general way.
+
+        Kept out of the span, so that every bucket ends as the general way leaves it: the first and
+        last buckets of the interval, a bucket left open by the watermark (`bucket_start(end)` and
+        after, when rounding to microseconds makes the interval reach a bucket `end` is not in), and
+        any bucket this series still holds open (a span's buckets are all closed at once).
+        """
+        runs = split_runs(start, end, delta)
+        lo = runs[0][0] + BUCKET_S
+        hi = min(runs[-1][0], bucket_start(end))
+        series = self.open.get(key)
+        if series:
+            lo = max([lo, *(s + BUCKET_S for s in series if lo <= s < hi)])
+        inside: list[tuple[int, int, int]] = []
+        for b, n, part in runs:
+            for a, z in ((b, min(b + n * BUCKET_S, lo)), (max(b, hi), b + n * BUCKET_S)):
+                for s in range(a, z, BUCKET_S):  # outside the span: bucket by bucket
+                    bk = self._bucket(key, s, exp)
+                    bk.value += part
+                    bk.flags |= bits
+            a, z = max(b, lo), min(b + n * BUCKET_S, hi)
+            if a < z:
+                inside.append((a, (z - a) // BUCKET_S, part))
+        if inside:
+            self.spans.append(Span(key, tuple(inside), exp, bits | PRESENT))
+
+    def take_spans(self, closed: dict[BucketKey, Bucket]) -> list[Span]:
+        """The spans the next write must carry with `closed` (the snapshot's closed buckets); taken,
+        like the closed buckets (`restore_spans` puts them back after a failed write).
+
+        A closed bucket of the same write inside a span (late or overlapping data) is what the general
+        way would have merged with the span's share in memory: its received samples are counted with
+        the larger expected count, so that expected count is given to it here (the store then adds
+        the span's share and takes the same maximum)."""
+        spans, self.spans = self.spans, []
+        if spans and closed:
+            by_key: dict[UsageKey, list[Span]] = collections.defaultdict(list)
+            for sp in spans:
+                by_key[sp.key].append(sp)
+            for (key, start), b in closed.items():
+                for sp in by_key.get(key, ()):
+                    if sp.start <= start < sp.end and sp.expected_milli > b.expected_milli:
+                        b.expected_milli = sp.expected_milli
+        return spans
+
+    def restore_spans(self, spans: list[Span]) -> None:
+        """Put back the spans of a write that failed (they add up with any taken since)."""
+        self.spans[:0] = spans
 
     def adopt(self, stored_open: dict[BucketKey, Bucket]) -> None:
         """Add the open buckets of a store opened late (they predate everything applied here)."""
@@ -281,7 +348,7 @@ class Accumulator:
 
     @property
     def dirty(self) -> bool:
-        return bool(self.closed or self.baselines or self.batches)
+        return bool(self.closed or self.spans or self.baselines or self.batches)
 
 
 class UsageRecorder:
@@ -312,7 +379,7 @@ class UsageRecorder:
         self.settings = settings or UsageSettings()
         self._clock = clock
         self._queue: collections.deque[PollBatch] = collections.deque()
-        self._acc = Accumulator()
+        self._acc = Accumulator(span_buckets=SPAN_BUCKETS)
         self._wake = asyncio.Event()
         self._closing = False
         self._tg: asyncio.TaskGroup | None = None
@@ -497,9 +564,10 @@ class UsageRecorder:
         closed: dict[BucketKey, Bucket],
         open_b: dict[BucketKey, Bucket],
         baselines: dict[str, str],
+        spans: list[Span],
     ) -> list[CorruptChunk]:
         self._prepare()
-        return self.store.write(closed, open_b, baselines)
+        return self.store.write(closed, open_b, baselines, spans=spans)
 
     async def flush(self) -> bool:
         """Drain the queue and try one write now; True when everything received so far is committed."""
@@ -514,11 +582,13 @@ class UsageRecorder:
                 return True
             started = time.perf_counter()
             closed, open_b, baselines, batches = self._acc.snapshot()
+            spans = self._acc.take_spans(closed)
             self._inflight = batches
             try:
-                quarantined = await asyncio.to_thread(self._write, closed, open_b, baselines)
+                quarantined = await asyncio.to_thread(self._write, closed, open_b, baselines, spans)
             except Exception as exc:  # the boundary: nothing here may stop the writer or the daemon
                 self._acc.restore(closed, baselines, batches)
+                self._acc.restore_spans(spans)
                 self._failed("write", exc)
                 if isinstance(exc, StoreUnavailable) and not isinstance(exc, StoreBusy):
                     self._reconnect = True  # e.g. read-only or I/O error: reopen at the next attempt
@@ -537,9 +607,9 @@ class UsageRecorder:
 
     def _drain(self) -> None:
         """Fold queued batches into the accumulator. Runs in a worker thread, always under the write
-        lock (the only other user of the accumulator): the first batch after a long stop spreads the
-        downtime over every five-minute bucket it covers, seconds of work for many links that must
-        not stall polling. `submit` appending meanwhile is safe (deque append/popleft are atomic)."""
+        lock (the only other user of the accumulator): the first batch after a long stop is a span per
+        counter (`Accumulator`, `SPAN_BUCKETS`), still the most work a batch brings, which must not
+        stall polling. `submit` appending meanwhile is safe (deque append/popleft are atomic)."""
         while self._queue:
             batch = self._queue.popleft()
             try:

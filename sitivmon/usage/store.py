@@ -28,6 +28,12 @@ overlay the pending rows on the chunks (like open buckets); merging is additive 
 received samples add, expected takes the max, flags OR), so the figures are the same whatever is
 still pending. `compact_every=1` (the default) merges at once, as before.
 
+Spans (`buckets.Span`, a long GAP/UNKNOWN interval kept whole by the recorder, issue 15) need no
+table: `write` merges each straight into its week chunks, run by run (`merge_runs`), and counts it
+for compaction as its buckets would have (a span of `compact_every` buckets or more always makes its
+series compact; a shorter one is written as its buckets' pending rows). The rows stored are then
+those the buckets would have left, byte for byte (tests/usage/test_gap_spans.py).
+
 Schema version 2 adds `chunk.crc` (CRC-32 of the blob) and `chunk_corrupt`. Every chunk written since
 carries its checksum; rows written by version 1 have NULL and are read as before. A blob whose
 checksum fails, or that does not decode, is never turned into figures: readers raise `CorruptChunk`
@@ -55,13 +61,13 @@ import sys
 import time
 import zlib
 from collections import defaultdict
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
 from sitivmon.readings import Quantity, UsageKey
 
-from .buckets import CHUNK_S, PRESENT, SLOTS, Bucket, Chunk
+from .buckets import CHUNK_S, PRESENT, SLOTS, Bucket, Chunk, Span
 from .periods import BUCKET_S
 from .port import (
     BucketKey,
@@ -174,6 +180,39 @@ def compaction_due(start: int, sid: int, every: int) -> bool:
     into their chunks now (see the module doc): each close, a `every`-th of the series, by id, so that
     every series is merged about once per `every` closes. Shared by both stores."""
     return (start // BUCKET_S + sid) % every == 0
+
+
+def span_due(span: Span, sid: int, every: int) -> bool:
+    """Whether one of the span's buckets would make its series compact (`compaction_due` of any of
+    them): always when it covers `every` buckets or more. Shared by both stores."""
+    n = (span.end - span.start) // BUCKET_S
+    return n >= every or (-(span.start // BUCKET_S + sid)) % every < n
+
+
+def span_bucket_rows(span: Span) -> Iterator[tuple[int, int, int, int, int]]:
+    """The span as the pending rows (start, value, received, expected, flags) its buckets would be:
+    for a span too short to make its series compact (fewer than `compact_every` buckets)."""
+    for b, n, part in span.runs:
+        for i in range(n):
+            yield (b + i * BUCKET_S, part, 0, span.expected_milli, span.flags | PRESENT)
+
+
+Runs = dict[tuple[int, int], list[tuple[int, int, int, int, int]]]
+"""Spans cut by (series id, week): (first slot, end slot, value, expected, flags) for `merge_runs`."""
+
+
+def add_span_runs(runs: Runs, sid: int, span: Span) -> None:
+    """Cut `span` (series `sid`) at week boundaries into `runs`: a few tuples per week, not buckets."""
+    for week, pieces in span.weeks().items():
+        runs[(sid, week)].extend((a, b, part, span.expected_milli, span.flags) for a, b, part in pieces)
+
+
+def merge_runs(ch: Chunk, items: Iterable[tuple[int, int, int, int, int]]) -> Chunk:
+    """Merge a week's span runs (first slot, end slot, value, expected, flags) into its chunk `ch`:
+    the same as merging each of their buckets (no received samples: spans are unobserved time)."""
+    for a, b, value, exp, flags in items:
+        ch.add_run(a, b, value, 0, exp, flags)
+    return ch
 
 
 def pending_row(b: Bucket) -> tuple[int, int, int, int]:
@@ -489,21 +528,32 @@ class SqliteUsageStore:
         baselines: Mapping[str, str],
         *,
         now: float | None = None,
+        spans: Sequence[Span] = (),
     ) -> list[CorruptChunk]:
         """Persist one flush in one IMMEDIATE transaction (see the port); a chunk that fails its
         checksum is moved to `chunk_corrupt` and returned."""
         if self.read_only:
             raise StoreUnavailable(f"{self.location}: opened read-only")
         with _port_errors(self.location):
-            return self._write(closed, open_buckets, baselines, time.time() if now is None else now)
+            return self._write(closed, open_buckets, baselines, time.time() if now is None else now, spans)
 
     def _write(
-        self, closed: BucketMap, open_buckets: BucketMap, baselines: Mapping[str, str], stamp: float
+        self,
+        closed: BucketMap,
+        open_buckets: BucketMap,
+        baselines: Mapping[str, str],
+        stamp: float,
+        spans: Sequence[Span] = (),
     ) -> list[CorruptChunk]:
+        """Spans go straight into their chunks, run by run (`merge_runs`), and make their series
+        compact as their buckets would have (a span of `compact_every` buckets or more always does):
+        chunks and pending rows end as the buckets would have left them. A span too short for that
+        is written as the pending rows of its buckets."""
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
             by_chunk: dict[tuple[int, int], list[tuple[int, int, int, int, int]]] = defaultdict(list)
+            runs: Runs = defaultdict(list)
             keys: dict[int, UsageKey] = {}
             k = self.compact_every
             if k == 1:
@@ -513,6 +563,10 @@ class SqliteUsageStore:
                     by_chunk[(sid, start // CHUNK_S)].append(
                         (start, b.value, b.received_milli, b.expected_milli, b.flags)
                     )
+                for sp in spans:
+                    sid = self._series_id(sp.key)
+                    keys[sid] = sp.key
+                    add_span_runs(runs, sid, sp)
             else:
                 pending = []
                 due: set[int] = set()
@@ -522,6 +576,14 @@ class SqliteUsageStore:
                     pending.append((sid, start, *pending_row(b)))
                     if compaction_due(start, sid, k):
                         due.add(sid)
+                for sp in spans:
+                    sid = self._series_id(sp.key)
+                    keys[sid] = sp.key
+                    if span_due(sp, sid, k):
+                        add_span_runs(runs, sid, sp)
+                        due.add(sid)
+                    else:
+                        pending.extend((sid, *row) for row in span_bucket_rows(sp))
                 db.executemany(
                     "INSERT INTO closed_bucket(series_id, start, value, received_milli, expected_milli, flags)"
                     " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(series_id, start) DO UPDATE SET"
@@ -530,7 +592,7 @@ class SqliteUsageStore:
                     pending,
                 )
                 self._take_pending(sorted(due), by_chunk)
-            quarantined = self._merge_chunks(by_chunk, keys, stamp)
+            quarantined = self._merge_chunks(by_chunk, keys, stamp, runs)
             db.execute("DELETE FROM open_bucket")
             db.executemany(
                 "INSERT INTO open_bucket(series_id, start, value, covered_us, readings, expected_milli,"
@@ -571,12 +633,15 @@ class SqliteUsageStore:
         by_chunk: Mapping[tuple[int, int], list[tuple[int, int, int, int, int]]],
         keys: Mapping[int, UsageKey],
         stamp: float,
+        runs: Runs | None = None,
     ) -> list[CorruptChunk]:
-        """Merge buckets into their week chunks (decode, merge, encode, upsert); a chunk that fails its
-        checksum is moved to `chunk_corrupt` and its week restarts from these buckets."""
+        """Merge buckets and span runs into their week chunks (decode, merge, encode, upsert), one
+        chunk at a time; a chunk that fails its checksum is moved to `chunk_corrupt` and its week
+        restarts from these buckets."""
         db = self.db
         quarantined: list[CorruptChunk] = []
-        for (sid, day), items in by_chunk.items():
+        runs = runs or {}
+        for sid, day in dict.fromkeys([*by_chunk, *runs]):
             row = db.execute("SELECT data, crc FROM chunk WHERE week=? AND series_id=?", (day, sid)).fetchone()
             ch = Chunk()
             if row:
@@ -589,7 +654,8 @@ class SqliteUsageStore:
                         (day, sid, row[0], row[1], stamp, bad.reason),
                     )
                     quarantined.append(bad)
-            blob = merge_buckets(ch, items).encode()
+            merge_buckets(ch, by_chunk.get((sid, day), ()))
+            blob = merge_runs(ch, runs.get((sid, day), ())).encode()
             db.execute(
                 "INSERT INTO chunk(week, series_id, data, crc) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT(week, series_id) DO UPDATE SET data=excluded.data, crc=excluded.crc",

@@ -8,7 +8,7 @@ from typing import Any
 
 from sitivmon.readings import CounterInterval, Flag, GaugeReading, PollBatch, Quantity, UsageKey
 from sitivmon.usage.port import UsageStorePort
-from sitivmon.usage.recorder import Accumulator
+from sitivmon.usage.recorder import SPAN_BUCKETS, Accumulator
 from tests.support.agents import COMMUNES
 
 
@@ -77,12 +77,12 @@ def poll_link(
 
 
 def record(store: UsageStorePort, batches: Iterator[PollBatch] | Sequence[PollBatch]) -> Accumulator:
-    """Apply batches and flush once, as the recorder does."""
-    acc = Accumulator(store.load_open_buckets())
+    """Apply batches and flush once, as the recorder does (long gaps as spans)."""
+    acc = Accumulator(store.load_open_buckets(), span_buckets=SPAN_BUCKETS)
     for b in batches:
         acc.apply(b)
     closed, open_b, baselines, _ = acc.snapshot()
-    store.write(closed, open_b, baselines)
+    store.write(closed, open_b, baselines, spans=acc.take_spans(closed))
     return acc
 
 

@@ -8,7 +8,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sitivmon.usage.periods import BUCKET_S, bucket_start, month_of, month_range, parse_month, split_delta
+from sitivmon.usage.periods import (
+    BUCKET_S,
+    bucket_start,
+    month_of,
+    month_range,
+    parse_month,
+    split_delta,
+    split_runs,
+)
 
 
 @pytest.mark.parametrize(
@@ -86,6 +94,45 @@ def test_split_delta_is_exact_and_proportional(start: float, length: float, delt
         for b, p in parts:
             ov = min(e_us, (b + BUCKET_S) * 10**6) - max(s_us, b * 10**6)
             assert abs(p - delta * ov / (e_us - s_us)) <= 1 + delta * 1e-12
+
+
+def expand(runs: list[tuple[int, int, int]]) -> list[tuple[int, int]]:
+    return [(b + i * BUCKET_S, part) for b, n, part in runs for i in range(n)]
+
+
+@given(
+    start=st.one_of(
+        st.floats(min_value=1.7e9, max_value=1.8e9, allow_nan=False),
+        st.integers(min_value=1.7e9 // 300, max_value=1.8e9 // 300).map(lambda b: b * 300.0),  # aligned
+    ),
+    length=st.one_of(
+        st.floats(min_value=-10.0, max_value=3 * 86400.0, allow_nan=False),
+        st.integers(min_value=0, max_value=900).map(lambda b: b * 300.0),  # whole buckets
+        st.sampled_from([1e-7, 4e-7, 299.9999996, 300.0000004, 600.0]),  # microsecond rounding edges
+    ),
+    delta=st.one_of(st.integers(min_value=0, max_value=10**15), st.integers(min_value=-(10**6), max_value=10**6)),
+)
+def test_split_runs_is_split_delta_run_length_encoded(start: float, length: float, delta: int) -> None:
+    """Spans (`buckets.Span`) store runs; every stored bucket must be the one `split_delta` gives."""
+    runs = split_runs(start, start + length, delta)
+    assert expand(runs) == split_delta(start, start + length, delta)
+    assert len(runs) <= 4 and all(n >= 1 for _, n, _ in runs)
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "delta"),
+    [
+        (0.0, 300.0, 5),  # one whole bucket
+        (0.0, 600.0, 1),  # two whole buckets, one unit: the earlier one
+        (150.0, 750.0, 3),  # half, whole, half
+        (299.9999996, 900.0000004, 10**9),  # micro-rounded to whole buckets
+        (1.0, 48 * 3600 + 1.0, 10**12 + 7),  # the two-day gap: 577 buckets
+        (100.0, 100.0 + 30 * 86400, 2**62),  # a month, large delta
+        (10.0, 9.0, 4),  # reversed: the bucket of `end`
+    ],
+)
+def test_split_runs_table(start: float, end: float, delta: int) -> None:
+    assert expand(split_runs(start, end, delta)) == split_delta(start, end, delta)
 
 
 def test_interval_straddling_a_month_boundary_is_split_by_overlap() -> None:
