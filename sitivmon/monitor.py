@@ -29,6 +29,7 @@ from sitivmon.links.interfaces import (
 from sitivmon.links.state import LinkRuntime, apply_row, decode_baseline, link_origin, origin_of, selector_of
 from sitivmon.readings import (
     Anomaly,
+    Baseline,
     CounterInterval,
     GaugeReading,
     LinkState,
@@ -229,7 +230,7 @@ class Monitor:
     def _fold(self, target: Target, poll: TargetPoll, status: TargetStatus) -> None:
         counters: list[CounterInterval] = []
         gauges: list[GaugeReading] = []
-        baselines: dict[str, str] = {}
+        baselines: dict[str, Baseline] = {}
         tables = poll.tables if poll.tables.get("ifDescr") or poll.tables.get("ifName") else {}
         rows: Mapping[int, InterfaceRow] = {}
         memo = self._memos.get(target.name)

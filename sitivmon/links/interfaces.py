@@ -429,6 +429,24 @@ def oriented_series(raw_deltas: Mapping[str, int], side: Side) -> dict[str, int]
     return out
 
 
+# (counter names in a snapshot's order, side) -> per series, the positions of its raw counters.
+_POSITIONS: dict[tuple[tuple[str, ...], Side], tuple[tuple[str, tuple[int, ...]], ...]] = {}
+
+
+def series_positions(names: tuple[str, ...], side: Side) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """Per series (in `SERIES` order), where its raw counters sit in `names`: `oriented_series` of
+    deltas given as a list in that order is `{s: sum(deltas[i] for i in at) for s, at in positions}`.
+    Computed once per counter layout (a handful per device) rather than by name for every link."""
+    known = _POSITIONS.get((names, side))
+    if known is not None:
+        return known
+    where = {name: i for i, name in enumerate(names)}
+    positions = tuple((series, tuple(where[r] for r in source if r in where)) for series, source in _ORIENTED[side])
+    if len(_POSITIONS) < 256:
+        _POSITIONS[(names, side)] = positions
+    return positions
+
+
 def capacities(row: InterfaceRow, configured: int | None) -> dict[str, int | None]:
     """Per raw counter, the most it can grow per second: the configured capacity, else the port speed."""
     cap = configured or row.speed_bytes_per_s

@@ -9,12 +9,21 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii
+from typing import NamedTuple
 
 from sitivmon.config.model import Link, Side
-from sitivmon.links.interfaces import SERIES, STATUS_UP, InterfaceRow, capacities, oriented_series
-from sitivmon.normalize.counters import CounterSnapshot, Deltas, step
+from sitivmon.links.interfaces import (
+    SERIES,
+    STATUS_UP,
+    InterfaceRow,
+    capacities,
+    oriented_series,
+    series_positions,
+)
+from sitivmon.normalize.counters import CounterSnapshot, Deltas, steady, step
 from sitivmon.readings import (
     Anomaly,
+    Baseline,
     CounterInterval,
     Flag,
     GaugeReading,
@@ -23,6 +32,7 @@ from sitivmon.readings import (
     Quantity,
     StateSource,
     UsageKey,
+    baseline_text,
 )
 
 
@@ -119,12 +129,27 @@ def selector_of(rt: LinkRuntime, address: str) -> tuple[int | None, str, str]:
     return _derived(rt, address).selector
 
 
+class LinkBaseline(NamedTuple):
+    """A link's baseline as a poll leaves it, rendered (`text`, `str`) only when it is persisted: the
+    snapshot is immutable, and only the last baseline before a flush is written (`LazyBaseline`)."""
+
+    origin: str
+    if_index: int
+    snapshot: CounterSnapshot
+
+    def text(self) -> str:
+        return encode_baseline(self.origin, self.if_index, self.snapshot)
+
+    def __str__(self) -> str:
+        return self.text()
+
+
 @dataclass(frozen=True, slots=True)
 class LinkPollOutcome:
     event: LinkStateEvent | None
     counters: tuple[CounterInterval, ...]
     gauges: tuple[GaugeReading, ...]
-    baseline: str
+    baseline: LinkBaseline
     flags: frozenset[Flag]
     anomalies: tuple[Anomaly, ...] = ()
 
@@ -141,9 +166,9 @@ def encode_baseline(origin: str, if_index: int, snap: CounterSnapshot) -> str:
     return json.dumps({"origin": origin, "if_index": if_index, "snapshot": snap.to_json()}, separators=(",", ":"))
 
 
-def decode_baseline(text: str) -> tuple[str, int | None, CounterSnapshot]:
+def decode_baseline(text: Baseline) -> tuple[str, int | None, CounterSnapshot]:
     """(origin, ifIndex, snapshot) of a persisted baseline; ValueError/KeyError/TypeError when unreadable."""
-    doc = json.loads(text)
+    doc = json.loads(baseline_text(text))
     if not isinstance(doc, dict):
         raise ValueError("a baseline is an object")
     index = doc.get("if_index")
@@ -177,28 +202,52 @@ def apply_row(
     event = rt.set_state(new_state, at, StateSource.POLL, target)
 
     snap = CounterSnapshot(at, uptime_ticks, row.discontinuity_ticks, row.counters)
-    outcome = step(rt.snapshot, snap, interval_s=interval_s, capacity_bytes_per_s=capacities(row, rt.link.capacity))
+    caps = capacities(row, rt.link.capacity)
+    prev = rt.snapshot
+    derived = _derived(rt, None)
+    gauges: tuple[GaugeReading, ...] = ()
+    if new_state is not LinkState.UNKNOWN:
+        gauges = (GaugeReading(derived.up, at, 1.0 if new_state is LinkState.UP else 0.0),)
+    plain = None if prev is None else steady(prev, snap, interval_s=interval_s, capacity_bytes_per_s=caps)
+    if plain is not None:
+        # The usual poll (`steady`): what `step` would give, without its dicts; `snap` is the baseline.
+        assert prev is not None
+        rt.snapshot = snap
+        names = tuple(snap.counters)
+        totals = rt.totals
+        series: dict[str, int] = {}
+        for name, at_ in series_positions(names, rt.link.side):
+            if len(at_) == 1:
+                value = plain[at_[0]]
+            else:
+                value = 0
+                for i in at_:
+                    value += plain[i]
+            series[name] = value
+            totals[name] += value
+        start = prev.at
+        counters = tuple(
+            CounterInterval(key, start, at, series[name], _NO_FLAGS) for name, raw, key in derived.keys if raw in names
+        )
+        return LinkPollOutcome(event, counters, gauges, LinkBaseline(origin, row.index, snap), _NO_FLAGS)
+    outcome = step(prev, snap, interval_s=interval_s, capacity_bytes_per_s=caps)
     # The normaliser's baseline, not the raw reading: it keeps what the reading lacked or set aside,
     # and the previous reading when the clock stepped back.
     rt.snapshot = outcome.baseline
     deltas = outcome.deltas
     anomalies = tuple(Anomaly(a.reason, f"{rt.link.id} {a.subject}", a.detail) for a in outcome.anomalies)
-    counters: tuple[CounterInterval, ...] = ()
+    counters = ()
     flags: frozenset[Flag] = _NO_FLAGS
-    derived = _derived(rt, None)
     if deltas is not None:
         flags = deltas.flags
-        series = oriented_series(deltas.values, rt.link.side)
+        oriented = oriented_series(deltas.values, rt.link.side)
         totals = rt.totals
-        for name, value in series.items():
+        for name, value in oriented.items():
             totals[name] += value
         if flags and not flags.isdisjoint(_DISCONTINUITY):
             rt.discontinuities += 1
-        counters = _usage_counters(derived, deltas, series)
-    gauges: tuple[GaugeReading, ...] = ()
-    if new_state is not LinkState.UNKNOWN:
-        gauges = (GaugeReading(derived.up, at, 1.0 if new_state is LinkState.UP else 0.0),)
-    return LinkPollOutcome(event, counters, gauges, encode_baseline(origin, row.index, rt.snapshot), flags, anomalies)
+        counters = _usage_counters(derived, deltas, oriented)
+    return LinkPollOutcome(event, counters, gauges, LinkBaseline(origin, row.index, rt.snapshot), flags, anomalies)
 
 
 _USAGE = (("receive_bytes", "in_octets", Quantity.TRAFFIC_IN), ("transmit_bytes", "out_octets", Quantity.TRAFFIC_OUT))

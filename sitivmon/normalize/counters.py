@@ -488,6 +488,78 @@ def step(
     )
 
 
+def steady(
+    prev: CounterSnapshot,
+    cur: CounterSnapshot,
+    *,
+    interval_s: float,
+    capacity_bytes_per_s: Mapping[str, int | None] | None = None,
+    gap_factor: float = 2.5,
+) -> list[int] | None:
+    """`step`'s deltas, in `cur.counters`' order, when it would find nothing unusual; None otherwise.
+
+    Nothing unusual: the same counters in the same order with the same widths as the baseline, no
+    value held or known to wrap at 2**32 (nor an HC 2**64-1), no reboot, no discontinuity, no
+    uptime wrap, a later reading within `gap_factor` intervals, and every counter grown by no more
+    than its limit without an ambiguous 32-bit byte counter. That is every link on almost every
+    poll; `step` then gives exactly these values, no flag, no anomaly, no `since`, and `cur` itself
+    as the baseline (without its held values and wrap32, which it must not have: None if it does).
+    The fold calls this first and `step` when it answers None, building none of `step`'s dicts,
+    `Deltas` and `Step` for the usual link (tests/unit/test_counters_steady.py compares the two on
+    random histories).
+    """
+    earlier = prev.counters
+    now_counters = cur.counters
+    if prev.wrap32 or cur.wrap32 or len(earlier) != len(now_counters):
+        return None
+    at, then = cur.at, prev.at
+    elapsed = at - then
+    if not (elapsed > 0 and not elapsed > gap_factor * interval_s):
+        return None
+    # `rebooted` and `_span`, for a reading that must not be a reboot.
+    if (
+        prev.discontinuity_ticks is not None
+        and cur.discontinuity_ticks is not None
+        and cur.discontinuity_ticks != prev.discontinuity_ticks
+    ):
+        return None
+    span = elapsed
+    up, prev_up = cur.uptime_ticks, prev.uptime_ticks
+    if up is not None and prev_up is not None:
+        if up < prev_up or at - up / 100.0 > then + BOOT_SLACK_S:
+            return None  # a reboot, or the 497-day wrap: `step` tells them apart
+        span = max(elapsed, min((up - prev_up) % WRAP32 / 100.0, elapsed + MAX_CLOCK_STEP_S))
+    slack = span * 1.05 + 1.0
+    plain_limit = min(int(MAX_BYTES_PER_S * slack), MAX_DELTA)
+    caps = capacity_bytes_per_s or {}
+    deltas: list[int] = []
+    append = deltas.append
+    for (name, now), (before_name, before) in zip(now_counters.items(), earlier.items(), strict=True):
+        value, bits, held = now
+        before_value, before_bits, before_held = before
+        if (
+            name != before_name
+            or held is not None
+            or before_held is not None
+            or bits != before_bits
+            or value < before_value
+            or value == UNAVAILABLE64
+        ):
+            return None
+        if name in caps:
+            cap = caps[name]
+            limit = min(int(cap * slack), MAX_DELTA) if cap else plain_limit
+            if bits != 64 and limit >= WRAP32:
+                return None  # a 32-bit byte counter that may have wrapped more than once: flagged
+        else:
+            limit = plain_limit
+        delta = value - before_value
+        if delta > limit:
+            return None
+        append(delta)
+    return deltas
+
+
 def _detail(reason: str, before: RawCounter, now: RawCounter, limit: int, span: float) -> str:
     if reason == "counter_ambiguous":
         return (

@@ -39,7 +39,7 @@ from types import TracebackType
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from sitivmon.aio import wait_event
-from sitivmon.readings import Anomaly, CounterInterval, Flag, GaugeReading, PollBatch, UsageKey
+from sitivmon.readings import Anomaly, Baseline, CounterInterval, Flag, GaugeReading, PollBatch, UsageKey, baseline_text
 
 from .buckets import BUCKET_US, GAPLIKE, SCALE, Bucket, expected_milli, flag_bits
 from .config import UsageSettings
@@ -156,7 +156,7 @@ class Accumulator:
         for (key, start), b in (open_buckets or {}).items():
             self.open[key][start] = b
         self.closed: dict[BucketKey, Bucket] = {}
-        self.baselines: dict[str, str] = {}
+        self.baselines: dict[str, Baseline] = {}  # rendered by `snapshot`: only the last one of a flush
         self.batches = 0  # applied since the last successful flush
         self._watermark: dict[UsageKey, int] = {k: min(starts) for k, starts in self.open.items() if starts}
 
@@ -258,7 +258,8 @@ class Accumulator:
     def snapshot(self) -> tuple[dict[BucketKey, Bucket], dict[BucketKey, Bucket], dict[str, str], int]:
         """What the next flush writes; the closed part and baselines are taken (restored on failure)."""
         closed, self.closed = self.closed, {}
-        baselines, self.baselines = self.baselines, {}
+        baselines = {subject: baseline_text(b) for subject, b in self.baselines.items()}
+        self.baselines = {}
         batches, self.batches = self.batches, 0
         open_copy = {
             (k, s): Bucket(b.value, b.covered_us, b.readings, b.expected_milli, b.flags)
