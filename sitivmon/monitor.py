@@ -257,7 +257,7 @@ class Monitor:
                     rt.resolve_error = str(exc)
                     self._emit(rt.set_state(LinkState.UNKNOWN, poll.at, StateSource.POLL, target.name))
                     continue
-                published = (rt.admin_up, rt.interface)
+                admin_up, interface = rt.admin_up, rt.interface  # as published
                 outcome = apply_row(
                     rt,
                     row,
@@ -267,13 +267,16 @@ class Monitor:
                     target=target.name,
                     origin=origin_of(rt, target.address),
                 )
-                self._emit(outcome.event)
-                if outcome.event is None and (rt.admin_up, rt.interface) != published:
+                if outcome.event is not None:
+                    self._emit(outcome.event)
+                elif rt.admin_up != admin_up or rt.interface != interface:
                     self._refresh_state(rt, target.name, StateSource.POLL, poll.at)
-                self.note_anomalies(status, row.anomalies)
-                self.note_anomalies(status, outcome.anomalies)
-                counters.extend(outcome.counters)
-                gauges.extend(outcome.gauges)
+                if row.anomalies:
+                    self.note_anomalies(status, row.anomalies)
+                if outcome.anomalies:
+                    self.note_anomalies(status, outcome.anomalies)
+                counters += outcome.counters
+                gauges += outcome.gauges
                 baselines[rt.link.id] = outcome.baseline
         for handler in self.handlers:
             try:

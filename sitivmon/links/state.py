@@ -144,8 +144,9 @@ class LinkBaseline(NamedTuple):
         return self.text()
 
 
-@dataclass(frozen=True, slots=True)
-class LinkPollOutcome:
+class LinkPollOutcome(NamedTuple):
+    """What one poll did to a link. A named tuple: one per link per poll (`LinkBaseline`'s reason)."""
+
     event: LinkStateEvent | None
     counters: tuple[CounterInterval, ...]
     gauges: tuple[GaugeReading, ...]
@@ -201,7 +202,7 @@ def apply_row(
         new_state = LinkState.UP if row.oper_status == STATUS_UP else LinkState.DOWN
     event = rt.set_state(new_state, at, StateSource.POLL, target)
 
-    snap = CounterSnapshot(at, uptime_ticks, row.discontinuity_ticks, row.counters)
+    snap = _new(CounterSnapshot, (at, uptime_ticks, row.discontinuity_ticks, row.counters, _NO_NAMES))
     caps = capacities(row, rt.link.capacity)
     prev = rt.snapshot
     derived = _derived(rt, None)
@@ -229,7 +230,8 @@ def apply_row(
         counters = tuple(
             CounterInterval(key, start, at, series[name], _NO_FLAGS) for name, raw, key in derived.keys if raw in names
         )
-        return LinkPollOutcome(event, counters, gauges, LinkBaseline(origin, row.index, snap), _NO_FLAGS)
+        baseline = _new(LinkBaseline, (origin, row.index, snap))
+        return _new(LinkPollOutcome, (event, counters, gauges, baseline, _NO_FLAGS, ()))
     outcome = step(prev, snap, interval_s=interval_s, capacity_bytes_per_s=caps)
     # The normaliser's baseline, not the raw reading: it keeps what the reading lacked or set aside,
     # and the previous reading when the clock stepped back.
@@ -255,6 +257,8 @@ _OTHER_SIDE = {"in_octets": "out_octets", "out_octets": "in_octets"}
 
 
 _NO_FLAGS: frozenset[Flag] = frozenset()
+_NO_NAMES: frozenset[str] = frozenset()
+_new = tuple.__new__  # a named tuple without its Python-level `__new__` (once per link per poll)
 _DISCONTINUITY = frozenset({Flag.RESET, Flag.CLAMP})
 
 
