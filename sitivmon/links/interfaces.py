@@ -247,16 +247,25 @@ class _Columns:
                 elif value is not None and (hc_value := _counter(value, 64)) is not None:
                     counters[raw] = _raw_counter(RawCounter, (hc_value, 64, None))
                     continue
-            low_value = _cell_counter(low, idx, _LIMIT32, 32)
-            if low_value is not None:
+            value = low.get(idx)  # `_cell_counter`, inline (as below): a dozen cells per row
+            if type(value) is int:
+                if 0 <= value < _LIMIT32:
+                    counters[raw] = _raw_counter(RawCounter, (value, 32, None))
+            elif value is not None and (low_value := _counter(value, 32)) is not None:
                 counters[raw] = _raw_counter(RawCounter, (low_value, 32, None))
         for mc_name, bc_name, nu_name, mc_col, bc_col, nu_col in self.nucast:
-            mc, bc = _cell_counter(mc_col, idx, _LIMIT64, 64), _cell_counter(bc_col, idx, _LIMIT64, 64)
+            mc, bc = mc_col.get(idx), bc_col.get(idx)
+            if not (type(mc) is int and 0 <= mc < _LIMIT64):
+                mc = None if mc is None or type(mc) is int else _counter(mc, 64)
+            if not (type(bc) is int and 0 <= bc < _LIMIT64):
+                bc = None if bc is None or type(bc) is int else _counter(bc, 64)
             if mc is not None and bc is not None:
                 counters[mc_name] = _raw_counter(RawCounter, (mc, 64, None))
                 counters[bc_name] = _raw_counter(RawCounter, (bc, 64, None))
             else:
-                nu = _cell_counter(nu_col, idx, _LIMIT32, 32)
+                nu = nu_col.get(idx)
+                if not (type(nu) is int and 0 <= nu < _LIMIT32):
+                    nu = None if nu is None or type(nu) is int else _counter(nu, 32)
                 if nu is not None:
                     counters[nu_name] = _raw_counter(RawCounter, (nu, 32, None))
         raw_static = (
