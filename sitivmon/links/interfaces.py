@@ -8,13 +8,14 @@ ones are used (and their wraps handled by normalisation). Strings are decoded by
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import operator
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 from sitivmon.config.model import InterfaceSelector, Side
-from sitivmon.normalize.counters import RawCounter
+from sitivmon.normalize.counters import FlatCounters, RawCounter, shared_layout
 from sitivmon.normalize.text import device_text
 from sitivmon.readings import Anomaly
 from sitivmon.snmp.client import Value
@@ -219,7 +220,9 @@ class _Columns:
     """One poll's columns, each looked up once rather than once per row and cell (a row reads 26 cells:
     two dict look-ups each were a fifth of the fold's CPU at 500 links per target)."""
 
-    __slots__ = ("admin", "alias", "change", "counters", "descr", "disc", "high", "name", "nucast", "oper", "speed")
+    __slots__ = (
+        "admin", "alias", "change", "counters", "descr", "disc", "high", "name", "nucast", "oper", "plan", "speed"
+    )  # fmt: skip
 
     def __init__(self, tables: Tables) -> None:
         get = tables.get
@@ -233,41 +236,46 @@ class _Columns:
         self.speed, self.high = get("ifSpeed", _EMPTY), get("ifHighSpeed", _EMPTY)
         self.admin, self.oper = get("ifAdminStatus", _EMPTY), get("ifOperStatus", _EMPTY)
         self.change, self.disc = get("ifLastChange", _EMPTY), get("ifCounterDiscontinuityTime", _EMPTY)
+        self.plan = self._plan()
+
+    def _plan(
+        self,
+    ) -> tuple[tuple[str, ...], tuple[int, ...], tuple[Callable[[str], Value | None], ...], tuple[int, ...]]:
+        """The counters a row has when every cell of the walked columns is a plain int: per counter, its
+        HC column when walked, else its 32-bit one; multicast + broadcast when both were walked, else
+        the non-unicast column. `row` reads these cells first and takes the cell-by-cell way (the
+        same outcome for such a row) only when one of them is missing or no plain int in range."""
+        names: list[str] = []
+        widths: list[int] = []
+        getters: list[Callable[[str], Value | None]] = []
+        for raw, hc, low in self.counters:
+            column, bits = (hc, 64) if hc else (low, 32)
+            if column:
+                names.append(raw)
+                widths.append(bits)
+                getters.append(column.get)
+        for mc_name, bc_name, nu_name, mc_col, bc_col, nu_col in self.nucast:
+            if mc_col and bc_col:
+                names += (mc_name, bc_name)
+                widths += (64, 64)
+                getters += (mc_col.get, bc_col.get)
+            elif nu_col:
+                names.append(nu_name)
+                widths.append(32)
+                getters.append(nu_col.get)
+        shared_names, shared_widths = shared_layout(tuple(names), tuple(widths))
+        limits = tuple(_LIMIT64 if bits == 64 else _LIMIT32 for bits in widths)
+        return shared_names, shared_widths, tuple(getters), limits
 
     def row(self, idx: str, statics: dict[str, tuple[_StaticRaw, _Static]] | None = None) -> InterfaceRow:
         """The row of one interface; `statics` (idx -> raw values, decoded) is read and updated."""
-        counters: dict[str, RawCounter] = {}
-        for raw, hc, low in self.counters:
-            if hc is not None:
-                value = hc.get(idx)  # `_cell_counter`, inline for the plain int agents serve
-                if type(value) is int:
-                    if 0 <= value < _LIMIT64:
-                        counters[raw] = _raw_counter(RawCounter, (value, 64, None))
-                        continue
-                elif value is not None and (hc_value := _counter(value, 64)) is not None:
-                    counters[raw] = _raw_counter(RawCounter, (hc_value, 64, None))
-                    continue
-            value = low.get(idx)  # `_cell_counter`, inline (as below): a dozen cells per row
-            if type(value) is int:
-                if 0 <= value < _LIMIT32:
-                    counters[raw] = _raw_counter(RawCounter, (value, 32, None))
-            elif value is not None and (low_value := _counter(value, 32)) is not None:
-                counters[raw] = _raw_counter(RawCounter, (low_value, 32, None))
-        for mc_name, bc_name, nu_name, mc_col, bc_col, nu_col in self.nucast:
-            mc, bc = mc_col.get(idx), bc_col.get(idx)
-            if not (type(mc) is int and 0 <= mc < _LIMIT64):
-                mc = None if mc is None or type(mc) is int else _counter(mc, 64)
-            if not (type(bc) is int and 0 <= bc < _LIMIT64):
-                bc = None if bc is None or type(bc) is int else _counter(bc, 64)
-            if mc is not None and bc is not None:
-                counters[mc_name] = _raw_counter(RawCounter, (mc, 64, None))
-                counters[bc_name] = _raw_counter(RawCounter, (bc, 64, None))
-            else:
-                nu = nu_col.get(idx)
-                if not (type(nu) is int and 0 <= nu < _LIMIT32):
-                    nu = None if nu is None or type(nu) is int else _counter(nu, 32)
-                if nu is not None:
-                    counters[nu_name] = _raw_counter(RawCounter, (nu, 32, None))
+        names, widths, getters, limits = self.plan
+        cells = [get(idx) for get in getters]  # whole-row checks below run in C, not cell by cell
+        numbers = cast("list[int]", cells)  # when the first check holds
+        if cells and set(map(type, cells)) == _INT_ONLY and min(numbers) >= 0 and all(map(_lt, numbers, limits)):
+            counters = FlatCounters(names, tuple(numbers), widths)
+        else:
+            counters = self._counters(idx)
         raw_static = (
             self.name.get(idx), self.alias.get(idx), self.descr.get(idx), self.speed.get(idx), self.high.get(idx)
         )  # fmt: skip
@@ -298,6 +306,43 @@ class _Columns:
                 speed.anomalies,
             ),
         )
+
+    def _counters(self, idx: str) -> FlatCounters:
+        """A row's counters cell by cell: the HC cell when it holds a counter, else the 32-bit one."""
+        names: list[str] = []
+        values: list[int] = []
+        widths: list[int] = []
+        for raw, hc, low in self.counters:
+            if hc is not None:
+                hc_value = _cell_counter(hc, idx, _LIMIT64, 64)
+                if hc_value is not None:
+                    names.append(raw)
+                    values.append(hc_value)
+                    widths.append(64)
+                    continue
+            low_value = _cell_counter(low, idx, _LIMIT32, 32)
+            if low_value is not None:
+                names.append(raw)
+                values.append(low_value)
+                widths.append(32)
+        for mc_name, bc_name, nu_name, mc_col, bc_col, nu_col in self.nucast:
+            mc, bc = _cell_counter(mc_col, idx, _LIMIT64, 64), _cell_counter(bc_col, idx, _LIMIT64, 64)
+            if mc is not None and bc is not None:
+                names += (mc_name, bc_name)
+                values += (mc, bc)
+                widths += (64, 64)
+            else:
+                nu = _cell_counter(nu_col, idx, _LIMIT32, 32)
+                if nu is not None:
+                    names.append(nu_name)
+                    values.append(nu)
+                    widths.append(32)
+        shared_names, shared_widths = shared_layout(tuple(names), tuple(widths))
+        return FlatCounters(shared_names, tuple(values), shared_widths)
+
+
+_INT_ONLY = {int}
+_lt = operator.lt
 
 
 _new_row = tuple.__new__  # `InterfaceRow(...)` without the named tuple's Python-level `__new__`

@@ -20,7 +20,7 @@ from sitivmon.links.interfaces import (
     oriented_series,
     series_positions,
 )
-from sitivmon.normalize.counters import CounterSnapshot, Deltas, steady, step
+from sitivmon.normalize.counters import CounterSnapshot, Deltas, FlatCounters, steady, step
 from sitivmon.readings import (
     Anomaly,
     Baseline,
@@ -214,7 +214,8 @@ def apply_row(
         # The usual poll (`steady`): what `step` would give, without its dicts; `snap` is the baseline.
         assert prev is not None
         rt.snapshot = snap
-        names = tuple(snap.counters)
+        counters_read = snap.counters
+        names = counters_read.names if type(counters_read) is FlatCounters else tuple(counters_read)
         totals = rt.totals
         series: dict[str, int] = {}
         for name, at_ in series_positions(names, rt.link.side):

@@ -60,7 +60,7 @@ from __future__ import annotations
 import json
 import math
 import operator
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import NamedTuple
@@ -88,6 +88,53 @@ class RawCounter(NamedTuple):
 
 
 _NO_COUNTERS: Mapping[str, RawCounter] = MappingProxyType({})
+
+
+class FlatCounters(Mapping[str, RawCounter]):
+    """An interface's counters as read, none held: names, values and widths as three tuples.
+
+    What a poll reads, as the `Mapping` a snapshot holds: a dict of a dozen `RawCounter`s per link
+    per poll was 13 objects for the garbage collector to track (and to promote, since a baseline
+    lives a poll interval); this is one, and the layout tuples are shared (`layout`). `steady` and
+    `to_json` read the tuples directly; anything else sees RawCounters (made when read). Never
+    changed once made.
+    """
+
+    __slots__ = ("names", "numbers", "widths")
+
+    def __init__(self, names: tuple[str, ...], numbers: tuple[int, ...], widths: tuple[int, ...]) -> None:
+        self.names = names
+        self.numbers = numbers
+        self.widths = widths
+
+    def __getitem__(self, name: str) -> RawCounter:
+        i = _positions(self.names)[name]
+        return RawCounter(self.numbers[i], self.widths[i])
+
+    def __contains__(self, name: object) -> bool:
+        return name in _positions(self.names)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __repr__(self) -> str:
+        return f"FlatCounters({dict(self)!r})"
+
+
+_SHARED: dict[tuple[object, ...], tuple[object, ...]] = {}
+
+
+def shared_layout(names: tuple[str, ...], widths: tuple[int, ...]) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """The shared copies of a counter layout's names and widths (a handful per device), so that the
+    links' snapshots compare them by identity and hold no tuples of their own."""
+    if len(_SHARED) > 1024:
+        _SHARED.clear()
+    shared_names = _SHARED.setdefault(names, names)
+    shared_widths = _SHARED.setdefault(widths, widths)
+    return shared_names, shared_widths  # type: ignore[return-value]  # each key is its own value
 
 
 class CounterSnapshot(NamedTuple):
@@ -217,6 +264,18 @@ def _fast_json(snap: CounterSnapshot) -> str | None:
     if layout is None:
         return None
     args: list[object] = [at]
+    if type(counters) is FlatCounters:  # nothing held: the values and widths by position
+        where, numbers, widths = _positions(counters.names), counters.numbers, counters.widths
+        for name in layout[0]:
+            i = where[name]
+            value, bits = numbers[i], widths[i]
+            if type(value) is not int or type(bits) is not int:
+                return _fast_json_each(snap, at, up, disc)
+            args.append(value)
+            args.append(bits)
+        args.append(disc)
+        args.append(up)
+        return _with_wrap32(snap, layout[1] % tuple(args))
     for name in layout[0]:
         raw = counters[name]
         value, bits = raw.value, raw.bits
@@ -518,7 +577,7 @@ def steady(
     """
     earlier = prev.counters
     now_counters = cur.counters
-    if prev.wrap32 or cur.wrap32 or not now_counters or len(earlier) != len(now_counters):
+    if prev.wrap32 or cur.wrap32:
         return None
     at, then = cur.at, prev.at
     elapsed = at - then
@@ -537,14 +596,24 @@ def steady(
         if up < prev_up or at - up / 100.0 > then + BOOT_SLACK_S:
             return None  # a reboot, or the 497-day wrap: `step` tells them apart
         span = max(elapsed, min((up - prev_up) % WRAP32 / 100.0, elapsed + MAX_CLOCK_STEP_S))
-    names = tuple(now_counters)
-    if names != tuple(earlier):
-        return None
     # Whole columns at once (C loops): the layout is the same, so position i is the same counter.
-    values, bits, held = zip(*now_counters.values(), strict=False)  # RawCounters: three columns each
-    before_values, before_bits, before_held = zip(*earlier.values(), strict=False)
-    if bits != before_bits or held.count(None) != len(held) or before_held.count(None) != len(held):
-        return None
+    values: Sequence[int]
+    bits: Sequence[int]
+    if type(now_counters) is FlatCounters and type(earlier) is FlatCounters:  # as polls make them
+        names, bits, values = now_counters.names, now_counters.widths, now_counters.numbers
+        if (names is not earlier.names and names != earlier.names) or not names:
+            return None
+        if bits is not earlier.widths and bits != earlier.widths:
+            return None
+        before_values = earlier.numbers
+    else:
+        names = tuple(now_counters)
+        if names != tuple(earlier) or not names:
+            return None
+        values, bits, held = zip(*now_counters.values(), strict=False)  # RawCounters: three columns each
+        before_values, before_bits, before_held = zip(*earlier.values(), strict=False)
+        if bits != before_bits or held.count(None) != len(held) or before_held.count(None) != len(held):
+            return None
     deltas = list(map(operator.sub, values, before_values))
     if min(deltas) < 0 or UNAVAILABLE64 in values:
         return None
