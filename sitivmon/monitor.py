@@ -26,7 +26,7 @@ from sitivmon.links.interfaces import (
     RowMemo,
     interface_rows,
 )
-from sitivmon.links.state import LinkRuntime, apply_row, decode_baseline, link_origin, origin_of, selector_of
+from sitivmon.links.state import LinkRuntime, apply_row, decode_baseline, derived_of, link_origin
 from sitivmon.readings import (
     Anomaly,
     Baseline,
@@ -247,7 +247,8 @@ class Monitor:
             uptime_ticks = uptime if isinstance(uptime, int) else None
             for rt in links:
                 try:
-                    row = interfaces.resolve_parts(*selector_of(rt, target.address))
+                    derived = derived_of(rt, target.address)
+                    row = interfaces.resolve_parts(*derived.selector)
                 except ResolveError as exc:
                     # Counted on every poll the link stays unresolved (the metric's rate shows it is
                     # still so); logged once per distinct error.
@@ -265,7 +266,7 @@ class Monitor:
                     uptime_ticks=uptime_ticks,
                     interval_s=status.interval_s,
                     target=target.name,
-                    origin=origin_of(rt, target.address),
+                    origin=derived.origin,
                 )
                 if outcome.event is not None:
                     self._emit(outcome.event)

@@ -33,6 +33,8 @@ from sitivmon.readings import (
     StateSource,
     UsageKey,
     baseline_text,
+    counter_interval,
+    gauge_reading,
 )
 
 
@@ -116,6 +118,11 @@ def _derived(rt: LinkRuntime, address: str | None) -> _Derived:
     up = UsageKey(link.commune, link.id, Quantity.LINK_UP)
     d = rt.derived = _Derived(link, address, origin, keys, up, selector)
     return d
+
+
+def derived_of(rt: LinkRuntime, address: str) -> _Derived:
+    """What every poll of the link reuses (its origin, selector, usage keys), for this address."""
+    return _derived(rt, address)
 
 
 def origin_of(rt: LinkRuntime, address: str) -> str:
@@ -208,7 +215,7 @@ def apply_row(
     derived = _derived(rt, None)
     gauges: tuple[GaugeReading, ...] = ()
     if new_state is not LinkState.UNKNOWN:
-        gauges = (GaugeReading(derived.up, at, 1.0 if new_state is LinkState.UP else 0.0),)
+        gauges = (gauge_reading(derived.up, at, 1.0 if new_state is LinkState.UP else 0.0),)
     plain = None if prev is None else steady(prev, snap, interval_s=interval_s, capacity_bytes_per_s=caps)
     if plain is not None:
         # The usual poll (`steady`): what `step` would give, without its dicts; `snap` is the baseline.
@@ -228,9 +235,19 @@ def apply_row(
             series[name] = value
             totals[name] += value
         start = prev.at
-        counters = tuple(
-            CounterInterval(key, start, at, series[name], _NO_FLAGS) for name, raw, key in derived.keys if raw in names
-        )
+        (receive, receive_raw, receive_key), (transmit, transmit_raw, transmit_key) = derived.keys
+        counters: tuple[CounterInterval, ...]
+        if receive_raw in names and transmit_raw in names:
+            counters = (
+                counter_interval(receive_key, start, at, series[receive], _NO_FLAGS),
+                counter_interval(transmit_key, start, at, series[transmit], _NO_FLAGS),
+            )
+        else:
+            counters = tuple(
+                counter_interval(key, start, at, series[name], _NO_FLAGS)
+                for name, raw, key in derived.keys
+                if raw in names
+            )
         baseline = _new(LinkBaseline, (origin, row.index, snap))
         return _new(LinkPollOutcome, (event, counters, gauges, baseline, _NO_FLAGS, ()))
     outcome = step(prev, snap, interval_s=interval_s, capacity_bytes_per_s=caps)

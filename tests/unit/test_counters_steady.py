@@ -6,6 +6,7 @@ against the dict it stands for, and a baseline rendered at the flush against the
 from __future__ import annotations
 
 import random
+from dataclasses import FrozenInstanceError, replace
 from typing import Any
 
 import pytest
@@ -22,7 +23,17 @@ from sitivmon.normalize.counters import (
     steady,
     step,
 )
-from sitivmon.readings import PollBatch, baseline_text
+from sitivmon.readings import (
+    CounterInterval,
+    Flag,
+    GaugeReading,
+    PollBatch,
+    Quantity,
+    UsageKey,
+    baseline_text,
+    counter_interval,
+    gauge_reading,
+)
 from sitivmon.usage.recorder import Accumulator
 
 NAMES = ("in_octets", "out_octets", "in_ucast", "out_ucast", "in_errors", "in_mcast", "in_bcast")
@@ -185,3 +196,16 @@ def test_baselines_are_rendered_when_the_flush_takes_them() -> None:
     assert baselines == {"l1": text, "l2": "as given"} and all(type(v) is str for v in baselines.values())
     acc.restore({}, baselines, 1)
     assert acc.snapshot()[2] == baselines
+
+
+def test_records_made_without_init_are_the_records() -> None:
+    key = UsageKey("givors", "n1", Quantity.TRAFFIC_IN)
+    made = counter_interval(key, 1.0, 2.0, 5, frozenset({Flag.GAP}))
+    built = CounterInterval(key, 1.0, 2.0, 5, frozenset({Flag.GAP}))
+    assert made == built and hash(made) == hash(built) and repr(made) == repr(built)
+    assert replace(made, delta=0) == CounterInterval(key, 1.0, 2.0, 0, frozenset({Flag.GAP}))
+    with pytest.raises(FrozenInstanceError):
+        made.delta = 1  # type: ignore[misc]
+    up = UsageKey("givors", "n1", Quantity.LINK_UP)
+    assert gauge_reading(up, 3.0, 1.0) == GaugeReading(up, 3.0, 1.0)
+    assert repr(gauge_reading(up, 3.0, 0.0)) == repr(GaugeReading(up, 3.0, 0.0))
