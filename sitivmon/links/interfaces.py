@@ -182,9 +182,6 @@ def interface_indexes(tables: Tables) -> set[str]:
 
 _EMPTY: Mapping[str, Value] = {}
 _LIMIT64, _LIMIT32 = 1 << 64, 1 << 32
-# `RawCounter(value, bits)` without the named tuple's Python-level `__new__` (a dozen counters of every
-# linked row on every poll); `RawCounter._make` would be the same, with a length check.
-_raw_counter = tuple.__new__
 _NUCAST_NAMES = {d: (f"{d}_mcast", f"{d}_bcast", f"{d}_nucast") for d in ("in", "out")}
 
 

@@ -121,19 +121,10 @@ def _derived(rt: LinkRuntime, address: str | None) -> _Derived:
 
 
 def derived_of(rt: LinkRuntime, address: str) -> _Derived:
-    """What every poll of the link reuses (its origin, selector, usage keys), for this address."""
+    """What every poll of the link reuses for this target address: its origin (`link_origin`), its
+    interface selector taken apart for `InterfaceIndex.resolve_parts` (the selector's `key` and
+    `wanted` are properties that search), its usage keys. Once per link config, not on every poll."""
     return _derived(rt, address)
-
-
-def origin_of(rt: LinkRuntime, address: str) -> str:
-    """`link_origin(address, rt.link)`, computed once per link config and address."""
-    return _derived(rt, address).origin
-
-
-def selector_of(rt: LinkRuntime, address: str) -> tuple[int | None, str, str]:
-    """The link's interface selector taken apart, for `InterfaceIndex.resolve_parts` (once per link
-    config, not on every poll: the selector's `key` and `wanted` are properties that search)."""
-    return _derived(rt, address).selector
 
 
 class LinkBaseline(NamedTuple):
