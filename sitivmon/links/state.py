@@ -143,7 +143,8 @@ class LinkBaseline(NamedTuple):
 
 
 class LinkPollOutcome(NamedTuple):
-    """What one poll did to a link. A named tuple: one per link per poll (`LinkBaseline`'s reason)."""
+    """What one poll did to a link. A named tuple rather than a frozen dataclass: one is made per link
+    per poll (with `tuple.__new__` on the usual poll)."""
 
     event: LinkStateEvent | None
     counters: tuple[CounterInterval, ...]
@@ -208,9 +209,8 @@ def apply_row(
     if new_state is not LinkState.UNKNOWN:
         gauges = (gauge_reading(derived.up, at, 1.0 if new_state is LinkState.UP else 0.0),)
     plain = None if prev is None else steady(prev, snap, interval_s=interval_s, capacity_bytes_per_s=caps)
-    if plain is not None:
+    if prev is not None and plain is not None:
         # The usual poll (`steady`): what `step` would give, without its dicts; `snap` is the baseline.
-        assert prev is not None
         rt.snapshot = snap
         counters_read = snap.counters
         names = counters_read.names if type(counters_read) is FlatCounters else tuple(counters_read)
