@@ -514,7 +514,17 @@ def series_positions(names: tuple[str, ...], side: Side) -> tuple[tuple[str, tup
     return positions
 
 
-def capacities(row: InterfaceRow, configured: int | None) -> dict[str, int | None]:
-    """Per raw counter, the most it can grow per second: the configured capacity, else the port speed."""
+def capacities(row: InterfaceRow, configured: int | None) -> Mapping[str, int | None]:
+    """Per raw counter, the most it can grow per second: the configured capacity, else the port speed.
+
+    The same read-only mapping for every link of a capacity (a dict per link per poll, otherwise)."""
     cap = configured or row.speed_bytes_per_s
-    return {"in_octets": cap, "out_octets": cap}
+    known = _CAPACITIES.get(cap) if type(cap) is int or cap is None else None
+    if known is None:
+        known = MappingProxyType({"in_octets": cap, "out_octets": cap})
+        if (type(cap) is int or cap is None) and len(_CAPACITIES) < 1024:
+            _CAPACITIES[cap] = known
+    return known
+
+
+_CAPACITIES: dict[int | None, Mapping[str, int | None]] = {}
