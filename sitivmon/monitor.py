@@ -26,9 +26,10 @@ from sitivmon.links.interfaces import (
     RowMemo,
     interface_rows,
 )
-from sitivmon.links.state import LinkRuntime, apply_row, decode_baseline, link_origin, origin_of, selector_of
+from sitivmon.links.state import LinkRuntime, apply_row, decode_baseline, derived_of, link_origin
 from sitivmon.readings import (
     Anomaly,
+    Baseline,
     CounterInterval,
     GaugeReading,
     LinkState,
@@ -229,7 +230,7 @@ class Monitor:
     def _fold(self, target: Target, poll: TargetPoll, status: TargetStatus) -> None:
         counters: list[CounterInterval] = []
         gauges: list[GaugeReading] = []
-        baselines: dict[str, str] = {}
+        baselines: dict[str, Baseline] = {}
         tables = poll.tables if poll.tables.get("ifDescr") or poll.tables.get("ifName") else {}
         rows: Mapping[int, InterfaceRow] = {}
         memo = self._memos.get(target.name)
@@ -246,7 +247,8 @@ class Monitor:
             uptime_ticks = uptime if isinstance(uptime, int) else None
             for rt in links:
                 try:
-                    row = interfaces.resolve_parts(*selector_of(rt, target.address))
+                    derived = derived_of(rt, target.address)
+                    row = interfaces.resolve_parts(*derived.selector)
                 except ResolveError as exc:
                     # Counted on every poll the link stays unresolved (the metric's rate shows it is
                     # still so); logged once per distinct error.
@@ -256,7 +258,7 @@ class Monitor:
                     rt.resolve_error = str(exc)
                     self._emit(rt.set_state(LinkState.UNKNOWN, poll.at, StateSource.POLL, target.name))
                     continue
-                published = (rt.admin_up, rt.interface)
+                admin_up, interface = rt.admin_up, rt.interface  # as published
                 outcome = apply_row(
                     rt,
                     row,
@@ -264,15 +266,18 @@ class Monitor:
                     uptime_ticks=uptime_ticks,
                     interval_s=status.interval_s,
                     target=target.name,
-                    origin=origin_of(rt, target.address),
+                    origin=derived.origin,
                 )
-                self._emit(outcome.event)
-                if outcome.event is None and (rt.admin_up, rt.interface) != published:
+                if outcome.event is not None:
+                    self._emit(outcome.event)
+                elif rt.admin_up != admin_up or rt.interface != interface:
                     self._refresh_state(rt, target.name, StateSource.POLL, poll.at)
-                self.note_anomalies(status, row.anomalies)
-                self.note_anomalies(status, outcome.anomalies)
-                counters.extend(outcome.counters)
-                gauges.extend(outcome.gauges)
+                if row.anomalies:
+                    self.note_anomalies(status, row.anomalies)
+                if outcome.anomalies:
+                    self.note_anomalies(status, outcome.anomalies)
+                counters += outcome.counters
+                gauges += outcome.gauges
                 baselines[rt.link.id] = outcome.baseline
         for handler in self.handlers:
             try:

@@ -8,11 +8,14 @@ ones are used (and their wraps handled by normalisation). Strings are decoded by
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import operator
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import NamedTuple, cast
 
 from sitivmon.config.model import InterfaceSelector, Side
-from sitivmon.normalize.counters import RawCounter
+from sitivmon.normalize.counters import FlatCounters, RawCounter, shared_layout
 from sitivmon.normalize.text import device_text
 from sitivmon.readings import Anomaly
 from sitivmon.snmp.client import Value
@@ -140,9 +143,15 @@ def port_speed(if_speed: Value, if_high_speed: Value, subject: str = "") -> Port
     return PortSpeed(None, None, tuple(anomalies))
 
 
-@dataclass(frozen=True, slots=True)
-class InterfaceRow:
-    index: int
+_NO_COUNTERS: Mapping[str, RawCounter] = MappingProxyType({})
+
+
+class InterfaceRow(NamedTuple):
+    """One interface as a poll read it. A named tuple rather than a frozen dataclass: one is built
+    for every linked interface on every poll, and the frozen `__init__` (a `__setattr__` per field)
+    cost 4 µs of it; `_Columns.row` builds it with `tuple.__new__`. Immutable, `counters` included."""
+
+    index: int  # type: ignore[assignment]  # shadows tuple.index, which no one calls on a row
     name: str
     alias: str
     descr: str
@@ -151,7 +160,7 @@ class InterfaceRow:
     speed_bytes_per_s: int | None
     last_change_ticks: int | None
     discontinuity_ticks: int | None
-    counters: dict[str, RawCounter] = field(default_factory=dict)
+    counters: Mapping[str, RawCounter] = _NO_COUNTERS
     speed_floor_bytes_per_s: int | None = None  # saturated ifSpeed, no ifHighSpeed: at least this
     anomalies: tuple[Anomaly, ...] = ()  # values of this row set aside (speed)
 
@@ -173,9 +182,6 @@ def interface_indexes(tables: Tables) -> set[str]:
 
 _EMPTY: Mapping[str, Value] = {}
 _LIMIT64, _LIMIT32 = 1 << 64, 1 << 32
-# `RawCounter(value, bits)` without the named tuple's Python-level `__new__` (a dozen counters of every
-# linked row on every poll); `RawCounter._make` would be the same, with a length check.
-_raw_counter = tuple.__new__
 _NUCAST_NAMES = {d: (f"{d}_mcast", f"{d}_bcast", f"{d}_nucast") for d in ("in", "out")}
 
 
@@ -211,7 +217,9 @@ class _Columns:
     """One poll's columns, each looked up once rather than once per row and cell (a row reads 26 cells:
     two dict look-ups each were a fifth of the fold's CPU at 500 links per target)."""
 
-    __slots__ = ("admin", "alias", "change", "counters", "descr", "disc", "high", "name", "nucast", "oper", "speed")
+    __slots__ = (
+        "admin", "alias", "change", "counters", "descr", "disc", "high", "name", "nucast", "oper", "plan", "speed"
+    )  # fmt: skip
 
     def __init__(self, tables: Tables) -> None:
         get = tables.get
@@ -225,32 +233,46 @@ class _Columns:
         self.speed, self.high = get("ifSpeed", _EMPTY), get("ifHighSpeed", _EMPTY)
         self.admin, self.oper = get("ifAdminStatus", _EMPTY), get("ifOperStatus", _EMPTY)
         self.change, self.disc = get("ifLastChange", _EMPTY), get("ifCounterDiscontinuityTime", _EMPTY)
+        self.plan = self._plan()
+
+    def _plan(
+        self,
+    ) -> tuple[tuple[str, ...], tuple[int, ...], tuple[Callable[[str], Value | None], ...], tuple[int, ...]]:
+        """The counters a row has when every cell of the walked columns is a plain int: per counter, its
+        HC column when walked, else its 32-bit one; multicast + broadcast when both were walked, else
+        the non-unicast column. `row` reads these cells first and takes the cell-by-cell way (the
+        same outcome for such a row) only when one of them is missing or no plain int in range."""
+        names: list[str] = []
+        widths: list[int] = []
+        getters: list[Callable[[str], Value | None]] = []
+        for raw, hc, low in self.counters:
+            column, bits = (hc, 64) if hc else (low, 32)
+            if column:
+                names.append(raw)
+                widths.append(bits)
+                getters.append(column.get)
+        for mc_name, bc_name, nu_name, mc_col, bc_col, nu_col in self.nucast:
+            if mc_col and bc_col:
+                names += (mc_name, bc_name)
+                widths += (64, 64)
+                getters += (mc_col.get, bc_col.get)
+            elif nu_col:
+                names.append(nu_name)
+                widths.append(32)
+                getters.append(nu_col.get)
+        shared_names, shared_widths = shared_layout(tuple(names), tuple(widths))
+        limits = tuple(_LIMIT64 if bits == 64 else _LIMIT32 for bits in widths)
+        return shared_names, shared_widths, tuple(getters), limits
 
     def row(self, idx: str, statics: dict[str, tuple[_StaticRaw, _Static]] | None = None) -> InterfaceRow:
         """The row of one interface; `statics` (idx -> raw values, decoded) is read and updated."""
-        counters: dict[str, RawCounter] = {}
-        for raw, hc, low in self.counters:
-            if hc is not None:
-                value = hc.get(idx)  # `_cell_counter`, inline for the plain int agents serve
-                if type(value) is int:
-                    if 0 <= value < _LIMIT64:
-                        counters[raw] = _raw_counter(RawCounter, (value, 64, None))
-                        continue
-                elif value is not None and (hc_value := _counter(value, 64)) is not None:
-                    counters[raw] = _raw_counter(RawCounter, (hc_value, 64, None))
-                    continue
-            low_value = _cell_counter(low, idx, _LIMIT32, 32)
-            if low_value is not None:
-                counters[raw] = _raw_counter(RawCounter, (low_value, 32, None))
-        for mc_name, bc_name, nu_name, mc_col, bc_col, nu_col in self.nucast:
-            mc, bc = _cell_counter(mc_col, idx, _LIMIT64, 64), _cell_counter(bc_col, idx, _LIMIT64, 64)
-            if mc is not None and bc is not None:
-                counters[mc_name] = _raw_counter(RawCounter, (mc, 64, None))
-                counters[bc_name] = _raw_counter(RawCounter, (bc, 64, None))
-            else:
-                nu = _cell_counter(nu_col, idx, _LIMIT32, 32)
-                if nu is not None:
-                    counters[nu_name] = _raw_counter(RawCounter, (nu, 32, None))
+        names, widths, getters, limits = self.plan
+        cells = [get(idx) for get in getters]  # whole-row checks below run in C, not cell by cell
+        numbers = cast("list[int]", cells)  # when the first check holds
+        if cells and set(map(type, cells)) == _INT_ONLY and min(numbers) >= 0 and all(map(_lt, numbers, limits)):
+            counters = FlatCounters(names, tuple(numbers), widths)
+        else:
+            counters = self._counters(idx)
         raw_static = (
             self.name.get(idx), self.alias.get(idx), self.descr.get(idx), self.speed.get(idx), self.high.get(idx)
         )  # fmt: skip
@@ -262,20 +284,65 @@ class _Columns:
             speed = port_speed(raw_static[3], raw_static[4], f"ifIndex {idx}")
             if statics is not None:
                 statics[idx] = (raw_static, (name, alias, descr, speed))
-        return InterfaceRow(
-            index=int(idx),
-            name=name,
-            alias=alias,
-            descr=descr,
-            admin_status=_int(self.admin.get(idx)),
-            oper_status=_int(self.oper.get(idx)),
-            speed_bytes_per_s=speed.bytes_per_s,
-            last_change_ticks=_int(self.change.get(idx)),
-            discontinuity_ticks=_int(self.disc.get(idx)),
-            counters=counters,
-            speed_floor_bytes_per_s=speed.floor_bytes_per_s,
-            anomalies=speed.anomalies,
+        admin, oper = self.admin.get(idx), self.oper.get(idx)
+        change, disc = self.change.get(idx), self.disc.get(idx)
+        return _new_row(
+            InterfaceRow,
+            (
+                int(idx),
+                name,
+                alias,
+                descr,
+                admin if type(admin) is int else _int(admin),
+                oper if type(oper) is int else _int(oper),
+                speed.bytes_per_s,
+                change if type(change) is int else _int(change),
+                disc if type(disc) is int else _int(disc),
+                counters,
+                speed.floor_bytes_per_s,
+                speed.anomalies,
+            ),
         )
+
+    def _counters(self, idx: str) -> FlatCounters:
+        """A row's counters cell by cell: the HC cell when it holds a counter, else the 32-bit one."""
+        names: list[str] = []
+        values: list[int] = []
+        widths: list[int] = []
+        for raw, hc, low in self.counters:
+            if hc is not None:
+                hc_value = _cell_counter(hc, idx, _LIMIT64, 64)
+                if hc_value is not None:
+                    names.append(raw)
+                    values.append(hc_value)
+                    widths.append(64)
+                    continue
+            low_value = _cell_counter(low, idx, _LIMIT32, 32)
+            if low_value is not None:
+                names.append(raw)
+                values.append(low_value)
+                widths.append(32)
+        for mc_name, bc_name, nu_name, mc_col, bc_col, nu_col in self.nucast:
+            mc, bc = _cell_counter(mc_col, idx, _LIMIT64, 64), _cell_counter(bc_col, idx, _LIMIT64, 64)
+            if mc is not None and bc is not None:
+                names += (mc_name, bc_name)
+                values += (mc, bc)
+                widths += (64, 64)
+            else:
+                nu = _cell_counter(nu_col, idx, _LIMIT32, 32)
+                if nu is not None:
+                    names.append(nu_name)
+                    values.append(nu)
+                    widths.append(32)
+        shared_names, shared_widths = shared_layout(tuple(names), tuple(widths))
+        return FlatCounters(shared_names, tuple(values), shared_widths)
+
+
+_INT_ONLY = {int}
+_lt = operator.lt
+
+
+_new_row = tuple.__new__  # `InterfaceRow(...)` without the named tuple's Python-level `__new__`
 
 
 def interface_row(tables: Tables, idx: str) -> InterfaceRow:
@@ -429,7 +496,35 @@ def oriented_series(raw_deltas: Mapping[str, int], side: Side) -> dict[str, int]
     return out
 
 
-def capacities(row: InterfaceRow, configured: int | None) -> dict[str, int | None]:
-    """Per raw counter, the most it can grow per second: the configured capacity, else the port speed."""
+# (counter names in a snapshot's order, side) -> per series, the positions of its raw counters.
+_POSITIONS: dict[tuple[tuple[str, ...], Side], tuple[tuple[str, tuple[int, ...]], ...]] = {}
+
+
+def series_positions(names: tuple[str, ...], side: Side) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """Per series (in `SERIES` order), where its raw counters sit in `names`: `oriented_series` of
+    deltas given as a list in that order is `{s: sum(deltas[i] for i in at) for s, at in positions}`.
+    Computed once per counter layout (a handful per device) rather than by name for every link."""
+    known = _POSITIONS.get((names, side))
+    if known is not None:
+        return known
+    where = {name: i for i, name in enumerate(names)}
+    positions = tuple((series, tuple(where[r] for r in source if r in where)) for series, source in _ORIENTED[side])
+    if len(_POSITIONS) < 256:
+        _POSITIONS[(names, side)] = positions
+    return positions
+
+
+def capacities(row: InterfaceRow, configured: int | None) -> Mapping[str, int | None]:
+    """Per raw counter, the most it can grow per second: the configured capacity, else the port speed.
+
+    The same read-only mapping for every link of a capacity (a dict per link per poll, otherwise)."""
     cap = configured or row.speed_bytes_per_s
-    return {"in_octets": cap, "out_octets": cap}
+    known = _CAPACITIES.get(cap) if type(cap) is int or cap is None else None
+    if known is None:
+        known = MappingProxyType({"in_octets": cap, "out_octets": cap})
+        if (type(cap) is int or cap is None) and len(_CAPACITIES) < 1024:
+            _CAPACITIES[cap] = known
+    return known
+
+
+_CAPACITIES: dict[int | None, Mapping[str, int | None]] = {}

@@ -9,12 +9,21 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii
+from typing import NamedTuple
 
 from sitivmon.config.model import Link, Side
-from sitivmon.links.interfaces import SERIES, STATUS_UP, InterfaceRow, capacities, oriented_series
-from sitivmon.normalize.counters import CounterSnapshot, Deltas, step
+from sitivmon.links.interfaces import (
+    SERIES,
+    STATUS_UP,
+    InterfaceRow,
+    capacities,
+    oriented_series,
+    series_positions,
+)
+from sitivmon.normalize.counters import CounterSnapshot, Deltas, FlatCounters, steady, step
 from sitivmon.readings import (
     Anomaly,
+    Baseline,
     CounterInterval,
     Flag,
     GaugeReading,
@@ -23,6 +32,9 @@ from sitivmon.readings import (
     Quantity,
     StateSource,
     UsageKey,
+    baseline_text,
+    counter_interval,
+    gauge_reading,
 )
 
 
@@ -108,23 +120,36 @@ def _derived(rt: LinkRuntime, address: str | None) -> _Derived:
     return d
 
 
-def origin_of(rt: LinkRuntime, address: str) -> str:
-    """`link_origin(address, rt.link)`, computed once per link config and address."""
-    return _derived(rt, address).origin
+def derived_of(rt: LinkRuntime, address: str) -> _Derived:
+    """What every poll of the link reuses for this target address: its origin (`link_origin`), its
+    interface selector taken apart for `InterfaceIndex.resolve_parts` (the selector's `key` and
+    `wanted` are properties that search), its usage keys. Once per link config, not on every poll."""
+    return _derived(rt, address)
 
 
-def selector_of(rt: LinkRuntime, address: str) -> tuple[int | None, str, str]:
-    """The link's interface selector taken apart, for `InterfaceIndex.resolve_parts` (once per link
-    config, not on every poll: the selector's `key` and `wanted` are properties that search)."""
-    return _derived(rt, address).selector
+class LinkBaseline(NamedTuple):
+    """A link's baseline as a poll leaves it, rendered (`text`, `str`) only when it is persisted: the
+    snapshot is immutable, and only the last baseline before a flush is written (`LazyBaseline`)."""
+
+    origin: str
+    if_index: int
+    snapshot: CounterSnapshot
+
+    def text(self) -> str:
+        return encode_baseline(self.origin, self.if_index, self.snapshot)
+
+    def __str__(self) -> str:
+        return self.text()
 
 
-@dataclass(frozen=True, slots=True)
-class LinkPollOutcome:
+class LinkPollOutcome(NamedTuple):
+    """What one poll did to a link. A named tuple rather than a frozen dataclass: one is made per link
+    per poll (with `tuple.__new__` on the usual poll)."""
+
     event: LinkStateEvent | None
     counters: tuple[CounterInterval, ...]
     gauges: tuple[GaugeReading, ...]
-    baseline: str
+    baseline: LinkBaseline
     flags: frozenset[Flag]
     anomalies: tuple[Anomaly, ...] = ()
 
@@ -141,9 +166,9 @@ def encode_baseline(origin: str, if_index: int, snap: CounterSnapshot) -> str:
     return json.dumps({"origin": origin, "if_index": if_index, "snapshot": snap.to_json()}, separators=(",", ":"))
 
 
-def decode_baseline(text: str) -> tuple[str, int | None, CounterSnapshot]:
+def decode_baseline(text: Baseline) -> tuple[str, int | None, CounterSnapshot]:
     """(origin, ifIndex, snapshot) of a persisted baseline; ValueError/KeyError/TypeError when unreadable."""
-    doc = json.loads(text)
+    doc = json.loads(baseline_text(text))
     if not isinstance(doc, dict):
         raise ValueError("a baseline is an object")
     index = doc.get("if_index")
@@ -176,29 +201,64 @@ def apply_row(
         new_state = LinkState.UP if row.oper_status == STATUS_UP else LinkState.DOWN
     event = rt.set_state(new_state, at, StateSource.POLL, target)
 
-    snap = CounterSnapshot(at, uptime_ticks, row.discontinuity_ticks, row.counters)
-    outcome = step(rt.snapshot, snap, interval_s=interval_s, capacity_bytes_per_s=capacities(row, rt.link.capacity))
+    snap = _new(CounterSnapshot, (at, uptime_ticks, row.discontinuity_ticks, row.counters, _NO_NAMES))
+    caps = capacities(row, rt.link.capacity)
+    prev = rt.snapshot
+    derived = _derived(rt, None)
+    gauges: tuple[GaugeReading, ...] = ()
+    if new_state is not LinkState.UNKNOWN:
+        gauges = (gauge_reading(derived.up, at, 1.0 if new_state is LinkState.UP else 0.0),)
+    plain = None if prev is None else steady(prev, snap, interval_s=interval_s, capacity_bytes_per_s=caps)
+    if prev is not None and plain is not None:
+        # The usual poll (`steady`): what `step` would give, without its dicts; `snap` is the baseline.
+        rt.snapshot = snap
+        counters_read = snap.counters
+        names = counters_read.names if type(counters_read) is FlatCounters else tuple(counters_read)
+        totals = rt.totals
+        series: dict[str, int] = {}
+        for name, at_ in series_positions(names, rt.link.side):
+            if len(at_) == 1:
+                value = plain[at_[0]]
+            else:
+                value = 0
+                for i in at_:
+                    value += plain[i]
+            series[name] = value
+            totals[name] += value
+        start = prev.at
+        (receive, receive_raw, receive_key), (transmit, transmit_raw, transmit_key) = derived.keys
+        counters: tuple[CounterInterval, ...]
+        if receive_raw in names and transmit_raw in names:
+            counters = (
+                counter_interval(receive_key, start, at, series[receive], _NO_FLAGS),
+                counter_interval(transmit_key, start, at, series[transmit], _NO_FLAGS),
+            )
+        else:
+            counters = tuple(
+                counter_interval(key, start, at, series[name], _NO_FLAGS)
+                for name, raw, key in derived.keys
+                if raw in names
+            )
+        baseline = _new(LinkBaseline, (origin, row.index, snap))
+        return _new(LinkPollOutcome, (event, counters, gauges, baseline, _NO_FLAGS, ()))
+    outcome = step(prev, snap, interval_s=interval_s, capacity_bytes_per_s=caps)
     # The normaliser's baseline, not the raw reading: it keeps what the reading lacked or set aside,
     # and the previous reading when the clock stepped back.
     rt.snapshot = outcome.baseline
     deltas = outcome.deltas
     anomalies = tuple(Anomaly(a.reason, f"{rt.link.id} {a.subject}", a.detail) for a in outcome.anomalies)
-    counters: tuple[CounterInterval, ...] = ()
+    counters = ()
     flags: frozenset[Flag] = _NO_FLAGS
-    derived = _derived(rt, None)
     if deltas is not None:
         flags = deltas.flags
-        series = oriented_series(deltas.values, rt.link.side)
+        oriented = oriented_series(deltas.values, rt.link.side)
         totals = rt.totals
-        for name, value in series.items():
+        for name, value in oriented.items():
             totals[name] += value
         if flags and not flags.isdisjoint(_DISCONTINUITY):
             rt.discontinuities += 1
-        counters = _usage_counters(derived, deltas, series)
-    gauges: tuple[GaugeReading, ...] = ()
-    if new_state is not LinkState.UNKNOWN:
-        gauges = (GaugeReading(derived.up, at, 1.0 if new_state is LinkState.UP else 0.0),)
-    return LinkPollOutcome(event, counters, gauges, encode_baseline(origin, row.index, rt.snapshot), flags, anomalies)
+        counters = _usage_counters(derived, deltas, oriented)
+    return LinkPollOutcome(event, counters, gauges, LinkBaseline(origin, row.index, rt.snapshot), flags, anomalies)
 
 
 _USAGE = (("receive_bytes", "in_octets", Quantity.TRAFFIC_IN), ("transmit_bytes", "out_octets", Quantity.TRAFFIC_OUT))
@@ -206,6 +266,8 @@ _OTHER_SIDE = {"in_octets": "out_octets", "out_octets": "in_octets"}
 
 
 _NO_FLAGS: frozenset[Flag] = frozenset()
+_NO_NAMES: frozenset[str] = frozenset()
+_new = tuple.__new__  # a named tuple without its Python-level `__new__` (once per link per poll)
 _DISCONTINUITY = frozenset({Flag.RESET, Flag.CLAMP})
 
 

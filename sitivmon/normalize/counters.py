@@ -59,8 +59,10 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+import operator
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import NamedTuple
 
 from sitivmon.readings import Anomaly, Flag
@@ -85,18 +87,71 @@ class RawCounter(NamedTuple):
     held_s: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class CounterSnapshot:
+_NO_COUNTERS: Mapping[str, RawCounter] = MappingProxyType({})
+
+
+class FlatCounters(Mapping[str, RawCounter]):
+    """An interface's counters as read, none held: names, values and widths as three tuples.
+
+    What a poll reads, as the `Mapping` a snapshot holds: a dict of a dozen `RawCounter`s per link
+    per poll was 13 objects for the garbage collector to track (and to promote, since a baseline
+    lives a poll interval); this is one, and the layout tuples are shared (`layout`). `steady` and
+    `to_json` read the tuples directly; anything else sees RawCounters (made when read). Never
+    changed once made.
+    """
+
+    __slots__ = ("names", "numbers", "widths")
+
+    def __init__(self, names: tuple[str, ...], numbers: tuple[int, ...], widths: tuple[int, ...]) -> None:
+        self.names = names
+        self.numbers = numbers
+        self.widths = widths
+
+    def __getitem__(self, name: str) -> RawCounter:
+        i = _positions(self.names)[name]
+        return RawCounter(self.numbers[i], self.widths[i])
+
+    def __contains__(self, name: object) -> bool:
+        return name in _positions(self.names)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __repr__(self) -> str:
+        return f"FlatCounters({dict(self)!r})"
+
+
+_SHARED: dict[tuple[object, ...], tuple[object, ...]] = {}
+
+
+def shared_layout(names: tuple[str, ...], widths: tuple[int, ...]) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """The shared copies of a counter layout's names and widths (a handful per device), so that the
+    links' snapshots compare them by identity and hold no tuples of their own."""
+    if len(_SHARED) > 1024:
+        _SHARED.clear()
+    shared_names = _SHARED.setdefault(names, names)
+    shared_widths = _SHARED.setdefault(widths, widths)
+    return shared_names, shared_widths  # type: ignore[return-value]  # each key is its own value
+
+
+class CounterSnapshot(NamedTuple):
     """One reading of an interface's counters, with what is needed to detect reboots.
 
     As a baseline it also carries what earlier readings taught: values held for counters the last
     readings lacked, and the HC columns known to wrap at 2**32 (`wrap32`).
+
+    Immutable, `counters` included (nothing writes to a snapshot's mapping once it is made): a
+    baseline is rendered later, at the flush (`LazyBaseline`). A named tuple rather than a frozen
+    dataclass: one is made per link per poll, and the frozen `__init__` cost 1.5 µs of it.
     """
 
     at: float  # unix seconds when the response arrived
     uptime_ticks: int | None  # sysUpTime, hundredths of a second
     discontinuity_ticks: int | None  # ifCounterDiscontinuityTime
-    counters: Mapping[str, RawCounter] = field(default_factory=dict)
+    counters: Mapping[str, RawCounter] = _NO_COUNTERS
     wrap32: frozenset[str] = frozenset()
 
     @property
@@ -209,6 +264,18 @@ def _fast_json(snap: CounterSnapshot) -> str | None:
     if layout is None:
         return None
     args: list[object] = [at]
+    if type(counters) is FlatCounters:  # nothing held: the values and widths by position
+        where, numbers, widths = _positions(counters.names), counters.numbers, counters.widths
+        for name in layout[0]:
+            i = where[name]
+            value, bits = numbers[i], widths[i]
+            if type(value) is not int or type(bits) is not int:
+                return _fast_json_each(snap, at, up, disc)
+            args.append(value)
+            args.append(bits)
+        args.append(disc)
+        args.append(up)
+        return _with_wrap32(snap, layout[1] % tuple(args))
     for name in layout[0]:
         raw = counters[name]
         value, bits = raw.value, raw.bits
@@ -406,7 +473,7 @@ def step(
     if not elapsed > 0:  # the clock stepped back (or stood still): keep the previous reading
         # Re-timed to the current clock: the next interval then starts now rather than waiting for the
         # clock to catch up; the agent's uptime (kept from the previous reading) still measures it.
-        return Step(None, replace(prev, at=cur.at), tuple(anomalies))
+        return Step(None, prev._replace(at=cur.at), tuple(anomalies))
     reboot = rebooted(prev, cur)
     span = _span(prev, cur, reboot)
     common = _GAP if elapsed > gap_factor * interval_s else _NONE
@@ -486,6 +553,96 @@ def step(
         ),
         tuple(anomalies),
     )
+
+
+def steady(
+    prev: CounterSnapshot,
+    cur: CounterSnapshot,
+    *,
+    interval_s: float,
+    capacity_bytes_per_s: Mapping[str, int | None] | None = None,
+    gap_factor: float = 2.5,
+) -> list[int] | None:
+    """`step`'s deltas, in `cur.counters`' order, when it would find nothing unusual; None otherwise.
+
+    Nothing unusual: the same counters in the same order with the same widths as the baseline, no
+    value held or known to wrap at 2**32 (nor an HC 2**64-1), no reboot, no discontinuity, no
+    uptime wrap, a later reading within `gap_factor` intervals, and every counter grown by no more
+    than its limit without an ambiguous 32-bit byte counter. That is every link on almost every
+    poll; `step` then gives exactly these values, no flag, no anomaly, no `since`, and `cur` itself
+    as the baseline (without its held values and wrap32, which it must not have: None if it does).
+    The fold calls this first and `step` when it answers None, building none of `step`'s dicts,
+    `Deltas` and `Step` for the usual link (tests/unit/test_counters_steady.py compares the two on
+    random histories).
+    """
+    earlier = prev.counters
+    now_counters = cur.counters
+    if prev.wrap32 or cur.wrap32:
+        return None
+    at, then = cur.at, prev.at
+    elapsed = at - then
+    if not (elapsed > 0 and not elapsed > gap_factor * interval_s):
+        return None
+    # `rebooted` and `_span`, for a reading that must not be a reboot.
+    if (
+        prev.discontinuity_ticks is not None
+        and cur.discontinuity_ticks is not None
+        and cur.discontinuity_ticks != prev.discontinuity_ticks
+    ):
+        return None
+    span = elapsed
+    up, prev_up = cur.uptime_ticks, prev.uptime_ticks
+    if up is not None and prev_up is not None:
+        if up < prev_up or at - up / 100.0 > then + BOOT_SLACK_S:
+            return None  # a reboot, or the 497-day wrap: `step` tells them apart
+        span = max(elapsed, min((up - prev_up) % WRAP32 / 100.0, elapsed + MAX_CLOCK_STEP_S))
+    # Whole columns at once (C loops): the layout is the same, so position i is the same counter.
+    values: Sequence[int]
+    bits: Sequence[int]
+    if type(now_counters) is FlatCounters and type(earlier) is FlatCounters:  # as polls make them
+        names, bits, values = now_counters.names, now_counters.widths, now_counters.numbers
+        if (names is not earlier.names and names != earlier.names) or not names:
+            return None
+        if bits is not earlier.widths and bits != earlier.widths:
+            return None
+        before_values = earlier.numbers
+    else:
+        names = tuple(now_counters)
+        if names != tuple(earlier) or not names:
+            return None
+        values, bits, held = zip(*now_counters.values(), strict=False)  # RawCounters: three columns each
+        before_values, before_bits, before_held = zip(*earlier.values(), strict=False)
+        if bits != before_bits or held.count(None) != len(held) or before_held.count(None) != len(held):
+            return None
+    deltas = list(map(operator.sub, values, before_values))
+    if min(deltas) < 0 or UNAVAILABLE64 in values:
+        return None
+    slack = span * 1.05 + 1.0
+    plain_limit = min(int(MAX_BYTES_PER_S * slack), MAX_DELTA)
+    if max(deltas) > plain_limit:
+        return None
+    if capacity_bytes_per_s:
+        where = _positions(names)
+        for name, cap in capacity_bytes_per_s.items():
+            i = where.get(name)
+            if i is None:
+                continue
+            limit = min(int(cap * slack), MAX_DELTA) if cap else plain_limit
+            if deltas[i] > limit or (bits[i] != 64 and limit >= WRAP32):
+                return None  # implausible, or a 32-bit byte counter that may have wrapped more than once
+    return deltas
+
+
+_POSITIONS: dict[tuple[str, ...], dict[str, int]] = {}  # a handful of counter layouts in practice
+
+
+def _positions(names: tuple[str, ...]) -> dict[str, int]:
+    known = _POSITIONS.get(names)
+    if known is None:
+        known = {name: i for i, name in enumerate(names)}
+        if len(_POSITIONS) < 256:
+            _POSITIONS[names] = known
+    return known
 
 
 def _detail(reason: str, before: RawCounter, now: RawCounter, limit: int, span: float) -> str:

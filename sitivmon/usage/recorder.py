@@ -39,7 +39,7 @@ from types import TracebackType
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from sitivmon.aio import wait_event
-from sitivmon.readings import Anomaly, CounterInterval, Flag, GaugeReading, PollBatch, UsageKey
+from sitivmon.readings import Anomaly, Baseline, CounterInterval, Flag, GaugeReading, PollBatch, UsageKey, baseline_text
 
 from .buckets import BUCKET_US, GAPLIKE, PRESENT, SCALE, Bucket, Span, expected_milli, flag_bits
 from .config import UsageSettings
@@ -170,7 +170,7 @@ class Accumulator:
         self.closed: dict[BucketKey, Bucket] = {}
         self.spans: list[Span] = []
         self.span_buckets = span_buckets
-        self.baselines: dict[str, str] = {}
+        self.baselines: dict[str, Baseline] = {}  # rendered by `snapshot`: only the last one of a flush
         self.batches = 0  # applied since the last successful flush
         self._watermark: dict[UsageKey, int] = {k: min(starts) for k, starts in self.open.items() if starts}
 
@@ -325,7 +325,8 @@ class Accumulator:
     def snapshot(self) -> tuple[dict[BucketKey, Bucket], dict[BucketKey, Bucket], dict[str, str], int]:
         """What the next flush writes; the closed part and baselines are taken (restored on failure)."""
         closed, self.closed = self.closed, {}
-        baselines, self.baselines = self.baselines, {}
+        baselines = {subject: baseline_text(b) for subject, b in self.baselines.items()}
+        self.baselines = {}
         batches, self.batches = self.batches, 0
         open_copy = {
             (k, s): Bucket(b.value, b.covered_us, b.readings, b.expected_milli, b.flags)
@@ -559,6 +560,13 @@ class UsageRecorder:
             log.error("%s", incident.message)
             self.file_events.labels(incident.event).inc()
 
+    def _take(self) -> tuple[dict[BucketKey, Bucket], dict[BucketKey, Bucket], dict[str, str], int, list[Span]]:
+        """The flush's snapshot, taken in a worker thread under the write lock (as `_drain`): it renders
+        every link's baseline and copies every open bucket, tens of milliseconds at thousands of links
+        that must not stall polling."""
+        closed, open_b, baselines, batches = self._acc.snapshot()
+        return closed, open_b, baselines, batches, self._acc.take_spans(closed)
+
     def _write(
         self,
         closed: dict[BucketKey, Bucket],
@@ -581,8 +589,7 @@ class UsageRecorder:
             if not self._acc.dirty and not self._reconnect:
                 return True
             started = time.perf_counter()
-            closed, open_b, baselines, batches = self._acc.snapshot()
-            spans = self._acc.take_spans(closed)
+            closed, open_b, baselines, batches, spans = await asyncio.to_thread(self._take)
             self._inflight = batches
             try:
                 quarantined = await asyncio.to_thread(self._write, closed, open_b, baselines, spans)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import pytest
 from hypothesis import given, settings
@@ -494,7 +494,7 @@ def test_learned_wrap32_is_used_and_unlearned() -> None:
     gap = step(learned, snap(*after(3610), 500), interval_s=10, capacity_bytes_per_s={"in_octets": MBIT100})
     assert gap.deltas is not None and gap.deltas.flags == {Flag.UNKNOWN, Flag.GAP}
     assert [a.reason for a in gap.anomalies] == ["counter_ambiguous"]
-    near = replace(learned, counters={"in_octets": RawCounter(WRAP32 - 1000, 64)})
+    near = learned._replace(counters={"in_octets": RawCounter(WRAP32 - 1000, 64)})
     big = step(near, snap(*after(20), WRAP32 + 5), interval_s=10, capacity_bytes_per_s={"in_octets": MBIT100})
     assert big.deltas is not None and big.deltas.values == {"in_octets": 1005}
     assert big.baseline.wrap32 == frozenset()
