@@ -14,25 +14,35 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import TypeVar
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from sitivmon.config.model import Commune
-from sitivmon.readings import UsageKey
+from sitivmon.readings import Quantity, UsageKey
 
 from .backends import UsageStoreFactory
+from .buckets import CHUNK_S, COUNTERS
 from .indicators import (
     LEAD_IN_BUCKETS,
     Held,
     Indicator,
     compute_indicators,
     compute_indicators_folded,
+    indicators_of_groups,
     lead_in_of,
 )
 from .periods import BUCKET_S, bucket_start, month_of
-from .port import StoreError, StoreMissing, StoreUnavailable, UsageStorePort
+from .port import SeriesMonth, StoreError, StoreMissing, StoreUnavailable, UsageStorePort
+from .registry import INDICATORS, IndicatorRegistry
+from .scans import B_NS, GaugeScan, Group, SeriesScan, per_bucket_totals, scan_gauge, scan_series
+
+_T = TypeVar("_T")
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +91,11 @@ class UsageLiveCollector(Collector):
         self.background = background
         self._thread: threading.Thread | None = None
         self._generation = 0  # bumped by follow(): a refresh started before it does not count
+        self.incremental = True
+        """Reuse the scans of the weeks that did not change since the previous refresh (`MonthScans`);
+        False computes the whole month at each refresh (tests and benchmarks compare the two)."""
+        self._scans = MonthScans()
+        self._scans_lock = threading.Lock()  # one refresh at a time uses the kept scans
 
     def describe(self) -> Iterable[Metric]:
         """Names only, so that registering does not touch the database."""
@@ -134,11 +149,16 @@ class UsageLiveCollector(Collector):
         self._at = now
 
     def _compute(self, store: UsageStorePort, communes: list[str], start: int, end: int) -> list[Indicator]:
-        """The month's indicators, folded `batch` series at a time (`compute_indicators_folded`): the
-        figures of `compute_indicators` over the whole month, with one piece's buckets in memory."""
+        """The month's indicators: from the weeks that changed since the previous refresh and the scans
+        kept of the others (`MonthScans`), or, not `incremental`, the whole month folded `batch` series
+        at a time (`compute_indicators_folded`). Same figures either way."""
         n = (end - start) // BUCKET_S
         if not n:
             return compute_indicators_folded(store.month_series_batches(start, end, self.links), communes, start, 0)
+        if self.incremental:
+            with self._scans_lock:
+                self._scans.batch = self.batch
+                return self._scans.compute(store, communes, start, end, self.links)
         held: dict[UsageKey, Held] = {}  # readings just before the month cover its start (`lead_in`)
         with contextlib.closing(store.month_series_batches(start - LEAD_IN_BUCKETS * BUCKET_S, start)) as before:
             for piece in before:
@@ -184,3 +204,257 @@ class UsageLiveCollector(Collector):
                     log.warning("usage month-to-date refresh failed: %s", exc)
                 families = list(self._families)
         yield from families
+
+
+# -- the incremental refresh ----------------------------------------------------------------------------
+
+_State = tuple[int, int, int, bool]
+"""Where a gauge series stands at a week's start: the held carry, value and readings, and the link state."""
+_START: _State = (0, 0, 0, True)  # a series with nothing before: `scan_gauge` without `held`
+_CScan = tuple[Fraction, tuple[tuple[int, int, frozenset[str]], ...], tuple[tuple[str, int], ...]]
+"""A counter series' scan of one week: covered buckets, gap runs (week offsets), flag counts."""
+_GScan = tuple[int, tuple[tuple[int, int], ...], tuple[tuple[int, int, frozenset[str]], ...], int, int, _State]
+"""A gauge series' scan of one week: covered ns, level by readings, gap runs, up, down, the state it ends in."""
+
+
+@dataclass(slots=True)
+class _Week:
+    """The scans of one week's slice [a, b) of the month (unix seconds), and the stamp they were read under."""
+
+    a: int
+    b: int
+    stamp: bytes | None
+    counters: dict[UsageKey, _CScan] = field(default_factory=dict)  # series with data in the slice
+    gauges: dict[UsageKey, tuple[_State, _GScan]] = field(default_factory=dict)  # with the state scanned from
+    totals: dict[tuple[str, Quantity], tuple[list[int], bytearray]] = field(default_factory=dict)
+
+
+def _state(gs: GaugeScan) -> _State:
+    return (gs.held.carry_ns, gs.held.value, gs.held.readings, gs.ends_up)
+
+
+def _gscan(sm: SeriesMonth, st: _State) -> _GScan:
+    gs = scan_gauge(sm, Held(st[0], st[1], st[2]), st[3])
+    return (gs.covered_ns, tuple(gs.level_ns.items()), tuple(gs.gaps), gs.up, gs.down, _state(gs))
+
+
+def _run(runs: list[tuple[int, int, frozenset[str]]], a: int, b: int, reasons: frozenset[str]) -> None:
+    """Append a gap run, joined to the previous one when they touch (as one scan of the month joins them)."""
+    if runs and runs[-1][1] == a:
+        runs[-1] = (runs[-1][0], b, runs[-1][2] | reasons)
+    else:
+        runs.append((a, b, reasons))
+
+
+_MISSING = frozenset({"missing"})
+
+
+class MonthScans:
+    """The month-to-date indicators computed again at each refresh from what changed only.
+
+    Why: a refresh read and scanned every week of the month (31 CPU-s at 20,000 links, issue 15)
+    although only the current week gets new buckets; the others change only by a late correction or
+    a compaction. So the scans of each past week (per series, and its communes' bucket totals) are
+    kept with the week's stamp (`UsageStorePort.week_stamps`) and reused while it is unchanged; the
+    current week, a changed week and the lead-in are read again. A gauge's scan of a week also depends
+    on where its hold and link state stood at the week's start: a kept week whose series no longer
+    start from the same state is read again. The month's figures are then the weeks' scans joined:
+    sums, coverage, flags and up/down add, gap runs are joined where they touch, the bucket totals
+    (volume, 95th percentile) are placed side by side. The result is the whole-month computation's,
+    sample for sample (tests/usage/test_live_incremental.py compares them over a sequence of writes).
+
+    Stamps are read before the data they tag: a write between the two changes the stamp the next
+    refresh reads, so a week is at worst read once more, never kept stale.
+    """
+
+    def __init__(self, batch: int = 1000, registry: IndicatorRegistry = INDICATORS) -> None:
+        self.batch = batch
+        self.registry = registry
+        self._month: int | None = None
+        self._weeks: dict[int, _Week] = {}
+        self._lead: tuple[dict[int, bytes], dict[UsageKey, Held]] | None = None
+        self._interned: dict[object, object] = {}
+        self.read_weeks: list[int] = []
+        """Weeks read by the last `compute` (tests and benchmarks: what was not reused)."""
+
+    def _intern(self, value: _T) -> _T:
+        """One object for equal scans (a clean week is the same scan for most series): memory per week kept."""
+        return self._interned.setdefault(value, value)  # type: ignore[return-value]
+
+    def compute(
+        self, store: UsageStorePort, communes: Sequence[str], start: int, end: int, links: Iterable[UsageKey]
+    ) -> list[Indicator]:
+        n = (end - start) // BUCKET_S
+        if self._month != start:  # a new month: nothing kept applies
+            self._month, self._weeks, self._lead, self._interned = start, {}, None, {}
+        self.read_weeks = []
+        held = self._lead_in(store, start)
+        last = (end - 1) // CHUNK_S
+        stamps = store.week_stamps(start, last * CHUNK_S) if last * CHUNK_S > start else {}
+        states: dict[UsageKey, _State] = {
+            k: (h.carry_ns, h.value, h.readings, h.value >= h.readings) for k, h in held.items()
+        }
+        weeks: list[_Week] = []
+        drains: dict[tuple[int, UsageKey], _GScan] = {}  # by (place in `weeks`, series)
+        keys: list[UsageKey] = []
+        for i, w in enumerate(range(start // CHUNK_S, last + 1)):
+            a, b = max(start, w * CHUNK_S), min(end, (w + 1) * CHUNK_S)
+            week = self._weeks.get(w)
+            if (
+                w == last
+                or week is None
+                or (week.a, week.b) != (a, b)
+                or week.stamp is None
+                or week.stamp != stamps.get(w)
+                or any(states.get(k, _START) != st for k, (st, _) in week.gauges.items())
+            ):
+                current = w == last  # read with the configured keys: every series of the month is in it
+                week = self._read(
+                    store,
+                    a,
+                    b,
+                    None if current else stamps.get(w),
+                    states,
+                    links if current else (),
+                    keys if current else None,
+                )
+                self.read_weeks.append(w)
+                if not current:
+                    self._weeks[w] = week
+            for k, (_, gs) in week.gauges.items():
+                states[k] = gs[5]
+            m = (b - a) // BUCKET_S
+            for k, st in states.items():
+                if k not in week.gauges and st[0] > 0:  # a hold carried into a week without readings
+                    gs = _gscan(SeriesMonth(k, a, m), st)
+                    drains[(i, k)] = gs
+                    states[k] = gs[5]
+            weeks.append(week)
+        self._weeks = {w: wk for w, wk in self._weeks.items() if start // CHUNK_S <= w < last}
+        return self._join(weeks, drains, keys, held, communes, start, n)
+
+    def _lead_in(self, store: UsageStorePort, start: int) -> dict[UsageKey, Held]:
+        """Where each gauge series stood at the month's start (`lead_in_of`), kept while its weeks' stamps stay."""
+        a = start - LEAD_IN_BUCKETS * BUCKET_S
+        stamps = store.week_stamps(a, start)
+        if self._lead is not None and self._lead[0] == stamps:
+            return self._lead[1]
+        held: dict[UsageKey, Held] = {}
+        with contextlib.closing(store.month_series_batches(a, start, batch=self.batch)) as before:
+            for piece in before:
+                held.update(lead_in_of(piece))
+        self._lead = (stamps, held)
+        self.read_weeks.append(a // CHUNK_S - 1_000_000)  # the lead-in, told apart from the month's weeks
+        return held
+
+    def _read(
+        self,
+        store: UsageStorePort,
+        a: int,
+        b: int,
+        stamp: bytes | None,
+        states: Mapping[UsageKey, _State],
+        links: Iterable[UsageKey],
+        keys: list[UsageKey] | None,
+    ) -> _Week:
+        """Read and scan the slice [a, b) of one week, `batch` series at a time (one piece's buckets in
+        memory); gauges from their `states`. `keys`: filled with every series read (the current week)."""
+        week = _Week(a, b, stamp)
+        m = (b - a) // BUCKET_S
+        quantities = self.registry.quantities()
+        with contextlib.closing(store.month_series_batches(a, b, links, batch=self.batch)) as pieces:
+            for piece in pieces:
+                by: dict[tuple[str, Quantity], list[SeriesMonth]] = {}
+                for key, sm in piece.items():
+                    if key.quantity not in quantities:
+                        continue
+                    if keys is not None:
+                        keys.append(key)
+                    if not sm.segments:  # joined as a missing week (or the hold it drains)
+                        continue
+                    if key.quantity in COUNTERS:
+                        sc = scan_series(sm)
+                        week.counters[key] = self._intern((sc.covered, tuple(sc.gaps), tuple(sorted(sc.flags.items()))))
+                    else:
+                        st = states.get(key, _START)
+                        week.gauges[key] = self._intern((st, _gscan(sm, st)))
+                    by.setdefault((key.commune, key.quantity), []).append(sm)
+                for cq, sms in by.items():
+                    add, present = per_bucket_totals(sms, m)
+                    if cq in week.totals:
+                        tot, pres = week.totals[cq]
+                        both = int.from_bytes(pres, "big") | int.from_bytes(present, "big")
+                        add, present = list(map(int.__add__, tot, add)), bytearray(both.to_bytes(m, "big"))
+                    week.totals[cq] = (add, present)
+                del piece, by  # before the next piece is read
+        return week
+
+    def _join(
+        self,
+        weeks: list[_Week],
+        drains: Mapping[tuple[int, UsageKey], _GScan],
+        keys: list[UsageKey],
+        held: Mapping[UsageKey, Held],
+        communes: Sequence[str],
+        start: int,
+        n: int,
+    ) -> list[Indicator]:
+        """The month's groups from the weeks' scans, then the indicator rows (`indicators_of_groups`)."""
+        wanted = set(communes)
+        by: dict[tuple[str, Quantity], list[UsageKey]] = {}
+        for k in keys:
+            if k.commune in wanted:
+                by.setdefault((k.commune, k.quantity), []).append(k)
+        spans = [((wk.a - start) // BUCKET_S, (wk.b - wk.a) // BUCKET_S) for wk in weeks]
+        groups: dict[tuple[str, Quantity], Group] = {}
+        for (c, q), ks in by.items():
+            ks.sort(key=lambda k: k.subject)
+            gauge = q not in COUNTERS
+            scans: list[SeriesScan] = []
+            gauges: list[GaugeScan] = []
+            for k in ks:
+                runs: list[tuple[int, int, frozenset[str]]] = []
+                if gauge:
+                    h = held.get(k)
+                    st = (h.carry_ns, h.value, h.readings, h.value >= h.readings) if h is not None else _START
+                    covered_ns = up = down = 0
+                    level: dict[int, int] = {}
+                    for i, (wk, (off, m)) in enumerate(zip(weeks, spans, strict=True)):
+                        entry = wk.gauges.get(k)
+                        gs = entry[1] if entry is not None else drains.get((i, k))
+                        if gs is None:
+                            _run(runs, off, off + m, _MISSING)
+                            continue
+                        cov, lev, gaps, u, d, st = gs
+                        covered_ns += cov
+                        for r, t in lev:
+                            level[r] = level.get(r, 0) + t
+                        for ra, rb, rs in gaps:
+                            _run(runs, off + ra, off + rb, rs)
+                        up += u
+                        down += d
+                    g = GaugeScan(covered_ns, level, runs, up, down, Held(st[0], st[1], st[2]), st[3])
+                    gauges.append(g)
+                    scans.append(SeriesScan(Fraction(covered_ns, B_NS), runs, Counter()))
+                else:
+                    covered = Fraction(0)
+                    flags: Counter[str] = Counter()
+                    for wk, (off, m) in zip(weeks, spans, strict=True):
+                        ce = wk.counters.get(k)
+                        if ce is None:
+                            _run(runs, off, off + m, _MISSING)
+                            continue
+                        covered += ce[0]
+                        for name, count in ce[2]:
+                            flags[name] += count
+                        for ra, rb, rs in ce[1]:
+                            _run(runs, off + ra, off + rb, rs)
+                    scans.append(SeriesScan(covered, runs, flags))
+            tot, pres = [0] * n, bytearray(n)
+            for wk, (off, m) in zip(weeks, spans, strict=True):
+                part = wk.totals.get((c, q))
+                if part is not None:
+                    tot[off : off + m], pres[off : off + m] = part
+            series = [SeriesMonth(k, start, n) for k in ks]
+            groups[(c, q)] = Group.assembled(start, n, gauge, series, scans, gauges, (tot, pres))
+        return indicators_of_groups(groups, communes, start, n, held, self.registry)
