@@ -67,14 +67,18 @@ def child(path: Path, links: int, now: int, mode: str, refreshes: int, dump: Pat
             col.refresh()
             cpus.append(time.process_time() - c0)
             read = getattr(col, "_scans", None)
-            weeks = read.read_weeks if read is not None and col.incremental else "all"
+            weeks = f"{read.read_weeks}, rescanned {read.rescanned}" if read is not None and col.incremental else "all"
             print(f"{mode} refresh {i}: {cpus[-1]:.2f} s CPU (weeks read: {weeks})", flush=True)
     samples = [(s.name, sorted(s.labels.items()), s.value) for f in col.collect() for s in f.samples]
     dump.write_text(json.dumps(sorted(samples), indent=0) + "\n")
     print(
         json.dumps(
-            {"mode": mode, "cpu": [round(c, 3) for c in cpus], "peak_rss_mib": round(vm_hwm_mib()),
-             "rss_end_mib": round(vm_rss_mib())}  # fmt: skip
+            {
+                "mode": mode,
+                "cpu": [round(c, 3) for c in cpus],
+                "peak_rss_mib": round(vm_hwm_mib()),
+                "rss_end_mib": round(vm_rss_mib()),
+            }
         ),
         flush=True,
     )

@@ -11,9 +11,11 @@ not every series' month (1.3 GiB for the daemon at 20,000 links, issue 15)."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import threading
 import time
+from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +29,7 @@ from sitivmon.config.model import Commune
 from sitivmon.readings import Quantity, UsageKey
 
 from .backends import UsageStoreFactory
-from .buckets import CHUNK_S, COUNTERS
+from .buckets import CHUNK_S, COUNTERS, Col
 from .indicators import (
     LEAD_IN_BUCKETS,
     Held,
@@ -238,6 +240,46 @@ def _gscan(sm: SeriesMonth, st: _State) -> _GScan:
     return (gs.covered_ns, tuple(gs.level_ns.items()), tuple(gs.gaps), gs.up, gs.down, _state(gs))
 
 
+def _cscan(sm: SeriesMonth) -> _CScan:
+    sc = scan_series(sm)
+    return (sc.covered, tuple(sc.gaps), tuple(sorted(sc.flags.items())))
+
+
+def _cut(col: Col, lo: int, hi: int) -> Col:
+    return col if isinstance(col, int) else col[lo:hi]
+
+
+def _digest(cols: Sequence[Col], k: int) -> bytes:
+    """What the first `k` slots of a segment's columns hold, exactly (an array by its item type and
+    bytes: a column read with another item type only digests otherwise, and is scanned again)."""
+    h = hashlib.blake2b(b"%d;" % k, digest_size=16)
+    for c in cols:
+        if isinstance(c, int):
+            h.update(b"c%d;" % c)
+        elif isinstance(c, array):
+            h.update(b"a" + c.typecode.encode())
+            h.update(memoryview(c)[:k])
+        else:
+            h.update(b"l" + repr(list(c[:k])).encode())
+    return h.digest()
+
+
+def _joined(x: _CScan | _GScan, y: _CScan | _GScan, off: int) -> _CScan | _GScan:
+    """Scans of two consecutive spans of one series joined, the second starting `off` buckets in."""
+    runs = list(x[2] if len(x) == 6 else x[1])
+    for a, b, reasons in y[2] if len(y) == 6 else y[1]:
+        _run(runs, off + a, off + b, reasons)
+    if len(x) == 3 and len(y) == 3:
+        flags = Counter(dict(x[2]))
+        flags.update(dict(y[2]))
+        return (x[0] + y[0], tuple(runs), tuple(sorted(flags.items())))
+    assert len(x) == 6 and len(y) == 6
+    level = dict(x[1])
+    for r, t in y[1]:
+        level[r] = level.get(r, 0) + t
+    return (x[0] + y[0], tuple(level.items()), tuple(runs), x[3] + y[3], x[4] + y[4], y[5])
+
+
 def _run(runs: list[tuple[int, int, frozenset[str]]], a: int, b: int, reasons: frozenset[str]) -> None:
     """Append a gap run, joined to the previous one when they touch (as one scan of the month joins them)."""
     if runs and runs[-1][1] == a:
@@ -274,8 +316,15 @@ class MonthScans:
         self._weeks: dict[int, _Week] = {}
         self._lead: tuple[dict[int, bytes], dict[UsageKey, Held]] | None = None
         self._interned: dict[object, object] = {}
+        self._open_at: int | None = None  # where the current week's slice starts (`_open` applies to it)
+        self._open: dict[UsageKey, tuple[int, bytes, _State, _CScan | _GScan]] = {}
+        """The current week's series: the scan of their first buckets (all but the last, still open, one),
+        with their number, a digest of those buckets' columns and the state the scan started from."""
         self.read_weeks: list[int] = []
         """Weeks read by the last `compute` (tests and benchmarks: what was not reused)."""
+        self.rescanned = 0
+        """Series of the current week scanned from its start by the last `compute` (the others: from
+        the bucket where the previous refresh stopped)."""
 
     def _intern(self, value: _T) -> _T:
         """One object for equal scans (a clean week is the same scan for most series): memory per week kept."""
@@ -288,6 +337,7 @@ class MonthScans:
         if self._month != start:  # a new month: nothing kept applies
             self._month, self._weeks, self._lead, self._interned = start, {}, None, {}
         self.read_weeks = []
+        self.rescanned = 0
         held = self._lead_in(store, start)
         last = (end - 1) // CHUNK_S
         stamps = store.week_stamps(start, last * CHUNK_S) if last * CHUNK_S > start else {}
@@ -361,6 +411,7 @@ class MonthScans:
         memory); gauges from their `states`. `keys`: filled with every series read (the current week)."""
         week = _Week(a, b, stamp)
         m = (b - a) // BUCKET_S
+        opened: dict[UsageKey, tuple[int, bytes, _State, _CScan | _GScan]] = {}
         quantities = self.registry.quantities()
         with contextlib.closing(store.month_series_batches(a, b, links, batch=self.batch)) as pieces:
             for piece in pieces:
@@ -372,12 +423,17 @@ class MonthScans:
                         keys.append(key)
                     if not sm.segments:  # joined as a missing week (or the hold it drains)
                         continue
-                    if key.quantity in COUNTERS:
-                        sc = scan_series(sm)
-                        week.counters[key] = self._intern((sc.covered, tuple(sc.gaps), tuple(sorted(sc.flags.items()))))
+                    st = states.get(key, _START)
+                    if keys is not None and len(sm.segments) == 1 and 0 in sm.segments and m > 1:
+                        scanned = self._scan_current(key, sm, st, opened)
                     else:
-                        st = states.get(key, _START)
-                        week.gauges[key] = self._intern((st, _gscan(sm, st)))
+                        scanned = _cscan(sm) if key.quantity in COUNTERS else _gscan(sm, st)
+                    if key.quantity in COUNTERS:
+                        assert len(scanned) == 3
+                        week.counters[key] = self._intern(scanned)
+                    else:
+                        assert len(scanned) == 6
+                        week.gauges[key] = self._intern((st, scanned))
                     by.setdefault((key.commune, key.quantity), []).append(sm)
                 for cq, sms in by.items():
                     add, present = per_bucket_totals(sms, m)
@@ -387,7 +443,45 @@ class MonthScans:
                         add, present = list(map(int.__add__, tot, add)), bytearray(both.to_bytes(m, "big"))
                     week.totals[cq] = (add, present)
                 del piece, by  # before the next piece is read
+        if keys is not None:
+            self._open_at, self._open = a, opened
         return week
+
+    def _scan_current(
+        self,
+        key: UsageKey,
+        sm: SeriesMonth,
+        st: _State,
+        opened: dict[UsageKey, tuple[int, bytes, _State, _CScan | _GScan]],
+    ) -> _CScan | _GScan:
+        """A series of the current week, scanned from where the previous refresh stopped when its buckets
+        up to there read the same (their digest) and its gauge state at the week's start is the same:
+        only the buckets since are scanned, and joined to the kept scan (as weeks are joined). Keeps for
+        the next refresh the scan of every bucket but the last (open: it will change)."""
+        length, v, r, e, f = sm.segments[0]
+        cols = (v, r, e, f)
+        counter = key.quantity in COUNTERS
+        m1 = length - 1
+        kept = self._open.get(key) if self._open_at == sm.start else None
+        if kept is not None and kept[0] <= m1 and kept[2] == st and kept[1] == _digest(cols, kept[0]):
+            m0, prefix = kept[0], kept[3]
+        else:
+            m0, prefix = 0, None
+            self.rescanned += 1
+        for lo, hi in ((m0, m1), (m1, length)):
+            if hi <= lo:
+                continue
+            seg = (hi - lo, _cut(v, lo, hi), _cut(r, lo, hi), _cut(e, lo, hi), _cut(f, lo, hi))
+            part = SeriesMonth(key, sm.start + lo * BUCKET_S, hi - lo, {0: seg})
+            if counter:
+                scan: _CScan | _GScan = _cscan(part)
+            else:
+                scan = _gscan(part, prefix[5] if prefix is not None else st)  # type: ignore[misc]
+            prefix = scan if prefix is None else _joined(prefix, scan, lo)
+            if hi == m1:
+                opened[key] = (m1, _digest(cols, m1), st, self._intern(prefix))
+        assert prefix is not None
+        return prefix
 
     def _join(
         self,

@@ -95,7 +95,7 @@ def _const_where_nonzero(col: Col) -> int | None:
     if isinstance(col, int):
         return col
     if isinstance(col, array) and col and col.tobytes() == col[:1].tobytes() * len(col):
-        return col[0]  # constant, told in C (count() compares slot by slot as Python objects)
+        return int(col[0])  # constant, told in C (count() compares slot by slot as Python objects)
     m = max(col)
     return m if col.count(m) + col.count(0) == len(col) else None
 

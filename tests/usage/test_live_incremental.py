@@ -117,6 +117,11 @@ def test_incremental_refresh_equals_the_whole_month_over_a_sequence_of_writes(
     w.until(now + 3600, per_flush=6)  # an hour of ordinary flushes: only the current week is read again
     clock[0] = now + 3600 + 30
     assert check(inc, whole) == [week(now)]
+    assert inc._scans.rescanned == 0  # every series of the current week scanned from the previous refresh on
+
+    w.correct(w.t - 24 * BUCKET_S, KEYS[:10])  # late corrections two hours back in the current week
+    assert check(inc, whole) == [week(now)]
+    assert 0 < inc._scans.rescanned <= 10  # those series (that changed) scanned again from the week's start
 
     past = week(now) * CHUNK_S - 3 * 86400  # three days into the full week
     w.correct(past, [k for k in KEYS if k.commune == "givors"][:4])  # counters and gauges
