@@ -280,6 +280,23 @@ def _joined(x: _CScan | _GScan, y: _CScan | _GScan, off: int) -> _CScan | _GScan
     return (x[0] + y[0], tuple(level.items()), tuple(runs), x[3] + y[3], x[4] + y[4], y[5])
 
 
+def _missing(
+    key: UsageKey, m: int, held: Mapping[UsageKey, Held] | None, before: _CScan | _GScan | None = None
+) -> _CScan | _GScan:
+    """The scan of `m` buckets never written: one missing run; a gauge stays where it stood (`before`'s
+    end, else its lead-in hold, else nothing held). A hold still running is drained (`_gscan`), not this."""
+    runs = ((0, m, _MISSING),) if m else ()
+    if key.quantity in COUNTERS:
+        return (Fraction(0), runs, ())
+    if before is not None:
+        assert len(before) == 6
+        st = before[5]
+    else:
+        h = held.get(key) if held is not None else None
+        st = (h.carry_ns, h.value, h.readings, h.value >= h.readings) if h is not None else _START
+    return (0, (), runs, 0, 0, st)
+
+
 def _run(runs: list[tuple[int, int, frozenset[str]]], a: int, b: int, reasons: frozenset[str]) -> None:
     """Append a gap run, joined to the previous one when they touch (as one scan of the month joins them)."""
     if runs and runs[-1][1] == a:
@@ -316,6 +333,7 @@ class MonthScans:
         self._weeks: dict[int, _Week] = {}
         self._lead: tuple[dict[int, bytes], dict[UsageKey, Held]] | None = None
         self._interned: dict[object, object] = {}
+        self._closed: tuple[Mapping[UsageKey, Held], list[_Week], dict[UsageKey, _CScan | _GScan]] | None = None
         self._open_at: int | None = None  # where the current week's slice starts (`_open` applies to it)
         self._open: dict[UsageKey, tuple[int, bytes, _State, _CScan | _GScan]] = {}
         """The current week's series: the scan of their first buckets (all but the last, still open, one),
@@ -335,7 +353,7 @@ class MonthScans:
     ) -> list[Indicator]:
         n = (end - start) // BUCKET_S
         if self._month != start:  # a new month: nothing kept applies
-            self._month, self._weeks, self._lead, self._interned = start, {}, None, {}
+            self._month, self._weeks, self._lead, self._interned, self._closed = start, {}, None, {}, None
         self.read_weeks = []
         self.rescanned = 0
         held = self._lead_in(store, start)
@@ -483,6 +501,45 @@ class MonthScans:
         assert prefix is not None
         return prefix
 
+    def _closed_weeks(
+        self,
+        weeks: list[_Week],
+        spans: list[tuple[int, int]],
+        drains: Mapping[tuple[int, UsageKey], _GScan],
+        held: Mapping[UsageKey, Held],
+    ) -> dict[UsageKey, _CScan | _GScan]:
+        """Each series' scans of the past weeks joined (offsets from the month's start), kept while the
+        same weeks and lead-in are kept: a refresh then joins only the current week to them."""
+        kept = self._closed
+        if (
+            kept is not None
+            and kept[0] is held
+            and len(kept[1]) == len(weeks)
+            and all(a is b for a, b in zip(kept[1], weeks, strict=True))
+        ):
+            return kept[2]
+        keys: set[UsageKey] = {k for i, k in drains if i < len(weeks)}
+        for wk in weeks:
+            keys.update(wk.counters)
+            keys.update(wk.gauges)
+        joined: dict[UsageKey, _CScan | _GScan] = {}
+        for k in keys:
+            x: _CScan | _GScan | None = None
+            for i, (wk, (off, m)) in enumerate(zip(weeks, spans, strict=True)):
+                y: _CScan | _GScan | None
+                if k.quantity in COUNTERS:
+                    y = wk.counters.get(k)
+                else:
+                    entry = wk.gauges.get(k)
+                    y = entry[1] if entry is not None else drains.get((i, k))
+                if y is None:
+                    y = _missing(k, m, held if x is None else None, x)
+                x = y if x is None else _joined(x, y, off)
+            assert x is not None
+            joined[k] = self._intern(x)
+        self._closed = (held, list(weeks), joined)
+        return joined
+
     def _join(
         self,
         weeks: list[_Week],
@@ -500,6 +557,9 @@ class MonthScans:
             if k.commune in wanted:
                 by.setdefault((k.commune, k.quantity), []).append(k)
         spans = [((wk.a - start) // BUCKET_S, (wk.b - wk.a) // BUCKET_S) for wk in weeks]
+        closed = self._closed_weeks(weeks[:-1], spans[:-1], drains, held)
+        current, (at, m) = weeks[-1], spans[-1]
+        last = len(weeks) - 1
         groups: dict[tuple[str, Quantity], Group] = {}
         for (c, q), ks in by.items():
             ks.sort(key=lambda k: k.subject)
@@ -507,43 +567,25 @@ class MonthScans:
             scans: list[SeriesScan] = []
             gauges: list[GaugeScan] = []
             for k in ks:
-                runs: list[tuple[int, int, frozenset[str]]] = []
+                before = closed.get(k)
+                if before is None:  # nothing in the past weeks (and no hold carried through them)
+                    before = _missing(k, at, held)
+                now: _CScan | _GScan | None
                 if gauge:
-                    h = held.get(k)
-                    st = (h.carry_ns, h.value, h.readings, h.value >= h.readings) if h is not None else _START
-                    covered_ns = up = down = 0
-                    level: dict[int, int] = {}
-                    for i, (wk, (off, m)) in enumerate(zip(weeks, spans, strict=True)):
-                        entry = wk.gauges.get(k)
-                        gs = entry[1] if entry is not None else drains.get((i, k))
-                        if gs is None:
-                            _run(runs, off, off + m, _MISSING)
-                            continue
-                        cov, lev, gaps, u, d, st = gs
-                        covered_ns += cov
-                        for r, t in lev:
-                            level[r] = level.get(r, 0) + t
-                        for ra, rb, rs in gaps:
-                            _run(runs, off + ra, off + rb, rs)
-                        up += u
-                        down += d
-                    g = GaugeScan(covered_ns, level, runs, up, down, Held(st[0], st[1], st[2]), st[3])
-                    gauges.append(g)
-                    scans.append(SeriesScan(Fraction(covered_ns, B_NS), runs, Counter()))
+                    entry = current.gauges.get(k)
+                    now = entry[1] if entry is not None else drains.get((last, k))
                 else:
-                    covered = Fraction(0)
-                    flags: Counter[str] = Counter()
-                    for wk, (off, m) in zip(weeks, spans, strict=True):
-                        ce = wk.counters.get(k)
-                        if ce is None:
-                            _run(runs, off, off + m, _MISSING)
-                            continue
-                        covered += ce[0]
-                        for name, count in ce[2]:
-                            flags[name] += count
-                        for ra, rb, rs in ce[1]:
-                            _run(runs, off + ra, off + rb, rs)
-                    scans.append(SeriesScan(covered, runs, flags))
+                    now = current.counters.get(k)
+                if now is None:
+                    now = _missing(k, m, None, before)
+                x = _joined(before, now, at)
+                if len(x) == 6:
+                    cov_ns, lev, gaps, up, down, st = x
+                    g = GaugeScan(cov_ns, dict(lev), list(gaps), up, down, Held(st[0], st[1], st[2]), st[3])
+                    gauges.append(g)
+                    scans.append(SeriesScan(Fraction(cov_ns, B_NS), g.gaps, Counter()))
+                else:
+                    scans.append(SeriesScan(x[0], list(x[1]), Counter(dict(x[2]))))
             tot, pres = [0] * n, bytearray(n)
             for wk, (off, m) in zip(weeks, spans, strict=True):
                 part = wk.totals.get((c, q))
