@@ -335,7 +335,7 @@ class MonthScans:
         self._month: int | None = None
         self._weeks: dict[int, _Week] = {}
         self._lead: tuple[dict[int, bytes], dict[UsageKey, Held]] | None = None
-        self._interned: dict[object, object] = {}
+        self._keys: dict[UsageKey, UsageKey] = {}  # one object per series for every week kept
         self._closed: tuple[Mapping[UsageKey, Held], list[_Week], dict[UsageKey, _CScan | _GScan]] | None = None
         self._open_at: int | None = None  # where the current week's slice starts (`_open` applies to it)
         self._open: dict[UsageKey, tuple[int, bytes, _State, _CScan | _GScan]] = {}
@@ -347,16 +347,17 @@ class MonthScans:
         """Series of the current week scanned from its start by the last `compute` (the others: from
         the bucket where the previous refresh stopped)."""
 
-    def _intern(self, value: _T) -> _T:
-        """One object for equal scans (a clean week is the same scan for most series): memory per week kept."""
-        return self._interned.setdefault(value, value)  # type: ignore[return-value]
+    def _key(self, key: UsageKey) -> UsageKey:
+        """The series' one key object: each read makes its own, and every week kept held its own copy
+        (tens of MB at 20,000 links)."""
+        return self._keys.setdefault(key, key)
 
     def compute(
         self, store: UsageStorePort, communes: Sequence[str], start: int, end: int, links: Iterable[UsageKey]
     ) -> list[Indicator]:
         n = (end - start) // BUCKET_S
         if self._month != start:  # a new month: nothing kept applies
-            self._month, self._weeks, self._lead, self._interned, self._closed = start, {}, None, {}, None
+            self._month, self._weeks, self._lead, self._keys, self._closed = start, {}, None, {}, None
         self.read_weeks = []
         self.rescanned = 0
         held = self._lead_in(store, start)
@@ -413,7 +414,7 @@ class MonthScans:
         held: dict[UsageKey, Held] = {}
         with contextlib.closing(store.month_series_batches(a, start, batch=self.batch)) as before:
             for piece in before:
-                held.update(lead_in_of(piece))
+                held.update((self._key(k), h) for k, h in lead_in_of(piece).items())
         self._lead = (stamps, held)
         self.read_weeks.append(a // CHUNK_S - 1_000_000)  # the lead-in, told apart from the month's weeks
         return held
@@ -434,12 +435,18 @@ class MonthScans:
         m = (b - a) // BUCKET_S
         opened: dict[UsageKey, tuple[int, bytes, _State, _CScan | _GScan]] = {}
         quantities = self.registry.quantities()
+        interned: dict[object, object] = {}  # a past week: one object for equal scans (most series' week)
+
+        def intern(value: _T) -> _T:
+            return value if keys is not None else interned.setdefault(value, value)  # type: ignore[return-value]
+
         with contextlib.closing(store.month_series_batches(a, b, links, batch=self.batch)) as pieces:
             for piece in pieces:
                 by: dict[tuple[str, Quantity], list[SeriesMonth]] = {}
                 for key, sm in piece.items():
                     if key.quantity not in quantities:
                         continue
+                    key = self._key(key)
                     if keys is not None:
                         keys.append(key)
                     if not sm.segments:  # joined as a missing week (or the hold it drains)
@@ -451,10 +458,10 @@ class MonthScans:
                         scanned = _cscan(sm) if key.quantity in COUNTERS else _gscan(sm, st)
                     if key.quantity in COUNTERS:
                         assert len(scanned) == 3
-                        week.counters[key] = self._intern(scanned)
+                        week.counters[key] = intern(scanned)
                     else:
                         assert len(scanned) == 6
-                        week.gauges[key] = self._intern((st, scanned))
+                        week.gauges[key] = intern((st, scanned))
                     by.setdefault((key.commune, key.quantity), []).append(sm)
                 for cq, sms in by.items():
                     add, present = per_bucket_totals(sms, m)
@@ -504,7 +511,7 @@ class MonthScans:
                 scan = _gscan(part, prefix[5] if prefix is not None else st)  # type: ignore[misc]
             prefix = scan if prefix is None else _joined(prefix, scan, lo)
             if hi == m1:
-                opened[key] = (m1, _digest(cols, m1), st, self._intern(prefix))
+                opened[key] = (m1, _digest(cols, m1), st, prefix)
         assert prefix is not None
         return prefix
 
@@ -530,6 +537,7 @@ class MonthScans:
             keys.update(wk.counters)
             keys.update(wk.gauges)
         joined: dict[UsageKey, _CScan | _GScan] = {}
+        interned: dict[object, object] = {}
         for k in keys:
             x: _CScan | _GScan | None = None
             for i, (wk, (off, m)) in enumerate(zip(weeks, spans, strict=True)):
@@ -543,7 +551,7 @@ class MonthScans:
                     y = _missing(k, m, held if x is None else None, x)
                 x = y if x is None else _joined(x, y, off)
             assert x is not None
-            joined[k] = self._intern(x)
+            joined[k] = interned.setdefault(x, x)  # type: ignore[assignment]
         self._closed = (held, list(weeks), joined)
         return joined
 
