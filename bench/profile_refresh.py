@@ -4,7 +4,8 @@ A store of `--links` links x 3 series (`profile_store.build`, `--weeks` weeks wr
 copied; then in one child process per mode:
 
 - `whole`: `UsageLiveCollector(incremental=False)`: `--refreshes` refreshes, each after five minutes of
-  writes (one poll per link closing its open bucket, the daemon's `compact_every`): the CPU of each.
+  writes (one poll per link closing its open bucket, the daemon's `compact_every`, written by a process
+  of its own so that the peak RSS is the refresh's): the CPU of each.
 - `incremental`: the same, the collector keeping its scans between refreshes (the first one is cold).
 
 Each prints the CPU of every refresh, peak RSS (VmHWM) and RSS at the end, and dumps the gauges of
@@ -51,24 +52,21 @@ def child(path: Path, links: int, now: int, mode: str, refreshes: int, dump: Pat
         lambda: SqliteUsageStore(path, read_only=True), communes, "Europe/Paris", refresh_s=300, clock=lambda: clock[0]
     )
     col.incremental = mode == "incremental"
-    with SqliteUsageStore(path, compact_every=COMPACT_EVERY) as st:
-        acc = Accumulator(st.load_open_buckets())
-        t = float(bucket(now) + 1)
-        cpus = []
-        for i in range(refreshes):
-            if i:  # five minutes of polls: the open buckets close, the next ones open
-                end = bucket(t) + BUCKET_S + 5.0
-                acc.apply(batch(links, t, end, 60.0))
-                closed, open_b, baselines, _ = acc.snapshot()
-                st.write(closed, open_b, baselines, now=end)
-                t = end
-                clock[0] = end + 25
-            c0 = time.process_time()
-            col.refresh()
-            cpus.append(time.process_time() - c0)
-            read = getattr(col, "_scans", None)
-            weeks = f"{read.read_weeks}, rescanned {read.rescanned}" if read is not None and col.incremental else "all"
-            print(f"{mode} refresh {i}: {cpus[-1]:.2f} s CPU (weeks read: {weeks})", flush=True)
+    t = float(bucket(now) + 1)
+    cpus = []
+    for i in range(refreshes):
+        if i:  # five minutes of polls written by another process (its memory is not the refresh's)
+            end = bucket(t) + BUCKET_S + 5.0
+            subprocess.run([sys.executable, __file__, "--write", f"{t},{end}", "--links", str(links),
+                            "--dir", str(path.parent)], check=True)  # fmt: skip
+            t = end
+            clock[0] = end + 25
+        c0 = time.process_time()
+        col.refresh()
+        cpus.append(time.process_time() - c0)
+        read = getattr(col, "_scans", None)
+        weeks = f"{read.read_weeks}, rescanned {read.rescanned}" if read is not None and col.incremental else "all"
+        print(f"{mode} refresh {i}: {cpus[-1]:.2f} s CPU (weeks read: {weeks})", flush=True)
     samples = [(s.name, sorted(s.labels.items()), s.value) for f in col.collect() for s in f.samples]
     dump.write_text(json.dumps(sorted(samples), indent=0) + "\n")
     print(
@@ -84,6 +82,15 @@ def child(path: Path, links: int, now: int, mode: str, refreshes: int, dump: Pat
     )
 
 
+def write(path: Path, links: int, t: float, end: float) -> None:
+    """One poll per link from `t` to `end` (closing the open buckets), flushed as the recorder does."""
+    with SqliteUsageStore(path, compact_every=COMPACT_EVERY) as st:
+        acc = Accumulator(st.load_open_buckets())
+        acc.apply(batch(links, t, end, 60.0))
+        closed, open_b, baselines, _ = acc.snapshot()
+        st.write(closed, open_b, baselines, now=end)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--links", type=int, default=20_000)
@@ -94,7 +101,12 @@ def main() -> int:
     ap.add_argument("--dir", type=Path)
     ap.add_argument("--modes", default="whole,incremental")
     ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--write", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.write:
+        t, end = map(float, args.write.split(","))
+        write(args.dir / "usage.db", args.links, t, end)
+        return 0
     if args.child:
         child(args.dir / "usage.db", args.links, args.now, args.child, args.refreshes, args.dir / f"{args.child}.json")
         return 0

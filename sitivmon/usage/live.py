@@ -6,7 +6,13 @@ in a thread of its own, `background`), with a read-only store of its own opened 
 (`UsageStoreFactory`; SQLite: WAL readers never block the writer). A refresh reads the month
 `batch` series at a time and folds each piece into the communes' figures before reading the next
 (`compute_indicators_folded`): its memory is one piece's buckets plus a few hundred bytes per series,
-not every series' month (1.3 GiB for the daemon at 20,000 links, issue 15)."""
+not every series' month (1.3 GiB for the daemon at 20,000 links, issue 15).
+
+A refresh is incremental (`MonthScans`): the scans of each past week are kept with the week's stamp
+(`UsageStorePort.week_stamps`) and read again only when it changed (a late correction, a compaction),
+and the current week's series are scanned from where the previous refresh stopped when their first
+buckets read the same (a digest of their columns). So a refresh reads the current week and what
+changed, not the month: at 20,000 links at the month's end, see `bench/profile_refresh.py`."""
 
 from __future__ import annotations
 
