@@ -481,7 +481,11 @@ class MonthScans:
             for cq, (tot, pres) in week.totals.items():
                 if tot and min(tot) >= -(2**63) and max(tot) < 2**63:
                     week.totals[cq] = (array("q", tot), pres)
-        if keys is not None:
+        if keys is not None:  # one object for equal kept scans (most series' when the week is clean)
+            same_st: dict[_State, _State] = {}
+            same_scan: dict[_CScan | _GScan, _CScan | _GScan] = {}
+            for k, (m1, digest, st, prefix) in opened.items():
+                opened[k] = (m1, digest, same_st.setdefault(st, st), same_scan.setdefault(prefix, prefix))
             self._open_at, self._open = a, opened
         return week
 
@@ -501,7 +505,7 @@ class MonthScans:
         cols = (v, r, e, f)
         counter = key.quantity in COUNTERS
         m1 = length - 1
-        kept = self._open.get(key) if self._open_at == sm.start else None
+        kept = self._open.pop(key, None) if self._open_at == sm.start else None  # popped: not twice in memory
         if kept is not None and kept[0] <= m1 and kept[2] == st and kept[1] == _digest(cols, kept[0]):
             m0, prefix = kept[0], kept[3]
             if m1 - m0 < _ADVANCE:  # keep the same point: one digest per refresh instead of two
@@ -585,37 +589,43 @@ class MonthScans:
         closed = self._closed_weeks(weeks[:-1], spans[:-1], drains, held)
         current, (at, m) = weeks[-1], spans[-1]
         last = len(weeks) - 1
-        groups: dict[tuple[str, Quantity], Group] = {}
-        for (c, q), ks in by.items():
-            ks.sort(key=lambda k: k.subject)
-            gauge = q not in COUNTERS
-            scans: list[SeriesScan] = []
-            gauges: list[GaugeScan] = []
-            for k in ks:
-                before = closed.get(k)
-                if before is None:  # nothing in the past weeks (and no hold carried through them)
-                    before = _missing(k, at, held)
-                now: _CScan | _GScan | None
-                if gauge:
-                    entry = current.gauges.get(k)
-                    now = entry[1] if entry is not None else drains.get((last, k))
-                else:
-                    now = current.counters.get(k)
-                if now is None:
-                    now = _missing(k, m, None, before)
-                x = _joined(before, now, at)
-                if len(x) == 6:
-                    cov_ns, lev, gaps, up, down, st = x
-                    g = GaugeScan(cov_ns, dict(lev), list(gaps), up, down, Held(st[0], st[1], st[2]), st[3])
-                    gauges.append(g)
-                    scans.append(SeriesScan(Fraction(cov_ns, B_NS), g.gaps, Counter()))
-                else:
-                    scans.append(SeriesScan(x[0], list(x[1]), Counter(dict(x[2]))))
-            tot, pres = [0] * n, bytearray(n)
-            for wk, (off, m) in zip(weeks, spans, strict=True):
-                part = wk.totals.get((c, q))
-                if part is not None:
-                    tot[off : off + m], pres[off : off + m] = part
-            series = [SeriesMonth(k, start, n) for k in ks]
-            groups[(c, q)] = Group.assembled(start, n, gauge, series, scans, gauges, (tot, pres))
-        return indicators_of_groups(groups, communes, start, n, held, self.registry)
+        out: list[Indicator] = []
+        for commune in communes:  # a commune's month at a time: one commune's scans in memory, not all
+            groups: dict[tuple[str, Quantity], Group] = {}
+            for (c, q), ks in by.items():
+                if c != commune:
+                    continue
+                ks.sort(key=lambda k: k.subject)
+                gauge = q not in COUNTERS
+                scans: list[SeriesScan] = []
+                gauges: list[GaugeScan] = []
+                for k in ks:
+                    before = closed.get(k)
+                    if before is None:  # nothing in the past weeks (and no hold carried through them)
+                        before = _missing(k, at, held)
+                    now: _CScan | _GScan | None
+                    if gauge:
+                        entry = current.gauges.get(k)
+                        now = entry[1] if entry is not None else drains.get((last, k))
+                    else:
+                        now = current.counters.get(k)
+                    if now is None:
+                        now = _missing(k, m, None, before)
+                    x = _joined(before, now, at)
+                    if len(x) == 6:
+                        cov_ns, lev, gaps, up, down, st = x
+                        g = GaugeScan(cov_ns, dict(lev), list(gaps), up, down, Held(st[0], st[1], st[2]), st[3])
+                        gauges.append(g)
+                        scans.append(SeriesScan(Fraction(cov_ns, B_NS), g.gaps, Counter()))
+                    else:
+                        scans.append(SeriesScan(x[0], list(x[1]), Counter(dict(x[2]))))
+                tot, pres = [0] * n, bytearray(n)
+                for wk, (off, span) in zip(weeks, spans, strict=True):
+                    part = wk.totals.get((c, q))
+                    if part is not None:
+                        tot[off : off + span], pres[off : off + span] = part
+                series = [SeriesMonth(k, start, n) for k in ks]
+                groups[(c, q)] = Group.assembled(start, n, gauge, series, scans, gauges, (tot, pres))
+            out.extend(indicators_of_groups(groups, [commune], start, n, held, self.registry))
+            del groups
+        return out
