@@ -8,8 +8,8 @@ copied; then in one child process per mode:
   of its own so that the peak RSS is the refresh's): the CPU of each.
 - `incremental`: the same, the collector keeping its scans between refreshes (the first one is cold).
 
-Each prints the CPU of every refresh, peak RSS (VmHWM) and RSS at the end, and dumps the gauges of
-its last refresh; the parent checks that both dumps are identical.
+Each prints the CPU and the peak RSS of every refresh (VmHWM, reset before each), the RSS at the end,
+and dumps the gauges of its last refresh; the parent checks that both dumps are identical.
 
 Run: /work/main/.venv/bin/python bench/profile_refresh.py --links 20000 --weeks 5 [--db built.db]
 """
@@ -53,7 +53,8 @@ def child(path: Path, links: int, now: int, mode: str, refreshes: int, dump: Pat
     )
     col.incremental = mode == "incremental"
     t = float(bucket(now) + 1)
-    cpus = []
+    cpus: list[float] = []
+    peaks: list[int] = []
     for i in range(refreshes):
         if i:  # five minutes of polls written by another process (its memory is not the refresh's)
             end = bucket(t) + BUCKET_S + 5.0
@@ -61,12 +62,14 @@ def child(path: Path, links: int, now: int, mode: str, refreshes: int, dump: Pat
                             "--dir", str(path.parent)], check=True)  # fmt: skip
             t = end
             clock[0] = end + 25
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM: the peak of this refresh alone
         c0 = time.process_time()
         col.refresh()
         cpus.append(time.process_time() - c0)
+        peaks.append(round(vm_hwm_mib()))
         read = getattr(col, "_scans", None)
         weeks = f"{read.read_weeks}, rescanned {read.rescanned}" if read is not None and col.incremental else "all"
-        print(f"{mode} refresh {i}: {cpus[-1]:.2f} s CPU (weeks read: {weeks})", flush=True)
+        print(f"{mode} refresh {i}: {cpus[-1]:.2f} s CPU, peak RSS {peaks[-1]} MiB (weeks read: {weeks})", flush=True)
     samples = [(s.name, sorted(s.labels.items()), s.value) for f in col.collect() for s in f.samples]
     dump.write_text(json.dumps(sorted(samples), indent=0) + "\n")
     print(
@@ -74,7 +77,7 @@ def child(path: Path, links: int, now: int, mode: str, refreshes: int, dump: Pat
             {
                 "mode": mode,
                 "cpu": [round(c, 3) for c in cpus],
-                "peak_rss_mib": round(vm_hwm_mib()),
+                "peak_rss_mib": peaks,
                 "rss_end_mib": round(vm_rss_mib()),
             }
         ),
