@@ -394,8 +394,8 @@ class Chunk:
         for i, c in enumerate(self.cols):
             if i not in self.masked and not isinstance(c, int):  # masked here: every slot written
                 c = c[a:b]
-                if c.count(c[0]) == len(c):
-                    c = c[0]
+                if (c.tobytes() == c[:1].tobytes() * len(c)) if isinstance(c, array) else c.count(c[0]) == len(c):
+                    c = c[0]  # (an array compared as bytes: its count() compares slot by slot as objects)
             out.append(c)
         return out[0], out[1], out[2], out[3]
 

@@ -98,6 +98,19 @@ def compute_indicators_folded(
         del piece  # before the next piece is read: one piece's buckets in memory, not two
     for g in groups.values():
         g.finish()
+    return indicators_of_groups(groups, communes, start, n, held, registry)
+
+
+def indicators_of_groups(
+    groups: dict[tuple[str, Quantity], Group],
+    communes: Sequence[str],
+    start: int,
+    n: int,
+    held: Mapping[UsageKey, Held] | None = None,
+    registry: IndicatorRegistry = INDICATORS,
+) -> list[Indicator]:
+    """Every indicator row of `registry` for each commune, from its groups by quantity made elsewhere
+    (folded, or joined from weeks by the incremental refresh); a quantity without a group has none."""
     out: list[Indicator] = []
     for commune in communes:
 

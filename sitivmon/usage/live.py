@@ -6,33 +6,51 @@ in a thread of its own, `background`), with a read-only store of its own opened 
 (`UsageStoreFactory`; SQLite: WAL readers never block the writer). A refresh reads the month
 `batch` series at a time and folds each piece into the communes' figures before reading the next
 (`compute_indicators_folded`): its memory is one piece's buckets plus a few hundred bytes per series,
-not every series' month (1.3 GiB for the daemon at 20,000 links, issue 15)."""
+not every series' month (1.3 GiB for the daemon at 20,000 links, issue 15).
+
+A refresh is incremental (`MonthScans`): the scans of each past week are kept with the week's stamp
+(`UsageStorePort.week_stamps`) and read again only when it changed (a late correction, a compaction),
+and the current week's series are scanned from where the previous refresh stopped when their first
+buckets read the same (a digest of their columns). So a refresh reads the current week and what
+changed, not the month: at 20,000 links at the month's end, see `bench/profile_refresh.py`."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from array import array
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import TypeVar
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from sitivmon.config.model import Commune
-from sitivmon.readings import UsageKey
+from sitivmon.readings import Quantity, UsageKey
 
 from .backends import UsageStoreFactory
+from .buckets import CHUNK_S, COUNTERS, Col
 from .indicators import (
     LEAD_IN_BUCKETS,
     Held,
     Indicator,
     compute_indicators,
     compute_indicators_folded,
+    indicators_of_groups,
     lead_in_of,
 )
 from .periods import BUCKET_S, bucket_start, month_of
-from .port import StoreError, StoreMissing, StoreUnavailable, UsageStorePort
+from .port import SeriesMonth, StoreError, StoreMissing, StoreUnavailable, UsageStorePort
+from .registry import INDICATORS, IndicatorRegistry
+from .scans import B_NS, GaugeScan, Group, SeriesScan, per_bucket_totals, scan_gauge, scan_series
+
+_T = TypeVar("_T")
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +99,11 @@ class UsageLiveCollector(Collector):
         self.background = background
         self._thread: threading.Thread | None = None
         self._generation = 0  # bumped by follow(): a refresh started before it does not count
+        self.incremental = True
+        """Reuse the scans of the weeks that did not change since the previous refresh (`MonthScans`);
+        False computes the whole month at each refresh (tests and benchmarks compare the two)."""
+        self._scans = MonthScans()
+        self._scans_lock = threading.Lock()  # one refresh at a time uses the kept scans
 
     def describe(self) -> Iterable[Metric]:
         """Names only, so that registering does not touch the database."""
@@ -134,11 +157,16 @@ class UsageLiveCollector(Collector):
         self._at = now
 
     def _compute(self, store: UsageStorePort, communes: list[str], start: int, end: int) -> list[Indicator]:
-        """The month's indicators, folded `batch` series at a time (`compute_indicators_folded`): the
-        figures of `compute_indicators` over the whole month, with one piece's buckets in memory."""
+        """The month's indicators: from the weeks that changed since the previous refresh and the scans
+        kept of the others (`MonthScans`), or, not `incremental`, the whole month folded `batch` series
+        at a time (`compute_indicators_folded`). Same figures either way."""
         n = (end - start) // BUCKET_S
         if not n:
             return compute_indicators_folded(store.month_series_batches(start, end, self.links), communes, start, 0)
+        if self.incremental:
+            with self._scans_lock:
+                self._scans.batch = self.batch
+                return self._scans.compute(store, communes, start, end, self.links)
         held: dict[UsageKey, Held] = {}  # readings just before the month cover its start (`lead_in`)
         with contextlib.closing(store.month_series_batches(start - LEAD_IN_BUCKETS * BUCKET_S, start)) as before:
             for piece in before:
@@ -184,3 +212,420 @@ class UsageLiveCollector(Collector):
                     log.warning("usage month-to-date refresh failed: %s", exc)
                 families = list(self._families)
         yield from families
+
+
+# -- the incremental refresh ----------------------------------------------------------------------------
+
+_State = tuple[int, int, int, bool]
+"""Where a gauge series stands at a week's start: the held carry, value and readings, and the link state."""
+_START: _State = (0, 0, 0, True)  # a series with nothing before: `scan_gauge` without `held`
+_CScan = tuple[Fraction, tuple[tuple[int, int, frozenset[str]], ...], tuple[tuple[str, int], ...]]
+"""A counter series' scan of one week: covered buckets, gap runs (week offsets), flag counts."""
+_GScan = tuple[int, tuple[tuple[int, int], ...], tuple[tuple[int, int, frozenset[str]], ...], int, int, _State]
+"""A gauge series' scan of one week: covered ns, level by readings, gap runs, up, down, the state it ends in."""
+
+
+@dataclass(slots=True)
+class _Week:
+    """The scans of one week's slice [a, b) of the month (unix seconds), and the stamp they were read under."""
+
+    a: int
+    b: int
+    stamp: bytes | None
+    counters: dict[UsageKey, _CScan] = field(default_factory=dict)  # series with data in the slice
+    gauges: dict[UsageKey, tuple[_State, _GScan]] = field(default_factory=dict)  # with the state scanned from
+    totals: dict[tuple[str, Quantity], tuple[list[int] | array[int], bytearray]] = field(default_factory=dict)
+
+
+def _state(gs: GaugeScan) -> _State:
+    return (gs.held.carry_ns, gs.held.value, gs.held.readings, gs.ends_up)
+
+
+def _gscan(sm: SeriesMonth, st: _State) -> _GScan:
+    gs = scan_gauge(sm, Held(st[0], st[1], st[2]), st[3])
+    return (gs.covered_ns, tuple(gs.level_ns.items()), tuple(gs.gaps), gs.up, gs.down, _state(gs))
+
+
+def _cscan(sm: SeriesMonth) -> _CScan:
+    sc = scan_series(sm)
+    return (sc.covered, tuple(sc.gaps), tuple(sorted(sc.flags.items())))
+
+
+def _cut(col: Col, lo: int, hi: int) -> Col:
+    return col if isinstance(col, int) else col[lo:hi]
+
+
+def _digest(cols: Sequence[Col], k: int) -> bytes:
+    """What the first `k` slots of a segment's columns hold, exactly (an array by its item type and
+    bytes: a column read with another item type only digests otherwise, and is scanned again)."""
+    h = hashlib.blake2b(b"%d;" % k, digest_size=16)
+    for c in cols:
+        if isinstance(c, int):
+            h.update(b"c%d;" % c)
+        elif isinstance(c, array):
+            h.update(b"a" + c.typecode.encode())
+            h.update(memoryview(c)[:k])
+        else:
+            h.update(b"l" + repr(list(c[:k])).encode())
+    return h.digest()
+
+
+def _joined(x: _CScan | _GScan, y: _CScan | _GScan, off: int) -> _CScan | _GScan:
+    """Scans of two consecutive spans of one series joined, the second starting `off` buckets in."""
+    runs = list(x[2] if len(x) == 6 else x[1])
+    for a, b, reasons in y[2] if len(y) == 6 else y[1]:
+        _run(runs, off + a, off + b, reasons)
+    if len(x) == 3 and len(y) == 3:
+        flags = Counter(dict(x[2]))
+        flags.update(dict(y[2]))
+        return (x[0] + y[0], tuple(runs), tuple(sorted(flags.items())))
+    assert len(x) == 6 and len(y) == 6
+    level = dict(x[1])
+    for r, t in y[1]:
+        level[r] = level.get(r, 0) + t
+    return (x[0] + y[0], tuple(level.items()), tuple(runs), x[3] + y[3], x[4] + y[4], y[5])
+
+
+def _missing(
+    key: UsageKey, m: int, held: Mapping[UsageKey, Held] | None, before: _CScan | _GScan | None = None
+) -> _CScan | _GScan:
+    """The scan of `m` buckets never written: one missing run; a gauge stays where it stood (`before`'s
+    end, else its lead-in hold, else nothing held). A hold still running is drained (`_gscan`), not this."""
+    runs = ((0, m, _MISSING),) if m else ()
+    if key.quantity in COUNTERS:
+        return (Fraction(0), runs, ())
+    if before is not None:
+        assert len(before) == 6
+        st = before[5]
+    else:
+        h = held.get(key) if held is not None else None
+        st = (h.carry_ns, h.value, h.readings, h.value >= h.readings) if h is not None else _START
+    return (0, (), runs, 0, 0, st)
+
+
+def _run(runs: list[tuple[int, int, frozenset[str]]], a: int, b: int, reasons: frozenset[str]) -> None:
+    """Append a gap run, joined to the previous one when they touch (as one scan of the month joins them)."""
+    if runs and runs[-1][1] == a:
+        runs[-1] = (runs[-1][0], b, runs[-1][2] | reasons)
+    else:
+        runs.append((a, b, reasons))
+
+
+_MISSING = frozenset({"missing"})
+_ADVANCE = 12
+"""Buckets closed in the current week before its kept scan moves on (an hour: the scan of up to 12
+buckets again, against a digest of the week's columns, ~70 µs per series)."""
+
+
+class MonthScans:
+    """The month-to-date indicators computed again at each refresh from what changed only.
+
+    Why: a refresh read and scanned every week of the month (31 CPU-s at 20,000 links, issue 15)
+    although only the current week gets new buckets; the others change only by a late correction or
+    a compaction. So the scans of each past week (per series, and its communes' bucket totals) are
+    kept with the week's stamp (`UsageStorePort.week_stamps`) and reused while it is unchanged; the
+    current week, a changed week and the lead-in are read again. A gauge's scan of a week also depends
+    on where its hold and link state stood at the week's start: a kept week whose series no longer
+    start from the same state is read again. The month's figures are then the weeks' scans joined:
+    sums, coverage, flags and up/down add, gap runs are joined where they touch, the bucket totals
+    (volume, 95th percentile) are placed side by side. The result is the whole-month computation's,
+    sample for sample (tests/usage/test_live_incremental.py compares them over a sequence of writes).
+
+    Stamps are read before the data they tag: a write between the two changes the stamp the next
+    refresh reads, so a week is at worst read once more, never kept stale.
+    """
+
+    def __init__(self, batch: int = 1000, registry: IndicatorRegistry = INDICATORS) -> None:
+        self.batch = batch
+        self.registry = registry
+        self._month: int | None = None
+        self._weeks: dict[int, _Week] = {}
+        self._lead: tuple[dict[int, bytes], dict[UsageKey, Held]] | None = None
+        self._keys: dict[UsageKey, UsageKey] = {}  # one object per series for every week kept
+        self._closed: tuple[Mapping[UsageKey, Held], list[_Week], dict[UsageKey, _CScan | _GScan]] | None = None
+        self._open_at: int | None = None  # where the current week's slice starts (`_open` applies to it)
+        self._open: dict[UsageKey, tuple[int, bytes, _State, _CScan | _GScan]] = {}
+        """The current week's series: the scan of their first buckets (all but the last, still open, one),
+        with their number, a digest of those buckets' columns and the state the scan started from."""
+        self.read_weeks: list[int] = []
+        """Weeks read by the last `compute` (tests and benchmarks: what was not reused)."""
+        self.rescanned = 0
+        """Series of the current week scanned from its start by the last `compute` (the others: from
+        the bucket where the previous refresh stopped)."""
+
+    def _key(self, key: UsageKey) -> UsageKey:
+        """The series' one key object: each read makes its own, and every week kept held its own copy
+        (tens of MB at 20,000 links)."""
+        return self._keys.setdefault(key, key)
+
+    def compute(
+        self, store: UsageStorePort, communes: Sequence[str], start: int, end: int, links: Iterable[UsageKey]
+    ) -> list[Indicator]:
+        n = (end - start) // BUCKET_S
+        if self._month != start:  # a new month: nothing kept applies
+            self._month, self._weeks, self._lead, self._keys, self._closed = start, {}, None, {}, None
+        self.read_weeks = []
+        self.rescanned = 0
+        held = self._lead_in(store, start)
+        last = (end - 1) // CHUNK_S
+        stamps = store.week_stamps(start, last * CHUNK_S) if last * CHUNK_S > start else {}
+        states: dict[UsageKey, _State] = {
+            k: (h.carry_ns, h.value, h.readings, h.value >= h.readings) for k, h in held.items()
+        }
+        weeks: list[_Week] = []
+        drains: dict[tuple[int, UsageKey], _GScan] = {}  # by (place in `weeks`, series)
+        keys: list[UsageKey] = []
+        for i, w in enumerate(range(start // CHUNK_S, last + 1)):
+            a, b = max(start, w * CHUNK_S), min(end, (w + 1) * CHUNK_S)
+            week = self._weeks.get(w)
+            if (
+                w == last
+                or week is None
+                or (week.a, week.b) != (a, b)
+                or week.stamp is None
+                or week.stamp != stamps.get(w)
+                or any(states.get(k, _START) != st for k, (st, _) in week.gauges.items())
+            ):
+                current = w == last  # read with the configured keys: every series of the month is in it
+                week = self._read(
+                    store,
+                    a,
+                    b,
+                    None if current else stamps.get(w),
+                    states,
+                    links if current else (),
+                    keys if current else None,
+                )
+                self.read_weeks.append(w)
+                if not current:
+                    self._weeks[w] = week
+            for k, (_, gs) in week.gauges.items():
+                states[k] = gs[5]
+            m = (b - a) // BUCKET_S
+            for k, st in states.items():
+                if k not in week.gauges and st[0] > 0:  # a hold carried into a week without readings
+                    gs = _gscan(SeriesMonth(k, a, m), st)
+                    drains[(i, k)] = gs
+                    states[k] = gs[5]
+            weeks.append(week)
+        self._weeks = {w: wk for w, wk in self._weeks.items() if start // CHUNK_S <= w < last}
+        return self._join(weeks, drains, keys, held, communes, start, n)
+
+    def _lead_in(self, store: UsageStorePort, start: int) -> dict[UsageKey, Held]:
+        """Where each gauge series stood at the month's start (`lead_in_of`), kept while its weeks' stamps stay."""
+        a = start - LEAD_IN_BUCKETS * BUCKET_S
+        stamps = store.week_stamps(a, start)
+        if self._lead is not None and self._lead[0] == stamps:
+            return self._lead[1]
+        held: dict[UsageKey, Held] = {}
+        with contextlib.closing(store.month_series_batches(a, start, batch=self.batch)) as before:
+            for piece in before:
+                held.update((self._key(k), h) for k, h in lead_in_of(piece).items())
+        self._lead = (stamps, held)
+        self.read_weeks.append(a // CHUNK_S - 1_000_000)  # the lead-in, told apart from the month's weeks
+        return held
+
+    def _read(
+        self,
+        store: UsageStorePort,
+        a: int,
+        b: int,
+        stamp: bytes | None,
+        states: Mapping[UsageKey, _State],
+        links: Iterable[UsageKey],
+        keys: list[UsageKey] | None,
+    ) -> _Week:
+        """Read and scan the slice [a, b) of one week, `batch` series at a time (one piece's buckets in
+        memory); gauges from their `states`. `keys`: filled with every series read (the current week)."""
+        week = _Week(a, b, stamp)
+        m = (b - a) // BUCKET_S
+        opened: dict[UsageKey, tuple[int, bytes, _State, _CScan | _GScan]] = {}
+        quantities = self.registry.quantities()
+        interned: dict[object, object] = {}  # a past week: one object for equal scans (most series' week)
+
+        def intern(value: _T) -> _T:
+            return value if keys is not None else interned.setdefault(value, value)  # type: ignore[return-value]
+
+        with contextlib.closing(store.month_series_batches(a, b, links, batch=self.batch)) as pieces:
+            for piece in pieces:
+                by: dict[tuple[str, Quantity], list[SeriesMonth]] = {}
+                for key, sm in piece.items():
+                    if key.quantity not in quantities:
+                        continue
+                    key = self._key(key)
+                    if keys is not None:
+                        keys.append(key)
+                    if not sm.segments:  # joined as a missing week (or the hold it drains)
+                        continue
+                    st = states.get(key, _START)
+                    if keys is not None and len(sm.segments) == 1 and 0 in sm.segments and m > 1:
+                        scanned = self._scan_current(key, sm, st, opened)
+                    else:
+                        scanned = _cscan(sm) if key.quantity in COUNTERS else _gscan(sm, st)
+                    if key.quantity in COUNTERS:
+                        assert len(scanned) == 3
+                        week.counters[key] = intern(scanned)
+                    else:
+                        assert len(scanned) == 6
+                        week.gauges[key] = intern((st, scanned))
+                    by.setdefault((key.commune, key.quantity), []).append(sm)
+                for cq, sms in by.items():
+                    add, present = per_bucket_totals(sms, m)
+                    if cq in week.totals:
+                        tot, pres = week.totals[cq]
+                        both = int.from_bytes(pres, "big") | int.from_bytes(present, "big")
+                        add, present = list(map(int.__add__, tot, add)), bytearray(both.to_bytes(m, "big"))
+                    week.totals[cq] = (add, present)
+                del piece, by  # before the next piece is read
+        if keys is None:  # a past week, kept: its totals as 8 bytes a bucket rather than an int object each
+            for cq, (tot, pres) in week.totals.items():
+                if tot and min(tot) >= -(2**63) and max(tot) < 2**63:
+                    week.totals[cq] = (array("q", tot), pres)
+        if keys is not None:  # one object for equal kept scans (most series' when the week is clean)
+            same_st: dict[_State, _State] = {}
+            same_scan: dict[_CScan | _GScan, _CScan | _GScan] = {}
+            for k, (m1, digest, st, prefix) in opened.items():
+                opened[k] = (m1, digest, same_st.setdefault(st, st), same_scan.setdefault(prefix, prefix))
+            self._open_at, self._open = a, opened
+        return week
+
+    def _scan_current(
+        self,
+        key: UsageKey,
+        sm: SeriesMonth,
+        st: _State,
+        opened: dict[UsageKey, tuple[int, bytes, _State, _CScan | _GScan]],
+    ) -> _CScan | _GScan:
+        """A series of the current week, scanned from where the previous refresh stopped when its buckets
+        up to there read the same (their digest) and its gauge state at the week's start is the same:
+        only the buckets since are scanned, and joined to the kept scan (as weeks are joined). Keeps for
+        the next refresh the scan of every bucket but the last (open: it will change), moving that point
+        on once `_ADVANCE` buckets have closed since (each move costs a second digest)."""
+        length, v, r, e, f = sm.segments[0]
+        cols = (v, r, e, f)
+        counter = key.quantity in COUNTERS
+        m1 = length - 1
+        kept = self._open.pop(key, None) if self._open_at == sm.start else None  # popped: not twice in memory
+        if kept is not None and kept[0] <= m1 and kept[2] == st and kept[1] == _digest(cols, kept[0]):
+            m0, prefix = kept[0], kept[3]
+            if m1 - m0 < _ADVANCE:  # keep the same point: one digest per refresh instead of two
+                opened[key] = kept
+                m1 = m0
+        else:
+            m0, prefix = 0, None
+            self.rescanned += 1
+        for lo, hi in ((m0, m1), (m1, length)):
+            if hi <= lo:
+                continue
+            seg = (hi - lo, _cut(v, lo, hi), _cut(r, lo, hi), _cut(e, lo, hi), _cut(f, lo, hi))
+            part = SeriesMonth(key, sm.start + lo * BUCKET_S, hi - lo, {0: seg})
+            if counter:
+                scan: _CScan | _GScan = _cscan(part)
+            else:
+                scan = _gscan(part, prefix[5] if prefix is not None else st)  # type: ignore[misc]
+            prefix = scan if prefix is None else _joined(prefix, scan, lo)
+            if hi == m1:
+                opened[key] = (m1, _digest(cols, m1), st, prefix)
+        assert prefix is not None
+        return prefix
+
+    def _closed_weeks(
+        self,
+        weeks: list[_Week],
+        spans: list[tuple[int, int]],
+        drains: Mapping[tuple[int, UsageKey], _GScan],
+        held: Mapping[UsageKey, Held],
+    ) -> dict[UsageKey, _CScan | _GScan]:
+        """Each series' scans of the past weeks joined (offsets from the month's start), kept while the
+        same weeks and lead-in are kept: a refresh then joins only the current week to them."""
+        kept = self._closed
+        if (
+            kept is not None
+            and kept[0] is held
+            and len(kept[1]) == len(weeks)
+            and all(a is b for a, b in zip(kept[1], weeks, strict=True))
+        ):
+            return kept[2]
+        keys: set[UsageKey] = {k for i, k in drains if i < len(weeks)}
+        for wk in weeks:
+            keys.update(wk.counters)
+            keys.update(wk.gauges)
+        joined: dict[UsageKey, _CScan | _GScan] = {}
+        interned: dict[object, object] = {}
+        for k in keys:
+            x: _CScan | _GScan | None = None
+            for i, (wk, (off, m)) in enumerate(zip(weeks, spans, strict=True)):
+                y: _CScan | _GScan | None
+                if k.quantity in COUNTERS:
+                    y = wk.counters.get(k)
+                else:
+                    entry = wk.gauges.get(k)
+                    y = entry[1] if entry is not None else drains.get((i, k))
+                if y is None:
+                    y = _missing(k, m, held if x is None else None, x)
+                x = y if x is None else _joined(x, y, off)
+            assert x is not None
+            joined[k] = interned.setdefault(x, x)  # type: ignore[assignment]
+        self._closed = (held, list(weeks), joined)
+        return joined
+
+    def _join(
+        self,
+        weeks: list[_Week],
+        drains: Mapping[tuple[int, UsageKey], _GScan],
+        keys: list[UsageKey],
+        held: Mapping[UsageKey, Held],
+        communes: Sequence[str],
+        start: int,
+        n: int,
+    ) -> list[Indicator]:
+        """The month's groups from the weeks' scans, then the indicator rows (`indicators_of_groups`)."""
+        wanted = set(communes)
+        by: dict[tuple[str, Quantity], list[UsageKey]] = {}
+        for k in keys:
+            if k.commune in wanted:
+                by.setdefault((k.commune, k.quantity), []).append(k)
+        spans = [((wk.a - start) // BUCKET_S, (wk.b - wk.a) // BUCKET_S) for wk in weeks]
+        closed = self._closed_weeks(weeks[:-1], spans[:-1], drains, held)
+        current, (at, m) = weeks[-1], spans[-1]
+        last = len(weeks) - 1
+        out: list[Indicator] = []
+        for commune in communes:  # a commune's month at a time: one commune's scans in memory, not all
+            groups: dict[tuple[str, Quantity], Group] = {}
+            for (c, q), ks in by.items():
+                if c != commune:
+                    continue
+                ks.sort(key=lambda k: k.subject)
+                gauge = q not in COUNTERS
+                scans: list[SeriesScan] = []
+                gauges: list[GaugeScan] = []
+                for k in ks:
+                    before = closed.get(k)
+                    if before is None:  # nothing in the past weeks (and no hold carried through them)
+                        before = _missing(k, at, held)
+                    now: _CScan | _GScan | None
+                    if gauge:
+                        entry = current.gauges.get(k)
+                        now = entry[1] if entry is not None else drains.get((last, k))
+                    else:
+                        now = current.counters.get(k)
+                    if now is None:
+                        now = _missing(k, m, None, before)
+                    x = _joined(before, now, at)
+                    if len(x) == 6:
+                        cov_ns, lev, gaps, up, down, st = x
+                        g = GaugeScan(cov_ns, dict(lev), list(gaps), up, down, Held(st[0], st[1], st[2]), st[3])
+                        gauges.append(g)
+                        scans.append(SeriesScan(Fraction(cov_ns, B_NS), g.gaps, Counter()))
+                    else:
+                        scans.append(SeriesScan(x[0], list(x[1]), Counter(dict(x[2]))))
+                tot, pres = [0] * n, bytearray(n)
+                for wk, (off, span) in zip(weeks, spans, strict=True):
+                    part = wk.totals.get((c, q))
+                    if part is not None:
+                        tot[off : off + span], pres[off : off + span] = part
+                series = [SeriesMonth(k, start, n) for k in ks]
+                groups[(c, q)] = Group.assembled(start, n, gauge, series, scans, gauges, (tot, pres))
+            out.extend(indicators_of_groups(groups, [commune], start, n, held, self.registry))
+            del groups
+        return out

@@ -208,6 +208,16 @@ class UsageStorePort(UsageReader, Protocol):
         or closes the iterator before closing the store."""
         ...
 
+    def week_stamps(self, start: int, end: int) -> dict[int, bytes]:
+        """A stamp for each week (unix seconds // `CHUNK_S`) overlapping [start, end): a digest of
+        everything stored for that week (its chunks, pending closed and open buckets, every replica's),
+        read in one snapshot. Equal stamps mean the week reads the same; any write that changes what
+        `month_series` gives for it (a bucket added, a late correction, a chunk rewritten by compaction)
+        changes its stamp. Why: the month-to-date refresh keeps its scans of a week while the stamp
+        stays (issue 15: re-reading unchanged weeks was most of a refresh's CPU). A stamp is only
+        compared with another one of the same store; what it is made of is the backend's business."""
+        ...
+
     def load_baselines(self) -> dict[str, str]:
         """Counter states committed with the last flush, by subject (seed for the poller's normaliser)."""
         ...

@@ -59,6 +59,7 @@ credentials); driver messages are passed through `_scrub` and the driver excepti
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import re
 import sys
 import time
@@ -968,6 +969,49 @@ class PostgresUsageStore:
                 cuts=[b for b in bounds if 0 < b < SLOTS],
             )
         return chunks
+
+    def week_stamps(self, start: int, end: int) -> dict[int, bytes]:
+        """See the port. Digested by the server, per week, in one REPEATABLE READ snapshot: the chunk
+        rows of every replica by `xmin` (every update makes a new row version) and CRC, then the content
+        of the pending closed and open bucket rows of every replica and writer (content, not `xmin`:
+        each flush rewrites a writer's open buckets, mostly unchanged)."""
+        if end <= start:
+            return {}
+        lo, hi = start // CHUNK_S, (end - 1) // CHUNK_S
+        found: dict[int, list[str]] = {w: ["", "", ""] for w in range(lo, hi + 1)}
+        rows = (lo * CHUNK_S, (hi + 1) * CHUNK_S)
+        with self._port_errors():
+            conn = self.conn
+            with conn.transaction():
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                pending = component_version(conn, COMPONENT) >= 4  # a read-only reader may face a v3 store
+                queries: list[tuple[str, tuple[int, ...]] | None] = [
+                    (
+                        "SELECT week, md5(string_agg(concat_ws(':', series_id, xmin, coalesce(crc, -1), replica), ','"
+                        " ORDER BY series_id, replica)) FROM chunk WHERE week BETWEEN %s AND %s GROUP BY week",
+                        (lo, hi),
+                    ),
+                    (
+                        "SELECT start / %s, md5(string_agg(concat_ws(':', series_id, start, value, received_milli,"
+                        " expected_milli, flags, replica), ',' ORDER BY series_id, start, replica))"
+                        " FROM closed_bucket WHERE start >= %s AND start < %s GROUP BY 1",
+                        (CHUNK_S, *rows),
+                    )
+                    if pending
+                    else None,
+                    (
+                        "SELECT start / %s, md5(string_agg(concat_ws(':', series_id, start, value, covered_us,"
+                        " readings, expected_milli, flags, replica, writer), ','"
+                        " ORDER BY series_id, start, replica, writer))"
+                        " FROM open_bucket WHERE start >= %s AND start < %s GROUP BY 1",
+                        (CHUNK_S, *rows),
+                    ),
+                ]
+                for i, query in enumerate(queries):
+                    if query is not None:
+                        for week, digest in conn.execute(query[0], query[1]):
+                            found[_int(week)][i] = _str(digest)
+        return {w: hashlib.blake2b("/".join(d).encode(), digest_size=16).digest() for w, d in found.items()}
 
     def size_bytes(self) -> int:
         """The usage tables and their indexes and TOAST on disk."""

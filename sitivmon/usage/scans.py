@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from array import array
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -93,6 +94,8 @@ def _const_where_nonzero(col: Col) -> int | None:
     """The column's value when every slot is either that value or 0 (unwritten), else None."""
     if isinstance(col, int):
         return col
+    if isinstance(col, array) and col and col.tobytes() == col[:1].tobytes() * len(col):
+        return int(col[0])  # constant, told in C (count() compares slot by slot as Python objects)
     m = max(col)
     return m if col.count(m) + col.count(0) == len(col) else None
 
@@ -213,13 +216,17 @@ class GaugeScan:
     up: int
     down: int
     held: Held
+    ends_up: bool = True
+    """The link state the scan ends in: what a scan of the buckets that follow starts from (`scan_gauge`'s
+    `up_state`), so that a period scanned in parts (the incremental month-to-date refresh) gives what
+    one scan gives."""
 
     def level_seconds(self) -> Fraction:
         """Integral of the level over the observed time, in stored scale x seconds."""
         return sum((Fraction(t, n * 1_000_000_000) for n, t in self.level_ns.items()), Fraction(0))
 
 
-def scan_gauge(sm: SeriesMonth, held: Held | None = None) -> GaugeScan:
+def scan_gauge(sm: SeriesMonth, held: Held | None = None, up_state: bool | None = None) -> GaugeScan:
     """Observed time and level of a gauge series, holding each reading for its poll interval.
 
     A bucket's readings stand for `readings x interval` of observed time (`poll_interval_ns`). What
@@ -230,14 +237,17 @@ def scan_gauge(sm: SeriesMonth, held: Held | None = None) -> GaugeScan:
     the buckets (90 s polls put 3 or 4 readings in a bucket, 600 s polls one in every other bucket),
     a month with no reading missed is observed in full, and each missed reading costs exactly one
     interval. A bucket's level is the mean of its readings, or the carried level when it has none.
-    `held` seeds the carry from the buckets before the period (see `usage_document`).
+    `held` seeds the carry from the buckets before the period (see `usage_document`), `up_state` the
+    link state (default: the held bucket's readings all said up): a scan of the buckets before gives
+    both (`held`, `ends_up`) when a period is scanned in parts.
     """
     h = Held(held.carry_ns, held.value, held.readings) if held is not None else Held()
     covered = 0
     level: dict[int, int] = {}
     runs: list[tuple[int, int, set[str]]] = []
     up = down = 0
-    state_up = h.value >= h.readings  # link state: the carried bucket's readings all said up
+    # link state: the carried bucket's readings all said up, unless the scan before says where it stood
+    state_up = h.value >= h.readings if up_state is None else up_state
 
     def gap(a: int, b: int, reason: str) -> None:
         if runs and runs[-1][1] == a:
@@ -319,7 +329,7 @@ def scan_gauge(sm: SeriesMonth, held: Held | None = None) -> GaugeScan:
         pos = off + length
     if pos < sm.n:
         drain(pos, sm.n, "missing")
-    return GaugeScan(covered, level, [(a, b, frozenset(x)) for a, b, x in runs], up, down, h)
+    return GaugeScan(covered, level, [(a, b, frozenset(x)) for a, b, x in runs], up, down, h, state_up)
 
 
 def series_sum(sm: SeriesMonth) -> int:
@@ -347,6 +357,10 @@ def _per_bucket_totals(series: Sequence[SeriesMonth], n: int) -> tuple[list[int]
                         mask[i] = 1
             present[off : off + length] = mask
     return totals, present
+
+
+per_bucket_totals = _per_bucket_totals
+"""Public name: the incremental month-to-date refresh sums each week's buckets apart (`live.MonthScans`)."""
 
 
 def nearest_rank_p95(values: Sequence[int]) -> tuple[int, int]:
@@ -425,6 +439,24 @@ class Group:
         add, add_present = _per_bucket_totals(series, self.n)
         both = int.from_bytes(present, "big") | int.from_bytes(add_present, "big")
         self._totals = (list(map(int.__add__, totals, add)), bytearray(both.to_bytes(self.n, "big")))
+
+    @classmethod
+    def assembled(
+        cls,
+        month_start: int,
+        n: int,
+        gauge: bool,
+        series: list[SeriesMonth],
+        scans: list[SeriesScan],
+        gauges: list[GaugeScan],
+        totals: tuple[list[int], bytearray],
+    ) -> Group:
+        """A group from scans made elsewhere (the incremental month-to-date refresh joins its weeks'
+        scans): `series` without segments, by subject, their scans and the month's bucket totals, as a
+        folded group holds them after `finish`."""
+        group = cls([], month_start, n, gauge)
+        group.series, group.scans, group.gauges, group._totals = series, scans, gauges, totals
+        return group
 
     def finish(self) -> None:
         """Put the folded series in the order a group built at once has them (by subject), so that

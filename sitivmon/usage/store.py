@@ -53,6 +53,7 @@ Built by `sitivmon.usage.backends.open_usage_store`.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import sqlite3
@@ -60,6 +61,7 @@ import struct
 import sys
 import time
 import zlib
+from array import array
 from collections import defaultdict
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -805,6 +807,57 @@ class SqliteUsageStore:
                 ((bstart % CHUNK_S) // BUCKET_S, ob.value, ob.received_milli, ob.expected_milli, ob.flags)
             )
         return by
+
+    def week_stamps(self, start: int, end: int) -> dict[int, bytes]:
+        """See the port. A week's stamp digests its chunk rows (series, CRC and length of the blob: an
+        upsert keeps a row's rowid, the CRC is what follows its content), then the content of its
+        pending closed and open bucket rows (exact, and few outside the current week), read in one
+        transaction. A version 1 row (no CRC) is stamped by its length until a write rewrites it
+        (which sets its CRC, so changes the stamp)."""
+        if end <= start:
+            return {}
+        lo, hi = start // CHUNK_S, (end - 1) // CHUNK_S
+        parts: dict[int, list[array[int]]] = {w: [array("q"), array("q"), array("q")] for w in range(lo, hi + 1)}
+        with _port_errors(self.location):
+            db = self.db
+            db.execute("BEGIN")  # one snapshot for the three tables
+            try:
+                version = self.schema_version()
+                crc = "coalesce(crc, -1)" if version >= 2 else "-1"
+                queries = [
+                    (
+                        f"SELECT week, series_id, {crc}, length(data) FROM chunk WHERE week BETWEEN ? AND ?"
+                        " ORDER BY week, series_id",
+                        (lo, hi),
+                    ),
+                    (
+                        "SELECT start / ?, series_id, start, value, received_milli, expected_milli, flags"
+                        " FROM closed_bucket WHERE start >= ? AND start < ? ORDER BY series_id, start",
+                        (CHUNK_S, lo * CHUNK_S, (hi + 1) * CHUNK_S),
+                    )
+                    if version >= 3
+                    else None,
+                    (
+                        "SELECT start / ?, series_id, start, value, covered_us, readings, expected_milli, flags"
+                        " FROM open_bucket WHERE start >= ? AND start < ? ORDER BY series_id, start",
+                        (CHUNK_S, lo * CHUNK_S, (hi + 1) * CHUNK_S),
+                    ),
+                ]
+                for i, query in enumerate(queries):
+                    if query is None:
+                        continue
+                    for row in db.execute(*query):
+                        parts[row[0]][i].extend(row[1:])
+            finally:
+                db.execute("COMMIT")
+        out = {}
+        for week, arrays in parts.items():
+            h = hashlib.blake2b(digest_size=16)
+            for a in arrays:
+                h.update(len(a).to_bytes(8, "little"))
+                h.update(a.tobytes())
+            out[week] = h.digest()
+        return out
 
     def size_bytes(self) -> int:
         """Database plus WAL on disk."""

@@ -1,0 +1,190 @@
+"""The incremental month-to-date refresh (`live.MonthScans`) gives the whole month's gauges, sample for
+sample, over a sequence of writes: new buckets, late corrections in past weeks (counters, gauges, the
+lead-in before the month), compaction, a replica of a pair (PostgreSQL), a week boundary and a month
+boundary; and it reads again only the weeks that changed. Both backends (`usage_store` fixtures)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+
+import pytest
+
+from sitivmon.config.model import Commune
+from sitivmon.readings import Quantity, UsageKey
+from sitivmon.usage.backends import open_usage_store, usage_reader_factory
+from sitivmon.usage.buckets import CHUNK_S, COUNTERS, FLAG_BITS, PRESENT, Bucket
+from sitivmon.usage.live import UsageLiveCollector
+from sitivmon.usage.periods import BUCKET_S, month_range
+from sitivmon.usage.port import UsageStorePort
+from sitivmon.usage.postgres import PostgresUsageStore
+from sitivmon.usage.store import SqliteUsageStore
+from tests.usage.test_store_contract import Backend, backend, usage_store  # noqa: F401 (fixtures: both backends)
+
+TZ = "Europe/Paris"
+M = month_range("2026-10", TZ)  # starts 2026-09-30 22:00 UTC: the month's first week is a two-hour slice
+NEXT = month_range("2026-11", TZ)
+COMMUNES = [Commune(id=c, name=c.title(), insee=f"6900{i}") for i, c in enumerate(("givors", "corbas"))]
+KEYS = [UsageKey(c, f"{c[:3]}-{i}", q) for c in ("givors", "corbas", "elsewhere") for i in range(2) for q in Quantity]
+SILENT = UsageKey("givors", "silent", Quantity.TRAFFIC_IN)  # configured, never written
+
+
+def bucket(rng: random.Random, key: UsageKey, level: dict[UsageKey, int]) -> Bucket:
+    """A closed bucket with varied samples, poll intervals, flags and gauge levels."""
+    interval = rng.choice([60, 60, 60, 90, 300, 600]) if rng.random() < 0.15 else 60
+    n = max(1, 300 // interval) if rng.random() > 0.03 else 0
+    if key.quantity in COUNTERS:
+        value = rng.randrange(0, 10**9)
+    else:
+        if rng.random() < 0.05:
+            level[key] = rng.randrange(0, 2) if key.quantity is Quantity.LINK_UP else rng.randrange(1, 10**6)
+        value = level[key] * n
+    flags = PRESENT | (rng.choice(list(FLAG_BITS.values())) if rng.random() < 0.02 else 0)
+    return Bucket(value, n * interval * 1_000_000, n, 300_000 // interval, flags)
+
+
+class Writer:
+    """Writes buckets for KEYS from a time on, flush by flush, as the recorder would (with its `compact_every`)."""
+
+    def __init__(self, store: UsageStorePort, seed: int, t: int) -> None:
+        self.store, self.rng, self.t = store, random.Random(seed), t
+        self.level = {k: self.rng.randrange(0, 2) for k in KEYS}
+
+    def until(self, end: int, per_flush: int = 72) -> None:
+        while self.t < end:
+            closed = {}
+            for _ in range(per_flush):
+                if self.t >= end:
+                    break
+                for k in KEYS:
+                    if self.rng.random() > 0.04:  # a missed bucket now and then
+                        closed[(k, self.t)] = bucket(self.rng, k, self.level)
+                self.t += BUCKET_S
+            opened = {(k, self.t): Bucket(7, 30_000_000, 1, 5000, PRESENT) for k in KEYS[::3]}
+            self.store.write(closed, opened, {}, now=self.t + 40)
+
+    def correct(self, at: int, keys: list[UsageKey]) -> None:
+        """Late corrections: closed buckets added to buckets long closed (a restart's spread gap)."""
+        self.store.write({(k, at): bucket(self.rng, k, self.level) for k in keys}, {}, {}, now=self.t + 41)
+
+
+@pytest.fixture
+def pair(backend: Backend) -> Iterator[tuple[UsageLiveCollector, UsageLiveCollector, list[float]]]:  # noqa: F811
+    """Two collectors on the same store and clock: one incremental, one computing the whole month."""
+    clock = [0.0]
+    made = []
+    for incremental in (True, False):
+        col = UsageLiveCollector(
+            usage_reader_factory(backend.settings, backend.state_dir), COMMUNES, TZ, [SILENT],
+            refresh_s=0, clock=lambda: clock[0],
+        )  # fmt: skip
+        col.incremental = incremental
+        col.batch = 5  # several pieces per week
+        made.append(col)
+    yield made[0], made[1], clock
+
+
+def samples(col: UsageLiveCollector) -> list[tuple[str, list[tuple[str, str]], float]]:
+    """One refresh (`refresh_s` 0: each collect refreshes) and its samples."""
+    return sorted((s.name, sorted(s.labels.items()), s.value) for f in col.collect() for s in f.samples)
+
+
+def week(t: int) -> int:
+    return t // CHUNK_S
+
+
+def check(inc: UsageLiveCollector, whole: UsageLiveCollector) -> list[int]:
+    """Both collectors' gauges are the same; returns the weeks the incremental one read."""
+    got, want = samples(inc), samples(whole)
+    assert len(want) > 40  # 2 communes x 7 indicators x directions, coverage, the stamp
+    assert got == want
+    return [w for w in inc._scans.read_weeks if w >= 0]
+
+
+def test_incremental_refresh_equals_the_whole_month_over_a_sequence_of_writes(
+    backend: Backend,  # noqa: F811
+    usage_store: UsageStorePort,  # noqa: F811
+    pair: tuple[UsageLiveCollector, UsageLiveCollector, list[float]],
+) -> None:
+    inc, whole, clock = pair
+    w = Writer(usage_store, 3, M.start - 6 * BUCKET_S)  # from before the month: the lead-in
+    now = M.start + 9 * 86400 + 600  # Oct 9: the two-hour first week, one full week, the current one
+    w.until(now)
+    clock[0] = now + 30
+    first = check(inc, whole)
+    assert first == list(range(week(M.start), week(now) + 1))
+
+    w.until(now + 3600, per_flush=6)  # an hour of ordinary flushes: only the current week is read again
+    clock[0] = now + 3600 + 30
+    assert check(inc, whole) == [week(now)]
+    assert inc._scans.rescanned == 0  # every series of the current week scanned from the previous refresh on
+
+    w.correct(w.t - 24 * BUCKET_S, KEYS[:10])  # late corrections two hours back in the current week
+    assert check(inc, whole) == [week(now)]
+    assert 0 < inc._scans.rescanned <= 10  # those series (that changed) scanned again from the week's start
+
+    past = week(now) * CHUNK_S - 3 * 86400  # three days into the full week
+    w.correct(past, [k for k in KEYS if k.commune == "givors"][:4])  # counters and gauges
+    assert check(inc, whole) == [week(past), week(now)]
+
+    w.correct(week(now) * CHUNK_S - BUCKET_S, [k for k in KEYS if k.quantity not in COUNTERS])  # last slot
+    assert week(now) * CHUNK_S - BUCKET_S >= M.start
+    check(inc, whole)  # the gauges' holds into the current week changed: it is read again anyway
+
+    w.correct(M.start - BUCKET_S, KEYS)  # the lead-in: where each gauge stood at the month's start
+    check(inc, whole)
+    w.correct(M.start, KEYS[:7])  # the month's two-hour first week
+    assert week(M.start) in check(inc, whole)
+
+    store = usage_store
+    assert isinstance(store, SqliteUsageStore | PostgresUsageStore)
+    store.compact()  # pending closed buckets merged into their chunks: rewritten, same figures
+    check(inc, whole)
+    assert check(inc, whole) == [week(now)]  # nothing changed since: kept
+
+    if backend.settings.store == "postgresql":  # a replica of a pair: its rows are merged bucket by bucket
+        with open_usage_store(backend.settings, backend.state_dir, replica="b") as other:
+            twin = Writer(other, 4, past - 3600)
+            twin.until(past + 3600, per_flush=6)
+            twin.t = w.t - 2 * BUCKET_S
+            twin.until(w.t, per_flush=1)
+        assert week(past) in check(inc, whole)
+
+    boundary = (week(now) + 1) * CHUNK_S  # across a week boundary: the current week becomes a past one
+    w.until(boundary + 7200)
+    clock[0] = boundary + 7200 + 30
+    assert check(inc, whole) == [week(now), week(boundary)]
+    w.until(boundary + 7500, per_flush=1)
+    clock[0] = boundary + 7500 + 30
+    assert check(inc, whole) == [week(boundary)]
+
+    w.t = NEXT.start - 2 * BUCKET_S  # across the month boundary: nothing kept of October applies
+    w.until(NEXT.start + 86400)
+    clock[0] = NEXT.start + 86400 + 30
+    assert check(inc, whole) == list(range(week(NEXT.start), week(NEXT.start + 86400) + 1))
+    w.until(NEXT.start + 86400 + 900, per_flush=1)
+    clock[0] = NEXT.start + 86400 + 930
+    assert check(inc, whole) == [week(NEXT.start + 86400)]
+
+
+def test_the_comparison_fails_when_a_changed_week_is_kept(
+    backend: Backend,  # noqa: F811
+    usage_store: UsageStorePort,  # noqa: F811
+    pair: tuple[UsageLiveCollector, UsageLiveCollector, list[float]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Stamps blind to a late correction: the incremental gauges keep the old week, and the comparison
+    above would see it (so it can fail)."""
+    inc, whole, clock = pair
+
+    def blind(self: object, start: int, end: int) -> dict[int, bytes]:
+        return {x: b"same" for x in range(start // CHUNK_S, (end - 1) // CHUNK_S + 1)} if end > start else {}
+
+    monkeypatch.setattr(type(usage_store), "week_stamps", blind)
+    w = Writer(usage_store, 5, M.start)
+    now = M.start + 9 * 86400
+    w.until(now)
+    clock[0] = now + 30
+    check(inc, whole)
+    w.correct(week(now) * CHUNK_S - 3 * 86400, [k for k in KEYS if k.quantity is Quantity.TRAFFIC_IN])
+    assert samples(inc) != samples(whole)
