@@ -8,6 +8,10 @@ then a cProfile of the walk and of the fold (top functions by own time). It runs
 event loop (`sitivmon.aio.run`, uvloop), so the figures are those of the shipped poll path.
 
 Run as root:  .venv/bin/python bench/profile_poll.py [--interfaces 500 --links 50 --polls 20]
+Before/after:  .venv/bin/python bench/profile_poll.py --roots /tmp/before-X . --links 500 --rounds 7
+  each round runs every checkout's stages in its own subprocess (that checkout's `sitivmon`, this
+  file's stages), against the same snmpd, alternating the order round by round (the machine's load
+  drifts); medians per checkout are printed side by side with their ratio.
 """
 
 from __future__ import annotations
@@ -16,20 +20,24 @@ import argparse
 import cProfile
 import io
 import json
+import os
 import pstats
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH.parent))
+# The checkout whose `sitivmon` is measured: this one, or the one a `--roots` parent names.
+ROOT = Path(os.environ.get("PROFILE_POLL_ROOT") or BENCH.parent)
 sys.path.insert(0, str(BENCH))
-
-from poll_bench import COMMUNITY, RESULTS, agents, preflight  # noqa: E402
+sys.path.insert(0, str(ROOT))
 
 from sitivmon.aio import run as daemon_run  # noqa: E402  (the daemon's loop: uvloop)
+
+COMMUNITY = "public"  # poll_bench's (imported lazily: it puts its own checkout first on sys.path)
 
 
 def build(addr: str, links: int, max_rep: int) -> Any:
@@ -79,18 +87,20 @@ async def stages(config: Any, polls: int, profile: bool) -> dict[str, Any]:
 
     for _ in range(2):  # warm-up: session, snmpd caches, counter baselines
         monitor.on_poll(target, await one())
-    walk = fold = rend = 0.0
+    walk = fold = rend = walk_user = 0.0
     varbinds = requests = 0
     pw = cProfile.Profile(time.process_time) if profile else None
     pf = cProfile.Profile(time.process_time) if profile else None
     for _ in range(polls):
         t = time.process_time()
+        u = os.times().user
         if pw:
             pw.enable()
         poll = await one()
         if pw:
             pw.disable()
         walk += time.process_time() - t
+        walk_user += os.times().user - u  # the Python side; the rest is the kernel's (sendto into the veth)
         assert poll.ok, poll.error
         varbinds += poll.varbinds
         requests += poll.requests
@@ -113,6 +123,7 @@ async def stages(config: Any, polls: int, profile: bool) -> dict[str, Any]:
         "links_up": up,
         "us_per_varbind": {
             "walk": walk / varbinds * 1e6,
+            "walk_user": walk_user / varbinds * 1e6,
             "fold": fold / varbinds * 1e6,
             "render": rend / varbinds * 1e6,
             "total": (walk + fold + rend) / varbinds * 1e6,
@@ -150,6 +161,46 @@ def show(title: str, res: dict[str, Any]) -> None:
                 print(f"    {row['share'] * 100:5.1f}%  {row['calls']:>8}  {row['function']}")
 
 
+def child(addr: str, args: argparse.Namespace) -> int:
+    """One round for the parent's `--roots`: this process imported ROOT's `sitivmon`."""
+    import sitivmon
+
+    config = build(addr, args.links, args.max_repetitions)
+    res = daemon_run(stages(config, args.polls, False))
+    res["sitivmon"] = str(Path(sitivmon.__file__).resolve().parent.parent)
+    print(json.dumps(res))
+    return 0
+
+
+def compare(roots: list[Path], addr: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Rounds alternating the checkouts' order; medians per checkout."""
+    runs: dict[Path, list[dict[str, Any]]] = {r: [] for r in roots}
+    argv = [sys.executable, str(Path(__file__).resolve()), "--child", addr, "--links", str(args.links),
+            "--polls", str(args.polls), "--max-repetitions", str(args.max_repetitions)]  # fmt: skip
+    for i in range(args.rounds):
+        for root in roots if i % 2 == 0 else list(reversed(roots)):
+            env = dict(os.environ, PROFILE_POLL_ROOT=str(root), PYTHONPATH=str(root))
+            done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                raise SystemExit(f"{root}: {done.stderr[-2000:]}")
+            res = json.loads(done.stdout.strip().splitlines()[-1])
+            assert Path(res["sitivmon"]) == root, (res["sitivmon"], root)
+            runs[root].append(res)
+    out: dict[str, Any] = {}
+    keys = ("walk", "walk_user", "fold", "render", "total")
+    print(f"medians over {args.rounds} alternating rounds of {args.polls} polls, CPU µs/varbind")
+    print(f"  {'checkout':40} " + " ".join(f"{k:>9}" for k in keys) + "   walk µs/request")
+    for root in roots:
+        med = {k: statistics.median(r["us_per_varbind"][k] for r in runs[root]) for k in keys}
+        req = statistics.median(r["us_per_request_walk"] for r in runs[root])
+        out[str(root)] = {"us_per_varbind": med, "us_per_request_walk": req, "runs": runs[root]}
+        print(f"  {str(root)[-40:]:40} " + " ".join(f"{med[k]:9.3f}" for k in keys) + f"   {req:8.1f}")
+    if len(roots) == 2:
+        a, b = (out[str(r)]["us_per_varbind"] for r in roots)
+        print(f"  {'ratio (second / first)':40} " + " ".join(f"{b[k] / a[k]:9.3f}" for k in keys))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--interfaces", type=int, default=500)
@@ -158,7 +209,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=5, help="timed rounds (medians are reported)")
     p.add_argument("--max-repetitions", type=int, default=25)
     p.add_argument("--no-cprofile", action="store_true")
+    p.add_argument("--roots", nargs="+", type=Path, help="checkouts to compare, round by round (no cProfile)")
+    p.add_argument("--child", metavar="ADDR", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.child:
+        return child(args.child, args)
+    from poll_bench import RESULTS, agents, preflight
+
     binary, reason = preflight()
     if binary is None:
         print(f"profile_poll: cannot run here: {reason}", file=sys.stderr)
@@ -166,6 +223,14 @@ def main(argv: list[str] | None = None) -> int:
 
     results: dict[str, Any] = {}
     with agents(1, args.interfaces) as ags:
+        if args.roots:
+            results["compare"] = compare([r.resolve() for r in args.roots], ags[0].addr, args)
+            args.roots = [str(r) for r in args.roots]
+            RESULTS.mkdir(parents=True, exist_ok=True)
+            out = RESULTS / f"profile_poll-compare-{time.strftime('%Y%m%d-%H%M%S')}.json"
+            out.write_text(json.dumps({"params": vars(args), "results": results}, indent=2) + "\n")
+            print(f"\nwrote {out}")
+            return 0
         config = build(ags[0].addr, args.links, args.max_repetitions)
         # Timing runs without the profiler, several rounds (the machine is shared and its load drifts);
         # each stage's median over the rounds is reported. Then one profiled run.

@@ -3,17 +3,44 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 
+# Young-generation threshold (CPython's default: 700 container allocations net of frees). The poll
+# path allocates in bursts (a GETBULK response, a fold of 500 rows): at 700, a burst triggers several
+# young collections, each traversing the survivors; at 20,000, about one per poll of a 500-interface
+# agent. Garbage *cycles* wait longer for it: at most this many container objects (a few MB).
+GC_YOUNG_THRESHOLD = 20_000
+
+
+def gc_policy() -> None:
+    """The process's garbage-collector policy, set once before the loop starts (the composition root
+    calls `run`, so every command gets it).
+
+    The daemon's long-lived objects (modules, classes, the configuration, the profiles) would be
+    traversed by every full collection; `gc.freeze()` moves what exists now out of the collector's
+    reach (they stay reference-counted: one freed later is freed as usual; only a cycle among them
+    would not be collected, and `gc.collect()` first leaves none). Python's GC was ~4.5 % of the
+    daemon's CPU at 500 links per agent (perf: gc_collect_main, visit_decref); bench/README.md has
+    the figures with and without.
+    """
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+
+
 def run(main: Coroutine[Any, Any, T]) -> T:
     """Run the daemon's loop on uvloop: measured on the poll benchmark (bench/README.md), it takes
-    about a third off the CPU of the polling path (socket readiness and timers are most of it)."""
+    about a third off the CPU of the polling path (socket readiness and timers are most of it).
+    The GC policy (`gc_policy`) is set first."""
     import uvloop
 
+    gc_policy()
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(main)
 

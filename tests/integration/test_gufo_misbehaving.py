@@ -173,3 +173,53 @@ async def test_too_big_getbulk_is_asked_again_with_fewer_repetitions() -> None:
     assert len(first.rows) == len(second.rows) == hostile_agent.WIDE_ROWS
     assert asked_first[:3] == [25, 12, 6] and set(asked_first[2:]) == {6}, asked_first
     assert set(agent.asked[len(asked_first) :]) == {6}, "the lower figure is kept for later polls"
+
+
+@pytest.mark.parametrize("retries", [0, 1])
+async def test_stale_answers_do_not_extend_a_walk_timeout(ports: dict[str, int], retries: int) -> None:
+    """The walk's one timer per column (`GufoClient._on_alarm`) fails the awaited response at its
+    request's deadline, retries included, whatever stale datagrams arrive meanwhile."""
+    c = client(ports, "stale_drip", timeout=0.5, retries=retries)
+    started = time.monotonic()
+    with pytest.raises(PollError) as err:
+        await c.walk(IF_DESCR, 1000)
+    elapsed = time.monotonic() - started
+    assert err.value.reason is PollErrorReason.TIMEOUT
+    assert 0.5 * (retries + 1) - 0.05 <= elapsed < 0.5 * (retries + 1) + 0.3, elapsed
+
+
+class Slow(TooBigAbove):
+    """Answers every request `delay` seconds late (never tooBig): a walk of many requests lasts far
+    longer than one request's timeout."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        super().__init__(limit=1000)
+
+    def serve(self) -> None:
+        mib = hostile_agent.wide_device(time.time() - 1000)
+        while not self.stop.is_set():
+            try:
+                data, peer = self.sock.recvfrom(65535)
+            except TimeoutError:
+                continue
+            req = hostile_agent.parse(data)
+            time.sleep(self.delay)
+            self.sock.sendto(hostile_agent.response(req, *hostile_agent.answer(req, mib)), peer)
+
+
+async def test_the_deadline_is_per_request_not_per_walk() -> None:
+    """Each GETBULK moves the deadline: 30 answers 30 ms late each, 0.2 s timeout, one repetition
+    per request: the walk lasts ~1 s and succeeds (a timer armed once per walk and never moved on
+    would fail it at 0.2 s)."""
+    agent = Slow(delay=0.03)
+    try:
+        cred = Credential.model_validate({"version": "2c", "community": COMMUNITY.decode()})
+        c = GufoClient("127.0.0.1", agent.sock.getsockname()[1], cred, timeout=0.2, retries=0, max_repetitions=1)
+        started = time.monotonic()
+        walk = await c.walk(IF_DESCR, 1000)
+        elapsed = time.monotonic() - started
+    finally:
+        agent.close()
+    assert len(walk.rows) == hostile_agent.WIDE_ROWS and walk.requests >= hostile_agent.WIDE_ROWS
+    assert elapsed > 0.2 * 3, elapsed

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sitivmon.snmp.client import Value, WalkResult, WalkStop
-from sitivmon.snmp.walkguard import absorb_batch, oid_tuple
+from sitivmon.snmp.walkguard import _absorb_fast, absorb_batch, oid_tuple
 
 COL = "1.3.6.1.2.1.2.2.1.10"  # ifInOctets
 Batch = list[tuple[str, Value] | None]
@@ -131,3 +134,163 @@ def test_absorb(row: Row) -> None:
 def test_oid_tuple() -> None:
     assert oid_tuple("1.3.6.1.2.1.1.3.0") == (1, 3, 6, 1, 2, 1, 1, 3, 0)
     assert oid_tuple("1.3.10") > oid_tuple("1.3.9")
+
+
+# --- The batch fast path gives what the per-varbind loop gives ---------------------------------------
+
+
+def reference_absorb(
+    prefix: str, batch: Batch, result: WalkResult, last: tuple[int, ...] | None, max_varbinds: int
+) -> tuple[tuple[int, ...] | None, bool]:
+    """`absorb_batch` as it was before the batch fast path (b9e81d9), the specification it must meet."""
+    head = prefix + "."
+    cut = len(head)
+    base = oid_tuple(prefix)
+    n = len(base)
+    prev: tuple[float, ...] | None
+    if last is None:
+        prev = None
+    elif last[:n] == base:
+        prev = last[n:]
+    elif last[:n] < base:
+        prev = ()
+    else:
+        prev = (math.inf,)
+    rows = result.rows
+    room = max_varbinds - len(rows)
+    moved = False
+    done = False
+    for item in batch:
+        if item is None:
+            done = True
+            break
+        oid, value = item
+        if not oid.startswith(head):
+            done = True
+            break
+        suffix = oid[cut:]
+        current = (int(suffix),) if suffix.isdigit() else tuple(map(int, suffix.split(".")))
+        if prev is not None and current <= prev:
+            result.stopped = WalkStop.NONINCREASING
+            done = True
+            break
+        if room <= 0:
+            result.stopped = WalkStop.VARBIND_CAP
+            done = True
+            break
+        prev = current
+        moved = True
+        rows[suffix] = value
+        room -= 1
+    return (base + prev if moved else last), done  # type: ignore[operator]
+
+
+NEXT = "1.3.6.1.2.1.2.2.1.11"
+# Index texts an agent could send, and some it should not: the fast path must take the well-formed
+# ones and leave every other to the loop (same rows, same stop, same exception).
+INDEXES = st.one_of(
+    st.integers(0, 2**32).map(str),
+    st.integers(0, 120).map(str),
+    st.integers(0, 99).map(lambda i: f"{i:03d}"),  # leading zeros: compared as integers
+    st.lists(st.integers(0, 300), min_size=2, max_size=4).map(lambda p: ".".join(map(str, p))),
+    st.sampled_from(["", "1\n2", "1.", "x", "\u0663", "\u00b2", "1\n" + COL + ".2", "9\n" + NEXT + ".1"]),
+)
+OIDS = st.one_of(
+    INDEXES.map(lambda i: f"{COL}.{i}"),
+    INDEXES.map(lambda i: f"{COL}.{i}"),
+    INDEXES.map(lambda i: f"{NEXT}.{i}"),
+    st.sampled_from([COL, "1.3.6.1.2.1.2.2.1.9.4", "1.3.6.1.2.1.2.2.1.100.1", "1.3.6.1.2.1.31.1.1.1.1.1", COL + "."]),
+)
+ITEMS = st.one_of(st.tuples(OIDS, st.integers(0, 9)), st.none(), st.just((b"1.3", 1)), st.just((f"{COL}.1", 1, 2)))
+
+
+def increasing_runs(start: int, lengths: list[int]) -> list[str]:
+    out, i = [], start
+    for step in lengths:
+        i += step
+        out.append(str(i))
+    return out
+
+
+WELL_FORMED = st.builds(
+    lambda start, steps, tail, lead: (
+        [(f"{COL}.{'0' * lead}{i}", int(i)) for i in increasing_runs(start, steps)]
+        + [(f"{NEXT}.{j}", j) for j in range(tail)]
+    ),
+    st.integers(0, 2000),
+    st.lists(st.integers(1, 3), min_size=1, max_size=30),
+    st.integers(0, 3),
+    st.sampled_from([0, 0, 0, 1]),
+)
+LASTS = st.one_of(
+    st.none(),
+    st.lists(st.integers(0, 3000), min_size=1, max_size=3).map(lambda p: (*oid_tuple(COL), *p)),
+    st.just(oid_tuple("1.3.6.1.2.1.2.2.1.9.7")),
+    st.just(oid_tuple(NEXT + ".1")),
+    st.just(oid_tuple(COL)),
+)
+
+
+def outcome(fn: object, batches: list[Batch], last: tuple[int, ...] | None, cap: int, rows: int) -> object:
+    result = WalkResult(rows={str(-i): i for i in range(rows)})  # rows of earlier responses, for the cap
+    trace: list[object] = []
+    try:
+        for batch in batches:
+            last, done = fn(COL, batch, result, last, cap)  # type: ignore[operator]
+            trace.append((last, done))
+            if done:
+                break
+    except Exception as exc:  # the loop raises on an index it cannot parse; the fast path must too
+        trace.append(type(exc))
+    return trace, list(result.rows.items()), result.stopped
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    batches=st.lists(st.one_of(WELL_FORMED, st.lists(ITEMS, max_size=8)), min_size=1, max_size=3),
+    last=LASTS,
+    cap=st.integers(0, 70),
+    rows=st.integers(0, 5),
+)
+def test_fast_path_matches_the_loop(batches: list[Batch], last: tuple[int, ...] | None, cap: int, rows: int) -> None:
+    assert outcome(absorb_batch, batches, last, cap, rows) == outcome(reference_absorb, batches, last, cap, rows)
+
+
+@pytest.mark.parametrize(
+    "batch",
+    [
+        [vb(str(i), i) for i in range(100, 124)],  # one width: compared as text
+        [vb(str(i), i) for i in range(1, 25)],  # 1..9 then 10..24: compared as integers
+        [vb(str(i), i) for i in range(491, 501)] + [(f"{NEXT}.{j}", j) for j in range(1, 15)],  # end of column
+    ],
+    ids=["one-width", "two-widths", "column-ends"],
+)
+def test_a_well_behaved_response_takes_the_fast_path(batch: Batch) -> None:
+    """The fast path must not silently decline the responses it exists for (it would still be right,
+    through the loop, but the hot path would be lost)."""
+    head = COL + "."
+    result = WalkResult()
+    fast = _absorb_fast(head, oid_tuple(COL), batch, result, None, 1000)
+    assert fast is not None
+    assert result.rows == {oid[len(head) :]: v for oid, v in batch if oid.startswith(head)}
+    assert fast[1] is (len(result.rows) < len(batch))
+
+
+@pytest.mark.parametrize(
+    "batch",
+    [
+        [vb("1\n" + COL + ".2"), vb("3")],  # a newline inside an OID could pass for a separator
+        [vb("5"), (f"{COL}.6\n{NEXT}.1", 1)],
+        [vb("5"), vb("6\n" + NEXT + ".1"), vb("7")],
+        [vb("10"), vb("2"), vb("300"), vb("40")],  # widths 2,1,3,2: right total, not one width
+        [vb("7"), vb("07")],  # equal as integers
+        [vb("1"), vb(""), vb("3")],
+        [vb("1"), (COL + "..2", 1)],
+        [vb("1"), (NEXT + ".1", 1), vb("2")],  # the column ends at the first OID outside it
+        [vb("1"), (NEXT + ".1", 1), (b"1.3", 1)],
+        [vb("1"), None, vb("2")],
+    ],
+)
+def test_crafted_responses_match_the_loop(batch: Batch) -> None:
+    for cap in (1, 2, 1000):
+        assert outcome(absorb_batch, [batch], None, cap, 0) == outcome(reference_absorb, [batch], None, cap, 0)

@@ -1,0 +1,53 @@
+"""The process's GC policy (`sitivmon.aio.gc_policy`), set by `run` before the loop starts."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+
+import pytest
+
+from sitivmon.aio import GC_YOUNG_THRESHOLD, run
+
+
+@pytest.fixture
+def restore_gc() -> Iterator[None]:
+    threshold = gc.get_threshold()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
+
+
+@pytest.mark.usefixtures("restore_gc")
+def test_run_freezes_what_exists_and_raises_the_young_threshold() -> None:
+    gc.unfreeze()
+    gc.set_threshold(700, 10, 10)
+
+    async def main() -> tuple[int, int]:
+        return gc.get_threshold()[0], gc.get_freeze_count()
+
+    young, frozen = run(main())
+    assert young == GC_YOUNG_THRESHOLD
+    assert frozen > 1000  # modules, classes, functions: out of every full collection's reach
+    assert gc.get_threshold()[1:] == (10, 10)  # the older generations keep CPython's cadence
+
+
+@pytest.mark.usefixtures("restore_gc")
+def test_a_frozen_object_is_still_freed_by_its_reference_count() -> None:
+    import weakref
+
+    class Thing:
+        pass
+
+    thing = Thing()
+    ref = weakref.ref(thing)
+
+    async def main() -> None:
+        return None
+
+    run(main())
+    assert ref() is not None
+    del thing
+    assert ref() is None
