@@ -2,11 +2,12 @@
 
 gufo-snmp's public iterators yield one varbind per `await`; at hundreds of thousands of varbinds per
 second that per-item coroutine is most of the cost. The walk here drives the library's socket one
-*response* at a time (`send_get_bulk`/`recv_get_bulk`) and absorbs the whole batch in one call, while
-session set-up (v3 engine discovery and key localisation) stays in gufo's `SnmpSession`. GETs are
-sent and received the same way, so that every request has one deadline and its datagram is peeked at
-(size, error-status: `sitivmon.snmp.status`) before gufo decodes it. This uses the session's `_sock`,
-`_fd` and `_send`: pinned to gufo-snmp 0.13 in pyproject, covered by the tests.
+*response* at a time (`send_get_bulk`/`recv_get_bulk`), from the socket's reader callback (`_BulkWalk`:
+no future or task wake-up per response), and absorbs the whole batch in one call, while session set-up
+(v3 engine discovery and key localisation) stays in gufo's `SnmpSession`. GETs are sent and received
+the same way, so that every request has one deadline and its datagram is peeked at (size,
+error-status: `sitivmon.snmp.status`) before gufo decodes it. This uses the session's `_sock`, `_fd`
+and `_send`: pinned to gufo-snmp 0.13 in pyproject, covered by the tests.
 
 What gufo-snmp 0.13 does not do, done here: a genErr/tooBig response fails the request (gufo reads it
 as empty); an answer over its 4,080-byte receive buffer makes the walk ask for fewer repetitions; a

@@ -18,9 +18,8 @@ from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
-import uvloop
-
 import pytest
+import uvloop
 
 from sitivmon.config.model import Credential
 from sitivmon.snmp.client import PollError, PollErrorReason
@@ -181,7 +180,7 @@ async def test_too_big_getbulk_is_asked_again_with_fewer_repetitions() -> None:
 
 @pytest.mark.parametrize("retries", [0, 1])
 async def test_stale_answers_do_not_extend_a_walk_timeout(ports: dict[str, int], retries: int) -> None:
-    """The walk's one timer per column (`GufoClient._on_alarm`) fails the awaited response at its
+    """The walk's one timer per column (`_BulkWalk._on_alarm`) fails the awaited response at its
     request's deadline, retries included, whatever stale datagrams arrive meanwhile."""
     c = client(ports, "stale_drip", timeout=0.5, retries=retries)
     started = time.monotonic()
@@ -237,7 +236,10 @@ async def test_the_deadline_is_per_request_not_per_walk() -> None:
 LOOPS = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 
 
-def on_loop(factory: Callable[[], asyncio.AbstractEventLoop], body: Callable[[], Coroutine[Any, Any, None]]) -> list[str]:
+Body = Callable[[], Coroutine[Any, Any, None]]
+
+
+def on_loop(factory: Callable[[], asyncio.AbstractEventLoop], body: Body) -> list[str]:
     """Run `body` on a fresh loop; return what reached the loop's exception handler."""
     escaped: list[str] = []
     with asyncio.Runner(loop_factory=factory) as runner:
@@ -285,8 +287,9 @@ def test_exceptions_in_the_callback_fail_the_walk_not_the_loop(ports: dict[str, 
     the loop, and the client walks on afterwards."""
 
     async def body() -> None:
-        for mode, reason in [("cut_length", PollErrorReason.DECODE), ("gen_err", PollErrorReason.OTHER),
-                             ("stale_drip", PollErrorReason.TIMEOUT), ("huge_value", PollErrorReason.DECODE)]:  # fmt: skip
+        failures = [("cut_length", PollErrorReason.DECODE), ("gen_err", PollErrorReason.OTHER),
+                    ("stale_drip", PollErrorReason.TIMEOUT), ("huge_value", PollErrorReason.DECODE)]  # fmt: skip
+        for mode, reason in failures:
             with pytest.raises(PollError) as err:
                 await client(ports, mode, timeout=0.2, retries=1).walk(IF_DESCR, 1000)
             assert err.value.reason is reason, (mode, err.value)
