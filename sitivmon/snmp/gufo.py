@@ -347,15 +347,17 @@ class GufoClient:
                 outcome = await walk.future
                 if outcome is not None:
                     break
-                # A send would have blocked (the socket's buffer is full): wait for it to drain.
-                walk.future = loop.create_future()
+                # A send would have blocked (the socket's buffer is full): gufo's `_send` waits for it
+                # to drain. Meanwhile the callbacks idle (their future is done): no timeout, no read.
                 try:
                     await session._send(functools.partial(session._sock.send_get_bulk, walk.ctx))
                 except BaseException as exc:
                     if not isinstance(exc, Exception) and not is_native_panic(exc):
                         raise  # cancellation, exit
+                    walk.future = loop.create_future()
                     walk.recover(exc)
                 else:
+                    walk.future = loop.create_future()
                     walk.sent()
         finally:
             walk.close()
