@@ -328,8 +328,10 @@ class GufoClient:
         The coroutine sends nothing and reads nothing per response: it registers the reader once
         per column, starts the exchange and awaits one future, resolved when the column is done or
         failed (or, rarely, when a send would block: gufo's `_send` then waits for the socket here
-        and the exchange goes on). A future, a task wake-up and the resumption of the poll's chain
-        of coroutines per response were ~a third of the walk's CPU at 25 varbinds per response.
+        and the exchange goes on). This drops, per response, a future, a task wake-up and the
+        resumption of the poll's chain of four coroutines: ~7k of the ~237k instructions of a
+        25-varbind request (gufo's decoding is half of them, `absorb_batch` ~40 %), and more of its
+        CPU time than that (bench/README.md, issue 15 afternoon).
 
         An answer the library cannot take whole (over its 4,080-byte buffer, or tooBig from the agent)
         restarts the column with half the repetitions, down to one, as managers do; the lower figure is
