@@ -2,11 +2,12 @@
 
 gufo-snmp's public iterators yield one varbind per `await`; at hundreds of thousands of varbinds per
 second that per-item coroutine is most of the cost. The walk here drives the library's socket one
-*response* at a time (`send_get_bulk`/`recv_get_bulk`) and absorbs the whole batch in one call, while
-session set-up (v3 engine discovery and key localisation) stays in gufo's `SnmpSession`. GETs are
-sent and received the same way, so that every request has one deadline and its datagram is peeked at
-(size, error-status: `sitivmon.snmp.status`) before gufo decodes it. This uses the session's `_sock`,
-`_fd` and `_send`: pinned to gufo-snmp 0.13 in pyproject, covered by the tests.
+*response* at a time (`send_get_bulk`/`recv_get_bulk`), from the socket's reader callback (`_BulkWalk`:
+no future or task wake-up per response), and absorbs the whole batch in one call, while session set-up
+(v3 engine discovery and key localisation) stays in gufo's `SnmpSession`. GETs are sent and received
+the same way, so that every request has one deadline and its datagram is peeked at (size,
+error-status: `sitivmon.snmp.status`) before gufo decodes it. This uses the session's `_sock`, `_fd`
+and `_send`: pinned to gufo-snmp 0.13 in pyproject, covered by the tests.
 
 What gufo-snmp 0.13 does not do, done here: a genErr/tooBig response fails the request (gufo reads it
 as empty); an answer over its 4,080-byte receive buffer makes the walk ask for fewer repetitions; a
@@ -164,8 +165,6 @@ class GufoClient:
         self._peek_sock: socket.socket | None = None
         self._head = bytearray(_PEEK_BYTES)
         self._waiter: asyncio.Future[None] | None = None
-        self._deadline = 0.0  # of the GETBULK awaited now (loop time): see `_walk_bulk`
-        self._alarm: asyncio.TimerHandle | None = None
 
     async def _ensure_ready(self) -> None:
         """Discover the v3 engine once, and learn its clock again after a silence.
@@ -209,18 +208,6 @@ class GufoClient:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def _on_alarm(self) -> None:
-        """The walk's one timer: fails the awaited response once its request's deadline has passed,
-        or sleeps again until it (the deadline moves on with every request; see `_walk_bulk`)."""
-        loop = asyncio.get_running_loop()
-        self._alarm = None
-        if loop.time() < self._deadline:
-            self._alarm = loop.call_at(self._deadline, self._on_alarm)
-            return
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(TimeoutError())
-
     @contextlib.contextmanager
     def _reading(self) -> Iterator[None]:
         """The socket's reader, registered once for a whole walk (two epoll_ctl calls, not two per
@@ -232,9 +219,6 @@ class GufoClient:
             yield
         finally:
             loop.remove_reader(fd)
-            if self._alarm is not None:
-                self._alarm.cancel()
-                self._alarm = None
 
     def _peek(self) -> int:
         """Size of the datagram gufo will read next, read without taking it; its first bytes stay in
@@ -339,15 +323,15 @@ class GufoClient:
         return result
 
     async def _walk_bulk(self, column_oid: str, max_varbinds: int) -> WalkResult:
-        """GETBULK walk with the socket's reader registered once per column and one future per response.
+        """GETBULK walk of one column, driven from the socket's reader callback (`_BulkWalk`).
 
-        gufo's `_recv` costs add_reader + remove_reader (two epoll_ctl calls) and `asyncio.wait_for`
-        (a second future and a timer) per response, plus closures and coroutines: most of the walk's
-        CPU at 25 varbinds per response. So `_attempt` and `_retry` are inlined here: same retries,
-        deadline, peek and errors. Nor is a timer set and cancelled per response (a TimerHandle, a heap
-        push and a cancel, ~2 µs of a ~45 µs request): each request moves `_deadline`, and one timer
-        (`_on_alarm`) per walk wakes at the deadline it was set for, sleeps again until the current
-        one, or fails the awaited response; `_reading` cancels it when the column is done.
+        The coroutine sends nothing and reads nothing per response: it registers the reader once
+        per column, starts the exchange and awaits one future, resolved when the column is done or
+        failed (or, rarely, when a send would block: gufo's `_send` then waits for the socket here
+        and the exchange goes on). This drops, per response, a future, a task wake-up and the
+        resumption of the poll's chain of four coroutines: ~7k of the ~237k instructions of a
+        25-varbind request (gufo's decoding is half of them, `absorb_batch` ~40 %), and more of its
+        CPU time than that (bench/README.md, issue 15 afternoon).
 
         An answer the library cannot take whole (over its 4,080-byte buffer, or tooBig from the agent)
         restarts the column with half the repetitions, down to one, as managers do; the lower figure is
@@ -355,83 +339,39 @@ class GufoClient:
         still fails, as `decode`.
         """
         session = self._session
-        sock = session._sock
-        timeout = self._timeout
-        peek = self._peek
         loop = asyncio.get_running_loop()
-        reps = self._max_repetitions
-        requests = 0
-        why = ""
-        size = 0
-        with self._reading():
-            while True:  # the column, from its start, at `reps` repetitions
-                ctx = GetIter(column_oid, reps)
-                result = WalkResult(requests=requests)
-                last: tuple[int, ...] | None = None
-                try:
-                    while True:
-                        attempt = 0
-                        while True:  # one request, sent again on timeout
-                            try:
-                                try:
-                                    sock.send_get_bulk(ctx)
-                                except BlockingIOError:
-                                    await session._send(functools.partial(sock.send_get_bulk, ctx))
-                                self._deadline = loop.time() + timeout
-                                while True:
-                                    waiter = self._waiter = loop.create_future()
-                                    if self._alarm is None:
-                                        self._alarm = loop.call_at(self._deadline, self._on_alarm)
-                                    try:
-                                        await waiter
-                                    finally:
-                                        self._waiter = None
-                                    try:
-                                        size = peek()
-                                        batch = sock.recv_get_bulk(ctx)
-                                        break
-                                    except BlockingIOError:
-                                        continue  # nothing, or not the awaited response (a late one)
-                                    except StopAsyncIteration:
-                                        _check_status(self._status(size))
-                                        batch = []  # only endOfMibView/noSuch*: the agent's view ends here
-                                        break
-                                break
-                            except TimeoutError as exc:
-                                attempt += 1
-                                if attempt > self._retries:
-                                    raise _classify(exc) from None
-                            except PollError:
-                                raise
-                            except SnmpDecodeError as exc:
-                                raise _undecodable(exc, size) from None
-                            except Exception as exc:
-                                raise _classify(exc) from None
-                            except BaseException as exc:
-                                if not is_native_panic(exc):
-                                    raise  # cancellation, exit
-                                raise _undecodable(exc, size) from None
-                        if not batch:
-                            break
-                        result.requests += 1
-                        last, done = absorb_batch(column_oid, batch, result, last, max_varbinds)
-                        if done:
-                            break
+        walk = _BulkWalk(self, column_oid, max_varbinds, loop)
+        fd = session._fd
+        loop.add_reader(fd, walk.on_readable)
+        try:
+            walk.request()
+            while True:
+                outcome = await walk.future
+                if outcome is not None:
                     break
-                except _Shrink as exc:
-                    if reps == 1:
-                        raise PollError(exc.reason, exc.detail) from None
-                    requests = result.requests + 1
-                    why = exc.detail
-                    reps = max(1, reps // 2)
-        if reps < self._max_repetitions:
+                # A send would have blocked (the socket's buffer is full): gufo's `_send` waits for it
+                # to drain. Meanwhile the callbacks idle (their future is done): no timeout, no read.
+                try:
+                    await session._send(functools.partial(session._sock.send_get_bulk, walk.ctx))
+                except BaseException as exc:
+                    if not isinstance(exc, Exception) and not is_native_panic(exc):
+                        raise  # cancellation, exit
+                    walk.future = loop.create_future()
+                    walk.recover(exc)
+                else:
+                    walk.future = loop.create_future()
+                    walk.sent()
+        finally:
+            walk.close()
+            loop.remove_reader(fd)
+        if walk.reps < self._max_repetitions:
             log.warning(
                 "agent %s: GETBULK answers did not fit (%s): max-repetitions lowered from %d to %d",
-                self._where, why, self._max_repetitions, reps,
+                self._where, walk.why, self._max_repetitions, walk.reps,
             )  # fmt: skip
-            self._max_repetitions = reps
+            self._max_repetitions = walk.reps
         self._last_io = time.monotonic()
-        return result
+        return outcome
 
     async def close(self) -> None:
         """gufo's socket is closed when the session is collected; our duplicate of it, now."""
@@ -439,6 +379,183 @@ class GufoClient:
         if self._peek_sock is not None:
             self._peek_sock.close()
             self._peek_sock = None
+
+
+class _BulkWalk:
+    """One column's GETBULK exchange, run by the socket's reader callback and one timer.
+
+    Per response, `on_readable` peeks at the datagram (size, error-status), lets gufo decode it,
+    absorbs the batch and sends the next request; `future` is resolved once, with the column's
+    `WalkResult` or its failure (None: a send would block, see `GufoClient._walk_bulk`). The rules
+    are those of `GufoClient._attempt`/`_retry` for one request, unchanged:
+
+    * each request has one deadline, `timeout` after its send; a datagram that is not the awaited
+      answer (gufo raises BlockingIOError: a late or stale one) is skipped and does not extend it;
+    * on a timeout the request is sent again, `retries` times, then the column fails as `timeout`;
+    * an answer over the library's buffer, or tooBig, restarts the column at half the repetitions
+      (`reps`, `why`: the caller keeps the lower figure); at one repetition it fails as it stands;
+    * an empty answer with an error-status fails (genErr...); decode errors and native panics fail
+      as `decode`; other exceptions as `_classify` maps them, or as they are (a bug in the guards).
+
+    Nothing raised here reaches the loop: every exception ends in `future`. Once `future` is done
+    (finished, failed, or cancelled by the awaiting coroutine's cancellation) the callbacks do
+    nothing, and `close` cancels the timer (the caller removes the reader).
+
+    The timer is not set and cancelled per request (a TimerHandle, a heap push and a cancel, ~2 µs
+    of a ~45 µs request): each send moves `deadline`, and the one timer wakes at the deadline it was
+    set for, sleeps again until the current one, or times the request out.
+    """
+
+    __slots__ = (
+        "alarm", "attempt", "client", "column", "ctx", "deadline", "future", "last", "loop",
+        "max_varbinds", "peek", "reps", "result", "retries", "size", "sock", "timeout", "why",
+    )  # fmt: skip
+
+    def __init__(
+        self, client: GufoClient, column_oid: str, max_varbinds: int, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self.client = client
+        self.sock = client._session._sock
+        self.peek = client._peek
+        self.loop = loop
+        self.column = column_oid
+        self.max_varbinds = max_varbinds
+        self.timeout = client._timeout
+        self.retries = client._retries
+        self.reps = client._max_repetitions
+        self.why = ""
+        self.future: asyncio.Future[WalkResult | None] = loop.create_future()
+        self.alarm: asyncio.TimerHandle | None = None
+        self.deadline = 0.0
+        self.attempt = 0
+        self.size = 0  # of the datagram peeked last (a decoding failure of a larger one asks for less)
+        self._restart(0)
+
+    def _restart(self, requests: int) -> None:
+        """The column from its start, at `reps` repetitions."""
+        self.ctx = GetIter(self.column, self.reps)
+        self.result = WalkResult(requests=requests)
+        self.last: tuple[int, ...] | None = None
+        self.attempt = 0
+
+    def request(self) -> None:
+        """Send the current request (again): its deadline starts now. A failure to send is handled as
+        any failure of the request (`recover`)."""
+        while True:
+            try:
+                self.sock.send_get_bulk(self.ctx)
+            except BlockingIOError:
+                self.future.set_result(None)  # the coroutine sends it when the socket drains
+                return
+            except BaseException as exc:
+                failure = self._verdict(exc)
+                if failure is not None:
+                    self._fail(failure)
+                    return
+                continue  # again (a timeout with retries left), or the column's restart
+            self.sent()
+            return
+
+    def sent(self) -> None:
+        self.deadline = self.loop.time() + self.timeout
+        if self.alarm is None:
+            self.alarm = self.loop.call_at(self.deadline, self._on_alarm)
+
+    def recover(self, exc: BaseException) -> None:
+        """A failure of the request: send it again or restart the column, or fail the walk."""
+        failure = self._verdict(exc)
+        if failure is None:
+            self.request()
+        else:
+            self._fail(failure)
+
+    def _verdict(self, exc: BaseException) -> BaseException | None:
+        """What a request's exception means: None to send again (a timeout with retries left, or an
+        answer too large: the column restarted at fewer repetitions), else the walk's failure. In the
+        order of `GufoClient._retry`'s handlers."""
+        failure: BaseException
+        if isinstance(exc, TimeoutError):
+            self.attempt += 1
+            if self.attempt <= self.retries:
+                return None
+            failure = _classify(exc)
+        elif isinstance(exc, PollError):
+            failure = exc
+        elif isinstance(exc, SnmpDecodeError):
+            failure = _undecodable(exc, self.size)
+        elif isinstance(exc, Exception):
+            failure = _classify(exc)
+        elif is_native_panic(exc):
+            failure = _undecodable(exc, self.size)
+        else:
+            return exc  # cancellation, exit: as they are
+        if isinstance(failure, _Shrink):
+            if self.reps == 1:
+                return PollError(failure.reason, failure.detail)
+            self.why = failure.detail
+            self.reps = max(1, self.reps // 2)
+            self._restart(self.result.requests + 1)
+            return None
+        return failure
+
+    def on_readable(self) -> None:
+        """The reader: one datagram, taken if it is the awaited answer, then the next request."""
+        future = self.future
+        if future.done():
+            return  # finished, failed or cancelled; or a send is blocked (the coroutine has it)
+        try:
+            size = self.size = self.peek()
+            batch = self.sock.recv_get_bulk(self.ctx)
+        except BlockingIOError:
+            return  # nothing, or not the awaited response (a late one): same deadline
+        except StopAsyncIteration:
+            try:
+                _check_status(self.client._status(size))
+            except BaseException as exc:
+                self.recover(exc)
+                return
+            future.set_result(self.result)  # only endOfMibView/noSuch*: the agent's view ends here
+            return
+        except BaseException as exc:
+            self.recover(exc)
+            return
+        if not batch:
+            future.set_result(self.result)
+            return
+        result = self.result
+        result.requests += 1
+        try:
+            self.last, done = absorb_batch(self.column, batch, result, self.last, self.max_varbinds)
+        except BaseException as exc:
+            self._fail(exc)  # a bug in the guards: the walk's failure, as it was
+            return
+        if done:
+            future.set_result(result)
+            return
+        self.attempt = 0
+        self.request()
+
+    def _on_alarm(self) -> None:
+        self.alarm = None
+        if self.future.done():
+            return  # `sent` sets it again after a blocked send
+        if self.loop.time() < self.deadline:
+            self.alarm = self.loop.call_at(self.deadline, self._on_alarm)
+            return
+        self.recover(TimeoutError())
+
+    def _fail(self, exc: BaseException) -> None:
+        if isinstance(exc, StopIteration):  # a future refuses it; in a coroutine it was this (PEP 479)
+            exc = RuntimeError("StopIteration raised during the walk")
+        self.future.set_exception(exc)
+
+    def close(self) -> None:
+        """No callback acts after this (the caller removes the reader): the timer is cancelled, and
+        a future still pending (the coroutine was cancelled while a send was blocked) is cancelled."""
+        if self.alarm is not None:
+            self.alarm.cancel()
+            self.alarm = None
+        self.future.cancel()  # a no-op once done
 
 
 def _undecodable(exc: BaseException, size: int) -> PollError:

@@ -6,6 +6,7 @@ adapter is driven directly, so the failure's reason, its timing and the retries 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -13,10 +14,12 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import uvloop
 
 from sitivmon.config.model import Credential
 from sitivmon.snmp.client import PollError, PollErrorReason
@@ -177,7 +180,7 @@ async def test_too_big_getbulk_is_asked_again_with_fewer_repetitions() -> None:
 
 @pytest.mark.parametrize("retries", [0, 1])
 async def test_stale_answers_do_not_extend_a_walk_timeout(ports: dict[str, int], retries: int) -> None:
-    """The walk's one timer per column (`GufoClient._on_alarm`) fails the awaited response at its
+    """The walk's one timer per column (`_BulkWalk._on_alarm`) fails the awaited response at its
     request's deadline, retries included, whatever stale datagrams arrive meanwhile."""
     c = client(ports, "stale_drip", timeout=0.5, retries=retries)
     started = time.monotonic()
@@ -204,6 +207,7 @@ class Slow(TooBigAbove):
             except TimeoutError:
                 continue
             req = hostile_agent.parse(data)
+            self.asked.append(req.max_repetitions)
             time.sleep(self.delay)
             self.sock.sendto(hostile_agent.response(req, *hostile_agent.answer(req, mib)), peer)
 
@@ -223,3 +227,132 @@ async def test_the_deadline_is_per_request_not_per_walk() -> None:
         agent.close()
     assert len(walk.rows) == hostile_agent.WIDE_ROWS and walk.requests >= hostile_agent.WIDE_ROWS
     assert elapsed > 0.2 * 3, elapsed
+
+
+# The GETBULK walk runs in the socket's reader callback and one timer (`sitivmon.snmp.gufo._BulkWalk`):
+# what a callback does after its walk is over, or raises, is invisible to the awaiting coroutine. These
+# run on both loops (uvloop is the daemon's) and watch the loop's exception handler, which is where an
+# exception escaping a callback would land.
+LOOPS = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+
+
+Body = Callable[[], Coroutine[Any, Any, None]]
+
+
+def on_loop(factory: Callable[[], asyncio.AbstractEventLoop], body: Body) -> list[str]:
+    """Run `body` on a fresh loop; return what reached the loop's exception handler."""
+    escaped: list[str] = []
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.get_loop().set_exception_handler(lambda _loop, ctx: escaped.append(repr(ctx)))
+        runner.run(body())
+    return escaped
+
+
+def v2c(port: int, *, timeout: float, max_repetitions: int) -> GufoClient:
+    cred = Credential.model_validate({"version": "2c", "community": COMMUNITY.decode()})
+    return GufoClient("127.0.0.1", port, cred, timeout=timeout, retries=1, max_repetitions=max_repetitions)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_cancelled_walk_leaves_nothing_running(loop: str) -> None:
+    """Cancelled mid-column (the poll's deadline), a walk sends nothing more: neither the late answer
+    (read by the reader) nor the request's timeout (the timer, then a retry) drives it on."""
+    agent = Slow(delay=0.05)
+    try:
+        c = v2c(agent.sock.getsockname()[1], timeout=0.15, max_repetitions=1)
+
+        async def body() -> None:
+            await c.walk(SYS_UPTIME.rsplit(".", 1)[0], 1000)  # session ready: the cancellation hits the column
+            asked = len(agent.asked)
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.12):  # in the middle of the third request
+                    await c.walk(IF_DESCR, 1000)
+            sent = len(agent.asked) - asked
+            assert 1 <= sent <= 3, sent
+            assert not asyncio.get_running_loop().remove_reader(c._session._fd), "the reader was left registered"
+            await asyncio.sleep(0.5)  # past the late answer and the request's timeout, retry included
+            assert len(agent.asked) - asked == sent, "a request was sent after the walk was cancelled"
+            walk = await c.walk(IF_DESCR, 1000)  # the late answer, queued, is skipped
+            assert len(walk.rows) == hostile_agent.WIDE_ROWS
+
+        assert on_loop(LOOPS[loop], body) == []
+    finally:
+        agent.close()
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_exceptions_in_the_callback_fail_the_walk_not_the_loop(ports: dict[str, int], loop: str) -> None:
+    """A native panic, an error-status, a timeout, a too-large answer and a bug in the walk's guards
+    (here a cap of the wrong type) each end the walk as the coroutine walk ended it; none escapes into
+    the loop, and the client walks on afterwards."""
+
+    async def body() -> None:
+        failures = [("cut_length", PollErrorReason.DECODE), ("gen_err", PollErrorReason.OTHER),
+                    ("stale_drip", PollErrorReason.TIMEOUT), ("huge_value", PollErrorReason.DECODE)]  # fmt: skip
+        for mode, reason in failures:
+            with pytest.raises(PollError) as err:
+                await client(ports, mode, timeout=0.2, retries=1).walk(IF_DESCR, 1000)
+            assert err.value.reason is reason, (mode, err.value)
+        c = client(ports, "polite")
+        with pytest.raises(TypeError):
+            await c.walk(IF_DESCR, None)  # type: ignore[arg-type]
+        assert not asyncio.get_running_loop().remove_reader(c._session._fd)
+        assert (await c.walk(IF_DESCR, 1000)).rows == {"1": b"eth0"}
+
+    assert on_loop(LOOPS[loop], body) == []
+
+
+class Echo(TooBigAbove):
+    """Answers every request at once, and sends every answer twice more: again just before the next
+    answer, and 20 ms later (after the walk's last request, when no walk is running). Each copy
+    carries a request-id the client no longer awaits."""
+
+    def __init__(self) -> None:
+        self.timers: list[threading.Timer] = []
+        super().__init__(limit=1000)
+
+    def serve(self) -> None:
+        mib = hostile_agent.wide_device(time.time() - 1000)
+        previous: tuple[bytes, Any] | None = None
+        while not self.stop.is_set():
+            try:
+                data, peer = self.sock.recvfrom(65535)
+            except TimeoutError:
+                continue
+            req = hostile_agent.parse(data)
+            self.asked.append(req.max_repetitions)
+            if previous is not None:
+                self.sock.sendto(*previous)
+            out = hostile_agent.response(req, *hostile_agent.answer(req, mib))
+            self.sock.sendto(out, peer)
+            previous = (out, peer)
+            timer = threading.Timer(0.02, self.sock.sendto, previous)
+            timer.start()
+            self.timers.append(timer)
+
+    def close(self) -> None:
+        super().close()
+        for timer in self.timers:
+            timer.cancel()
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_late_answers_around_the_walks_are_skipped(loop: str) -> None:
+    """Copies of earlier answers, arriving during a walk and between walks (the reader is then not
+    registered: they wait in the socket's buffer), are skipped: every walk reads its column whole, in
+    as many requests as without them."""
+    agent = Echo()
+    try:
+        c = v2c(agent.sock.getsockname()[1], timeout=0.5, max_repetitions=7)
+        expected = {str(i): f"port {i} ".encode().ljust(200, b".") for i in range(1, hostile_agent.WIDE_ROWS + 1)}
+
+        async def body() -> None:
+            for k, pause in enumerate((0.0, 0.0, 0.05, 0.0)):
+                walk = await c.walk(IF_DESCR, 1000)
+                assert walk.rows == expected and walk.requests == 5, walk.requests  # 30 rows, 7 a request
+                assert len(agent.asked) == 5 * (k + 1), agent.asked  # no request sent twice
+                await asyncio.sleep(pause)
+
+        assert on_loop(LOOPS[loop], body) == []
+    finally:
+        agent.close()
