@@ -8,11 +8,12 @@ scrape is string joins. The daemon's own instrumentation stays on prometheus_cli
 from __future__ import annotations
 
 import re
-from collections import defaultdict
 from collections.abc import Callable, Iterable
 from functools import partial
 from operator import add, attrgetter, is_, itemgetter
+from typing import TypeVar, cast
 
+from sitivmon.config.model import Link
 from sitivmon.links.interfaces import SERIES
 from sitivmon.monitor import Monitor
 from sitivmon.readings import LinkState
@@ -24,6 +25,7 @@ _LINK_COUNTERS = {
 }
 _LINK_COUNTERS["receive_bytes"] = ("sitivmon_link_receive_bytes_total", "Bytes received by the commune.")
 _LINK_COUNTERS["transmit_bytes"] = ("sitivmon_link_transmit_bytes_total", "Bytes sent by the commune.")
+_T = TypeVar("_T")
 _STATE_CHANGES = attrgetter("state_changes")
 _DISCONTINUITIES = attrgetter("discontinuities")
 
@@ -69,6 +71,7 @@ class LabelCache:
         self._cache: dict[tuple[str, str, str], str] = {}
         self._info: dict[tuple[str, str, str], str] = {}
         self._blocks: dict[str, tuple[list[str], object, str]] = {}
+        self._layout: tuple[Identical[Link], list[str], list[tuple[str, _Pick]]] | None = None
 
     def info(self, closed: str, interface: str, alias: str) -> str:
         """A link's `sitivmon_link_info` line (`closed` as `closed()` gives it): its interface and alias
@@ -93,6 +96,22 @@ class LabelCache:
             self._cache[key] = text
         return text
 
+    def layout(self, configs: Identical[Link]) -> tuple[list[str], list[tuple[str, _Pick]]]:
+        """Each link's closed label block, and per commune a picker of its links' positions, for the
+        links of `configs` in that order: kept while the monitor holds the very same link configurations
+        (they are frozen; a reload or a discovery brings new objects), so a scrape does not look up
+        2,000 label blocks or regroup the links by commune."""
+        kept = self._layout
+        if kept is not None and kept[0] == configs:
+            return kept[1], kept[2]
+        closed = [self.closed(c.commune, c.id, c.target) for c in configs]
+        positions: dict[str, list[int]] = {}
+        for i, c in enumerate(configs):
+            positions.setdefault(c.commune, []).append(i)
+        groups = [(commune, _pick(idx)) for commune, idx in positions.items()]
+        self._layout = (configs, closed, groups)
+        return closed, groups
+
     def block(self, name: str, closed: list[str], values: object, lines: Callable[[], str]) -> str:
         """The text of family `name` rendered by `lines()` from `closed` and `values`, or the text kept
         from the last call if both compare equal to what it was rendered from. `values` must be what
@@ -106,7 +125,7 @@ class LabelCache:
         return text
 
 
-class Identical(list[object]):
+class Identical(list[_T]):
     """A list equal to another only when they hold the very same objects: for floats, where == would
     take -0.0 for 0.0 (written differently). A float left untouched is the same object."""
 
@@ -116,6 +135,17 @@ class Identical(list[object]):
         return isinstance(other, list) and len(self) == len(other) and all(map(is_, self, other))
 
     __hash__ = None
+
+
+_Pick = Callable[[list[int]], tuple[int, ...]]
+
+
+def _pick(positions: list[int]) -> _Pick:
+    """The values at `positions` of a list, as a tuple (itemgetter of one position gives the bare value)."""
+    get = itemgetter(*positions)
+    if len(positions) > 1:
+        return cast(_Pick, get)
+    return lambda values: (get(values),)
 
 
 def _family(out: list[str], name: str, kind: str, help_text: str) -> None:
@@ -150,18 +180,20 @@ _MAINTENANCE = attrgetter("maintenance")
 _LAST_CHANGE = attrgetter("last_change")
 _INTERFACE = attrgetter("interface")
 _ALIAS = attrgetter("alias")
+_LINK = attrgetter("link")
+_TOTALS = attrgetter("totals")
 
 
 def render_links(monitor: Monitor, cache: LabelCache, out: list[str]) -> None:
     links = list(monitor.links.values())
-    configs = [rt.link for rt in links]
-    get = cache._cache.get
-    closed = [get((c.commune, c.id, c.target)) or cache.closed(c.commune, c.id, c.target) for c in configs]
-    totals = [rt.totals for rt in links]
+    configs: Identical[Link] = Identical(map(_LINK, links))
+    closed, groups = cache.layout(configs)
+    totals = list(map(_TOTALS, links))
     block = cache.block
+    per_series: dict[str, list[int]] = {}
     for series, (name, help_text) in _LINK_COUNTERS.items():
         _family(out, name, "counter", help_text)
-        values = list(map(itemgetter(series), totals))
+        values = per_series[series] = list(map(itemgetter(series), totals))
         if series in _MOVING:
             out.append(_join(name, _numbers(closed, values)))
         else:
@@ -273,13 +305,10 @@ def render_links(monitor: Monitor, cache: LabelCache, out: list[str]) -> None:
         )
     )
 
-    per_commune: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for commune in monitor.config.communes:
-        per_commune[commune.id]
-    for c, t in zip(configs, totals, strict=True):
-        acc = per_commune[c.commune]
-        acc[0] += t["receive_bytes"]
-        acc[1] += t["transmit_bytes"]
+    per_commune: dict[str, list[int]] = {commune.id: [0, 0] for commune in monitor.config.communes}
+    received, sent = per_series["receive_bytes"], per_series["transmit_bytes"]
+    for commune, pick in groups:  # sums of the links' values picked in C, not a Python loop per link
+        per_commune[commune] = [sum(pick(received)), sum(pick(sent))]
     for idx, (name, help_text) in enumerate(
         (
             ("sitivmon_commune_receive_bytes_total", "Bytes received by the commune over all its links."),
