@@ -34,6 +34,24 @@ def gc_policy() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
+def gc_settle() -> None:
+    """Freeze again, once the daemon is warm: the state built after start (2,000 link runtimes,
+    baselines, label and render caches, the usage accumulator: ~100,000 tracked objects at 2,000 links)
+    is otherwise traversed by every full collection (~65 ms each at 2,000 links, ~13 ms with it frozen:
+    bench/README.md, issue 15).
+
+    Unfreezing first puts everything frozen before (at start or at the last settle) back under the
+    collector, and the full collection then frees whatever of it became cyclic garbage since: a frozen
+    cycle is only held until the next settle, never for the process's life. What a settle can hold is
+    thus bounded by the part of the heap alive at that moment that later dies as a cycle (the old
+    configuration's objects after a reload are dropped by reference counting or at the next settle);
+    the daemon settles once after its first polls and once after each reload's first polls.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
 def run(main: Coroutine[Any, Any, T]) -> T:
     """Run the daemon's loop on uvloop: measured on the poll benchmark (bench/README.md), it takes
     about a third off the CPU of the polling path (socket readiness and timers are most of it).

@@ -25,6 +25,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from sitivmon.aio import gc_settle
 from sitivmon.allocation.api import ReportCache, TokenAuthority, report_executor, setup_api
 from sitivmon.allocation.archive import archive_change_stamp
 from sitivmon.allocation.service import ReportService, service_from_config
@@ -138,6 +139,8 @@ class Daemon:
         self._report_pool: ThreadPoolExecutor | None = None
         self.bound_port: int | None = None
         self._loops: list[asyncio.Task[None]] = []  # the long-lived loops in the task group
+        self._settle_due: float | None = time.monotonic()  # when the warm state may be frozen (gc_settle)
+        self.gc_settles = 0
 
     async def __aenter__(self) -> Daemon:
         try:
@@ -150,6 +153,7 @@ class Daemon:
                 self._loops.append(self._tg.create_task(self._until_stopped(self.elector.run()), name="leader"))
             if self.config.leader.close_reports:
                 self._loops.append(self._tg.create_task(self._until_stopped(self._close_reports()), name="reports"))
+            self._loops.append(self._tg.create_task(self._until_stopped(self._settle_gc()), name="gc-settle"))
         except BaseException:
             await self._shutdown()
             raise
@@ -195,6 +199,22 @@ class Daemon:
         elif not self.elector.holds(Role.GLOBAL) and self.live is not None:
             live, self.live = self.live, None
             self.registry.unregister(live)
+
+    async def _settle_gc(self) -> None:
+        """Freeze the warm state (`aio.gc_settle`) once every target has been polled twice over since
+        start or the last reload: then the links' baselines, label caches and the usage accumulator
+        exist, and what remains young is the traffic of the polls."""
+        while True:
+            await asyncio.sleep(1.0)
+            due = self._settle_due
+            if due is not None and time.monotonic() >= due + 2 * self._longest_interval() and self.monitor.ready():
+                self._settle_due = None
+                gc_settle()
+                self.gc_settles += 1
+
+    def _longest_interval(self) -> float:
+        config = self.config
+        return max((t.poll.interval or config.poll.interval for t in config.targets), default=config.poll.interval)
 
     async def _close_reports(self) -> None:
         """The global leader closes last month's report once the month is over (plus the grace for
@@ -415,6 +435,7 @@ class Daemon:
             if self.live is not None:
                 self.live.follow(new.communes, new.timezone, link_keys(new.links))
             self.scheduler.apply(new)
+            self._settle_due = time.monotonic()  # the new links' state: frozen after their first polls
             self.metrics.reloads.labels("success").inc()
             self.metrics.config_ok.set(1)
             self.metrics.config_loaded.set(time.time())

@@ -23,7 +23,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sitivmon.allocation.api import TokenAuthority, json_error
-from sitivmon.exposition import LabelCache, render
+from sitivmon.exposition import LabelCache, render_pieces
 from sitivmon.logthrottle import Throttle
 from sitivmon.monitor import Monitor
 from sitivmon.selfmetrics import SelfMetrics
@@ -303,11 +303,11 @@ def build_app(
 
     async def handle_metrics(request: web.Request) -> web.Response:
         started = time.perf_counter()
-        body = render(monitor_ref(), cache)
+        pieces = render_pieces(monitor_ref(), cache)  # on the loop: the monitor changes only there
         metrics.scrape_seconds.observe(time.perf_counter() - started)
         # Collectors of other areas (usage month-to-date) may read the database: off the event loop.
-        own = (await asyncio.to_thread(generate_latest, metrics.registry)).decode()
-        return web.Response(body=(body + own).encode(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        pieces.append((await asyncio.to_thread(generate_latest, metrics.registry)).decode())
+        return web.Response(body="".join(pieces).encode(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def handle_healthy(request: web.Request) -> web.Response:
         return web.Response(text="sitivmon is healthy.\n")

@@ -189,9 +189,10 @@ def test_families_types_and_help(monitor: Monitor) -> None:
 
 def test_cache_is_used_per_identity() -> None:
     cache = LabelCache()
-    a = cache.get("givors", "l1", "t1")
-    assert cache.get("givors", "l1", "t1") is a
-    assert cache.get("givors", "l1", "t2") != a
+    a = cache.closed("givors", "l1", "t1")
+    assert a == 'commune="givors",link="l1",target="t1"} '
+    assert cache.closed("givors", "l1", "t1") is a
+    assert cache.closed("givors", "l1", "t2") != a
 
 
 def test_device_anomalies_counted_per_reason_and_logged_once_per_subject(
@@ -262,3 +263,114 @@ def test_control_characters_from_an_agent_leave_the_page_parseable(reader: str) 
 )
 def test_escape_table(raw: str, escaped: str) -> None:
     assert escape(raw) == escaped
+
+
+def reference_links(monitor: Monitor) -> str:
+    """The link families as the first renderer wrote them, one f-string per line: the page a kept or
+    joined rendering must reproduce byte for byte."""
+    from sitivmon.exposition import _LINK_COUNTERS, labels
+    from sitivmon.readings import LinkState
+
+    out: list[str] = []
+    keyed = [
+        (rt, labels(commune=rt.link.commune, link=rt.link.id, target=rt.link.target)) for rt in monitor.links.values()
+    ]
+
+    def family(name: str, kind: str, help_text: str) -> None:
+        out.append(f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n")
+
+    for series, (name, help_text) in _LINK_COUNTERS.items():
+        family(name, "counter", help_text)
+        out.extend(f"{name}{{{lab}}} {rt.totals[series]}\n" for rt, lab in keyed)
+    family("sitivmon_link_up", "gauge", "1 when the link's operational status is up (absent when unknown).")
+    out.extend(
+        f"sitivmon_link_up{{{lab}}} {1 if rt.state is LinkState.UP else 0}\n"
+        for rt, lab in keyed
+        if rt.state is not LinkState.UNKNOWN
+    )
+    family("sitivmon_link_admin_up", "gauge", "1 when the link's administrative status is up.")
+    out.extend(f"sitivmon_link_admin_up{{{lab}}} {int(rt.admin_up)}\n" for rt, lab in keyed if rt.admin_up is not None)
+    family("sitivmon_link_speed_bytes", "gauge", "Link capacity in bytes per second (configured, else port speed).")
+    out.extend(
+        f"sitivmon_link_speed_bytes{{{lab}}} {rt.capacity_bytes_per_s}\n"
+        for rt, lab in keyed
+        if rt.capacity_bytes_per_s
+    )
+    family("sitivmon_link_state_changes_total", "counter", "Operational state changes seen by polls and traps.")
+    out.extend(f"sitivmon_link_state_changes_total{{{lab}}} {rt.state_changes}\n" for rt, lab in keyed)
+    family("sitivmon_link_last_change_timestamp_seconds", "gauge", "When the link's state last changed (unix time).")
+    out.extend(
+        f"sitivmon_link_last_change_timestamp_seconds{{{lab}}} {rt.last_change:.3f}\n"
+        for rt, lab in keyed
+        if rt.last_change is not None
+    )
+    family("sitivmon_link_maintenance", "gauge", "1 while the configuration marks the link under maintenance.")
+    out.extend(f"sitivmon_link_maintenance{{{lab}}} {int(rt.link.maintenance)}\n" for rt, lab in keyed)
+    family(
+        "sitivmon_counter_discontinuities_total",
+        "counter",
+        "Polls whose counters were reset, or clamped for exceeding capacity, on this link.",
+    )
+    out.extend(f"sitivmon_counter_discontinuities_total{{{lab}}} {rt.discontinuities}\n" for rt, lab in keyed)
+    family("sitivmon_link_info", "gauge", "Link identity: the interface it resolved to on its target.")
+    out.extend(
+        f'sitivmon_link_info{{{lab},interface="{escape(rt.interface)}",alias="{escape(rt.alias)}"}} 1\n'
+        for rt, lab in keyed
+    )
+    return "".join(out)  # fmt: skip
+
+
+ODD = ['q"uote', "back\\slash", "new\nline", "cr\rtab\t", "nul\x00del\x7f", "c1\x85", "ls\u2028", "é✓😀", "", '\\"\\n']
+
+
+def test_pages_from_a_long_lived_cache_stay_byte_identical_through_changes(monitor: Monitor) -> None:
+    """One cache across scrapes (as the daemon keeps it), the model changed between them in every way
+    a rendered value can change: each page equals the line-by-line rendering, so no kept family is
+    served stale (-0.0 after 0.0 included: equal as floats, written differently)."""
+    from sitivmon.exposition import render_links
+    from sitivmon.readings import LinkState, StateSource
+
+    cache = LabelCache()
+    rts = list(monitor.links.values())
+    core = monitor.config.target_by_name()["core-givors"]
+    seen: set[str] = set()
+
+    def check() -> None:
+        out: list[str] = []
+        render_links(monitor, cache, out)
+        page = "".join(out)
+        assert page.startswith(reference_links(monitor))
+        seen.add(page)
+
+    def set_alias(rt: Any, value: str) -> None:
+        rt.alias = value
+
+    def set_ids(rt: Any, value: str) -> None:
+        rt.link = rt.link.model_copy(update={"id": "l" + value, "commune": "c" + value, "target": "t" + value})
+
+    steps: list[Any] = [lambda: None, lambda: None]
+    steps += [lambda s=s: set_alias(rts[0], s) for s in ODD]
+    steps += [lambda s=s: setattr(rts[1], "interface", s) for s in ODD]
+    steps += [lambda s=s: set_ids(rts[2], s) for s in ODD]
+    steps += [
+        lambda: rts[0].set_state(LinkState.DOWN, T0 + 100, StateSource.TRAP, "core-givors"),
+        lambda: rts[0].set_state(LinkState.UP, T0 + 101, StateSource.TRAP, "core-givors"),
+        lambda: setattr(rts[0], "state", LinkState.UNKNOWN),
+        lambda: setattr(rts[1], "last_change", 0.0),
+        lambda: setattr(rts[1], "last_change", -0.0),
+        lambda: setattr(rts[1], "last_change", None),
+        lambda: setattr(rts[1], "admin_up", None),
+        lambda: setattr(rts[1], "admin_up", False),
+        lambda: setattr(rts[3], "speed_bytes_per_s", 7),
+        lambda: setattr(rts[3], "link", rts[3].link.model_copy(update={"capacity": 99, "maintenance": True})),
+        lambda: setattr(rts[3], "discontinuities", rts[3].discontinuities + 1),
+        lambda: setattr(rts[3], "state_changes", rts[3].state_changes + 1),
+        lambda: rts[3].totals.__setitem__("receive_errors", 5),
+        lambda: rts[3].totals.__setitem__("transmit_discards", 6),
+        lambda: monitor.links.pop(next(iter(monitor.links))),
+        lambda: monitor.on_poll(core, poll(T0 + 120, 1_700_000, 3_000_000, 52_000, 73_000, uptime=372_000)),
+    ]
+    for step in steps:
+        step()
+        check()
+    assert len(seen) == len(steps) - 1  # every change but the first repeat changed the page
