@@ -252,7 +252,9 @@ class Monitor:
             located: list[tuple[LinkRuntime, str, str | ResolveError]] = []  # (link, origin, idx or why not)
             found: list[str] = []
             for rt in links:
-                derived = derived_of(rt, address)
+                derived = rt.derived
+                if derived is None or derived.link is not rt.link or derived.address != address:
+                    derived = derived_of(rt, address)
                 try:
                     idx = interfaces.locate_parts(*derived.selector)
                 except ResolveError as exc:
@@ -260,11 +262,10 @@ class Monitor:
                     continue
                 found.append(idx)
                 located.append((rt, derived.origin, idx))
-            interfaces.prefetch(found)
-            row_of = interfaces.row
+            rows_of = interfaces.prefetch(found)
             for rt, origin, where in located:
                 if type(where) is str:
-                    row = row_of(where)
+                    row = rows_of[where]
                 else:
                     assert isinstance(where, ResolveError)
                     error = where

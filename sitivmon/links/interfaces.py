@@ -491,16 +491,18 @@ class InterfaceIndex:
             row = self._rows[idx] = columns.row(idx, memo.statics if memo is not None else None)
         return row
 
-    def prefetch(self, idxs: list[str]) -> None:
+    def prefetch(self, idxs: list[str]) -> Mapping[str, InterfaceRow]:
         """Build the rows of these interfaces (those `locate_parts` found) at once, column by column
-        (`_Columns.rows`), for `row` to return. Rows already built are kept."""
-        todo = [idx for idx in idxs if idx not in self._rows] if self._rows else idxs
-        if not todo:
-            return
-        columns = self._columns
-        if columns is None:
-            columns = self._columns = _Columns(self.tables)
-        self._rows.update(columns.rows(todo, self._memo))
+        (`_Columns.rows`); the rows built so far by index suffix, theirs included (read-only: `row`
+        returns the same). Rows already built are kept."""
+        rows = self._rows
+        todo = [idx for idx in idxs if idx not in rows] if rows else idxs
+        if todo:
+            columns = self._columns
+            if columns is None:
+                columns = self._columns = _Columns(self.tables)
+            rows.update(columns.rows(todo, self._memo))
+        return rows
 
     def resolve(self, selector: InterfaceSelector) -> InterfaceRow:
         """The one interface the selector names: by ifIndex, or by the exact decoded text of its
