@@ -245,17 +245,36 @@ class Monitor:
             interfaces = InterfaceIndex(tables, rows, memo)  # builds only the rows that links resolve to
             uptime = poll.scalars.get("sysUpTime")
             uptime_ticks = uptime if isinstance(uptime, int) else None
+            # Every link located first and their rows built together, column by column (`prefetch`):
+            # per column rather than per cell. Locating has no effect but on the memo; what follows is
+            # done link by link in the links' order, as before.
+            address = target.address
+            located: list[tuple[LinkRuntime, str, str | ResolveError]] = []  # (link, origin, idx or why not)
+            found: list[str] = []
             for rt in links:
+                derived = rt.derived
+                if derived is None or derived.link is not rt.link or derived.address != address:
+                    derived = derived_of(rt, address)
                 try:
-                    derived = derived_of(rt, target.address)
-                    row = interfaces.resolve_parts(*derived.selector)
+                    idx = interfaces.locate_parts(*derived.selector)
                 except ResolveError as exc:
+                    located.append((rt, derived.origin, exc))
+                    continue
+                found.append(idx)
+                located.append((rt, derived.origin, idx))
+            rows_of = interfaces.prefetch(found)
+            for rt, origin, where in located:
+                if type(where) is str:
+                    row = rows_of[where]
+                else:
+                    assert isinstance(where, ResolveError)
+                    error = where
                     # Counted on every poll the link stays unresolved (the metric's rate shows it is
                     # still so); logged once per distinct error.
                     status.errors[PollErrorReason.RESOLVE.value] += 1
-                    if rt.resolve_error != str(exc):
-                        log.error("link %s on %s: %s", rt.link.id, target.name, exc)
-                    rt.resolve_error = str(exc)
+                    if rt.resolve_error != str(error):
+                        log.error("link %s on %s: %s", rt.link.id, target.name, error)
+                    rt.resolve_error = str(error)
                     self._emit(rt.set_state(LinkState.UNKNOWN, poll.at, StateSource.POLL, target.name))
                     continue
                 admin_up, interface = rt.admin_up, rt.interface  # as published
@@ -266,7 +285,7 @@ class Monitor:
                     uptime_ticks=uptime_ticks,
                     interval_s=status.interval_s,
                     target=target.name,
-                    origin=derived.origin,
+                    origin=origin,
                 )
                 if outcome.event is not None:
                     self._emit(outcome.event)

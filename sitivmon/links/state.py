@@ -7,6 +7,8 @@ totals only ever go up for the life of the process; durable accounting lives in 
 from __future__ import annotations
 
 import json
+import operator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii
 from typing import NamedTuple
@@ -199,12 +201,14 @@ def apply_row(
         new_state = LinkState.UNKNOWN
     else:
         new_state = LinkState.UP if row.oper_status == STATUS_UP else LinkState.DOWN
-    event = rt.set_state(new_state, at, StateSource.POLL, target)
+    event = None if new_state is rt.state else rt.set_state(new_state, at, StateSource.POLL, target)
 
     snap = _new(CounterSnapshot, (at, uptime_ticks, row.discontinuity_ticks, row.counters, _NO_NAMES))
     caps = capacities(row, rt.link.capacity)
     prev = rt.snapshot
-    derived = _derived(rt, None)
+    derived = rt.derived
+    if derived is None or derived.link is not rt.link:
+        derived = _derived(rt, None)
     gauges: tuple[GaugeReading, ...] = ()
     if new_state is not LinkState.UNKNOWN:
         gauges = (gauge_reading(derived.up, at, 1.0 if new_state is LinkState.UP else 0.0),)
@@ -214,31 +218,34 @@ def apply_row(
         rt.snapshot = snap
         counters_read = snap.counters
         names = counters_read.names if type(counters_read) is FlatCounters else tuple(counters_read)
+        side = rt.link.side
+        plan = _PLANS.get((names, side)) or _series_plan(names, side)
+        # Per series, the sum of its raw counters' deltas (`series_positions`), and the totals, in C loops.
+        plain.append(0)  # where a series lacking a term takes it from
+        parts = plan.parts
+        values: tuple[int, ...]
+        if len(parts) == 1:
+            values = parts[0](plain)
+        elif len(parts) == 2:
+            values = tuple(map(_add, parts[0](plain), parts[1](plain)))
+        elif len(parts) == 3:  # packets: unicast + multicast + broadcast
+            values = tuple(map(_add, map(_add, parts[0](plain), parts[1](plain)), parts[2](plain)))
+        else:
+            values = tuple(map(sum, zip(*[part(plain) for part in parts], strict=True)))
         totals = rt.totals
-        series: dict[str, int] = {}
-        for name, at_ in series_positions(names, rt.link.side):
-            if len(at_) == 1:
-                value = plain[at_[0]]
-            else:
-                value = 0
-                for i in at_:
-                    value += plain[i]
-            series[name] = value
-            totals[name] += value
+        totals.update(zip(plan.series, map(_add, plan.totals(totals), values), strict=True))
         start = prev.at
-        (receive, receive_raw, receive_key), (transmit, transmit_raw, transmit_key) = derived.keys
+        keys = derived.keys
         counters: tuple[CounterInterval, ...]
-        if receive_raw in names and transmit_raw in names:
+        usage = plan.usage
+        if len(usage) == 2:
+            (k0, s0), (k1, s1) = usage
             counters = (
-                counter_interval(receive_key, start, at, series[receive], _NO_FLAGS),
-                counter_interval(transmit_key, start, at, series[transmit], _NO_FLAGS),
+                counter_interval(keys[k0][2], start, at, values[s0], _NO_FLAGS),
+                counter_interval(keys[k1][2], start, at, values[s1], _NO_FLAGS),
             )
         else:
-            counters = tuple(
-                counter_interval(key, start, at, series[name], _NO_FLAGS)
-                for name, raw, key in derived.keys
-                if raw in names
-            )
+            counters = tuple(counter_interval(keys[k][2], start, at, values[i], _NO_FLAGS) for k, i in usage)
         baseline = _new(LinkBaseline, (origin, row.index, snap))
         return _new(LinkPollOutcome, (event, counters, gauges, baseline, _NO_FLAGS, ()))
     outcome = step(prev, snap, interval_s=interval_s, capacity_bytes_per_s=caps)
@@ -265,6 +272,40 @@ _USAGE = (("receive_bytes", "in_octets", Quantity.TRAFFIC_IN), ("transmit_bytes"
 _OTHER_SIDE = {"in_octets": "out_octets", "out_octets": "in_octets"}
 
 
+class _SeriesPlan(NamedTuple):
+    """How the usual poll (`steady`) turns a counter layout's deltas into its link's series.
+
+    `parts[j](deltas + [0])` gives, per series in `series` order, the j-th of its raw counters' deltas
+    (0 past the last: the appended zero); their sum is the series' delta, as `series_positions`
+    gives it. `totals` reads the series' totals. `usage`: per byte series with its raw counter in
+    the layout, in `_USAGE` order, (its index in `_Derived.keys`, its index in `series`)."""
+
+    series: tuple[str, ...]
+    parts: tuple[Callable[[list[int]], tuple[int, ...]], ...]
+    totals: Callable[[dict[str, int]], tuple[int, ...]]
+    usage: tuple[tuple[int, int], ...]
+
+
+_PLANS: dict[tuple[tuple[str, ...], Side], _SeriesPlan] = {}  # a handful of layouts in practice
+
+
+def _series_plan(names: tuple[str, ...], side: Side) -> _SeriesPlan:
+    positions = series_positions(names, side)
+    series = tuple(name for name, _ in positions)
+    pad = len(names)
+    width = max(1, *(len(at) for _, at in positions))
+    parts = tuple(
+        operator.itemgetter(*(at[j] if j < len(at) else pad for _, at in positions)) for j in range(width)
+    )
+    raws = tuple(_OTHER_SIDE[raw] if side is Side.CORE else raw for _, raw, _ in _USAGE)
+    usage = tuple((k, series.index(_USAGE[k][0])) for k, raw in enumerate(raws) if raw in names)
+    plan = _SeriesPlan(series, parts, operator.itemgetter(*series), usage)
+    if len(_PLANS) < 256:
+        _PLANS[(names, side)] = plan
+    return plan
+
+
+_add = operator.add
 _NO_FLAGS: frozenset[Flag] = frozenset()
 _NO_NAMES: frozenset[str] = frozenset()
 _new = tuple.__new__  # a named tuple without its Python-level `__new__` (once per link per poll)

@@ -595,7 +595,11 @@ def steady(
     if up is not None and prev_up is not None:
         if up < prev_up or at - up / 100.0 > then + BOOT_SLACK_S:
             return None  # a reboot, or the 497-day wrap: `step` tells them apart
-        span = max(elapsed, min((up - prev_up) % WRAP32 / 100.0, elapsed + MAX_CLOCK_STEP_S))
+        # max(elapsed, min(ticks, longest)) as `_span`, without two calls (the same value: min keeps
+        # its first argument unless the second is less, max unless the second is greater).
+        ticks, longest = (up - prev_up) % WRAP32 / 100.0, elapsed + MAX_CLOCK_STEP_S
+        shortest = longest if longest < ticks else ticks
+        span = shortest if shortest > elapsed else elapsed
     # Whole columns at once (C loops): the layout is the same, so position i is the same counter.
     values: Sequence[int]
     bits: Sequence[int]
@@ -622,7 +626,7 @@ def steady(
     if max(deltas) > plain_limit:
         return None
     if capacity_bytes_per_s:
-        where = _positions(names)
+        where = _POSITIONS.get(names) or _positions(names)
         for name, cap in capacity_bytes_per_s.items():
             i = where.get(name)
             if i is None:

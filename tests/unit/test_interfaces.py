@@ -384,3 +384,51 @@ def test_row_memo_gives_the_rows_of_no_memo_and_stays_bounded() -> None:
             sel = InterfaceSelector(name=f"ge-{i}")
             assert with_memo.resolve(sel) == without.resolve(sel)
         assert len(memo.statics) <= 3 * 3 + 64  # trimmed to 2n + 64 before each poll adds its n
+
+
+def test_rows_column_by_column_are_the_rows_one_by_one() -> None:
+    """`prefetch` (`_Columns.rows`, whole columns at once, statics reused whole through
+    `RowMemo.batch`) builds the rows `row` builds one by one without a memo, on seeded columns with
+    cells missing, negative, too large, of other types, and statics that change value or only type."""
+    import random
+
+    from sitivmon.links.interfaces import RowMemo
+
+    rng = random.Random(15)
+    memo = RowMemo()
+    odd: list[Any] = [None, -1, 2**64, 2**32, 1.0, True, "7", b"7", 2**64 - 1]
+    batch_hits = 0
+    for poll in range(400):
+        idxs = [str(i) for i in range(1, 9)]
+        cols: dict[str, dict[str, Any]] = {
+            c: {i: rng.randrange(0, 2**31) for i in idxs}
+            for c in ("ifHCInOctets", "ifHCOutOctets", "ifInUcastPkts", "ifOutUcastPkts", "ifInErrors",
+                      "ifHCInMulticastPkts", "ifHCInBroadcastPkts", "ifOutNUcastPkts")
+        }  # fmt: skip
+        if poll % 4 == 1:  # one odd cell somewhere: the whole poll takes the way row by row
+            column = rng.choice(sorted(cols))
+            value = rng.choice(odd)
+            if value is None:
+                del cols[column][rng.choice(idxs)]
+            else:
+                cols[column][rng.choice(idxs)] = value
+        speed: Any = 10.0 if poll % 9 == 0 else 10  # an equal value of another type reads differently
+        cols["ifName"] = {i: f"ge-{i}".encode() for i in idxs}
+        cols["ifAlias"] = {i: b"V\xe9nissieux" if poll % 5 else b"x" for i in idxs}
+        cols["ifSpeed"] = {i: speed for i in idxs}
+        cols["ifHighSpeed"] = {i: 0 for i in idxs}
+        cols["ifOperStatus"] = {i: rng.choice([1, 2, "up", None]) for i in idxs}
+        cols["ifAdminStatus"] = {i: 1 for i in idxs}
+        if poll % 11 == 0:
+            del cols["ifHighSpeed"]["3"]
+        wanted = rng.sample(idxs, rng.randrange(0, 9)) if poll % 7 == 0 else idxs[2:]
+        known = memo.batch
+        fetched = InterfaceIndex(cols, memo=memo)
+        fetched.prefetch(wanted)
+        batch_hits += bool(wanted) and known is not None and memo.batch is known and poll % 4 != 1
+        plain = InterfaceIndex(cols)
+        for idx in wanted:
+            assert fetched._rows[idx] == plain.row(idx)
+            assert fetched.row(idx).counters == plain.row(idx).counters
+        fetched.prefetch(wanted)  # already built: kept
+    assert batch_hits > 50, batch_hits  # the reuse was exercised

@@ -256,3 +256,42 @@ def test_links_of_follows_reloads_that_move_links() -> None:
     assert [rt.link.id for rt in monitor.links_of("sw2")] == ["b"]
     monitor.reconfigure(cfg(a))
     assert [rt.link.id for rt in monitor.links_of("sw1")] == ["a"] and monitor.links_of("sw2") == []
+
+
+@pytest.mark.parametrize("side", ["commune", "core"])
+def test_usual_poll_series_and_records_follow_any_counter_layout(side: str) -> None:
+    """The usual poll sums a layout's raw deltas into series by position (`_SeriesPlan`, built per
+    layout); on layouts of any subset and order of counters (one to four packet terms, byte counters
+    missing), totals and usage records are those of `oriented_series` by name."""
+    import random
+
+    from sitivmon.config.model import Side
+    from sitivmon.links.interfaces import SERIES, oriented_series
+    from sitivmon.normalize.counters import CounterSnapshot, FlatCounters
+
+    rng = random.Random(side)
+    raws = sorted({r for source in SERIES.values() for r in source})
+    for _ in range(200):
+        names = tuple(rng.sample(raws, rng.randrange(1, len(raws) + 1)))
+        before = tuple(rng.randrange(0, 2**40) for _ in names)
+        deltas = tuple(rng.randrange(0, 10**6) for _ in names)
+        widths = (64,) * len(names)
+        rt = LinkRuntime(link(side=side))
+        rt.if_index = 3
+        rt.snapshot = CounterSnapshot(T0, UP0, None, FlatCounters(names, before, widths))
+        totals_before = dict(rt.totals)
+        after = tuple(map(sum, zip(before, deltas, strict=True)))
+        r = row(3, 0, 0)._replace(counters=FlatCounters(names, after, widths))
+        out = fold(rt, r, 60)
+        expected = oriented_series(dict(zip(names, deltas, strict=True)), Side(side))
+        assert {k: rt.totals[k] - totals_before[k] for k in rt.totals} == expected
+        assert list(rt.totals) == list(SERIES)
+        read = {"receive_bytes": "out_octets" if side == "core" else "in_octets"}
+        read["transmit_bytes"] = "in_octets" if side == "core" else "out_octets"
+        wanted = [
+            (quantity, expected[series])
+            for series, quantity in (("receive_bytes", Quantity.TRAFFIC_IN), ("transmit_bytes", Quantity.TRAFFIC_OUT))
+            if read[series] in names
+        ]
+        assert [(c.key.quantity, c.delta) for c in out.counters] == wanted
+        assert all(c.flags == frozenset() and c.start == T0 and c.end == T0 + 60 for c in out.counters)
