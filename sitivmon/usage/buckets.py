@@ -326,13 +326,35 @@ class Chunk:
         every series' open buckets on its week: turning four columns of 2,016 slots into lists each
         time was most of the read); it becomes a list only when the value outgrows the array.
         """
-        v, r, e, f = (self._slot_col(i) for i in range(4))
-        new = (v[slot] + value, r[slot] + received_milli, max(e[slot], expected), f[slot] | flags | PRESENT)
-        for i, (col, x) in enumerate(zip((v, r, e, f), new, strict=True)):
-            try:
-                col[slot] = x
-            except OverflowError:  # past the array's item size: the array is left as it was
-                self._list(i)[slot] = x
+        # Unrolled column by column (no generator, zip or tuples): the refresh merges every series'
+        # open and pending buckets into its week this way, tens of thousands of calls at 2,000 links.
+        col = self._slot_col
+        v = col(0)
+        x = v[slot] + value
+        try:
+            v[slot] = x
+        except OverflowError:  # past the array's item size: the array is left as it was
+            self._list(0)[slot] = x
+        r = col(1)
+        x = r[slot] + received_milli
+        try:
+            r[slot] = x
+        except OverflowError:
+            self._list(1)[slot] = x
+        e = col(2)
+        x = e[slot]
+        if expected > x:
+            x = expected
+        try:
+            e[slot] = x
+        except OverflowError:
+            self._list(2)[slot] = x
+        f = col(3)
+        x = f[slot] | flags | PRESENT
+        try:
+            f[slot] = x
+        except OverflowError:
+            self._list(3)[slot] = x
 
     def add_run(self, a: int, b: int, value: int, received_milli: int, expected: int, flags: int) -> None:
         """`merge` of the same bucket into every slot of [a, b), column by column (a span's run).
