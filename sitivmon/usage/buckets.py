@@ -405,16 +405,33 @@ class Chunk:
         return self._list(i)
 
     def slice(self, a: int, b: int) -> tuple[Col, Col, Col, Col]:
-        """Columns over slots [a, b); a column constant over the slice becomes an int again."""
-        if self.masked and self._written(a, b).count(0):
-            for i in list(self.masked):  # the slice has unwritten slots: spread the constants for real
-                self._list(i)
+        """Columns over slots [a, b); a column constant over the slice becomes an int again.
+
+        A masked column (constant on the written slots) over a part of the week with unwritten slots
+        is spread over that part only, leaving the chunk as it is: the refresh slices every series'
+        current week up to now and its lead-in before the month's start, and spreading whole weeks
+        (2,016 slots a column) for that was most of its read (issue 15). The whole week is spread
+        for real, as before (replicas slice a chunk more than once)."""
+        spread: bytes | None = None  # the written bits over [a, b), when a masked column must be spread
+        if self.masked:
+            written = self._written(a, b)
+            if written.count(0):
+                if a == 0 and b == SLOTS:
+                    for i in list(self.masked):  # spread the constants for real
+                        self._list(i)
+                else:
+                    spread = written.translate(_TO_BIT)
         c0, c1, c2, c3 = self.cols
         if a == 0 and b == SLOTS and not self.masked:
             return c0, c1, c2, c3
         out: list[Col] = []
         for i, c in enumerate(self.cols):
-            if i not in self.masked and not isinstance(c, int):  # masked here: every slot written
+            if spread is not None and i in self.masked:
+                assert isinstance(c, int)
+                c = list(map(c.__mul__, spread))
+                if c.count(c[0]) == len(c):
+                    c = c[0]
+            elif i not in self.masked and not isinstance(c, int):  # masked here: every slot written
                 c = c[a:b]
                 if (c.tobytes() == c[:1].tobytes() * len(c)) if isinstance(c, array) else c.count(c[0]) == len(c):
                     c = c[0]  # (an array compared as bytes: its count() compares slot by slot as objects)

@@ -54,3 +54,38 @@ def test_fresh_chunk_columns_widen_past_their_arrays(merges: list[tuple[int, int
     assert [list(c) if not isinstance(c, int) else [c] * SLOTS for c in ch.slice(0, SLOTS)] == reference(merges)
     again = Chunk.decode(ch.encode())
     assert [list(c) if not isinstance(c, int) else [c] * SLOTS for c in again.slice(0, SLOTS)] == reference(merges)
+
+
+def _spread_then_sliced(blob: bytes, a: int, b: int) -> list[object]:
+    """What `Chunk.slice` gave before it spread masked columns over the slice only: every column
+    spread over the whole week (as lists, `Chunk._list`), then cut and collapsed when constant."""
+    ch = Chunk.decode(blob)
+    out: list[object] = []
+    for i in range(4):
+        c = ch.cols[i] if isinstance(ch.cols[i], int) and i not in ch.masked else ch._list(i)[a:b]
+        if not isinstance(c, int):
+            c = list(c)
+            if c.count(c[0]) == len(c):
+                c = c[0]
+        out.append(c)
+    return out
+
+
+@pytest.mark.parametrize("written", [range(0, 300), range(100, 2016), [*range(10, 20), *range(500, 900)]])
+@pytest.mark.parametrize("value", [0, 7, "varying"])
+def test_slice_of_masked_columns_spreads_the_part_only(written: range | list[int], value: int | str) -> None:
+    """A decoded week written on some slots only (received, expected and maybe value masked): any
+    slice reads what spreading the whole week gave, and a slice of a part leaves the chunk masked."""
+    ch = Chunk()
+    for slot in written:
+        ch.merge(slot, slot * 1000 if value == "varying" else int(value), 5000, 5000, 0)
+    blob = ch.encode()
+    assert Chunk.decode(blob).masked, "the case under test: masked columns"
+    for a, b in [(0, 1), (0, 300), (5, 15), (250, 350), (299, 300), (300, 301), (1000, 2016), (0, 2015), (0, SLOTS)]:
+        back = Chunk.decode(blob)
+        masked = set(back.masked)
+        got = [c if isinstance(c, int) else list(c) for c in back.slice(a, b)]
+        assert got == _spread_then_sliced(blob, a, b), (a, b)
+        if (a, b) != (0, SLOTS):
+            assert back.masked == masked  # nothing spread in the chunk itself
+            assert [c if isinstance(c, int) else list(c) for c in back.slice(a, b)] == got
