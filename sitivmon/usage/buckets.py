@@ -356,6 +356,38 @@ class Chunk:
         except OverflowError:
             self._list(3)[slot] = x
 
+    def merge_all(self, items: Sequence[tuple[int, int, int, int, int]]) -> None:
+        """`merge` of each (slot, value, received_milli, expected, flags) in order, the same values.
+
+        Why: a week's pending and open buckets are merged into its chunk by every read of the
+        current week (the refresh: several per series) and by every compaction; the columns are
+        looked up once for all of them. A value past its array's item size takes `merge`'s way."""
+        if not items:
+            return  # (no column spread or made an array, as no `merge` at all)
+        col = self._slot_col
+        v, r, e, f = col(0), col(1), col(2), col(3)
+        for slot, value, received_milli, expected, flags in items:
+            x0 = v[slot] + value
+            x1 = r[slot] + received_milli
+            x2 = e[slot]
+            if expected > x2:
+                x2 = expected
+            x3 = f[slot] | flags | PRESENT
+            try:
+                v[slot] = x0
+                r[slot] = x1
+                e[slot] = x2
+                f[slot] = x3
+            except OverflowError:  # column by column as `merge` (a value set again is the same value)
+                for i, x in enumerate((x0, x1, x2, x3)):
+                    c = self.cols[i]
+                    assert not isinstance(c, int)
+                    try:
+                        c[slot] = x  # type: ignore[index]
+                    except OverflowError:  # past the array's item size: the array is left as it was
+                        self._list(i)[slot] = x
+                v, r, e, f = col(0), col(1), col(2), col(3)
+
     def add_run(self, a: int, b: int, value: int, received_milli: int, expected: int, flags: int) -> None:
         """`merge` of the same bucket into every slot of [a, b), column by column (a span's run).
 

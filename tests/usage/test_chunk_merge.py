@@ -89,3 +89,32 @@ def test_slice_of_masked_columns_spreads_the_part_only(written: range | list[int
         if (a, b) != (0, SLOTS):
             assert back.masked == masked  # nothing spread in the chunk itself
             assert [c if isinstance(c, int) else list(c) for c in back.slice(a, b)] == got
+
+
+@pytest.mark.parametrize(
+    "merges",
+    [
+        [(7, 5, 1000, 30000, 0), (7, 6, 1000, 20000, 2), (8, 1, 1, 1, 0)],  # fits, same slot twice
+        [(7, 2**40, 1000, 30000, 0), (7, 1, 2**33, 0, 0), (9, 1, 1, 1, 0)],  # value, then received widen
+        [(3, 2**63, 2**33, 2**40, 4), (3, 2**62, 0, 0, 2**9)],  # past every width but Q, flags past a byte
+        [(0, 1, 30000, 30000, 0), (2015, 2**64 - 2, 0, 0, 8)],  # masked columns, last slot
+        [(0, 5, 30000, 30000, 0), (4, -3, 1, 1, 0), (4, 3, 1, 1, 0)],  # below an unsigned array
+        [],
+    ],
+)
+@pytest.mark.parametrize("decoded", [True, False])
+def test_merge_all_equals_merging_one_by_one(merges: list[tuple[int, int, int, int, int]], decoded: bool) -> None:
+    """`merge_all` (the readers' overlays, the writers' compaction) leaves what `merge` one by one leaves."""
+    first = [(s, s % 7, 30000, 30000, 0) for s in range(0, 300, 3)]
+    base = Chunk()
+    for m in first:
+        base.merge(*m)
+    blob = base.encode()
+    one, many = (Chunk.decode(blob), Chunk.decode(blob)) if decoded else (Chunk(), Chunk())
+    for m in merges:
+        one.merge(*m)
+    many.merge_all(merges)
+    assert [list(c) if not isinstance(c, int) else c for c in many.slice(0, SLOTS)] == [
+        list(c) if not isinstance(c, int) else c for c in one.slice(0, SLOTS)
+    ]
+    assert many.encode() == one.encode()
