@@ -118,3 +118,80 @@ def test_merge_all_equals_merging_one_by_one(merges: list[tuple[int, int, int, i
         list(c) if not isinstance(c, int) else c for c in one.slice(0, SLOTS)
     ]
     assert many.encode() == one.encode()
+
+
+def _enc_before(vals: list[int], written: bytes | None = None) -> bytes:
+    """`buckets._enc` as it was before its unsigned fast way (the reference for the bytes stored)."""
+    from array import array
+
+    first = vals[0]
+    if vals.count(first) == len(vals) and -(2**63) <= first <= 2**63 - 1:
+        return b"=" + first.to_bytes(8, "little", signed=True)
+    hi = None
+    if written is not None:
+        c = hi = max(vals)
+        n = written.count(1)
+        if (
+            c <= 2**63 - 1
+            and vals.count(c) == n
+            and (c == 0 or vals.count(0) == len(vals) - n)
+            and bytes(map(bool, vals)) == written
+        ):
+            return b"~" + c.to_bytes(8, "little", signed=True)
+    lo = min(vals)
+    if hi is None:
+        hi = max(vals)
+    tc = "q"
+    if lo >= 0:
+        tc = next(t for t, lim in (("B", 0xFF), ("H", 0xFFFF), ("I", 0xFFFF_FFFF), ("Q", 2**64 - 1)) if hi <= lim)
+    return tc.encode() + array(tc, vals).tobytes()
+
+
+def test_column_encoding_is_the_same_bytes_as_before() -> None:
+    """Every kind of column (constant, masked, each width, signed, past 64 bits, odd `written`)
+    encodes to the bytes the general way wrote: what is stored does not change."""
+    import random
+
+    from sitivmon.usage.buckets import _enc
+
+    rng = random.Random(15)
+    n = SLOTS
+    for trial in range(400):
+        kind = trial % 8
+        cut = rng.randrange(1, n)
+        written = bytes([1] * cut + [0] * (n - cut)) if trial % 3 else bytes(rng.choice((0, 1)) for _ in range(n))
+        top = rng.choice((1, 2**8 - 1, 2**8, 2**16 - 1, 2**16, 2**32 - 1, 2**32, 2**63 - 1, 2**63, 2**64 - 1))
+        if kind == 0:  # masked: a constant on the written slots
+            c = rng.randrange(1, top + 1)
+            vals = [c if w else 0 for w in written]
+        elif kind == 1:  # masked but for one slot
+            c = rng.randrange(1, top + 1)
+            vals = [c if w else 0 for w in written]
+            i = rng.randrange(n)
+            vals[i] = 0 if vals[i] else c
+        elif kind == 2:  # varying below `top`
+            vals = [rng.randrange(0, top + 1) for _ in range(n)]
+        elif kind == 3:  # varying, written slots only
+            vals = [rng.randrange(1, top + 1) if w else 0 for w in written]
+        elif kind == 4:  # signed
+            vals = [rng.randrange(-top, top + 1) for _ in range(n)]
+        elif kind == 5:  # past 64 bits somewhere
+            vals = [rng.randrange(0, 2**32) for _ in range(n)]
+            vals[rng.randrange(n)] = 2**64 + rng.randrange(2**60)
+            vals = [min(v, 2**64 - 1) for v in vals] if trial % 16 < 8 else vals
+        elif kind == 6:  # a constant everywhere (unwritten slots too)
+            vals = [top] * n
+        else:  # masked, with `written` telling something else (flags past a byte) or nothing
+            c = rng.randrange(1, top + 1)
+            vals = [c if w else 0 for w in written]
+            written = bytes(2 if w else 0 for w in written) if trial % 16 < 8 else written[:-1]
+        for wr in (written, None):
+            try:
+                want: bytes | type[Exception] = _enc_before(vals, wr)
+            except (StopIteration, OverflowError) as exc:  # past 64 bits: the general way's own limit
+                want = type(exc)
+            if not isinstance(want, bytes):
+                with pytest.raises(want):
+                    _enc(vals, wr)
+            else:
+                assert _enc(vals, wr) == want, (trial, kind, top)
