@@ -212,6 +212,9 @@ def _enc(vals: list[int], written: bytes | None = None) -> bytes:
     first = vals[0]
     if vals.count(first) == len(vals) and _INT64_MIN <= first <= _INT64_MAX:
         return b"=" + first.to_bytes(8, "little", signed=True)
+    fast = None if _BIG else _enc_unsigned(vals, written)
+    if fast is not None:
+        return fast
     hi = None
     if written is not None:
         c = hi = max(vals)
@@ -234,6 +237,45 @@ def _enc(vals: list[int], written: bytes | None = None) -> bytes:
     if _BIG:
         a.byteswap()
     return tc.encode() + a.tobytes()
+
+
+_ZERO_LANE_TABLES = [bytes([0, k]) + bytes(254) for k in range(256)]  # 0 -> 0, 1 -> k (translate)
+
+
+def _enc_unsigned(vals: list[int], written: bytes | None) -> bytes | None:
+    """`_enc` of a varying column of unsigned 64-bit values, with C-level byte operations on its
+    little-endian image instead of six passes of Python comparisons (min, max, counts, `bool` of
+    each slot, the array): a closing flush encodes a twelfth of every series' week (three columns
+    of 2,016 slots each), which was most of its CPU at 2,000 links (issue 15). The same bytes as
+    `_enc`'s general way (tests/usage/test_chunk_merge.py); None (a value below 0 or past 64 bits,
+    a big-endian host): the general way."""
+    try:
+        raw = array("Q", vals).tobytes()
+    except OverflowError:
+        return None
+    n = len(vals)
+    if written is not None:
+        at = written.find(1)
+        if at >= 0:
+            c = vals[at]  # the constant on the written slots, if the column is masked
+            if c <= _INT64_MAX and len(written) == n and written.count(0) + written.count(1) == n:
+                expect = bytearray(8 * n)
+                for k, byte in enumerate(c.to_bytes(8, "little")):
+                    if byte:
+                        expect[k::8] = written.translate(_ZERO_LANE_TABLES[byte])
+                if raw == expect:
+                    return b"~" + c.to_bytes(8, "little", signed=True)
+    # The narrowest unsigned item holding every value: its bytes are each value's low bytes.
+    zero = bytes(n)
+    w = 8
+    while w > 1 and all(raw[k::8] == zero for k in range(w // 2, w)):
+        w //= 2
+    if w == 8:
+        return b"Q" + raw
+    out = bytearray(w * n)
+    for k in range(w):
+        out[k::w] = raw[k::8]
+    return {1: b"B", 2: b"H", 4: b"I"}[w] + bytes(out)
 
 
 _CONST = ord("=")
@@ -326,13 +368,67 @@ class Chunk:
         every series' open buckets on its week: turning four columns of 2,016 slots into lists each
         time was most of the read); it becomes a list only when the value outgrows the array.
         """
-        v, r, e, f = (self._slot_col(i) for i in range(4))
-        new = (v[slot] + value, r[slot] + received_milli, max(e[slot], expected), f[slot] | flags | PRESENT)
-        for i, (col, x) in enumerate(zip((v, r, e, f), new, strict=True)):
+        # Unrolled column by column (no generator, zip or tuples): the refresh merges every series'
+        # open and pending buckets into its week this way, tens of thousands of calls at 2,000 links.
+        col = self._slot_col
+        v = col(0)
+        x = v[slot] + value
+        try:
+            v[slot] = x
+        except OverflowError:  # past the array's item size: the array is left as it was
+            self._list(0)[slot] = x
+        r = col(1)
+        x = r[slot] + received_milli
+        try:
+            r[slot] = x
+        except OverflowError:
+            self._list(1)[slot] = x
+        e = col(2)
+        x = e[slot]
+        if expected > x:
+            x = expected
+        try:
+            e[slot] = x
+        except OverflowError:
+            self._list(2)[slot] = x
+        f = col(3)
+        x = f[slot] | flags | PRESENT
+        try:
+            f[slot] = x
+        except OverflowError:
+            self._list(3)[slot] = x
+
+    def merge_all(self, items: Sequence[tuple[int, int, int, int, int]]) -> None:
+        """`merge` of each (slot, value, received_milli, expected, flags) in order, the same values.
+
+        Why: a week's pending and open buckets are merged into its chunk by every read of the
+        current week (the refresh: several per series) and by every compaction; the columns are
+        looked up once for all of them. A value past its array's item size takes `merge`'s way."""
+        if not items:
+            return  # (no column spread or made an array, as no `merge` at all)
+        col = self._slot_col
+        v, r, e, f = col(0), col(1), col(2), col(3)
+        for slot, value, received_milli, expected, flags in items:
+            x0 = v[slot] + value
+            x1 = r[slot] + received_milli
+            x2 = e[slot]
+            if expected > x2:
+                x2 = expected
+            x3 = f[slot] | flags | PRESENT
             try:
-                col[slot] = x
-            except OverflowError:  # past the array's item size: the array is left as it was
-                self._list(i)[slot] = x
+                v[slot] = x0
+                r[slot] = x1
+                e[slot] = x2
+                f[slot] = x3
+            except OverflowError:  # column by column as `merge` (a value set again is the same value)
+                for i, x in enumerate((x0, x1, x2, x3)):
+                    c = self.cols[i]
+                    assert not isinstance(c, int)
+                    try:
+                        c[slot] = x  # type: ignore[index]
+                    except OverflowError:  # past the array's item size: the array is left as it was
+                        self._list(i)[slot] = x
+                v, r, e, f = col(0), col(1), col(2), col(3)
 
     def add_run(self, a: int, b: int, value: int, received_milli: int, expected: int, flags: int) -> None:
         """`merge` of the same bucket into every slot of [a, b), column by column (a span's run).
@@ -383,16 +479,33 @@ class Chunk:
         return self._list(i)
 
     def slice(self, a: int, b: int) -> tuple[Col, Col, Col, Col]:
-        """Columns over slots [a, b); a column constant over the slice becomes an int again."""
-        if self.masked and self._written(a, b).count(0):
-            for i in list(self.masked):  # the slice has unwritten slots: spread the constants for real
-                self._list(i)
+        """Columns over slots [a, b); a column constant over the slice becomes an int again.
+
+        A masked column (constant on the written slots) over a part of the week with unwritten slots
+        is spread over that part only, leaving the chunk as it is: the refresh slices every series'
+        current week up to now and its lead-in before the month's start, and spreading whole weeks
+        (2,016 slots a column) for that was most of its read (issue 15). The whole week is spread
+        for real, as before (replicas slice a chunk more than once)."""
+        spread: bytes | None = None  # the written bits over [a, b), when a masked column must be spread
+        if self.masked:
+            written = self._written(a, b)
+            if written.count(0):
+                if a == 0 and b == SLOTS:
+                    for i in list(self.masked):  # spread the constants for real
+                        self._list(i)
+                else:
+                    spread = written.translate(_TO_BIT)
         c0, c1, c2, c3 = self.cols
         if a == 0 and b == SLOTS and not self.masked:
             return c0, c1, c2, c3
         out: list[Col] = []
         for i, c in enumerate(self.cols):
-            if i not in self.masked and not isinstance(c, int):  # masked here: every slot written
+            if spread is not None and i in self.masked:
+                assert isinstance(c, int)
+                c = list(map(c.__mul__, spread))
+                if c.count(c[0]) == len(c):
+                    c = c[0]
+            elif i not in self.masked and not isinstance(c, int):  # masked here: every slot written
                 c = c[a:b]
                 if (c.tobytes() == c[:1].tobytes() * len(c)) if isinstance(c, array) else c.count(c[0]) == len(c):
                     c = c[0]  # (an array compared as bytes: its count() compares slot by slot as objects)

@@ -276,9 +276,17 @@ def _joined(x: _CScan | _GScan, y: _CScan | _GScan, off: int) -> _CScan | _GScan
     for a, b, reasons in y[2] if len(y) == 6 else y[1]:
         _run(runs, off + a, off + b, reasons)
     if len(x) == 3 and len(y) == 3:
-        flags = Counter(dict(x[2]))
-        flags.update(dict(y[2]))
-        return (x[0] + y[0], tuple(runs), tuple(sorted(flags.items())))
+        # Most joins have one side without flags or coverage (a week never written, the month's first
+        # week joined to nothing before it): that side's own items are the sum, without a Counter
+        # or a Fraction built (both sides' flag items are sorted, as built here and by `_cscan`).
+        if not x[2] or not y[2]:
+            flag_items = y[2] if not x[2] else x[2]
+        else:
+            flags = Counter(dict(x[2]))
+            flags.update(dict(y[2]))
+            flag_items = tuple(sorted(flags.items()))
+        covered = y[0] if not x[0] else x[0] if not y[0] else x[0] + y[0]
+        return (covered, tuple(runs), flag_items)
     assert len(x) == 6 and len(y) == 6
     level = dict(x[1])
     for r, t in y[1]:

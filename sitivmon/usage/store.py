@@ -227,8 +227,7 @@ def pending_row(b: Bucket) -> tuple[int, int, int, int]:
 def merge_buckets(ch: Chunk, items: Iterable[tuple[int, int, int, int, int]]) -> Chunk:
     """Merge (start, value, received_milli, expected_milli, flags) buckets into their week's chunk `ch`
     (the slot is the bucket's place in the week); returns `ch`. Shared by both stores' writers and readers."""
-    for start, value, rec, exp, flags in items:
-        ch.merge((start % CHUNK_S) // BUCKET_S, value, rec, exp, flags)
+    ch.merge_all([((start % CHUNK_S) // BUCKET_S, value, rec, exp, flags) for start, value, rec, exp, flags in items])
     return ch
 
 
@@ -767,13 +766,11 @@ class SqliteUsageStore:
                         (start // CHUNK_S, (end - 1) // CHUNK_S, lo, hi),
                     ):
                         ch = decode_checked(self.location, ids.get(sid), day, data, crc)
-                        for slot, value, rec, exp, flags in overlays.pop((sid, day), ()):
-                            ch.merge(slot, value, rec, exp, flags)
+                        ch.merge_all(overlays.pop((sid, day), ()))
                         place_chunk(out[ids[sid]], day, ch, start, end)
                     for (sid, day), items in overlays.items():  # weeks with no chunk yet
                         ch = Chunk()
-                        for slot, value, rec, exp, flags in items:
-                            ch.merge(slot, value, rec, exp, flags)
+                        ch.merge_all(items)
                         place_chunk(out[ids[sid]], day, ch, start, end)
                     del overlays
                     yield out
