@@ -11,10 +11,14 @@ T = TypeVar("T")
 
 
 # Young-generation threshold (CPython's default: 700 container allocations net of frees). The poll
-# path allocates in bursts (a GETBULK response, a fold of 500 rows): at 700, a burst triggers several
-# young collections, each traversing the survivors; at 20,000, about one per poll of a 500-interface
-# agent. Garbage *cycles* wait longer for it: at most this many container objects (a few MB).
-GC_YOUNG_THRESHOLD = 20_000
+# path allocates in bursts (the GETBULK responses of every agent polled at once, a fold of 500 rows):
+# at 700 a burst triggers many young collections, each traversing the survivors. At 20,000 there were
+# still ~20 young and ~1.6 middle collections a minute at 4 x 500 links (6 % of the CPU: the walks'
+# varbinds and the fold's objects are alive together, so each collection traverses them and promotes
+# them). At 100,000 a poll cycle's objects die before a collection: 0.4 a minute, 0.6 % of the CPU
+# (bench/profile_gc.py; bench/README.md, issue 15). The price: garbage *cycles* wait longer, at most
+# this many container objects (~10-20 MB at 100-200 bytes each), against a 1 GiB budget at 20,000 links.
+GC_YOUNG_THRESHOLD = 100_000
 
 
 def gc_policy() -> None:
