@@ -68,7 +68,9 @@ def shared_agents(count: int, interfaces: int, net: str = MGMT_NET) -> Iterator[
         out = []
         for k in range(count):
             addr = f"{net}.{k + 2}"
-            spec = SnmpdSpec(port=161, address=addr, communities=(COMMUNITY,), netns=made.agent_ns)
+            spec = SnmpdSpec(
+                port=161, address=addr, communities=(COMMUNITY,), netns=made.agent_ns, start_timeout_s=120.0
+            )
             agent = stack.enter_context(Snmpd(spec))
             out.append(Agent(f"agent{k}", addr, agent.proc.pid))
         for a in out:

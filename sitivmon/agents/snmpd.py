@@ -60,6 +60,9 @@ class SnmpdSpec:
     extra: Sequence[str] = ()
     netns: str | None = None
     engine_id: str = field(default_factory=lambda: "sitivmon" + os.urandom(4).hex())
+    start_timeout_s: float = 10.0
+    """How long a start may take: hundreds of agents starting on two cores (capacity_bench.py) take
+    longer than one on an idle machine."""
 
     def config_text(self) -> str:
         lines = [f"agentaddress udp:{self.address}:{self.port}", f"engineID {self.engine_id}"]
@@ -105,9 +108,9 @@ class Snmpd:
         self.proc = subprocess.Popen(
             argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
         )
-        self._wait_ready()
+        self._wait_ready(spec.start_timeout_s)
 
-    def _wait_ready(self, timeout: float = 10.0) -> None:
+    def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
