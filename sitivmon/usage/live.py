@@ -255,6 +255,43 @@ def _cut(col: Col, lo: int, hi: int) -> Col:
     return col if isinstance(col, int) else col[lo:hi]
 
 
+def _held_state(h: Held) -> _State:
+    """The state a gauge's scan of the month's first week starts from: its lead-in hold."""
+    return (h.carry_ns, h.value, h.readings, h.value >= h.readings)
+
+
+def _cut_as_read(col: Col, lo: int, hi: int) -> Col:
+    """`_cut`, a part constant throughout becoming an int, as the store's read of that part alone
+    gives it (`Chunk.slice`)."""
+    if isinstance(col, int):
+        return col
+    c = col[lo:hi]
+    if isinstance(c, array):
+        return c[0] if c.tobytes() == c[:1].tobytes() * len(c) else c
+    return c[0] if c.count(c[0]) == len(c) else c
+
+
+def _split(sm: SeriesMonth, cut: int, into: dict[UsageKey, SeriesMonth] | None) -> SeriesMonth:
+    """A series read over [start, end) as its two reads over the `cut` buckets from `start` (put
+    `into`, unless None) and over the rest (returned): the same segments, cut where one spans `cut`,
+    with the same columns."""
+    after = SeriesMonth(sm.key, sm.start + cut * BUCKET_S, sm.n - cut)
+    before = SeriesMonth(sm.key, sm.start, cut)
+    if into is not None:
+        into[sm.key] = before
+    for off, (length, *cols) in sm.segments.items():
+        end = off + length
+        if off < cut and into is not None:
+            k = min(end, cut) - off
+            c = cols if k == length else [_cut_as_read(col, 0, k) for col in cols]
+            before.segments[off] = (k, c[0], c[1], c[2], c[3])
+        if end > cut:
+            k = max(off, cut) - off
+            c = cols if k == 0 else [_cut_as_read(col, k, length) for col in cols]
+            after.segments[off + k - cut] = (length - k, c[0], c[1], c[2], c[3])
+    return after
+
+
 def _digest(cols: Sequence[Col], k: int) -> bytes:
     """What the first `k` slots of a segment's columns hold, exactly (an array by its item type and
     bytes: a column read with another item type only digests otherwise, and is scanned again)."""
@@ -307,7 +344,7 @@ def _missing(
         st = before[5]
     else:
         h = held.get(key) if held is not None else None
-        st = (h.carry_ns, h.value, h.readings, h.value >= h.readings) if h is not None else _START
+        st = _held_state(h) if h is not None else _START
     return (0, (), runs, 0, 0, st)
 
 
@@ -374,12 +411,18 @@ class MonthScans:
             self._month, self._weeks, self._lead, self._keys, self._closed = start, {}, None, {}, None
         self.read_weeks = []
         self.rescanned = 0
-        held = self._lead_in(store, start)
         last = (end - 1) // CHUNK_S
+        # The lead-in ends in the current week (the month began in it: its first days): its stamp changes
+        # at every flush, so it would be read again at every refresh, the week's chunks decoded twice.
+        # It is taken from the current week's read instead (`_read`'s `lead`), which fills `held`.
+        lead = start - LEAD_IN_BUCKETS * BUCKET_S if start > last * CHUNK_S else None
+        if lead is None:
+            held = self._lead_in(store, start)
+        else:
+            held, self._lead = {}, None
+            self.read_weeks.append(lead // CHUNK_S - 1_000_000)
         stamps = store.week_stamps(start, last * CHUNK_S) if last * CHUNK_S > start else {}
-        states: dict[UsageKey, _State] = {
-            k: (h.carry_ns, h.value, h.readings, h.value >= h.readings) for k, h in held.items()
-        }
+        states: dict[UsageKey, _State] = {k: _held_state(h) for k, h in held.items()}
         weeks: list[_Week] = []
         drains: dict[tuple[int, UsageKey], _GScan] = {}  # by (place in `weeks`, series)
         keys: list[UsageKey] = []
@@ -403,6 +446,7 @@ class MonthScans:
                     states,
                     links if current else (),
                     keys if current else None,
+                    (lead, held) if current and lead is not None else None,
                 )
                 self.read_weeks.append(w)
                 if not current:
@@ -428,10 +472,14 @@ class MonthScans:
         held: dict[UsageKey, Held] = {}
         with contextlib.closing(store.month_series_batches(a, start, batch=self.batch)) as before:
             for piece in before:
-                held.update((self._key(k), h) for k, h in lead_in_of(piece).items())
+                self._take_lead_in(piece, held)
         self._lead = (stamps, held)
         self.read_weeks.append(a // CHUNK_S - 1_000_000)  # the lead-in, told apart from the month's weeks
         return held
+
+    def _take_lead_in(self, before: Mapping[UsageKey, SeriesMonth], held: dict[UsageKey, Held]) -> None:
+        """Add where each gauge series of a piece read over the lead-in stood at the month's start."""
+        held.update((self._key(k), h) for k, h in lead_in_of(before).items())
 
     def _read(
         self,
@@ -439,12 +487,15 @@ class MonthScans:
         a: int,
         b: int,
         stamp: bytes | None,
-        states: Mapping[UsageKey, _State],
+        states: dict[UsageKey, _State],
         links: Iterable[UsageKey],
         keys: list[UsageKey] | None,
+        lead: tuple[int, dict[UsageKey, Held]] | None = None,
     ) -> _Week:
         """Read and scan the slice [a, b) of one week, `batch` series at a time (one piece's buckets in
-        memory); gauges from their `states`. `keys`: filled with every series read (the current week)."""
+        memory); gauges from their `states`. `keys`: filled with every series read (the current week).
+        `lead`: (the lead-in's start, `held` to fill): the series are read from there, each piece's
+        lead-in taken off (`_split`) into `held` and `states` before the rest is scanned from it."""
         week = _Week(a, b, stamp)
         m = (b - a) // BUCKET_S
         opened: dict[UsageKey, tuple[int, bytes, _State, _CScan | _GScan]] = {}
@@ -454,8 +505,21 @@ class MonthScans:
         def intern(value: _T) -> _T:
             return value if keys is not None else interned.setdefault(value, value)  # type: ignore[return-value]
 
-        with contextlib.closing(store.month_series_batches(a, b, links, batch=self.batch)) as pieces:
+        with contextlib.closing(
+            store.month_series_batches(a if lead is None else lead[0], b, links, batch=self.batch)
+        ) as pieces:
             for piece in pieces:
+                if lead is not None:
+                    cut = (a - lead[0]) // BUCKET_S
+                    before: dict[UsageKey, SeriesMonth] = {}
+                    after: dict[UsageKey, SeriesMonth] = {}
+                    for k, sm in piece.items():  # only gauges have a lead-in (`lead_in_of`)
+                        after[k] = _split(sm, cut, before if k.quantity not in COUNTERS else None)
+                    got: dict[UsageKey, Held] = {}
+                    self._take_lead_in(before, got)
+                    lead[1].update(got)
+                    states.update((k, _held_state(h)) for k, h in got.items())
+                    piece = after
                 by: dict[tuple[str, Quantity], list[SeriesMonth]] = {}
                 for key, sm in piece.items():
                     if key.quantity not in quantities:

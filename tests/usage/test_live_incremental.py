@@ -6,7 +6,7 @@ boundary; and it reads again only the weeks that changed. Both backends (`usage_
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import pytest
 
@@ -14,6 +14,7 @@ from sitivmon.config.model import Commune
 from sitivmon.readings import Quantity, UsageKey
 from sitivmon.usage.backends import open_usage_store, usage_reader_factory
 from sitivmon.usage.buckets import CHUNK_S, COUNTERS, FLAG_BITS, PRESENT, Bucket
+from sitivmon.usage.indicators import LEAD_IN_BUCKETS
 from sitivmon.usage.live import UsageLiveCollector
 from sitivmon.usage.periods import BUCKET_S, month_range
 from sitivmon.usage.port import UsageStorePort
@@ -188,3 +189,74 @@ def test_the_comparison_fails_when_a_changed_week_is_kept(
     check(inc, whole)
     w.correct(week(now) * CHUNK_S - 3 * 86400, [k for k in KEYS if k.quantity is Quantity.TRAFFIC_IN])
     assert samples(inc) != samples(whole)
+
+
+AZORES = "Atlantic/Azores"
+JAN = month_range("2026-01", AZORES)  # Thursday 1 January, 01:00 UTC: one hour into an (epoch) week
+
+
+def test_the_first_days_of_a_month_read_the_current_week_once(
+    backend: Backend,  # noqa: F811
+    usage_store: UsageStorePort,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The month began in the current week: its lead-in, whose stamp changes at every flush, is taken
+    from the week's one read instead of being read again at each refresh. Here the lead-in also
+    reaches back into the previous week. The gauges are the whole month's throughout, and once
+    the week is over the lead-in is read on its own again, then kept."""
+    lead = JAN.start - LEAD_IN_BUCKETS * BUCKET_S
+    assert week(lead) == week(JAN.start) - 1 and JAN.start % CHUNK_S == 3600
+    clock = [0.0]
+    inc, whole = (
+        UsageLiveCollector(
+            usage_reader_factory(backend.settings, backend.state_dir), COMMUNES, AZORES, [SILENT],
+            refresh_s=0, clock=lambda: clock[0],
+        )
+        for _ in range(2)
+    )  # fmt: skip
+    whole.incremental = False
+    inc.batch = whole.batch = 5
+    reads: list[tuple[int, int]] = []
+    real = type(usage_store).month_series_batches
+
+    def counted(self: UsageStorePort, start: int, end: int, keys: Iterable[UsageKey] = (), *, batch: int = 1000):  # type: ignore[no-untyped-def]
+        reads.append((start, end))
+        return real(self, start, end, keys, batch=batch)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(type(usage_store), "month_series_batches", counted)
+
+    def refresh(now: int) -> list[tuple[int, int]]:
+        """Both collectors' gauges at `now` are the same; returns what the incremental one read."""
+        clock[0] = now + 30
+        del reads[:]
+        got = samples(inc)
+        mine = list(reads)
+        assert got == samples(whole)
+        assert len(got) > 40
+        return mine
+
+    w = Writer(usage_store, 7, lead - 6 * BUCKET_S)
+    now = JAN.start + 6 * 3600
+    w.until(now)
+    assert refresh(now) == [(lead, now + BUCKET_S)]  # one read: the lead-in with the week
+    w.until(now + 3600, per_flush=6)
+    now += 3600
+    assert refresh(now) == [(lead, now + BUCKET_S)]
+    gauges = [k for k in KEYS if k.quantity not in COUNTERS]
+    w.correct(week(JAN.start) * CHUNK_S - BUCKET_S, gauges)  # the lead-in's part in the previous week
+    refresh(now)
+    w.correct(JAN.start - BUCKET_S, gauges)  # and in the current week
+    refresh(now)
+    w.correct(JAN.start, KEYS[:9])  # the month's first bucket
+    refresh(now)
+    assert isinstance(usage_store, SqliteUsageStore | PostgresUsageStore)
+    usage_store.compact()
+    refresh(now)
+
+    nxt = (week(JAN.start) + 1) * CHUNK_S  # the next week: the lead-in lies in a past week, read alone
+    w.until(nxt + 7200)
+    now = nxt + 7200
+    assert refresh(now)[0] == (lead, JAN.start)
+    w.until(now + 900, per_flush=1)
+    now += 900
+    assert refresh(now) == [(nxt, now + BUCKET_S)]  # the lead-in and the first week kept
