@@ -54,14 +54,6 @@ def _it(col: Col, n: int) -> Iterable[int]:
     return itertools.repeat(col, n) if isinstance(col, int) else col
 
 
-def _bucket_cov(r: int, e: int) -> Fraction:
-    if r <= 0:
-        return Fraction(0)
-    if e <= 0 or r >= e:
-        return Fraction(1)
-    return Fraction(r, e)
-
-
 @dataclass(slots=True)
 class SeriesScan:
     """Coverage numerator (in buckets), gap runs (bucket offsets) and flag counts of one series."""
@@ -120,7 +112,6 @@ _UNWRITTEN = re.compile(rb"\x00+")
 
 
 def scan_series(sm: SeriesMonth) -> SeriesScan:
-    covered = Fraction(0)
     pairs: Counter[tuple[int, int]] = Counter()
     flags: Counter[str] = Counter()
     runs: list[tuple[int, int, set[str]]] = []
@@ -185,9 +176,31 @@ def scan_series(sm: SeriesMonth) -> SeriesScan:
         pos = off + length
     if pos < sm.n:
         add_gap(pos, sm.n, ("missing",))
+    return SeriesScan(_covered(pairs), [(a, b, frozenset(s)) for a, b, s in runs], flags)
+
+
+def _covered(pairs: Counter[tuple[int, int]]) -> Fraction:
+    """The buckets covered: each (received, expected) pair's count times its share of a bucket
+    (none without samples, whole when all expected came or nothing was expected, else received /
+    expected), exactly, with one
+    Fraction per expected count instead of an addition of Fractions per pair (received varies from
+    bucket to bucket with the polls' jitter: each distinct pair was a gcd; the refresh scans every
+    series' newest buckets at each refresh)."""
+    whole = 0
+    parts: dict[int, int] = {}
     for (r, e), count in pairs.items():
-        covered += count * _bucket_cov(r, e)
-    return SeriesScan(covered, [(a, b, frozenset(s)) for a, b, s in runs], flags)
+        if r <= 0:
+            continue
+        if e <= 0 or r >= e:
+            whole += count
+        else:
+            parts[e] = parts.get(e, 0) + count * r
+    if not parts:
+        return Fraction(whole)
+    covered = Fraction(whole)
+    for e, num in parts.items():
+        covered += Fraction(num, e)
+    return covered
 
 
 B_NS = BUCKET_S * 1_000_000_000
