@@ -14,12 +14,15 @@
   memory           RSS of the daemon at `--memory-links` (1k, 5k, 20k) after `--memory-cycles` polls;
                    the least-squares slope is the memory per link.
 
-Agents for capacity and memory: ONE namespace with `--links-per-agent` veth interfaces and one
-real net-snmp snmpd per agent, each on its own address of a /24 on the management veth
-(198.18.251.0/24, outside the /30s that `netns.lab()` hands out). Every agent therefore shows the
-same interfaces (plus lo and mgmt0): the load on the daemon is that of as many distinct devices;
-200 namespaces with 100 veth pairs each would also take 200 of the host's 250 lab subnets, which
-concurrent test runs need.
+Agents for capacity and memory: ONE namespace with `--links-per-agent` veth interfaces and real
+net-snmp snmpd, each agent on its own address of a /24 on the management veth (198.18.251.0/24,
+outside the /30s that `netns.lab()` hands out), ten agent addresses per snmpd process. Every agent
+therefore shows the same interfaces (plus lo and mgmt0): the load on the daemon is that of as many
+distinct devices; 200 namespaces with 100 veth pairs each would also take 200 of the host's 250 lab
+subnets, which concurrent test runs need. Why ten per process: an idle snmpd reloads its interface
+table several times a second, one netlink dump per interface (strace), so 200 processes on 200
+addresses x 100 interfaces took about 1.6 % of a core each, more than the machine's two cores, and
+starting them timed out (measured 2026-12-01: 20 processes for 200 agents idle at 0.39 cores).
 
 Run as root:  .venv/bin/python bench/capacity_bench.py [--density all|every-interface|capacity|memory]
 """
@@ -51,7 +54,7 @@ GIB = 2**30
 
 
 @contextlib.contextmanager
-def shared_agents(count: int, interfaces: int, net: str = MGMT_NET) -> Iterator[list[Agent]]:
+def shared_agents(count: int, interfaces: int, net: str = MGMT_NET, per_process: int = 10) -> Iterator[list[Agent]]:
     """`count` snmpd in one namespace of `interfaces` veth interfaces, each on its own address of
     `net`.0/24 (another /24 lets a second bench, e.g. pair_bench.py, run beside this one)."""
     from sitivmon.agents.netns import lab, run
@@ -66,13 +69,15 @@ def shared_agents(count: int, interfaces: int, net: str = MGMT_NET) -> Iterator[
         batch = "".join(f"addr add {net}.{k + 2}/24 dev mgmt0\n" for k in range(count))
         subprocess.run(["ip", "-n", made.agent_ns, "-batch", "-"], input=batch, text=True, check=True)
         out = []
-        for k in range(count):
-            addr = f"{net}.{k + 2}"
+        addrs = [f"{net}.{k + 2}" for k in range(count)]
+        for g in range(0, count, per_process):
+            group = addrs[g : g + per_process]
             spec = SnmpdSpec(
-                port=161, address=addr, communities=(COMMUNITY,), netns=made.agent_ns, start_timeout_s=120.0
-            )
+                port=161, address=group[0], also_on=tuple(group[1:]), communities=(COMMUNITY,),
+                netns=made.agent_ns, start_timeout_s=120.0,
+            )  # fmt: skip
             agent = stack.enter_context(Snmpd(spec))
-            out.append(Agent(f"agent{k}", addr, agent.proc.pid))
+            out += [Agent(f"agent{g + i}", addr, agent.proc.pid) for i, addr in enumerate(group)]
         for a in out:
             wait_snmp(a.addr)
         yield out

@@ -195,7 +195,7 @@ def wait_snmp(addr: str, timeout: float = 10.0) -> None:
 
 
 def snmpd_cpu(ags: list[Agent]) -> float:
-    return sum(cpu_seconds(a.snmpd_pid) for a in ags)
+    return sum(cpu_seconds(pid) for pid in {a.snmpd_pid for a in ags})  # a process may serve several agents
 
 
 # --- the two pollers ---------------------------------------------------------------------------------

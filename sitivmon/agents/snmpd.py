@@ -60,12 +60,16 @@ class SnmpdSpec:
     extra: Sequence[str] = ()
     netns: str | None = None
     engine_id: str = field(default_factory=lambda: "sitivmon" + os.urandom(4).hex())
+    also_on: Sequence[str] = ()
+    """More addresses served on `port` (one process answering as several agents: capacity_bench.py's
+    200 agents would otherwise be 200 processes each reloading its interface table on two cores)."""
     start_timeout_s: float = 10.0
     """How long a start may take: hundreds of agents starting on two cores (capacity_bench.py) take
     longer than one on an idle machine."""
 
     def config_text(self) -> str:
-        lines = [f"agentaddress udp:{self.address}:{self.port}", f"engineID {self.engine_id}"]
+        where = ",".join(f"udp:{a}:{self.port}" for a in (self.address, *self.also_on))
+        lines = [f"agentaddress {where}", f"engineID {self.engine_id}"]
         lines += [f"rocommunity {c} default" for c in self.communities]
         for user in self.users:
             lines += [user.create_line(), user.access_line()]
