@@ -762,7 +762,8 @@ class SqliteUsageStore:
             raise ValueError(f"batch must be at least 1, got {batch}")
         n = (end - start) // BUCKET_S
         known: set[UsageKey] = set()
-        with _port_errors(self.location):
+        location = self.location  # (a property making a string: once, not per chunk)
+        with _port_errors(location):
             db = self.db
             db.execute("BEGIN")  # one snapshot for chunks, pending and open buckets of every piece
             try:
@@ -781,7 +782,7 @@ class SqliteUsageStore:
                         " WHERE week BETWEEN ? AND ? AND series_id BETWEEN ? AND ?",
                         (start // CHUNK_S, (end - 1) // CHUNK_S, lo, hi),
                     ):
-                        ch = decode_checked(self.location, ids.get(sid), day, data, crc)
+                        ch = decode_checked(location, ids.get(sid), day, data, crc)
                         place_merged(out[ids[sid]], day, ch, overlays.pop((sid, day), ()), start, end)
                     for (sid, day), items in overlays.items():  # weeks with no chunk yet
                         place_merged(out[ids[sid]], day, Chunk(), items, start, end)
