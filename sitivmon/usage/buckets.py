@@ -313,6 +313,28 @@ _UNWRITTEN_RUNS = re.compile(rb"\x00+")  # runs of unwritten slots in a flags co
 _TO_BIT = bytes([0] + [1] * 255)  # bytes.translate table: a written slot's flags byte -> 1, unwritten -> 0
 
 
+def _spread(c: int, typecode: str, written: bytes) -> array[int]:
+    """`c` on the written slots (flags byte not 0), 0 on the others, as an array of `typecode`
+    (`c` must fit it): one translate per non-zero byte of `c` into its lane of the array's bytes.
+    Why: finding the unwritten runs with a regular expression scans slot by slot in the regex
+    engine, ~20 us a column over a week (the refresh spreads two or three columns of every series'
+    current week; compaction as many)."""
+    size = array(typecode).itemsize
+    k = len(written.rstrip(b"\x00"))
+    if written.find(0, 0, k) < 0:  # written up to k, then not (the current week up to now)
+        out = array(typecode, [c]) * k
+        out.frombytes(bytes(size * (len(written) - k)))
+        return out
+    bits = written.translate(_TO_BIT)
+    raw = bytearray(size * len(bits))
+    for k, byte in enumerate(c.to_bytes(size, sys.byteorder)):
+        if byte:
+            raw[k::size] = bits.translate(_ZERO_LANE_TABLES[byte])
+    out = array(typecode)
+    out.frombytes(raw)
+    return out
+
+
 def _written_bits(flags: list[int]) -> bytes:
     """1 per written slot (flags not 0), 0 elsewhere; by bytes.translate, each slot once per chunk write."""
     try:
@@ -469,10 +491,14 @@ class Chunk:
             # The constant everywhere, then 0 on the runs of unwritten slots (a written prefix, an
             # unwritten end): C-level copies; a multiplication per slot was about 40 % of the refresh's
             # CPU (profile_store.py, 1,000 links).
-            arr = self.cols[i] = array(_SLOT_TYPE[i], [c]) * SLOTS
-            if c:
-                for run in _UNWRITTEN_RUNS.finditer(self._written()):
-                    arr[run.start() : run.end()] = array(_SLOT_TYPE[i], [0]) * (run.end() - run.start())
+            written = self._written()
+            if c and len(written) == SLOTS:  # (flags a byte a slot: always, but for a foreign blob)
+                arr = self.cols[i] = _spread(c, _SLOT_TYPE[i], written)
+            else:
+                arr = self.cols[i] = array(_SLOT_TYPE[i], [c]) * SLOTS
+                if c:
+                    for run in _UNWRITTEN_RUNS.finditer(written):
+                        arr[run.start() : run.end()] = array(_SLOT_TYPE[i], [0]) * (run.end() - run.start())
             self.masked.discard(i)
             return arr
         if i not in self.masked:
@@ -518,11 +544,10 @@ class Chunk:
                 continue
             if not isinstance(c, int) or not 0 <= c <= _SLOT_MAX[i]:
                 return None  # `_slot_col` makes it a list
-            w = array(_SLOT_TYPE[i], [c]) * n  # as `_slot_col` spreads it, over [a, b) only
-            if c and i in self.masked:
-                for run in _UNWRITTEN_RUNS.finditer(written):
-                    w[run.start() : run.end()] = array(_SLOT_TYPE[i], [0]) * (run.end() - run.start())
-            cols.append(w)
+            if c and i in self.masked:  # as `_slot_col` spreads it, over [a, b) only
+                cols.append(_spread(c, _SLOT_TYPE[i], written))
+            else:
+                cols.append(array(_SLOT_TYPE[i], [c]) * n)
         v, r, e, f = cols
         for slot, value, rec, expected, flags in items:
             s = slot - a
@@ -538,12 +563,13 @@ class Chunk:
                 f[s] |= flags | PRESENT
             except OverflowError:  # `merge_all` makes the column a list
                 return None
-        # Each cut collapsed to an int when constant, as `slice` does (arrays compared as bytes)
+        # Each cut collapsed to an int when constant, as `slice` does (arrays compared as bytes,
+        # after the first and last slots: most columns that vary differ there)
         return (
-            v[0] if v.tobytes() == v[:1].tobytes() * n else v,
-            r[0] if r.tobytes() == r[:1].tobytes() * n else r,
-            e[0] if e.tobytes() == e[:1].tobytes() * n else e,
-            f[0] if f.tobytes() == f[:1].tobytes() * n else f,
+            v[0] if v[0] == v[-1] and v.tobytes() == v[:1].tobytes() * n else v,
+            r[0] if r[0] == r[-1] and r.tobytes() == r[:1].tobytes() * n else r,
+            e[0] if e[0] == e[-1] and e.tobytes() == e[:1].tobytes() * n else e,
+            f[0] if f[0] == f[-1] and f.tobytes() == f[:1].tobytes() * n else f,
         )
 
     def slice(self, a: int, b: int) -> tuple[Col, Col, Col, Col]:

@@ -213,3 +213,27 @@ def test_a_week_without_chunk_reads_its_overlays(tmp_path: Path) -> None:
         )
         for a, b in [(w0, t + BUCKET_S), (w0 - 5 * BUCKET_S, t + BUCKET_S), (t, t + BUCKET_S)]:
             assert {k: s.segments for k, s in st.month_series(a, b).items()} == reference(st, a, b)
+
+
+@pytest.mark.parametrize("typecode", ["B", "H", "I", "Q"])
+@pytest.mark.parametrize(
+    "written",
+    [
+        bytes([PRESENT]) * SLOTS,  # every slot
+        bytes([PRESENT]) * 1500 + bytes(SLOTS - 1500),  # a prefix (the current week)
+        bytes(SLOTS),  # none
+        bytes([0, PRESENT, 1, 0, 0, 9, 0]) * 288,  # holes, flags other than PRESENT
+        bytes(7) + bytes([PRESENT]) * 100,  # unwritten first
+        b"",
+    ],
+)
+def test_spread_is_the_constant_on_written_slots(typecode: str, written: bytes) -> None:
+    """`_spread` (masked columns made arrays) against the plain definition, for constants filling
+    one byte, several, and the item's top byte."""
+    from sitivmon.usage.buckets import _spread
+
+    size = array(typecode).itemsize
+    for c in {1, 0xFF, 0x1234 % 256**size, 5000 % 256**size, 256**size - 1, 0x0102030405060708 % 256**size}:
+        got = _spread(c, typecode, written)
+        assert got.typecode == typecode
+        assert got.tolist() == [c if w else 0 for w in written], c
