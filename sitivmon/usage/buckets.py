@@ -125,6 +125,16 @@ def check_recordable_interval(interval_s: float) -> float:
     )
 
 
+def received_milli(covered_us: int, readings: int, expected: int) -> int:
+    """Samples received by a bucket (`Bucket.received_milli`) from its accumulators: readings count
+    1000 each, observed time its share of the samples expected. For readers of stored open buckets,
+    without making a `Bucket` of each row."""
+    counted = readings * 1000
+    if covered_us and expected:
+        counted += round(covered_us * expected / BUCKET_US)
+    return counted
+
+
 @dataclass(slots=True)
 class Bucket:
     """An accumulating bucket. `covered_us` is kept exact while the bucket is open (see module doc)."""
@@ -137,10 +147,7 @@ class Bucket:
 
     @property
     def received_milli(self) -> int:
-        counted = self.readings * 1000
-        if self.covered_us and self.expected_milli:
-            counted += round(self.covered_us * self.expected_milli / BUCKET_US)
-        return counted
+        return received_milli(self.covered_us, self.readings, self.expected_milli)
 
     def merge(self, other: Bucket) -> None:
         self.value += other.value
@@ -306,6 +313,28 @@ _UNWRITTEN_RUNS = re.compile(rb"\x00+")  # runs of unwritten slots in a flags co
 _TO_BIT = bytes([0] + [1] * 255)  # bytes.translate table: a written slot's flags byte -> 1, unwritten -> 0
 
 
+def _spread(c: int, typecode: str, written: bytes) -> array[int]:
+    """`c` on the written slots (flags byte not 0), 0 on the others, as an array of `typecode`
+    (`c` must fit it): one translate per non-zero byte of `c` into its lane of the array's bytes.
+    Why: finding the unwritten runs with a regular expression scans slot by slot in the regex
+    engine, ~20 us a column over a week (the refresh spreads two or three columns of every series'
+    current week; compaction as many)."""
+    size = array(typecode).itemsize
+    k = len(written.rstrip(b"\x00"))
+    if written.find(0, 0, k) < 0:  # written up to k, then not (the current week up to now)
+        out = array(typecode, [c]) * k
+        out.frombytes(bytes(size * (len(written) - k)))
+        return out
+    bits = written.translate(_TO_BIT)
+    raw = bytearray(size * len(bits))
+    for k, byte in enumerate(c.to_bytes(size, sys.byteorder)):
+        if byte:
+            raw[k::size] = bits.translate(_ZERO_LANE_TABLES[byte])
+    out = array(typecode)
+    out.frombytes(raw)
+    return out
+
+
 def _written_bits(flags: list[int]) -> bytes:
     """1 per written slot (flags not 0), 0 elsewhere; by bytes.translate, each slot once per chunk write."""
     try:
@@ -462,10 +491,14 @@ class Chunk:
             # The constant everywhere, then 0 on the runs of unwritten slots (a written prefix, an
             # unwritten end): C-level copies; a multiplication per slot was about 40 % of the refresh's
             # CPU (profile_store.py, 1,000 links).
-            arr = self.cols[i] = array(_SLOT_TYPE[i], [c]) * SLOTS
-            if c:
-                for run in _UNWRITTEN_RUNS.finditer(self._written()):
-                    arr[run.start() : run.end()] = array(_SLOT_TYPE[i], [0]) * (run.end() - run.start())
+            written = self._written()
+            if c and len(written) == SLOTS:  # (flags a byte a slot: always, but for a foreign blob)
+                arr = self.cols[i] = _spread(c, _SLOT_TYPE[i], written)
+            else:
+                arr = self.cols[i] = array(_SLOT_TYPE[i], [c]) * SLOTS
+                if c:
+                    for run in _UNWRITTEN_RUNS.finditer(written):
+                        arr[run.start() : run.end()] = array(_SLOT_TYPE[i], [0]) * (run.end() - run.start())
             self.masked.discard(i)
             return arr
         if i not in self.masked:
@@ -477,6 +510,67 @@ class Chunk:
                 arr = self.cols[i] = array(_SLOT_TYPE[i], [c]) * SLOTS
                 return arr
         return self._list(i)
+
+    def merged_slice(
+        self, a: int, b: int, items: Sequence[tuple[int, int, int, int, int]]
+    ) -> tuple[Col, Col, Col, Col] | None:
+        """`merge_all(items)` then `slice(a, b)`: the same columns (values and item types), but the
+        chunk is left as it is and only [a, b) is built; None when anything is unusual (the whole
+        week, an item outside [a, b), a constant or a value outside its column's array type, flags
+        not one byte a slot): then take `merge_all` and `slice`, the general way, on this chunk.
+
+        Why: every month-to-date refresh overlays the pending and open buckets of every series on
+        its current week, and `merge_all` spreads each column over the whole week (2,016 slots,
+        masked ones by runs) before `slice` copies the part asked for, often a few hundred slots;
+        that was the largest part of the refresh's store read (issue 15)."""
+        if not items:
+            return self.slice(a, b)  # what merge_all of nothing leaves (the chunk is unchanged)
+        if not 0 <= a < b <= SLOTS or (a == 0 and b == SLOTS) or 3 in self.masked:
+            return None
+        n = b - a
+        fc = self.cols[3]
+        if isinstance(fc, int):
+            if not 0 <= fc <= 255:
+                return None
+            written = bytes([fc]) * n
+        elif isinstance(fc, array) and fc.typecode == "B":
+            written = fc[a:b].tobytes()
+        else:
+            return None
+        cols: list[array[int]] = []
+        for i, c in enumerate(self.cols):
+            if isinstance(c, array) and i not in self.masked:
+                cols.append(c[a:b])
+                continue
+            if not isinstance(c, int) or not 0 <= c <= _SLOT_MAX[i]:
+                return None  # `_slot_col` makes it a list
+            if c and i in self.masked:  # as `_slot_col` spreads it, over [a, b) only
+                cols.append(_spread(c, _SLOT_TYPE[i], written))
+            else:
+                cols.append(array(_SLOT_TYPE[i], [c]) * n)
+        v, r, e, f = cols
+        for slot, value, rec, expected, flags in items:
+            s = slot - a
+            if not 0 <= s < n:
+                return None
+            x2 = e[s]
+            if expected > x2:
+                x2 = expected
+            try:
+                v[s] += value
+                r[s] += rec
+                e[s] = x2
+                f[s] |= flags | PRESENT
+            except OverflowError:  # `merge_all` makes the column a list
+                return None
+        # Each cut collapsed to an int when constant, as `slice` does (arrays compared as bytes,
+        # after the first and last slots: most columns that vary differ there)
+        return (
+            v[0] if v[0] == v[-1] and v.tobytes() == v[:1].tobytes() * n else v,
+            r[0] if r[0] == r[-1] and r.tobytes() == r[:1].tobytes() * n else r,
+            e[0] if e[0] == e[-1] and e.tobytes() == e[:1].tobytes() * n else e,
+            f[0] if f[0] == f[-1] and f.tobytes() == f[:1].tobytes() * n else f,
+        )
 
     def slice(self, a: int, b: int) -> tuple[Col, Col, Col, Col]:
         """Columns over slots [a, b); a column constant over the slice becomes an int again.

@@ -69,7 +69,7 @@ from types import TracebackType
 
 from sitivmon.readings import Quantity, UsageKey
 
-from .buckets import CHUNK_S, PRESENT, SLOTS, Bucket, Chunk, Span
+from .buckets import CHUNK_S, PRESENT, SLOTS, Bucket, Chunk, Span, received_milli
 from .periods import BUCKET_S
 from .port import (
     BucketKey,
@@ -292,6 +292,22 @@ def place_chunk(sm: SeriesMonth, day: int, ch: Chunk, start: int, end: int) -> N
     if a < b:
         v, r, e, f = ch.slice(a, b)
         sm.segments[(day_start + a * BUCKET_S - start) // BUCKET_S] = (b - a, v, r, e, f)
+
+
+def place_merged(
+    sm: SeriesMonth, day: int, ch: Chunk, items: Sequence[tuple[int, int, int, int, int]], start: int, end: int
+) -> None:
+    """`ch.merge_all(items)` then `place_chunk`: the same segment, the pending and open buckets merged
+    into the slice only (`Chunk.merged_slice`) when they all fall in it, the chunk left as it is then."""
+    day_start = day * CHUNK_S
+    a = max(0, (start - day_start) // BUCKET_S)
+    b = min(SLOTS, (end - day_start) // BUCKET_S)
+    cols = ch.merged_slice(a, b, items) if a < b else None
+    if cols is None:
+        ch.merge_all(items)
+        place_chunk(sm, day, ch, start, end)
+    else:
+        sm.segments[(day_start + a * BUCKET_S - start) // BUCKET_S] = (b - a, *cols)
 
 
 class SqliteUsageStore:
@@ -746,7 +762,8 @@ class SqliteUsageStore:
             raise ValueError(f"batch must be at least 1, got {batch}")
         n = (end - start) // BUCKET_S
         known: set[UsageKey] = set()
-        with _port_errors(self.location):
+        location = self.location  # (a property making a string: once, not per chunk)
+        with _port_errors(location):
             db = self.db
             db.execute("BEGIN")  # one snapshot for chunks, pending and open buckets of every piece
             try:
@@ -765,13 +782,10 @@ class SqliteUsageStore:
                         " WHERE week BETWEEN ? AND ? AND series_id BETWEEN ? AND ?",
                         (start // CHUNK_S, (end - 1) // CHUNK_S, lo, hi),
                     ):
-                        ch = decode_checked(self.location, ids.get(sid), day, data, crc)
-                        ch.merge_all(overlays.pop((sid, day), ()))
-                        place_chunk(out[ids[sid]], day, ch, start, end)
+                        ch = decode_checked(location, ids.get(sid), day, data, crc)
+                        place_merged(out[ids[sid]], day, ch, overlays.pop((sid, day), ()), start, end)
                     for (sid, day), items in overlays.items():  # weeks with no chunk yet
-                        ch = Chunk()
-                        ch.merge_all(items)
-                        place_chunk(out[ids[sid]], day, ch, start, end)
+                        place_merged(out[ids[sid]], day, Chunk(), items, start, end)
                     del overlays
                     yield out
             finally:
@@ -799,9 +813,8 @@ class SqliteUsageStore:
             " FROM open_bucket WHERE series_id BETWEEN ? AND ? AND start >= ? AND start < ?",
             (lo, hi, start, end),
         ):
-            ob = Bucket(value, cov, readings, exp, flags)
             by[(sid, bstart // CHUNK_S)].append(
-                ((bstart % CHUNK_S) // BUCKET_S, ob.value, ob.received_milli, ob.expected_milli, ob.flags)
+                ((bstart % CHUNK_S) // BUCKET_S, value, received_milli(cov, readings, exp), exp, flags)
             )
         return by
 
