@@ -357,6 +357,7 @@ def test_a_well_behaved_response_takes_the_fast_path(batch: Batch) -> None:
         [vb("5"), vb("6"), (f"{NEXT}.1\n{COL}.7", 1)],  # a newline past the column's end
         [vb("5"), (f"{COL}.6\nx", 1), (NEXT + ".1", 1)],
         [(f"{COL}.5\n", 1), vb("6")],
+        [vb("1"), vb("\ud800")],  # a lone surrogate: str.encode would raise, int() raises ValueError
     ],
 )
 def test_crafted_responses_match_the_loop(batch: Batch) -> None:
@@ -365,10 +366,11 @@ def test_crafted_responses_match_the_loop(batch: Batch) -> None:
 
 
 def test_a_prefix_holding_a_newline_takes_the_loop() -> None:
-    """The fast path's proof needs a newline-free column head: here a head's own newline would let
-    a newline inside an OID pass for a separator between two OIDs (the loop raises on that index)."""
-    prefix = "1.3\n1.3"
-    batch: Batch = [(f"{prefix}.1\n1.3", 1), ("1.3.2", 2)]
+    """The fast path's proof needs a newline-free column head. `oid_tuple` accepts "1.3\n" (int()
+    strips whitespace), and with head "1.3\n." a newline inside an OID would pass for a separator
+    between two OIDs: two rows where the loop raises on the index "1\n1.3"."""
+    prefix = "1.3\n"
+    batch: Batch = [(f"{prefix}.1\n1.3", 1), (".2", 2)]
     outcomes = []
     for fn in (absorb_batch, reference_absorb):
         result = WalkResult()
