@@ -20,10 +20,13 @@ def oid_tuple(oid: str) -> tuple[int, ...]:
 
 
 @functools.lru_cache(maxsize=1024)
-def _column(prefix: str) -> tuple[str, tuple[int, ...]]:
-    """`prefix + "."` and the prefix parsed, once per column rather than once per response (a
-    profile's columns are few; the bound only guards against a caller walking arbitrary OIDs)."""
-    return prefix + ".", oid_tuple(prefix)
+def _column(prefix: str) -> tuple[str, str | None, tuple[int, ...]]:
+    """`prefix + "."`, the separator `_absorb_fast` splits on (None: no fast path for a prefix holding
+    a newline, its proof needs newline-free heads) and the prefix parsed, once per column rather than
+    once per response (a profile's columns are few; the bound only guards against a caller walking
+    arbitrary OIDs)."""
+    head = prefix + "."
+    return head, None if "\n" in head else "\n" + head, oid_tuple(prefix)
 
 
 def absorb_batch(
@@ -46,7 +49,7 @@ def absorb_batch(
     every case. Both give the same result, rows, `stopped` and return value (tests/unit/test_walkguard.py
     compares them on generated batches).
     """
-    head, base = _column(prefix)
+    head, sep, base = _column(prefix)
     n = len(base)
     prev: tuple[float, ...] | None
     if last is None:
@@ -57,15 +60,19 @@ def absorb_batch(
         prev = ()  # every OID of this column is greater than `last`
     else:
         prev = (math.inf,)  # every OID of this column is smaller: the first one is non-increasing
-    if type(batch) is list and batch:
-        fast = _absorb_fast(head, base, batch, result, prev, max_varbinds)
+    if type(batch) is list and batch and sep is not None:
+        fast = _absorb_fast(head, sep, base, batch, result, prev, max_varbinds)
         if fast is not None:
             return fast
     return _absorb_each(head, base, batch, result, last, prev, max_varbinds)
 
 
+_VALUE = operator.itemgetter(1)
+
+
 def _absorb_fast(
     head: str,
+    sep: str,
     base: tuple[int, ...],
     batch: list[tuple[str, Value] | None],
     result: WalkResult,
@@ -75,16 +82,22 @@ def _absorb_fast(
     """The common response in a few C-level passes, or None when it is not one (the caller then
     runs the per-varbind loop on the untouched `result`).
 
-    The OIDs are joined with newlines and split on newline + `head`. Why the checks suffice: no OID
-    holds a newline (the count), so every newline is a separator; the first OID starts with `head`;
-    every piece but the last is an ASCII-digit index (so no separator was left unsplit, and no piece
-    holds `head`): the OIDs before the last piece's first newline are `head` + one integer each,
-    and the OID after it, if any, does not start with `head` (it would have been split), where the
-    per-varbind loop would stop too. Then the indexes must increase strictly from `prev` (compared as
-    strings when all have the same length, as integers otherwise) and fit under the cap.
+    The OIDs are joined with newlines into `joined` and split on `sep` (newline + `head`, which holds
+    no newline). The first OID starts with `head` and every piece is checked to be ASCII digits, so
+    the column's text `joined[:end]` (all of it, or up to the last piece's first newline) is exactly
+    head + piece, newline, head + piece, ...: its only newlines are the k - 1 between the pieces.
+    Why that suffices: when the last piece holds no newline, k == n (the OIDs' count) says the join's
+    n - 1 newlines are those, so no OID holds one and OID i is head + piece i. When it holds one, the
+    column ends inside this response: `joined` must hold exactly n - 1 newlines (counted), so the
+    first k OIDs are head + pieces and OID k + 1, the text after that newline, does not start with
+    `head` (it would have been split), where the per-varbind loop would stop too.
+
+    Then the indexes must increase strictly from `prev` and fit under the cap. One width (every
+    column OID is as long as the first: the k - 1 newlines of the column's text sit every len + 1
+    characters, one strided slice) lets them be compared as strings; otherwise as integers.
     """
     try:
-        oids, values = zip(*batch, strict=True)
+        oids = [oid for oid, _ in batch]  # type: ignore[misc]  # raises on a None or a non-pair, as the loop
     except (TypeError, ValueError):
         return None  # a None marker (end of MIB view), or not pairs: the loop decides
     first = oids[0]
@@ -94,20 +107,26 @@ def _absorb_fast(
         joined = "\n".join(oids)
     except TypeError:
         return None  # an OID that is not a string, maybe past the column's end: the loop decides
-    if joined.count("\n") != len(oids) - 1:
-        return None
-    parts = joined.split("\n" + head)
-    piece, sep, _ = parts[-1].partition("\n")
-    done = bool(sep)  # the column ends inside this response
-    parts[-1] = piece
-    parts[0] = parts[0][len(head) :]  # the first OID, whole (its newline, if any, was split on)
+    parts = joined.split(sep)
     k = len(parts)
+    piece, nl, rest = parts[-1].partition("\n")
+    if nl:  # the column ends inside this response
+        if joined.count("\n") != len(oids) - 1:
+            return None
+        parts[-1] = piece
+        end = len(joined) - len(rest) - 1
+    elif k == len(oids):
+        end = len(joined)
+    else:
+        return None  # an OID holding a newline (or past the column's end and back): the loop decides
     if max_varbinds - len(result.rows) < k:
         return None  # the cap is reached inside this response: the loop records where
+    parts[0] = parts[0][len(head) :]  # the first OID, whole: head + its index
     digits = "".join(parts)
-    if not (digits.isascii() and digits.isdigit()):
+    if not (digits.isascii() and digits.encode().isdigit()):
         return None  # a multi-part index (or a stray separator): the loop parses it
-    if len(set(map(len, parts))) == 1:
+    step = len(first) + 1
+    if end == k * step - 1 and joined[step - 1 : end : step] == "\n" * (k - 1):
         # One width: string order is integer order (leading zeros included), equal iff equal; so
         # sorted and all distinct is strictly increasing (and the set computes the hashes the dict
         # update below reuses).
@@ -123,8 +142,9 @@ def _absorb_fast(
         lowest, highest = ints[0], ints[-1]
     if prev is not None and (lowest,) <= prev:
         return None
-    result.rows.update(zip(parts, values, strict=False))  # `values` may go on past the column
-    return (*base, highest), done
+    # Every item is a pair (unpacked above); zip stops at the column's end.
+    result.rows.update(zip(parts, map(_VALUE, batch), strict=False))  # type: ignore[arg-type]
+    return (*base, highest), bool(nl)
 
 
 def _absorb_each(
