@@ -38,20 +38,22 @@ def gc_policy() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
-def gc_settle() -> None:
+def gc_settle(unfreeze: bool = True) -> None:
     """Freeze again, once the daemon is warm: the state built after start (2,000 link runtimes,
     baselines, label and render caches, the usage accumulator: ~100,000 tracked objects at 2,000 links)
     is otherwise traversed by every full collection (~65 ms each at 2,000 links, ~13 ms with it frozen:
     bench/README.md, issue 15).
 
-    Unfreezing first puts everything frozen before (at start or at the last settle) back under the
+    `unfreeze` first puts everything frozen before (at start or at the last settle) back under the
     collector, and the full collection then frees whatever of it became cyclic garbage since: a frozen
-    cycle is only held until the next settle, never for the process's life. What a settle can hold is
-    thus bounded by the part of the heap alive at that moment that later dies as a cycle (the old
-    configuration's objects after a reload are dropped by reference counting or at the next settle);
-    the daemon settles once after its first polls and once after each reload's first polls.
+    cycle is only held until the next settle that unfreezes, never for the process's life. The daemon
+    unfreezes at the settle after each reload (the old configuration's state dies then), not at the
+    first one after start: what was frozen at start is the imported code, which lives as long as the
+    process, and traversing it again took ~90 ms on the event loop (more on a loaded machine), enough
+    to start polls 100 to 500 ms late (tests/hostile/test_misbehaving_agents.py, 2026-12-01).
     """
-    gc.unfreeze()
+    if unfreeze:
+        gc.unfreeze()
     gc.collect()
     gc.freeze()
 

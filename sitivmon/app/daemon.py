@@ -141,6 +141,7 @@ class Daemon:
         self._loops: list[asyncio.Task[None]] = []  # the long-lived loops in the task group
         self._settle_due: float | None = time.monotonic()  # when the warm state may be frozen (gc_settle)
         self.gc_settles = 0
+        self._settle_unfreezes = False  # after a reload: the old configuration's frozen state may die
 
     async def __aenter__(self) -> Daemon:
         try:
@@ -209,7 +210,8 @@ class Daemon:
             due = self._settle_due
             if due is not None and time.monotonic() >= due + 2 * self._longest_interval() and self.monitor.ready():
                 self._settle_due = None
-                gc_settle()
+                gc_settle(unfreeze=self._settle_unfreezes)
+                self._settle_unfreezes = False
                 self.gc_settles += 1
 
     def _longest_interval(self) -> float:
@@ -436,6 +438,7 @@ class Daemon:
                 self.live.follow(new.communes, new.timezone, link_keys(new.links))
             self.scheduler.apply(new)
             self._settle_due = time.monotonic()  # the new links' state: frozen after their first polls
+            self._settle_unfreezes = True
             self.metrics.reloads.labels("success").inc()
             self.metrics.config_ok.set(1)
             self.metrics.config_loaded.set(time.time())

@@ -85,3 +85,25 @@ def test_a_frozen_cycle_is_freed_at_the_next_settle() -> None:
     assert ref() is not None  # frozen: a full collection does not see it
     gc_settle()
     assert ref() is None
+
+
+@pytest.mark.usefixtures("restore_gc")
+def test_a_settle_without_unfreezing_leaves_the_start_frozen() -> None:
+    """The daemon's first settle: the warm state is frozen, what was frozen at start is not put back
+    under the collector (the imported code: traversing it again stalled the loop ~90 ms); a cycle
+    frozen earlier waits for a settle that unfreezes (after a reload)."""
+    import weakref
+
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    ref = weakref.ref(a)
+    gc.freeze()  # as at start
+    frozen = gc.get_freeze_count()
+    warm = [Node() for _ in range(1000)]
+    del a, b
+    gc_settle(unfreeze=False)
+    assert ref() is not None  # not unfrozen, so not collected
+    assert gc.get_freeze_count() >= frozen + len(warm)
+    assert not any(id(n) in {id(o) for o in gc.get_objects()} for n in warm)
+    gc_settle()
+    assert ref() is None
