@@ -224,6 +224,37 @@ def sitivmon_config(ags: list[Agent], links: int, interval: float, max_rep: int,
     }
 
 
+def write_history(config: dict[str, Any], timezone: str = "Europe/Paris") -> None:
+    """Start the daemon's store where a daemon that has polled these links for weeks leaves it: every
+    link's closed buckets from a week before the month's start (the daemon's default timezone) up to
+    now. Once per state directory: a later repeat's daemon finds it with the earlier one's buckets too."""
+    import datetime
+    import zoneinfo
+
+    from profile_store import write_history as write
+
+    from sitivmon.readings import Quantity, UsageKey
+
+    state = Path(config["state_dir"])
+    path = state / "usage.sqlite3"
+    if path.exists():
+        return
+    state.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    local = datetime.datetime.fromtimestamp(now, zoneinfo.ZoneInfo(timezone))
+    month = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    start = int(month.timestamp()) - 7 * 86_400
+    quantities = (Quantity.TRAFFIC_IN, Quantity.TRAFFIC_OUT, Quantity.LINK_UP)
+    series = [tuple(UsageKey(link["commune"], link["id"], q) for q in quantities) for link in config["links"]]
+    started = time.monotonic()
+    weeks = write(path, series, start, int(now))  # type: ignore[arg-type]
+    print(
+        f"  history: {len(series)} links x 3 series from {time.strftime('%Y-%m-%d %H:%M', time.gmtime(start))} UTC"
+        f" ({weeks} weeks) written in {time.monotonic() - started:.0f} s",
+        flush=True,
+    )
+
+
 # The daemon as shipped, and the same daemon without usage recording (attribution only: the difference
 # between the two is what the usage recorder and the month-to-date gauges cost).
 SITIVMON_VARIANTS: dict[str, list[str]] = {
@@ -416,6 +447,8 @@ def run_phase(
         for name in which:
             if name in SITIVMON_VARIANTS:
                 config = sitivmon_config(ags, args.links, interval, args.max_repetitions, workdir / f"state-{name}")
+                if args.history == "month":
+                    write_history(config)
                 root = args.base if name == "sitivmon-base" else None
                 daemons[name] = Sitivmon(name, workdir, config, args.py_spy, spy_out, root=root)
         for sv in daemons.values():
@@ -592,6 +625,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--base", type=Path, default=None, help="checkout of the 'before' code, for the sitivmon-base variant"
+    )
+    p.add_argument(
+        "--history",
+        choices=("month", "none"),
+        default="month",
+        help="usage each daemon's store starts with: the month so far and the week before (default), as a daemon"
+        " that has run for days has it; none: an empty store, which leaves out the month-to-date refresh's reads",
     )
     p.add_argument("--goal", type=float, default=0.5, help="target ratio sitivmon/exporter (default 0.5)")
     p.add_argument("--py-spy", default=None, help="path of py-spy: sample the daemon(s) during the first window")

@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from array import array
+from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -64,21 +65,43 @@ def build(path: Path, links: int, now: int, weeks: int = 1) -> None:
     weeks before, every slot written (a store late in the month)."""
     rng = random.Random(5)
     week = now // CHUNK_S
+    series = [(kin, kout, kup) for _s, kin, kout, kup in keys_of(links)]
     with SqliteUsageStore(path) as st:
         for day in range(week - weeks + 1, week + 1):
             upto = (now - week * CHUNK_S) // BUCKET_S if day == week else SLOTS  # slots written
-            st.import_chunks(week_chunks(rng, links, day, [1] * upto + [0] * (SLOTS - upto)))
+            st.import_chunks(week_chunks(rng, series, day, [1] * upto + [0] * (SLOTS - upto)))
         acc = Accumulator()
         acc.apply(batch(links, bucket(now) - 30, bucket(now) + 1, 60.0))
         closed, open_b, baselines, _ = acc.snapshot()
         st.write(closed, open_b, baselines, now=now)
 
 
-def week_chunks(rng: random.Random, links: int, week: int, written: list[int]) -> list[tuple[UsageKey, int, Chunk]]:
+def write_history(path: Path, series: Sequence[tuple[UsageKey, UsageKey, UsageKey]], start: int, now: int) -> int:
+    """Every series' closed five-minute buckets from `start` to the bucket before `now`, as a daemon
+    polling them since `start` leaves its store (one chunk per series and week), without its open
+    buckets and baselines: a daemon started on it begins its own, as after a restart with no
+    baseline. `series`: (traffic in, traffic out, link up) of each link. Returns the weeks written.
+
+    The month-to-date refresh of a daemon that has run for days reads the current week's buckets
+    of every series at each refresh: a daemon started on an empty store never pays that
+    (poll_bench's `--history`)."""
+    rng = random.Random(5)
+    first, week = start // CHUNK_S, now // CHUNK_S
+    with SqliteUsageStore(path) as st:
+        for w in range(first, week + 1):
+            lo = max(0, (start - w * CHUNK_S) // BUCKET_S)
+            hi = (now - w * CHUNK_S) // BUCKET_S if w == week else SLOTS
+            st.import_chunks(week_chunks(rng, series, w, [0] * lo + [1] * (hi - lo) + [0] * (SLOTS - hi)))
+    return week - first + 1
+
+
+def week_chunks(
+    rng: random.Random, series: Sequence[tuple[UsageKey, UsageKey, UsageKey]], week: int, written: list[int]
+) -> list[tuple[UsageKey, int, Chunk]]:
     flags = array("B", [PRESENT if w else 0 for w in written])
     rec = array("I", [5000 if w else 0 for w in written])
     items = []
-    for _s, kin, kout, kup in keys_of(links):
+    for kin, kout, kup in series:
         for k in (kin, kout):
             vals = array("Q", [rng.randrange(10**6, 10**9) if w else 0 for w in written])
             items.append((k, week, Chunk([vals, array("I", rec), array("I", rec), array("B", flags)])))

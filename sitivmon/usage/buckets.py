@@ -596,9 +596,14 @@ class Chunk:
         for i, c in enumerate(self.cols):
             if spread is not None and i in self.masked:
                 assert isinstance(c, int)
-                c = list(map(c.__mul__, spread))
-                if c.count(c[0]) == len(c):
-                    c = c[0]
+                if 0 <= c <= _SLOT_MAX[i]:  # as the merged read spreads it (`merged_slice`): an array
+                    c = _spread(c, _SLOT_TYPE[i], written)
+                    if c.tobytes() == c[:1].tobytes() * len(c):
+                        c = c[0]
+                else:
+                    c = list(map(c.__mul__, spread))
+                    if c.count(c[0]) == len(c):
+                        c = c[0]
             elif i not in self.masked and not isinstance(c, int):  # masked here: every slot written
                 c = c[a:b]
                 if (c.tobytes() == c[:1].tobytes() * len(c)) if isinstance(c, array) else c.count(c[0]) == len(c):
