@@ -284,6 +284,7 @@ class Sitivmon:
         path = workdir / f"{name}.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         self.log = open(workdir / f"{name}.log", "wb")  # noqa: SIM115
+        self.refreshes: tuple[float, float] | None = None  # month-to-date refreshes and their CPU-s, last scrape
         code = (root or ROOT).resolve()
         entry = SITIVMON_VARIANTS[variant]
         if entry == ["-m", "sitivmon"] and not (code / "sitivmon" / "__main__.py").exists():
@@ -338,6 +339,9 @@ class Sitivmon:
             key = reason.group(1) if reason else "?"
             errors[key] = errors.get(key, 0) + v
         up = int(sum(v for _, v in samples(text, "sitivmon_link_up")))
+        runs = samples(text, "sitivmon_usage_month_to_date_refreshes_total")
+        cpu = samples(text, "sitivmon_usage_month_to_date_refresh_cpu_seconds_total")
+        self.refreshes = (runs[0][1], cpu[0][1]) if runs and cpu else None  # (None: a daemon without them)
         return varbinds, errors, up
 
     def cpu(self) -> tuple[float, float]:
@@ -467,6 +471,7 @@ def run_phase(
         e_cpu0 = ex.cpu() if ex else (0.0, 0.0)
         d_cpu0 = snmpd_cpu(ags)
         first = {name: sv.scrape() for name, sv in daemons.items()}
+        refreshes0 = {name: sv.refreshes for name, sv in daemons.items()}
         last = dict(first)
         e_vb = e_fail = 0
         for k in range(cycles):
@@ -500,6 +505,13 @@ def run_phase(
                 errs,
             )
             res.notes.append(f"links up at the end: {up} of {len(ags) * args.links}")
+            r0, r1 = refreshes0[name], daemons[name].refreshes
+            if r0 is not None and r1 is not None:
+                spent = r1[1] - r0[1]
+                res.notes.append(
+                    f"month-to-date refreshes in the window: {r1[0] - r0[0]:.0f}, {spent:.2f} CPU-s"
+                    f" ({spent / max(user + kernel, 1e-9):.1%} of the daemon's)"
+                )
             out[name] = res
         if ex is not None:
             user = e_cpu1[0] - e_cpu0[0]

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TypeVar
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from sitivmon.config.model import Commune
@@ -57,6 +57,8 @@ log = logging.getLogger(__name__)
 VALUE = "sitivmon_usage_month_to_date"
 COVERAGE = "sitivmon_usage_month_to_date_coverage_ratio"
 REFRESHED = "sitivmon_usage_month_to_date_refresh_timestamp_seconds"
+REFRESH_CPU = "sitivmon_usage_month_to_date_refresh_cpu_seconds"
+REFRESHES = "sitivmon_usage_month_to_date_refreshes"
 
 
 class UsageLiveCollector(Collector):
@@ -104,6 +106,9 @@ class UsageLiveCollector(Collector):
         False computes the whole month at each refresh (tests and benchmarks compare the two)."""
         self._scans = MonthScans()
         self._scans_lock = threading.Lock()  # one refresh at a time uses the kept scans
+        self._cpu_s = 0.0  # CPU time of every refresh so far (its thread's), failed ones too
+        self._refreshes = 0
+        self._cost_lock = threading.Lock()  # not `_lock`: a scrape refreshes under that one
 
     def describe(self) -> Iterable[Metric]:
         """Names only, so that registering does not touch the database."""
@@ -111,6 +116,8 @@ class UsageLiveCollector(Collector):
             GaugeMetricFamily(VALUE, "", labels=["commune", "indicator", "direction", "unit"]),
             GaugeMetricFamily(COVERAGE, "", labels=["commune", "indicator", "direction"]),
             GaugeMetricFamily(REFRESHED, ""),
+            CounterMetricFamily(REFRESH_CPU, ""),
+            CounterMetricFamily(REFRESHES, ""),
         ]
 
     def follow(self, communes: Sequence[Commune], timezone: str, links: Iterable[UsageKey]) -> None:
@@ -121,6 +128,19 @@ class UsageLiveCollector(Collector):
             self._generation += 1
 
     def refresh(self) -> None:
+        """Compute the figures now. Its CPU time is counted (`REFRESH_CPU`): at thousands of links a
+        refresh is one of the daemon's larger costs (bench/README.md, issue 15), which an operator sees
+        there, per refresh, rather than inferring it from the process's CPU."""
+        cpu0 = time.thread_time()
+        try:
+            self._refresh()
+        finally:
+            spent = time.thread_time() - cpu0
+            with self._cost_lock:
+                self._cpu_s += spent
+                self._refreshes += 1
+
+    def _refresh(self) -> None:
         now = self._clock()
         month = month_of(now, self.timezone)
         end = min(month.end, bucket_start(now) + BUCKET_S)
@@ -211,7 +231,15 @@ class UsageLiveCollector(Collector):
                     self._at = self._clock()
                     log.warning("usage month-to-date refresh failed: %s", exc)
                 families = list(self._families)
+        with self._cost_lock:
+            cpu_s, refreshes = self._cpu_s, self._refreshes
+        cpu = CounterMetricFamily(REFRESH_CPU, "CPU time spent computing the month-to-date gauges")
+        cpu.add_metric([], cpu_s)
+        count = CounterMetricFamily(REFRESHES, "Month-to-date computations run (failed ones too)")
+        count.add_metric([], refreshes)
         yield from families
+        yield cpu
+        yield count
 
 
 # -- the incremental refresh ----------------------------------------------------------------------------

@@ -122,3 +122,37 @@ def test_background_refresh_never_holds_up_a_scrape(tmp_path: Path) -> None:
     assert reg.get_sample_value("sitivmon_usage_month_to_date", labels) == value  # served, refresh started
     assert col.wait(30)
     assert reg.get_sample_value("sitivmon_usage_month_to_date", labels) > value
+
+
+def test_each_refresh_and_its_cpu_time_are_counted(tmp_path: Path) -> None:
+    """The refresh's CPU time is exposed (a counter): at thousands of links it is one of the daemon's
+    larger costs. Cached scrapes add nothing; a refresh that fails counts too."""
+    path = tmp_path / "usage.sqlite3"
+    now = [float(M.start + 2 * 86400)]
+    with SqliteUsageStore(path) as s:
+        record(s, poll_link("venissieux", "l1", M.start + 17, now[0] - 1, 300, lambda t: int(t * 10)))
+    reg = CollectorRegistry()
+    col = UsageLiveCollector(
+        readers(tmp_path), communes(), "Europe/Paris", link_keys("venissieux", "l1"), refresh_s=60,
+        clock=lambda: now[0],
+    )  # fmt: skip
+    reg.register(col)
+
+    def counted() -> tuple[float | None, float | None]:
+        return (
+            reg.get_sample_value("sitivmon_usage_month_to_date_refreshes_total"),
+            reg.get_sample_value("sitivmon_usage_month_to_date_refresh_cpu_seconds_total"),
+        )
+
+    n1, cpu1 = counted()
+    assert n1 == 1 and cpu1 is not None and cpu1 > 0
+    assert counted() == (1, cpu1)  # served from the cache: no refresh
+    now[0] += 120
+    n2, cpu2 = counted()
+    assert n2 == 2 and cpu2 is not None and cpu2 > cpu1
+    for p in tmp_path.glob("usage.sqlite3*"):
+        p.unlink()
+    now[0] += 120
+    n3, cpu3 = counted()  # the store has gone: the refresh fails, the last figures stay
+    assert n3 == 3 and cpu3 is not None and cpu3 >= cpu2
+    assert "sitivmon_usage_month_to_date_refresh_cpu_seconds_total" in generate_latest(reg).decode()
