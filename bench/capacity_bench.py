@@ -136,11 +136,14 @@ def run_daemon_window(
     *,
     base: Path | None = None,
     timezone: str | None = None,
+    history: str = "month",
 ) -> dict[str, Any]:
     """Start the real daemon on these agents, wait one cycle after ready, measure `cycles` intervals.
 
     `timezone`: the daemon's (default: the config's); a zone where the month started long ago makes
-    the month-to-date refresh cover many days whatever the date (issue 15: its peak)."""
+    the month-to-date refresh cover many days whatever the date (issue 15: its peak). `history`:
+    `month` starts the daemon on its links' usage since a week before the month's start
+    (`poll_bench.write_history`), as a daemon that has run for weeks; `none` on an empty store."""
     config = poll_bench.sitivmon_config(ags, links_per_agent, interval, 25, workdir / f"state-{name}")
     config["links"] = [
         {"id": f"{a.name}-b{k}", "commune": f"c{i % 8}", "target": a.name, "interface": {"name": f"b{k}"}}
@@ -150,6 +153,8 @@ def run_daemon_window(
     config["communes"] = [{"id": f"c{i}", "name": f"Commune {i}", "insee": f"6900{i}"} for i in range(8)]
     if timezone:
         config["timezone"] = timezone
+    if history == "month":
+        poll_bench.write_history(config, timezone or "Europe/Paris")
     env_root = base
     sv = poll_bench.Sitivmon("sitivmon", workdir, config, None, None, root=env_root, tag=name)
     try:
@@ -311,6 +316,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--interval", type=float, default=60.0)
     p.add_argument("--cycles", type=int, default=5, help="measured intervals (default 5: 300 s at 60 s)")
     p.add_argument("--timezone", help="the daemon's timezone (the month-to-date period), e.g. Pacific/Pago_Pago")
+    p.add_argument(
+        "--history", choices=("month", "none"), default="month", help="usage each daemon's store starts with"
+    )
     # memory
     p.add_argument("--memory-links", default="1000,5000,20000", help="link counts (multiples of --links-per-agent)")
     p.add_argument("--memory-cycles", type=int, default=2)
@@ -330,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
             "--agents", str(args.ei_agents), "--interfaces", str(args.ei_interfaces),
             "--links", str(args.ei_interfaces), "--mode", "together", "--duration", str(args.ei_duration),
             "--interval", str(args.ei_interval), "--repeat", str(args.ei_repeat), "--variants", variants,
-            "--output", str(RESULTS / f"capacity_bench-{stamp}-every-interface.json"),
+            "--output", str(RESULTS / f"capacity_bench-{stamp}-every-interface.json"), "--history", args.history,
         ]  # fmt: skip
         if args.base:
             ei_argv += ["--base", str(args.base)]
@@ -374,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
                         name,
                         base=code,
                         timezone=args.timezone,
+                        history=args.history,
                     )
                     runs.append(r)
                     for v in print_capacity(r):
@@ -388,8 +397,9 @@ def main(argv: list[str] | None = None) -> int:
                         k = n // args.links_per_agent
                         print(f"== memory: {n} links ...", flush=True)
                         prior = run_daemon_window(
-                            ags[:k], args.links_per_agent, args.interval, args.memory_cycles, work, f"mem{n}"
-                        )
+                            ags[:k], args.links_per_agent, args.interval, args.memory_cycles, work, f"mem{n}",
+                            history=args.history,
+                        )  # fmt: skip
                     mem_runs.append(prior)
                     points.append((n, prior["rss_end_mib"] * 2**20))
                     print(f"   {n} links: RSS {prior['rss_end_mib']} MiB (high-water {prior['hwm_mib']} MiB)")
