@@ -345,7 +345,7 @@ def _digest(cols: Sequence[Col], k: int) -> bytes:
         part = c[:k]
         first = part[0]
         if isinstance(part, array):
-            if part.tobytes() == part[:1].tobytes() * len(part) and type(first) is int:
+            if first == part[-1] and type(first) is int and part.tobytes() == part[:1].tobytes() * len(part):
                 h.update(b"c%d;" % first)
                 continue
         elif type(first) is int and part.count(first) == len(part) and all(type(x) is int for x in part):
