@@ -247,7 +247,8 @@ def write_history(config: dict[str, Any], timezone: str = "Europe/Paris") -> Non
     quantities = (Quantity.TRAFFIC_IN, Quantity.TRAFFIC_OUT, Quantity.LINK_UP)
     series = [tuple(UsageKey(link["commune"], link["id"], q) for q in quantities) for link in config["links"]]
     started = time.monotonic()
-    weeks = write(path, series, start, int(now))  # type: ignore[arg-type]
+    interval = float(str(config["poll"]["interval"]).removesuffix("s"))  # as `sitivmon_config` writes it
+    weeks = write(path, series, start, int(now), interval)  # type: ignore[arg-type]
     print(
         f"  history: {len(series)} links x 3 series from {time.strftime('%Y-%m-%d %H:%M', time.gmtime(start))} UTC"
         f" ({weeks} weeks) written in {time.monotonic() - started:.0f} s",

@@ -76,11 +76,14 @@ def build(path: Path, links: int, now: int, weeks: int = 1) -> None:
         st.write(closed, open_b, baselines, now=now)
 
 
-def write_history(path: Path, series: Sequence[tuple[UsageKey, UsageKey, UsageKey]], start: int, now: int) -> int:
+def write_history(
+    path: Path, series: Sequence[tuple[UsageKey, UsageKey, UsageKey]], start: int, now: int, interval_s: float = 60.0
+) -> int:
     """Every series' closed five-minute buckets from `start` to the bucket before `now`, as a daemon
     polling them since `start` leaves its store (one chunk per series and week), without its open
     buckets and baselines: a daemon started on it begins its own, as after a restart with no
-    baseline. `series`: (traffic in, traffic out, link up) of each link. Returns the weeks written.
+    baseline. `series`: (traffic in, traffic out, link up) of each link; `interval_s`: their poll
+    interval, which sets each bucket's received and expected counts. Returns the weeks written.
 
     The month-to-date refresh of a daemon that has run for days reads the current week's buckets
     of every series at each refresh: a daemon started on an empty store never pays that
@@ -91,15 +94,21 @@ def write_history(path: Path, series: Sequence[tuple[UsageKey, UsageKey, UsageKe
         for w in range(first, week + 1):
             lo = max(0, (start - w * CHUNK_S) // BUCKET_S)
             hi = (now - w * CHUNK_S) // BUCKET_S if w == week else SLOTS
-            st.import_chunks(week_chunks(rng, series, w, [0] * lo + [1] * (hi - lo) + [0] * (SLOTS - hi)))
+            written = [0] * lo + [1] * (hi - lo) + [0] * (SLOTS - hi)
+            st.import_chunks(week_chunks(rng, series, w, written, readings=round(BUCKET_S / interval_s)))
     return week - first + 1
 
 
 def week_chunks(
-    rng: random.Random, series: Sequence[tuple[UsageKey, UsageKey, UsageKey]], week: int, written: list[int]
+    rng: random.Random,
+    series: Sequence[tuple[UsageKey, UsageKey, UsageKey]],
+    week: int,
+    written: list[int],
+    readings: int = 5,
 ) -> list[tuple[UsageKey, int, Chunk]]:
+    """One chunk per series for the written slots: random traffic, links up, `readings` polls a bucket."""
     flags = array("B", [PRESENT if w else 0 for w in written])
-    rec = array("I", [5000 if w else 0 for w in written])
+    rec = array("I", [readings * 1000 if w else 0 for w in written])
     items = []
     for kin, kout, kup in series:
         for k in (kin, kout):
@@ -109,9 +118,7 @@ def week_chunks(
             (
                 kup,
                 week,
-                Chunk(
-                    [array("Q", [5 if w else 0 for w in written]), array("I", rec), array("I", rec), array("B", flags)]
-                ),
+                Chunk([array("Q", [readings * w for w in written]), array("I", rec), array("I", rec), flags[:]]),
             )
         )
     return items

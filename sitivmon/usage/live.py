@@ -320,18 +320,46 @@ def _split(sm: SeriesMonth, cut: int, into: dict[UsageKey, SeriesMonth] | None) 
     return after
 
 
+_DIGEST_TYPES = ("Q", "I", "I", "B")
+"""The item type each column is digested in (value, received, expected, flags: the store's slot types)."""
+
+
 def _digest(cols: Sequence[Col], k: int) -> bytes:
-    """What the first `k` slots of a segment's columns hold, exactly (an array by its item type and
-    bytes: a column read with another item type only digests otherwise, and is scanned again)."""
+    """What the first `k` slots of a segment's columns hold, by value, however a read represents them.
+
+    A read gives a column constant over its slice as an int and a varying one as an array or a list.
+    A column constant over the kept slots becomes an array once a later bucket differs (another
+    received count, a gap; the bench's first buckets after its history), and a digest of the
+    representation then sent every such series back to a scan from the week's start (all of them at
+    the bench's second refresh: bench/README.md, issue 15, evening). Each column is therefore
+    digested as `c<value>` when constant over the `k` slots, else as its values in the column's
+    slot type (`_DIGEST_TYPES`), else, values that do not fit it, as their repr with its length.
+    Equal values give equal digests; different values, different ones."""
     h = hashlib.blake2b(b"%d;" % k, digest_size=16)
-    for c in cols:
+    if k <= 0:
+        return h.digest()
+    for typecode, c in zip(_DIGEST_TYPES, cols, strict=True):
         if isinstance(c, int):
             h.update(b"c%d;" % c)
-        elif isinstance(c, array):
-            h.update(b"a" + c.typecode.encode())
-            h.update(memoryview(c)[:k])
-        else:
-            h.update(b"l" + repr(list(c[:k])).encode())
+            continue
+        part = c[:k]
+        first = part[0]
+        if isinstance(part, array):
+            if first == part[-1] and type(first) is int and part.tobytes() == part[:1].tobytes() * len(part):
+                h.update(b"c%d;" % first)
+                continue
+        elif type(first) is int and part.count(first) == len(part) and all(type(x) is int for x in part):
+            h.update(b"c%d;" % first)
+            continue
+        if not isinstance(part, array) or part.typecode != typecode:
+            try:
+                part = array(typecode, part)
+            except (OverflowError, TypeError):
+                text = repr(list(part)).encode()
+                h.update(b"l%d;" % len(text) + text)
+                continue
+        h.update(b"a")
+        h.update(memoryview(part))
     return h.digest()
 
 

@@ -265,3 +265,63 @@ def test_the_first_days_of_a_month_read_the_current_week_once(
     w.until(now + 900, per_flush=1)
     now += 900
     assert refresh(now) == [(nxt, now + BUCKET_S)]  # the lead-in and the first week kept
+
+
+def test_a_column_that_stops_being_constant_keeps_the_kept_scan(
+    usage_store: UsageStorePort,  # noqa: F811
+    pair: tuple[UsageLiveCollector, UsageLiveCollector, list[float]],
+) -> None:
+    """The current week's received and expected counts are the same in every bucket for a day (a read
+    gives them as ints), then the poll interval changes (60 s to 10 s) and they vary (arrays). The
+    buckets the previous refresh scanned read the same values: the kept scans go on from there, and
+    the gauges are the whole month's. Before, the digest told the representations apart and every
+    series was scanned again from the week's start."""
+    inc, whole, clock = pair
+    keys = [k for k in KEYS if k.commune != "elsewhere"]
+    now = M.start + 9 * 86400 + 600
+
+    def write(start: int, end: int, interval: int) -> None:
+        n = 300 // interval
+        t = start
+        while t < end:
+            closed = {}
+            for _ in range(12):
+                for i, k in enumerate(keys):
+                    value = (t // BUCKET_S * 7 + i) % 1000 if k.quantity in COUNTERS else n
+                    closed[(k, t)] = Bucket(value, n * interval * 1_000_000, n, 300_000 // interval, PRESENT)
+                t += BUCKET_S
+            usage_store.write(closed, {}, {}, now=t + 40)
+
+    write(week(now) * CHUNK_S - 86400, now, 60)
+    clock[0] = now + 30
+    check(inc, whole)
+    write(now, now + 3600, 10)
+    clock[0] = now + 3600 + 30
+    assert check(inc, whole) == [week(now)]
+    assert inc._scans.rescanned == 0
+
+
+@pytest.mark.parametrize("typecode", ["Q", "I", "B"])
+def test_the_digest_is_of_values_not_of_their_representation(typecode: str) -> None:
+    from array import array
+
+    from sitivmon.usage.live import _digest
+
+    rng = random.Random(typecode)
+    for _ in range(300):
+        k = rng.choice([1, 2, 5, 40])
+        n = k + rng.randrange(3)
+        const = rng.random() < 0.4
+        values = [7] * n if const else [rng.randrange(256) for _ in range(n)]
+        forms: list[object] = [array(typecode, values), list(values), array("Q", values), array("H", values)]
+        if const:
+            forms.append(7)
+        ref = _digest([forms[0]] * 4, k)  # type: ignore[list-item]
+        for f in forms:
+            assert _digest([f] * 4, k) == ref, (f, k)  # type: ignore[list-item]
+        other = list(values)
+        other[rng.randrange(k)] += 1
+        assert _digest([other] * 4, k) != ref
+        assert _digest([forms[0]] * 3 + [[-1] * n], k) != ref  # a value no array of the type holds
+    big = [2**70, 1]
+    assert _digest([big, 0, 0, 0], 2) == _digest([list(big), 0, 0, 0], 2) != _digest([[2**70, 2], 0, 0, 0], 2)
