@@ -97,20 +97,28 @@ def test_deleted_store_keeps_the_last_figures_instead_of_zeros(tmp_path: Path) -
     assert reg.get_sample_value("sitivmon_usage_month_to_date", labels) == value
 
 
+def one_link_two_days(
+    tmp_path: Path, now: list[float], *, background: bool = False
+) -> tuple[CollectorRegistry, UsageLiveCollector]:
+    """A store with one link polled from the month's start to `now`, and a collector on it (registered)
+    that refreshes every 60 s of the `now` clock."""
+    with SqliteUsageStore(tmp_path / "usage.sqlite3") as s:
+        record(s, poll_link("venissieux", "l1", M.start + 17, now[0] - 1, 300, lambda t: int(t * 10)))
+    reg = CollectorRegistry()
+    col = UsageLiveCollector(
+        readers(tmp_path), communes(), "Europe/Paris", link_keys("venissieux", "l1"), refresh_s=60,
+        clock=lambda: now[0], background=background,
+    )  # fmt: skip
+    reg.register(col)
+    return reg, col
+
+
 def test_background_refresh_never_holds_up_a_scrape(tmp_path: Path) -> None:
     """The daemon's collector serves the figures it has and refreshes stale ones in its own thread, so
     a refresh (seconds at thousands of links) never holds up /metrics."""
     path = tmp_path / "usage.sqlite3"
     now = [float(M.start + 2 * 86400)]
-    with SqliteUsageStore(path) as s:
-        record(s, poll_link("venissieux", "l1", M.start + 17, now[0] - 1, 300, lambda t: int(t * 10)))
-    reg = CollectorRegistry()
-    col = UsageLiveCollector(
-        readers(tmp_path), communes(), "Europe/Paris", link_keys("venissieux", "l1"), refresh_s=60,
-        clock=lambda: now[0],
-        background=True,
-    )  # fmt: skip
-    reg.register(col)
+    reg, col = one_link_two_days(tmp_path, now, background=True)
     labels = {"commune": "venissieux", "indicator": "traffic_volume", "direction": "in", "unit": "bytes"}
     assert reg.get_sample_value("sitivmon_usage_month_to_date", labels) is None  # first refresh under way
     assert col.wait(30)
@@ -127,16 +135,8 @@ def test_background_refresh_never_holds_up_a_scrape(tmp_path: Path) -> None:
 def test_each_refresh_and_its_cpu_time_are_counted(tmp_path: Path) -> None:
     """The refresh's CPU time is exposed (a counter): at thousands of links it is one of the daemon's
     larger costs. Cached scrapes add nothing; a refresh that fails counts too."""
-    path = tmp_path / "usage.sqlite3"
     now = [float(M.start + 2 * 86400)]
-    with SqliteUsageStore(path) as s:
-        record(s, poll_link("venissieux", "l1", M.start + 17, now[0] - 1, 300, lambda t: int(t * 10)))
-    reg = CollectorRegistry()
-    col = UsageLiveCollector(
-        readers(tmp_path), communes(), "Europe/Paris", link_keys("venissieux", "l1"), refresh_s=60,
-        clock=lambda: now[0],
-    )  # fmt: skip
-    reg.register(col)
+    reg, _ = one_link_two_days(tmp_path, now)
 
     def counted() -> tuple[float | None, float | None]:
         return (
