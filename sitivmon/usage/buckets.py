@@ -565,12 +565,7 @@ class Chunk:
                 return None
         # Each cut collapsed to an int when constant, as `slice` does (arrays compared as bytes,
         # after the first and last slots: most columns that vary differ there)
-        return (
-            v[0] if v[0] == v[-1] and v.tobytes() == v[:1].tobytes() * n else v,
-            r[0] if r[0] == r[-1] and r.tobytes() == r[:1].tobytes() * n else r,
-            e[0] if e[0] == e[-1] and e.tobytes() == e[:1].tobytes() * n else e,
-            f[0] if f[0] == f[-1] and f.tobytes() == f[:1].tobytes() * n else f,
-        )
+        return as_constant(v), as_constant(r), as_constant(e), as_constant(f)
 
     def slice(self, a: int, b: int) -> tuple[Col, Col, Col, Col]:
         """Columns over slots [a, b); a column constant over the slice becomes an int again.
@@ -597,19 +592,22 @@ class Chunk:
             if spread is not None and i in self.masked:
                 assert isinstance(c, int)
                 if 0 <= c <= _SLOT_MAX[i]:  # as the merged read spreads it (`merged_slice`): an array
-                    c = _spread(c, _SLOT_TYPE[i], written)
-                    if c.tobytes() == c[:1].tobytes() * len(c):
-                        c = c[0]
+                    c = as_constant(_spread(c, _SLOT_TYPE[i], written))
                 else:
-                    c = list(map(c.__mul__, spread))
-                    if c.count(c[0]) == len(c):
-                        c = c[0]
+                    c = as_constant(list(map(c.__mul__, spread)))
             elif i not in self.masked and not isinstance(c, int):  # masked here: every slot written
-                c = c[a:b]
-                if (c.tobytes() == c[:1].tobytes() * len(c)) if isinstance(c, array) else c.count(c[0]) == len(c):
-                    c = c[0]  # (an array compared as bytes: its count() compares slot by slot as objects)
+                c = as_constant(c[a:b])
             out.append(c)
         return out[0], out[1], out[2], out[3]
+
+
+def as_constant(c: Sequence[int]) -> Col:
+    """`c[0]` when every item of `c` (not empty) equals it, else `c`: a read gives a column constant
+    over its slice as an int. An array is compared as bytes after its ends (most columns that vary
+    differ there; its count() would compare slot by slot as objects)."""
+    if isinstance(c, array):
+        return c[0] if c[0] == c[-1] and c.tobytes() == c[:1].tobytes() * len(c) else c
+    return c[0] if c.count(c[0]) == len(c) else c
 
 
 def col_sum(col: Col, n: int) -> int:

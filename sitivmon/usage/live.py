@@ -35,7 +35,7 @@ from sitivmon.config.model import Commune
 from sitivmon.readings import Quantity, UsageKey
 
 from .backends import UsageStoreFactory
-from .buckets import CHUNK_S, COUNTERS, Col
+from .buckets import _SLOT_TYPE, CHUNK_S, COUNTERS, Col, as_constant
 from .indicators import (
     LEAD_IN_BUCKETS,
     Held,
@@ -293,10 +293,7 @@ def _cut_as_read(col: Col, lo: int, hi: int) -> Col:
     gives it (`Chunk.slice`)."""
     if isinstance(col, int):
         return col
-    c = col[lo:hi]
-    if isinstance(c, array):
-        return c[0] if c.tobytes() == c[:1].tobytes() * len(c) else c
-    return c[0] if c.count(c[0]) == len(c) else c
+    return as_constant(col[lo:hi])
 
 
 def _split(sm: SeriesMonth, cut: int, into: dict[UsageKey, SeriesMonth] | None) -> SeriesMonth:
@@ -320,10 +317,6 @@ def _split(sm: SeriesMonth, cut: int, into: dict[UsageKey, SeriesMonth] | None) 
     return after
 
 
-_DIGEST_TYPES = ("Q", "I", "I", "B")
-"""The item type each column is digested in (value, received, expected, flags: the store's slot types)."""
-
-
 def _digest(cols: Sequence[Col], k: int) -> bytes:
     """What the first `k` slots of a segment's columns hold, by value, however a read represents them.
 
@@ -333,12 +326,12 @@ def _digest(cols: Sequence[Col], k: int) -> bytes:
     representation then sent every such series back to a scan from the week's start (all of them at
     the bench's second refresh: bench/README.md, issue 15, evening). Each column is therefore
     digested as `c<value>` when constant over the `k` slots, else as its values in the column's
-    slot type (`_DIGEST_TYPES`), else, values that do not fit it, as their repr with its length.
+    slot type (the store's, `_SLOT_TYPE`), else, values that do not fit it, as their repr with its length.
     Equal values give equal digests; different values, different ones."""
     h = hashlib.blake2b(b"%d;" % k, digest_size=16)
     if k <= 0:
         return h.digest()
-    for typecode, c in zip(_DIGEST_TYPES, cols, strict=True):
+    for typecode, c in zip(_SLOT_TYPE, cols, strict=True):
         if isinstance(c, int):
             h.update(b"c%d;" % c)
             continue

@@ -11,12 +11,11 @@ from array import array
 import pytest
 
 from sitivmon.readings import Quantity, UsageKey
+from sitivmon.usage.buckets import _SLOT_MAX as SLOT_MAX
+from sitivmon.usage.buckets import _SLOT_TYPE as SLOT_TYPE
 from sitivmon.usage.buckets import PRESENT, SLOTS, Chunk, Col
 from sitivmon.usage.port import SeriesMonth
 from sitivmon.usage.scans import _present_mask, per_bucket_totals
-
-SLOT_TYPE = ("Q", "I", "I", "B")
-SLOT_MAX = (2**64 - 1, 2**32 - 1, 2**32 - 1, 255)
 
 
 def values(col: Col, n: int) -> list[int]:
