@@ -35,7 +35,7 @@ from sitivmon.config.model import Commune
 from sitivmon.readings import Quantity, UsageKey
 
 from .backends import UsageStoreFactory
-from .buckets import _SLOT_TYPE, CHUNK_S, COUNTERS, Col, as_constant
+from .buckets import _BIG, _SLOT_TYPE, CHUNK_S, COUNTERS, Col, as_constant
 from .indicators import (
     LEAD_IN_BUCKETS,
     Held,
@@ -317,8 +317,9 @@ def _split(sm: SeriesMonth, cut: int, into: dict[UsageKey, SeriesMonth] | None) 
     return after
 
 
-def _digest(cols: Sequence[Col], k: int) -> bytes:
-    """What the first `k` slots of a segment's columns hold, by value, however a read represents them.
+def _digest(cols: Sequence[Col], k: int, types: Sequence[str] = _SLOT_TYPE) -> bytes:
+    """What the first `k` slots of a segment's columns (of the store's slot `types`) hold, by value,
+    however a read represents them.
 
     A read gives a column constant over its slice as an int and a varying one as an array or a list.
     A column constant over the kept slots becomes an array once a later bucket differs (another
@@ -327,11 +328,12 @@ def _digest(cols: Sequence[Col], k: int) -> bytes:
     the bench's second refresh: bench/README.md, issue 15, evening). Each column is therefore
     digested as `c<value>` when constant over the `k` slots, else as its values in the column's
     slot type (the store's, `_SLOT_TYPE`), else, values that do not fit it, as their repr with its length.
-    Equal values give equal digests; different values, different ones."""
-    h = hashlib.blake2b(b"%d;" % k, digest_size=16)
+    Equal values give equal digests; different values, different ones (SHA-256, cut to 16 bytes: it
+    ran at 1.3 GB/s here against BLAKE2b's 0.5, and a refresh digests every series' current week)."""
+    h = hashlib.sha256(b"%d;" % k)
     if k <= 0:
-        return h.digest()
-    for typecode, c in zip(_SLOT_TYPE, cols, strict=True):
+        return h.digest()[:16]
+    for typecode, c in zip(types, cols, strict=True):
         if isinstance(c, int):
             h.update(b"c%d;" % c)
             continue
@@ -344,6 +346,12 @@ def _digest(cols: Sequence[Col], k: int) -> bytes:
         elif type(first) is int and part.count(first) == len(part) and all(type(x) is int for x in part):
             h.update(b"c%d;" % first)
             continue
+        if isinstance(part, array) and part.typecode != typecode:
+            wide = _widened(part, typecode)
+            if wide is not None:
+                h.update(b"a")
+                h.update(wide)
+                continue
         if not isinstance(part, array) or part.typecode != typecode:
             try:
                 part = array(typecode, part)
@@ -353,7 +361,39 @@ def _digest(cols: Sequence[Col], k: int) -> bytes:
                 continue
         h.update(b"a")
         h.update(memoryview(part))
-    return h.digest()
+    return h.digest()[:16]
+
+
+_SCANNED_COUNTER = _SLOT_TYPE[1:]
+"""The columns a counter series' scan reads (`scan_series`: received, expected, flags; not its values,
+which only the bucket totals read, and those are summed afresh from each read)."""
+
+
+def _scanned(cols: tuple[Col, Col, Col, Col], k: int, counter: bool) -> bytes:
+    """The digest of what the kept scan of a series' first `k` buckets was computed from: a counter's
+    values are left out, a third of the bytes a refresh hashed (the widest column)."""
+    return _digest(cols[1:], k, _SCANNED_COUNTER) if counter else _digest(cols, k)
+
+
+_UNSIGNED = frozenset("BHILQ")
+
+
+def _widened(part: array[int], typecode: str) -> bytes | None:
+    """The bytes of `array(typecode, part)` for an unsigned array narrower than the unsigned `typecode`,
+    laid out in C (each byte plane of the narrow items copied into its place in the wide ones),
+    instead of an int object per slot: the store encodes a column in the narrowest type its values
+    fit (a counter's bytes in 'I', an expected count in 'H'), so nearly every digest widened, and
+    widening item by item was most of a refresh at the end of a week (0.8 of 1.1 CPU-s for the
+    digests of 6,000 series, 1,700 buckets each; bench/README.md, issue 15). None when this does
+    not apply (a signed or wider array, a big-endian host): the caller converts item by item."""
+    w, wide = part.itemsize, array(typecode).itemsize
+    if _BIG or part.typecode not in _UNSIGNED or typecode not in _UNSIGNED or w >= wide:
+        return None
+    raw = part.tobytes()
+    buf = bytearray(wide * len(part))
+    for k in range(w):  # little-endian: the low bytes first, the high ones stay zero
+        buf[k::wide] = raw[k::w]
+    return bytes(buf)
 
 
 def _joined(x: _CScan | _GScan, y: _CScan | _GScan, off: int) -> _CScan | _GScan:
@@ -627,7 +667,7 @@ class MonthScans:
         counter = key.quantity in COUNTERS
         m1 = length - 1
         kept = self._open.pop(key, None) if self._open_at == sm.start else None  # popped: not twice in memory
-        if kept is not None and kept[0] <= m1 and kept[2] == st and kept[1] == _digest(cols, kept[0]):
+        if kept is not None and kept[0] <= m1 and kept[2] == st and kept[1] == _scanned(cols, kept[0], counter):
             m0, prefix = kept[0], kept[3]
             if m1 - m0 < _ADVANCE:  # keep the same point: one digest per refresh instead of two
                 opened[key] = kept
@@ -646,7 +686,7 @@ class MonthScans:
                 scan = _gscan(part, prefix[5] if prefix is not None else st)  # type: ignore[misc]
             prefix = scan if prefix is None else _joined(prefix, scan, lo)
             if hi == m1:
-                opened[key] = (m1, _digest(cols, m1), st, prefix)
+                opened[key] = (m1, _scanned(cols, m1, counter), st, prefix)
         assert prefix is not None
         return prefix
 

@@ -301,27 +301,72 @@ def test_a_column_that_stops_being_constant_keeps_the_kept_scan(
     assert inc._scans.rescanned == 0
 
 
-@pytest.mark.parametrize("typecode", ["Q", "I", "B"])
+def test_a_value_correction_in_the_current_week_keeps_counter_scans_not_gauge_ones(
+    usage_store: UsageStorePort,  # noqa: F811
+    pair: tuple[UsageLiveCollector, UsageLiveCollector, list[float]],
+) -> None:
+    """A counter's kept scan of the current week is of its received, expected and flags columns only
+    (`scan_series` does not read values; the bucket totals are summed afresh from each read): a late
+    correction of values alone in buckets it covers keeps it, and the gauges are the whole month's.
+    A gauge's scan reads its values: the same correction scans that series again from the week's start."""
+    inc, whole, clock = pair
+    w = Writer(usage_store, 11, M.start + 8 * 86400)
+    now = M.start + 9 * 86400 + 600
+    w.until(now)
+    clock[0] = now + 30
+    check(inc, whole)
+    w.until(now + 3600)
+    clock[0] = now + 3600 + 30
+    check(inc, whole)
+    assert inc._scans.rescanned == 0
+    counters = [k for k in KEYS if k.quantity in COUNTERS and k.commune != "elsewhere"][:3]
+    at = now - 2 * 3600 // BUCKET_S * BUCKET_S  # closed, written, and scanned by both refreshes
+    # A value added alone: no samples, no expected count, no flag (merging adds values and received
+    # samples, keeps the larger expected count, ORs the flags).
+    usage_store.write({(k, at): Bucket(12_345, 0, 0, 0, 0) for k in counters}, {}, {}, now=w.t + 41)
+    clock[0] += 1
+    assert check(inc, whole) == [week(now)]
+    assert inc._scans.rescanned == 0
+    gauge = next(k for k in KEYS if k.quantity not in COUNTERS and k.commune != "elsewhere")
+    usage_store.write({(gauge, at): Bucket(3, 0, 0, 0, 0)}, {}, {}, now=w.t + 42)
+    clock[0] += 1
+    assert check(inc, whole) == [week(now)]
+    assert inc._scans.rescanned == 1
+
+
+_WIDTHS = {"B": 1, "H": 2, "I": 4, "Q": 8}
+
+
+@pytest.mark.parametrize("typecode", ["Q", "I", "H", "B"])
 def test_the_digest_is_of_values_not_of_their_representation(typecode: str) -> None:
+    """Every form a read may give (an int for a constant, an array of any width or sign, a list)
+    digests alike for the same values, through the item-by-item conversion and the byte-plane
+    widening (`_widened`) alike; other values digest otherwise."""
     from array import array
 
     from sitivmon.usage.live import _digest
 
     rng = random.Random(typecode)
+    top = 2 ** (8 * _WIDTHS[typecode])
     for _ in range(300):
         k = rng.choice([1, 2, 5, 40])
         n = k + rng.randrange(3)
         const = rng.random() < 0.4
-        values = [7] * n if const else [rng.randrange(256) for _ in range(n)]
-        forms: list[object] = [array(typecode, values), list(values), array("Q", values), array("H", values)]
+        values = [7] * n if const else [rng.randrange(rng.choice([256, top])) for _ in range(n)]
+        forms: list[object] = [array(typecode, values), list(values), array("Q", values), array("L", values)]
+        for code in "BHIbhilq":  # every narrower or signed array that holds them
+            if max(values) < 2 ** (8 * array(code).itemsize - (code in "bhilq")):
+                forms.append(array(code, values))
         if const:
             forms.append(7)
         ref = _digest([forms[0]] * 4, k)  # type: ignore[list-item]
         for f in forms:
             assert _digest([f] * 4, k) == ref, (f, k)  # type: ignore[list-item]
         other = list(values)
-        other[rng.randrange(k)] += 1
+        i = rng.randrange(k)
+        other[i] = (other[i] + 1) % top
         assert _digest([other] * 4, k) != ref
+        assert _digest([array(typecode, other)] * 4, k) != ref
         assert _digest([forms[0]] * 3 + [[-1] * n], k) != ref  # a value no array of the type holds
     big = [2**70, 1]
     assert _digest([big, 0, 0, 0], 2) == _digest([list(big), 0, 0, 0], 2) != _digest([[2**70, 2], 0, 0, 0], 2)
