@@ -164,6 +164,7 @@ class GufoClient:
         self._last_io = 0.0
         self._peek_sock: socket.socket | None = None
         self._head = bytearray(_PEEK_BYTES)
+        self._careful: set[str] = set()  # columns whose answers are peeked at first (`_BulkWalk.careful`)
         self._waiter: asyncio.Future[None] | None = None
 
     async def _ensure_ready(self) -> None:
@@ -384,10 +385,16 @@ class GufoClient:
 class _BulkWalk:
     """One column's GETBULK exchange, run by the socket's reader callback and one timer.
 
-    Per response, `on_readable` peeks at the datagram (size, error-status), lets gufo decode it,
-    absorbs the batch and sends the next request; `future` is resolved once, with the column's
-    `WalkResult` or its failure (None: a send would block, see `GufoClient._walk_bulk`). The rules
-    are those of `GufoClient._attempt`/`_retry` for one request, unchanged:
+    Per response, `on_readable` lets gufo decode the datagram, absorbs the batch and sends the next
+    request; `future` is resolved once, with the column's `WalkResult` or its failure (None: a send
+    would block, see `GufoClient._walk_bulk`). The datagram's size and error-status (a peek: a
+    system call per answer, ~1 % of the daemon at 500 links per agent) are needed only to read an
+    answer gufo did not return values for: the first such answer is asked for again, and from then
+    on every answer of that column, at this poll and the later ones, is peeked at before gufo takes
+    it (`careful`), as `_attempt` does. So an agent is asked once more per column at most, once: an
+    agent whose view ends with a column walked (its answer there has no values) pays that request
+    once, not at every poll. The rules are those of `GufoClient._attempt`/`_retry` for one request,
+    unchanged:
 
     * each request has one deadline, `timeout` after its send; a datagram that is not the awaited
       answer (gufo raises BlockingIOError: a late or stale one) is skipped and does not extend it;
@@ -407,7 +414,7 @@ class _BulkWalk:
     """
 
     __slots__ = (
-        "alarm", "attempt", "client", "column", "ctx", "deadline", "future", "last", "loop",
+        "alarm", "attempt", "careful", "client", "column", "ctx", "deadline", "future", "last", "loop",
         "max_varbinds", "peek", "reps", "result", "retries", "size", "sock", "timeout", "why",
     )  # fmt: skip
 
@@ -429,6 +436,7 @@ class _BulkWalk:
         self.deadline = 0.0
         self.attempt = 0
         self.size = 0  # of the datagram peeked last (a decoding failure of a larger one asks for less)
+        self.careful = column_oid in client._careful  # peek at each answer first (`_ask_carefully`)
         self._restart(0)
 
     def _restart(self, requests: int) -> None:
@@ -503,21 +511,29 @@ class _BulkWalk:
         future = self.future
         if future.done():
             return  # finished, failed or cancelled; or a send is blocked (the coroutine has it)
+        careful = self.careful
         try:
-            size = self.size = self.peek()
+            if careful:
+                self.size = self.peek()
             batch = self.sock.recv_get_bulk(self.ctx)
         except BlockingIOError:
             return  # nothing, or not the awaited response (a late one): same deadline
         except StopAsyncIteration:
+            if not careful:
+                self._ask_carefully()
+                return
             try:
-                _check_status(self.client._status(size))
+                _check_status(self.client._status(self.size))
             except BaseException as exc:
                 self.recover(exc)
                 return
             future.set_result(self.result)  # only endOfMibView/noSuch*: the agent's view ends here
             return
         except BaseException as exc:
-            self.recover(exc)
+            if not careful and (isinstance(exc, Exception) or is_native_panic(exc)):
+                self._ask_carefully()
+            else:
+                self.recover(exc)  # cancellation, exit: as they are (`_verdict`)
             return
         if not batch:
             future.set_result(self.result)
@@ -533,6 +549,16 @@ class _BulkWalk:
             future.set_result(result)
             return
         self.attempt = 0
+        self.request()
+
+    def _ask_carefully(self) -> None:
+        """gufo took an answer without returning values (an empty or error answer, one it could not
+        decode or that was over its buffer, a refused port): what it was is gone with it. Send the
+        request again (a new deadline) and peek at every answer from now on, so that this one is read
+        as `_attempt` reads it: size, error-status, then the verdict. The column's later walks on
+        this agent peek from their start."""
+        self.careful = True
+        self.client._careful.add(self.column)
         self.request()
 
     def _on_alarm(self) -> None:

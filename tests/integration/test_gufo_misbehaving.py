@@ -174,8 +174,40 @@ async def test_too_big_getbulk_is_asked_again_with_fewer_repetitions() -> None:
     finally:
         agent.close()
     assert len(first.rows) == len(second.rows) == hostile_agent.WIDE_ROWS
-    assert asked_first[:3] == [25, 12, 6] and set(asked_first[2:]) == {6}, asked_first
+    # The first answer (tooBig, no values) is asked for once more, peeked at this time (`_BulkWalk`
+    # reads answers without a peek until one has no values); then 12, then 6 for the rest.
+    assert asked_first[:4] == [25, 25, 12, 6] and set(asked_first[3:]) == {6}, asked_first
     assert set(agent.asked[len(asked_first) :]) == {6}, "the lower figure is kept for later polls"
+
+
+async def test_answers_are_read_without_a_peek_until_one_has_no_values() -> None:
+    """A column whose answers all have values is read with no peek (a system call less an answer):
+    each request asked once, the peek's socket never made. A column that ends the agent's view ends
+    on an answer without values (endOfMibView: gufo returns the same for an error-status): that
+    answer is asked for once more, peeked at, and the column is read that way at later polls, so the
+    extra request is paid once, not at every poll."""
+    mib = hostile_agent.wide_device(time.time() - 1000)
+    last = max(mib)[:-1]  # the column holding the view's last object (ifCounterDiscontinuityTime)
+    column = ".".join(map(str, last))
+    agent = TooBigAbove(limit=1000)
+    try:
+        cred = Credential.model_validate({"version": "2c", "community": COMMUNITY.decode()})
+        c = GufoClient("127.0.0.1", agent.sock.getsockname()[1], cred, timeout=0.5, retries=0, max_repetitions=10)
+        plain = await c.walk(IF_DESCR, 1000)
+        asked = [len(agent.asked)]
+        peek_sock = c._peek_sock
+        first = await c.walk(column, 1000)
+        asked.append(len(agent.asked))
+        second = await c.walk(column, 1000)
+        asked.append(len(agent.asked))
+    finally:
+        agent.close()
+    assert len(plain.rows) == hostile_agent.WIDE_ROWS and asked[0] == plain.requests == 4 and peek_sock is None
+    rows = sum(1 for oid in mib if oid[: len(last)] == last)
+    assert len(first.rows) == len(second.rows) == rows >= 1
+    walk = -(-rows // 10) + 1  # answers with rows, then one with none (gufo skips endOfMibView values)
+    assert (asked[1] - asked[0], asked[2] - asked[1]) == (walk + 1, walk), asked
+    assert c._peek_sock is not None
 
 
 @pytest.mark.parametrize("retries", [0, 1])
