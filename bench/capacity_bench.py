@@ -202,6 +202,13 @@ def run_daemon_window(
             v for _, v in samples(text0, "sitivmon_poll_errors_total")
         )
         durations = [v for _, v in samples(text1, "sitivmon_target_poll_duration_seconds")]
+        refreshes, refresh_cpu = (
+            sum(v for _, v in samples(text1, name)) - sum(v for _, v in samples(text0, name))
+            for name in (
+                "sitivmon_usage_month_to_date_refreshes_total",
+                "sitivmon_usage_month_to_date_refresh_cpu_seconds_total",
+            )
+        )
         surely, perhaps = count_above(lag, interval * 0.1) if lag else (0.0, 0.0)
         return {
             "name": name,
@@ -239,6 +246,8 @@ def run_daemon_window(
             "flush_count": flush.get(float("inf"), 0.0),
             "flush_p50_le": quantile_bound(flush, 0.5),
             "flush_max_le": quantile_bound(flush, 1.0),
+            "refreshes": refreshes,  # month-to-date refreshes in the window, and their CPU (the daemon's metrics)
+            "refresh_cpu_s": round(refresh_cpu, 2),
         }
     finally:
         sv.stop()
@@ -273,6 +282,12 @@ def print_capacity(r: dict[str, Any]) -> list[str]:
         print(f"  flushes: {r['flush_count']:.0f}, p50 <= {r['flush_p50_le']} s, max <= {r['flush_max_le']} s")
     else:
         print("  flushes: the daemon exposes no sitivmon_usage_flush_seconds (flush durations not measured)")
+    if r.get("refreshes"):
+        share = 100 * r["refresh_cpu_s"] / r["cpu_s"] if r["cpu_s"] else 0.0
+        print(
+            f"  month-to-date refreshes in the window: {r['refreshes']:.0f}, {r['refresh_cpu_s']} CPU-s "
+            f"({share:.1f}% of the daemon's)"
+        )
     verdicts = [
         f"capacity CPU {r['cores']:.3f} cores (goal <= 1): {'MET' if r['cores'] <= 1 else 'NOT MET'}",
         f"capacity RSS max {r['rss_max_mib']} MiB (goal <= 1024): "
