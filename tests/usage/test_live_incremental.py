@@ -370,3 +370,49 @@ def test_the_digest_is_of_values_not_of_their_representation(typecode: str) -> N
         assert _digest([forms[0]] * 3 + [[-1] * n], k) != ref  # a value no array of the type holds
     big = [2**70, 1]
     assert _digest([big, 0, 0, 0], 2) == _digest([list(big), 0, 0, 0], 2) != _digest([[2**70, 2], 0, 0, 0], 2)
+
+
+def test_plain_buckets_join_as_their_scan_would() -> None:
+    """`_plain_covered`, the refresh's short way for a counter's newest buckets, gives what scanning
+    them (`scan_series`) and joining the scan to the kept one gives, whenever it answers; and it
+    answers for plain buckets (written, no flag, samples received) in every representation a read
+    gives (ints, arrays, lists), with expected counts varying, zero or below the received ones."""
+    from array import array
+    from fractions import Fraction
+
+    from sitivmon.readings import Quantity, UsageKey
+    from sitivmon.usage.buckets import PRESENT
+    from sitivmon.usage.live import _cscan, _joined, _plain_covered
+    from sitivmon.usage.port import SeriesMonth
+
+    rng = random.Random(15)
+    key = UsageKey("givors", "l", Quantity.TRAFFIC_IN)
+    answered = 0
+    for _ in range(3000):
+        n = rng.randrange(1, 30)
+        lo = rng.randrange(n)
+        hi = rng.randrange(lo + 1, n + 1)
+        plain = rng.random() < 0.7
+        odd = [0, PRESENT, PRESENT | 1, PRESENT | 4, PRESENT | 8]  # unwritten, plain, reset, gap, unknown
+        flags = [PRESENT] * n if plain else [rng.choice(odd) for _ in range(n)]
+        received = [rng.choice([1, 5, 6, 30]) if plain else rng.choice([0, 1, 5, 30]) for _ in range(n)]
+        expected = [rng.choice([5, 6, 30]) if rng.random() > 0.05 else 0 for _ in range(n)]
+
+        def form(col: list[int], code: str) -> object:
+            if col.count(col[0]) == len(col) and rng.random() < 0.5:
+                return col[0]  # constant over the read: an int
+            return array(code, col) if rng.random() < 0.7 else list(col)
+
+        v, r, e, f = form([7] * n, "I"), form(received, "I"), form(expected, "H"), form(flags, "B")
+        runs = ((0, 2, frozenset({"missing"})),) * rng.randrange(2)
+        prefix = (Fraction(rng.randrange(50), rng.choice([1, 3])), runs, (("gap", 1),) * rng.randrange(2))
+        more = _plain_covered(r, e, f, lo, hi)  # type: ignore[arg-type]
+        cut = [c if isinstance(c, int) else c[lo:hi] for c in (v, r, e, f)]
+        part = SeriesMonth(key, 0, hi - lo, {0: (hi - lo, *cut)})  # type: ignore[arg-type]
+        want = _joined(prefix, _cscan(part), lo)
+        if more is None:
+            assert not plain or (not isinstance(e, int) and 0 in expected[lo:hi])  # left to the scan
+            continue
+        answered += 1
+        assert (prefix[0] + more, prefix[1], prefix[2]) == want
+    assert answered > 1500
