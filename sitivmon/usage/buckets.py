@@ -211,6 +211,7 @@ _BIG = sys.byteorder == "big"
 assert array("I").itemsize == 4 and array("H").itemsize == 2 and array("Q").itemsize == 8
 
 
+_UNSIGNED = frozenset("BHILQ")
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1  # the constant encodings are signed 64-bit; wider goes to arrays
 
 
@@ -283,6 +284,34 @@ def _enc_unsigned(vals: list[int], written: bytes | None) -> bytes | None:
     for k in range(w):
         out[k::w] = raw[k::8]
     return {1: b"B", 2: b"H", 4: b"I"}[w] + bytes(out)
+
+
+def _enc_array(a: array[int], written: bytes | None) -> bytes:
+    """`_enc` of an unsigned array's values, varying (not all equal), on a little-endian host: what
+    `_enc_unsigned` does on their 64-bit image, done on the array's own bytes, which already hold
+    every value (no list, no 64-bit copy: compaction re-encodes a twelfth of the weeks at each flush)."""
+    size, raw, n = a.itemsize, a.tobytes(), len(a)
+    if written is not None:
+        at = written.find(1)
+        if at >= 0:
+            c = a[at]  # the constant on the written slots, if the column is masked
+            if c <= _INT64_MAX and len(written) == n and written.count(0) + written.count(1) == n:
+                expect = bytearray(size * n)
+                for k, byte in enumerate(c.to_bytes(size, "little")):
+                    if byte:
+                        expect[k::size] = written.translate(_ZERO_LANE_TABLES[byte])
+                if raw == expect:
+                    return b"~" + c.to_bytes(8, "little", signed=True)
+    zero = bytes(n)
+    w = size
+    while w > 1 and all(raw[k::size] == zero for k in range(w // 2, w)):
+        w //= 2
+    if w < size:
+        out = bytearray(w * n)
+        for k in range(w):
+            out[k::w] = raw[k::size]
+        raw = bytes(out)
+    return {1: b"B", 2: b"H", 4: b"I", 8: b"Q"}[w] + raw
 
 
 _CONST = ord("=")
@@ -371,9 +400,25 @@ class Chunk:
         return cls(cols, masked)
 
     def encode(self) -> bytes:
-        flags = self._list(3)
-        written = _written_bits(flags)
-        return bytes([_FORMAT]) + b"".join(_enc(self._list(i), written) for i in range(3)) + _enc(flags)
+        f = self.cols[3]
+        if isinstance(f, array) and f.typecode == "B" and 3 not in self.masked:
+            written = f.tobytes().translate(_TO_BIT)  # `_written_bits` of its list
+        else:
+            written = _written_bits(self._list(3))
+        return bytes([_FORMAT]) + b"".join([self._enc_col(i, written) for i in range(3)]) + self._enc_col(3, None)
+
+    def _enc_col(self, i: int, written: bytes | None) -> bytes:
+        """`_enc(self._list(i), written)`, the same bytes, without the list for a column that is an
+        unsigned array (as decoded, merged in place): compaction re-encodes a twelfth of the weeks at
+        each flush, and turning each array into a list of ints and back into an array was about half of
+        that encode (py-spy, issue 15)."""
+        c = self.cols[i]
+        if _BIG or i in self.masked or not isinstance(c, array) or c.typecode not in _UNSIGNED:
+            return _enc(self._list(i), written)
+        first = as_constant(c)
+        if isinstance(first, int):
+            return _enc([first], written) if first <= _INT64_MAX else _enc(self._list(i), written)
+        return _enc_array(c, written)
 
     def _list(self, i: int) -> list[int]:
         c = self.cols[i]
@@ -614,6 +659,18 @@ def col_sum(col: Col, n: int) -> int:
     return col * n if isinstance(col, int) else sum(col)
 
 
+def in_lanes(a: array[int], lane: int) -> bytearray:
+    """The little-endian bytes of unsigned `a`, each item in `lane` bytes (at least its itemsize),
+    the high ones zero: each byte plane copied into its place in C instead of an int object per item.
+    Little-endian hosts only (the callers check `_BIG`)."""
+    w = a.itemsize
+    raw = a.tobytes()
+    buf = bytearray(lane * len(a))
+    for k in range(w):
+        buf[k::lane] = raw[k::w]
+    return buf
+
+
 def column_totals(cols: Sequence[Col], length: int) -> list[int]:
     """Element-wise sum of columns (ints are constants), exact.
 
@@ -633,12 +690,7 @@ def column_totals(cols: Sequence[Col], length: int) -> list[int]:
     total = 0
     for a in arrays:
         assert isinstance(a, array)
-        w = a.itemsize
-        raw = a.tobytes()
-        buf = bytearray(lane * length)
-        for k in range(w):
-            buf[k::lane] = raw[k::w]
-        total += int.from_bytes(buf, "little")
+        total += int.from_bytes(in_lanes(a, lane), "little")
     out = total.to_bytes(lane * length, "little")
     if lane == 8:
         values = array("Q", out).tolist()

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import itertools
 import logging
 import threading
 import time
@@ -36,7 +35,7 @@ from sitivmon.config.model import Commune
 from sitivmon.readings import Quantity, UsageKey
 
 from .backends import UsageStoreFactory
-from .buckets import _BIG, _SLOT_TYPE, CHUNK_S, COUNTERS, PRESENT, Col, as_constant
+from .buckets import _BIG, _SLOT_TYPE, _UNSIGNED, CHUNK_S, COUNTERS, PRESENT, Col, as_constant, in_lanes
 from .indicators import (
     LEAD_IN_BUCKETS,
     Held,
@@ -49,7 +48,7 @@ from .indicators import (
 from .periods import BUCKET_S, bucket_start, month_of
 from .port import SeriesMonth, StoreError, StoreMissing, StoreUnavailable, UsageStorePort
 from .registry import INDICATORS, IndicatorRegistry
-from .scans import B_NS, GaugeScan, Group, SeriesScan, per_bucket_totals, scan_gauge, scan_series
+from .scans import B_NS, GaugeScan, Group, SeriesScan, _covered, _it, per_bucket_totals, scan_gauge, scan_series
 
 _T = TypeVar("_T")
 
@@ -339,25 +338,13 @@ def _plain_covered(r: Col, e: Col, f: Col, lo: int, hi: int) -> Fraction | None:
         if r <= 0:
             return None
         return Fraction(k) if e <= 0 or r >= e else Fraction(k * r, e)
-    whole = 0
-    parts: dict[int, int] = {}
-    for rv, ev in zip(_cut_it(r, lo, hi), _cut_it(e, lo, hi), strict=True):
+    pairs = Counter(zip(_it(_cut(r, lo, hi), k), _it(_cut(e, lo, hi), k), strict=True))
+    for rv, ev in pairs:
         if rv <= 0:
             return None  # no sample: a gap (`scan_series` names it)
         if ev <= 0 and not isinstance(e, int):
             return None  # `scan_series` reads it as the column's other expected count (an unwritten slot's 0)
-        if ev <= 0 or rv >= ev:
-            whole += 1
-        else:
-            parts[ev] = parts.get(ev, 0) + rv
-    covered = Fraction(whole)
-    for ev, received in parts.items():
-        covered += Fraction(received, ev)
-    return covered
-
-
-def _cut_it(col: Col, lo: int, hi: int) -> Iterable[int]:
-    return itertools.repeat(col, hi - lo) if isinstance(col, int) else col[lo:hi]
+    return _covered(pairs)
 
 
 def _digest(cols: Sequence[Col], k: int, types: Sequence[str] = _SLOT_TYPE) -> bytes:
@@ -381,13 +368,9 @@ def _digest(cols: Sequence[Col], k: int, types: Sequence[str] = _SLOT_TYPE) -> b
             h.update(b"c%d;" % c)
             continue
         part = c[:k]
-        first = part[0]
-        if isinstance(part, array):
-            if first == part[-1] and type(first) is int and part.tobytes() == part[:1].tobytes() * len(part):
-                h.update(b"c%d;" % first)
-                continue
-        elif type(first) is int and part.count(first) == len(part) and all(type(x) is int for x in part):
-            h.update(b"c%d;" % first)
+        const = as_constant(part)
+        if type(const) is int and (isinstance(part, array) or all(type(x) is int for x in part)):
+            h.update(b"c%d;" % const)
             continue
         if isinstance(part, array) and part.typecode != typecode:
             wide = _widened(part, typecode)
@@ -418,9 +401,6 @@ def _scanned(cols: tuple[Col, Col, Col, Col], k: int, counter: bool) -> bytes:
     return _digest(cols[1:], k, _SCANNED_COUNTER) if counter else _digest(cols, k)
 
 
-_UNSIGNED = frozenset("BHILQ")
-
-
 def _widened(part: array[int], typecode: str) -> bytes | None:
     """The bytes of `array(typecode, part)` for an unsigned array narrower than the unsigned `typecode`,
     laid out in C (each byte plane of the narrow items copied into its place in the wide ones),
@@ -429,14 +409,10 @@ def _widened(part: array[int], typecode: str) -> bytes | None:
     widening item by item was most of a refresh at the end of a week (0.8 of 1.1 CPU-s for the
     digests of 6,000 series, 1,700 buckets each; bench/README.md, issue 15). None when this does
     not apply (a signed or wider array, a big-endian host): the caller converts item by item."""
-    w, wide = part.itemsize, array(typecode).itemsize
-    if _BIG or part.typecode not in _UNSIGNED or typecode not in _UNSIGNED or w >= wide:
+    wide = array(typecode).itemsize
+    if _BIG or part.typecode not in _UNSIGNED or typecode not in _UNSIGNED or part.itemsize >= wide:
         return None
-    raw = part.tobytes()
-    buf = bytearray(wide * len(part))
-    for k in range(w):  # little-endian: the low bytes first, the high ones stay zero
-        buf[k::wide] = raw[k::w]
-    return bytes(buf)
+    return bytes(in_lanes(part, wide))
 
 
 def _joined(x: _CScan | _GScan, y: _CScan | _GScan, off: int) -> _CScan | _GScan:

@@ -195,3 +195,48 @@ def test_column_encoding_is_the_same_bytes_as_before() -> None:
                     _enc(vals, wr)
             else:
                 assert _enc(vals, wr) == want, (trial, kind, top)
+
+
+def test_encode_of_array_columns_is_the_bytes_of_their_lists() -> None:
+    """A chunk's columns held as unsigned arrays of any width (as decoded and merged in place) are
+    encoded without becoming lists (`Chunk._enc_col`): the bytes must be those of the same values
+    as lists, for constant, masked-looking, varying and wide columns."""
+    import random
+    from array import array
+
+    from sitivmon.usage.buckets import _dec
+
+    rng = random.Random(1515)
+    widths = (("B", 2**8 - 1), ("H", 2**16 - 1), ("I", 2**32 - 1), ("L", 2**64 - 1), ("Q", 2**64 - 1))
+    seen: set[str] = set()
+    for trial in range(300):
+        cut = rng.randrange(1, SLOTS + 1)
+        flags = [PRESENT if i < cut else 0 for i in range(SLOTS)]
+        if trial % 4 == 0:
+            flags = [rng.choice((0, PRESENT, PRESENT | 4)) for _ in range(SLOTS)]
+        cols: list[list[int]] = []
+        for _ in range(3):
+            top = rng.choice((1, 2**8 - 1, 2**16, 2**32 - 1, 2**40, 2**63 - 1, 2**63, 2**64 - 1))
+            kind = rng.randrange(4)
+            if kind == 0:  # constant everywhere
+                vals = [rng.randrange(0, top + 1)] * SLOTS
+            elif kind == 1:  # a constant on the written slots, 0 elsewhere
+                c = rng.randrange(1, top + 1)
+                vals = [c if f else 0 for f in flags]
+            elif kind == 2:  # varying
+                vals = [rng.randrange(0, top + 1) for _ in range(SLOTS)]
+            else:  # varying on the written slots only
+                vals = [rng.randrange(0, top + 1) if f else 0 for f in flags]
+            cols.append(vals)
+        want = Chunk([list(c) for c in cols] + [list(flags)]).encode()
+        held: list[object] = []
+        for vals in cols:
+            fits = [tc for tc, lim in widths if max(vals) <= lim]
+            held.append(array(rng.choice(fits), vals))
+        got = Chunk([*held, array("B", flags)]).encode()  # type: ignore[list-item]
+        assert got == want, trial
+        pos = 1
+        for _ in range(3):
+            seen.add(chr(want[pos]))
+            pos = _dec(want, pos)[1]
+    assert seen == set("=~BHIQ")  # every encoding of a column was compared
