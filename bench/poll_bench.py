@@ -285,7 +285,8 @@ class Sitivmon:
         path = workdir / f"{name}.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         self.log = open(workdir / f"{name}.log", "wb")  # noqa: SIM115
-        self.refreshes: tuple[float, float] | None = None  # month-to-date refreshes and their CPU-s, last scrape
+        self.refreshes: tuple[float, float, float] | None = None
+        """Month-to-date refreshes, their CPU-s and the series they scanned from the week's start, last scrape."""
         code = (root or ROOT).resolve()
         entry = SITIVMON_VARIANTS[variant]
         if entry == ["-m", "sitivmon"] and not (code / "sitivmon" / "__main__.py").exists():
@@ -342,7 +343,9 @@ class Sitivmon:
         up = int(sum(v for _, v in samples(text, "sitivmon_link_up")))
         runs = samples(text, "sitivmon_usage_month_to_date_refreshes_total")
         cpu = samples(text, "sitivmon_usage_month_to_date_refresh_cpu_seconds_total")
-        self.refreshes = (runs[0][1], cpu[0][1]) if runs and cpu else None  # (None: a daemon without them)
+        again = samples(text, "sitivmon_usage_month_to_date_rescanned_series_total")
+        # (None: a daemon without them; rescanned -1: one without that counter, the base of a comparison)
+        self.refreshes = (runs[0][1], cpu[0][1], again[0][1] if again else -1.0) if runs and cpu else None
         return varbinds, errors, up
 
     def cpu(self) -> tuple[float, float]:
@@ -455,7 +458,10 @@ def run_phase(
                 if args.history == "month":
                     write_history(config)
                 root = args.base if name == "sitivmon-base" else None
-                daemons[name] = Sitivmon(name, workdir, config, args.py_spy, spy_out, root=root)
+                # Only the first daemon of the phase is sampled (the file is named after it): each sampled
+                # daemon would write its stacks over the other's.
+                spied = spy_out if name == which[0] else None
+                daemons[name] = Sitivmon(name, workdir, config, args.py_spy, spied, root=root)
         for sv in daemons.values():
             sv.wait_ready(timeout=3 * interval + 30)
         if "exporter" in which:
@@ -512,6 +518,7 @@ def run_phase(
                 res.notes.append(
                     f"month-to-date refreshes in the window: {r1[0] - r0[0]:.0f}, {spent:.2f} CPU-s"
                     f" ({spent / max(user + kernel, 1e-9):.1%} of the daemon's)"
+                    + (f", series scanned from the week's start: {r1[2] - r0[2]:.0f}" if min(r0[2], r1[2]) >= 0 else "")
                 )
             out[name] = res
         if ex is not None:

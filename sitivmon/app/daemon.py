@@ -195,6 +195,7 @@ class Daemon:
                 link_keys(config.links),
                 refresh_s=config.usage.live_refresh_s,
                 background=True,
+                settle_s=self._settle_s(),
             )
             self.registry.register(self.live)
         elif not self.elector.holds(Role.GLOBAL) and self.live is not None:
@@ -213,6 +214,11 @@ class Daemon:
                 gc_settle(unfreeze=self._settle_unfreezes)
                 self._settle_unfreezes = False
                 self.gc_settles += 1
+
+    def _settle_s(self) -> float:
+        """How long a closed bucket may still change in the store: a poll straddling its end, at the
+        longest interval, then the flush that writes it (`UsageLiveCollector`'s `settle_s`)."""
+        return self._longest_interval() + self.config.usage.flush_interval_s
 
     def _longest_interval(self) -> float:
         config = self.config
@@ -435,7 +441,7 @@ class Daemon:
             self.datacenter.set_attribution(new.attribution)
             self.monitor.reconfigure(new)
             if self.live is not None:
-                self.live.follow(new.communes, new.timezone, link_keys(new.links))
+                self.live.follow(new.communes, new.timezone, link_keys(new.links), self._settle_s())
             self.scheduler.apply(new)
             self._settle_due = time.monotonic()  # the new links' state: frozen after their first polls
             self._settle_unfreezes = True

@@ -59,6 +59,7 @@ COVERAGE = "sitivmon_usage_month_to_date_coverage_ratio"
 REFRESHED = "sitivmon_usage_month_to_date_refresh_timestamp_seconds"
 REFRESH_CPU = "sitivmon_usage_month_to_date_refresh_cpu_seconds"
 REFRESHES = "sitivmon_usage_month_to_date_refreshes"
+RESCANNED = "sitivmon_usage_month_to_date_rescanned_series"
 
 
 class UsageLiveCollector(Collector):
@@ -79,6 +80,7 @@ class UsageLiveCollector(Collector):
         refresh_s: float = 60.0,
         clock: Callable[[], float] = time.time,
         background: bool = False,
+        settle_s: float = 0.0,
     ) -> None:
         """`background`: a scrape never waits for a refresh; it serves the figures it has (none until
         the first refresh ends) and starts a refresh in a thread of its own when they are stale. The
@@ -87,12 +89,21 @@ class UsageLiveCollector(Collector):
         scrape, as tests ask), a scrape refreshes stale figures itself.
 
         `open_store` opens a read-only store (`backends.usage_reader_factory`); the collector closes it
-        after each refresh."""
+        after each refresh.
+
+        `settle_s`: how long after its end a bucket may still change in the store: a poll whose interval
+        straddles the bucket's end is spread into it when it arrives, and reaches the store at the
+        recorder's next flush (the daemon passes its longest poll interval plus the flush interval).
+        A refresh keeps its scan of the current week up to the buckets settled by then only: a kept
+        bucket that changes later sends its series back to a scan from the week's start, and a refresh
+        that fell each time just after a bucket's end did that for every counter series, every time
+        (issue 15)."""
         self.open_store = open_store
         self.communes = list(communes)
         self.timezone = timezone
         self.links = list(links)
         self.refresh_s = refresh_s
+        self.settle_s = settle_s
         self._clock = clock
         self._lock = threading.Lock()
         self._families: list[Metric] = []
@@ -108,6 +119,7 @@ class UsageLiveCollector(Collector):
         self._scans_lock = threading.Lock()  # one refresh at a time uses the kept scans
         self._cpu_s = 0.0  # CPU time of every refresh so far (its thread's), failed ones too
         self._refreshes = 0
+        self._rescanned = 0  # series scanned from the current week's start, all refreshes so far
         self._cost_lock = threading.Lock()  # not `_lock`: a scrape refreshes under that one
 
     def describe(self) -> Iterable[Metric]:
@@ -118,12 +130,17 @@ class UsageLiveCollector(Collector):
             GaugeMetricFamily(REFRESHED, ""),
             CounterMetricFamily(REFRESH_CPU, ""),
             CounterMetricFamily(REFRESHES, ""),
+            CounterMetricFamily(RESCANNED, ""),
         ]
 
-    def follow(self, communes: Sequence[Commune], timezone: str, links: Iterable[UsageKey]) -> None:
+    def follow(
+        self, communes: Sequence[Commune], timezone: str, links: Iterable[UsageKey], settle_s: float | None = None
+    ) -> None:
         """Adopt a reloaded configuration (its links decide the coverage); takes effect at the next refresh."""
         with self._lock:
             self.communes, self.timezone, self.links = list(communes), timezone, list(links)
+            if settle_s is not None:
+                self.settle_s = settle_s
             self._at = None
             self._generation += 1
 
@@ -165,7 +182,7 @@ class UsageLiveCollector(Collector):
         else:
             self._seen_store = True
             with store:
-                inds = self._compute(store, communes, month.start, end)
+                inds = self._compute(store, communes, month.start, end, int(now - self.settle_s))
         for ind in inds:
             direction = ind.direction or ""
             if ind.value is not None:
@@ -176,7 +193,9 @@ class UsageLiveCollector(Collector):
         self._families = [value, cov, stamp]
         self._at = now
 
-    def _compute(self, store: UsageStorePort, communes: list[str], start: int, end: int) -> list[Indicator]:
+    def _compute(
+        self, store: UsageStorePort, communes: list[str], start: int, end: int, settled: int | None = None
+    ) -> list[Indicator]:
         """The month's indicators: from the weeks that changed since the previous refresh and the scans
         kept of the others (`MonthScans`), or, not `incremental`, the whole month folded `batch` series
         at a time (`compute_indicators_folded`). Same figures either way."""
@@ -186,7 +205,11 @@ class UsageLiveCollector(Collector):
         if self.incremental:
             with self._scans_lock:
                 self._scans.batch = self.batch
-                return self._scans.compute(store, communes, start, end, self.links)
+                try:
+                    return self._scans.compute(store, communes, start, end, self.links, settled)
+                finally:
+                    with self._cost_lock:
+                        self._rescanned += self._scans.rescanned
         held: dict[UsageKey, Held] = {}  # readings just before the month cover its start (`lead_in`)
         with contextlib.closing(store.month_series_batches(start - LEAD_IN_BUCKETS * BUCKET_S, start)) as before:
             for piece in before:
@@ -232,14 +255,22 @@ class UsageLiveCollector(Collector):
                     log.warning("usage month-to-date refresh failed: %s", exc)
                 families = list(self._families)
         with self._cost_lock:
-            cpu_s, refreshes = self._cpu_s, self._refreshes
+            cpu_s, refreshes, rescanned = self._cpu_s, self._refreshes, self._rescanned
         cpu = CounterMetricFamily(REFRESH_CPU, "CPU time spent computing the month-to-date gauges")
         cpu.add_metric([], cpu_s)
         count = CounterMetricFamily(REFRESHES, "Month-to-date computations run (failed ones too)")
         count.add_metric([], refreshes)
+        again = CounterMetricFamily(
+            RESCANNED,
+            "Series the month-to-date refreshes scanned from the current week's start rather than from"
+            " where the previous refresh stopped (each series once at the first refresh, then only"
+            " those whose earlier buckets changed)",
+        )
+        again.add_metric([], rescanned)
         yield from families
         yield cpu
         yield count
+        yield again
 
 
 # -- the incremental refresh ----------------------------------------------------------------------------
@@ -496,6 +527,7 @@ class MonthScans:
         self._lead: tuple[dict[int, bytes], dict[UsageKey, Held]] | None = None
         self._keys: dict[UsageKey, UsageKey] = {}  # one object per series for every week kept
         self._closed: tuple[Mapping[UsageKey, Held], list[_Week], dict[UsageKey, _CScan | _GScan]] | None = None
+        self._settled: int | None = None  # `compute`'s
         self._open_at: int | None = None  # where the current week's slice starts (`_open` applies to it)
         self._open: dict[UsageKey, tuple[int, bytes, _State, _CScan | _GScan]] = {}
         """The current week's series: the scan of their first buckets (all but the last, still open, one),
@@ -512,8 +544,17 @@ class MonthScans:
         return self._keys.setdefault(key, key)
 
     def compute(
-        self, store: UsageStorePort, communes: Sequence[str], start: int, end: int, links: Iterable[UsageKey]
+        self,
+        store: UsageStorePort,
+        communes: Sequence[str],
+        start: int,
+        end: int,
+        links: Iterable[UsageKey],
+        settled: int | None = None,
     ) -> list[Indicator]:
+        """`settled`: buckets that end after it may still change (`UsageLiveCollector`'s `settle_s`):
+        the scan kept for the next refresh stops before them. None: every bucket but the last."""
+        self._settled = settled
         n = (end - start) // BUCKET_S
         if self._month != start:  # a new month: nothing kept applies
             self._month, self._weeks, self._lead, self._keys, self._closed = start, {}, None, {}, None
@@ -679,12 +720,15 @@ class MonthScans:
         """A series of the current week, scanned from where the previous refresh stopped when its buckets
         up to there read the same (their digest) and its gauge state at the week's start is the same:
         only the buckets since are scanned, and joined to the kept scan (as weeks are joined). Keeps for
-        the next refresh the scan of every bucket but the last (open: it will change), moving that point
-        on once `_ADVANCE` buckets have closed since (each move costs a second digest)."""
+        the next refresh the scan of the buckets settled (`compute`'s `settled`; by default every bucket
+        but the last, open: it will change), moving that point on once `_ADVANCE` buckets have closed
+        since (each move costs a second digest)."""
         length, v, r, e, f = sm.segments[0]
         cols = (v, r, e, f)
         counter = key.quantity in COUNTERS
         m1 = length - 1
+        if self._settled is not None:  # not past the buckets that may still change
+            m1 = max(0, min(m1, (self._settled - sm.start) // BUCKET_S))
         kept = self._open.pop(key, None) if self._open_at == sm.start else None  # popped: not twice in memory
         if kept is not None and kept[0] <= m1 and kept[2] == st and kept[1] == _scanned(cols, kept[0], counter):
             m0, prefix = kept[0], kept[3]

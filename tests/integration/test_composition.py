@@ -72,6 +72,14 @@ def test_with_usage_the_same_daemon_records(tmp_path: Path, snmp_agent: agents.A
     assert daemon.usage is not None and daemon.monitor.usage_sinks == [daemon.usage]
     assert "sitivmon_usage_store_up 1.0" in page
     assert any((tmp_path / "state").glob("usage*"))
+    # The month-to-date refresh keeps its scans up to the buckets that can no longer change: those
+    # ended more than the longest poll interval and a flush ago.
+    config = load_config(path)
+    assert daemon.live is not None
+    assert daemon.live.settle_s == max(t.poll.interval or config.poll.interval for t in config.targets) + (
+        config.usage.flush_interval_s
+    )
+    assert daemon.live.settle_s > config.usage.flush_interval_s
 
 
 def test_one_selector_decides_for_monitor_scheduler_and_exposition(tmp_path: Path, snmp_agent: agents.Agent) -> None:

@@ -19,6 +19,7 @@ def readers(state_dir: Path, filename: str = "usage.sqlite3") -> UsageStoreFacto
     """What the daemon gives the collector: read-only stores of the configured backend."""
     return usage_reader_factory(UsageSettings(db_filename=filename), state_dir)
 
+
 M = month_range("2026-10")
 
 
@@ -84,7 +85,11 @@ def test_deleted_store_keeps_the_last_figures_instead_of_zeros(tmp_path: Path) -
     reg = CollectorRegistry()
     reg.register(
         UsageLiveCollector(
-            readers(tmp_path), communes(), "Europe/Paris", link_keys("venissieux", "l1"), refresh_s=60,
+            readers(tmp_path),
+            communes(),
+            "Europe/Paris",
+            link_keys("venissieux", "l1"),
+            refresh_s=60,
             clock=lambda: now[0],
         )
     )
@@ -156,3 +161,41 @@ def test_each_refresh_and_its_cpu_time_are_counted(tmp_path: Path) -> None:
     n3, cpu3 = counted()  # the store has gone: the refresh fails, the last figures stay
     assert n3 == 3 and cpu3 is not None and cpu3 >= cpu2
     assert "sitivmon_usage_month_to_date_refresh_cpu_seconds_total" in generate_latest(reg).decode()
+
+
+def test_series_scanned_from_the_week_start_are_counted(tmp_path: Path) -> None:
+    """A refresh scans each series of the current week from its start once, then only the buckets since
+    the previous refresh: the counter of series scanned from the start shows an operator (and the
+    poll bench) whether the refreshes stay incremental. The scan is kept up to the buckets settled
+    (`settle_s`): a poll straddling the end of the newest closed bucket does not send its series back
+    to a scan from the start; a late correction of an earlier bucket does, and counts."""
+    path = tmp_path / "usage.sqlite3"
+    now = [float(M.start + 2 * 86400)]
+    reg, col = one_link_two_days(tmp_path, now)
+    col.settle_s = 300 + 30  # the poll interval, then a flush
+    name = "sitivmon_usage_month_to_date_rescanned_series_total"
+    first = reg.get_sample_value(name)
+    assert first == 3  # the link's series (traffic in and out, link up), once each
+    with SqliteUsageStore(path) as s:  # its first interval ends 1 s into the bucket the last one closed
+        record(s, poll_link("venissieux", "l1", now[0] - 1, now[0] + 599, 300, lambda t: int(t * 10)))
+    now[0] += 700
+    assert reg.get_sample_value(name) == first  # new buckets only: nothing scanned from the start again
+    with SqliteUsageStore(path) as s:  # a correction to a bucket the previous refresh had kept
+        record(s, poll_link("venissieux", "l1", now[0] - 7200, now[0] - 6300, 300, lambda t: int(t * 7)))
+    now[0] += 700
+    assert reg.get_sample_value(name) == first + 3  # its polls carry traffic and the link state: all three
+
+
+def test_a_refresh_keeping_unsettled_buckets_scans_them_all_again(tmp_path: Path) -> None:
+    """Without `settle_s` the scan is kept up to the newest closed bucket, and the poll that straddles
+    its end (written after the refresh) changes it: both traffic series are scanned from the week's
+    start again. What the daemon met when its refreshes fell just after a bucket's end (issue 15)."""
+    path = tmp_path / "usage.sqlite3"
+    now = [float(M.start + 2 * 86400)]
+    reg, _ = one_link_two_days(tmp_path, now)
+    name = "sitivmon_usage_month_to_date_rescanned_series_total"
+    assert reg.get_sample_value(name) == 3
+    with SqliteUsageStore(path) as s:
+        record(s, poll_link("venissieux", "l1", now[0] - 1, now[0] + 599, 300, lambda t: int(t * 10)))
+    now[0] += 700
+    assert reg.get_sample_value(name) == 5
