@@ -202,11 +202,12 @@ def run_daemon_window(
             v for _, v in samples(text0, "sitivmon_poll_errors_total")
         )
         durations = [v for _, v in samples(text1, "sitivmon_target_poll_duration_seconds")]
-        refreshes, refresh_cpu = (
+        refreshes, refresh_cpu, rescanned = (
             sum(v for _, v in samples(text1, name)) - sum(v for _, v in samples(text0, name))
             for name in (
                 "sitivmon_usage_month_to_date_refreshes_total",
                 "sitivmon_usage_month_to_date_refresh_cpu_seconds_total",
+                "sitivmon_usage_month_to_date_rescanned_series_total",  # 0 from a daemon without it
             )
         )
         surely, perhaps = count_above(lag, interval * 0.1) if lag else (0.0, 0.0)
@@ -248,6 +249,7 @@ def run_daemon_window(
             "flush_max_le": quantile_bound(flush, 1.0),
             "refreshes": refreshes,  # month-to-date refreshes in the window, and their CPU (the daemon's metrics)
             "refresh_cpu_s": round(refresh_cpu, 2),
+            "rescanned": rescanned,  # series the refreshes in the window scanned from the week's start
         }
     finally:
         sv.stop()
@@ -286,7 +288,7 @@ def print_capacity(r: dict[str, Any]) -> list[str]:
         share = 100 * r["refresh_cpu_s"] / r["cpu_s"] if r["cpu_s"] else 0.0
         print(
             f"  month-to-date refreshes in the window: {r['refreshes']:.0f}, {r['refresh_cpu_s']} CPU-s "
-            f"({share:.1f}% of the daemon's)"
+            f"({share:.1f}% of the daemon's), series scanned from the week's start: {r.get('rescanned', 0):.0f}"
         )
     verdicts = [
         f"capacity CPU {r['cores']:.3f} cores (goal <= 1): {'MET' if r['cores'] <= 1 else 'NOT MET'}",
