@@ -310,7 +310,10 @@ class Sitivmon:
     def start_spy(self) -> None:
         py_spy, out = self._spy_args
         if py_spy and out:
-            argv = [py_spy, "record", "--pid", str(self.proc.pid), "--rate", "200", "--format", "raw"]
+            # --gil: only the thread holding the GIL, i.e. where the Python CPU goes. Without it a thread
+            # waiting for the GIL (the loop while the refresh or a flush runs, and the reverse) is
+            # sampled as busy: shares overstated the threads and the loop's native part (issue 15).
+            argv = [py_spy, "record", "--pid", str(self.proc.pid), "--rate", "200", "--format", "raw", "--gil"]
             argv += ["--nonblocking", "--output", str(out)]
             self.spy = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -694,7 +697,11 @@ def main(argv: list[str] | None = None) -> int:
         " state) or in the window (what the bench measured before 2026-12-02)",
     )
     p.add_argument("--goal", type=float, default=0.5, help="target ratio sitivmon/exporter (default 0.5)")
-    p.add_argument("--py-spy", default=None, help="path of py-spy: sample the daemon(s) during the first window")
+    p.add_argument(
+        "--py-spy",
+        default=None,
+        help="path of py-spy: sample the first daemon of the first window, the thread holding the GIL (--gil)",
+    )
     p.add_argument("--output", type=Path, default=None, help="JSON result (default bench/results/poll_bench-*.json)")
     args = p.parse_args(argv)
     for name in ("agents", "interfaces", "repeat"):
