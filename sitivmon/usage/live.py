@@ -530,8 +530,9 @@ class MonthScans:
         self._settled: int | None = None  # `compute`'s
         self._open_at: int | None = None  # where the current week's slice starts (`_open` applies to it)
         self._open: dict[UsageKey, tuple[int, bytes, _State, _CScan | _GScan]] = {}
-        """The current week's series: the scan of their first buckets (all but the last, still open, one),
-        with their number, a digest of those buckets' columns and the state the scan started from."""
+        """The current week's series: the scan of their first buckets (those settled, `compute`'s
+        `settled`: by default all but the last, still open, one), with their number, a digest of those
+        buckets' columns and the state the scan started from."""
         self.read_weeks: list[int] = []
         """Weeks read by the last `compute` (tests and benchmarks: what was not reused)."""
         self.rescanned = 0
