@@ -258,38 +258,16 @@ def _enc_unsigned(vals: list[int], written: bytes | None) -> bytes | None:
     `_enc`'s general way (tests/usage/test_chunk_merge.py); None (a value below 0 or past 64 bits,
     a big-endian host): the general way."""
     try:
-        raw = array("Q", vals).tobytes()
+        image = array("Q", vals)
     except OverflowError:
         return None
-    n = len(vals)
-    if written is not None:
-        at = written.find(1)
-        if at >= 0:
-            c = vals[at]  # the constant on the written slots, if the column is masked
-            if c <= _INT64_MAX and len(written) == n and written.count(0) + written.count(1) == n:
-                expect = bytearray(8 * n)
-                for k, byte in enumerate(c.to_bytes(8, "little")):
-                    if byte:
-                        expect[k::8] = written.translate(_ZERO_LANE_TABLES[byte])
-                if raw == expect:
-                    return b"~" + c.to_bytes(8, "little", signed=True)
-    # The narrowest unsigned item holding every value: its bytes are each value's low bytes.
-    zero = bytes(n)
-    w = 8
-    while w > 1 and all(raw[k::8] == zero for k in range(w // 2, w)):
-        w //= 2
-    if w == 8:
-        return b"Q" + raw
-    out = bytearray(w * n)
-    for k in range(w):
-        out[k::w] = raw[k::8]
-    return {1: b"B", 2: b"H", 4: b"I"}[w] + bytes(out)
+    return _enc_array(image, written)
 
 
 def _enc_array(a: array[int], written: bytes | None) -> bytes:
-    """`_enc` of an unsigned array's values, varying (not all equal), on a little-endian host: what
-    `_enc_unsigned` does on their 64-bit image, done on the array's own bytes, which already hold
-    every value (no list, no 64-bit copy: compaction re-encodes a twelfth of the weeks at each flush)."""
+    """`_enc` of an unsigned array's values, varying (not all equal), on a little-endian host, from
+    the array's own bytes: `_enc_unsigned` gives it their 64-bit image, compaction the columns as
+    decoded (no list, no 64-bit copy: it re-encodes a twelfth of the weeks at each flush)."""
     size, raw, n = a.itemsize, a.tobytes(), len(a)
     if written is not None:
         at = written.find(1)
