@@ -206,29 +206,43 @@ class Accumulator:
     def apply(self, batch: PollBatch) -> None:
         """Fold a batch into the buckets. Runs for every link on every poll: an interval inside one
         bucket (all but one poll in 300 / interval) skips `split_delta` and looks its series and
-        watermark up once (each look-up hashes the key); the result is the general path's."""
+        watermark up once (each look-up hashes the key); the result is the general path's.
+
+        The intervals of one poll share their start and end (every link's previous reading came
+        from the previous poll), as its gauges share their instant: the bucket arithmetic is done
+        again only when the times differ from the previous item's (once per batch, usually)."""
         exp = expected_milli(batch.interval_s)
         opened, watermark = self.open, self._watermark
+        t0: float | None = None  # the start and end `s_us` ... `last` were computed for
+        t1: float | None = None
+        s_us = e_us = covered = last = 0
+        one: int | None = None  # the one bucket holding [start, end), if it is in one
         for c in batch.counters:
             key = c.key
+            if c.start != t0 or c.end != t1:  # a NaN differs from everything: raises here, as before
+                t0, t1 = c.start, c.end
+                s_us, e_us = round(c.start * 1e6), round(c.end * 1e6)
+                covered = e_us - s_us
+                inside = s_us < e_us and s_us // BUCKET_US == (e_us - 1) // BUCKET_US
+                one = s_us // BUCKET_US * BUCKET_S if inside else None
+                last = bucket_start(c.end)
             bits = flag_bits(c.flags) if c.flags else 0
-            observed = not bits & GAPLIKE
-            s_us, e_us = round(c.start * 1e6), round(c.end * 1e6)
-            if s_us < e_us and s_us // BUCKET_US == (e_us - 1) // BUCKET_US:
+            if one is not None:
                 # `split_delta` gives the one part [(start, delta)], covering e_us - s_us of the bucket.
-                start = s_us // BUCKET_US * BUCKET_S
-                b = opened[key].get(start)
+                b = opened[key].get(one)
                 if b is None:
-                    b = self._bucket(key, start, exp)
+                    b = self._bucket(key, one, exp)
                 elif exp > b.expected_milli:
                     b.expected_milli = exp
                 b.value += c.delta
-                b.flags |= bits
-                if observed:
-                    b.covered_us += e_us - s_us
-            elif self.span_buckets and bits & GAPLIKE and e_us - s_us > (self.span_buckets + 1) * BUCKET_US:
-                self._apply_span(c.key, c.start, c.end, c.delta, bits, exp)
+                if bits:
+                    b.flags |= bits
+                if not bits & GAPLIKE:
+                    b.covered_us += covered
+            elif self.span_buckets and bits & GAPLIKE and covered > (self.span_buckets + 1) * BUCKET_US:
+                self._apply_span(key, c.start, c.end, c.delta, bits, exp)
             else:
+                observed = not bits & GAPLIKE
                 for start, part in split_delta(c.start, c.end, c.delta):
                     b = self._bucket(key, start, exp)
                     b.value += part
@@ -236,11 +250,15 @@ class Accumulator:
                     if observed:
                         b.covered_us += min(e_us, (start + BUCKET_S) * 1_000_000) - max(s_us, start * 1_000_000)
             mark = watermark.get(key)
-            if mark is None or bucket_start(c.end) > mark:
+            if mark is None or last > mark:
                 self._advance(key, c.end)
+        at: float | None = None  # the instant `start` was computed for
+        start = 0
         for g in batch.gauges:
             key = g.key
-            start = bucket_start(g.at)
+            if g.at != at:
+                at = g.at
+                start = bucket_start(at)
             b = opened[key].get(start)
             if b is None:
                 b = self._bucket(key, start, exp)
