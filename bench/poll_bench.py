@@ -141,6 +141,31 @@ def _r(v: float | None, nd: int = 5) -> float | None:
 # --- environment -------------------------------------------------------------------------------------
 
 
+_INTERPRETER = """
+import json, sys, sysconfig
+args = sysconfig.get_config_var("CONFIG_ARGS") or ""
+with open("/proc/self/maps") as maps:
+    shared = "libpython" in maps.read()
+said = [w for w in ("--enable-optimizations", "--with-lto") if w in args]
+build = "interpreter in a shared libpython" if shared else "interpreter linked into the executable"
+build += (", configured " + " ".join(said)) if said else (
+    ", no PGO/LTO in its configure flags (a distribution may add them)"
+)
+print(json.dumps({"executable": sys.executable, "version": sys.version.split()[0], "build": build}))
+"""
+
+
+def interpreter(python: str) -> dict[str, str] | None:
+    """Path, version and configure flags of the interpreter a daemon runs on: its build moves the daemon's
+    CPU by a third (bench/README.md, 2026-12-02), so every result names it."""
+    try:
+        done = subprocess.run([python, "-c", _INTERPRETER], capture_output=True, text=True, timeout=60, check=True)
+        info: dict[str, str] = json.loads(done.stdout)
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+    return info
+
+
 def preflight() -> tuple[str | None, str]:
     """(exporter binary, "") when the bench can run here, else (None, reason)."""
     if os.geteuid() != 0:
@@ -283,8 +308,10 @@ class Sitivmon:
         *,
         root: Path | None = None,
         tag: str | None = None,
+        python: str | None = None,
     ) -> None:
-        """`root`: the checkout whose code runs (default this one), put first on PYTHONPATH."""
+        """`root`: the checkout whose code runs (default this one), put first on PYTHONPATH. `python`:
+        the interpreter that runs it (default this bench's, `sys.executable`)."""
         import yaml
 
         self.port = free_tcp_port()
@@ -298,7 +325,7 @@ class Sitivmon:
         entry = SITIVMON_VARIANTS[variant]
         if entry == ["-m", "sitivmon"] and not (code / "sitivmon" / "__main__.py").exists():
             entry = ["-m", "sitivmon.cli"]  # a checkout from before the composition root (sitivmon/app)
-        argv = [sys.executable, *entry, "run", "--config", str(path)]
+        argv = [python or sys.executable, *entry, "run", "--config", str(path)]
         argv += ["--listen", f"127.0.0.1:{self.port}", "--log-level", "warning"]
         env = dict(os.environ, PYTHONPATH=str(code))
         self.proc = subprocess.Popen(
@@ -490,10 +517,11 @@ def run_phase(
                 if args.history == "month":
                     write_history(config)
                 root = args.base if name == "sitivmon-base" else None
+                python = args.base_python if name == "sitivmon-base" else args.python
                 # Only the first daemon of the phase is sampled (the file is named after it): each sampled
                 # daemon would write its stacks over the other's.
                 spied = spy_out if name == which[0] else None
-                daemons[name] = Sitivmon(name, workdir, config, args.py_spy, spied, root=root)
+                daemons[name] = Sitivmon(name, workdir, config, args.py_spy, spied, root=root, python=python)
         for sv in daemons.values():
             sv.wait_ready(timeout=3 * interval + 30)
         if "exporter" in which:
@@ -696,6 +724,14 @@ def main(argv: list[str] | None = None) -> int:
         " once per start) falls: in the warm-up (default; the window then holds one refresh of a steady"
         " state) or in the window (what the bench measured before 2026-12-02)",
     )
+    p.add_argument(
+        "--python",
+        default=sys.executable,
+        help="the interpreter that runs the daemon (default: this bench's). Measure with the one the daemon is"
+        " deployed on: Debian 12's python3 or the python:3.11-slim image, both optimised builds (PGO, LTO); a"
+        " pyenv build without --enable-optimizations costs the daemon about a third more CPU (bench/README.md)",
+    )
+    p.add_argument("--base-python", default=None, help="the sitivmon-base variant's interpreter (default: --python)")
     p.add_argument("--goal", type=float, default=0.5, help="target ratio sitivmon/exporter (default 0.5)")
     p.add_argument(
         "--py-spy",
@@ -722,6 +758,15 @@ def main(argv: list[str] | None = None) -> int:
     if unknown or not variants:
         print(f"poll_bench: --variants: unknown {unknown} (known: {', '.join(SITIVMON_VARIANTS)})", file=sys.stderr)
         return 2
+    args.base_python = args.base_python or args.python
+    pythons: dict[str, dict[str, str]] = {}
+    for name in variants:
+        python = args.base_python if name == "sitivmon-base" else args.python
+        info = interpreter(python)
+        if info is None:
+            print(f"poll_bench: {python} (the {name} daemon's interpreter) does not run", file=sys.stderr)
+            return 2
+        pythons[name] = info
 
     exporter_bin, reason = preflight()
     if exporter_bin is None:
@@ -735,6 +780,8 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     spies: dict[str, Path] = {}
     started = time.time()
+    for name, info in pythons.items():
+        print(f"{name} runs on {info['executable']}: Python {info['version']}, {info['build']}")
     print(f"setting up {args.agents} agents x {args.interfaces} interfaces ...", flush=True)
     with tempfile.TemporaryDirectory(prefix="sitivmon-bench-") as tmp, agents(args.agents, args.interfaces) as ags:
         workdir = Path(tmp)
@@ -777,6 +824,7 @@ def main(argv: list[str] | None = None) -> int:
         "finished": time.time(),
         "host": {"cpus": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release()},
         "params": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "interpreters": pythons,
         **{name: final[name].as_dict() for name in sides},
         "ratio_cpu_per_varbind": _r(main_ratio, 4),
         "ratios": {name: _r(r, 4) for name, r in ratios.items()},
