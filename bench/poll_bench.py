@@ -157,7 +157,7 @@ print(json.dumps({"executable": sys.executable, "version": sys.version.split()[0
 
 def interpreter(python: str) -> dict[str, str] | None:
     """Path, version and configure flags of the interpreter a daemon runs on: its build moves the daemon's
-    CPU by a third (bench/README.md, 2026-12-02), so every result names it."""
+    CPU by a tenth (bench/README.md, 2026-12-02), so every result names it."""
     try:
         done = subprocess.run([python, "-c", _INTERPRETER], capture_output=True, text=True, timeout=60, check=True)
         info: dict[str, str] = json.loads(done.stdout)
@@ -729,7 +729,7 @@ def main(argv: list[str] | None = None) -> int:
         default=sys.executable,
         help="the interpreter that runs the daemon (default: this bench's). Measure with the one the daemon is"
         " deployed on: Debian 12's python3 or the python:3.11-slim image, both optimised builds (PGO, LTO); a"
-        " pyenv build without --enable-optimizations costs the daemon about a third more CPU (bench/README.md)",
+        " pyenv build without PGO and with a shared libpython costs the daemon about 11 % more CPU (bench/README.md)",
     )
     p.add_argument("--base-python", default=None, help="the sitivmon-base variant's interpreter (default: --python)")
     p.add_argument("--goal", type=float, default=0.5, help="target ratio sitivmon/exporter (default 0.5)")
