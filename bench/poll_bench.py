@@ -166,6 +166,11 @@ def interpreter(python: str) -> dict[str, str] | None:
     return info
 
 
+def daemon_python(args: argparse.Namespace, variant: str) -> str:
+    """The interpreter of a variant's daemon: `--base-python` for the base, `--python` for the others."""
+    return str(args.base_python if variant == "sitivmon-base" and args.base_python else args.python)
+
+
 def preflight() -> tuple[str | None, str]:
     """(exporter binary, "") when the bench can run here, else (None, reason)."""
     if os.geteuid() != 0:
@@ -517,7 +522,7 @@ def run_phase(
                 if args.history == "month":
                     write_history(config)
                 root = args.base if name == "sitivmon-base" else None
-                python = args.base_python if name == "sitivmon-base" else args.python
+                python = daemon_python(args, name)
                 # Only the first daemon of the phase is sampled (the file is named after it): each sampled
                 # daemon would write its stacks over the other's.
                 spied = spy_out if name == which[0] else None
@@ -729,7 +734,7 @@ def main(argv: list[str] | None = None) -> int:
         default=sys.executable,
         help="the interpreter that runs the daemon (default: this bench's). Measure with the one the daemon is"
         " deployed on: Debian 12's python3 or the python:3.11-slim image, both optimised builds (PGO, LTO); a"
-        " pyenv build without PGO and with a shared libpython costs the daemon about 11 % more CPU (bench/README.md)",
+        " pyenv build without PGO and with a shared libpython costs the daemon about 11 %% more CPU (bench/README.md)",
     )
     p.add_argument("--base-python", default=None, help="the sitivmon-base variant's interpreter (default: --python)")
     p.add_argument("--goal", type=float, default=0.5, help="target ratio sitivmon/exporter (default 0.5)")
@@ -761,7 +766,7 @@ def main(argv: list[str] | None = None) -> int:
     args.base_python = args.base_python or args.python
     pythons: dict[str, dict[str, str]] = {}
     for name in variants:
-        python = args.base_python if name == "sitivmon-base" else args.python
+        python = daemon_python(args, name)
         info = interpreter(python)
         if info is None:
             print(f"poll_bench: {python} (the {name} daemon's interpreter) does not run", file=sys.stderr)
